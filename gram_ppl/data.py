@@ -1,0 +1,151 @@
+"""Build, save and load puzzle data sets with checksums (numpy and the standard library only).
+
+A data set folder holds `train.npz` and `test.npz` (arrays x, y, num_solutions; see
+`gram_ppl.tasks.base.Split`) and `manifest.json`: the resolved TaskConfig, the counts, the
+number of solutions of each test input, the sha256 of each file and of each array, and the
+package version. Files are written byte-for-byte deterministically (fixed zip timestamps), so
+the same config and seed give the same bytes. A folder is written under a temporary name and
+renamed into place, so an interrupted build leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gram_ppl import __version__
+from gram_ppl.config import TaskConfig, from_dict, to_dict
+from gram_ppl.tasks import Split, get_task
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "test")
+ARRAYS = ("x", "y", "num_solutions")
+
+
+class DatasetError(ValueError):
+    """A data set folder that is missing, tampered with, truncated or of an unknown format."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    config: TaskConfig  # resolved: every default filled in
+    train: Split
+    test: Split
+
+    @property
+    def task(self):
+        return get_task(self.config.name, self.config.size)
+
+
+def build_dataset(cfg: TaskConfig) -> Dataset:
+    """Generate the train and test splits for `cfg`; deterministic in cfg.seed."""
+    cfg = cfg.resolved()
+    rng = np.random.default_rng(cfg.seed)
+    train, test = get_task(cfg.name, cfg.size).build_splits(cfg, rng)
+    return Dataset(cfg, train, test)
+
+
+def save_dataset(ds: Dataset, out: str | Path, overwrite: bool = False) -> Path:
+    """Write `ds` to the folder `out` atomically; refuse an existing non-empty folder unless
+    `overwrite`. Returns the folder."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty (pass overwrite=True / --force to replace it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        arrays = {}
+        for name in SPLITS:
+            split = getattr(ds, name)
+            _write_npz(tmp / f"{name}.npz", split.arrays())
+            arrays |= {f"{name}/{k}": _array_record(v) for k, v in split.arrays().items()}
+        manifest = {
+            "format": FORMAT_VERSION,
+            "gram_ppl_version": __version__,
+            "task": ds.config.name,
+            "size": ds.config.size,
+            "seed": ds.config.seed,
+            "config": to_dict(ds.config),
+            "counts": {name: len(getattr(ds, name)) for name in SPLITS},
+            "test_num_solutions": ds.test.num_solutions.tolist(),
+            "files": {f"{name}.npz": _sha256_file(tmp / f"{name}.npz") for name in SPLITS},
+            "arrays": arrays,
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def load_dataset(folder: str | Path) -> Dataset:
+    """Load a data set folder, verifying every checksum; DatasetError names the bad file."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    splits = {}
+    for name in SPLITS:
+        path = folder / f"{name}.npz"
+        if not path.is_file():
+            raise DatasetError(f"{path}: missing")
+        if _sha256_file(path) != manifest["files"].get(path.name):
+            raise DatasetError(f"{path}: checksum mismatch (the file was modified or truncated)")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in ARRAYS}
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+            raise DatasetError(f"{path}: unreadable ({e})") from None
+        for k, v in arrays.items():
+            if _array_record(v) != manifest["arrays"].get(f"{name}/{k}"):
+                raise DatasetError(f"{path}: array {k!r} does not match the manifest")
+        splits[name] = Split(**arrays)
+    cfg = from_dict(TaskConfig, manifest["config"])
+    return Dataset(cfg, splits["train"], splits["test"])
+
+
+def read_manifest(folder: Path) -> dict:
+    path = Path(folder) / "manifest.json"
+    if not path.is_file():
+        raise DatasetError(f"{path}: missing (is {folder} a data set folder made by `gram data build`?)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DatasetError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_VERSION:
+        raise DatasetError(f"{path}: unknown data set format (expected format {FORMAT_VERSION})")
+    for key in ("config", "files", "arrays"):
+        if not isinstance(manifest.get(key), dict):
+            raise DatasetError(f"{path}: missing {key!r}")
+    return manifest
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """np.savez-compatible, but with fixed timestamps so the bytes depend on the data alone."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        for key, value in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            with zf.open(info, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.ascontiguousarray(value), allow_pickle=False)
+
+
+def _array_record(a: np.ndarray) -> dict:
+    a = np.ascontiguousarray(a)
+    return {"dtype": a.dtype.str, "shape": list(a.shape), "sha256": hashlib.sha256(a.tobytes()).hexdigest()}
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

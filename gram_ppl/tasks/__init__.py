@@ -1,0 +1,21 @@
+"""Puzzle tasks with exact ground truth: N-Queens, Sudoku and graph 3-colouring (numpy only).
+
+`get_task(name, size)` returns a `Task`; see `gram_ppl.tasks.base.Task` for what each provides.
+"""
+
+from gram_ppl.tasks.base import PuzzleError, Split, Task
+from gram_ppl.tasks.coloring import Coloring
+from gram_ppl.tasks.nqueens import NQueens
+from gram_ppl.tasks.sudoku import Sudoku
+
+TASKS: dict[str, type[Task]] = {"nqueens": NQueens, "sudoku": Sudoku, "coloring": Coloring}
+
+
+def get_task(name: str, size: int) -> Task:
+    """The task `name` at `size`; ValueError listing the allowed names or sizes otherwise."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose one of {sorted(TASKS)}")
+    return TASKS[name](size)
+
+
+__all__ = ["TASKS", "Coloring", "NQueens", "PuzzleError", "Split", "Sudoku", "Task", "get_task"]

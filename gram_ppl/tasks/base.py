@@ -1,0 +1,130 @@
+"""What every puzzle task provides: token layout, checkers, exact solver, text format, data sets.
+
+Token conventions follow the paper (Table 6): 0 is padding everywhere; the meaning of the other
+tokens is task-specific and documented on each task class. Every checker is vectorised: `x` of
+shape (..., x_len) and `y` of shape (..., y_len) broadcast against each other, so a batch of
+samples for one puzzle, or one sample for a batch of puzzles, is checked in one call.
+
+This module, like the whole of `gram_ppl.tasks`, imports numpy and the standard library only.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class PuzzleError(ValueError):
+    """A puzzle that cannot be used: malformed text, contradictory givens, or no solution."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of a data set: inputs, one stored target each, and exact solution counts.
+
+    x: (N, x_len) uint8 puzzle tokens; y: (N, y_len) uint8 target tokens (one valid solution,
+    not necessarily the only one); num_solutions: (N,) int64, the exact number of solutions of
+    each input (of each canonical class, for colouring).
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    num_solutions: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"x": self.x, "y": self.y, "num_solutions": self.num_solutions}
+
+
+class Task(abc.ABC):
+    """A family of constraint puzzles of one size.
+
+    Subclasses set `name`, `x_len`, `y_len`, `x_vocab`, `y_vocab` and implement the abstract
+    methods. `size` is the task's one size parameter (board side, grid side, vertex count).
+    """
+
+    name: str = ""
+    size: int
+    x_len: int
+    y_len: int
+    x_vocab: int
+    y_vocab: int
+
+    # ---- constraints -------------------------------------------------------------------
+    @abc.abstractmethod
+    def conflicts(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Number of violated constraints of candidate solutions y for puzzles x; shape (...)."""
+
+    def is_valid(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """True where y satisfies every constraint and agrees with the givens of x; shape (...)."""
+        return self.conflicts(x, y) == 0
+
+    @abc.abstractmethod
+    def solutions(self, x: np.ndarray, limit: int | None = None) -> np.ndarray:
+        """Every solution of one puzzle x (x_len,), as (m, y_len) uint8 in a fixed order.
+
+        With `limit`, at most that many (the first in the same order). Raises PuzzleError
+        when the givens contradict each other.
+        """
+
+    @abc.abstractmethod
+    def check_givens(self, x: np.ndarray) -> None:
+        """Raise PuzzleError naming the clash if the givens of x violate a constraint."""
+
+    def check_tokens(self, x: np.ndarray) -> None:
+        """Raise PuzzleError if x (x_len,) has the wrong length or tokens out of range."""
+        x = np.asarray(x)
+        if x.shape != (self.x_len,):
+            raise PuzzleError(f"expected {self.x_len} tokens, got shape {x.shape}")
+        bad = (x < 1) | (x >= self.x_vocab)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise PuzzleError(f"token {int(x[i])} at position {i} is outside 1..{self.x_vocab - 1}")
+
+    # ---- text format (docs/formats.md) ------------------------------------------------------
+    @abc.abstractmethod
+    def parse_puzzle(self, text: str) -> np.ndarray:
+        """One line of the text format -> x (x_len,) uint8. Raises PuzzleError with the reason."""
+
+    @abc.abstractmethod
+    def format_puzzle(self, x: np.ndarray) -> str:
+        """x (x_len,) -> one line of the text format."""
+
+    @abc.abstractmethod
+    def parse_solution(self, text: str) -> np.ndarray:
+        """One line of the solution text format -> y (y_len,) uint8."""
+
+    @abc.abstractmethod
+    def format_solution(self, y: np.ndarray) -> str:
+        """y (y_len,) -> one line of the solution text format."""
+
+    unsolvable_reason = "the puzzle has no solution"
+
+    # ---- data sets ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def build_splits(self, cfg, rng: np.random.Generator) -> tuple[Split, Split]:
+        """Generate (train, test) for a gram_ppl.config.TaskConfig, deterministic in rng."""
+
+
+def parse_grid_line(text: str, length: int, alphabet: dict[str, int], what: str) -> np.ndarray:
+    """Map a line of single-character cells to tokens; errors say where and what is wrong."""
+    line = text.strip()
+    if len(line) != length:
+        raise PuzzleError(f"expected {length} characters ({what}), got {len(line)}")
+    out = np.empty(length, dtype=np.uint8)
+    for i, ch in enumerate(line):
+        tok = alphabet.get(ch)
+        if tok is None:
+            raise PuzzleError(f"unexpected character {ch!r} at column {i + 1} (allowed: {what})")
+        out[i] = tok
+    return out
+
+
+def line_pairs(counts: np.ndarray) -> np.ndarray:
+    """Number of clashing pairs among `counts` items on one line: c (c - 1) / 2, elementwise."""
+    counts = counts.astype(np.int64)
+    return counts * (counts - 1) // 2

@@ -1,0 +1,153 @@
+"""Graph 3-colouring of Erdős–Rényi graphs (paper §10, following the GNN-GCP pipeline).
+
+Tokens (paper Table 6): the input is the strict upper triangle of the adjacency matrix in
+row-major order, n(n-1)/2 tokens, 0 pad, 1 no edge, 2 edge; the output is n tokens 3 + colour
+(3, 4, 5 = colours 0, 1, 2). Colourings are compared up to a permutation of the colours: the
+*canonical form* of a colouring renames colours in order of first appearance, so vertex 0 always
+has colour 0 (a "restricted growth string"). `solutions` returns canonical forms, one per class;
+the number of proper colourings is 3! / (3 - k)! times the number of canonical ones using k
+colours. Text format: `{"n": 8, "edges": [[0, 1], ...]}`; a solution `{"colors": [0, 2, ...]}`.
+
+Enumeration is exact: every canonical colouring of n vertices (9,842 for n = 10) is tested
+against the graph's edge vector with one matrix product, in batches of graphs for data sets.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+
+import numpy as np
+
+from gram_ppl.tasks.base import PuzzleError, Split, Task
+
+NO_EDGE, EDGE, COLOR0 = 1, 2, 3
+COLORS = 3
+SIZES = range(3, 13)
+
+
+class Coloring(Task):
+    """3-colouring of graphs on n vertices, n in 3..12."""
+
+    name = "coloring"
+    unsolvable_reason = "the graph is not 3-colourable"
+
+    def __init__(self, size: int):
+        if size not in SIZES:
+            raise ValueError(f"colouring size (vertices) must be one of {list(SIZES)}, got {size}")
+        self.size = n = size
+        self.x_len, self.y_len = n * (n - 1) // 2, n
+        self.x_vocab, self.y_vocab = 3, COLOR0 + COLORS
+        self.pairs = np.array(list(itertools.combinations(range(n), 2)), dtype=np.int64)  # (E, 2)
+
+    # ---- constraints -------------------------------------------------------------------
+    def conflicts(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Edges whose ends share a colour + output tokens that are not colours."""
+        x, y = np.asarray(x), np.asarray(y)
+        same = y[..., self.pairs[:, 0]] == y[..., self.pairs[:, 1]]  # (..., E)
+        clashes = ((x == EDGE) & same).sum(-1)
+        not_color = ((y < COLOR0) | (y >= COLOR0 + COLORS)).sum(-1)
+        return clashes + not_color
+
+    def check_givens(self, x: np.ndarray) -> None:
+        self.check_tokens(x)
+
+    def solutions(self, x: np.ndarray, limit: int | None = None) -> np.ndarray:
+        self.check_givens(x)
+        valid = self.proper_mask(np.asarray(x)[None])[0]  # (R,)
+        return (canonical_colorings(self.size)[valid][:limit] + COLOR0).astype(np.uint8)
+
+    def proper_mask(self, x: np.ndarray, chunk: int = 512) -> np.ndarray:
+        """(G, E) graphs -> (G, R) bool: which canonical colourings are proper for each graph."""
+        rgs = canonical_colorings(self.size)
+        same = (rgs[:, self.pairs[:, 0]] == rgs[:, self.pairs[:, 1]]).astype(np.float32)  # (R, E)
+        out = [(np.asarray(x[i : i + chunk]) == EDGE).astype(np.float32) @ same.T == 0 for i in range(0, len(x), chunk)]
+        return np.concatenate(out) if out else np.zeros((0, len(rgs)), dtype=bool)
+
+    # ---- text format -------------------------------------------------------------------
+    def parse_puzzle(self, text: str) -> np.ndarray:
+        obj = _json_object(text, {"n", "edges"})
+        n = obj["n"]
+        if not isinstance(n, int) or isinstance(n, bool) or n != self.size:
+            raise PuzzleError(f'"n" must be the integer {self.size} (the --size), got {n!r}')
+        edges = obj["edges"]
+        if not isinstance(edges, list):
+            raise PuzzleError('"edges" must be a list of [u, v] pairs')
+        adj = np.zeros((n, n), dtype=bool)
+        for k, e in enumerate(edges):
+            if not (isinstance(e, list) and len(e) == 2 and all(_is_int(v) for v in e)):
+                raise PuzzleError(f"edge {k} must be a pair of vertex numbers, got {e!r}")
+            u, v = e
+            if not (0 <= u < n and 0 <= v < n):
+                raise PuzzleError(f"edge {k} {e} has a vertex outside 0..{n - 1}")
+            if u == v:
+                raise PuzzleError(f"edge {k} {e} is a self-loop")
+            adj[u, v] = adj[v, u] = True
+        return np.where(adj[self.pairs[:, 0], self.pairs[:, 1]], EDGE, NO_EDGE).astype(np.uint8)
+
+    def format_puzzle(self, x: np.ndarray) -> str:
+        edges = self.pairs[np.asarray(x) == EDGE].tolist()
+        return json.dumps({"n": self.size, "edges": edges})
+
+    def parse_solution(self, text: str) -> np.ndarray:
+        colors = _json_object(text, {"colors"})["colors"]
+        if not (isinstance(colors, list) and len(colors) == self.size):
+            raise PuzzleError(f'"colors" must be a list of {self.size} colours')
+        if not all(_is_int(c) and 0 <= c < COLORS for c in colors):
+            raise PuzzleError(f'"colors" must hold integers 0..{COLORS - 1}, got {colors!r}')
+        return (np.array(colors) + COLOR0).astype(np.uint8)
+
+    def format_solution(self, y: np.ndarray) -> str:
+        return json.dumps({"colors": (np.asarray(y).astype(np.int64) - COLOR0).tolist()})
+
+    # ---- data sets ----------------------------------------------------------------------
+    def build_splits(self, cfg, rng: np.random.Generator) -> tuple[Split, Split]:
+        """Distinct 3-colourable G(n, p) graphs, p = cfg.edge_prob; each stores one canonical
+        colouring drawn at random as its target and its number of canonical colourings."""
+        n_train, n_test = cfg.num_train, cfg.num_test
+        graphs, seen = [], set()
+        while len(graphs) < n_train + n_test:
+            batch = np.where(rng.random((4096, self.x_len)) < cfg.edge_prob, EDGE, NO_EDGE).astype(np.uint8)
+            for g in batch[self.proper_mask(batch).any(1)]:
+                if g.tobytes() not in seen and len(graphs) < n_train + n_test:
+                    seen.add(g.tobytes())
+                    graphs.append(g)
+        x = np.array(graphs)  # (G, E)
+        proper = self.proper_mask(x)  # (G, R)
+        counts = proper.sum(1).astype(np.int64)
+        pick = [rng.choice(np.flatnonzero(row)) for row in proper]
+        y = (canonical_colorings(self.size)[pick] + COLOR0).astype(np.uint8)
+        train = Split(x[:n_train], y[:n_train], counts[:n_train])
+        test = Split(x[n_train:], y[n_train:], counts[n_train:])
+        return train, test
+
+
+@functools.lru_cache(maxsize=None)
+def canonical_colorings(n: int) -> np.ndarray:
+    """(R, n) int64: every colouring of n vertices with at most 3 colours in canonical form
+    (colours numbered by first appearance), in lexicographic order."""
+    rows = [[0]]
+    for _ in range(n - 1):
+        rows = [r + [c] for r in rows for c in range(min(max(r) + 2, COLORS))]
+    rows = np.array(rows, dtype=np.int64).reshape(-1, n)
+    rows.flags.writeable = False
+    return rows
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _json_object(text: str, keys: set[str]) -> dict:
+    try:
+        obj = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise PuzzleError(f"not valid JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise PuzzleError(f"expected a JSON object with keys {sorted(keys)}")
+    if set(obj) != keys:
+        missing, extra = sorted(keys - set(obj)), sorted(set(obj) - keys)
+        raise PuzzleError(f"expected keys {sorted(keys)}" + (f"; missing {missing}" if missing else "")
+                          + (f"; unknown {extra}" if extra else ""))
+    return obj

@@ -1,0 +1,295 @@
+"""Sudoku with boxes 2x2 (4x4 grid), 2x3 (6x6) and 3x3 (9x9): completion and generation.
+
+Tokens (paper Table 6, generalised to side s): s*s cells row-major, 0 pad, 1 blank, d + 1 for
+digit d in 1..s. Text format: s*s characters, '.' or '0' for a blank, digits 1..s.
+
+The exact solver is a depth-first search over candidate bit masks with constraint propagation
+(naked and hidden singles) and fewest-candidates branching. It counts and enumerates solutions up
+to a cap and reports its *effort*: the number of branch points it visited, 0 for a puzzle that
+singles alone solve. Effort over the whole search for a second solution is the difficulty
+rating used by the generator.
+
+Data set modes (TaskConfig.mode):
+- "generate": unconditional generation (paper §4.3): x is an all-blank board, y a complete
+  grid; split by grid, so no test grid is seen in training. For s = 4 the grids are all 288.
+- "unique": completion puzzles with exactly one solution, made by removing clues from random
+  grids while the solution stays unique, down to `clues` clues, keeping only puzzles whose
+  effort is at least `min_effort`.
+- "multi": completion puzzles with between 2 and `max_solutions` solutions, made by blanking
+  all but `clues` random cells.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gram_ppl.tasks.base import PuzzleError, Split, Task, line_pairs, parse_grid_line
+
+PAD, BLANK = 0, 1
+BOXES = {4: (2, 2), 6: (2, 3), 9: (3, 3)}
+MODES = ("generate", "unique", "multi")
+GRID_COUNTS = {4: 288, 6: 28_200_960}  # complete grids of each size (9x9: 6,670,903,752,021,072,936,960)
+
+
+class Sudoku(Task):
+    """s x s Sudoku, s in {4, 6, 9}, boxes of BOXES[s] (rows, columns)."""
+
+    name = "sudoku"
+
+    def __init__(self, size: int):
+        if size not in BOXES:
+            raise ValueError(f"Sudoku size must be one of {sorted(BOXES)}, got {size}")
+        self.size = s = size
+        self.box = br, bc = BOXES[s]
+        self.x_len = self.y_len = s * s
+        self.x_vocab = self.y_vocab = s + 2
+        r, c = np.divmod(np.arange(s * s), s)
+        b = (r // br) * (s // bc) + c // bc
+        self._unit_of = np.stack([r, s + c, 2 * s + b], axis=1)  # (s*s, 3): row, column, box unit
+        self._unit_cells = np.array([np.flatnonzero((self._unit_of == u).any(1)) for u in range(3 * s)])  # (3s, s)
+        self._units = self._unit_cells.tolist()
+        self._cell_units = [[self._units[u] for u in self._unit_of[i]] for i in range(s * s)]
+        self._peers = [sorted({j for u in self._cell_units[i] for j in u} - {i}) for i in range(s * s)]
+        self._membership = np.eye(3 * s, dtype=np.int64)[self._unit_of].sum(1)  # (s*s, 3s)
+        self._full = (1 << s) - 1
+
+    # ---- constraints -------------------------------------------------------------------
+    def conflicts(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Repeated-digit pairs in rows, columns and boxes + non-digit cells + changed givens."""
+        x, y = np.asarray(x), np.asarray(y)
+        s = self.size
+        onehot = (y[..., None] == np.arange(2, s + 2)).astype(np.int64)  # (..., s*s, s)
+        per_unit = np.einsum("...nd,nu->...ud", onehot, self._membership)  # (..., 3s, s)
+        repeats = line_pairs(per_unit).sum((-2, -1))
+        not_digit = ((y < 2) | (y > s + 1)).sum(-1)
+        changed = ((x >= 2) & (y != x)).sum(-1)
+        return repeats + not_digit + changed
+
+    def check_givens(self, x: np.ndarray) -> None:
+        self.check_tokens(x)
+        x = np.asarray(x)
+        kinds = ("row", "column", "box")
+        for u, cells in enumerate(self._units):
+            digits = x[cells]
+            digits = digits[digits >= 2]
+            vals, counts = np.unique(digits, return_counts=True)
+            if (counts > 1).any():
+                d = int(vals[counts > 1][0]) - 1
+                raise PuzzleError(f"digit {d} appears twice in {kinds[u // self.size]} {u % self.size + 1}")
+
+    def solutions(self, x: np.ndarray, limit: int | None = None) -> np.ndarray:
+        self.check_givens(x)
+        grids, _ = self.solve(np.asarray(x, dtype=np.int64) - 1, limit)
+        return (grids + 1).astype(np.uint8)
+
+    # ---- exact solver on digit grids (0 = blank, 1..s) ------------------------------------
+    def solve(
+        self,
+        digits: np.ndarray,
+        limit: int | None = None,
+        rng: np.random.Generator | None = None,
+        exclude: tuple[int, int] | None = None,
+    ) -> tuple[np.ndarray, int]:
+        """Solutions (m, s*s) int64 digits up to `limit` and the search effort (branch points).
+
+        With `rng` the branching order is random (used to draw random grids); without it the
+        solutions come in lexicographic order of their cells. `exclude=(cell, digit)` forbids
+        one digit in one blank cell.
+        """
+        cand = self._initial_candidates(np.asarray(digits, dtype=np.int64))
+        ok = cand is not None and self._propagate(cand)
+        if ok and exclude is not None:
+            ok = self._eliminate(cand, int(exclude[0]), 1 << (int(exclude[1]) - 1))
+        if not ok:
+            return np.zeros((0, self.size**2), dtype=np.int64), 0
+        found: list[list[int]] = []
+        effort = self._search(cand, limit or float("inf"), found, rng)
+        grids = np.array([[v.bit_length() for v in c] for c in found], dtype=np.int64)
+        return grids.reshape(len(found), self.size**2), effort
+
+    def _initial_candidates(self, digits: np.ndarray) -> list[int] | None:
+        """Candidate bit masks (s*s,) from the givens, or None if two givens clash."""
+        bits = np.where(digits > 0, np.left_shift(1, np.maximum(digits - 1, 0)), 0)  # (s*s,)
+        in_unit = bits[self._unit_cells]  # (3s, s)
+        unit_bits = np.bitwise_or.reduce(in_unit, axis=1)  # (3s,)
+        if any(int(m).bit_count() != k for m, k in zip(unit_bits, np.count_nonzero(in_unit, axis=1))):
+            return None
+        seen = np.bitwise_or.reduce(unit_bits[self._unit_of], axis=1)  # (s*s,)
+        return np.where(digits > 0, bits, self._full & ~seen).tolist()
+
+    def _propagate(self, cand: list[int]) -> bool:
+        """Naked and hidden singles from a fresh candidate list; False on contradiction."""
+        for i, v in enumerate(cand):
+            if v == 0:
+                return False
+            if v & (v - 1) == 0 and not all(self._eliminate(cand, p, v) for p in self._peers[i]):
+                return False
+        for unit in self._units:
+            for d in range(self.size):
+                bit = 1 << d
+                places = [j for j in unit if cand[j] & bit]
+                if not places:
+                    return False
+                if len(places) == 1 and cand[places[0]] != bit and not self._assign(cand, places[0], bit):
+                    return False
+        return True
+
+    def _search(self, cand: list[int], limit, found: list, rng) -> int:
+        """Depth-first search; appends solved candidate lists to `found`; returns effort."""
+        best, fewest = -1, self.size + 1
+        for i, v in enumerate(cand):
+            k = v.bit_count()
+            if 1 < k < fewest:
+                best, fewest = i, k
+                if k == 2:
+                    break
+        if best < 0:
+            found.append(cand)
+            return 0
+        bits = [1 << d for d in range(self.size) if cand[best] >> d & 1]
+        if rng is not None:
+            bits = [bits[j] for j in rng.permutation(len(bits))]
+        effort = 1
+        for bit in bits:
+            trial = cand.copy()
+            if self._assign(trial, best, bit):
+                effort += self._search(trial, limit, found, rng)
+            if len(found) >= limit:
+                break
+        return effort
+
+    def _assign(self, cand: list[int], i: int, bit: int) -> bool:
+        """Set cell i to the digit `bit`, propagating; False on contradiction."""
+        others = cand[i] & ~bit
+        while others:
+            low = others & -others
+            if not self._eliminate(cand, i, low):
+                return False
+            others ^= low
+        return True
+
+    def _eliminate(self, cand: list[int], i: int, bit: int) -> bool:
+        if not cand[i] & bit:
+            return True
+        cand[i] &= ~bit
+        v = cand[i]
+        if v == 0:
+            return False
+        if v & (v - 1) == 0:  # naked single: remove v from every peer
+            for p in self._peers[i]:
+                if not self._eliminate(cand, p, v):
+                    return False
+        for unit in self._cell_units[i]:  # hidden single: `bit` has one place left in a unit
+            places = [j for j in unit if cand[j] & bit]
+            if not places:
+                return False
+            if len(places) == 1 and cand[places[0]] != bit and not self._assign(cand, places[0], bit):
+                return False
+        return True
+
+    # ---- generation --------------------------------------------------------------------
+    def random_grid(self, rng: np.random.Generator) -> np.ndarray:
+        """A uniformly shuffled random complete grid (s*s,) of digits: random search, then
+        validity-preserving shuffles (digits, rows in bands, bands, columns in stacks, stacks,
+        and transposition when boxes are square)."""
+        grid, _ = self.solve(np.zeros(self.size**2, dtype=np.int64), limit=1, rng=rng)
+        return self.random_symmetry(rng)(grid[0])
+
+    def random_symmetry(self, rng: np.random.Generator):
+        """A random validity-preserving map of digit boards (..., s*s) (0 = blank stays 0):
+        relabel digits, permute rows within bands, bands, columns within stacks, stacks, and
+        transpose when boxes are square. It maps a puzzle and its solutions alike, so it keeps
+        the number of solutions and the difficulty."""
+        s, (br, bc) = self.size, self.box
+        relabel = np.concatenate([[0], rng.permutation(s) + 1])
+        rows = np.concatenate([b * br + rng.permutation(br) for b in rng.permutation(s // br)])
+        cols = np.concatenate([b * bc + rng.permutation(bc) for b in rng.permutation(s // bc)])
+        cells = np.arange(s * s).reshape(s, s)[rows][:, cols]
+        if br == bc and rng.random() < 0.5:
+            cells = cells.T
+        return lambda digits: relabel[np.asarray(digits)[..., cells.reshape(-1)]]
+
+    def unique_puzzle(self, grid: np.ndarray, rng: np.random.Generator, clues: int) -> tuple[np.ndarray, int]:
+        """Blank cells of `grid` in random order while the solution stays unique, stopping at
+        `clues` clues (or when no cell can go). Returns digits (0 = blank) and the effort."""
+        puzzle = np.array(grid, dtype=np.int64)
+        for i in rng.permutation(self.size**2):
+            if np.count_nonzero(puzzle) <= clues:
+                break
+            kept, puzzle[i] = puzzle[i], 0
+            if len(self.solve(puzzle, limit=1, exclude=(i, kept))[0]):  # a second solution
+                puzzle[i] = kept
+        return puzzle, self.solve(puzzle, limit=2)[1]
+
+    # ---- text format -------------------------------------------------------------------
+    def parse_puzzle(self, text: str) -> np.ndarray:
+        alphabet = {".": BLANK, "0": BLANK} | {str(d): d + 1 for d in range(1, self.size + 1)}
+        return parse_grid_line(text, self.x_len, alphabet, f"'.', '0' or a digit 1-{self.size}")
+
+    def format_puzzle(self, x: np.ndarray) -> str:
+        return "".join(str(t - 1) if t >= 2 else "." for t in np.asarray(x).tolist())
+
+    def parse_solution(self, text: str) -> np.ndarray:
+        alphabet = {str(d): d + 1 for d in range(1, self.size + 1)}
+        return parse_grid_line(text, self.y_len, alphabet, f"a digit 1-{self.size}")
+
+    format_solution = format_puzzle
+
+    # ---- data sets ----------------------------------------------------------------------
+    def build_splits(self, cfg, rng: np.random.Generator) -> tuple[Split, Split]:
+        n_train, n_test = cfg.num_train, cfg.num_test
+        if cfg.mode == "generate":
+            return self._generation_splits(n_train, n_test, rng)
+        xs, ys, counts = [], [], []
+        seen: set[bytes] = set()
+        attempts = 0
+        while len(xs) < n_train + n_test:
+            attempts += 1
+            if attempts > 50 * (n_train + n_test) + 1000:
+                raise RuntimeError(
+                    f"could not make {n_train + n_test} {cfg.mode} puzzles (made {len(xs)}); "
+                    "loosen clues/min_effort/max_solutions"
+                )
+            grid = self.random_grid(rng)
+            item = self._puzzle(grid, cfg, rng)
+            if item is None or item[0].tobytes() in seen:  # distinct inputs: no test input in train
+                continue
+            seen.add(item[0].tobytes())
+            xs.append(item[0] + 1)
+            ys.append(grid + 1)
+            counts.append(item[1])
+        x, y = np.array(xs, dtype=np.uint8), np.array(ys, dtype=np.uint8)
+        num = np.array(counts, dtype=np.int64)
+        return Split(x[:n_train], y[:n_train], num[:n_train]), Split(x[n_train:], y[n_train:], num[n_train:])
+
+    def _puzzle(self, grid: np.ndarray, cfg, rng: np.random.Generator):
+        """(puzzle digits, number of solutions) from one grid, or None if it does not qualify."""
+        if cfg.mode == "unique":
+            puzzle, effort = self.unique_puzzle(grid, rng, cfg.clues)
+            ok = np.count_nonzero(puzzle) <= cfg.clues and effort >= cfg.min_effort
+            return (puzzle, 1) if ok else None
+        puzzle = np.array(grid, dtype=np.int64)
+        puzzle[rng.permutation(self.size**2)[cfg.clues :]] = 0
+        n = len(self.solve(puzzle, limit=cfg.max_solutions + 1)[0])
+        return (puzzle, n) if 2 <= n <= cfg.max_solutions else None
+
+    def _generation_splits(self, n_train: int, n_test: int, rng: np.random.Generator) -> tuple[Split, Split]:
+        s = self.size
+        if s == 4:
+            grids = self.solve(np.zeros(16, dtype=np.int64))[0]  # all 288
+            grids = grids[rng.permutation(len(grids))]
+        else:
+            seen: dict[bytes, np.ndarray] = {}
+            while len(seen) < n_train + n_test:
+                g = self.random_grid(rng)
+                seen.setdefault(g.tobytes(), g)
+            grids = np.array(list(seen.values()))
+        total = GRID_COUNTS.get(s, -1)  # -1: the 9x9 count (6.67e21) does not fit in int64
+        grids = (grids + 1).astype(np.uint8)
+        test, train = grids[:n_test], grids[n_test : n_test + n_train]
+        blank = np.full(s * s, BLANK, dtype=np.uint8)
+
+        def split(y):
+            return Split(np.tile(blank, (len(y), 1)), y, np.full(len(y), total, dtype=np.int64))
+
+        return split(train), split(test)
