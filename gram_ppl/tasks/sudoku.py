@@ -93,7 +93,8 @@ class Sudoku(Task):
         """Solutions (m, s*s) int64 digits up to `limit` and the search effort (branch points).
 
         With `rng` the branching order is random (used to draw random grids); without it the
-        solutions come in lexicographic order of their cells. `exclude=(cell, digit)` forbids
+        order is fixed (fewest-candidates cell first, digits ascending), so a limit takes a
+        deterministic prefix. `exclude=(cell, digit)` forbids
         one digit in one blank cell.
         """
         cand = self._initial_candidates(np.asarray(digits, dtype=np.int64))

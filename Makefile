@@ -1,0 +1,49 @@
+# Two commands on a fresh machine with Python 3.11: `make demo` and `make test`.
+# Both create .venv on first use and install the pinned, tested versions of constraints.txt.
+
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+DEMO := runs/demo
+
+.PHONY: test demo bench lint clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	# torch first, from the local CPU wheel: otherwise pyro-ppl's torch>=2.0 pulls a multi-GB CUDA build
+	$(PIP) install "torch==2.13.0"
+	$(PIP) install -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	rm -rf $(DEMO)
+	$(BIN)/gram data build --task nqueens --size 8 --out $(DEMO)/nqueens8
+	$(BIN)/gram data build --task coloring --size 8 --num-train 700 --num-test 50 --out $(DEMO)/coloring8
+	$(BIN)/gram data build --task sudoku --size 4 --out $(DEMO)/sudoku4
+	$(BIN)/gram data build --task sudoku --size 6 --num-train 40 --num-test 10 --out $(DEMO)/sudoku6
+	$(BIN)/gram data export $(DEMO)/nqueens8 --limit 5 > $(DEMO)/queens.txt
+	@echo "--- 5 held-out 8-Queens puzzles, the number of completions of each, and one solution each:"
+	@cat $(DEMO)/queens.txt
+	$(BIN)/gram solve --task nqueens --size 8 --puzzles $(DEMO)/queens.txt --count
+	$(BIN)/gram solve --task nqueens --size 8 --puzzles $(DEMO)/queens.txt > $(DEMO)/queens-solved.txt
+	$(BIN)/gram verify --task nqueens --size 8 --puzzles $(DEMO)/queens.txt --solutions $(DEMO)/queens-solved.txt
+	$(BIN)/gram data export $(DEMO)/sudoku6 --limit 5 > $(DEMO)/sudoku.txt
+	$(BIN)/gram solve --task sudoku --size 6 --puzzles $(DEMO)/sudoku.txt > $(DEMO)/sudoku-solved.txt
+	$(BIN)/gram verify --task sudoku --size 6 --puzzles $(DEMO)/sudoku.txt --solutions $(DEMO)/sudoku-solved.txt
+	$(BIN)/gram solve --task coloring --size 10 --puzzles examples/puzzles/petersen.jsonl --count
+	@echo "--- demo done: data sets under $(DEMO)/"
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/tasks.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,119 @@
+import itertools
+import json
+from math import perm
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gram_ppl import PuzzleError, TaskConfig, build_dataset
+from gram_ppl.tasks import Coloring
+from gram_ppl.tasks.coloring import canonical_colorings
+
+PETERSEN = "../examples/puzzles/petersen.jsonl"
+
+
+def canonical(colors):
+    names = {}
+    return tuple(names.setdefault(c, len(names)) for c in colors)
+
+
+def brute_force(n, edges):
+    """Canonical forms of every proper colouring among all 3^n assignments."""
+    proper = [c for c in itertools.product(range(3), repeat=n) if all(c[u] != c[v] for u, v in edges)]
+    return proper, sorted({canonical(c) for c in proper})
+
+
+def graph(n, edges):
+    return Coloring(n).parse_puzzle(json.dumps({"n": n, "edges": [list(e) for e in edges]}))
+
+
+def test_petersen_graph_has_120_proper_colourings(request):
+    path = request.path.parent / PETERSEN
+    task = Coloring(10)
+    x = task.parse_puzzle(path.read_text())
+    sols = task.solutions(x)
+    assert len(sols) == 20 and task.is_valid(x, sols).all()
+    used = [len(set(s.tolist())) for s in sols]
+    assert sum(perm(3, k) for k in used) == 120  # relabelings of each canonical class
+
+
+@given(n=st.integers(3, 7), data=st.data())
+def test_solutions_agree_with_brute_force(n, data):
+    pairs = list(itertools.combinations(range(n), 2))
+    edges = [p for p in pairs if data.draw(st.booleans())]
+    x = graph(n, edges)
+    _, expected = brute_force(n, edges)
+    got = [tuple(int(v) - 3 for v in s) for s in Coloring(n).solutions(x)]
+    assert got == expected  # canonical forms, lexicographic order
+
+
+@given(n=st.integers(3, 8), data=st.data())
+def test_conflicts_count_monochromatic_edges_and_bad_tokens(n, data):
+    task = Coloring(n)
+    x = np.array(data.draw(st.lists(st.sampled_from([1, 2]), min_size=task.x_len, max_size=task.x_len)), dtype=np.uint8)
+    y = np.array(data.draw(st.lists(st.integers(0, 6), min_size=n, max_size=n)), dtype=np.uint8)
+    edges = [p for p, t in zip(itertools.combinations(range(n), 2), x) if t == 2]
+    expected = sum(y[u] == y[v] for u, v in edges) + sum(1 for c in y if not 3 <= c <= 5)
+    assert int(task.conflicts(x, y)) == expected
+
+
+def test_validity_ignores_colour_names():
+    task = Coloring(3)
+    x = graph(3, [(0, 1), (1, 2)])
+    assert task.is_valid(x, np.array([5, 3, 5])) and not task.is_valid(x, np.array([3, 3, 4]))
+
+
+@pytest.mark.parametrize("n", range(3, 11))
+def test_canonical_colourings_count_set_partitions(n):
+    stirling = sum(sum((-1) ** (k - j) * perm(k, k - j) // perm(k - j, k - j) * j**n for j in range(k + 1)) // perm(k, k)
+                   for k in (1, 2, 3))  # fmt: skip
+    rows = canonical_colorings(n)
+    assert len(rows) == stirling == len({tuple(r) for r in rows})
+
+
+def test_four_clique_is_not_colourable():
+    task = Coloring(4)
+    assert task.solutions(graph(4, itertools.combinations(range(4), 2))).shape == (0, 4)
+
+
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ('{"n": 4, "edges": [[0, 0]]}', "self-loop"),
+        ('{"n": 4, "edges": [[0, 4]]}', "outside 0..3"),
+        ('{"n": 4, "edges": [[0, 1, 2]]}', "pair of vertex numbers"),
+        ('{"n": 4, "edges": [[0, true]]}', "pair of vertex numbers"),
+        ('{"n": 5, "edges": []}', "must be the integer 4"),
+        ('{"n": 4, "edge": []}', "unknown \\['edge'\\]"),
+        ('{"n": 4, "edges": {}}', "must be a list"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"n": 4,', "not valid JSON"),
+    ],
+)
+def test_parse_errors(text, reason):
+    with pytest.raises(PuzzleError, match=reason):
+        Coloring(4).parse_puzzle(text)
+
+
+def test_solution_format_round_trips_and_rejects_bad_colours():
+    task = Coloring(4)
+    y = task.parse_solution('{"colors": [0, 2, 1, 0]}')
+    assert y.tolist() == [3, 5, 4, 3] and task.format_solution(y) == '{"colors": [0, 2, 1, 0]}'
+    with pytest.raises(PuzzleError, match="integers 0..2"):
+        task.parse_solution('{"colors": [0, 3, 1, 0]}')
+
+
+def test_data_set_has_the_paper_sizes_and_only_colourable_distinct_graphs():
+    ds = build_dataset(TaskConfig(name="coloring", size=8))
+    assert (len(ds.train), len(ds.test)) == (7002, 255)
+    x = np.concatenate([ds.train.x, ds.test.x])
+    assert len(np.unique(x, axis=0)) == len(x)
+    task = ds.task
+    assert task.is_valid(ds.train.x, ds.train.y).all() and task.is_valid(ds.test.x, ds.test.y).all()
+    first = ds.test.y[:, 0]
+    assert (first == 3).all()  # targets are canonical: vertex 0 has colour 0
+    for i in range(0, 255, 51):
+        assert ds.test.num_solutions[i] == len(task.solutions(ds.test.x[i]))
+    assert 0.3 < (x == 2).mean() < 0.45  # p = 0.4, slightly thinned by keeping colourable graphs only
