@@ -176,7 +176,7 @@ def cmd_verify(args) -> int:
     if len(puzzles) != len(solutions):
         raise ValueError(f"{len(puzzles)} puzzles but {len(solutions)} solutions")
     bad = 0
-    for (lineno, x), (_, y) in zip(puzzles, solutions):
+    for (lineno, x), (_, y) in zip(puzzles, solutions, strict=True):
         problem = next((str(v) for v in (x, y) if isinstance(v, PuzzleError)), None)
         if problem is None:
             n = int(task.conflicts(x, y))

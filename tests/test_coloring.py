@@ -54,7 +54,7 @@ def test_conflicts_count_monochromatic_edges_and_bad_tokens(n, data):
     task = Coloring(n)
     x = np.array(data.draw(st.lists(st.sampled_from([1, 2]), min_size=task.x_len, max_size=task.x_len)), dtype=np.uint8)
     y = np.array(data.draw(st.lists(st.integers(0, 6), min_size=n, max_size=n)), dtype=np.uint8)
-    edges = [p for p, t in zip(itertools.combinations(range(n), 2), x) if t == 2]
+    edges = [p for p, t in zip(itertools.combinations(range(n), 2), x, strict=True) if t == 2]
     expected = sum(y[u] == y[v] for u, v in edges) + sum(1 for c in y if not 3 <= c <= 5)
     assert int(task.conflicts(x, y)) == expected
 

@@ -17,11 +17,9 @@ def naive_conflicts(s, x, y):
     units += [
         [(r, c) for r in range(R, R + br) for c in range(C, C + bc)] for R in range(0, s, br) for C in range(0, s, bc)
     ]
-    repeats = sum(
-        grid[a] == grid[b] and 2 <= grid[a] <= s + 1 for u in units for a, b in itertools.combinations(u, 2)
-    )
+    repeats = sum(grid[a] == grid[b] and 2 <= grid[a] <= s + 1 for u in units for a, b in itertools.combinations(u, 2))
     not_digit = sum(1 for t in np.asarray(y) if not 2 <= t <= s + 1)
-    changed = sum(1 for a, b in zip(x, y) if a >= 2 and a != b)
+    changed = sum(1 for a, b in zip(x, y, strict=True) if a >= 2 and a != b)
     return repeats + not_digit + changed
 
 
@@ -178,7 +176,7 @@ def test_completion_sets(mode):
     task = ds.task
     assert task.is_valid(ds.train.x, ds.train.y).all() and task.is_valid(ds.test.x, ds.test.y).all()
     assert not {r.tobytes() for r in ds.train.x} & {r.tobytes() for r in ds.test.x}
-    for x, n in zip(ds.test.x, ds.test.num_solutions):
+    for x, n in zip(ds.test.x, ds.test.num_solutions, strict=True):
         assert len(task.solutions(x)) == n
     if mode == "unique":
         assert (ds.test.num_solutions == 1).all() and ((ds.test.x > 1).sum(1) <= 12).all()

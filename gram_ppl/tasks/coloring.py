@@ -123,7 +123,7 @@ class Coloring(Task):
         return train, test
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def canonical_colorings(n: int) -> np.ndarray:
     """(R, n) int64: every colouring of n vertices with at most 3 colours in canonical form
     (colours numbered by first appearance), in lexicographic order."""
@@ -148,6 +148,9 @@ def _json_object(text: str, keys: set[str]) -> dict:
         raise PuzzleError(f"expected a JSON object with keys {sorted(keys)}")
     if set(obj) != keys:
         missing, extra = sorted(keys - set(obj)), sorted(set(obj) - keys)
-        raise PuzzleError(f"expected keys {sorted(keys)}" + (f"; missing {missing}" if missing else "")
-                          + (f"; unknown {extra}" if extra else ""))
+        raise PuzzleError(
+            f"expected keys {sorted(keys)}"
+            + (f"; missing {missing}" if missing else "")
+            + (f"; unknown {extra}" if extra else "")
+        )
     return obj

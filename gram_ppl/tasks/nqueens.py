@@ -134,7 +134,7 @@ def _unattacked(given: np.ndarray) -> np.ndarray:
     n = given.shape[0]
     r, c = np.indices((n, n))
     ok = np.ones((n, n), dtype=bool)
-    for gr, gc in zip(*np.nonzero(given)):
+    for gr, gc in zip(*np.nonzero(given), strict=True):
         ok &= (r != gr) & (c != gc) & (r - c != gr - gc) & (r + c != gr + gc)
         ok[gr, gc] = True
     return ok

@@ -113,7 +113,7 @@ class Sudoku(Task):
         bits = np.where(digits > 0, np.left_shift(1, np.maximum(digits - 1, 0)), 0)  # (s*s,)
         in_unit = bits[self._unit_cells]  # (3s, s)
         unit_bits = np.bitwise_or.reduce(in_unit, axis=1)  # (3s,)
-        if any(int(m).bit_count() != k for m, k in zip(unit_bits, np.count_nonzero(in_unit, axis=1))):
+        if any(int(m).bit_count() != k for m, k in zip(unit_bits, np.count_nonzero(in_unit, axis=1), strict=True)):
             return None
         seen = np.bitwise_or.reduce(unit_bits[self._unit_of], axis=1)  # (s*s,)
         return np.where(digits > 0, bits, self._full & ~seen).tolist()

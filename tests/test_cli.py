@@ -1,0 +1,180 @@
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gram_ppl.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples" / "puzzles"
+# Every leaf command of `gram`, each exercised below; a new command fails test_every_command_is_tested.
+TESTED = {"data build", "data info", "data export", "solve", "verify"}
+
+
+def run(*argv, stdin=b""):
+    """The CLI as a user runs it: a subprocess of `python -m gram_ppl`."""
+    env = {**os.environ, "PYTHONWARNINGS": "error"}
+    return subprocess.run([sys.executable, "-m", "gram_ppl", *argv], input=stdin, capture_output=True, env=env)
+
+
+def leaf_commands(parser, prefix=""):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from leaf_commands(sub, f"{prefix} {name}".strip()) or []
+            return
+    yield prefix
+
+
+def test_every_command_is_tested():
+    assert set(leaf_commands(build_parser())) == TESTED
+
+
+@pytest.fixture(scope="module")
+def nqueens8(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "nq8"
+    assert main(["data", "build", "--task", "nqueens", "--size", "8", "--out", str(out)]) == 0
+    return out
+
+
+def test_data_build_info_and_export(nqueens8, capsys):
+    assert main(["data", "info", str(nqueens8)]) == 0
+    info = capsys.readouterr().out
+    assert "checksums verified" in info and "train: 7220 items" in info and "test: 772 items" in info
+    assert main(["data", "export", str(nqueens8), "--limit", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and all(len(line) == 64 and set(line) <= {".", "Q"} for line in lines)
+
+
+def test_data_build_refuses_a_non_empty_folder_and_bad_config(nqueens8, capsys):
+    assert main(["data", "build", "--task", "nqueens", "--size", "8", "--out", str(nqueens8)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert main(["data", "build", "--task", "nqueens", "--size", "20", "--out", str(nqueens8) + "x"]) == 2
+    assert "size for task 'nqueens' must be one of [4, 5, 6" in capsys.readouterr().err
+
+
+def test_data_info_on_a_tampered_folder_names_the_file(tmp_path, capsys):
+    out = tmp_path / "ds"
+    main(["data", "build", "--task", "sudoku", "--size", "4", "--out", str(out)])
+    (out / "test.npz").write_bytes(b"garbage")
+    assert main(["data", "info", str(out)]) == 2
+    assert "test.npz: checksum mismatch" in capsys.readouterr().err
+
+
+def test_solve_one_all_and_count(tmp_path, capsys):
+    puzzles = tmp_path / "p.txt"
+    puzzles.write_text("# two 6-Queens puzzles\n" + "." * 36 + "\n\n" + ".Q" + "." * 34 + "\n")
+    assert main(["solve", "--task", "nqueens", "--size", "6", "--puzzles", str(puzzles), "--count"]) == 0
+    assert capsys.readouterr().out.split() == ["4", "1"]
+    assert main(["solve", "--task", "nqueens", "--size", "6", "--puzzles", str(puzzles), "--all"]) == 0
+    blocks = capsys.readouterr().out.split("\n\n")
+    assert [len(b.split()) for b in blocks[:2]] == [4, 1]
+    assert main(["solve", "--task", "nqueens", "--size", "6", "--puzzles", str(puzzles), "--all", "--limit", "2"]) == 0
+    assert len(capsys.readouterr().out.split()) == 3
+    assert main(["solve", "--task", "nqueens", "--size", "6", "--puzzles", str(puzzles)]) == 0
+    first = capsys.readouterr().out.split()
+    assert len(first) == 2 and first[1][1] == "Q"
+
+
+def test_solve_then_verify_round_trip(tmp_path, capsys):
+    puzzles = EXAMPLES / "sudoku9.txt"
+    assert main(["solve", "--task", "sudoku", "--size", "9", "--puzzles", str(puzzles)]) == 0
+    solved = tmp_path / "s.txt"
+    solved.write_text(capsys.readouterr().out)
+    verify = ["verify", "--task", "sudoku", "--size", "9", "--puzzles", str(puzzles), "--solutions", str(solved)]
+    assert main(verify) == 0
+    assert set(capsys.readouterr().out.split()[1::2]) == {"valid"}
+    lines = solved.read_text().splitlines()
+    lines[0] = lines[0][::-1]  # still a valid grid, but the givens change
+    solved.write_text("\n".join(lines))
+    assert main(verify) == 1
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.endswith("conflicts") and not first.endswith(" 0 conflicts")
+
+
+def test_verify_reports_conflicts_per_line(tmp_path, capsys):
+    p, s = tmp_path / "p.txt", tmp_path / "s.txt"
+    p.write_text("." * 16 + "\n" + "." * 16 + "\n")
+    s.write_text(".Q.....QQ.....Q.\n" + "Q" * 16 + "\n")
+    assert main(["verify", "--task", "nqueens", "--size", "4", "--puzzles", str(p), "--solutions", str(s)]) == 1
+    out = capsys.readouterr()
+    assert out.out.splitlines()[0] == "1: valid" and out.out.splitlines()[1].startswith("2: ")
+    assert "1 of 2 valid" in out.err
+
+
+@pytest.mark.parametrize(
+    "task, size, lines, reasons",
+    [
+        ("nqueens", 4, ["Q...Q...........", "..", "Q..x" + "." * 12], ["attack each other", "expected 16", "'x'"]),
+        ("nqueens", 4, ["Q" + "." * 15], ["cannot be completed"]),
+        ("sudoku", 4, ["11" + "." * 14, "1..." * 4], ["digit 1 appears twice in row 1", "twice in column 1"]),
+        ("coloring", 4, ['{"n": 4, "edges": [[0,1],[0,2],[0,3],[1,2],[1,3],[2,3]]}'], ["not 3-colourable"]),
+        ("coloring", 4, ['{"n": 4, "edges": [[2,2]]}', '{"n": 4, "edges": [[0,7]]}'], ["self-loop", "outside 0..3"]),
+    ],
+)
+def test_bad_lines_are_named_with_reason_and_exit_2(task, size, lines, reasons):
+    good = {"nqueens": "." * 16, "sudoku": "." * 16, "coloring": '{"n": 4, "edges": [[0, 1]]}'}[task]
+    text = "\n".join([good, *lines]) + "\n"
+    r = run("solve", "--task", task, "--size", str(size), "--puzzles", "-", stdin=text.encode())
+    err = r.stderr.decode()
+    assert r.returncode == 2 and r.stdout == b"" and "Traceback" not in err
+    for k, reason in enumerate(reasons):
+        assert f"<stdin>:{k + 2}: " in err and reason in err
+    skip = run("solve", "--task", task, "--size", str(size), "--puzzles", "-", "--skip-invalid", stdin=text.encode())
+    assert skip.returncode == 0 and len(skip.stdout.decode().splitlines()) == 1
+    assert skip.stderr.decode().count("skipped ") == len(reasons)
+
+
+def test_missing_file_and_usage_errors_exit_2_without_traceback():
+    r = run("solve", "--task", "nqueens", "--size", "8", "--puzzles", "/nonexistent/file")
+    assert r.returncode == 2 and b"Traceback" not in r.stderr and b"No such file" in r.stderr
+    r = run("solve", "--task", "chess", "--size", "8", "--puzzles", "-")
+    assert r.returncode == 2 and b"invalid choice" in r.stderr
+
+
+def test_console_script_is_installed():
+    r = subprocess.run([Path(sys.executable).parent / "gram", "--help"], capture_output=True)
+    assert r.returncode == 0 and b"solve" in r.stdout
+
+
+@pytest.mark.parametrize("task, size", [("nqueens", 5), ("sudoku", 4), ("coloring", 4)])
+@given(data=st.binary(max_size=300))
+def test_arbitrary_bytes_never_crash(task, size, data):
+    with tempfile.NamedTemporaryFile(suffix=".txt") as f:
+        f.write(data)
+        f.flush()
+        for extra in ([], ["--skip-invalid"], ["--count"]):
+            try:
+                rc = main(["solve", "--task", task, "--size", str(size), "--puzzles", f.name, *extra])
+            except SystemExit as e:  # argparse only
+                pytest.fail(f"SystemExit {e}")
+            assert rc in (0, 2)
+
+
+@pytest.mark.parametrize("task, size", [("nqueens", 5), ("sudoku", 4), ("coloring", 4)])
+@given(lines=st.lists(st.text(alphabet='.Q0123456789{}[],:" nedgscolr', max_size=70), max_size=5))
+def test_near_miss_text_never_crashes(task, size, lines):
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
+        f.write("\n".join(lines))
+        f.flush()
+        assert main(["solve", "--task", task, "--size", str(size), "--puzzles", f.name, "--skip-invalid"]) == 0
+
+
+def test_example_files_all_parse_and_solve(capsys):
+    cases = {"nqueens8.txt": ("nqueens", 8), "sudoku9.txt": ("sudoku", 9), "sudoku4-multi.txt": ("sudoku", 4),
+             "coloring8.jsonl": ("coloring", 8), "petersen.jsonl": ("coloring", 10)}  # fmt: skip
+    assert {p.name for p in EXAMPLES.iterdir()} == set(cases)
+    for name, (task, size) in cases.items():
+        assert main(["solve", "--task", task, "--size", str(size), "--puzzles", str(EXAMPLES / name), "--count"]) == 0
+        counts = [int(v) for v in capsys.readouterr().out.split()]
+        assert counts and min(counts) >= 1
+        if name == "sudoku4-multi.txt":
+            assert min(counts) >= 2
+    json.loads((EXAMPLES / "petersen.jsonl").read_text())
