@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--removed", type=_int_tuple, help="nqueens: queens removed per puzzle, e.g. 5,6,7")
     b.add_argument("--test-fraction", type=float, default=0.15, help="nqueens: held-out share of inputs")
     b.add_argument("--mode", choices=SUDOKU_MODES, help="sudoku: generate | unique | multi")
-    b.add_argument("--clues", type=int, help="sudoku: clue count (most for unique, exact for multi)")
+    b.add_argument("--clues", type=int, help="sudoku: clues to stop at (unique; 0 = minimal) or keep (multi)")
     b.add_argument("--min-effort", type=int, help="sudoku unique: least solver effort to keep a puzzle")
     b.add_argument("--max-solutions", type=int, default=32, help="sudoku multi: most solutions per puzzle")
     b.add_argument("--edge-prob", type=float, default=0.4, help="coloring: Erdős–Rényi edge probability")

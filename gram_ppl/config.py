@@ -46,7 +46,7 @@ class TaskConfig:
     num_train: int | None = None
     num_test: int | None = None
     mode: str | None = None  # sudoku: generate | unique | multi; None: generate for 4x4, else unique
-    clues: int | None = None  # sudoku unique: at most this many clues; multi: exactly this many
+    clues: int | None = None  # sudoku unique: stop removing at this many (0: minimal); multi: exactly this many
     min_effort: int | None = None  # sudoku unique: least solver effort (branch points) to keep
     max_solutions: int = 32  # sudoku multi: at most this many solutions per puzzle
     edge_prob: float = 0.4  # coloring: Erdős–Rényi edge probability p (not given by the paper)

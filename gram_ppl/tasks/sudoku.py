@@ -13,8 +13,9 @@ Data set modes (TaskConfig.mode):
 - "generate": unconditional generation (paper §4.3): x is an all-blank board, y a complete
   grid; split by grid, so no test grid is seen in training. For s = 4 the grids are all 288.
 - "unique": completion puzzles with exactly one solution, made by removing clues from random
-  grids while the solution stays unique, down to `clues` clues, keeping only puzzles whose
-  effort is at least `min_effort`.
+  grids, in random order, while the solution stays unique; removal stops at `clues` clues or
+  when no further clue can go (a minimal puzzle; `clues=0` always goes that far). Only puzzles
+  whose effort is at least `min_effort` are kept.
 - "multi": completion puzzles with between 2 and `max_solutions` solutions, made by blanking
   all but `clues` random cells.
 """
@@ -267,8 +268,7 @@ class Sudoku(Task):
         """(puzzle digits, number of solutions) from one grid, or None if it does not qualify."""
         if cfg.mode == "unique":
             puzzle, effort = self.unique_puzzle(grid, rng, cfg.clues)
-            ok = np.count_nonzero(puzzle) <= cfg.clues and effort >= cfg.min_effort
-            return (puzzle, 1) if ok else None
+            return (puzzle, 1) if effort >= cfg.min_effort else None
         puzzle = np.array(grid, dtype=np.int64)
         puzzle[rng.permutation(self.size**2)[cfg.clues :]] = 0
         n = len(self.solve(puzzle, limit=cfg.max_solutions + 1)[0])
