@@ -49,7 +49,9 @@ def bench_nqueens(repeats: int) -> list[dict]:
         task, empty = get_task("nqueens", n), np.ones(n * n, dtype=np.uint8)
         reps = repeats if n < 12 else max(3, repeats // 4)
         t = median_seconds(lambda task=task, empty=empty: task.solutions(empty), reps)
-        rows.append(dict(what=f"enumerate all {n}-Queens solutions", seconds=t, target=target, note=f"median of {reps}"))
+        rows.append(
+            dict(what=f"enumerate all {n}-Queens solutions", seconds=t, target=target, note=f"median of {reps}")
+        )
     return rows
 
 
