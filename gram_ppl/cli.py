@@ -15,19 +15,19 @@ from gram_ppl.data import DatasetError, build_dataset, load_dataset, save_datase
 from gram_ppl.puzzle_io import read_puzzles
 from gram_ppl.tasks import PuzzleError, get_task
 
-USER_ERRORS = (ConfigError, DatasetError, PuzzleError, FileExistsError, FileNotFoundError, ValueError)
+USER_ERRORS = (ConfigError, DatasetError, PuzzleError, OSError, ValueError)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except USER_ERRORS as e:
-        print(f"gram: error: {e}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # e.g. `gram solve ... | head`
         sys.stderr.close()
         return 0
+    except USER_ERRORS as e:
+        print(f"gram: error: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("gram: interrupted", file=sys.stderr)
         return 130

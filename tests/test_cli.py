@@ -132,9 +132,13 @@ def test_bad_lines_are_named_with_reason_and_exit_2(task, size, lines, reasons):
     assert skip.stderr.decode().count("skipped ") == len(reasons)
 
 
-def test_missing_file_and_usage_errors_exit_2_without_traceback():
+def test_missing_file_and_usage_errors_exit_2_without_traceback(tmp_path):
     r = run("solve", "--task", "nqueens", "--size", "8", "--puzzles", "/nonexistent/file")
     assert r.returncode == 2 and b"Traceback" not in r.stderr and b"No such file" in r.stderr
+    r = run("solve", "--task", "nqueens", "--size", "8", "--puzzles", str(tmp_path))
+    assert r.returncode == 2 and b"Traceback" not in r.stderr and b"Is a directory" in r.stderr
+    r = run("data", "info", str(tmp_path))
+    assert r.returncode == 2 and b"manifest.json: missing" in r.stderr
     r = run("solve", "--task", "chess", "--size", "8", "--puzzles", "-")
     assert r.returncode == 2 and b"invalid choice" in r.stderr
 
@@ -156,6 +160,20 @@ def test_arbitrary_bytes_never_crash(task, size, data):
             except SystemExit as e:  # argparse only
                 pytest.fail(f"SystemExit {e}")
             assert rc in (0, 2)
+
+
+@pytest.mark.parametrize("task, size", [("nqueens", 4), ("sudoku", 4), ("coloring", 4)])
+@given(puzzles=st.binary(max_size=200), solutions=st.binary(max_size=200))
+def test_verify_on_arbitrary_bytes_never_crashes(task, size, puzzles, solutions):
+    with tempfile.TemporaryDirectory() as tmp:
+        p, s = Path(tmp) / "p", Path(tmp) / "s"
+        p.write_bytes(puzzles)
+        s.write_bytes(solutions)
+        assert main(["verify", "--task", task, "--size", str(size), "--puzzles", str(p), "--solutions", str(s)]) in (
+            0,
+            1,
+            2,
+        )
 
 
 @pytest.mark.parametrize("task, size", [("nqueens", 5), ("sudoku", 4), ("coloring", 4)])
