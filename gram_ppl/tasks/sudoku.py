@@ -126,15 +126,7 @@ class Sudoku(Task):
                 return False
             if v & (v - 1) == 0 and not all(self._eliminate(cand, p, v) for p in self._peers[i]):
                 return False
-        for unit in self._units:
-            for d in range(self.size):
-                bit = 1 << d
-                places = [j for j in unit if cand[j] & bit]
-                if not places:
-                    return False
-                if len(places) == 1 and cand[places[0]] != bit and not self._assign(cand, places[0], bit):
-                    return False
-        return True
+        return all(self._hidden_single(cand, unit, 1 << d) for unit in self._units for d in range(self.size))
 
     def _search(self, cand: list[int], limit, found: list, rng) -> int:
         """Depth-first search; appends solved candidate lists to `found`; returns effort."""
@@ -181,13 +173,14 @@ class Sudoku(Task):
             for p in self._peers[i]:
                 if not self._eliminate(cand, p, v):
                     return False
-        for unit in self._cell_units[i]:  # hidden single: `bit` has one place left in a unit
-            places = [j for j in unit if cand[j] & bit]
-            if not places:
-                return False
-            if len(places) == 1 and cand[places[0]] != bit and not self._assign(cand, places[0], bit):
-                return False
-        return True
+        return all(self._hidden_single(cand, unit, bit) for unit in self._cell_units[i])
+
+    def _hidden_single(self, cand: list[int], unit: list[int], bit: int) -> bool:
+        """Place digit `bit` if it has one place left in `unit`; False if it has none."""
+        places = [j for j in unit if cand[j] & bit]
+        if len(places) == 1 and cand[places[0]] != bit:
+            return self._assign(cand, places[0], bit)
+        return bool(places)
 
     # ---- generation --------------------------------------------------------------------
     def random_grid(self, rng: np.random.Generator) -> np.ndarray:
