@@ -7,7 +7,7 @@ with `dataclasses.replace`; `to_dict` / `from_dict` round-trip through JSON.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 TASK_NAMES = ("nqueens", "sudoku", "coloring")
 TASK_SIZES = {"nqueens": tuple(range(4, 13)), "sudoku": (4, 6, 9), "coloring": tuple(range(3, 13))}
@@ -26,6 +26,11 @@ _MIN_EFFORT = {4: 0, 6: 0, 9: 1}
 
 class ConfigError(ValueError):
     """An invalid configuration value; the message names the field and the allowed values."""
+
+
+def _choice(name: str, value, allowed, where: str = "") -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} {where + ' ' if where else ''}must be one of {list(allowed)}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -94,9 +99,134 @@ class TaskConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _choice(name: str, value, allowed, where: str = "") -> None:
-    if value not in allowed:
-        raise ConfigError(f"{name} {where + ' ' if where else ''}must be one of {list(allowed)}, got {value!r}")
+NOISE_FAMILIES = ("normal", "studentt", "laplace")
+SCALE_MODES = ("network", "learned", "fixed")
+MIXERS = ("attention", "mlp")
+POSITIONS = ("1d", "2d")
+POSTERIOR_INPUTS = ("concat", "add")
+VARIANTS = ("gram", "deterministic", "noise_only", "mean_only")
+OBJECTIVES = ("surrogate", "elbo")
+GUIDE_TRANSITIONS = ("all", "last")
+KL_REDUCTIONS = ("sum", "mean")
+BACKENDS = ("pyro", "numpyro")
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """The priors a statistician edits: the PRIORS block at the top of models/gram_*.py."""
+
+    family: str = "normal"  # transition noise ε_t: normal | studentt | laplace
+    scale_mode: str = "network"  # network: σ_θ(u_t) per token (paper); learned: one scale; fixed: constant
+    scale: float = 0.1  # the fixed scale, or the initial scale for learned / network
+    min_scale: float = 1e-3  # lower bound on σ
+    max_scale: float = 1.0  # upper bound on σ
+    df: float = 4.0  # studentt degrees of freedom
+    init_scale: float = 1.0  # z_0 = (h_0, l_0) ~ N(0, init_scale² I), drawn once and saved
+
+    def __post_init__(self):
+        _choice("family", self.family, NOISE_FAMILIES)
+        _choice("scale_mode", self.scale_mode, SCALE_MODES)
+        if not 0 < self.min_scale <= self.scale <= self.max_scale:
+            raise ConfigError(
+                f"need 0 < min_scale <= scale <= max_scale, got {self.min_scale}, {self.scale}, {self.max_scale}"
+            )
+        if self.df <= 0 or self.init_scale <= 0:
+            raise ConfigError("df and init_scale must be positive")
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Network sizes and structure (gram_ppl.networks). Paper preset: `NetConfig.paper()`."""
+
+    dim: int = 64  # D, width of h, l and every token
+    heads: int = 4  # attention heads (mixer="attention")
+    layers: int = 2  # blocks in each of f_L and f_H
+    expansion: float = 2.0  # SwiGLU hidden width = expansion * dim
+    mixer: str = "attention"  # token mixing: attention | mlp (TRM's Sudoku choice)
+    positions: str = "2d"  # learned positions: 1d (index) | 2d (row, column, diagonals; grids only)
+    prefix_tokens: int = 0  # zero "puzzle embedding" tokens prepended (paper: 16)
+    share_core: bool = False  # f_L and f_H share weights (TRM) or not (HRM; paper's parameter count)
+    guidance_hidden: int = 0  # hidden width of the μ/σ SwiGLU heads; 0: dim
+    posterior_input: str = "concat"  # how y enters q_φ: concat(u, embed(y)) | add: u + embed(y) (paper)
+    posterior_bottleneck: int = 0  # width y passes through on its way into q_φ; 0: dim (no bottleneck)
+
+    def __post_init__(self):
+        _choice("mixer", self.mixer, MIXERS)
+        _choice("positions", self.positions, POSITIONS)
+        _choice("posterior_input", self.posterior_input, POSTERIOR_INPUTS)
+        if self.dim < 1 or self.layers < 1 or self.heads < 1 or self.dim % self.heads:
+            raise ConfigError(f"dim must be a positive multiple of heads, got dim={self.dim}, heads={self.heads}")
+        if self.prefix_tokens < 0 or self.guidance_hidden < 0 or self.posterior_bottleneck < 0:
+            raise ConfigError("prefix_tokens, guidance_hidden and posterior_bottleneck must be >= 0")
+
+    @staticmethod
+    def paper() -> NetConfig:
+        """The paper's network (§8): D = 512, 8 heads, 2 layers, 16 prefix tokens (~10M params)."""
+        return NetConfig(dim=512, heads=8, layers=2, expansion=1.0, prefix_tokens=16, positions="1d")
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """How to train (inference.svi_pyro). Paper preset: `FitConfig.paper(beta)`."""
+
+    variant: str = "gram"  # gram | deterministic (TRM-like) | noise_only (μ ≡ 0) | mean_only (σ → 0)
+    objective: str = "surrogate"  # surrogate: truncated deep supervision (paper Eq. 14) | elbo: full (Eq. 13)
+    K: int = 2  # low-level updates of l per transition
+    T: int = 1  # transitions per supervision step
+    n_sup: int = 8  # supervision steps N_sup
+    beta: float = 1.0  # weight of the KL
+    kl_balance: float = 0.8  # share of the KL gradient that moves the prior (0.5: plain KL)
+    kl_reduction: str = "sum"  # sum the KL over positions and channels, or average it
+    guide_transitions: str = "all"  # where q_φ replaces the prior: all transitions | last of each step
+    free_bits: float = 0.0  # nats per puzzle below which the KL of a transition is not penalised
+    batch_size: int = 64
+    lr: float = 3e-4
+    weight_decay: float = 0.1
+    clip: float = 1.0  # gradient-norm clipping
+    ema: float = 0.0  # EMA decay of the weights used for sampling; 0: off
+    halt_weight: float = 0.1  # ACT halt-head loss weight (its gradient never reaches the core)
+    value_weight: float = 0.1  # LPRM value-head loss weight (likewise)
+    threads: int = 1  # torch intra-op threads
+    seed: int = 0
+
+    def __post_init__(self):
+        _choice("variant", self.variant, VARIANTS)
+        _choice("objective", self.objective, OBJECTIVES)
+        _choice("guide_transitions", self.guide_transitions, GUIDE_TRANSITIONS)
+        _choice("kl_reduction", self.kl_reduction, KL_REDUCTIONS)
+        for name in ("K", "T", "n_sup", "batch_size", "threads"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.beta < 0 or self.lr <= 0 or self.clip <= 0 or self.free_bits < 0:
+            raise ConfigError("beta and free_bits must be >= 0; lr and clip > 0")
+        if not 0 <= self.kl_balance <= 1 or not 0 <= self.ema < 1:
+            raise ConfigError("kl_balance must be in [0, 1] and ema in [0, 1)")
+
+    @staticmethod
+    def paper(beta: float) -> FitConfig:
+        """The paper's training recipe (§4, §8) with the task's β (Table B.2)."""
+        return FitConfig(K=4, T=3, n_sup=16, beta=beta, batch_size=768, lr=1e-4, weight_decay=1.0, ema=0.9999)
+
+
+@dataclass(frozen=True)
+class GramConfig:
+    """Everything a run needs; serialised to config.json in the run folder and rebuilt from it."""
+
+    task: TaskConfig = field(default_factory=TaskConfig)
+    net: NetConfig = field(default_factory=NetConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
+    priors: PriorConfig | None = None  # None: the PRIORS block of the model file
+    backend: str = "pyro"
+
+    def __post_init__(self):
+        _choice("backend", self.backend, BACKENDS)
+
+
+def gram_config_from_dict(data: dict) -> GramConfig:
+    """Rebuild a GramConfig from `to_dict` output (nested dicts); unknown keys are errors."""
+    parts = {"task": TaskConfig, "net": NetConfig, "fit": FitConfig, "priors": PriorConfig}
+    kwargs = {k: (from_dict(parts[k], v) if k in parts and v is not None else v) for k, v in data.items()}
+    return from_dict(GramConfig, kwargs)
 
 
 def to_dict(cfg) -> dict:
@@ -107,10 +237,23 @@ def to_dict(cfg) -> dict:
 def from_dict(cls, data: dict):
     """Rebuild a config dataclass from `to_dict` output; unknown keys are an error."""
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
+    unknown = sorted(set(data) - names) if isinstance(data, dict) else None
+    if unknown is None or unknown:
         raise ConfigError(f"unknown {cls.__name__} fields {unknown}; known: {sorted(names)}")
     return cls(**data)
 
 
-__all__ = ["ConfigError", "TaskConfig", "TASK_NAMES", "TASK_SIZES", "SUDOKU_MODES", "to_dict", "from_dict"]
+__all__ = [
+    "ConfigError",
+    "FitConfig",
+    "GramConfig",
+    "NetConfig",
+    "PriorConfig",
+    "TaskConfig",
+    "TASK_NAMES",
+    "TASK_SIZES",
+    "SUDOKU_MODES",
+    "from_dict",
+    "gram_config_from_dict",
+    "to_dict",
+]

@@ -104,6 +104,20 @@ class Task(abc.ABC):
 
     unsolvable_reason = "the puzzle has no solution"
 
+    # ---- sequence layout for the networks -------------------------------------------------
+    @property
+    def seq_len(self) -> int:
+        """Positions the model processes: the input tokens, plus y_len output slots when the
+        output does not live on the input positions (colouring)."""
+        return self.x_len if self.x_len == self.y_len else self.x_len + self.y_len
+
+    def position_features(self) -> list[np.ndarray]:
+        """Categorical 2-D position features, each (seq_len,) int64 in 0..max: the model adds a
+        learned embedding of each. Grids: row, column, diagonal, anti-diagonal."""
+        n = int(round(self.x_len**0.5))
+        r, c = np.divmod(np.arange(self.x_len), n)
+        return [r, c, r - c + n - 1, r + c]
+
     # ---- data sets ----------------------------------------------------------------------
     @abc.abstractmethod
     def build_splits(self, cfg, rng: np.random.Generator) -> tuple[Split, Split]:

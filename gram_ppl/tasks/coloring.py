@@ -41,6 +41,15 @@ class Coloring(Task):
         self.x_vocab, self.y_vocab = 3, COLOR0 + COLORS
         self.pairs = np.array(list(itertools.combinations(range(n), 2)), dtype=np.int64)  # (E, 2)
 
+    def position_features(self) -> list[np.ndarray]:
+        """Input token (u, v) of the adjacency triangle, output slot i as (i, i), and a flag
+        telling the two apart."""
+        slots = np.arange(self.size)
+        first = np.concatenate([self.pairs[:, 0], slots])
+        second = np.concatenate([self.pairs[:, 1], slots])
+        kind = np.concatenate([np.zeros(self.x_len, dtype=np.int64), np.ones(self.size, dtype=np.int64)])
+        return [first, second, kind]
+
     # ---- constraints -------------------------------------------------------------------
     def conflicts(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Edges whose ends share a colour + output tokens that are not colours."""

@@ -54,6 +54,10 @@ class Sudoku(Task):
         self._membership = np.eye(3 * s, dtype=np.int64)[self._unit_of].sum(1)  # (s*s, 3s)
         self._full = (1 << s) - 1
 
+    def position_features(self) -> list[np.ndarray]:
+        """Row, column and box of each cell."""
+        return [self._unit_of[:, 0], self._unit_of[:, 1] - self.size, self._unit_of[:, 2] - 2 * self.size]
+
     # ---- constraints -------------------------------------------------------------------
     def conflicts(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Repeated-digit pairs in rows, columns and boxes + non-digit cells + changed givens."""

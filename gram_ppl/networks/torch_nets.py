@@ -1,0 +1,194 @@
+"""The GRAM networks in torch: encoder, recursive core f_L / f_H, guidance heads, decoder, halt
+and value heads. Shapes: B puzzles, L positions (prefix tokens included), D = NetConfig.dim.
+
+Each module's docstring names the density or map it parameterises. The Pyro model file
+(models/gram_pyro.py) holds the sample statements; this file holds no randomness except the
+initial state z_0, drawn once from N(0, init_scale² I) at construction and saved as a buffer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gram_ppl.config import GramConfig, NetConfig, PriorConfig
+
+
+class SwiGLU(nn.Module):
+    """Position-wise SwiGLU MLP: d_in -> hidden -> d_out."""
+
+    def __init__(self, d_in: int, hidden: int, d_out: int | None = None):
+        super().__init__()
+        self.w_in = nn.Linear(d_in, 2 * hidden, bias=False)
+        self.w_out = nn.Linear(hidden, d_out or d_in, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, gate = self.w_in(x).chunk(2, dim=-1)  # (..., hidden) each
+        return self.w_out(F.silu(gate) * a)  # (..., d_out)
+
+
+class Attention(nn.Module):
+    """Bidirectional multi-head self-attention over the L positions."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.out = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, L, D = x.shape
+        q, k, v = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # (B, H, L, D/H)
+        y = F.scaled_dot_product_attention(q, k, v)  # (B, H, L, D/H)
+        return self.out(y.transpose(1, 2).reshape(B, L, D))  # (B, L, D)
+
+
+class TokenMLP(nn.Module):
+    """MLP-mixer token mixing: a SwiGLU across the L positions (TRM's choice for Sudoku)."""
+
+    def __init__(self, length: int, expansion: float):
+        super().__init__()
+        self.mlp = SwiGLU(length, max(1, int(expansion * length)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x.transpose(1, 2)).transpose(1, 2)  # (B, L, D)
+
+
+class Block(nn.Module):
+    """Post-norm residual block: token mixer then SwiGLU, each followed by RMSNorm."""
+
+    def __init__(self, cfg: NetConfig, length: int):
+        super().__init__()
+        self.mix = Attention(cfg.dim, cfg.heads) if cfg.mixer == "attention" else TokenMLP(length, cfg.expansion)
+        self.mlp = SwiGLU(cfg.dim, int(cfg.expansion * cfg.dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.rms_norm(x + self.mix(x), x.shape[-1:])  # (B, L, D)
+        return F.rms_norm(x + self.mlp(x), x.shape[-1:])  # (B, L, D)
+
+
+class Reasoner(nn.Module):
+    """One recursive update, f(state, injection) = blocks(state + injection): f_L or f_H."""
+
+    def __init__(self, cfg: NetConfig, length: int):
+        super().__init__()
+        self.blocks = nn.ModuleList(Block(cfg, length) for _ in range(cfg.layers))
+
+    def forward(self, state: torch.Tensor, injection: torch.Tensor) -> torch.Tensor:
+        x = state + injection  # (B, L, D)
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+class Guidance(nn.Module):
+    """Location and scale of a transition-noise density over ε_t, per token and channel.
+
+    As the prior: p_θ(ε_t | u_t) with input u_t. As the posterior: q_φ(ε_t | u_t, y) with input
+    [u_t, embed(y)] (or u_t + embed(y)). The location head is zero-initialised; the scale is
+    bounded in [min_scale, max_scale] through a sigmoid on the log scale and starts at `scale`.
+    With scale_mode "learned" one scalar scale is learned; with "fixed" it is the constant
+    `scale`; with zero_mean the location is 0 (the noise-only ablation).
+    """
+
+    def __init__(self, d_in: int, dim: int, hidden: int, priors: PriorConfig, scale_mode: str, zero_mean: bool):
+        super().__init__()
+        self.scale_mode, self.zero_mean = scale_mode, zero_mean
+        self.log_lo, self.log_hi = math.log(priors.min_scale), math.log(priors.max_scale)
+        frac = (math.log(priors.scale) - self.log_lo) / max(self.log_hi - self.log_lo, 1e-12)
+        self.bias0 = math.log(max(frac, 1e-6) / max(1 - frac, 1e-6))  # sigmoid(bias0) = frac
+        self.net = SwiGLU(d_in, hidden, 2 * dim)
+        nn.init.zeros_(self.net.w_out.weight)
+        self.raw_scale = nn.Parameter(torch.zeros(())) if scale_mode == "learned" else None
+        self.register_buffer("fixed_scale", torch.tensor(priors.scale), persistent=False)
+
+    def forward(self, inp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loc, raw = self.net(inp).chunk(2, dim=-1)  # (B, L, D) each
+        if self.zero_mean:
+            loc = torch.zeros_like(loc)
+        if self.scale_mode == "fixed":
+            return loc, self.fixed_scale.expand_as(loc)
+        if self.scale_mode == "learned":
+            raw = self.raw_scale.expand_as(loc)
+        log_scale = self.log_lo + (self.log_hi - self.log_lo) * torch.sigmoid(raw + self.bias0)  # (B, L, D)
+        return loc, log_scale.exp()
+
+
+class GramNet(nn.Module):
+    """All GRAM networks for one task: what models/gram_pyro.py calls.
+
+    - embed(x): e_x = f_enc(x), token + position embeddings, prefix tokens prepended  (B, L, D)
+    - transition(h, l, e_x): K updates l <- f_L(l, h + e_x), then u = f_H(h, l)       (B, L, D) x 2
+    - prior(u): loc and scale of p_θ(ε_t | u_t)
+    - posterior(u, y): loc and scale of q_φ(ε_t | u_t, y)
+    - decode(h): logits of p_θ(y | h_T) on the output positions                       (B, L_y, V_y)
+    - halt(h), value(h): ACT halt logit and LPRM value from token 0 of a detached h   (B,)
+    """
+
+    def __init__(self, cfg: GramConfig, priors: PriorConfig, task):
+        super().__init__()
+        net, D = cfg.net, cfg.net.dim
+        self.K, self.prefix, self.y_len = cfg.fit.K, net.prefix_tokens, task.y_len
+        self.pad_x = task.seq_len - task.x_len  # output slots appended to the input (colouring)
+        length = net.prefix_tokens + task.seq_len
+        self.tok_x = nn.Embedding(task.x_vocab, D)
+        feats = task.position_features() if net.positions == "2d" else [np.arange(task.seq_len)]
+        self.pos = nn.ModuleList(nn.Embedding(int(f.max()) + 1, D) for f in feats)
+        for i, f in enumerate(feats):
+            self.register_buffer(f"pos_ids_{i}", torch.as_tensor(np.asarray(f), dtype=torch.long), persistent=False)
+        self.f_L = Reasoner(net, length)
+        self.f_H = self.f_L if net.share_core else Reasoner(net, length)
+        hidden = net.guidance_hidden or D
+        zero_mean = cfg.fit.variant == "noise_only"
+        self.prior_head = Guidance(D, D, hidden, priors, priors.scale_mode, zero_mean)
+        y_width = net.posterior_bottleneck or D
+        self.tok_y = nn.Embedding(task.y_vocab, y_width)
+        self.y_proj = nn.Linear(y_width, D, bias=False)
+        self.concat = net.posterior_input == "concat"
+        self.posterior_head = Guidance(2 * D if self.concat else D, D, hidden, priors, "network", zero_mean)
+        self.decoder = nn.Linear(D, task.y_vocab)
+        self.halt_head = nn.Linear(D, 1)
+        self.value_head = nn.Linear(D, 1)
+        g = torch.Generator().manual_seed(cfg.fit.seed)
+        z0 = priors.init_scale * torch.randn(2, length, D, generator=g)  # z_0 = (h_0, l_0), drawn once
+        self.register_buffer("z0", z0)
+
+    def initial_state(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        h0, l0 = self.z0  # (L, D) each
+        return h0.expand(batch, -1, -1), l0.expand(batch, -1, -1)  # (B, L, D) each
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        B, D = x.shape[0], self.tok_x.embedding_dim
+        if self.pad_x:
+            x = torch.cat([x, x.new_zeros(B, self.pad_x)], dim=1)  # (B, L_seq): output slots are pad
+        e = self.tok_x(x) * math.sqrt(D)  # (B, L_seq, D)
+        for i, emb in enumerate(self.pos):
+            e = e + emb(getattr(self, f"pos_ids_{i}"))  # (B, L_seq, D)
+        return F.pad(e, (0, 0, self.prefix, 0))  # (B, L, D): zero prefix tokens first
+
+    def transition(self, h: torch.Tensor, l: torch.Tensor, e_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        for _ in range(self.K):
+            l = self.f_L(l, h + e_x)  # (B, L, D)
+        return self.f_H(h, l), l  # u_t, l_t: (B, L, D) each
+
+    def prior(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.prior_head(u)  # loc, scale: (B, L, D) each
+
+    def posterior(self, u: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        e_y = self.y_proj(self.tok_y(y))  # (B, L_y, D)
+        e_y = F.pad(e_y, (0, 0, u.shape[1] - e_y.shape[1], 0))  # (B, L, D): y sits on the output positions
+        inp = torch.cat([u, e_y], dim=-1) if self.concat else u + e_y  # (B, L, 2D) or (B, L, D)
+        return self.posterior_head(inp)  # loc, scale: (B, L, D) each
+
+    def decode(self, h: torch.Tensor) -> torch.Tensor:
+        return self.decoder(h[:, -self.y_len :])  # (B, L_y, V_y)
+
+    def halt(self, h: torch.Tensor) -> torch.Tensor:
+        return self.halt_head(h[:, 0].detach()).squeeze(-1)  # (B,)
+
+    def value(self, h: torch.Tensor) -> torch.Tensor:
+        return self.value_head(h[:, 0].detach()).squeeze(-1)  # (B,)

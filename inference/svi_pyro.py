@@ -1,0 +1,190 @@
+"""SVI for GRAM in Pyro: the loss from traces of the model and guide, one training step, sampling.
+
+The loss is built from Pyro's own machinery: the guide is traced, the model is replayed on the
+guide's noise (`poutine.trace(poutine.replay(model, guide_trace))`), and the terms are read off
+the two traces: −log p(y | h) from the observed sites, and for every noise site a KL between the
+guide's and the model's site distributions — closed form where torch has one (Normal/Normal),
+a one-sample Monte Carlo estimate otherwise (studentt, laplace priors), ½‖μ_φ − μ_θ‖² for the
+mean-only ablation. No global parameter store is used: the networks are plain torch modules
+owned by the caller, so two fits in one process never share weights.
+
+KL balancing (DreamerV2, paper §4): α·KL(sg(q) ‖ p) + (1 − α)·KL(q ‖ sg(p)); its value is the
+plain KL, α = kl_balance (0.8) of its gradient moves the prior.
+
+Objectives (FitConfig.objective):
+- "surrogate" (paper Eq. 14): N_sup supervision steps per batch, one optimiser step each; the
+  carry is detached between steps and, inside a step, only the last of the T transitions
+  carries gradient. Loss of step n: CE(y, f_dec(h_T)) + β·KL of that step's transitions (the
+  earlier ones add their value but no gradient).
+- "elbo" (Eq. 13): the whole trajectory in one graph, y observed once at the end, every KL with
+  gradient, one optimiser step per batch (memory grows with N_sup · T).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import NamedTuple
+
+import numpy as np
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from pyro import poutine
+from pyro.poutine.util import site_is_subsample
+
+from gram_ppl.config import GramConfig, PriorConfig
+
+
+class NonFiniteLoss(FloatingPointError):
+    """A NaN or infinite loss: training stops before the bad update is applied."""
+
+
+class LossTerms(NamedTuple):
+    loss: torch.Tensor  # scalar that is minimised (CE + β·KL with free bits)
+    nll: torch.Tensor  # (B,) −log p(y | h) summed over the observed sites
+    kl: torch.Tensor  # (S,) KL of each supervision step, averaged over puzzles (nats)
+    h: torch.Tensor  # (B, L, D) final high-level state (attached)
+    l: torch.Tensor  # (B, L, D) final low-level state (attached)
+
+
+class StepInfo(NamedTuple):
+    loss: float  # mean loss over the N_sup optimiser steps of the batch
+    ce: float  # cross-entropy (nats per puzzle) at the end of the last supervision step
+    kl: list[float]  # KL of every supervision step (nats per puzzle)
+    halt: float  # ACT halt-head loss
+    value: float  # LPRM value-head loss
+    exact: float  # share of puzzles decoded exactly right after the last step (through the guide)
+
+
+def trajectory_loss(mod, net, cfg: GramConfig, priors: PriorConfig, x, y, carry, steps, truncate) -> LossTerms:
+    """Trace the guide, replay the model on its noise, and assemble the loss terms."""
+    fit = cfg.fit
+    observe = "every" if fit.objective == "surrogate" else "last"
+    kw = dict(net=net, cfg=cfg, priors=priors, carry=carry, steps=steps, truncate=truncate, observe=observe)
+    memo = {}
+    guide_tr = poutine.trace(mod.guide).get_trace(x, y, memo=memo, **kw)
+    model_tr = poutine.trace(poutine.replay(mod.model, trace=guide_tr)).get_trace(x, y, memo=memo, **kw)
+    nll = x.new_zeros(x.shape[0], dtype=torch.float32)
+    kl = {n: x.new_zeros(x.shape[0], dtype=torch.float32) for n in steps}
+    penalty = x.new_zeros((), dtype=torch.float32)
+    for name, site in model_tr.nodes.items():
+        if site["type"] != "sample" or site_is_subsample(site):
+            continue
+        if site["is_observed"]:
+            nll = nll - site["fn"].log_prob(site["value"])  # (B,)
+            continue
+        q = guide_tr.nodes[name]
+        k = balanced_kl(q["fn"], site["fn"], q["value"], fit.kl_balance)  # (B,)
+        if fit.kl_reduction == "mean":
+            k = k / q["value"][0].numel()
+        kl[int(name.split("_")[1])] += k
+        penalty = penalty + torch.clamp(k, min=fit.free_bits).mean() if fit.free_bits else penalty + k.mean()
+    h, l = model_tr.nodes["_RETURN"]["value"]
+    loss = nll.mean() + fit.beta * penalty
+    return LossTerms(loss, nll, torch.stack([v.mean() for v in kl.values()]).detach(), h, l)
+
+
+def balanced_kl(q, p, value, alpha: float) -> torch.Tensor:
+    """α·KL(sg(q) ‖ p) + (1 − α)·KL(q ‖ sg(p)) per puzzle (B,), summed over the event."""
+    qd, pd = _detached(q), _detached(p)
+    if isinstance(_base(q), dist.Delta):  # mean-only ablation: ½‖μ_q − μ_p‖²
+
+        def kl(a, b):
+            return 0.5 * (_base(a).v - _base(b).v).pow(2).sum((-2, -1))
+    else:
+        try:
+            torch.distributions.kl_divergence(qd, p)
+            kl = torch.distributions.kl_divergence
+        except NotImplementedError:  # no closed form: one-sample Monte Carlo at the guide's draw
+            v = value.detach()
+
+            def kl(a, b):
+                return a.log_prob(v if a is qd else value) - b.log_prob(v if a is qd else value)
+
+    return alpha * kl(qd, p) + (1 - alpha) * kl(q, pd)
+
+
+def _base(d):
+    return d.base_dist if isinstance(d, torch.distributions.Independent) else d
+
+
+def _detached(d):
+    """The same distribution with its parameters cut from the graph."""
+    if isinstance(d, torch.distributions.Independent):
+        return dist.Independent(_detached(d.base_dist), d.reinterpreted_batch_ndims)
+    return type(d)(**{k: getattr(d, k).detach() for k in d.arg_constraints})
+
+
+def head_losses(net, h: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """ACT halt (BCE against exact match) and LPRM value (squared error against token accuracy)
+    losses; the heads read a detached h, so no gradient reaches the core. Also returns exact."""
+    with torch.no_grad():
+        pred = net.decode(h).argmax(-1)  # (B, L_y)
+        exact = (pred == y).all(-1).float()  # (B,)
+        acc = (pred == y).float().mean(-1)  # (B,)
+    halt = F.binary_cross_entropy_with_logits(net.halt(h), exact)
+    value = F.mse_loss(net.value(h), acc)
+    return halt, value, exact
+
+
+class Trainer:
+    """Owns the networks, optimiser and EMA of one fit; `train_batch` is one batch of N_sup steps."""
+
+    def __init__(self, mod, net, cfg: GramConfig, priors: PriorConfig):
+        self.mod, self.net, self.cfg, self.priors = mod, net, cfg, priors
+        decay = [p for n, p in net.named_parameters() if p.ndim >= 2]
+        no_decay = [p for n, p in net.named_parameters() if p.ndim < 2]
+        groups = [{"params": decay, "weight_decay": cfg.fit.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        self.opt = torch.optim.AdamW(groups, lr=cfg.fit.lr, betas=(0.9, 0.95))
+        self.ema = copy.deepcopy(net).requires_grad_(False) if cfg.fit.ema else None
+
+    def sampling_net(self):
+        return self.ema if self.ema is not None else self.net
+
+    def _update(self, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(f"loss is {loss.item()}; stopping before the update (last checkpoint kept)")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.fit.clip)
+        self.opt.step()
+        if self.ema is not None:
+            with torch.no_grad():
+                for pe, p in zip(self.ema.parameters(), self.net.parameters(), strict=True):
+                    pe.lerp_(p, 1 - self.cfg.fit.ema)
+
+    def train_batch(self, x: torch.Tensor, y: torch.Tensor) -> StepInfo:
+        fit = self.cfg.fit
+        if fit.objective == "elbo":
+            segments = [range(fit.n_sup)]
+        else:
+            segments = [range(n, n + 1) for n in range(fit.n_sup)]
+        carry, losses, kls = None, [], []
+        for steps in segments:
+            terms = trajectory_loss(self.mod, self.net, self.cfg, self.priors, x, y, carry, steps, truncate=True)
+            halt, value, exact = head_losses(self.net, terms.h, y)
+            loss = terms.loss + fit.halt_weight * halt + fit.value_weight * value
+            self._update(loss)
+            carry = (terms.h.detach(), terms.l.detach())
+            losses.append(loss.item())
+            kls.extend(terms.kl.tolist())
+        ce = terms.nll.mean().item() if fit.objective == "elbo" else terms.nll.mean().item()
+        return StepInfo(float(np.mean(losses)), ce, kls, halt.item(), value.item(), exact.mean().item())
+
+
+@torch.no_grad()
+def sample(mod, net, cfg: GramConfig, priors: PriorConfig, x, y=None, num_samples: int = 1, depth: int | None = None):
+    """Decoded boards argmax f_dec(h) after `depth` supervision steps (default N_sup) for
+    `num_samples` trajectories per puzzle: from the prior p_θ(τ | x), or through the guide
+    q_φ(τ | x, y) when y is given. x (B, L_x) -> (num_samples, B, L_y) long."""
+    depth = depth or cfg.fit.n_sup
+    B = x.shape[0]
+    xs = x.repeat(num_samples, 1)  # (N*B, L_x): the N trajectories of a puzzle run as one batch
+    kw = dict(net=net, cfg=cfg, priors=priors, steps=range(depth), truncate=False, observe="last")
+    if y is None:
+        h, _ = mod.model(xs, None, **kw)
+    else:
+        ys, memo = y.repeat(num_samples, 1), {}
+        guide_tr = poutine.trace(mod.guide).get_trace(xs, ys, memo=memo, **kw)
+        h, _ = poutine.replay(mod.model, trace=guide_tr)(xs, ys, memo=memo, **kw)
+    return net.decode(h).argmax(-1).view(num_samples, B, -1)

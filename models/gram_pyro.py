@@ -1,0 +1,134 @@
+"""GRAM as a Pyro probabilistic program: the file a statistician edits.
+
+Generative story (Baek et al., arXiv:2605.19376, §2-3), for a puzzle x and its solution y:
+
+    e_x = f_enc(x)                                         input embedding, computed once
+    z_0 = (h_0, l_0)                                       drawn once from N(0, I), saved (constant)
+    for each supervision step n = 1..N_sup, transition t = 1..T:
+        l <- f_L(l, h + e_x)   K times                     deterministic low-level refinement
+        u_t = f_H(h, l)                                    deterministic high-level update
+        ε_t ~ p_θ(ε_t | u_t) = family(μ_θ(u_t), σ_θ(u_t))  the only randomness: noise on h
+        h <- u_t + ε_t
+        (end of step n) y ~ Categorical(f_dec(h))          observed y: deep supervision
+    guide q_φ(ε_t | u_t, y) = Normal(μ_φ(u_t, y), σ_φ(u_t, y)), sharing f_enc, f_L, f_H, z_0.
+
+Unconditional generation p(x) (§4.3) is the same model with x an all-blank board: the
+Sudoku "generate" data sets are built that way.
+
+Glossary: K low-level updates per transition; T transitions per supervision step; N_sup
+supervision steps (`FitConfig.n_sup`); h the high-level state (the only one decoded), l the
+low-level state; u_t the deterministic update before noise; β the KL weight (`FitConfig.beta`).
+Sites: `eps_{n}_{t}` (B, L, D) per transition, `y_{n}` (B, L_y) at the end of each step.
+
+Where this departs from the paper or decides what it leaves open (gram-paper-notes §13):
+- How y enters q_φ: concat(u_t, embed(y)) by default (`NetConfig.posterior_input`; the paper's
+  additive reading is "add"), with an optional narrow bottleneck (`posterior_bottleneck`).
+- The guide may act in every transition or only in the last of each supervision step, the prior
+  elsewhere (`FitConfig.guide_transitions`): with "all" and T > 1, y can reach the decoder
+  through transitions whose KL the truncated surrogate never sees (our calibration runs).
+- σ: a sigmoid on log σ between min_scale and max_scale, starting at `scale` (zero-initialised
+  heads); the KL is summed over positions and channels by default (`FitConfig.kl_reduction`).
+- Non-Normal priors (studentt, laplace) have no closed-form KL against the Normal guide: the
+  loss uses a one-sample Monte Carlo estimate for them (inference/svi_pyro.py).
+- Variants are config fields, never copies of this file: `deterministic` (no noise sites,
+  TRM-like), `noise_only` (μ ≡ 0 in prior and guide), `mean_only` (ε = μ, a Delta: the KL
+  becomes ½‖μ_φ − μ_θ‖²).
+- `memo` lets the model reuse the guide's deterministic updates when it is replayed on the
+  guide's noise (the core is shared, §3), so training runs f_L / f_H once, not twice.
+"""
+
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import torch
+
+from gram_ppl.config import PriorConfig
+
+# ---- PRIORS: edit here -----------------------------------------------------------------------
+PRIORS = PriorConfig(
+    family="normal",  # transition noise ε_t: normal | studentt | laplace
+    scale_mode="network",  # σ: network = σ_θ(u_t) per token (paper) | learned = one scale | fixed = constant
+    scale=0.1,  # the fixed scale, or where learned / network scales start
+    min_scale=1e-3,  # σ never goes below this
+    max_scale=1.0,  # σ never goes above this
+    df=4.0,  # degrees of freedom of the studentt family
+    init_scale=1.0,  # z_0 = (h_0, l_0) ~ N(0, init_scale² I), drawn once per model
+)
+
+
+def noise_dist(priors: PriorConfig, loc, scale, variant: str = "gram"):
+    """The density of one transition's noise over the (L, D) state of each puzzle."""
+    if variant == "mean_only":
+        return dist.Delta(loc).to_event(2)
+    if priors.family == "studentt":
+        return dist.StudentT(torch.as_tensor(priors.df, dtype=loc.dtype), loc, scale).to_event(2)
+    family = {"normal": dist.Normal, "laplace": dist.Laplace}[priors.family]
+    return family(loc, scale).to_event(2)
+
+
+def model(x, y=None, *, net, cfg, priors=PRIORS, carry=None, steps=range(1), truncate=True, memo=None, observe="every"):
+    """p_θ(τ, y | x) over supervision steps `steps`, from `carry` (default z_0); returns (h, l).
+
+    y is observed at the end of every step (deep supervision) or, with observe="last", once.
+    """
+    variant, T = cfg.fit.variant, cfg.fit.T
+    e_x = _embed(net, x, memo)  # (B, L, D)
+    h, l = carry if carry is not None else net.initial_state(e_x.shape[0])  # (B, L, D) each
+    with pyro.plate("puzzles", e_x.shape[0]):
+        for n in steps:
+            for t in pyro.markov(range(T)):
+                with torch.set_grad_enabled(torch.is_grad_enabled() and not (truncate and t < T - 1)):
+                    u, l = _transition(net, memo, (n, t), h, l, e_x)  # (B, L, D) each
+                    if variant == "deterministic":
+                        h = u
+                    else:
+                        eps = pyro.sample(f"eps_{n}_{t}", noise_dist(priors, *net.prior(u), variant))
+                        h = u + eps  # (B, L, D)
+            if observe == "every" or n == steps[-1]:
+                logits = net.decode(h)  # (B, L_y, V_y)
+                pyro.sample(f"y_{n}", dist.Categorical(logits=logits).to_event(1), obs=y)
+    return h, l
+
+
+def guide(x, y, *, net, cfg, priors=PRIORS, carry=None, steps=range(1), truncate=True, memo=None, observe="every"):
+    """q_φ(τ | x, y): the model's transitions with ε_t ~ q_φ(ε_t | u_t, y) (prior where off)."""
+    variant, T = cfg.fit.variant, cfg.fit.T
+    if variant == "deterministic":
+        return
+    e_x = _embed(net, x, memo)  # (B, L, D)
+    h, l = carry if carry is not None else net.initial_state(e_x.shape[0])  # (B, L, D) each
+    with pyro.plate("puzzles", e_x.shape[0]):
+        for n in steps:
+            for t in pyro.markov(range(T)):
+                with torch.set_grad_enabled(torch.is_grad_enabled() and not (truncate and t < T - 1)):
+                    u, l = _transition(net, memo, (n, t), h, l, e_x)  # (B, L, D) each
+                    if cfg.fit.guide_transitions == "all" or t == T - 1:
+                        eps = pyro.sample(f"eps_{n}_{t}", _posterior_dist(net, u, y, variant))
+                    else:
+                        eps = pyro.sample(f"eps_{n}_{t}", noise_dist(priors, *net.prior(u), variant))
+                    h = u + eps  # (B, L, D)
+
+
+def _posterior_dist(net, u, y, variant):
+    loc, scale = net.posterior(u, y)  # (B, L, D) each
+    return dist.Delta(loc).to_event(2) if variant == "mean_only" else dist.Normal(loc, scale).to_event(2)
+
+
+def _embed(net, x, memo):
+    if memo is not None and "e_x" in memo:
+        return memo["e_x"]
+    e_x = net.embed(x)
+    if memo is not None:
+        memo["e_x"] = e_x
+    return e_x
+
+
+def _transition(net, memo, key, h, l, e_x):
+    """net.transition, reused from `memo` when the guide already computed it for these inputs."""
+    if memo is not None and key in memo:
+        return memo[key]
+    out = net.transition(h, l, e_x)
+    if memo is not None:
+        memo[key] = out
+    return out
