@@ -7,10 +7,20 @@ configuration print `gram: error: ...` to stderr and exit with status 2, never a
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
-from gram_ppl.config import SUDOKU_MODES, TASK_NAMES, ConfigError, TaskConfig
+from gram_ppl.config import (
+    OBJECTIVES,
+    SUDOKU_MODES,
+    TASK_NAMES,
+    VARIANTS,
+    ConfigError,
+    GramConfig,
+    TaskConfig,
+    apply_overrides,
+)
 from gram_ppl.data import DatasetError, build_dataset, load_dataset, save_dataset
 from gram_ppl.puzzle_io import read_puzzles
 from gram_ppl.tasks import PuzzleError, get_task
@@ -76,6 +86,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=_positive_int, help="enumerate at most K solutions per puzzle")
     s.add_argument("--skip-invalid", action="store_true", help="solve the valid lines, report the rest")
     s.set_defaults(func=cmd_solve)
+
+    f = sub.add_parser("fit", help="train GRAM (or the deterministic baseline) with SVI into a run folder")
+    f.add_argument("--task", choices=TASK_NAMES)
+    f.add_argument("--size", type=int)
+    f.add_argument("--out", type=Path, required=True, help="run folder")
+    f.add_argument("--variant", choices=VARIANTS)
+    f.add_argument("--objective", choices=OBJECTIVES)
+    f.add_argument("--seed", type=int, help="training seed (the data seed is --set task.seed=S)")
+    budget = f.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=_positive_int, help="train until this many batches (default 100)")
+    budget.add_argument("--minutes", type=float, help="train for this many minutes")
+    f.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="any config field, e.g. fit.beta=0.5 or net.dim=128 (repeatable)")  # fmt: skip
+    f.add_argument("--resume", action="store_true", help="continue the run in --out")
+    f.add_argument("--force", action="store_true", help="overwrite --out, or resume despite changes")
+    f.add_argument("--eval-minutes", type=float, default=2.0, help="prior-sample validity every M minutes")
+    f.add_argument("--checkpoint-minutes", type=float, default=2.0)
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
+    f.set_defaults(func=cmd_fit)
+
+    ev = sub.add_parser("evaluate", help="sample from the prior on a run's held-out puzzles and score them")
+    ev.add_argument("run", type=Path)
+    ev.add_argument("--num-samples", type=_positive_int, default=20)
+    ev.add_argument("--depth", type=_positive_int, help="supervision steps (default: the training N_sup)")
+    ev.add_argument("--puzzles", type=_positive_int, help="at most this many held-out puzzles")
+    ev.set_defaults(func=cmd_evaluate)
 
     v = sub.add_parser("verify", help="check solutions against puzzles, line by line")
     _task_args(v)
@@ -185,3 +221,51 @@ def cmd_verify(args) -> int:
         print(f"{lineno}: {problem or 'valid'}")
     print(f"{len(puzzles) - bad} of {len(puzzles)} valid", file=sys.stderr)
     return 1 if bad else 0
+
+
+def fit_config(args) -> GramConfig:
+    """The GramConfig a `gram fit` command line asks for (on top of a resumed run's config)."""
+    sets = list(args.set)
+    for flag, key in (("task", "task.name"), ("size", "task.size"), ("variant", "fit.variant"),
+                      ("objective", "fit.objective"), ("seed", "fit.seed")):  # fmt: skip
+        if getattr(args, flag) is not None:
+            sets.insert(0, f"{key}={json.dumps(getattr(args, flag))}")
+    if args.resume:
+        from inference.run import load_config
+
+        return apply_overrides(load_config(args.out), sets)
+    if args.task is None or args.size is None:
+        raise ConfigError("--task and --size are required for a new run")
+    return apply_overrides(GramConfig(), sets)
+
+
+def cmd_fit(args) -> int:
+    from inference.run import RunError, fit
+    from inference.svi_pyro import NonFiniteLoss
+
+    cfg = fit_config(args)
+    try:
+        result = fit(
+            cfg, args.out, steps=args.steps, minutes=args.minutes, resume=args.resume, force=args.force,
+            progress=not args.quiet, eval_every_s=60 * args.eval_minutes,
+            checkpoint_every_s=60 * args.checkpoint_minutes,
+        )  # fmt: skip
+    except RunError as e:
+        raise ConfigError(str(e)) from None
+    except NonFiniteLoss as e:
+        print(f"gram: training stopped: {e}", file=sys.stderr)
+        return 1
+    last = next(r["eval"] for r in reversed(result.history) if "eval" in r)
+    print(f"{args.out}: {result.history[-1]['step']} batches; " + ", ".join(f"{k} {v:.3f}" for k, v in last.items()))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from inference.run import RunError, evaluate_run
+
+    try:
+        metrics = evaluate_run(args.run, num_samples=args.num_samples, depth=args.depth, puzzles=args.puzzles)
+    except RunError as e:
+        raise ConfigError(str(e)) from None
+    print(json.dumps(metrics, indent=1))
+    return 0

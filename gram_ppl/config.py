@@ -7,6 +7,7 @@ with `dataclasses.replace`; `to_dict` / `from_dict` round-trip through JSON.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 
 TASK_NAMES = ("nqueens", "sudoku", "coloring")
@@ -26,6 +27,28 @@ _MIN_EFFORT = {4: 0, 6: 0, 9: 1}
 
 class ConfigError(ValueError):
     """An invalid configuration value; the message names the field and the allowed values."""
+
+
+def apply_overrides(cfg: GramConfig, assignments: list[str]) -> GramConfig:
+    """Apply "section.field=value" strings (value in JSON, or a bare string) to a GramConfig."""
+    for text in assignments:
+        key, sep, raw = text.partition("=")
+        section, dot, name = key.strip().partition(".")
+        part = getattr(cfg, section, None) if dot else None
+        if not sep or section not in ("task", "net", "fit", "priors") or name not in _field_names(part, section):
+            raise ConfigError(f"cannot set {text!r}: use SECTION.FIELD=VALUE with SECTION in task, net, fit, priors")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        part = part if part is not None else PriorConfig()
+        cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(part, **{name: value})})
+    return cfg
+
+
+def _field_names(part, section: str) -> set[str]:
+    cls = type(part) if part is not None else {"priors": PriorConfig}.get(section)
+    return {f.name for f in dataclasses.fields(cls)} if cls else set()
 
 
 def _choice(name: str, value, allowed, where: str = "") -> None:
@@ -246,6 +269,7 @@ def from_dict(cls, data: dict):
 __all__ = [
     "ConfigError",
     "FitConfig",
+    "apply_overrides",
     "GramConfig",
     "NetConfig",
     "PriorConfig",

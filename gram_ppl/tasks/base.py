@@ -85,6 +85,11 @@ class Task(abc.ABC):
             i = int(np.flatnonzero(bad)[0])
             raise PuzzleError(f"token {int(x[i])} at position {i} is outside 1..{self.x_vocab - 1}")
 
+    def canonical(self, y: np.ndarray) -> np.ndarray:
+        """The representative of y's class of equivalent solutions (y itself, but colourings
+        that differ only by colour names share one)."""
+        return np.asarray(y)
+
     # ---- text format (docs/formats.md) ------------------------------------------------------
     @abc.abstractmethod
     def parse_puzzle(self, text: str) -> np.ndarray:

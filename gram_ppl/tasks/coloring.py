@@ -59,6 +59,11 @@ class Coloring(Task):
         not_color = ((y < COLOR0) | (y >= COLOR0 + COLORS)).sum(-1)
         return clashes + not_color
 
+    def canonical(self, y: np.ndarray) -> np.ndarray:
+        """Colours renamed in order of first appearance (tokens 3 + colour)."""
+        names: dict[int, int] = {}
+        return np.array([COLOR0 + names.setdefault(int(c), len(names)) for c in np.asarray(y)], dtype=np.uint8)
+
     def check_givens(self, x: np.ndarray) -> None:
         self.check_tokens(x)
 

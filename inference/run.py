@@ -1,0 +1,290 @@
+"""Fitting GRAM into a run folder: checkpoints, resume, progress, periodic prior-sample validity.
+
+A run folder holds:
+- config.json: the full GramConfig, priors filled in from the model file's PRIORS block;
+- model.py: the source text of the model file that was used;
+- checkpoint.pt (+ checkpoint.sha256): weights, EMA weights, optimiser state, torch and data
+  RNG states, data order, step, elapsed time and history; written atomically (temporary file,
+  then rename) every `checkpoint_every_s` seconds and at the end;
+- history.json: one record per batch (loss, cross-entropy, KL of every supervision step) and
+  the evaluations (validity of samples from the prior and through the guide on held-out
+  puzzles).
+
+Resuming continues from the checkpoint and, on a CPU, ends bit-identical to a run that was never
+interrupted: the evaluation draws its samples under a forked RNG and never touches the training
+RNG. Resuming with a changed config or model file is refused unless `force`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+import os
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from gram_ppl.config import GramConfig, gram_config_from_dict, to_dict
+from gram_ppl.data import Dataset, build_dataset
+from gram_ppl.networks.torch_nets import GramNet
+from inference.evaluate import validity_report
+from inference.svi_pyro import NonFiniteLoss, Trainer
+
+
+class RunError(ValueError):
+    """A run folder that cannot be used as asked: exists, differs, or is corrupted."""
+
+
+class FitResult(NamedTuple):
+    net: torch.nn.Module  # the network to sample from (the EMA copy when enabled)
+    trainer: Trainer
+    history: list[dict]
+    config: GramConfig
+    folder: Path | None
+
+
+def default_model(cfg: GramConfig):
+    from models import MODELS
+
+    return MODELS[cfg.backend]
+
+
+def setup_torch(threads: int) -> None:
+    """Explicit thread count (shared cores fight) and flushed denormals (deep RMSNorm recursion)."""
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
+
+
+def fit(
+    cfg: GramConfig,
+    out: str | Path | None = None,
+    *,
+    steps: int | None = None,
+    minutes: float | None = None,
+    resume: bool = False,
+    force: bool = False,
+    mod=None,
+    data: Dataset | None = None,
+    progress: bool = True,
+    eval_every_s: float = 120.0,
+    checkpoint_every_s: float = 120.0,
+    eval_puzzles: int = 128,
+) -> FitResult:
+    """Train until `steps` batches (each N_sup optimiser steps) or `minutes` of training."""
+    mod = mod or default_model(cfg)
+    folder = Path(out) if out is not None else None
+    if resume:
+        cfg = check_resume(folder, cfg, mod, force)
+    cfg = dataclasses.replace(cfg, priors=cfg.priors or mod.PRIORS)
+    if folder is not None and not resume:
+        create_run(folder, cfg, mod, force)
+    setup_torch(cfg.fit.threads)
+    data = data or build_dataset(cfg.task)
+    torch.manual_seed(cfg.fit.seed)
+    trainer = Trainer(mod, GramNet(cfg, cfg.priors, data.task), cfg, cfg.priors)
+    loop = TrainLoop(trainer, data, cfg)
+    if resume:
+        loop.load(folder)
+    steps = steps if steps is not None else (None if minutes is not None else 100)
+    loop.run(folder, steps, minutes, progress, eval_every_s, checkpoint_every_s, eval_puzzles)
+    return FitResult(trainer.sampling_net(), trainer, loop.history, cfg, folder)
+
+
+class TrainLoop:
+    """Data order, history and checkpoints around a Trainer."""
+
+    def __init__(self, trainer: Trainer, data: Dataset, cfg: GramConfig):
+        self.trainer, self.data, self.cfg = trainer, data, cfg
+        self.x = torch.as_tensor(data.train.x.astype(np.int64))  # (N, L_x)
+        self.y = torch.as_tensor(data.train.y.astype(np.int64))  # (N, L_y)
+        self.rng = np.random.default_rng(cfg.fit.seed)
+        self.perm, self.cursor, self.step, self.elapsed, self.history = None, 0, 0, 0.0, []
+        if len(self.x) < cfg.fit.batch_size:
+            raise RunError(f"batch_size {cfg.fit.batch_size} exceeds the {len(self.x)} training examples")
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        B = self.cfg.fit.batch_size
+        if self.perm is None or self.cursor + B > len(self.perm):  # new epoch; the ragged tail is dropped
+            self.perm, self.cursor = self.rng.permutation(len(self.x)), 0
+        idx = torch.as_tensor(self.perm[self.cursor : self.cursor + B])
+        self.cursor += B
+        return self.x[idx], self.y[idx]
+
+    def run(self, folder, steps, minutes, progress, eval_every_s, checkpoint_every_s, eval_puzzles) -> None:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, initial=self.step, disable=not progress, desc="fit", unit="batch")
+        last_eval = last_ckpt = time.monotonic()
+        start, start_elapsed = time.monotonic(), self.elapsed
+        while (steps is None or self.step < steps) and (minutes is None or self.elapsed < 60 * minutes):
+            x, y = self.next_batch()
+            try:
+                info = self.trainer.train_batch(x, y)
+            except NonFiniteLoss:
+                bar.close()
+                raise
+            self.step += 1
+            self.elapsed = start_elapsed + time.monotonic() - start
+            self.history.append({"step": self.step, "seconds": round(self.elapsed, 3), **info._asdict()})
+            bar.update(1)
+            bar.set_postfix(loss=f"{info.loss:.3f}", ce=f"{info.ce:.3f}", kl=f"{sum(info.kl):.3f}")
+            now = time.monotonic()
+            if now - last_eval >= eval_every_s:
+                self.evaluate(eval_puzzles, bar)
+                last_eval = now
+            if folder is not None and now - last_ckpt >= checkpoint_every_s:
+                self.save(folder)
+                last_ckpt = now
+        bar.close()
+        self.evaluate(eval_puzzles, bar)
+        if folder is not None:
+            self.save(folder)
+
+    def evaluate(self, eval_puzzles: int, bar=None) -> dict:
+        """Validity of one prior sample and one guide sample per held-out puzzle; the training RNG
+        is untouched (forked)."""
+        t = self.trainer
+        test = self.data.test
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.cfg.fit.seed + 1)
+            report = validity_report(t.mod, t.sampling_net(), self.cfg, self.data.task, test, eval_puzzles)
+        record = {"step": self.step, "seconds": round(self.elapsed, 3), "eval": report}
+        self.history.append(record)
+        if bar is not None:
+            bar.write(f"step {self.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in report.items()))
+        return report
+
+    # ---- checkpoints -------------------------------------------------------------------
+    def state(self) -> dict:
+        t = self.trainer
+        return {
+            "net": t.net.state_dict(),
+            "ema": t.ema.state_dict() if t.ema is not None else None,
+            "opt": t.opt.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "data_rng": json.dumps(self.rng.bit_generator.state),
+            "perm": torch.as_tensor(self.perm) if self.perm is not None else None,
+            "cursor": self.cursor,
+            "step": self.step,
+            "elapsed": self.elapsed,
+        }
+
+    def save(self, folder: Path) -> None:
+        buf_path = folder / "checkpoint.pt.tmp"
+        torch.save(self.state(), buf_path)
+        digest = _sha256(buf_path)
+        os.replace(buf_path, folder / "checkpoint.pt")
+        _atomic_write(folder / "checkpoint.sha256", digest + "\n")
+        _atomic_write(folder / "history.json", json.dumps(self.history) + "\n")
+
+    def load(self, folder: Path) -> None:
+        path = folder / "checkpoint.pt"
+        if not path.is_file():
+            raise RunError(f"{path}: missing; nothing to resume")
+        expected = (
+            (folder / "checkpoint.sha256").read_text().strip() if (folder / "checkpoint.sha256").is_file() else None
+        )
+        if expected != _sha256(path):
+            raise RunError(f"{path}: checksum mismatch (corrupted or truncated checkpoint)")
+        try:
+            s = torch.load(path, weights_only=True)
+            history = json.loads((folder / "history.json").read_text())
+            t = self.trainer
+            t.net.load_state_dict(s["net"])
+            if t.ema is not None:
+                t.ema.load_state_dict(s["ema"])
+            t.opt.load_state_dict(s["opt"])
+        except (RuntimeError, KeyError, ValueError, OSError) as e:
+            raise RunError(f"{path}: cannot be loaded ({e})") from None
+        torch.set_rng_state(s["torch_rng"])
+        self.rng.bit_generator.state = json.loads(s["data_rng"])
+        self.perm = s["perm"].numpy() if s["perm"] is not None else None
+        self.cursor, self.step, self.elapsed, self.history = s["cursor"], s["step"], s["elapsed"], history
+
+
+def create_run(folder: Path, cfg: GramConfig, mod, force: bool) -> None:
+    if folder.exists() and any(folder.iterdir()) and not force:
+        raise RunError(f"{folder} exists and is not empty (--resume to continue it, --force to overwrite)")
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in ("checkpoint.pt", "checkpoint.sha256", "history.json"):
+        (folder / stale).unlink(missing_ok=True)
+    _atomic_write(folder / "config.json", json.dumps(to_dict(cfg), indent=1) + "\n")
+    _atomic_write(folder / "model.py", inspect.getsource(mod))
+
+
+def load_config(folder: str | Path) -> GramConfig:
+    path = Path(folder) / "config.json"
+    try:
+        return gram_config_from_dict(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError) as e:
+        raise RunError(f"{path}: cannot be read ({e})") from None
+
+
+def check_resume(folder: Path | None, cfg: GramConfig | None, mod, force: bool) -> GramConfig:
+    """The stored config, after checking that neither it nor the model file changed."""
+    if folder is None:
+        raise RunError("resume needs a run folder")
+    stored = load_config(folder)
+    problems = []
+    if cfg is not None:
+        wanted = dataclasses.replace(cfg, priors=cfg.priors or stored.priors)
+        problems += [f"config {k}: {a!r} -> {b!r}" for k, a, b in _diff(to_dict(stored), to_dict(wanted))]
+    if (folder / "model.py").read_text() != inspect.getsource(mod):
+        problems.append(f"the model file {inspect.getsourcefile(mod)} differs from {folder / 'model.py'}")
+    if problems and not force:
+        raise RunError("refusing to resume, the run changed (--force to resume anyway):\n  " + "\n  ".join(problems))
+    return cfg if (cfg is not None and force) else stored
+
+
+def _diff(a: dict, b: dict, prefix: str = ""):
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            yield from _diff(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            yield f"{prefix}{k}", va, vb
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load_run(folder: str | Path, mod=None):
+    """(config, net for sampling, data, model module) of a finished or checkpointed run."""
+    folder = Path(folder)
+    cfg = load_config(folder)
+    mod = mod or default_model(cfg)
+    setup_torch(cfg.fit.threads)
+    data = build_dataset(cfg.task)
+    trainer = Trainer(mod, GramNet(cfg, cfg.priors, data.task), cfg, cfg.priors)
+    loop = TrainLoop(trainer, data, cfg)
+    loop.load(folder)
+    return cfg, trainer.sampling_net(), data, mod
+
+
+def evaluate_run(folder, num_samples: int = 20, depth: int | None = None, puzzles: int | None = None) -> dict:
+    """Prior samples for the run's held-out puzzles, scored against exact ground truth."""
+    from inference.evaluate import sample_metrics
+    from inference.svi_pyro import sample
+
+    cfg, net, data, mod = load_run(folder)
+    test = data.test
+    x = test.x[:puzzles]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.fit.seed + 2)
+        samples = sample(
+            mod, net, cfg, cfg.priors, torch.as_tensor(x.astype(np.int64)), num_samples=num_samples, depth=depth
+        )
+    metrics = sample_metrics(data.task, x, samples.numpy(), test.num_solutions[:puzzles])
+    return {"puzzles": len(x), "num_samples": num_samples, "depth": depth or cfg.fit.n_sup, **metrics}
