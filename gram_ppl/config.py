@@ -201,6 +201,7 @@ class FitConfig:
     kl_balance: float = 0.8  # share of the KL gradient that moves the prior (0.5: plain KL)
     kl_reduction: str = "sum"  # sum the KL over positions and channels, or average it
     guide_transitions: str = "all"  # where q_φ replaces the prior: all transitions | last of each step
+    guide_steps: int = 0  # q_φ acts only in the first this-many supervision steps (prior after); 0: all
     free_bits: float = 0.0  # nats per puzzle below which the KL of a transition is not penalised
     batch_size: int = 64
     lr: float = 3e-4
@@ -220,6 +221,8 @@ class FitConfig:
         for name in ("K", "T", "n_sup", "batch_size", "threads"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.guide_steps < 0:
+            raise ConfigError(f"guide_steps must be >= 0, got {self.guide_steps}")
         if self.beta < 0 or self.lr <= 0 or self.clip <= 0 or self.free_bits < 0:
             raise ConfigError("beta and free_bits must be >= 0; lr and clip > 0")
         if not 0 <= self.kl_balance <= 1 or not 0 <= self.ema < 1:

@@ -25,7 +25,9 @@ Where this departs from the paper or decides what it leaves open (gram-paper-not
   additive reading is "add"), with an optional narrow bottleneck (`posterior_bottleneck`).
 - The guide may act in every transition or only in the last of each supervision step, the prior
   elsewhere (`FitConfig.guide_transitions`): with "all" and T > 1, y can reach the decoder
-  through transitions whose KL the truncated surrogate never sees (our calibration runs).
+  through transitions whose KL the truncated surrogate never sees (our calibration runs). It may
+  also act only in the first `FitConfig.guide_steps` supervision steps, so the later steps are
+  prior rollouts that must reach the solution the early noise chose.
 - σ: a sigmoid on log σ between min_scale and max_scale, starting at `scale` (zero-initialised
   heads); the KL is summed over positions and channels by default (`FitConfig.kl_reduction`).
 - Non-Normal priors (studentt, laplace) have no closed-form KL against the Normal guide: the
@@ -103,11 +105,17 @@ def guide(x, y, *, net, cfg, priors=PRIORS, carry=None, steps=range(1), truncate
             for t in pyro.markov(range(T)):
                 with torch.set_grad_enabled(torch.is_grad_enabled() and not (truncate and t < T - 1)):
                     u, l = _transition(net, memo, (n, t), h, l, e_x)  # (B, L, D) each
-                    if cfg.fit.guide_transitions == "all" or t == T - 1:
+                    if _guided(cfg.fit, n, t):
                         eps = pyro.sample(f"eps_{n}_{t}", _posterior_dist(net, u, y, variant))
                     else:
                         eps = pyro.sample(f"eps_{n}_{t}", noise_dist(priors, *net.prior(u), variant))
                     h = u + eps  # (B, L, D)
+
+
+def _guided(fit, n, t):
+    """Whether q_φ (rather than the prior) draws the noise of transition t of step n."""
+    step_ok = fit.guide_steps == 0 or n < fit.guide_steps
+    return step_ok and (fit.guide_transitions == "all" or t == fit.T - 1)
 
 
 def _posterior_dist(net, u, y, variant):

@@ -1,0 +1,151 @@
+import dataclasses
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tiny import tiny_config
+
+from inference.run import RunError, evaluate_run, fit, load_run
+from inference.svi_pyro import NonFiniteLoss
+from models import gram_pyro
+
+QUIET = dict(progress=False, eval_puzzles=16)
+
+
+def weights(net):
+    return {k: v.clone() for k, v in net.state_dict().items()}
+
+
+def test_a_short_fit_lowers_the_loss():
+    result = fit(tiny_config(), steps=30, **QUIET)
+    losses = [r["loss"] for r in result.history if "loss" in r]
+    assert len(losses) == 30
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 1.0
+    assert all(len(r["kl"]) == 2 for r in result.history if "kl" in r)  # one KL per supervision step
+
+
+@pytest.mark.parametrize("extra", [{}, {"ema": 0.9, "objective": "elbo"}, {"variant": "deterministic"}])
+def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, extra):
+    cfg = tiny_config(**extra)
+    full = fit(cfg, tmp_path / "full", steps=6, **QUIET)
+    fit(cfg, tmp_path / "half", steps=3, **QUIET)
+    resumed = fit(cfg, tmp_path / "half", steps=6, resume=True, **QUIET)
+    a, b = weights(full.trainer.net), weights(resumed.trainer.net)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in full.history if "loss" in r]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in resumed.history if "loss" in r]
+
+
+def test_run_folder_contents(tmp_path):
+    fit(tiny_config(), tmp_path / "run", steps=2, **QUIET)
+    names = {p.name for p in (tmp_path / "run").iterdir()}
+    assert names == {"config.json", "model.py", "checkpoint.pt", "checkpoint.sha256", "history.json"}
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["priors"]["family"] == gram_pyro.PRIORS.family  # the PRIORS block is recorded
+    assert (tmp_path / "run" / "model.py").read_text() == Path(gram_pyro.__file__).read_text()
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert any("eval" in r and "prior_valid" in r["eval"] for r in history)
+    torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)  # no pickled objects
+
+
+def test_an_existing_run_is_not_overwritten(tmp_path):
+    fit(tiny_config(), tmp_path / "run", steps=1, **QUIET)
+    with pytest.raises(RunError, match="--resume to continue it, --force to overwrite"):
+        fit(tiny_config(), tmp_path / "run", steps=1, **QUIET)
+
+
+def test_resume_refuses_a_changed_config_unless_forced(tmp_path):
+    fit(tiny_config(), tmp_path / "run", steps=1, **QUIET)
+    changed = tiny_config(beta=0.5)
+    with pytest.raises(RunError, match=r"config fit.beta: 1.0 -> 0.5"):
+        fit(changed, tmp_path / "run", steps=2, resume=True, **QUIET)
+    result = fit(changed, tmp_path / "run", steps=2, resume=True, force=True, **QUIET)
+    assert result.config.fit.beta == 0.5
+
+
+def _edited_model(tmp_path, replace: tuple[str, str]):
+    src = Path(gram_pyro.__file__).read_text()
+    assert replace[0] in src
+    path = tmp_path / "gram_pyro_edited.py"
+    path.write_text(src.replace(*replace))
+    spec = importlib.util.spec_from_file_location("gram_pyro_edited", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_resume_refuses_an_edited_model_file(tmp_path):
+    fit(tiny_config(), tmp_path / "run", steps=1, **QUIET)
+    edited = _edited_model(tmp_path, ("max_scale=1.0,", "max_scale=2.0,"))
+    with pytest.raises(RunError, match="the model file .* differs"):
+        fit(tiny_config(), tmp_path / "run", steps=2, resume=True, mod=edited, **QUIET)
+
+
+def test_a_nan_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path):
+    fit(tiny_config(), tmp_path / "run", steps=2, **QUIET)
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    poisoned = _edited_model(tmp_path, ("logits = net.decode(h)  # (B, L_y, V_y)", "logits = net.decode(h) * float('nan')"))
+    with pytest.raises(NonFiniteLoss, match="loss is nan"):
+        fit(tiny_config(), tmp_path / "run", steps=4, resume=True, force=True, mod=poisoned, **QUIET)
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+
+
+def test_a_corrupted_checkpoint_is_refused(tmp_path):
+    fit(tiny_config(), tmp_path / "run", steps=1, **QUIET)
+    path = tmp_path / "run" / "checkpoint.pt"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(RunError, match="checksum mismatch"):
+        fit(tiny_config(), tmp_path / "run", steps=2, resume=True, **QUIET)
+    with pytest.raises(RunError, match="checksum mismatch"):
+        load_run(tmp_path / "run")
+
+
+def test_two_fits_in_one_process_share_nothing():
+    a = fit(tiny_config(seed=1), steps=2, **QUIET)
+    b = fit(tiny_config(seed=2), steps=2, **QUIET)
+    assert a.trainer.net is not b.trainer.net
+    wa, wb = weights(a.trainer.net), weights(b.trainer.net)
+    assert not torch.equal(wa["decoder.weight"], wb["decoder.weight"])
+    import pyro
+
+    assert len(pyro.get_param_store()) == 0
+
+
+def test_evaluate_run_scores_prior_samples(tmp_path):
+    fit(tiny_config(), tmp_path / "run", steps=2, **QUIET)
+    m = evaluate_run(tmp_path / "run", num_samples=4, puzzles=5)
+    assert m["puzzles"] == 5 and m["num_samples"] == 4 and 0 <= m["valid"] <= 1 and 0 <= m["coverage"] <= 1
+
+
+def test_cli_fit_evaluate_and_errors(tmp_path):
+    base = [sys.executable, "-m", "gram_ppl"]
+    run = tmp_path / "run"
+    args = ["--task", "nqueens", "--size", "5", "--steps", "2", "--quiet", "--out", str(run)]
+    tiny = ["--set", "net.dim=16", "--set", "net.heads=2", "--set", "fit.n_sup=2", "--set", "fit.batch_size=8"]
+    r = subprocess.run(base + ["fit", *args, *tiny], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "2 batches; prior_valid" in r.stdout
+    r = subprocess.run(base + ["evaluate", str(run), "--num-samples", "2", "--puzzles", "3"], capture_output=True, text=True)
+    assert r.returncode == 0 and json.loads(r.stdout)["puzzles"] == 3
+    r = subprocess.run(base + ["fit", *args, "--force", "--set", "fit.variant=bayes"], capture_output=True, text=True)
+    assert r.returncode == 2 and "variant must be one of ['gram', 'deterministic', 'noise_only', 'mean_only']" in r.stderr
+    r = subprocess.run(base + ["fit", "--out", str(run), "--resume", "--steps", "3", "--set", "fit.beta=2"], capture_output=True, text=True)
+    assert r.returncode == 2 and "fit.beta" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run(base + ["fit", "--out", str(run), "--resume", "--steps", "3", "--quiet"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_config_overrides_are_validated():
+    from gram_ppl.config import ConfigError, GramConfig, apply_overrides
+
+    cfg = apply_overrides(GramConfig(), ["fit.beta=0.5", "net.dim=32", "task.mode=\"multi\"", "task.name=sudoku", "task.size=4"][:2])
+    assert cfg.fit.beta == 0.5 and cfg.net.dim == 32
+    with pytest.raises(ConfigError, match="cannot set 'fit.betta=1'"):
+        apply_overrides(GramConfig(), ["fit.betta=1"])
+    assert apply_overrides(GramConfig(), ["priors.family=laplace"]).priors.family == "laplace"
+    assert dataclasses.replace(cfg).fit.beta == 0.5

@@ -1,0 +1,153 @@
+import dataclasses
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer import Trace_ELBO
+from tiny import tiny_config
+
+from gram_ppl import build_dataset
+from gram_ppl.networks.torch_nets import GramNet
+from inference.svi_pyro import balanced_kl, sample, trajectory_loss
+from models import gram_pyro
+
+
+@pytest.fixture(scope="module")
+def data():
+    return build_dataset(tiny_config().task)
+
+
+def setup(data, priors=gram_pyro.PRIORS, **fit):
+    cfg = dataclasses.replace(tiny_config(**fit), priors=priors)
+    torch.manual_seed(0)
+    net = GramNet(cfg, priors, data.task)
+    x = torch.as_tensor(data.train.x[:8].astype(np.int64))
+    y = torch.as_tensor(data.train.y[:8].astype(np.int64))
+    return cfg, net, x, y
+
+
+def kwargs(cfg, net, **kw):
+    return {"net": net, "cfg": cfg, "priors": cfg.priors, "steps": range(2), **kw}
+
+
+def test_site_names_and_shapes(data):
+    cfg, net, x, y = setup(data)
+    tr = poutine.trace(gram_pyro.model).get_trace(x, y, **kwargs(cfg, net))
+    sites = [n for n, s in tr.nodes.items() if s["type"] == "sample" and n != "puzzles"]
+    assert sites == ["eps_0_0", "eps_0_1", "y_0", "eps_1_0", "eps_1_1", "y_1"]
+    L = data.task.seq_len
+    assert tr.nodes["eps_1_1"]["value"].shape == (8, L, 16)
+    assert tr.nodes["y_1"]["fn"].batch_shape == (8,) and tr.nodes["y_1"]["value"].shape == (8, 25)
+    gtr = poutine.trace(gram_pyro.guide).get_trace(x, y, **kwargs(cfg, net))
+    assert [n for n, s in gtr.nodes.items() if s["type"] == "sample" and n != "puzzles"] == sites[:2] + sites[3:5]
+
+
+def test_model_and_guide_line_up_under_pyro_validation(data):
+    cfg, net, x, y = setup(data)
+    with pyro.validation_enabled(True):
+        loss = Trace_ELBO().differentiable_loss(gram_pyro.model, gram_pyro.guide, x, y, **kwargs(cfg, net))
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert net.posterior_head.net.w_out.weight.grad.abs().sum() > 0  # w_out starts at zero
+
+
+def test_our_loss_agrees_with_pyro_trace_elbo_in_expectation_for_plain_kl(data):
+    """With kl_balance 0.5 the balanced KL has the plain KL's value; Trace_ELBO's single-sample
+    estimate of the same ELBO must scatter around ours."""
+    cfg, net, x, y = setup(data, kl_balance=0.5, n_sup=1, T=1)
+    kw = kwargs(cfg, net, steps=range(1))
+    ours = trajectory_loss(gram_pyro, net, cfg, cfg.priors, x, y, None, range(1), truncate=False)
+    ours = (ours.nll + ours.kl.sum()).mean().item()
+    with torch.no_grad():
+        est = [
+            Trace_ELBO().differentiable_loss(gram_pyro.model, gram_pyro.guide, x, y, **kw).item() / 8 for _ in range(60)
+        ]
+    assert abs(np.mean(est) - ours) < 4 * np.std(est) / np.sqrt(60) + 0.05 * abs(ours)
+
+
+def test_memo_reuse_changes_nothing(data):
+    cfg, net, x, y = setup(data)
+    memo = {}
+    gtr = poutine.trace(gram_pyro.guide).get_trace(x, y, memo=memo, **kwargs(cfg, net))
+    with_memo = poutine.trace(poutine.replay(gram_pyro.model, trace=gtr)).get_trace(x, y, memo=memo, **kwargs(cfg, net))
+    without = poutine.trace(poutine.replay(gram_pyro.model, trace=gtr)).get_trace(x, y, **kwargs(cfg, net))
+    assert torch.allclose(with_memo.log_prob_sum(), without.log_prob_sum(), rtol=1e-5)
+
+
+def test_deterministic_variant_has_no_noise_and_repeats_itself(data):
+    cfg, net, x, y = setup(data, variant="deterministic")
+    tr = poutine.trace(gram_pyro.model).get_trace(x, y, **kwargs(cfg, net))
+    assert not [n for n in tr.nodes if n.startswith("eps")]
+    a, b = sample(gram_pyro, net, cfg, cfg.priors, x, num_samples=2)
+    assert torch.equal(a, b)
+
+
+def test_gram_samples_differ(data):
+    cfg, net, x, _ = setup(data, priors=dataclasses.replace(gram_pyro.PRIORS, scale=0.5))
+    h = [gram_pyro.model(x, None, **kwargs(cfg, net, observe="last"))[0] for _ in range(2)]
+    assert not torch.allclose(h[0], h[1])
+
+
+@pytest.mark.parametrize(
+    "family, cls", [("studentt", dist.StudentT), ("laplace", dist.Laplace), ("normal", dist.Normal)]
+)
+def test_editing_the_priors_block_changes_the_traced_distribution(data, family, cls):
+    priors = dataclasses.replace(gram_pyro.PRIORS, family=family)
+    cfg, net, x, y = setup(data, priors=priors)
+    tr = poutine.trace(gram_pyro.model).get_trace(x, y, **kwargs(cfg, net))
+    assert type(tr.nodes["eps_0_0"]["fn"].base_dist) is cls
+    terms = trajectory_loss(gram_pyro, net, cfg, priors, x, y, None, range(2), truncate=True)
+    assert torch.isfinite(terms.loss) and (terms.kl >= 0).all() if family == "normal" else torch.isfinite(terms.loss)
+
+
+@pytest.mark.parametrize("mode", ["fixed", "learned", "network"])
+def test_scale_modes(data, mode):
+    priors = dataclasses.replace(gram_pyro.PRIORS, scale_mode=mode, scale=0.2)
+    cfg, net, x, y = setup(data, priors=priors)
+    u = torch.randn(8, data.task.seq_len, 16)
+    loc, scale = net.prior(u)
+    assert torch.allclose(scale, torch.full_like(scale, 0.2), atol=1e-5)  # every mode starts at `scale`
+    assert torch.allclose(loc, torch.zeros_like(loc))  # zero-initialised mean
+    n_scale_params = sum(p.numel() for p in [net.prior_head.raw_scale] if p is not None)
+    assert n_scale_params == (1 if mode == "learned" else 0)
+
+
+def test_noise_only_and_mean_only_ablations(data):
+    cfg, net, x, y = setup(data, variant="noise_only")
+    with torch.no_grad():
+        net.prior_head.net.w_out.weight.normal_()
+    loc, _ = net.prior(torch.randn(8, data.task.seq_len, 16))
+    assert (loc == 0).all()
+    cfg, net, x, y = setup(data, variant="mean_only")
+    tr = poutine.trace(gram_pyro.model).get_trace(x, y, **kwargs(cfg, net))
+    assert isinstance(tr.nodes["eps_0_0"]["fn"].base_dist, dist.Delta)
+    terms = trajectory_loss(gram_pyro, net, cfg, cfg.priors, x, y, None, range(2), truncate=True)
+    assert torch.isfinite(terms.loss)
+
+
+def test_balanced_kl_has_the_plain_value_and_splits_the_gradient():
+    qloc, qs = torch.randn(3, 4, 5, requires_grad=True), torch.rand(3, 4, 5).add(0.5).requires_grad_()
+    ploc, ps = torch.randn(3, 4, 5, requires_grad=True), torch.rand(3, 4, 5).add(0.5).requires_grad_()
+    q, p = dist.Normal(qloc, qs).to_event(2), dist.Normal(ploc, ps).to_event(2)
+    plain = torch.distributions.kl_divergence(q, p)
+    for alpha in (0.0, 0.8, 1.0):
+        bal = balanced_kl(q, p, q.rsample(), alpha)
+        assert torch.allclose(bal, plain)
+        gq, gp = torch.autograd.grad(bal.sum(), [qloc, ploc], retain_graph=True)
+        gq_full, gp_full = torch.autograd.grad(plain.sum(), [qloc, ploc], retain_graph=True)
+        assert torch.allclose(gq, (1 - alpha) * gq_full, atol=1e-6) and torch.allclose(gp, alpha * gp_full, atol=1e-6)
+
+
+def test_unconditional_generation_uses_blank_inputs():
+    from gram_ppl import TaskConfig
+
+    cfg = dataclasses.replace(tiny_config(), task=TaskConfig(name="sudoku", size=4), priors=gram_pyro.PRIORS)
+    ds = build_dataset(cfg.task)
+    net = GramNet(cfg, cfg.priors, ds.task)
+    x = torch.as_tensor(ds.test.x[:4].astype(np.int64))
+    assert (x == 1).all()
+    out = sample(gram_pyro, net, cfg, cfg.priors, x, num_samples=3)
+    assert out.shape == (3, 4, 16)

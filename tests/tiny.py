@@ -1,0 +1,11 @@
+"""A tiny GramConfig shared by the model and inference tests (D=16, K=1, T=2, N_sup=2)."""
+
+from gram_ppl.config import FitConfig, GramConfig, NetConfig, TaskConfig
+
+
+def tiny_config(**fit) -> GramConfig:
+    return GramConfig(
+        task=TaskConfig(name="nqueens", size=5),
+        net=NetConfig(dim=16, heads=2, layers=1),
+        fit=FitConfig(**{"K": 1, "T": 2, "n_sup": 2, "batch_size": 8, "lr": 1e-3, **fit}),
+    )
