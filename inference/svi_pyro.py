@@ -46,6 +46,7 @@ class LossTerms(NamedTuple):
     kl: torch.Tensor  # (S,) KL of each supervision step, averaged over puzzles (nats)
     h: torch.Tensor  # (B, L, D) final high-level state (attached)
     l: torch.Tensor  # (B, L, D) final low-level state (attached)
+    logits: torch.Tensor  # (B, L_y, V_y) decoder logits of the last observed step
 
 
 class StepInfo(NamedTuple):
@@ -73,6 +74,7 @@ def trajectory_loss(mod, net, cfg: GramConfig, priors: PriorConfig, x, y, carry,
             continue
         if site["is_observed"]:
             nll = nll - site["fn"].log_prob(site["value"])  # (B,)
+            logits = site["fn"].base_dist.logits
             continue
         q = guide_tr.nodes[name]
         k = balanced_kl(q["fn"], site["fn"], q["value"], fit.kl_balance)  # (B,)
@@ -82,7 +84,7 @@ def trajectory_loss(mod, net, cfg: GramConfig, priors: PriorConfig, x, y, carry,
         penalty = penalty + torch.clamp(k, min=fit.free_bits).mean() if fit.free_bits else penalty + k.mean()
     h, l = model_tr.nodes["_RETURN"]["value"]
     loss = nll.mean() + fit.beta * penalty
-    return LossTerms(loss, nll, torch.stack([v.mean() for v in kl.values()]).detach(), h, l)
+    return LossTerms(loss, nll, torch.stack([v.mean() for v in kl.values()]).detach(), h, l, logits)
 
 
 def balanced_kl(q, p, value, alpha: float) -> torch.Tensor:
@@ -116,13 +118,12 @@ def _detached(d):
     return type(d)(**{k: getattr(d, k).detach() for k in d.arg_constraints})
 
 
-def head_losses(net, h: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def head_losses(net, h: torch.Tensor, logits: torch.Tensor, y: torch.Tensor):
     """ACT halt (BCE against exact match) and LPRM value (squared error against token accuracy)
     losses; the heads read a detached h, so no gradient reaches the core. Also returns exact."""
-    with torch.no_grad():
-        pred = net.decode(h).argmax(-1)  # (B, L_y)
-        exact = (pred == y).all(-1).float()  # (B,)
-        acc = (pred == y).float().mean(-1)  # (B,)
+    pred = logits.detach().argmax(-1)  # (B, L_y)
+    exact = (pred == y).all(-1).float()  # (B,)
+    acc = (pred == y).float().mean(-1)  # (B,)
     halt = F.binary_cross_entropy_with_logits(net.halt(h), exact)
     value = F.mse_loss(net.value(h), acc)
     return halt, value, exact
@@ -165,13 +166,15 @@ class Trainer:
             # argument validation off: faster, and a NaN then reaches the loss check below
             with pyro.validation_enabled(False):
                 terms = trajectory_loss(self.mod, self.net, self.cfg, self.priors, x, y, carry, steps, truncate=True)
-            halt, value, exact = head_losses(self.net, terms.h, y)
+            halt, value, exact = head_losses(self.net, terms.h, terms.logits, y)
             loss = terms.loss + fit.halt_weight * halt + fit.value_weight * value
             self._update(loss)
             carry = (terms.h.detach(), terms.l.detach())
             losses.append(loss.item())
             kls.extend(terms.kl.tolist())
-        return StepInfo(float(np.mean(losses)), terms.nll.mean().item(), kls, halt.item(), value.item(), exact.mean().item())
+        return StepInfo(
+            float(np.mean(losses)), terms.nll.mean().item(), kls, halt.item(), value.item(), exact.mean().item()
+        )
 
 
 @torch.no_grad()

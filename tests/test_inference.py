@@ -89,7 +89,9 @@ def test_resume_refuses_an_edited_model_file(tmp_path):
 def test_a_nan_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path):
     fit(tiny_config(), tmp_path / "run", steps=2, **QUIET)
     before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
-    poisoned = _edited_model(tmp_path, ("logits = net.decode(h)  # (B, L_y, V_y)", "logits = net.decode(h) * float('nan')"))
+    poisoned = _edited_model(
+        tmp_path, ("logits = net.decode(h)  # (B, L_y, V_y)", "logits = net.decode(h) * float('nan')")
+    )
     with pytest.raises(NonFiniteLoss, match="loss is nan"):
         fit(tiny_config(), tmp_path / "run", steps=4, resume=True, force=True, mod=poisoned, **QUIET)
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
@@ -130,20 +132,32 @@ def test_cli_fit_evaluate_and_errors(tmp_path):
     r = subprocess.run(base + ["fit", *args, *tiny], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "2 batches; prior_valid" in r.stdout
-    r = subprocess.run(base + ["evaluate", str(run), "--num-samples", "2", "--puzzles", "3"], capture_output=True, text=True)
+    r = subprocess.run(
+        base + ["evaluate", str(run), "--num-samples", "2", "--puzzles", "3"], capture_output=True, text=True
+    )
     assert r.returncode == 0 and json.loads(r.stdout)["puzzles"] == 3
     r = subprocess.run(base + ["fit", *args, "--force", "--set", "fit.variant=bayes"], capture_output=True, text=True)
-    assert r.returncode == 2 and "variant must be one of ['gram', 'deterministic', 'noise_only', 'mean_only']" in r.stderr
-    r = subprocess.run(base + ["fit", "--out", str(run), "--resume", "--steps", "3", "--set", "fit.beta=2"], capture_output=True, text=True)
+    assert (
+        r.returncode == 2 and "variant must be one of ['gram', 'deterministic', 'noise_only', 'mean_only']" in r.stderr
+    )
+    r = subprocess.run(
+        base + ["fit", "--out", str(run), "--resume", "--steps", "3", "--set", "fit.beta=2"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "fit.beta" in r.stderr and "Traceback" not in r.stderr
-    r = subprocess.run(base + ["fit", "--out", str(run), "--resume", "--steps", "3", "--quiet"], capture_output=True, text=True)
+    r = subprocess.run(
+        base + ["fit", "--out", str(run), "--resume", "--steps", "3", "--quiet"], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr
 
 
 def test_config_overrides_are_validated():
     from gram_ppl.config import ConfigError, GramConfig, apply_overrides
 
-    cfg = apply_overrides(GramConfig(), ["fit.beta=0.5", "net.dim=32", "task.mode=\"multi\"", "task.name=sudoku", "task.size=4"][:2])
+    cfg = apply_overrides(
+        GramConfig(), ["fit.beta=0.5", "net.dim=32", 'task.mode="multi"', "task.name=sudoku", "task.size=4"][:2]
+    )
     assert cfg.fit.beta == 0.5 and cfg.net.dim == 32
     with pytest.raises(ConfigError, match="cannot set 'fit.betta=1'"):
         apply_overrides(GramConfig(), ["fit.betta=1"])

@@ -1,0 +1,191 @@
+"""Training-step benchmarks of the Pyro backend (issue: GRAM as a Pyro program).
+
+    .venv/bin/python benchmarks/training.py [--threads 1] [--dims 64,128] [--json out.json]
+
+1. Pyro overhead: median ratio of one optimiser step through the Pyro model and guide (traces,
+   replay, site distributions) to the same networks and loss written as plain torch. Target <= 1.15.
+2. Memory flat in depth: peak RSS of a process training at N_sup = 4 and at N_sup = 32 (each in
+   a fresh subprocess). Target: within 10%.
+3. Throughput: puzzles per second and achieved GFLOP/s (counted with torch's FlopCounterMode)
+   against the machine's measured float32 matmul peak at the same thread count. Target >= 40%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gram_ppl import TaskConfig, build_dataset
+from gram_ppl.config import FitConfig, GramConfig, NetConfig
+from gram_ppl.networks.torch_nets import GramNet
+from inference.run import setup_torch
+from inference.svi_pyro import Trainer, head_losses, trajectory_loss
+from models import gram_pyro
+
+
+def make(dim: int, n_sup: int = 4, batch: int = 64, size: int = 8):
+    cfg = GramConfig(
+        task=TaskConfig(name="nqueens", size=size),
+        net=NetConfig(dim=dim, heads=4),
+        fit=FitConfig(n_sup=n_sup, T=1, K=2, batch_size=batch),
+        priors=gram_pyro.PRIORS,
+    )
+    data = build_dataset(cfg.task)
+    torch.manual_seed(0)
+    trainer = Trainer(gram_pyro, GramNet(cfg, cfg.priors, data.task), cfg, cfg.priors)
+    x = torch.as_tensor(data.train.x[:batch].astype(np.int64))
+    y = torch.as_tensor(data.train.y[:batch].astype(np.int64))
+    return cfg, trainer, x, y
+
+
+def pyro_step(trainer, x, y):
+    """One supervision step through Pyro (what Trainer.train_batch does N_sup times)."""
+    import pyro
+
+    cfg = trainer.cfg
+    with pyro.validation_enabled(False):
+        terms = trajectory_loss(gram_pyro, trainer.net, cfg, trainer.priors, x, y, None, range(1), truncate=True)
+    halt, value, _ = head_losses(trainer.net, terms.h, terms.logits, y)
+    trainer._update(terms.loss + cfg.fit.halt_weight * halt + cfg.fit.value_weight * value)
+
+
+def torch_step(trainer, x, y):
+    """The same networks and loss in plain torch: no traces, no distribution objects."""
+    net, fit = trainer.net, trainer.cfg.fit
+    e_x = net.embed(x)  # (B, L, D)
+    h, l = net.initial_state(x.shape[0])
+    u, l = net.transition(h, l, e_x)
+    q_loc, q_scale = net.posterior(u, y)
+    p_loc, p_scale = net.prior(u)
+    eps = q_loc + q_scale * torch.randn_like(q_loc)
+    h = u + eps
+
+    def kl(ql, qs, pl, ps):
+        return (torch.log(ps / qs) + (qs**2 + (ql - pl) ** 2) / (2 * ps**2) - 0.5).sum((-2, -1))
+
+    a = fit.kl_balance
+    kl_bal = a * kl(q_loc.detach(), q_scale.detach(), p_loc, p_scale) + (1 - a) * kl(
+        q_loc, q_scale, p_loc.detach(), p_scale.detach()
+    )
+    logits = net.decode(h)  # (B, L_y, V)
+    nll = F.cross_entropy(logits.transpose(1, 2), y, reduction="none").sum(-1)  # (B,)
+    halt, value, _ = head_losses(net, h, logits, y)
+    trainer._update(nll.mean() + fit.beta * kl_bal.mean() + fit.halt_weight * halt + fit.value_weight * value)
+
+
+def overhead(dim: int, repeats: int) -> dict:
+    _, trainer, x, y = make(dim)
+    for _ in range(3):
+        pyro_step(trainer, x, y)
+        torch_step(trainer, x, y)
+    ratios, tp, tt = [], [], []
+    for _ in range(repeats):  # interleaved, so drifts of the machine hit both alike
+        t0 = time.perf_counter()
+        pyro_step(trainer, x, y)
+        t1 = time.perf_counter()
+        torch_step(trainer, x, y)
+        t2 = time.perf_counter()
+        tp.append(t1 - t0)
+        tt.append(t2 - t1)
+        ratios.append((t1 - t0) / (t2 - t1))
+    return {"dim": dim, "pyro_ms": 1e3 * statistics.median(tp), "torch_ms": 1e3 * statistics.median(tt),
+            "median_ratio": statistics.median(ratios)}  # fmt: skip
+
+
+def matmul_peak(threads: int) -> float:
+    """Measured float32 GFLOP/s of a large square matmul at this thread count."""
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(10):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2 * 1024**3 / min(times) / 1e9
+
+
+def throughput(dim: int, batch: int, repeats: int, peak: float) -> dict:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    _, trainer, x, y = make(dim, batch=batch)
+    pyro_step(trainer, x, y)
+    with FlopCounterMode(display=False) as counter:
+        pyro_step(trainer, x, y)
+    flops = counter.get_total_flops()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        pyro_step(trainer, x, y)
+        times.append(time.perf_counter() - t0)
+    t = statistics.median(times)
+    return {"dim": dim, "batch": batch, "step_ms": 1e3 * t, "puzzles_per_s": batch / t,
+            "gflops": flops / t / 1e9, "peak_gflops": peak, "share_of_peak": flops / t / 1e9 / peak}  # fmt: skip
+
+
+def peak_rss_child(n_sup: int, dim: int, batches: int) -> None:
+    import resource
+
+    _, trainer, x, y = make(dim, n_sup=n_sup)
+    for _ in range(batches):
+        trainer.train_batch(x, y)
+    print(json.dumps({"n_sup": n_sup, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def memory(dim: int, threads: int) -> list[dict]:
+    out = []
+    for n_sup in (4, 32):
+        cmd = [sys.executable, __file__, "--child-rss", str(n_sup), "--dims", str(dim), "--threads", str(threads)]
+        out.append(json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--dims", default="64,128")
+    p.add_argument("--repeats", type=int, default=30)
+    p.add_argument("--json")
+    p.add_argument("--child-rss", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    setup_torch(args.threads)
+    dims = [int(d) for d in args.dims.split(",")]
+    if args.child_rss:
+        peak_rss_child(args.child_rss, dims[0], batches=3)
+        return 0
+    peak = matmul_peak(args.threads)
+    rows = {
+        "threads": args.threads,
+        "overhead": [overhead(d, args.repeats) for d in dims],
+        "memory": memory(dims[0], args.threads),
+        "throughput": [throughput(d, b, args.repeats, peak) for d in dims for b in (64, 256)],
+    }
+    print(f"threads {args.threads}, matmul peak {peak:.1f} GFLOP/s\n")
+    print("| D | Pyro step | plain torch step | median ratio (target <= 1.15) |\n|---|---|---|---|")
+    for r in rows["overhead"]:
+        print(f"| {r['dim']} | {r['pyro_ms']:.1f} ms | {r['torch_ms']:.1f} ms | {r['median_ratio']:.3f} |")
+    m4, m32 = rows["memory"]
+    print(f"\npeak RSS: N_sup=4 {m4['peak_rss_mb']:.0f} MB, N_sup=32 {m32['peak_rss_mb']:.0f} MB "
+          f"({100 * (m32['peak_rss_mb'] / m4['peak_rss_mb'] - 1):+.1f}%, target within 10%)\n")  # fmt: skip
+    print(
+        "| D | batch | step | puzzles/s | GFLOP/s | share of matmul peak (target >= 40%) |\n|---|---|---|---|---|---|"
+    )
+    for r in rows["throughput"]:
+        print(f"| {r['dim']} | {r['batch']} | {r['step_ms']:.1f} ms | {r['puzzles_per_s']:.0f} | "
+              f"{r['gflops']:.1f} | {100 * r['share_of_peak']:.0f}% |")  # fmt: skip
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
