@@ -113,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--puzzles", type=_positive_int, help="at most this many held-out puzzles")
     ev.set_defaults(func=cmd_evaluate)
 
+    c = sub.add_parser("compare", help="evaluate several runs on their held-out puzzles, side by side")
+    c.add_argument("runs", type=Path, nargs="+")
+    c.add_argument("--num-samples", type=_positive_int, default=20)
+    c.add_argument("--puzzles", type=_positive_int, help="at most this many held-out puzzles")
+    c.set_defaults(func=cmd_compare)
+
     v = sub.add_parser("verify", help="check solutions against puzzles, line by line")
     _task_args(v)
     v.add_argument("--puzzles", required=True, help="puzzle file, one per line")
@@ -268,4 +274,26 @@ def cmd_evaluate(args) -> int:
     except RunError as e:
         raise ConfigError(str(e)) from None
     print(json.dumps(metrics, indent=1))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from inference.run import RunError, evaluate_run, load_config
+
+    rows = []
+    for run in args.runs:
+        try:
+            cfg = load_config(run)
+            m = evaluate_run(run, num_samples=args.num_samples, puzzles=args.puzzles)
+        except RunError as e:
+            raise ConfigError(str(e)) from None
+        rows.append((str(run), cfg.fit.variant, m))
+    n = args.num_samples
+    print(f"held-out puzzles: {rows[0][2]['puzzles']}, {n} prior samples each\n")
+    print(f"| run | variant | valid (1 sample) | puzzles solved@{n} | distinct valid@{n} | coverage@{n} |")
+    print("|---|---|---|---|---|---|")
+    for run, variant, m in rows:
+        print(
+            f"| {run} | {variant} | {m['valid']:.1%} | {m['any_valid']:.1%} | {m['distinct_valid']:.2f} | {m['coverage']:.1%} |"
+        )
     return 0

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 TASK_NAMES = ("nqueens", "sudoku", "coloring")
 TASK_SIZES = {"nqueens": tuple(range(4, 13)), "sudoku": (4, 6, 9), "coloring": tuple(range(3, 13))}
 SUDOKU_MODES = ("generate", "unique", "multi")
+TARGETS = ("all", "one")
 
 # Defaults that depend on the task and size: (num_train, num_test) per task/mode and size.
 _SPLITS = {
@@ -78,6 +79,10 @@ class TaskConfig:
     min_effort: int | None = None  # sudoku unique: least solver effort (branch points) to keep
     max_solutions: int = 32  # sudoku multi: at most this many solutions per puzzle
     edge_prob: float = 0.4  # coloring: Erdős–Rényi edge probability p (not given by the paper)
+    # Multi-solution inputs: "all" keeps a training pair for every solution of a training input
+    # (at most max_targets, drawn at random), "one" a single pair per input. Test inputs: one.
+    targets: str = "all"
+    max_targets: int = 64
 
     def __post_init__(self):
         _choice("name", self.name, TASK_NAMES)
@@ -99,8 +104,9 @@ class TaskConfig:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 0):
                 raise ConfigError(f"{name} must be a non-negative integer, got {v!r}")
-        if self.max_sources < 1 or self.max_solutions < 2:
-            raise ConfigError("max_sources must be >= 1 and max_solutions >= 2")
+        _choice("targets", self.targets, TARGETS)
+        if self.max_sources < 1 or self.max_solutions < 2 or self.max_targets < 1:
+            raise ConfigError("max_sources and max_targets must be >= 1, max_solutions >= 2")
 
     def resolved(self) -> TaskConfig:
         """A copy with every None replaced by its task- and size-dependent default."""

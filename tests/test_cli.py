@@ -15,7 +15,16 @@ from gram_ppl.cli import build_parser, main
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "puzzles"
 # Every leaf command of `gram`, each exercised below; a new command fails test_every_command_is_tested.
-TESTED = {"data build", "data info", "data export", "solve", "verify"}
+TESTED = {
+    "data build",
+    "data info",
+    "data export",
+    "solve",
+    "verify",
+    "fit",
+    "evaluate",
+    "compare",
+}  # fit etc.: test_inference
 
 
 def run(*argv, stdin=b""):

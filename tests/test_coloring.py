@@ -107,13 +107,20 @@ def test_solution_format_round_trips_and_rejects_bad_colours():
 
 def test_data_set_has_the_paper_sizes_and_only_colourable_distinct_graphs():
     ds = build_dataset(TaskConfig(name="coloring", size=8))
-    assert (len(ds.train), len(ds.test)) == (7002, 255)
-    x = np.concatenate([ds.train.x, ds.test.x])
+    graphs, first = np.unique(ds.train.x, axis=0, return_index=True)
+    assert (len(graphs), len(ds.test)) == (7002, 255)
+    assert len(ds.train) == np.minimum(ds.train.num_solutions[first], 64).sum()  # a pair per colouring, <= 64
+    x = np.concatenate([graphs, ds.test.x])
     assert len(np.unique(x, axis=0)) == len(x)
+    assert len(np.unique(np.concatenate([ds.train.x, ds.train.y], 1), axis=0)) == len(ds.train)  # distinct pairs
     task = ds.task
     assert task.is_valid(ds.train.x, ds.train.y).all() and task.is_valid(ds.test.x, ds.test.y).all()
     first = ds.test.y[:, 0]
     assert (first == 3).all()  # targets are canonical: vertex 0 has colour 0
     for i in range(0, 255, 51):
         assert ds.test.num_solutions[i] == len(task.solutions(ds.test.x[i]))
-    assert 0.3 < (x == 2).mean() < 0.45  # p = 0.4, slightly thinned by keeping colourable graphs only
+    assert 0.3 < (x == 2).mean() < 0.45
+    one = build_dataset(TaskConfig(name="coloring", size=8, targets="one", num_train=50, num_test=5))
+    assert (
+        len(one.train) == 50 and len(np.unique(one.train.x, axis=0)) == 50
+    )  # p = 0.4, slightly thinned by keeping colourable graphs only

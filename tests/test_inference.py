@@ -150,6 +150,9 @@ def test_cli_fit_evaluate_and_errors(tmp_path):
         base + ["fit", "--out", str(run), "--resume", "--steps", "3", "--quiet"], capture_output=True, text=True
     )
     assert r.returncode == 0, r.stderr
+    compare = ["compare", str(run), str(run), "--num-samples", "2", "--puzzles", "3"]
+    r = subprocess.run(base + compare, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.count("| gram |") == 2 and "coverage@2" in r.stdout
 
 
 def test_config_overrides_are_validated():

@@ -132,6 +132,13 @@ def test_paper_protocol_for_eight_queens():
         assert ds.test.num_solutions[i] == len(task.solutions(ds.test.x[i]))
 
 
+def test_one_target_per_input_keeps_the_split():
+    all_pairs = build_dataset(TaskConfig(name="nqueens", size=8))
+    one = build_dataset(TaskConfig(name="nqueens", size=8, targets="one"))
+    assert len(one.train) == len(np.unique(all_pairs.train.x, axis=0)) < len(all_pairs.train)
+    np.testing.assert_array_equal(one.test.x, all_pairs.test.x)
+
+
 def _remove(solution, rows):
     board = solution.reshape(8, 8).copy()
     board[list(rows)] = 1

@@ -183,6 +183,10 @@ def test_completion_sets(mode):
     else:
         assert ((ds.test.num_solutions >= 2) & (ds.test.num_solutions <= 32)).all()
         assert ((ds.test.x > 1).sum(1) == 12).all()
+        inputs, counts = np.unique(ds.train.x, axis=0, return_counts=True)
+        assert len(inputs) == 30  # every solution of each training puzzle is a training pair
+        for x, n in zip(inputs, counts, strict=True):
+            assert n == len(task.solutions(x))
 
 
 def test_min_effort_keeps_only_puzzles_that_need_search():

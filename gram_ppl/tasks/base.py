@@ -147,3 +147,19 @@ def line_pairs(counts: np.ndarray) -> np.ndarray:
     """Number of clashing pairs among `counts` items on one line: c (c - 1) / 2, elementwise."""
     counts = counts.astype(np.int64)
     return counts * (counts - 1) // 2
+
+
+def expand_targets(x: np.ndarray, solutions: list[np.ndarray], counts: np.ndarray, cfg, rng) -> Split:
+    """Training pairs: every solution of each input (at most cfg.max_targets, drawn at random)
+    when cfg.targets == "all", else the first listed one. solutions[i] is (m_i, y_len)."""
+    xs, ys, ns = [], [], []
+    for xi, sols, n in zip(x, solutions, counts, strict=True):
+        if cfg.targets == "one":
+            sols = sols[:1]
+        elif len(sols) > cfg.max_targets:
+            sols = sols[np.sort(rng.choice(len(sols), cfg.max_targets, replace=False))]
+        xs.append(np.repeat(xi[None], len(sols), axis=0))
+        ys.append(sols)
+        ns.append(np.full(len(sols), n, dtype=np.int64))
+    order = rng.permutation(sum(len(v) for v in ys))
+    return Split(np.concatenate(xs)[order], np.concatenate(ys)[order], np.concatenate(ns)[order])

@@ -20,7 +20,7 @@ import json
 
 import numpy as np
 
-from gram_ppl.tasks.base import PuzzleError, Split, Task
+from gram_ppl.tasks.base import PuzzleError, Split, Task, expand_targets
 
 NO_EDGE, EDGE, COLOR0 = 1, 2, 3
 COLORS = 3
@@ -117,8 +117,9 @@ class Coloring(Task):
 
     # ---- data sets ----------------------------------------------------------------------
     def build_splits(self, cfg, rng: np.random.Generator) -> tuple[Split, Split]:
-        """Distinct 3-colourable G(n, p) graphs, p = cfg.edge_prob; each stores one canonical
-        colouring drawn at random as its target and its number of canonical colourings."""
+        """Distinct 3-colourable G(n, p) graphs, p = cfg.edge_prob, split into train and test
+        graphs. Train has a pair per canonical colouring of each graph (cfg.targets); a test
+        graph stores one canonical colouring drawn at random and its number of them."""
         n_train, n_test = cfg.num_train, cfg.num_test
         graphs, seen = [], set()
         while len(graphs) < n_train + n_test:
@@ -130,10 +131,10 @@ class Coloring(Task):
         x = np.array(graphs)  # (G, E)
         proper = self.proper_mask(x)  # (G, R)
         counts = proper.sum(1).astype(np.int64)
-        pick = [rng.choice(np.flatnonzero(row)) for row in proper]
-        y = (canonical_colorings(self.size)[pick] + COLOR0).astype(np.uint8)
-        train = Split(x[:n_train], y[:n_train], counts[:n_train])
-        test = Split(x[n_train:], y[n_train:], counts[n_train:])
+        rgs = (canonical_colorings(self.size) + COLOR0).astype(np.uint8)  # (R, n)
+        sols = [rgs[rng.permutation(np.flatnonzero(row))] for row in proper]  # random order per graph
+        train = expand_targets(x[:n_train], sols[:n_train], counts[:n_train], cfg, rng)
+        test = Split(x[n_train:], np.array([s[0] for s in sols[n_train:]]).reshape(-1, self.size), counts[n_train:])
         return train, test
 
 

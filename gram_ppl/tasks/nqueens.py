@@ -122,7 +122,10 @@ class NQueens(Task):
         is_test = np.zeros(len(uniq), dtype=bool)
         is_test[rng.permutation(len(uniq))[:n_test]] = True
         test_ids = np.flatnonzero(is_test)
-        train_pairs = rng.permutation(np.flatnonzero(~is_test[inverse]))
+        train_pairs = np.flatnonzero(~is_test[inverse])
+        if cfg.targets == "one":  # the first source of each training input
+            train_pairs = np.intersect1d(train_pairs, first)
+        train_pairs = rng.permutation(train_pairs)
         counts = count_completions(uniq, all_sols)  # (U,)
         train = Split(x[train_pairs], y[train_pairs], counts[inverse[train_pairs]])
         test = Split(uniq[test_ids], y[first[test_ids]], counts[test_ids])

@@ -17,14 +17,15 @@ Data set modes (TaskConfig.mode):
   when no further clue can go (a minimal puzzle; `clues=0` always goes that far). Only puzzles
   whose effort is at least `min_effort` are kept.
 - "multi": completion puzzles with between 2 and `max_solutions` solutions, made by blanking
-  all but `clues` random cells.
+  all but `clues` random cells. Training keeps a pair for every solution of each training
+  puzzle (TaskConfig.targets), the source grid first.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from gram_ppl.tasks.base import PuzzleError, Split, Task, line_pairs, parse_grid_line
+from gram_ppl.tasks.base import PuzzleError, Split, Task, expand_targets, line_pairs, parse_grid_line
 
 PAD, BLANK = 0, 1
 BOXES = {4: (2, 2), 6: (2, 3), 9: (3, 3)}
@@ -259,7 +260,16 @@ class Sudoku(Task):
             counts.append(item[1])
         x, y = np.array(xs, dtype=np.uint8), np.array(ys, dtype=np.uint8)
         num = np.array(counts, dtype=np.int64)
-        return Split(x[:n_train], y[:n_train], num[:n_train]), Split(x[n_train:], y[n_train:], num[n_train:])
+        test = Split(x[n_train:], y[n_train:], num[n_train:])
+        if cfg.mode == "unique":
+            return Split(x[:n_train], y[:n_train], num[:n_train]), test
+        sols = [
+            np.concatenate([g[None], s[(s != g).any(1)]]) for g, s in zip(y, map(self._all_solutions, x), strict=True)
+        ]
+        return expand_targets(x[:n_train], sols[:n_train], num[:n_train], cfg, rng), test
+
+    def _all_solutions(self, x: np.ndarray) -> np.ndarray:
+        return (self.solve(x.astype(np.int64) - 1)[0] + 1).astype(np.uint8)
 
     def _puzzle(self, grid: np.ndarray, cfg, rng: np.random.Generator):
         """(puzzle digits, number of solutions) from one grid, or None if it does not qualify."""
