@@ -254,7 +254,7 @@ def cmd_fit(args) -> int:
         result = fit(
             cfg, args.out, steps=args.steps, minutes=args.minutes, resume=args.resume, force=args.force,
             progress=not args.quiet, eval_every_s=60 * args.eval_minutes,
-            checkpoint_every_s=60 * args.checkpoint_minutes,
+            checkpoint_every_s=60 * args.checkpoint_minutes, log=_log_line,
         )  # fmt: skip
     except RunError as e:
         raise ConfigError(str(e)) from None
@@ -264,6 +264,12 @@ def cmd_fit(args) -> int:
     last = next(r["eval"] for r in reversed(result.history) if "eval" in r)
     print(f"{args.out}: {result.history[-1]['step']} batches; " + ", ".join(f"{k} {v:.3f}" for k, v in last.items()))
     return 0
+
+
+def _log_line(text: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(text, file=sys.stderr)
 
 
 def cmd_evaluate(args) -> int:

@@ -74,8 +74,10 @@ def fit(
     eval_every_s: float = 120.0,
     checkpoint_every_s: float = 120.0,
     eval_puzzles: int = 128,
+    log=None,
 ) -> FitResult:
-    """Train until `steps` batches (each N_sup optimiser steps) or `minutes` of training."""
+    """Train until `steps` batches (each N_sup optimiser steps) or `minutes` of training.
+    `log(str)` receives a line per evaluation (e.g. print); the progress bar is `progress`."""
     mod = mod or default_model(cfg)
     folder = Path(out) if out is not None else None
     if resume:
@@ -87,7 +89,7 @@ def fit(
     data = data or build_dataset(cfg.task)
     torch.manual_seed(cfg.fit.seed)
     trainer = Trainer(mod, GramNet(cfg, cfg.priors, data.task), cfg, cfg.priors)
-    loop = TrainLoop(trainer, data, cfg)
+    loop = TrainLoop(trainer, data, cfg, log)
     if resume:
         loop.load(folder)
     steps = steps if steps is not None else (None if minutes is not None else 100)
@@ -98,8 +100,8 @@ def fit(
 class TrainLoop:
     """Data order, history and checkpoints around a Trainer."""
 
-    def __init__(self, trainer: Trainer, data: Dataset, cfg: GramConfig):
-        self.trainer, self.data, self.cfg = trainer, data, cfg
+    def __init__(self, trainer: Trainer, data: Dataset, cfg: GramConfig, log=None):
+        self.trainer, self.data, self.cfg, self.log = trainer, data, cfg, log
         self.x = torch.as_tensor(data.train.x.astype(np.int64))  # (N, L_x)
         self.y = torch.as_tensor(data.train.y.astype(np.int64))  # (N, L_y)
         self.rng = np.random.default_rng(cfg.fit.seed)
@@ -135,17 +137,17 @@ class TrainLoop:
             bar.set_postfix(loss=f"{info.loss:.3f}", ce=f"{info.ce:.3f}", kl=f"{sum(info.kl):.3f}")
             now = time.monotonic()
             if now - last_eval >= eval_every_s:
-                self.evaluate(eval_puzzles, bar)
+                self.evaluate(eval_puzzles)
                 last_eval = now
             if folder is not None and now - last_ckpt >= checkpoint_every_s:
                 self.save(folder)
                 last_ckpt = now
         bar.close()
-        self.evaluate(eval_puzzles, bar)
+        self.evaluate(eval_puzzles)
         if folder is not None:
             self.save(folder)
 
-    def evaluate(self, eval_puzzles: int, bar=None) -> dict:
+    def evaluate(self, eval_puzzles: int) -> dict:
         """Validity of one prior sample and one guide sample per held-out puzzle; the training RNG
         is untouched (forked)."""
         t = self.trainer
@@ -155,8 +157,8 @@ class TrainLoop:
             report = validity_report(t.mod, t.sampling_net(), self.cfg, self.data.task, test, eval_puzzles)
         record = {"step": self.step, "seconds": round(self.elapsed, 3), "eval": report}
         self.history.append(record)
-        if bar is not None:
-            bar.write(f"step {self.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in report.items()))
+        if self.log is not None:
+            self.log(f"step {self.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in report.items()))
         return report
 
     # ---- checkpoints -------------------------------------------------------------------

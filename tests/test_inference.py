@@ -166,3 +166,15 @@ def test_config_overrides_are_validated():
         apply_overrides(GramConfig(), ["fit.betta=1"])
     assert apply_overrides(GramConfig(), ["priors.family=laplace"]).priors.family == "laplace"
     assert dataclasses.replace(cfg).fit.beta == 0.5
+
+
+def test_prior_samples_after_a_short_fit_are_valid_more_often_than_chance():
+    """5-Queens completion: an untrained model's prior samples are (almost) never valid boards;
+    after 150 batches (about 10 s) with the default recipe's guide_steps=1 they often are."""
+    cfg = tiny_config(n_sup=2, T=1, lr=3e-3, batch_size=32, guide_steps=1)
+    cfg = dataclasses.replace(cfg, net=dataclasses.replace(cfg.net, dim=32))
+    untrained = fit(cfg, steps=0, progress=False, eval_puzzles=64)
+    trained = fit(cfg, steps=150, progress=False, eval_puzzles=64, eval_every_s=1e9)
+    before = untrained.history[-1]["eval"]["prior_valid"]
+    after = trained.history[-1]["eval"]["prior_valid"]
+    assert before <= 0.05 and after >= 0.15
