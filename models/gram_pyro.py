@@ -28,6 +28,10 @@ Where this departs from the paper or decides what it leaves open (gram-paper-not
   through transitions whose KL the truncated surrogate never sees (our calibration runs). It may
   also act only in the first `FitConfig.guide_steps` supervision steps, so the later steps are
   prior rollouts that must reach the solution the early noise chose.
+- Default recipe (docs/recipe.md): the guide acts only in supervision step 1 (`guide_steps=1`),
+  β = 1 with the KL summed. With the guide in every step (the paper's reading) y leaked: on 4x4
+  Sudoku with 2-6 solutions, guide samples were 100% valid and prior samples 17%, against 41%
+  prior-sample validity and 71% coverage@20 for guide_steps=1 after 5 CPU minutes.
 - σ: a sigmoid on log σ between min_scale and max_scale, starting at `scale` (zero-initialised
   heads); the KL is summed over positions and channels by default (`FitConfig.kl_reduction`).
 - Non-Normal priors (studentt, laplace) have no closed-form KL against the Normal guide: the
