@@ -81,7 +81,8 @@ def trajectory_loss(mod, net, cfg: GramConfig, priors: PriorConfig, x, y, carry,
         if fit.kl_reduction == "mean":
             k = k / q["value"][0].numel()
         kl[int(name.split("_")[1])] += k
-        penalty = penalty + torch.clamp(k, min=fit.free_bits).mean() if fit.free_bits else penalty + k.mean()
+        penalised = torch.clamp(k, min=fit.free_bits) if fit.free_bits else k  # free bits, per transition
+        penalty = penalty + penalised.mean()
     h, l = model_tr.nodes["_RETURN"]["value"]
     loss = nll.mean() + fit.beta * penalty
     return LossTerms(loss, nll, torch.stack([v.mean() for v in kl.values()]).detach(), h, l, logits)
@@ -165,7 +166,8 @@ class Trainer:
         for steps in segments:
             # argument validation off: faster, and a NaN then reaches the loss check below
             with pyro.validation_enabled(False):
-                terms = trajectory_loss(self.mod, self.net, self.cfg, self.priors, x, y, carry, steps, truncate=True)
+                truncate = fit.objective == "surrogate"
+                terms = trajectory_loss(self.mod, self.net, self.cfg, self.priors, x, y, carry, steps, truncate)
             halt, value, exact = head_losses(self.net, terms.h, terms.logits, y)
             loss = terms.loss + fit.halt_weight * halt + fit.value_weight * value
             self._update(loss)

@@ -178,3 +178,39 @@ def test_prior_samples_after_a_short_fit_are_valid_more_often_than_chance():
     before = untrained.history[-1]["eval"]["prior_valid"]
     after = trained.history[-1]["eval"]["prior_valid"]
     assert before <= 0.05 and after >= 0.15
+
+
+def test_kl_logged_per_supervision_step_sums_to_the_kl_in_the_loss():
+    from gram_ppl import build_dataset
+    from gram_ppl.networks.torch_nets import GramNet
+    from inference.svi_pyro import trajectory_loss
+
+    cfg = dataclasses.replace(tiny_config(beta=1.0, free_bits=0.0, guide_steps=0), priors=gram_pyro.PRIORS)
+    data = build_dataset(cfg.task)
+    net = GramNet(cfg, cfg.priors, data.task)
+    x = torch.as_tensor(data.train.x[:8].astype(np.int64))
+    y = torch.as_tensor(data.train.y[:8].astype(np.int64))
+    terms = trajectory_loss(gram_pyro, net, cfg, cfg.priors, x, y, None, range(2), truncate=False)
+    assert terms.kl.shape == (2,)
+    assert torch.allclose(terms.loss, terms.nll.mean() + terms.kl.sum(), rtol=1e-5)
+    fb = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, free_bits=1e6))  # every transition below the floor
+    torch.manual_seed(0)
+    terms_fb = trajectory_loss(gram_pyro, net, fb, cfg.priors, x, y, None, range(2), truncate=False)
+    assert torch.allclose(terms_fb.loss - terms_fb.nll.mean(), torch.tensor(4 * 1e6))  # 2 steps x T=2 transitions
+
+
+def test_elbo_objective_takes_one_optimiser_step_per_batch_and_the_surrogate_n_sup():
+    from gram_ppl import build_dataset
+    from gram_ppl.networks.torch_nets import GramNet
+    from inference.svi_pyro import Trainer
+
+    for objective, updates in (("elbo", 1), ("surrogate", 2)):
+        cfg = dataclasses.replace(tiny_config(objective=objective, guide_steps=0), priors=gram_pyro.PRIORS)
+        data = build_dataset(cfg.task)
+        trainer = Trainer(gram_pyro, GramNet(cfg, cfg.priors, data.task), cfg, cfg.priors)
+        x = torch.as_tensor(data.train.x[:8].astype(np.int64))
+        y = torch.as_tensor(data.train.y[:8].astype(np.int64))
+        info = trainer.train_batch(x, y)
+        assert len(info.kl) == 2  # the KL of both supervision steps is reported either way
+        steps = {int(v["step"]) for v in trainer.opt.state.values()}
+        assert steps == {updates}
