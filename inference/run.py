@@ -85,6 +85,8 @@ def fit(
     cfg = dataclasses.replace(cfg, priors=cfg.priors or mod.PRIORS)
     if folder is not None and not resume:
         create_run(folder, cfg, mod, force)
+    elif resume and force:  # the run continues under the new config and model file: record them
+        write_run_files(folder, cfg, mod)
     setup_torch(cfg.fit.threads)
     data = data or build_dataset(cfg.task)
     torch.manual_seed(cfg.fit.seed)
@@ -215,6 +217,10 @@ def create_run(folder: Path, cfg: GramConfig, mod, force: bool) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for stale in ("checkpoint.pt", "checkpoint.sha256", "history.json"):
         (folder / stale).unlink(missing_ok=True)
+    write_run_files(folder, cfg, mod)
+
+
+def write_run_files(folder: Path, cfg: GramConfig, mod) -> None:
     _atomic_write(folder / "config.json", json.dumps(to_dict(cfg), indent=1) + "\n")
     _atomic_write(folder / "model.py", inspect.getsource(mod))
 

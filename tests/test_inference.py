@@ -66,6 +66,7 @@ def test_resume_refuses_a_changed_config_unless_forced(tmp_path):
         fit(changed, tmp_path / "run", steps=2, resume=True, **QUIET)
     result = fit(changed, tmp_path / "run", steps=2, resume=True, force=True, **QUIET)
     assert result.config.fit.beta == 0.5
+    fit(changed, tmp_path / "run", steps=3, resume=True, **QUIET)  # the forced change was recorded
 
 
 def _edited_model(tmp_path, replace: tuple[str, str]):
