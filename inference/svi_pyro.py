@@ -183,8 +183,12 @@ class Trainer:
 def sample(mod, net, cfg: GramConfig, priors: PriorConfig, x, y=None, num_samples: int = 1, depth: int | None = None):
     """Decoded boards argmax f_dec(h) after `depth` supervision steps (default N_sup) for
     `num_samples` trajectories per puzzle: from the prior p_θ(τ | x), or through the guide
-    q_φ(τ | x, y) when y is given. x (B, L_x) -> (num_samples, B, L_y) long."""
+    q_φ(τ | x, y) when y is given. x (B, L_x) -> (num_samples, B, L_y) long. With x None the
+    input is empty (every token 1: blank cell, empty square, no edge): unconditional samples
+    from p_θ(x), (num_samples, 1, L_y)."""
     depth = depth or cfg.fit.n_sup
+    if x is None:
+        x = torch.ones(1, net.x_len, dtype=torch.long)  # (1, L_x): the empty input
     B = x.shape[0]
     xs = x.repeat(num_samples, 1)  # (N*B, L_x): the N trajectories of a puzzle run as one batch
     kw = dict(net=net, cfg=cfg, priors=priors, steps=range(depth), truncate=False, observe="last")

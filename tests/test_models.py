@@ -151,3 +151,50 @@ def test_unconditional_generation_uses_blank_inputs():
     assert (x == 1).all()
     out = sample(gram_pyro, net, cfg, cfg.priors, x, num_samples=3)
     assert out.shape == (3, 4, 16)
+    torch.manual_seed(5)
+    absent = sample(gram_pyro, net, cfg, cfg.priors, None, num_samples=3)  # x absent: the same empty input
+    torch.manual_seed(5)
+    blank = sample(gram_pyro, net, cfg, cfg.priors, x[:1], num_samples=3)
+    assert absent.shape == (3, 1, 16) and torch.equal(absent, blank)
+
+
+@pytest.mark.parametrize(
+    "net_kw",
+    [{"mixer": "mlp"}, {"positions": "1d"}, {"prefix_tokens": 3}, {"share_core": True}, {"posterior_input": "add"},
+     {"posterior_bottleneck": 2, "guidance_hidden": 8}],
+)  # fmt: skip
+def test_network_variants_run_and_keep_shapes(data, net_kw):
+    cfg = dataclasses.replace(tiny_config(), priors=gram_pyro.PRIORS)
+    cfg = dataclasses.replace(cfg, net=dataclasses.replace(cfg.net, **net_kw))
+    net = GramNet(cfg, cfg.priors, data.task)
+    x = torch.as_tensor(data.train.x[:8].astype(np.int64))
+    y = torch.as_tensor(data.train.y[:8].astype(np.int64))
+    terms = trajectory_loss(gram_pyro, net, cfg, cfg.priors, x, y, None, range(2), truncate=True)
+    assert torch.isfinite(terms.loss) and terms.h.shape == (8, 25 + net_kw.get("prefix_tokens", 0), 16)
+    assert terms.logits.shape == (8, 25, 3)
+    if net_kw.get("share_core"):
+        assert net.f_L is net.f_H
+
+
+def test_halt_and_value_losses_never_reach_the_core(data):
+    from inference.svi_pyro import head_losses
+
+    cfg, net, x, y = setup(data)
+    terms = trajectory_loss(gram_pyro, net, cfg, cfg.priors, x, y, None, range(1), truncate=True)
+    halt, value, _ = head_losses(net, terms.h, terms.logits, y)
+    (halt + value).backward()
+    assert all(p.grad is None for p in net.f_L.parameters()) and all(p.grad is None for p in net.f_H.parameters())
+    assert net.halt_head.weight.grad is not None and net.value_head.weight.grad is not None
+
+
+def test_colouring_outputs_live_on_appended_slots():
+    from gram_ppl import TaskConfig
+
+    cfg = dataclasses.replace(tiny_config(), task=TaskConfig(name="coloring", size=5, num_train=10, num_test=2))
+    cfg = dataclasses.replace(cfg, priors=gram_pyro.PRIORS)
+    ds = build_dataset(cfg.task)
+    net = GramNet(cfg, cfg.priors, ds.task)
+    x = torch.as_tensor(ds.train.x[:4].astype(np.int64))  # (4, 10) adjacency tokens
+    y = torch.as_tensor(ds.train.y[:4].astype(np.int64))  # (4, 5) colours
+    terms = trajectory_loss(gram_pyro, net, cfg, cfg.priors, x, y, None, range(2), truncate=True)
+    assert terms.h.shape == (4, 15, 16) and terms.logits.shape == (4, 5, 6)

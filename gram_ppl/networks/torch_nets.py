@@ -132,7 +132,7 @@ class GramNet(nn.Module):
     def __init__(self, cfg: GramConfig, priors: PriorConfig, task):
         super().__init__()
         net, D = cfg.net, cfg.net.dim
-        self.K, self.prefix, self.y_len = cfg.fit.K, net.prefix_tokens, task.y_len
+        self.K, self.prefix, self.x_len, self.y_len = cfg.fit.K, net.prefix_tokens, task.x_len, task.y_len
         self.pad_x = task.seq_len - task.x_len  # output slots appended to the input (colouring)
         length = net.prefix_tokens + task.seq_len
         self.tok_x = nn.Embedding(task.x_vocab, D)
