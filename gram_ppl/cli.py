@@ -113,6 +113,24 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--puzzles", type=_positive_int, help="at most this many held-out puzzles")
     ev.set_defaults(func=cmd_evaluate)
 
+    sp = sub.add_parser("sample", help="N prior trajectories per puzzle from a trained run, as JSON lines")
+    sp.add_argument("run", type=Path)
+    sp.add_argument("--puzzles", required=True, help="a file with one puzzle per line, or - for stdin")
+    sp.add_argument("--num-samples", type=_positive_int, default=20)
+    sp.add_argument("--depth", type=_positive_int, help="supervision steps (default: the training N_sup)")
+    sp.add_argument("--halt", action="store_true", help="stop each trajectory when its halt head says so")
+    sp.add_argument("--select", choices=("none", "vote", "lprm"), default="vote")
+    sp.add_argument("--skip-invalid", action="store_true", help="sample the valid lines, report the rest")
+    sp.add_argument("--out", type=Path, required=True, help="JSON lines output ('-' for stdout)")
+    sp.set_defaults(func=cmd_sample)
+
+    g = sub.add_parser("generate", help="unconditional samples from p(x) of a trained run, one per line")
+    g.add_argument("run", type=Path)
+    g.add_argument("--num", type=_positive_int, required=True)
+    g.add_argument("--depth", type=_positive_int)
+    g.add_argument("--out", type=Path, required=True, help="output file ('-' for stdout)")
+    g.set_defaults(func=cmd_generate)
+
     c = sub.add_parser("compare", help="evaluate several runs on their held-out puzzles, side by side")
     c.add_argument("runs", type=Path, nargs="+")
     c.add_argument("--num-samples", type=_positive_int, default=20)
@@ -280,6 +298,93 @@ def cmd_evaluate(args) -> int:
     except RunError as e:
         raise ConfigError(str(e)) from None
     print(json.dumps(metrics, indent=1))
+    return 0
+
+
+def _read_valid_puzzles(task, source: str, skip_invalid: bool) -> list:
+    """Puzzle arrays of `source`; line-numbered errors as `gram solve` reports them."""
+    name = "<stdin>" if source == "-" else source
+    good, errors = [], []
+    for lineno, x in read_puzzles(task, source):
+        if isinstance(x, PuzzleError):
+            errors.append(f"{name}:{lineno}: {x}")
+        elif len(task.solutions(x, limit=1)) == 0:
+            errors.append(f"{name}:{lineno}: {task.unsolvable_reason}")
+        else:
+            good.append(x)
+    for msg in errors:
+        print(("skipped " if skip_invalid else "") + msg, file=sys.stderr)
+    if errors and not skip_invalid:
+        raise PuzzleError(f"{len(errors)} invalid puzzle line(s); nothing sampled (--skip-invalid to go on)")
+    return good
+
+
+def _write_lines(out: Path, lines: list[str]) -> None:
+    text = "".join(line + "\n" for line in lines)
+    if str(out) == "-":
+        sys.stdout.write(text)
+    else:
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(out)
+
+
+def cmd_sample(args) -> int:
+    import numpy as np
+    import torch
+
+    from inference.run import RunError, load_run
+    from inference.sampling import rollout, select
+
+    try:
+        cfg, net, data, mod = load_run(args.run)
+    except RunError as e:
+        raise ConfigError(str(e)) from None
+    task = data.task
+    puzzles = _read_valid_puzzles(task, args.puzzles, args.skip_invalid)
+    if not puzzles:
+        _write_lines(args.out, [])
+        return 0
+    x = np.stack(puzzles)
+    torch.manual_seed(cfg.fit.seed + 3)
+    r = rollout(
+        mod, net, cfg, torch.as_tensor(x.astype(np.int64)), args.num_samples, args.depth or cfg.fit.n_sup, args.halt
+    )
+    chosen = select(task, r.boards, r.value, args.select)
+    valid = task.is_valid(x[None], r.boards)  # (N, B)
+    lines = []
+    for b in range(len(x)):
+        lines.append(json.dumps({
+            "puzzle": task.format_puzzle(x[b]),
+            "samples": [task.format_solution(s) for s in r.boards[:, b]],
+            "valid": valid[:, b].tolist(),
+            "selected": None if chosen is None else task.format_solution(chosen[b]),
+            "halt_step": r.halt_step[:, b].tolist(),
+            "lprm": [round(float(v), 6) for v in r.value[:, b]],
+        }))  # fmt: skip
+    _write_lines(args.out, lines)
+    print(f"{len(x)} puzzles, {args.num_samples} samples each: {valid.mean():.1%} valid", file=sys.stderr)
+    return 0
+
+
+def cmd_generate(args) -> int:
+    import numpy as np
+    import torch
+
+    from inference.run import RunError, load_run
+    from inference.svi_pyro import sample
+
+    try:
+        cfg, net, data, mod = load_run(args.run)
+    except RunError as e:
+        raise ConfigError(str(e)) from None
+    task = data.task
+    torch.manual_seed(cfg.fit.seed + 4)
+    boards = sample(mod, net, cfg, cfg.priors, None, num_samples=args.num, depth=args.depth)[:, 0].numpy()
+    valid = task.is_valid(np.ones(task.x_len, dtype=np.uint8), boards)  # against the empty input
+    distinct = len({b.tobytes() for b in boards[valid]})
+    _write_lines(args.out, [task.format_solution(b) for b in boards])
+    print(f"{args.num} samples: {valid.mean():.1%} valid, {distinct} distinct valid", file=sys.stderr)
     return 0
 
 

@@ -14,7 +14,8 @@ from gram_ppl.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "puzzles"
-# Every leaf command of `gram`, each exercised below; a new command fails test_every_command_is_tested.
+# Every leaf command of `gram`, each exercised by a test (fit, evaluate, compare: test_inference.py;
+# sample, generate: test_sampling.py); a new command fails test_every_command_is_tested until added.
 TESTED = {
     "data build",
     "data info",
@@ -24,7 +25,9 @@ TESTED = {
     "fit",
     "evaluate",
     "compare",
-}  # fit etc.: test_inference
+    "sample",
+    "generate",
+}
 
 
 def run(*argv, stdin=b""):

@@ -1,0 +1,65 @@
+"""Multi-trajectory inference: N prior trajectories per puzzle, batched, with optional ACT halting
+and selection by majority vote or by the LPRM value head (paper §7, Appendix A)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from gram_ppl.tasks import Task
+
+
+class Rollout(NamedTuple):
+    boards: np.ndarray  # (N, B, L_y) decoded argmax boards, at each trajectory's halting step
+    halt_step: np.ndarray  # (N, B) supervision steps used, 1..depth
+    value: np.ndarray  # (N, B) LPRM value v_ψ(h) at that step
+
+
+@torch.no_grad()
+def rollout(mod, net, cfg, x: torch.Tensor, num_samples: int, depth: int, halt: bool = False) -> Rollout:
+    """Run N trajectories from the prior for each puzzle x (B, L_x), one supervision step at a
+    time. With `halt`, a trajectory stops at the first step whose halt head says σ(q) > 0.5 (the
+    paper's simplified rule); otherwise every trajectory runs `depth` steps."""
+    B = x.shape[0]
+    xs = x.repeat(num_samples, 1)  # (N*B, L_x): all trajectories as one batch
+    kw = dict(net=net, cfg=cfg, priors=cfg.priors, truncate=False, observe="last")
+    carry, memo = None, {}
+    boards = torch.zeros(num_samples * B, net.y_len, dtype=torch.long)  # (N*B, L_y)
+    steps = torch.full((num_samples * B,), depth, dtype=torch.long)
+    value = torch.zeros(num_samples * B)
+    running = torch.ones(num_samples * B, dtype=torch.bool)
+    for n in range(depth):
+        carry = mod.model(xs, None, carry=carry, steps=range(n, n + 1), memo=memo, **kw)
+        memo = {"e_x": memo["e_x"]}  # keep the input embedding, drop this step's transitions
+        h = carry[0]
+        stop = running & (torch.sigmoid(net.halt(h)) > 0.5) if halt else torch.zeros_like(running)
+        if n == depth - 1:
+            stop = running
+        boards[stop] = net.decode(h[stop]).argmax(-1)
+        value[stop] = net.value(h[stop])
+        steps[stop] = n + 1
+        running &= ~stop
+        if not running.any():
+            break
+    shape = (num_samples, B)
+    return Rollout(boards.view(*shape, -1).numpy(), steps.view(shape).numpy(), value.view(shape).numpy())
+
+
+def select(task: Task, boards: np.ndarray, value: np.ndarray, how: str) -> np.ndarray | None:
+    """Pick one board per puzzle from (N, B, L_y): "vote" the most frequent (colourings compared
+    up to colour names; ties go to the earliest sample), "lprm" the highest value, "none" None."""
+    if how == "none":
+        return None
+    if how == "lprm":
+        return boards[np.argmax(value, axis=0), np.arange(boards.shape[1])]
+    if how != "vote":
+        raise ValueError(f"selection must be none, vote or lprm, got {how!r}")
+    picks = []
+    for b in range(boards.shape[1]):
+        keys = [task.canonical(s).tobytes() for s in boards[:, b]]
+        top = Counter(keys).most_common(1)[0][0]
+        picks.append(boards[keys.index(top), b])
+    return np.stack(picks)

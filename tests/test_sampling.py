@@ -1,0 +1,110 @@
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from tiny import tiny_config
+
+from gram_ppl import TaskConfig
+from gram_ppl.cli import main
+from gram_ppl.tasks import get_task
+from inference.run import fit, load_run
+from inference.sampling import rollout, select
+
+QUIET = dict(progress=False, eval_puzzles=8)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    fit(tiny_config(), root / "gram", steps=3, **QUIET)
+    fit(tiny_config(variant="deterministic"), root / "det", steps=3, **QUIET)
+    return root
+
+
+def puzzles_file(run, path, n=4):
+    cfg, _, data, _ = load_run(run)
+    task = data.task
+    path.write_text("".join(task.format_puzzle(x) + "\n" for x in data.test.x[:n]))
+    return task
+
+
+def test_sample_writes_json_lines_whose_flags_agree_with_the_checker(runs, tmp_path, capsys):
+    task = puzzles_file(runs / "gram", tmp_path / "p.txt")
+    out = tmp_path / "s.jsonl"
+    assert (
+        main(
+            [
+                "sample",
+                str(runs / "gram"),
+                "--puzzles",
+                str(tmp_path / "p.txt"),
+                "--num-samples",
+                "6",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 4
+    for row in rows:
+        assert set(row) == {"puzzle", "samples", "valid", "selected", "halt_step", "lprm"}
+        x = task.parse_puzzle(row["puzzle"])
+        ys = np.stack([task.parse_solution(s) for s in row["samples"]])
+        assert task.is_valid(x, ys).tolist() == row["valid"]
+        assert row["selected"] in row["samples"] and len(row["lprm"]) == 6 and set(row["halt_step"]) == {2}
+
+
+def test_deterministic_samples_are_identical(runs, tmp_path):
+    puzzles_file(runs / "det", tmp_path / "p.txt")
+    out = tmp_path / "s.jsonl"
+    assert (
+        main(
+            ["sample", str(runs / "det"), "--puzzles", str(tmp_path / "p.txt"), "--num-samples", "5", "--out", str(out)]
+        )
+        == 0
+    )
+    for line in out.read_text().splitlines():
+        assert len(set(json.loads(line)["samples"])) == 1
+
+
+def test_sample_rejects_bad_lines_like_solve(runs, tmp_path, capsys):
+    (tmp_path / "p.txt").write_text("Q" * 25 + "\n")
+    args = ["sample", str(runs / "gram"), "--puzzles", str(tmp_path / "p.txt"), "--out", str(tmp_path / "o")]
+    assert main(args) == 2
+    assert ":1: queens at row 1 col 1 and row 1 col 2 attack each other" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_depth_beyond_training_and_halting(runs):
+    cfg, net, data, mod = load_run(runs / "gram")
+    x = torch.as_tensor(data.test.x[:3].astype(np.int64))
+    deep = rollout(mod, net, cfg, x, num_samples=4, depth=7)
+    assert deep.boards.shape == (4, 3, 25) and (deep.halt_step == 7).all()
+    with torch.no_grad():
+        net.halt_head.bias.fill_(100.0)  # every trajectory wants to halt at once
+    early = rollout(mod, net, cfg, x, num_samples=4, depth=7, halt=True)
+    assert (early.halt_step == 1).all()
+
+
+def test_vote_and_lprm_selection():
+    task = get_task("coloring", 3)
+    boards = np.array([[[3, 4, 5]], [[4, 3, 5]], [[3, 3, 4]]])  # (N=3, B=1, 3): the first two are one colouring
+    value = np.array([[0.1], [0.2], [0.9]])
+    assert select(task, boards, value, "vote")[0].tolist() == [3, 4, 5]
+    assert select(task, boards, value, "lprm")[0].tolist() == [3, 3, 4]
+    assert select(task, boards, value, "none") is None
+
+
+def test_generate_unconditional_boards(tmp_path, capsys):
+    cfg = dataclasses.replace(tiny_config(), task=TaskConfig(name="sudoku", size=4))
+    fit(cfg, tmp_path / "gen", steps=2, **QUIET)
+    out = tmp_path / "boards.txt"
+    assert main(["generate", str(tmp_path / "gen"), "--num", "7", "--out", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    task = get_task("sudoku", 4)
+    assert len(lines) == 7 and all(len(task.parse_solution(line)) == 16 for line in lines)
+    assert "7 samples:" in capsys.readouterr().err
