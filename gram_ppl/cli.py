@@ -330,61 +330,33 @@ def _write_lines(out: Path, lines: list[str]) -> None:
 
 
 def cmd_sample(args) -> int:
-    import numpy as np
-    import torch
-
     from inference.run import RunError, load_run
-    from inference.sampling import rollout, select
+    from inference.sampling import sample_puzzles
 
     try:
-        cfg, net, data, mod = load_run(args.run)
+        run = load_run(args.run)
     except RunError as e:
         raise ConfigError(str(e)) from None
-    task = data.task
-    puzzles = _read_valid_puzzles(task, args.puzzles, args.skip_invalid)
-    if not puzzles:
-        _write_lines(args.out, [])
-        return 0
-    x = np.stack(puzzles)
-    torch.manual_seed(cfg.fit.seed + 3)
-    r = rollout(
-        mod, net, cfg, torch.as_tensor(x.astype(np.int64)), args.num_samples, args.depth or cfg.fit.n_sup, args.halt
-    )
-    chosen = select(task, r.boards, r.value, args.select)
-    valid = task.is_valid(x[None], r.boards)  # (N, B)
-    lines = []
-    for b in range(len(x)):
-        lines.append(json.dumps({
-            "puzzle": task.format_puzzle(x[b]),
-            "samples": [task.format_solution(s) for s in r.boards[:, b]],
-            "valid": valid[:, b].tolist(),
-            "selected": None if chosen is None else task.format_solution(chosen[b]),
-            "halt_step": r.halt_step[:, b].tolist(),
-            "lprm": [round(float(v), 6) for v in r.value[:, b]],
-        }))  # fmt: skip
-    _write_lines(args.out, lines)
-    print(f"{len(x)} puzzles, {args.num_samples} samples each: {valid.mean():.1%} valid", file=sys.stderr)
+    puzzles = _read_valid_puzzles(run.data.task, args.puzzles, args.skip_invalid)
+    rows = sample_puzzles(run, puzzles, args.num_samples, args.depth, args.halt, args.select)
+    _write_lines(args.out, [json.dumps(row) for row in rows])
+    flags = [v for row in rows for v in row["valid"]]
+    share = sum(flags) / len(flags) if flags else float("nan")
+    print(f"{len(rows)} puzzles, {args.num_samples} samples each: {share:.1%} valid", file=sys.stderr)
     return 0
 
 
 def cmd_generate(args) -> int:
-    import numpy as np
-    import torch
-
     from inference.run import RunError, load_run
-    from inference.svi_pyro import sample
+    from inference.sampling import generate
 
     try:
-        cfg, net, data, mod = load_run(args.run)
+        run = load_run(args.run)
     except RunError as e:
         raise ConfigError(str(e)) from None
-    task = data.task
-    torch.manual_seed(cfg.fit.seed + 4)
-    boards = sample(mod, net, cfg, cfg.priors, None, num_samples=args.num, depth=args.depth)[:, 0].numpy()
-    valid = task.is_valid(np.ones(task.x_len, dtype=np.uint8), boards)  # against the empty input
-    distinct = len({b.tobytes() for b in boards[valid]})
-    _write_lines(args.out, [task.format_solution(b) for b in boards])
-    print(f"{args.num} samples: {valid.mean():.1%} valid, {distinct} distinct valid", file=sys.stderr)
+    lines, valid, distinct = generate(run, args.num, args.depth)
+    _write_lines(args.out, lines)
+    print(f"{args.num} samples: {valid:.1%} valid, {distinct} distinct valid", file=sys.stderr)
     return 0
 
 

@@ -268,8 +268,15 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def load_run(folder: str | Path, mod=None):
-    """(config, net for sampling, data, model module) of a finished or checkpointed run."""
+class LoadedRun(NamedTuple):
+    config: GramConfig
+    net: torch.nn.Module  # the network to sample from (the EMA copy when enabled)
+    data: Dataset
+    mod: object  # the model module
+
+
+def load_run(folder: str | Path, mod=None) -> LoadedRun:
+    """Config, sampling network, data and model module of a finished or checkpointed run."""
     folder = Path(folder)
     cfg = load_config(folder)
     mod = mod or default_model(cfg)
@@ -278,7 +285,7 @@ def load_run(folder: str | Path, mod=None):
     trainer = Trainer(mod, GramNet(cfg, cfg.priors, data.task), cfg, cfg.priors)
     loop = TrainLoop(trainer, data, cfg)
     loop.load(folder)
-    return cfg, trainer.sampling_net(), data, mod
+    return LoadedRun(cfg, trainer.sampling_net(), data, mod)
 
 
 def evaluate_run(folder, num_samples: int = 20, depth: int | None = None, puzzles: int | None = None) -> dict:

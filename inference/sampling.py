@@ -63,3 +63,45 @@ def select(task: Task, boards: np.ndarray, value: np.ndarray, how: str) -> np.nd
         top = Counter(keys).most_common(1)[0][0]
         picks.append(boards[keys.index(top), b])
     return np.stack(picks)
+
+
+def sample_puzzles(
+    run, puzzles: list[np.ndarray], num_samples: int, depth: int | None, halt: bool, how: str
+) -> list[dict]:
+    """One JSON-ready record per puzzle (the `gram sample` format, docs/formats.md) for a loaded
+    run (inference.run.load_run)."""
+    if not puzzles:
+        return []
+    task, cfg = run.data.task, run.config
+    x = np.stack(puzzles)  # (B, L_x)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.fit.seed + 3)
+        r = rollout(
+            run.mod, run.net, cfg, torch.as_tensor(x.astype(np.int64)), num_samples, depth or cfg.fit.n_sup, halt
+        )
+    chosen = select(task, r.boards, r.value, how)
+    valid = task.is_valid(x[None], r.boards)  # (N, B)
+    return [
+        {
+            "puzzle": task.format_puzzle(x[b]),
+            "samples": [task.format_solution(s) for s in r.boards[:, b]],
+            "valid": valid[:, b].tolist(),
+            "selected": None if chosen is None else task.format_solution(chosen[b]),
+            "halt_step": r.halt_step[:, b].tolist(),
+            "lprm": [round(float(v), 6) for v in r.value[:, b]],
+        }
+        for b in range(len(x))
+    ]
+
+
+def generate(run, num: int, depth: int | None = None) -> tuple[list[str], float, int]:
+    """Unconditional samples from p_θ(x) (empty input): text lines, share valid, distinct valid."""
+    from inference.svi_pyro import sample
+
+    task, cfg = run.data.task, run.config
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.fit.seed + 4)
+        boards = sample(run.mod, run.net, cfg, cfg.priors, None, num_samples=num, depth=depth)[:, 0].numpy()
+    valid = task.is_valid(np.ones(task.x_len, dtype=np.uint8), boards)  # (num,) against the empty input
+    distinct = len({b.tobytes() for b in boards[valid]})
+    return [task.format_solution(b) for b in boards], float(valid.mean()), distinct
