@@ -289,17 +289,17 @@ def load_run(folder: str | Path, mod=None) -> LoadedRun:
 
 
 def evaluate_run(folder, num_samples: int = 20, depth: int | None = None, puzzles: int | None = None) -> dict:
-    """Prior samples for the run's held-out puzzles, scored against exact ground truth."""
+    """Prior samples for the run's held-out puzzles, scored against exact ground truth
+    (inference.evaluate.sample_metrics), plus single-sample validity after each step."""
     from inference.evaluate import sample_metrics
-    from inference.svi_pyro import sample
+    from inference.sampling import rollout
 
     cfg, net, data, mod = load_run(folder)
-    test = data.test
-    x = test.x[:puzzles]
+    test, task = data.test, data.task
+    x, depth = test.x[:puzzles], depth or cfg.fit.n_sup
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.fit.seed + 2)
-        samples = sample(
-            mod, net, cfg, cfg.priors, torch.as_tensor(x.astype(np.int64)), num_samples=num_samples, depth=depth
-        )
-    metrics = sample_metrics(data.task, x, samples.numpy(), test.num_solutions[:puzzles])
-    return {"puzzles": len(x), "num_samples": num_samples, "depth": depth or cfg.fit.n_sup, **metrics}
+        r = rollout(mod, net, cfg, torch.as_tensor(x.astype(np.int64)), num_samples, depth)
+    metrics = sample_metrics(task, x, test.y[:puzzles], r.boards, test.num_solutions[:puzzles])
+    by_depth = [round(float(task.is_valid(x[None], b).mean()), 6) for b in r.per_step]
+    return {"puzzles": len(x), "num_samples": num_samples, "depth": depth, **metrics, "valid_by_depth": by_depth}

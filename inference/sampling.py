@@ -16,6 +16,7 @@ class Rollout(NamedTuple):
     boards: np.ndarray  # (N, B, L_y) decoded argmax boards, at each trajectory's halting step
     halt_step: np.ndarray  # (N, B) supervision steps used, 1..depth
     value: np.ndarray  # (N, B) LPRM value v_ψ(h) at that step
+    per_step: np.ndarray  # (S, N, B, L_y) boards after each supervision step (S steps run)
 
 
 @torch.no_grad()
@@ -31,10 +32,12 @@ def rollout(mod, net, cfg, x: torch.Tensor, num_samples: int, depth: int, halt: 
     steps = torch.full((num_samples * B,), depth, dtype=torch.long)
     value = torch.zeros(num_samples * B)
     running = torch.ones(num_samples * B, dtype=torch.bool)
+    per_step = []
     for n in range(depth):
         carry = mod.model(xs, None, carry=carry, steps=range(n, n + 1), memo=memo, **kw)
         memo = {"e_x": memo["e_x"]}  # keep the input embedding, drop this step's transitions
         h = carry[0]
+        per_step.append(net.decode(h).argmax(-1).view(num_samples, B, -1))  # (N, B, L_y)
         stop = running & (torch.sigmoid(net.halt(h)) > 0.5) if halt else torch.zeros_like(running)
         if n == depth - 1:
             stop = running
@@ -45,7 +48,8 @@ def rollout(mod, net, cfg, x: torch.Tensor, num_samples: int, depth: int, halt: 
         if not running.any():
             break
     shape = (num_samples, B)
-    return Rollout(boards.view(*shape, -1).numpy(), steps.view(shape).numpy(), value.view(shape).numpy())
+    per_step = torch.stack(per_step).numpy()
+    return Rollout(boards.view(*shape, -1).numpy(), steps.view(shape).numpy(), value.view(shape).numpy(), per_step)
 
 
 def select(task: Task, boards: np.ndarray, value: np.ndarray, how: str) -> np.ndarray | None:

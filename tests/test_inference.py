@@ -121,8 +121,9 @@ def test_two_fits_in_one_process_share_nothing():
 
 def test_evaluate_run_scores_prior_samples(tmp_path):
     fit(tiny_config(), tmp_path / "run", steps=2, **QUIET)
-    m = evaluate_run(tmp_path / "run", num_samples=4, puzzles=5)
+    m = evaluate_run(tmp_path / "run", num_samples=4, puzzles=5, depth=3)
     assert m["puzzles"] == 5 and m["num_samples"] == 4 and 0 <= m["valid"] <= 1 and 0 <= m["coverage"] <= 1
+    assert len(m["coverage_curve"]) == 4 and len(m["valid_by_depth"]) == 3 and m["valid_by_depth"][-1] == m["valid"]
 
 
 def test_cli_fit_evaluate_and_errors(tmp_path):
