@@ -1,0 +1,48 @@
+"""Every benchmark script runs (tiny sizes: smoke runs, not measurements)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tiny import tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = {"tasks.py", "training.py", "sampling.py", "recipe.py"}
+
+
+def run(script, *args):
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_every_benchmark_script_is_smoke_tested():
+    assert {p.name for p in (ROOT / "benchmarks").glob("*.py")} == SCRIPTS
+
+
+def test_tasks_benchmark(tmp_path):
+    out = run("tasks.py", "--hard", "3", "--repeats", "1", "--skip-builds", "--json", str(tmp_path / "t.json"))
+    assert "enumerate all 12-Queens solutions" in out
+    assert len(json.loads((tmp_path / "t.json").read_text())["rows"]) == 4
+
+
+@pytest.mark.slow
+def test_training_benchmark(tmp_path):
+    out = run("training.py", "--dims", "16", "--repeats", "2", "--json", str(tmp_path / "t.json"))
+    rows = json.loads((tmp_path / "t.json").read_text())
+    assert "median ratio" in out and rows["overhead"][0]["median_ratio"] > 0 and len(rows["memory"]) == 2
+
+
+def test_sampling_benchmark():
+    out = run("sampling.py", "--quick")
+    assert "trajectory-steps/s" in out and "speed-up" in out
+
+
+def test_recipe_curves(tmp_path):
+    from inference.run import fit
+
+    fit(tiny_config(), tmp_path / "a", steps=2, progress=False, eval_puzzles=4)
+    out = run("recipe.py", str(tmp_path / "a"), "--out", str(tmp_path / "c.png"))
+    assert (tmp_path / "c.png").stat().st_size > 1000 and "| a |" in out
