@@ -50,7 +50,10 @@ demo: $(STAMP)
 	@echo "--- demo done: data sets and runs under $(DEMO)/"
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/tasks.py
+	mkdir -p runs
+	$(BIN)/python benchmarks/tasks.py --json runs/bench-tasks.json
+	$(BIN)/python benchmarks/training.py --json runs/bench-training.json
+	$(BIN)/python benchmarks/sampling.py --json runs/bench-sampling.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis
