@@ -11,12 +11,10 @@ batch at least 5x faster). Untrained 8-Queens network, D = 64, K = 2, T = 1, 8 p
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import time
 
 import numpy as np
 import torch
+from common import median_seconds, write_json
 
 from gram_ppl import TaskConfig, build_dataset
 from gram_ppl.config import GramConfig, NetConfig
@@ -38,13 +36,7 @@ def setup():
 
 
 def seconds(fn, repeats: int = 3) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_seconds(fn, repeats, warmup=True)
 
 
 def main(argv=None) -> int:
@@ -73,9 +65,7 @@ def main(argv=None) -> int:
     b = rows["batch_vs_loop"]
     print(f"\nN = {b['N']}, depth 4: batched {b['batched_s']:.2f} s, loop over samples {b['loop_s']:.2f} s, "
           f"speed-up {b['speedup']:.1f}x (target >= 5x)")  # fmt: skip
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    write_json(args.json, rows)
     return 0
 
 

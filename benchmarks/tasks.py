@@ -10,14 +10,13 @@ uniqueness of 1,000 generated hard 9x9 puzzles <= 20 s; each default data build 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import statistics
 import tempfile
 import time
 
 import numpy as np
+from common import median_seconds, write_json
 
 from gram_ppl import TaskConfig, build_dataset, get_task, save_dataset
 
@@ -32,15 +31,6 @@ DATA_BUILDS = [
     TaskConfig(name="coloring", size=8),
     TaskConfig(name="coloring", size=10),
 ]
-
-
-def median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def bench_nqueens(repeats: int) -> list[dict]:
@@ -109,9 +99,7 @@ def main(argv=None) -> int:
     for r in rows:
         met = "yes" if r["seconds"] <= r["target"] else "**no**"
         print(f"| {r['what']} | {_fmt(r['seconds'])} | ≤ {_fmt(r['target'])} | {met} | {r['note']} |")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": machine(), "rows": rows}, f, indent=1)
+    write_json(args.json, {"machine": machine(), "rows": rows})
     return 0
 
 

@@ -22,6 +22,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from common import median_seconds, write_json
 
 from gram_ppl import TaskConfig, build_dataset
 from gram_ppl.config import FitConfig, GramConfig, NetConfig
@@ -121,12 +122,7 @@ def throughput(dim: int, batch: int, repeats: int, peak: float) -> dict:
     with FlopCounterMode(display=False) as counter:
         pyro_step(trainer, x, y)
     flops = counter.get_total_flops()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        pyro_step(trainer, x, y)
-        times.append(time.perf_counter() - t0)
-    t = statistics.median(times)
+    t = median_seconds(lambda: pyro_step(trainer, x, y), repeats)
     return {"dim": dim, "batch": batch, "step_ms": 1e3 * t, "puzzles_per_s": batch / t,
             "gflops": flops / t / 1e9, "peak_gflops": peak, "share_of_peak": flops / t / 1e9 / peak}  # fmt: skip
 
@@ -181,9 +177,7 @@ def main(argv=None) -> int:
     for r in rows["throughput"]:
         print(f"| {r['dim']} | {r['batch']} | {r['step_ms']:.1f} ms | {r['puzzles_per_s']:.0f} | "
               f"{r['gflops']:.1f} | {100 * r['share_of_peak']:.0f}% |")  # fmt: skip
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    write_json(args.json, rows)
     return 0
 
 

@@ -19,7 +19,7 @@ def run(script, *args):
 
 
 def test_every_benchmark_script_is_smoke_tested():
-    assert {p.name for p in (ROOT / "benchmarks").glob("*.py")} == SCRIPTS
+    assert {p.name for p in (ROOT / "benchmarks").glob("*.py")} - {"common.py"} == SCRIPTS
 
 
 def test_tasks_benchmark(tmp_path):
