@@ -31,11 +31,13 @@ from inference.run import setup_torch
 from inference.svi_pyro import Trainer, head_losses, trajectory_loss
 from models import gram_pyro
 
+MIXER = {"mixer": "attention"}  # set by --mixer
+
 
 def make(dim: int, n_sup: int = 4, batch: int = 64, size: int = 8):
     cfg = GramConfig(
         task=TaskConfig(name="nqueens", size=size),
-        net=NetConfig(dim=dim, heads=4),
+        net=NetConfig(dim=dim, heads=4, mixer=MIXER["mixer"]),
         fit=FitConfig(n_sup=n_sup, T=1, K=2, batch_size=batch),
         priors=gram_pyro.PRIORS,
     )
@@ -139,7 +141,18 @@ def peak_rss_child(n_sup: int, dim: int, batches: int) -> None:
 def memory(dim: int, threads: int) -> list[dict]:
     out = []
     for n_sup in (4, 32):
-        cmd = [sys.executable, __file__, "--child-rss", str(n_sup), "--dims", str(dim), "--threads", str(threads)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child-rss",
+            str(n_sup),
+            "--dims",
+            str(dim),
+            "--threads",
+            str(threads),
+            "--mixer",
+            MIXER["mixer"],
+        ]
         out.append(json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout))
     return out
 
@@ -150,33 +163,36 @@ def main(argv=None) -> int:
     p.add_argument("--dims", default="64,128")
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--json")
+    p.add_argument("--mixer", choices=("attention", "mlp"), default="attention")
+    p.add_argument("--skip", default="", help="comma-separated parts to skip: overhead,memory,throughput")
     p.add_argument("--child-rss", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    MIXER["mixer"] = args.mixer
     setup_torch(args.threads)
     dims = [int(d) for d in args.dims.split(",")]
     if args.child_rss:
         peak_rss_child(args.child_rss, dims[0], batches=3)
         return 0
+    skip = set(args.skip.split(",")) - {""}
     peak = matmul_peak(args.threads)
-    rows = {
-        "threads": args.threads,
-        "overhead": [overhead(d, args.repeats) for d in dims],
-        "memory": memory(dims[0], args.threads),
-        "throughput": [throughput(d, b, args.repeats, peak) for d in dims for b in (64, 256)],
-    }
-    print(f"threads {args.threads}, matmul peak {peak:.1f} GFLOP/s\n")
-    print("| D | Pyro step | plain torch step | median ratio (target <= 1.15) |\n|---|---|---|---|")
-    for r in rows["overhead"]:
-        print(f"| {r['dim']} | {r['pyro_ms']:.1f} ms | {r['torch_ms']:.1f} ms | {r['median_ratio']:.3f} |")
-    m4, m32 = rows["memory"]
-    print(f"\npeak RSS: N_sup=4 {m4['peak_rss_mb']:.0f} MB, N_sup=32 {m32['peak_rss_mb']:.0f} MB "
-          f"({100 * (m32['peak_rss_mb'] / m4['peak_rss_mb'] - 1):+.1f}%, target within 10%)\n")  # fmt: skip
-    print(
-        "| D | batch | step | puzzles/s | GFLOP/s | share of matmul peak (target >= 40%) |\n|---|---|---|---|---|---|"
-    )
-    for r in rows["throughput"]:
-        print(f"| {r['dim']} | {r['batch']} | {r['step_ms']:.1f} ms | {r['puzzles_per_s']:.0f} | "
-              f"{r['gflops']:.1f} | {100 * r['share_of_peak']:.0f}% |")  # fmt: skip
+    rows = {"threads": args.threads, "mixer": args.mixer}
+    print(f"threads {args.threads}, mixer {args.mixer}, matmul peak {peak:.1f} GFLOP/s\n")
+    if "overhead" not in skip:
+        rows["overhead"] = [overhead(d, args.repeats) for d in dims]
+        print("| D | Pyro step | plain torch step | median ratio (target <= 1.15) |\n|---|---|---|---|")
+        for r in rows["overhead"]:
+            print(f"| {r['dim']} | {r['pyro_ms']:.1f} ms | {r['torch_ms']:.1f} ms | {r['median_ratio']:.3f} |")
+    if "memory" not in skip:
+        rows["memory"] = m4, m32 = memory(dims[0], args.threads)
+        print(f"\npeak RSS: N_sup=4 {m4['peak_rss_mb']:.0f} MB, N_sup=32 {m32['peak_rss_mb']:.0f} MB "
+              f"({100 * (m32['peak_rss_mb'] / m4['peak_rss_mb'] - 1):+.1f}%, target within 10%)\n")  # fmt: skip
+    if "throughput" not in skip:
+        rows["throughput"] = [throughput(d, b, args.repeats, peak) for d in dims for b in (64, 256)]
+        print("| D | batch | step | puzzles/s | GFLOP/s | share of matmul peak (target >= 40%) |")
+        print("|---|---|---|---|---|---|")
+        for r in rows["throughput"]:
+            print(f"| {r['dim']} | {r['batch']} | {r['step_ms']:.1f} ms | {r['puzzles_per_s']:.0f} | "
+                  f"{r['gflops']:.1f} | {100 * r['share_of_peak']:.0f}% |")  # fmt: skip
     write_json(args.json, rows)
     return 0
 
