@@ -104,8 +104,7 @@ class TrainLoop:
 
     def __init__(self, trainer: Trainer, data: Dataset, cfg: GramConfig, log=None):
         self.trainer, self.data, self.cfg, self.log = trainer, data, cfg, log
-        self.x = torch.as_tensor(data.train.x.astype(np.int64))  # (N, L_x)
-        self.y = torch.as_tensor(data.train.y.astype(np.int64))  # (N, L_y)
+        self.x, self.y = data.train.x, data.train.y  # (N, L_x), (N, L_y) uint8
         self.rng = np.random.default_rng(cfg.fit.seed)
         self.perm, self.cursor, self.step, self.elapsed, self.history = None, 0, 0, 0.0, []
         if len(self.x) < cfg.fit.batch_size:
@@ -115,9 +114,12 @@ class TrainLoop:
         B = self.cfg.fit.batch_size
         if self.perm is None or self.cursor + B > len(self.perm):  # new epoch; the ragged tail is dropped
             self.perm, self.cursor = self.rng.permutation(len(self.x)), 0
-        idx = torch.as_tensor(self.perm[self.cursor : self.cursor + B])
+        idx = self.perm[self.cursor : self.cursor + B]
         self.cursor += B
-        return self.x[idx], self.y[idx]
+        x, y = self.x[idx], self.y[idx]
+        if self.cfg.fit.augment:
+            x, y = self.data.task.augment(self.rng)(x, y)
+        return torch.as_tensor(x.astype(np.int64)), torch.as_tensor(y.astype(np.int64))
 
     def run(self, folder, steps, minutes, progress, eval_every_s, checkpoint_every_s, eval_puzzles) -> None:
         from tqdm.auto import tqdm

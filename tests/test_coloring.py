@@ -124,3 +124,12 @@ def test_data_set_has_the_paper_sizes_and_only_colourable_distinct_graphs():
     assert (
         len(one.train) == 50 and len(np.unique(one.train.x, axis=0)) == 50
     )  # p = 0.4, slightly thinned by keeping colourable graphs only
+
+
+def test_augmentation_relabels_vertices_consistently(rng):
+    ds = build_dataset(TaskConfig(name="coloring", size=8, num_train=30, num_test=2))
+    task = ds.task
+    x, y = task.augment(rng)(ds.train.x, ds.train.y)
+    assert task.is_valid(x, y).all() and (y[:, 0] == 3).all()  # still canonical
+    assert ((x == 2).sum(1) == (ds.train.x == 2).sum(1)).all()  # same edge counts
+    assert [len(task.solutions(a)) for a in x[:5]] == [len(task.solutions(a)) for a in ds.train.x[:5]]

@@ -29,7 +29,9 @@ def test_a_short_fit_lowers_the_loss():
     assert all(len(r["kl"]) == 2 for r in result.history if "kl" in r)  # one KL per supervision step
 
 
-@pytest.mark.parametrize("extra", [{}, {"ema": 0.9, "objective": "elbo"}, {"variant": "deterministic"}])
+@pytest.mark.parametrize(
+    "extra", [{}, {"ema": 0.9, "objective": "elbo"}, {"variant": "deterministic"}, {"augment": True}]
+)
 def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, extra):
     cfg = tiny_config(**extra)
     full = fit(cfg, tmp_path / "full", steps=6, **QUIET)

@@ -143,3 +143,15 @@ def _remove(solution, rows):
     board = solution.reshape(8, 8).copy()
     board[list(rows)] = 1
     return board.reshape(-1)
+
+
+def test_augmentation_maps_puzzles_and_solutions_by_board_symmetries(rng):
+    task = NQueens(6)
+    sols = task.solutions(empty(6))
+    seen = set()
+    for _ in range(40):
+        x, y = task.augment(rng)(sols, sols)
+        assert task.is_valid(x, y).all()
+        assert {r.tobytes() for r in y} == {r.tobytes() for r in sols}  # the solution set is closed under D4
+        seen.add(y.tobytes())
+    assert len(seen) > 1

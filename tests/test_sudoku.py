@@ -195,3 +195,12 @@ def test_min_effort_keeps_only_puzzles_that_need_search():
     task = ds.task
     for x in np.concatenate([ds.train.x, ds.test.x]):
         assert task.solve(x.astype(np.int64) - 1, limit=2)[1] >= 2
+
+
+@pytest.mark.parametrize("size", [4, 6])
+def test_augmentation_keeps_blanks_validity_and_solution_counts(size, rng):
+    ds = build_dataset(TaskConfig(name="sudoku", size=size, mode="multi", num_train=10, num_test=2))
+    task = ds.task
+    x, y = task.augment(rng)(ds.train.x, ds.train.y)
+    assert ((x == 1).sum(1) == (ds.train.x == 1).sum(1)).all() and task.is_valid(x, y).all()
+    assert [len(task.solutions(a)) for a in x[:5]] == [len(task.solutions(a)) for a in ds.train.x[:5]]

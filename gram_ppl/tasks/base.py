@@ -85,6 +85,12 @@ class Task(abc.ABC):
             i = int(np.flatnonzero(bad)[0])
             raise PuzzleError(f"token {int(x[i])} at position {i} is outside 1..{self.x_vocab - 1}")
 
+    def augment(self, rng: np.random.Generator):
+        """A random symmetry of the task as a map (x, y) -> (x, y) of token batches (B, L_x),
+        (B, L_y) that keeps validity and the number of solutions: the identity here; tasks
+        override it with their symmetry group (used to augment training batches)."""
+        return lambda x, y: (x, y)
+
     def canonical(self, y: np.ndarray) -> np.ndarray:
         """The representative of y's class of equivalent solutions (y itself, but colourings
         that differ only by colour names share one)."""

@@ -59,6 +59,20 @@ class Coloring(Task):
         not_color = ((y < COLOR0) | (y >= COLOR0 + COLORS)).sum(-1)
         return clashes + not_color
 
+    def augment(self, rng: np.random.Generator):
+        """A random relabelling of the vertices; the colouring follows it and is re-canonicalised."""
+        n, perm = self.size, rng.permutation(self.size)  # new vertex i is old vertex perm[i]
+        index = np.zeros((n, n), dtype=np.int64)
+        index[self.pairs[:, 0], self.pairs[:, 1]] = np.arange(self.x_len)
+        index = index + index.T
+        moved = index[perm[self.pairs[:, 0]], perm[self.pairs[:, 1]]]  # (E,) old triangle position of each new pair
+
+        def apply(x, y):
+            y = np.asarray(y)[..., perm]
+            return np.asarray(x)[..., moved], np.apply_along_axis(self.canonical, -1, y)
+
+        return apply
+
     def canonical(self, y: np.ndarray) -> np.ndarray:
         """Colours renamed in order of first appearance (tokens 3 + colour)."""
         names: dict[int, int] = {}

@@ -41,6 +41,13 @@ class NQueens(Task):
             axis=1,
         ).astype(np.int64)  # (n*n, 6n-2)
 
+    def augment(self, rng: np.random.Generator):
+        """One of the 8 symmetries of the square board (rotations and reflections)."""
+        k, flip, n = int(rng.integers(4)), bool(rng.integers(2)), self.size
+        cells = np.rot90(np.arange(n * n).reshape(n, n), k)
+        cells = (cells[:, ::-1] if flip else cells).reshape(-1)
+        return lambda x, y: (np.asarray(x)[..., cells], np.asarray(y)[..., cells])
+
     # ---- constraints -------------------------------------------------------------------
     def conflicts(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Attacking pairs + missing queens + given queens absent from y + invalid tokens."""

@@ -59,6 +59,17 @@ class Sudoku(Task):
         """Row, column and box of each cell."""
         return [self._unit_of[:, 0], self._unit_of[:, 1] - self.size, self._unit_of[:, 2] - 2 * self.size]
 
+    def augment(self, rng: np.random.Generator):
+        """random_symmetry on tokens: digit relabelling, row/column/band/stack permutations and
+        transposition (square boxes); blanks stay blanks."""
+        f = self.random_symmetry(rng)
+
+        def apply(tokens):
+            t = np.asarray(tokens)
+            return (f(t.astype(np.int64) - 1) + 1).astype(t.dtype)  # blank: digit 0 -> 0
+
+        return lambda x, y: (apply(x), apply(y))
+
     # ---- constraints -------------------------------------------------------------------
     def conflicts(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Repeated-digit pairs in rows, columns and boxes + non-digit cells + changed givens."""
