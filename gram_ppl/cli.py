@@ -95,8 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--objective", choices=OBJECTIVES)
     f.add_argument("--seed", type=int, help="training seed (the data seed is --set task.seed=S)")
     budget = f.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=_positive_int, help="train until this many batches (default 100)")
-    budget.add_argument("--minutes", type=float, help="train for this many minutes")
+    budget.add_argument("--steps", type=_positive_int, help="train until this many batches in all (default 100)")
+    budget.add_argument("--minutes", type=float, help="train until this many minutes of training in all")
     f.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="any config field, e.g. fit.beta=0.5 or net.dim=128 (repeatable)")  # fmt: skip
     f.add_argument("--resume", action="store_true", help="continue the run in --out")
