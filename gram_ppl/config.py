@@ -215,7 +215,7 @@ class FitConfig:
     guide_steps: int = 1  # q_φ acts only in the first this-many supervision steps (prior after); 0: all (paper)
     free_bits: float = 0.0  # nats per puzzle below which the KL of a transition is not penalised
     batch_size: int = 64
-    augment: bool = False  # apply a random task symmetry to each training batch (board D4, Sudoku, vertex relabelling)
+    augment: bool = False  # random task symmetry per training batch; see docs/recipe.md: test inputs leak
     lr: float = 1e-3  # paper: 1e-4 at batch 768
     weight_decay: float = 0.1
     clip: float = 1.0  # gradient-norm clipping
