@@ -13,6 +13,7 @@ from pathlib import Path
 
 from gram_ppl.config import (
     OBJECTIVES,
+    SPLITS,
     SUDOKU_MODES,
     TASK_NAMES,
     VARIANTS,
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--num-test", type=int)
     b.add_argument("--removed", type=_int_tuple, help="nqueens: queens removed per puzzle, e.g. 5,6,7")
     b.add_argument("--test-fraction", type=float, default=0.15, help="nqueens: held-out share of inputs")
+    b.add_argument("--split", choices=SPLITS, default="input", help="nqueens: hold out inputs or whole symmetry orbits")
     b.add_argument("--mode", choices=SUDOKU_MODES, help="sudoku: generate | unique | multi")
     b.add_argument("--clues", type=int, help="sudoku: clues to stop at (unique; 0 = minimal) or keep (multi)")
     b.add_argument("--min-effort", type=int, help="sudoku unique: least solver effort to keep a puzzle")
@@ -165,7 +167,7 @@ def _positive_int(text: str) -> int:
 
 def cmd_data_build(args) -> int:
     cfg = TaskConfig(
-        name=args.task, size=args.size, seed=args.seed, removed=args.removed, test_fraction=args.test_fraction,
+        name=args.task, size=args.size, seed=args.seed, removed=args.removed, test_fraction=args.test_fraction, split=args.split,
         num_train=args.num_train, num_test=args.num_test, mode=args.mode, clues=args.clues,
         min_effort=args.min_effort, max_solutions=args.max_solutions, edge_prob=args.edge_prob,
     )  # fmt: skip

@@ -14,6 +14,7 @@ TASK_NAMES = ("nqueens", "sudoku", "coloring")
 TASK_SIZES = {"nqueens": tuple(range(4, 13)), "sudoku": (4, 6, 9), "coloring": tuple(range(3, 13))}
 SUDOKU_MODES = ("generate", "unique", "multi")
 TARGETS = ("all", "one")
+SPLITS = ("input", "orbit")
 
 # Defaults that depend on the task and size: (num_train, num_test) per task/mode and size.
 _SPLITS = {
@@ -70,6 +71,7 @@ class TaskConfig:
     # N-Queens
     removed: tuple[int, ...] | None = None  # queens removed per puzzle; None: (n-3, n-2, n-1)
     test_fraction: float = 0.15  # share of unique inputs held out (paper: 85:15)
+    split: str = "input"  # nqueens: hold out unique inputs (paper) | whole orbits under the 8 board symmetries
     max_sources: int = 1000  # at most this many full solutions serve as sources (n >= 11)
     # Sudoku and colouring
     num_train: int | None = None
@@ -105,6 +107,9 @@ class TaskConfig:
             if v is not None and (not isinstance(v, int) or v < 0):
                 raise ConfigError(f"{name} must be a non-negative integer, got {v!r}")
         _choice("targets", self.targets, TARGETS)
+        _choice("split", self.split, SPLITS)
+        if self.split == "orbit" and self.name != "nqueens":
+            raise ConfigError(f"split 'orbit' is implemented for nqueens only, not {self.name!r}")
         if self.max_sources < 1 or self.max_solutions < 2 or self.max_targets < 1:
             raise ConfigError("max_sources and max_targets must be >= 1, max_solutions >= 2")
 

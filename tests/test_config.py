@@ -17,6 +17,8 @@ from gram_ppl.config import ConfigError, TaskConfig, from_dict, to_dict
         ({"test_fraction": 1.0}, "test_fraction must be in"),
         ({"name": "coloring", "edge_prob": 0.0}, "edge_prob must be in"),
         ({"num_train": -1}, "num_train must be a non-negative integer"),
+        ({"name": "sudoku", "size": 4, "split": "orbit"}, "split 'orbit' is implemented for nqueens only"),
+        ({"split": "random"}, "split must be one of \\['input', 'orbit'\\]"),
     ],
 )
 def test_invalid_values_name_the_field_and_allowed_values(kwargs, message):

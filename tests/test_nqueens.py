@@ -155,3 +155,15 @@ def test_augmentation_maps_puzzles_and_solutions_by_board_symmetries(rng):
         assert {r.tobytes() for r in y} == {r.tobytes() for r in sols}  # the solution set is closed under D4
         seen.add(y.tobytes())
     assert len(seen) > 1
+
+
+def test_orbit_split_holds_out_every_symmetric_image(rng):
+    ds = build_dataset(TaskConfig(name="nqueens", size=8, split="orbit"))
+    task = ds.task
+    train = {r.tobytes() for r in ds.train.x}
+    for x in ds.test.x[::7]:
+        for _ in range(8):
+            image, _ = task.augment(rng)(x, x)
+            assert image.tobytes() not in train
+    share = len(ds.test) / (len(ds.test) + len(np.unique(ds.train.x, axis=0)))
+    assert 0.1 < share < 0.2

@@ -48,6 +48,15 @@ class NQueens(Task):
         cells = (cells[:, ::-1] if flip else cells).reshape(-1)
         return lambda x, y: (np.asarray(x)[..., cells], np.asarray(y)[..., cells])
 
+    def _orbits(self, boards: np.ndarray) -> np.ndarray:
+        """(U, n*n) boards -> (U,) id of each board's orbit under the 8 board symmetries."""
+        n = self.size
+        cells = [np.rot90(np.arange(n * n).reshape(n, n), k) for k in range(4)]
+        cells = [c.reshape(-1) for c in cells + [c[:, ::-1] for c in cells]]
+        images = np.stack([boards[:, c] for c in cells], axis=1)  # (U, 8, n*n)
+        keys = np.array([min(img.tobytes() for img in imgs) for imgs in images])
+        return np.unique(keys, return_inverse=True)[1].reshape(-1)
+
     # ---- constraints -------------------------------------------------------------------
     def conflicts(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Attacking pairs + missing queens + given queens absent from y + invalid tokens."""
@@ -125,9 +134,11 @@ class NQueens(Task):
         y = np.repeat(src, len(keep), axis=0)  # (S*C, n*n)
         uniq, first, inverse = np.unique(x, axis=0, return_index=True, return_inverse=True)
         inverse = inverse.reshape(-1)
-        n_test = int(round(cfg.test_fraction * len(uniq)))
-        is_test = np.zeros(len(uniq), dtype=bool)
-        is_test[rng.permutation(len(uniq))[:n_test]] = True
+        groups = self._orbits(uniq) if cfg.split == "orbit" else np.arange(len(uniq))  # (U,) group of each input
+        n_groups = int(groups.max()) + 1
+        held = np.zeros(n_groups, dtype=bool)
+        held[rng.permutation(n_groups)[: int(round(cfg.test_fraction * n_groups))]] = True
+        is_test = held[groups]  # (U,)
         test_ids = np.flatnonzero(is_test)
         train_pairs = np.flatnonzero(~is_test[inverse])
         if cfg.targets == "one":  # the first source of each training input
