@@ -200,23 +200,8 @@ def cmd_data_export(args) -> int:
 
 def cmd_solve(args) -> int:
     task = get_task(args.task, args.size)
-    results, errors = [], []
-    name = "<stdin>" if args.puzzles == "-" else args.puzzles
-    for lineno, x in read_puzzles(task, args.puzzles):
-        if isinstance(x, PuzzleError):
-            errors.append(f"{name}:{lineno}: {x}")
-            continue
-        sols = task.solutions(x, limit=args.limit if (args.all or args.count) else 1)
-        if len(sols) == 0:
-            errors.append(f"{name}:{lineno}: {task.unsolvable_reason}")
-        else:
-            results.append(sols)
-    for msg in errors:
-        print(("skipped " if args.skip_invalid else "") + msg, file=sys.stderr)
-    if errors and not args.skip_invalid:
-        print(f"gram: error: {len(errors)} invalid puzzle line(s); nothing solved (--skip-invalid to go on)",
-              file=sys.stderr)  # fmt: skip
-        return 2
+    limit = args.limit if (args.all or args.count) else 1
+    results = [sols for _, sols in _solvable_puzzles(task, args.puzzles, args.skip_invalid, limit, "solved")]
     out = []
     for sols in results:
         if args.count:
@@ -303,21 +288,24 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _read_valid_puzzles(task, source: str, skip_invalid: bool) -> list:
-    """Puzzle arrays of `source`; line-numbered errors as `gram solve` reports them."""
+def _solvable_puzzles(task, source: str, skip_invalid: bool, limit: int | None, verb: str) -> list:
+    """(x, solutions up to `limit`) for each puzzle line of `source`. Malformed, contradictory
+    or unsolvable lines are reported by line number; unless skip_invalid, nothing is returned
+    and a PuzzleError ("nothing {verb}") ends the command with status 2."""
     name = "<stdin>" if source == "-" else source
     good, errors = [], []
     for lineno, x in read_puzzles(task, source):
-        if isinstance(x, PuzzleError):
+        sols = None if isinstance(x, PuzzleError) else task.solutions(x, limit=limit)
+        if sols is None:
             errors.append(f"{name}:{lineno}: {x}")
-        elif len(task.solutions(x, limit=1)) == 0:
+        elif len(sols) == 0:
             errors.append(f"{name}:{lineno}: {task.unsolvable_reason}")
         else:
-            good.append(x)
+            good.append((x, sols))
     for msg in errors:
         print(("skipped " if skip_invalid else "") + msg, file=sys.stderr)
     if errors and not skip_invalid:
-        raise PuzzleError(f"{len(errors)} invalid puzzle line(s); nothing sampled (--skip-invalid to go on)")
+        raise PuzzleError(f"{len(errors)} invalid puzzle line(s); nothing {verb} (--skip-invalid to go on)")
     return good
 
 
@@ -339,7 +327,7 @@ def cmd_sample(args) -> int:
         run = load_run(args.run)
     except RunError as e:
         raise ConfigError(str(e)) from None
-    puzzles = _read_valid_puzzles(run.data.task, args.puzzles, args.skip_invalid)
+    puzzles = [x for x, _ in _solvable_puzzles(run.data.task, args.puzzles, args.skip_invalid, 1, "sampled")]
     rows = sample_puzzles(run, puzzles, args.num_samples, args.depth, args.halt, args.select)
     _write_lines(args.out, [json.dumps(row) for row in rows])
     flags = [v for row in rows for v in row["valid"]]
