@@ -139,6 +139,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--puzzles", type=_positive_int, help="at most this many held-out puzzles")
     c.set_defaults(func=cmd_compare)
 
+    dg = sub.add_parser("diagnose", help="ArviZ export, PSIS k̂, plots and summary.md for a trained run")
+    dg.add_argument("run", type=Path)
+    dg.add_argument("--puzzles", help="puzzle file ('-' for stdin); default: the run's first held-out puzzles")
+    dg.add_argument("--num-puzzles", type=_positive_int, default=8, help="held-out puzzles when no --puzzles")
+    dg.add_argument("--num-samples", type=_positive_int, default=64, help="trajectories per puzzle and source")
+    dg.add_argument("--depth", type=_positive_int, help="supervision steps (default: the training N_sup)")
+    dg.add_argument("--latents", action="store_true", help="also export the full states h (large)")
+    dg.add_argument("--baseline", type=Path, help="a second run drawn on the same coverage/depth axes")
+    dg.add_argument("--skip-invalid", action="store_true", help="diagnose the valid lines, report the rest")
+    dg.add_argument("--force", action="store_true", help="replace an existing report")
+    dg.add_argument("--out", type=Path, required=True, help="report folder")
+    dg.set_defaults(func=cmd_diagnose)
+
     v = sub.add_parser("verify", help="check solutions against puzzles, line by line")
     _task_args(v)
     v.add_argument("--puzzles", required=True, help="puzzle file, one per line")
@@ -369,4 +382,28 @@ def cmd_compare(args) -> int:
         print(
             f"| {run} | {variant} | {m['valid']:.1%} | {m['any_valid']:.1%} | {m['distinct_valid']:.2f} | {m['coverage']:.1%} |"
         )
+    return 0
+
+
+def cmd_diagnose(args) -> int:
+    import numpy as np
+
+    from inference.diagnose import diagnose
+    from inference.run import RunError, load_config
+
+    try:
+        cfg = load_config(args.run)
+        x = sols = None
+        if args.puzzles is not None:
+            task = get_task(cfg.task.name, cfg.task.size)
+            pairs = _solvable_puzzles(task, args.puzzles, args.skip_invalid, None, "diagnosed")
+            x, sols = np.stack([p for p, _ in pairs]) if pairs else np.zeros((0, task.x_len)), [s for _, s in pairs]
+        report = diagnose(
+            args.run, args.out, x, sols, num_puzzles=args.num_puzzles, num_samples=args.num_samples,
+            depth=args.depth, latents=args.latents, baseline=args.baseline, force=args.force,
+        )  # fmt: skip
+    except RunError as e:
+        raise ConfigError(str(e)) from None
+    m = report["metrics"]
+    print(f"{args.out}/summary.md: prior samples {m['valid']:.1%} valid, coverage {m['coverage']:.1%}", file=sys.stderr)
     return 0

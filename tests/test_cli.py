@@ -27,6 +27,7 @@ TESTED = {
     "compare",
     "sample",
     "generate",
+    "diagnose",  # tests/test_diagnostics.py
 }
 
 

@@ -1,0 +1,209 @@
+"""Plots of sampled hypotheses, trajectories and training (matplotlib, numpy only).
+
+Every function returns a `matplotlib.figure.Figure` built without pyplot: no global figure
+state, nothing shown. In a notebook the returned figure displays itself; in a script call
+`fig.savefig(path)`. Boards are drawn from their text format (docs/formats.md): N-Queens and
+Sudoku as grids, colourings as graphs on a circle.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from gram_ppl.tasks import Task
+
+INVALID = "#c0392b"
+PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#8172b3", "#937860")
+
+
+def hypothesis_gallery(task: Task, x: np.ndarray, samples: np.ndarray, max_boards: int = 12) -> Figure:
+    """The distinct solutions among samples (N, L_y) for the puzzle x (L_x), most frequent first,
+    each with its count; invalid ones framed and titled in red. Colourings are grouped up to
+    colour names."""
+    samples = np.asarray(samples)
+    if samples.ndim != 2 or len(samples) == 0:
+        raise ValueError(f"samples must be (N ≥ 1, L_y), got shape {samples.shape}")
+    keys = [task.canonical(s).tobytes() for s in samples]
+    counts = Counter(keys).most_common(max_boards)
+    first = {k: samples[keys.index(k)] for k, _ in counts}
+    valid = {k: bool(task.is_valid(x, first[k])) for k, _ in counts}
+    cols = min(4, len(counts))
+    rows = -(-len(counts) // cols)
+    fig = Figure(figsize=(2.6 * cols, 2.8 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax, (key, c) in zip(axes, counts, strict=False):
+        draw_board(ax, task, x, first[key], valid[key])
+        status = "valid" if valid[key] else "invalid"
+        ax.set_title(f"{c}/{len(samples)} ({status})", fontsize=9, color="black" if valid[key] else INVALID)
+    for ax in axes[len(counts) :]:
+        ax.set_axis_off()
+    distinct_valid = sum(valid.values())
+    fig.suptitle(f"{len(Counter(keys))} distinct boards, {distinct_valid} of the shown valid", fontsize=10)
+    return fig
+
+
+def draw_board(ax, task: Task, x: np.ndarray, y: np.ndarray, valid: bool = True) -> None:
+    """One board on `ax`: a grid for N-Queens and Sudoku (givens in bold), a graph for colouring."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_color("black" if valid else INVALID)
+        spine.set_linewidth(1 if valid else 3)
+    if task.name == "coloring":
+        _draw_graph(ax, task, x, y)
+        return
+    n = task.size
+    chars = task.format_solution(y)
+    given = np.asarray([c not in ".0" for c in task.format_puzzle(x)]) if len(x) == len(y) else np.zeros(n * n, bool)
+    ax.set_xlim(0, n)
+    ax.set_ylim(n, 0)
+    ax.set_aspect("equal")
+    for i in range(n + 1):
+        ax.axhline(i, color="0.7", lw=0.5)
+        ax.axvline(i, color="0.7", lw=0.5)
+    for idx, ch in enumerate(chars):
+        r, c = divmod(idx, n)
+        if task.name == "nqueens":
+            if ch == "Q":
+                ax.add_patch(_circle((c + 0.5, r + 0.5), 0.33, "black" if given[idx] else PALETTE[0]))
+        elif ch != ".":
+            weight = "bold" if given[idx] else "normal"
+            ax.text(c + 0.5, r + 0.5, ch, ha="center", va="center", fontsize=max(5, 40 // n), fontweight=weight)
+
+
+def _circle(center, radius, color):
+    from matplotlib.patches import Circle
+
+    return Circle(center, radius, color=color)
+
+
+def _draw_graph(ax, task, x, y):
+    n = task.size
+    angle = 2 * np.pi * np.arange(n) / n
+    pos = np.stack([np.cos(angle), np.sin(angle)], 1)  # (n, 2)
+    colors = np.asarray(y).astype(int) - 3  # colour index 0..2 (tokens 3..5; others: not a colour)
+    for (u, v), tok in zip(task.pairs, np.asarray(x), strict=True):
+        if tok == 2:  # an edge
+            clash = colors[u] == colors[v]
+            ax.plot(*pos[[u, v]].T, color=INVALID if clash else "0.6", lw=2 if clash else 0.8, zorder=1)
+    for i in range(n):
+        face = PALETTE[colors[i]] if 0 <= colors[i] < 3 else "white"
+        ax.scatter(*pos[i], s=140, color=face, edgecolors="black", zorder=2)
+        ax.text(*pos[i], str(i), ha="center", va="center", fontsize=6, zorder=3)
+    ax.set_xlim(-1.3, 1.3)
+    ax.set_ylim(-1.3, 1.3)
+    ax.set_aspect("equal")
+
+
+def coverage_and_depth(results: dict[str, dict]) -> Figure:
+    """Coverage against the number of samples and validity against depth for several runs on the
+    same axes; each value is a `gram evaluate` metrics dict (coverage_curve, valid_by_depth)."""
+    if not results:
+        raise ValueError("no results to plot")
+    fig = Figure(figsize=(9, 3.4), layout="constrained")
+    ax1, ax2 = fig.subplots(1, 2)
+    for label, m in results.items():
+        curve = m["coverage_curve"]
+        ax1.plot(np.arange(1, len(curve) + 1), curve, marker=".", label=label)
+        depth = m["valid_by_depth"]
+        ax2.plot(np.arange(1, len(depth) + 1), depth, marker="o", label=label)
+    ax1.set(xlabel="samples per puzzle N", ylabel="coverage@N", ylim=(0, 1.02), title="coverage against width")
+    ax2.set(xlabel="supervision steps", ylabel="valid (one sample)", ylim=(0, 1.02), title="validity against depth")
+    ax1.legend(fontsize=8)
+    return fig
+
+
+def trajectory_fan(h_pca: np.ndarray, final_keys: list, title: str = "") -> Figure:
+    """PCA of h over steps (N, S+1, 2) for N trajectories of one puzzle, coloured by the final
+    solution each reaches (`final_keys`, e.g. the final board's bytes; None for invalid)."""
+    h_pca = np.asarray(h_pca)
+    if h_pca.ndim != 3 or h_pca.shape[-1] < 2 or len(final_keys) != len(h_pca):
+        raise ValueError("h_pca must be (N, steps, ≥2) with one final key per trajectory")
+    fig = Figure(figsize=(5, 4.2), layout="constrained")
+    ax = fig.subplots()
+    ranked = [k for k, _ in Counter(k for k in final_keys if k is not None).most_common()]
+    for traj, key in zip(h_pca, final_keys, strict=True):
+        if key is None:
+            color = "0.75"
+        else:
+            color = PALETTE[ranked.index(key)] if ranked.index(key) < len(PALETTE) else "0.4"
+        ax.plot(traj[:, 0], traj[:, 1], color=color, lw=0.8, alpha=0.8)
+        ax.scatter(traj[-1, 0], traj[-1, 1], color=color, s=12, zorder=3)
+    ax.scatter(h_pca[:, 0, 0], h_pca[:, 0, 1], color="black", marker="x", s=30, label="z_0", zorder=4)
+    ax.set(xlabel="PC 1", ylabel="PC 2", title=title or "trajectories of h (colour: final solution, grey: invalid)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def entropy_heatmap(boards: np.ndarray, vocab: int, shape: tuple[int, int] | None = None) -> Figure:
+    """Per-cell entropy (nats) of the sampled tokens at every step, boards (N, S+1, L_y); one
+    panel per step, cells laid out in `shape` (default one row)."""
+    boards = np.asarray(boards)
+    N, S1, L = boards.shape
+    shape = shape or (1, L)
+    counts = np.stack([(boards == v).sum(0) for v in range(vocab)], -1) / N  # (S+1, L, V)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ent = -np.where(counts > 0, counts * np.log(counts), 0.0).sum(-1)  # (S+1, L)
+    fig = Figure(figsize=(2.2 * S1, 2.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, S1, squeeze=False)).ravel()
+    top = max(float(ent.max()), 1e-6)
+    for s, ax in enumerate(axes):
+        im = ax.imshow(ent[s].reshape(shape), vmin=0, vmax=top, cmap="viridis")
+        ax.set(title=f"step {s}", xticks=[], yticks=[])
+    fig.colorbar(im, ax=axes.tolist(), shrink=0.8, label="entropy (nats)")
+    return fig
+
+
+def hamming_histogram(samples: np.ndarray, labels: dict[str, np.ndarray] | None = None) -> Figure:
+    """Histogram of pairwise Hamming distances between the samples (N, L_y) of one puzzle, or of
+    several sets given as `labels` {name: (N, L_y)} on the same axes."""
+    sets = labels or {"samples": np.asarray(samples)}
+    fig = Figure(figsize=(5, 3.4), layout="constrained")
+    ax = fig.subplots()
+    L = next(iter(sets.values())).shape[1]
+    for name, s in sets.items():
+        d = (s[:, None] != s[None]).sum(-1)[np.triu_indices(len(s), 1)]
+        ax.hist(d, bins=np.arange(L + 2) - 0.5, alpha=0.6, label=name)
+    ax.set(xlabel="Hamming distance between two samples (cells)", ylabel="pairs")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def training_traces(history: list[dict]) -> Figure:
+    """Loss (the surrogate negative ELBO), cross-entropy and the KL of every supervision step per
+    batch, from a run's history.json."""
+    rows = [r for r in history if "loss" in r]
+    if not rows:
+        raise ValueError("the history has no training records")
+    step = np.array([r["step"] for r in rows])
+    fig = Figure(figsize=(11, 3.2), layout="constrained")
+    ax1, ax2, ax3 = fig.subplots(1, 3)
+    ax1.plot(step, [r["loss"] for r in rows], lw=0.7)
+    ax1.set(xlabel="batch", ylabel="loss", title="−ELBO surrogate + heads", yscale="symlog")
+    ax2.plot(step, [r["ce"] for r in rows], lw=0.7)
+    ax2.set(xlabel="batch", ylabel="nats per puzzle", title="cross-entropy", yscale="symlog")
+    kl = np.array([r["kl"] for r in rows])  # (steps, N_sup)
+    for n in range(kl.shape[1]):
+        ax3.plot(step, kl[:, n], lw=0.7, label=f"step {n + 1}")
+    ax3.set(xlabel="batch", ylabel="nats per puzzle", title="KL per supervision step")
+    if kl.shape[1]:
+        ax3.legend(fontsize=7)
+    return fig
+
+
+def khat_plot(khat: np.ndarray, threshold: float) -> Figure:
+    """PSIS k̂ per puzzle with the sample-size-aware threshold and the 0.5 / 0.7 lines."""
+    khat = np.asarray(khat)
+    fig = Figure(figsize=(6, 3.2), layout="constrained")
+    ax = fig.subplots()
+    colors = np.where(khat > threshold, INVALID, PALETTE[0])
+    ax.scatter(np.arange(len(khat)), khat, c=colors, s=18)
+    for level, style in ((0.5, ":"), (0.7, "--")):
+        ax.axhline(level, color="0.5", ls=style, lw=0.8)
+    ax.axhline(threshold, color=INVALID, lw=1, label=f"threshold {threshold:.2f}")
+    ax.set(xlabel="puzzle", ylabel="Pareto k̂", title="PSIS k̂ of the guide per puzzle")
+    ax.legend(fontsize=8)
+    return fig

@@ -1,0 +1,149 @@
+"""Sampled trajectories with per-step summaries, read off Pyro traces of the model file.
+
+`collect` runs N trajectories per puzzle one supervision step at a time, either through the guide
+q_φ(τ | x, y) (the model replayed on the guide's noise, as in training) or from the prior
+p_θ(τ | x), and records what `gram_ppl.diagnostics` exports to ArviZ: the decoded board, ‖h‖,
+the prior noise scale, the KL of each step, log p(y | h) of a reference board, halting and LPRM
+values, and the log importance weight log p(y, τ | x) − log q(τ | x, y) with y observed after
+the last step (the predictive p(y | x) at that depth). `prior_predictive` does the same for an
+untrained network: what the PRIORS block implies before any fit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+from pyro import poutine
+from pyro.poutine.util import site_is_subsample
+
+from gram_ppl.config import GramConfig
+from gram_ppl.diagnostics import Trajectories, pca_per_puzzle
+from gram_ppl.networks.torch_nets import GramNet
+
+
+@torch.no_grad()
+def collect(
+    mod,
+    net,
+    cfg: GramConfig,
+    task,
+    x: np.ndarray,
+    y: np.ndarray | None,
+    num_samples: int,
+    depth: int | None = None,
+    source: str = "prior",
+    latents: bool = False,
+    seed: int = 0,
+) -> Trajectories:
+    """N trajectories for each puzzle x (B, L_x) from `source` ("guide" needs y (B, L_y)); the
+    torch RNG is forked, so the caller's stream is untouched."""
+    if source not in ("guide", "prior"):
+        raise ValueError(f"source must be guide or prior, got {source!r}")
+    if source == "guide" and y is None:
+        raise ValueError("guide trajectories need the reference solutions y")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be at least 1, got {num_samples}")
+    depth = depth or cfg.fit.n_sup
+    B, N = len(x), num_samples
+    xs = torch.as_tensor(np.asarray(x).astype(np.int64)).repeat(N, 1)  # (N*B, L_x)
+    ys = None if y is None else torch.as_tensor(np.asarray(y).astype(np.int64)).repeat(N, 1)  # (N*B, L_y)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        rec = _steps(mod, net, cfg, xs, ys, depth, source)
+    shape = (N, B)
+    board = torch.stack(rec["board"], 1).view(N, B, depth + 1, -1).numpy()  # (N, B, S+1, L_y)
+    h = torch.stack(rec["h"], 1)  # (N*B, S+1, L, D)
+    per_step = {k: torch.stack(rec[k], 1).view(N, B, depth + 1).numpy() for k in ("h_norm", "sigma", "kl", "log_lik")}
+    h_np = h.view(N, B, depth + 1, *h.shape[2:]).numpy()
+    halt_logits = torch.stack(rec["halt"], 1)  # (N*B, S): steps 1..S
+    stops = torch.sigmoid(halt_logits) > 0.5
+    halt_step = torch.where(
+        stops.any(1), stops.float().argmax(1) + 1, torch.full_like(stops[:, 0], depth, dtype=torch.long)
+    )
+    return Trajectories(
+        source=source,
+        board=board,
+        **per_step,
+        log_weight=(rec["log_w"] + rec["log_lik"][-1]).view(shape).numpy(),
+        valid=task.is_valid(np.asarray(x)[None], board[:, :, -1]),
+        halt_step=halt_step.view(shape).numpy(),
+        lprm=net.value(h[:, -1]).view(shape).numpy(),
+        h_pca=pca_per_puzzle(h_np),
+        h=h_np if latents else None,
+    )
+
+
+def _steps(mod, net, cfg, xs, ys, depth, source) -> dict[str, list]:
+    """Run `depth` supervision steps, tracing each, and keep the per-step summaries."""
+    rows = xs.shape[0]
+    kw = dict(net=net, cfg=cfg, priors=cfg.priors, truncate=False, observe="every")
+    h, _ = net.initial_state(rows)  # (N*B, L, D)
+    zero = torch.zeros(rows)
+    rec = {"board": [], "h": [], "h_norm": [], "sigma": [], "kl": [], "log_lik": [], "halt": []}
+    _record(rec, net, h, ys, sigma=torch.full((rows,), cfg.priors.init_scale), kl=zero)
+    carry, memo, log_w = None, {}, zero.clone()
+    for n in range(depth):
+        step_kw = dict(carry=carry, steps=range(n, n + 1), memo=memo, **kw)
+        if source == "guide":
+            guide_tr = poutine.trace(mod.guide).get_trace(xs, ys, **step_kw)
+            model_tr = poutine.trace(poutine.replay(mod.model, trace=guide_tr)).get_trace(xs, ys, **step_kw)
+        else:
+            guide_tr, model_tr = None, poutine.trace(mod.model).get_trace(xs, ys, **step_kw)
+        memo = {"e_x": memo["e_x"]}
+        sigma, kl, sites = zero.clone(), zero.clone(), 0
+        for name, site in model_tr.nodes.items():
+            if site["type"] != "sample" or site_is_subsample(site) or site["is_observed"] or name.startswith("y_"):
+                continue
+            p = site["fn"]
+            base = p.base_dist if isinstance(p, torch.distributions.Independent) else p
+            sigma += base.scale.flatten(1).mean(1) if hasattr(base, "scale") else 0.0
+            sites += 1
+            if guide_tr is not None:
+                q, v = guide_tr.nodes[name]["fn"], site["value"]
+                log_ratio = p.log_prob(v) - q.log_prob(v)  # (N*B,)
+                log_w += log_ratio
+                kl += _kl(q, p, v)
+        carry = model_tr.nodes["_RETURN"]["value"]
+        _record(rec, net, carry[0], ys, sigma=sigma / max(sites, 1), kl=kl)
+        rec["halt"].append(net.halt(carry[0]))
+    rec["log_w"] = log_w
+    return rec
+
+
+def _record(rec, net, h, ys, sigma, kl):
+    logits = net.decode(h)  # (N*B, L_y, V_y)
+    rec["board"].append(logits.argmax(-1))
+    rec["h"].append(h)
+    rec["h_norm"].append(h.pow(2).mean((1, 2)).sqrt())
+    rec["sigma"].append(sigma)
+    rec["kl"].append(kl)
+    if ys is None:
+        rec["log_lik"].append(torch.full_like(sigma, float("nan")))
+    else:
+        rec["log_lik"].append(torch.distributions.Categorical(logits=logits).log_prob(ys).sum(-1))
+
+
+def _kl(q, p, value):
+    """KL(q ‖ p) per row: closed form where torch has one, else one Monte Carlo draw."""
+    try:
+        return torch.distributions.kl_divergence(q, p)
+    except NotImplementedError:
+        return q.log_prob(value) - p.log_prob(value)
+
+
+def prior_predictive(
+    cfg: GramConfig, task, x: np.ndarray, num_samples: int, depth: int | None = None, mod=None, seed: int = 0
+) -> Trajectories:
+    """Prior draws from a freshly initialised network (weights seeded by cfg.fit.seed) under
+    the config's PRIORS block: the scale of the noise, the growth of h over steps and the
+    diversity of decoded boards, before any fit."""
+    from inference.run import default_model
+
+    mod = mod or default_model(cfg)
+    cfg = dataclasses.replace(cfg, priors=cfg.priors or mod.PRIORS)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.fit.seed)
+        net = GramNet(cfg, cfg.priors, task).eval()
+    return collect(mod, net, cfg, task, x, None, num_samples, depth, source="prior", seed=seed)

@@ -1,0 +1,291 @@
+"""ArviZ export, PSIS, R-hat across fits, trajectory collection, plots and `gram diagnose`."""
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+from tiny import tiny_config
+
+from gram_ppl import plots
+from gram_ppl.cli import main
+from gram_ppl.diagnostics import (
+    concat_fits,
+    import_arviz,
+    khat_threshold,
+    pca_per_puzzle,
+    prior_check_table,
+    psis,
+    rhat_across_fits,
+    to_inference_data,
+)
+from gram_ppl.tasks import get_task
+from inference.run import fit, load_run
+from inference.svi_pyro import trajectory_loss
+from inference.trajectories import collect, prior_predictive
+
+QUIET = dict(progress=False, eval_puzzles=8)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    fit(tiny_config(), root / "gram", steps=3, **QUIET)
+    fit(tiny_config(seed=1), root / "gram1", steps=3, **QUIET)
+    fit(tiny_config(variant="deterministic"), root / "det", steps=3, **QUIET)
+    return root
+
+
+def draws(run, source, n=6, puzzles=3, seed=0, latents=False):
+    r = load_run(run)
+    test = r.data.test
+    x, y = test.x[:puzzles], test.y[:puzzles]
+    return r, x, y, collect(r.mod, r.net, r.config, r.data.task, x, y, n, source=source, seed=seed, latents=latents)
+
+
+# ---- collection ---------------------------------------------------------------------------
+def test_collect_shapes_and_step_zero_is_the_initial_state(runs):
+    r, x, y, t = draws(runs / "gram", "guide", latents=True)
+    S = r.config.fit.n_sup
+    assert t.board.shape == (6, 3, S + 1, r.data.task.y_len)
+    assert t.h.shape == (6, 3, S + 1, *r.net.z0.shape[1:])
+    for name in ("h_norm", "sigma", "kl", "log_lik"):
+        assert getattr(t, name).shape == (6, 3, S + 1)
+    assert t.h_pca.shape == (6, 3, S + 1, 2)
+    assert np.allclose(t.h[:, :, 0], r.net.z0[0].numpy())  # step 0: h_0 for every draw
+    assert (t.kl[:, :, 0] == 0).all() and (t.kl[:, :, 1:] >= 0).all()
+    assert ((t.halt_step >= 1) & (t.halt_step <= S)).all()
+    assert np.array_equal(t.valid, r.data.task.is_valid(x[None], t.board[:, :, -1]))
+
+
+def test_guide_kl_matches_the_training_loss(runs):
+    r, x, y, t = draws(runs / "gram", "guide", n=1, seed=7)
+    torch.manual_seed(7)  # the same noise draws as the collection (T = 2: the 2nd KL depends on them)
+    with torch.no_grad():
+        xs, ys = (torch.as_tensor(a.astype(np.int64)) for a in (x, y))
+        terms = trajectory_loss(r.mod, r.net, r.config, r.config.priors, xs, ys, None, range(1), False)
+    # the loss uses balanced KL whose value is the plain KL (averaged over puzzles)
+    assert t.kl[0, :, 1].mean() == pytest.approx(terms.kl[0].item(), rel=1e-4)
+
+
+def test_prior_draws_have_no_kl_and_are_reproducible(runs):
+    *_, a = draws(runs / "gram", "prior", seed=3)
+    *_, b = draws(runs / "gram", "prior", seed=3)
+    assert (a.kl == 0).all()
+    assert np.array_equal(a.board, b.board)
+
+
+def test_deterministic_log_weights_are_constant_and_equal_the_likelihood(runs):
+    *_, t = draws(runs / "det", "guide")
+    assert np.ptp(t.log_weight, axis=0).max() < 1e-5
+    assert np.allclose(t.log_weight, t.log_lik[:, :, -1], atol=1e-5)
+
+
+def test_collect_refuses_bad_requests(runs):
+    r = load_run(runs / "gram")
+    x = r.data.test.x[:2]
+    with pytest.raises(ValueError, match="need the reference"):
+        collect(r.mod, r.net, r.config, r.data.task, x, None, 2, source="guide")
+    with pytest.raises(ValueError, match="source"):
+        collect(r.mod, r.net, r.config, r.data.task, x, None, 2, source="posterior")
+
+
+def test_prior_predictive_uses_the_priors_block_of_an_untrained_net(runs):
+    r = load_run(runs / "gram")
+    t = prior_predictive(r.config, r.data.task, r.data.test.x[:2], 5)
+    rows = prior_check_table(t)
+    assert [row["step"] for row in rows] == list(range(r.config.fit.n_sup + 1))
+    assert rows[0]["sigma"] == r.config.priors.init_scale
+    assert rows[1]["sigma"] == pytest.approx(r.config.priors.scale, rel=1e-3)  # zero-initialised scale heads
+    assert rows[0]["distinct_boards"] == pytest.approx(1 / 5)  # z_0 is shared by every draw
+
+
+# ---- export ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def idata(runs):
+    r, x, y, guide = draws(runs / "gram", "guide")
+    *_, prior = draws(runs / "gram", "prior", seed=1)
+    pp = prior_predictive(r.config, r.data.task, x, 4)
+    return to_inference_data(x, y, posterior=guide, predictions=prior, prior=pp, attrs={"seed": 5, "priors": {"a": 1}})
+
+
+def test_export_groups_dims_and_coords(idata, runs):
+    S = load_run(runs / "gram").config.fit.n_sup
+    assert set(idata.groups()) >= {
+        "posterior", "sample_stats", "predictions", "prior", "prior_predictive", "observed_data", "constant_data",
+        "predictions_constant_data",
+    }  # fmt: skip
+    assert idata.posterior["board"].dims == ("chain", "draw", "puzzle", "step", "cell")
+    assert idata.posterior["h_pca"].dims == ("chain", "draw", "puzzle", "step", "pc")
+    assert idata.sample_stats["log_weight"].dims == ("chain", "draw", "puzzle")
+    assert idata.predictions["match"].dims == ("chain", "draw", "puzzle", "cell")
+    assert idata.observed_data["y"].dims == ("puzzle", "cell")
+    assert list(idata.posterior.step.values) == list(range(S + 1))
+    assert idata.posterior.sizes["draw"] == 6 and idata.posterior.sizes["puzzle"] == 3
+    assert "h" not in idata.posterior  # full states are opt-in
+    assert "z_0" in idata.posterior.attrs["step_note"]
+
+
+def test_netcdf_round_trip(idata, tmp_path):
+    az = import_arviz()
+    path = tmp_path / "t.nc"
+    idata.to_netcdf(str(path))
+    back = az.from_netcdf(str(path))
+    assert set(back.groups()) == set(idata.groups())
+    np.testing.assert_array_equal(back.posterior["board"].values, idata.posterior["board"].values)
+    assert back.posterior.attrs["priors"] == '{"a": 1}'
+    summary = az.summary(back, var_names=["h_norm"], kind="stats")
+    assert len(summary) == 3 * back.posterior.sizes["step"]
+
+
+def test_export_refuses_inconsistent_input(runs):
+    r, x, y, guide = draws(runs / "gram", "guide")
+    with pytest.raises(ValueError, match="reference solutions"):
+        to_inference_data(x, None, posterior=guide)
+    with pytest.raises(ValueError, match="cover 3 puzzles"):
+        to_inference_data(x[:2], y[:2], posterior=guide)
+    with pytest.raises(ValueError, match="nothing to export"):
+        to_inference_data(x, y)
+
+
+def test_rhat_across_two_fits_on_identifiable_quantities_only(runs):
+    fits = []
+    for name in ("gram", "gram1"):
+        r, x, y, t = draws(runs / name, "prior", n=8)
+        fits.append(to_inference_data(x, y, predictions=t))
+    with pytest.raises(ValueError, match="two independent fits"):
+        rhat_across_fits(fits[0])
+    both = concat_fits(fits)
+    assert both.predictions.sizes["chain"] == 2
+    rhat = rhat_across_fits(both)
+    assert rhat["valid"].shape == (3,) and rhat["match"].shape == (3, fits[0].predictions.sizes["cell"])
+    assert rhat["log_lik"].shape == (3,) and np.isfinite(rhat["log_lik"]).all()
+    with pytest.raises(ValueError, match="identifiable"):
+        rhat_across_fits(both, var_names=("h_pca",))
+
+
+# ---- PSIS -----------------------------------------------------------------------------------------
+def _normal_log_weights(guide_scale, dims, S=2000, B=4, seed=0):
+    """log p(z) − log q(z) for a N(0, I) target and a N(0, guide_scale² I) guide in `dims`
+    dimensions, z ~ q (S draws for each of B puzzles)."""
+    rng = np.random.default_rng(seed)
+    z = guide_scale * rng.standard_normal((S, B, dims))
+    return (-0.5 * z**2 + 0.5 * (z / guide_scale) ** 2 + np.log(guide_scale)).sum(-1)
+
+
+def test_psis_khat_small_for_a_good_guide_and_large_for_a_mismatched_one():
+    good = psis(_normal_log_weights(1.2, dims=4))  # a little wider than the posterior: bounded weights
+    bad = psis(_normal_log_weights(0.5, dims=8))  # far too narrow: infinite-variance weights
+    assert (good.khat < 0.5).all()
+    assert (bad.khat > good.threshold).all() and bad.khat.mean() > 0.7
+    assert (good.ess > 10 * bad.ess).all()
+    assert np.allclose(good.log_marginal, 0.0, atol=0.05)  # both densities are normalised
+
+
+def test_psis_constant_weights_and_bad_input():
+    r = psis(np.full((10, 2), -3.0))
+    assert np.isnan(r.khat).all() and r.constant.all() and np.allclose(r.log_marginal, -3.0)
+    with pytest.raises(ValueError, match="nan or inf"):
+        psis(np.array([[0.0, -np.inf], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="draws"):
+        psis(np.zeros(5))
+
+
+def test_khat_threshold_is_sample_size_aware():
+    assert khat_threshold(100) == pytest.approx(0.5)
+    assert khat_threshold(10**6) == pytest.approx(0.7)
+    with pytest.raises(ValueError):
+        khat_threshold(1)
+
+
+def test_pca_recovers_a_plane_and_survives_flushed_denormals():
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.standard_normal((12, 2)))[0]  # (12, 2) orthonormal
+    coords = rng.standard_normal((5, 1, 4, 2)) * [3.0, 1.0]
+    h = (coords @ basis.T).reshape(5, 1, 4, 3, 4)  # (N, B, S+1, L, D) in a plane
+    torch.set_flush_denormal(True)
+    try:
+        p = pca_per_puzzle(h)
+    finally:
+        torch.set_flush_denormal(False)
+    fitted = p[:, 0, 1:].reshape(-1, 2)
+    target = coords[:, 0, 1:].reshape(-1, 2)
+    target = target - target.mean(0)
+    # same plane: the scores are an orthogonal transform of the true coordinates
+    assert np.allclose(
+        np.sort(np.linalg.svd(fitted, compute_uv=False)), np.sort(np.linalg.svd(target, compute_uv=False))
+    )
+
+
+# ---- plots --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name,size", [("nqueens", 5), ("sudoku", 4), ("coloring", 5)])
+def test_plot_functions_return_figures_without_pyplot(name, size):
+    import matplotlib.pyplot as plt
+
+    task = get_task(name, size)
+    rng = np.random.default_rng(0)
+    x = np.ones(task.x_len, dtype=np.uint8)
+    if name == "coloring":
+        x[:3] = 2  # a few edges
+    samples = rng.integers(1, task.y_vocab, size=(7, task.y_len)).astype(np.uint8)
+    samples[:3] = task.solutions(x, limit=1)[0]
+    figs = [
+        plots.hypothesis_gallery(task, x, samples),
+        plots.coverage_and_depth({"a": {"coverage_curve": [0.1, 0.3], "valid_by_depth": [0.2, 0.4]}}),
+        plots.trajectory_fan(rng.standard_normal((7, 3, 2)), [b"a", None, b"b", b"a", None, b"a", b"c"]),
+        plots.entropy_heatmap(np.stack([samples] * 3, 1), task.y_vocab),
+        plots.hamming_histogram(samples),
+        plots.training_traces(
+            [
+                {"step": 1, "loss": 2.0, "ce": 1.5, "kl": [0.1, 0.2]},
+                {"step": 2, "loss": 1.0, "ce": 0.5, "kl": [0.1, 0.0]},
+            ]
+        ),
+        plots.khat_plot(np.array([0.2, 0.9]), 0.5),
+    ]
+    assert all(isinstance(f, Figure) for f in figs)
+    assert plt.get_fignums() == []  # nothing registered with pyplot, nothing shown
+    title = figs[0].texts[0].get_text()
+    assert "distinct boards" in title
+
+
+def test_plot_functions_refuse_empty_input():
+    task = get_task("nqueens", 5)
+    with pytest.raises(ValueError):
+        plots.hypothesis_gallery(task, np.ones(25, dtype=np.uint8), np.zeros((0, 25)))
+    with pytest.raises(ValueError):
+        plots.training_traces([{"step": 1, "eval": {}}])
+    with pytest.raises(ValueError):
+        plots.coverage_and_depth({})
+
+
+# ---- gram diagnose ------------------------------------------------------------------------------
+def test_gram_diagnose_end_to_end(runs, tmp_path, capsys):
+    az = import_arviz()
+    out = tmp_path / "report"
+    args = ["diagnose", str(runs / "gram"), "--out", str(out), "--num-samples", "8", "--num-puzzles", "3"]
+    assert main([*args, "--baseline", str(runs / "det")]) == 0
+    assert "summary.md" in capsys.readouterr().err
+    for name in ("summary.md", "trajectories.nc", "gallery.png", "coverage.png", "fan.png", "entropy.png",
+                 "hamming.png", "traces.png", "khat.png"):  # fmt: skip
+        assert (out / name).is_file(), name
+    summary = (out / "summary.md").read_text()
+    assert "k̂ threshold for 8 draws" in summary and "(khat.png)" in summary
+    back = az.from_netcdf(str(out / "trajectories.nc"))
+    assert back.posterior.sizes["puzzle"] == 3 and back.posterior.sizes["draw"] == 8
+    assert main(args) == 2  # an existing report is kept
+    assert "already there" in capsys.readouterr().err
+
+
+def test_gram_diagnose_with_a_puzzle_file_and_bad_lines(runs, tmp_path, capsys):
+    r = load_run(runs / "gram")
+    task = r.data.task
+    good = task.format_puzzle(r.data.test.x[0])
+    path = tmp_path / "p.txt"
+    path.write_text(good + "\nQQQQQ\n")
+    out = tmp_path / "rep"
+    args = ["diagnose", str(runs / "det"), "--puzzles", str(path), "--num-samples", "4", "--out", str(out)]
+    assert main(args) == 2
+    assert "p.txt:2" in capsys.readouterr().err
+    assert main([*args, "--skip-invalid"]) == 0
+    summary = (out / "summary.md").read_text()
+    assert "PSIS is not defined" in summary  # deterministic: constant weights
