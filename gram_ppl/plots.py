@@ -116,6 +116,13 @@ def coverage_and_depth(results: dict[str, dict]) -> Figure:
     return fig
 
 
+def solution_keys(task: Task, x: np.ndarray, boards: np.ndarray) -> list:
+    """A hashable key per board (N, L_y) of the puzzle x: its canonical bytes when valid, None
+    when not; the `final_keys` that `trajectory_fan` colours by."""
+    valid = task.is_valid(np.asarray(x)[None], boards)
+    return [task.canonical(b).tobytes() if v else None for b, v in zip(boards, valid, strict=True)]
+
+
 def trajectory_fan(h_pca: np.ndarray, final_keys: list, title: str = "") -> Figure:
     """PCA of h over steps (N, S+1, 2) for N trajectories of one puzzle, coloured by the final
     solution each reaches (`final_keys`, e.g. the final board's bytes; None for invalid)."""

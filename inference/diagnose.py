@@ -105,7 +105,7 @@ def diagnose(
     figs = {
         "gallery.png": plots.hypothesis_gallery(task, x[0], prior.board[:, 0, -1]),
         "coverage.png": plots.coverage_and_depth(curves),
-        "fan.png": plots.trajectory_fan(prior.h_pca[:, 0], _final_keys(task, x[0], prior.board[:, 0, -1])),
+        "fan.png": plots.trajectory_fan(prior.h_pca[:, 0], plots.solution_keys(task, x[0], prior.board[:, 0, -1])),
         "entropy.png": plots.entropy_heatmap(prior.board[:, 0], task.y_vocab, _shape(task)),
         "hamming.png": plots.hamming_histogram(None, {"prior": prior.board[:, 0, -1], "guide": guide.board[:, 0, -1]}),
         "traces.png": plots.training_traces(history),
@@ -117,11 +117,6 @@ def diagnose(
     summary = _summary(idata, guide, prior, untrained, ps, metrics, counts, figs, folder, num_samples, depth)
     (out / "summary.md").write_text(summary)
     return {"metrics": metrics, "khat": None if ps is None else ps.khat.tolist(), "files": sorted(figs)}
-
-
-def _final_keys(task, x, boards):
-    valid = task.is_valid(x[None], boards)
-    return [task.canonical(b).tobytes() if v else None for b, v in zip(boards, valid, strict=True)]
 
 
 def _shape(task):

@@ -9,7 +9,7 @@ import pytest
 from tiny import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = {"tasks.py", "training.py", "sampling.py", "recipe.py"}
+SCRIPTS = {"tasks.py", "training.py", "sampling.py", "recipe.py", "quality.py"}
 
 
 def run(script, *args):
@@ -46,3 +46,38 @@ def test_recipe_curves(tmp_path):
     fit(tiny_config(), tmp_path / "a", steps=2, progress=False, eval_puzzles=4)
     out = run("recipe.py", str(tmp_path / "a"), "--out", str(tmp_path / "c.png"))
     assert (tmp_path / "c.png").stat().st_size > 1000 and "| a |" in out
+
+
+@pytest.mark.slow
+def test_quality_benchmark(tmp_path):
+    args = [
+        "--tasks",
+        "nqueens8,gen4",
+        "--seeds",
+        "0,1",
+        "--steps",
+        "1",
+        "--set",
+        "net.dim=16",
+        "--set",
+        "net.layers=1",
+    ]
+    args += [
+        "--samples",
+        "3",
+        "--puzzles",
+        "4",
+        "--gen",
+        "20",
+        "--out",
+        str(tmp_path / "q"),
+        "--json",
+        str(tmp_path / "q.json"),
+    ]
+    out = run("quality.py", *args)
+    assert "| nqueens8 | gram | 2 |" in out and "| gen4 | deterministic | 2 |" in out
+    rows = json.loads((tmp_path / "q.json").read_text())
+    assert [(r["task"], r["variant"], len(r["runs"])) for r in rows][0] == ("nqueens8", "gram", 2)
+    assert (tmp_path / "q" / "gen4-gram-s1" / "checkpoint.pt").is_file()
+    again = run("quality.py", *args)  # finished folders are reused, not retrained
+    assert again == out

@@ -1,0 +1,179 @@
+"""Quality benchmark: GRAM against the deterministic baseline, identical networks and budgets.
+
+    .venv/bin/python benchmarks/quality.py [--tasks nqueens8,coloring8,gen4,sudoku6]
+        [--variants gram,deterministic] [--seeds 0,1,2] [--minutes 30] [--out runs/quality]
+        [--json runs/quality.json]
+
+Tasks (paper Table 1 and §10, our data protocols in docs/data.md):
+- nqueens8: 8-Queens completion, paper protocol; accuracy (one prior sample valid) and
+  coverage@20 on the held-out inputs;
+- coloring8: 3-colouring of 8-node graphs, paper protocol; conflict edges of one sample summed
+  over the test set, accuracy and coverage@20 (colourings up to colour names);
+- gen4: unconditional 4×4 Sudoku, trained on 230 of the 288 grids; validity and uniqueness of
+  5,000 samples, how many of the 288 grids and of the 58 held-out grids appear;
+- sudoku6: 6×6 Sudoku completion with unique solutions; exact accuracy against depth (up to
+  twice the training depth) and against width (majority vote over N prior samples).
+
+Each (task, variant, seed) trains into OUT/{task}-{variant}-s{seed}; a finished folder is
+reused, a shorter one resumed up to --minutes, so the benchmark can be interrupted and re-run.
+Prints a markdown table (mean ± s.d. over seeds) shaped like the paper's Table 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_json  # noqa: E402
+
+from gram_ppl import PuzzleError  # noqa: E402
+from gram_ppl.config import FitConfig, GramConfig, NetConfig, TaskConfig, apply_overrides  # noqa: E402
+from inference.run import evaluate_run, fit, load_config, load_run  # noqa: E402
+from inference.sampling import generate, rollout, select  # noqa: E402
+
+TASKS = {
+    "nqueens8": TaskConfig(name="nqueens", size=8),
+    "coloring8": TaskConfig(name="coloring", size=8),
+    "gen4": TaskConfig(name="sudoku", size=4, mode="generate"),
+    "sudoku6": TaskConfig(name="sudoku", size=6, mode="unique"),
+}
+PAPER = {  # paper Table 1 (GRAM / TRM), where it reports the task
+    "nqueens8": "GRAM 99.7% acc., 90.3% cov. / TRM 66.8%, 36.1%",
+    "coloring8": "GRAM 2.7 conflicts, 85.8% cov.",
+}
+WIDTHS = (1, 2, 4, 8, 16, 20)
+
+
+def train(name: str, variant: str, seed: int, minutes: float | None, steps: int | None, out: Path, overrides) -> Path:
+    """Train (or resume, or reuse) one run folder."""
+    folder = out / f"{name}-{variant}-s{seed}"
+    cfg = GramConfig(task=TASKS[name], net=NetConfig(), fit=FitConfig(variant=variant, seed=seed))
+    cfg = apply_overrides(cfg, overrides)
+    resume = (folder / "checkpoint.pt").is_file()
+    if resume and load_config(folder).fit.variant != variant:
+        raise SystemExit(f"{folder}: holds another variant")
+    fit(cfg, folder, minutes=minutes, steps=steps, resume=resume, progress=False, eval_every_s=300)
+    return folder
+
+
+def evaluate(name: str, folder: Path, samples: int, puzzles: int | None, gen: int) -> dict:
+    run = load_run(folder)
+    history = json.loads((folder / "history.json").read_text())
+    train_s = max((r["seconds"] for r in history), default=0.0)
+    info = {"minutes": train_s / 60, "params": sum(p.numel() for p in run.net.parameters())}
+    if name in ("nqueens8", "coloring8"):
+        m = evaluate_run(folder, num_samples=samples, puzzles=puzzles)
+        keys = ("valid", "exact", "any_valid", "coverage", "conflicts_sum", "conflicts_mean", "tv_uniform", "puzzles")
+        return {**info, **{k: m[k] for k in keys}}
+    if name == "gen4":
+        lines, valid, distinct = generate(run, gen)
+        held_out = {run.data.task.format_solution(y) for y in run.data.test.y}
+        task = run.data.task
+        good = {line for line in lines if _valid_grid(task, line)}
+        return {**info, "valid": valid, "distinct_valid": distinct, "unique_share": distinct / max(1, len(lines)),
+                "held_out_seen": len(good & held_out), "held_out": len(held_out), "samples": gen}  # fmt: skip
+    # sudoku6: exact accuracy against depth and width (unique solutions: valid == exact)
+    task, test, cfg = run.data.task, run.data.test, run.config
+    x, y = test.x[:puzzles], test.y[:puzzles]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.fit.seed + 2)
+        r = rollout(run.mod, run.net, cfg, torch.as_tensor(x.astype(np.int64)), samples, 2 * cfg.fit.n_sup)
+    by_depth = [float((b == y[None]).all(-1).mean()) for b in r.per_step]
+    at_depth = r.per_step[cfg.fit.n_sup - 1]  # (N, B, L_y) at the training depth
+    by_width = {}
+    for n in WIDTHS:
+        if n <= samples:
+            pick = select(task, at_depth[:n], np.zeros((n, len(x))), "vote")
+            by_width[n] = float((pick == y).all(-1).mean())
+    return {**info, "exact": by_depth[cfg.fit.n_sup - 1], "exact_by_depth": by_depth, "vote_by_width": by_width,
+            "puzzles": len(x)}  # fmt: skip
+
+
+def _valid_grid(task, line: str) -> bool:
+    try:
+        return bool(task.is_valid(np.ones(task.x_len, np.uint8), task.parse_solution(line)))
+    except PuzzleError:  # a blank or out-of-range token in the generated grid
+        return False
+
+
+def _ms(values, fmt: str) -> str:
+    if not values:
+        return "-"
+    mean = statistics.fmean(values)
+    sd = f" ± {fmt.format(statistics.stdev(values))}" if len(values) > 1 else ""
+    return fmt.format(mean) + sd
+
+
+def table(results: dict) -> str:
+    rows = [
+        "| task | variant | seeds | minutes | params | result (mean ± s.d.) | paper |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (name, variant), runs in results.items():
+
+        def get(key, runs=runs):
+            return [r[key] for r in runs]
+
+        if name in ("nqueens8", "coloring8"):
+            res = f"acc. {_ms([100 * v for v in get('valid')], '{:.1f}')}%, cov.@20 {_ms([100 * v for v in get('coverage')], '{:.1f}')}%"
+            if name == "coloring8":
+                res += f", conflicts {_ms(get('conflicts_sum'), '{:.0f}')} over {runs[0]['puzzles']} graphs"
+        elif name == "gen4":
+            res = (f"valid {_ms([100 * v for v in get('valid')], '{:.1f}')}%, grids seen {_ms(get('distinct_valid'), '{:.0f}')}/288, "
+                   f"held-out seen {_ms(get('held_out_seen'), '{:.0f}')}/{runs[0]['held_out']} in {runs[0]['samples']} samples")  # fmt: skip
+        else:
+            depth = " / ".join(f"{100 * statistics.fmean(v):.1f}" for v in zip(*get("exact_by_depth"), strict=True))
+            width = " / ".join(
+                f"{n}: {100 * statistics.fmean(r['vote_by_width'][n] for r in runs):.1f}"
+                for n in runs[0]["vote_by_width"]
+            )
+            res = f"exact {_ms([100 * v for v in get('exact')], '{:.1f}')}%; by depth {depth}; vote by width {width}"
+        rows.append(
+            f"| {name} | {variant} | {len(runs)} | {_ms(get('minutes'), '{:.1f}')} | {runs[0]['params']:,} | {res} | {PAPER.get(name, '-') if variant == 'gram' else ''} |"
+        )
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--tasks", default=",".join(TASKS))
+    p.add_argument("--variants", default="gram,deterministic")
+    p.add_argument("--seeds", default="0,1,2")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, default=30.0, help="training minutes per model")
+    budget.add_argument("--steps", type=int, help="training batches per model instead (smoke runs)")
+    p.add_argument("--samples", type=int, default=20, help="prior samples per puzzle")
+    p.add_argument("--puzzles", type=int, help="at most this many held-out puzzles (default all)")
+    p.add_argument("--gen", type=int, default=5000, help="samples for gen4")
+    p.add_argument("--set", action="append", default=[], help="config override for every run, e.g. net.dim=128")
+    p.add_argument("--out", type=Path, default=Path("runs/quality"))
+    p.add_argument("--json")
+    args = p.parse_args(argv)
+    tasks = args.tasks.split(",")
+    unknown = set(tasks) - set(TASKS)
+    if unknown:
+        p.error(f"unknown tasks {sorted(unknown)}; choose from {list(TASKS)}")
+    minutes = None if args.steps else args.minutes
+    results = {}
+    for name in tasks:
+        for variant in args.variants.split(","):
+            runs = []
+            for seed in (int(s) for s in args.seeds.split(",")):
+                folder = train(name, variant, seed, minutes, args.steps, args.out, args.set)
+                runs.append(evaluate(name, folder, args.samples, args.puzzles, args.gen))
+                print(f"{folder}: {json.dumps(runs[-1])}", file=sys.stderr)
+            results[(name, variant)] = runs
+    print(table(results))
+    write_json(args.json, [{"task": t, "variant": v, "runs": r} for (t, v), r in results.items()])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
