@@ -67,7 +67,8 @@ def evaluate(name: str, folder: Path, samples: int, puzzles: int | None, gen: in
     run = load_run(folder)
     history = json.loads((folder / "history.json").read_text())
     train_s = max((r["seconds"] for r in history), default=0.0)
-    info = {"minutes": train_s / 60, "params": sum(p.numel() for p in run.net.parameters())}
+    batches = max((r["step"] for r in history if "loss" in r), default=0)
+    info = {"minutes": train_s / 60, "batches": batches, "params": sum(p.numel() for p in run.net.parameters())}
     if name in ("nqueens8", "coloring8"):
         m = evaluate_run(folder, num_samples=samples, puzzles=puzzles)
         keys = ("valid", "exact", "any_valid", "coverage", "conflicts_sum", "conflicts_mean", "tv_uniform", "puzzles")
@@ -136,7 +137,7 @@ def table(results: dict) -> str:
             )
             res = f"exact {_ms([100 * v for v in get('exact')], '{:.1f}')}%; by depth {depth}; vote by width {width}"
         rows.append(
-            f"| {name} | {variant} | {len(runs)} | {_ms(get('minutes'), '{:.1f}')} | {runs[0]['params']:,} | {res} | {PAPER.get(name, '-') if variant == 'gram' else ''} |"
+            f"| {name} | {variant} | {len(runs)} | {_ms(get('minutes'), '{:.1f}')} | {_ms(get('batches'), '{:.0f}')} | {runs[0]['params']:,} | {res} | {PAPER.get(name, '-') if variant == 'gram' else ''} |"
         )
     return "\n".join(rows)
 
