@@ -122,7 +122,7 @@ class TrainLoop:
         return torch.as_tensor(x.astype(np.int64)), torch.as_tensor(y.astype(np.int64))
 
     def run(self, folder, steps, minutes, progress, eval_every_s, checkpoint_every_s, eval_puzzles) -> None:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm  # text bar everywhere (tqdm.auto warns in notebooks without ipywidgets)
 
         bar = tqdm(total=steps, initial=self.step, disable=not progress, desc="fit", unit="batch")
         last_eval = last_ckpt = time.monotonic()
