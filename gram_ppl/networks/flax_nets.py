@@ -1,0 +1,232 @@
+"""The GRAM networks in flax linen: the same maps as torch_nets.py, module for module and name
+for name, so weights convert one to one (gram_ppl.networks.convert) and the forward passes agree
+to float32 rounding. Shapes: B puzzles, L positions (prefix tokens included), D = NetConfig.dim.
+
+Methods of `GramNet` (call them through `GramNet.apply(variables, ..., method=...)`, or the
+apply function numpyro's `flax_module` returns): embed, transition, prior, posterior, decode,
+halt, value, initial_state. z_0 lives in the "constants" collection (copied from a torch
+checkpoint by the converter, or drawn once from N(0, init_scale² I) by `init_constants`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gram_ppl.config import GramConfig, NetConfig, PriorConfig
+
+EPS = float(np.finfo(np.float32).eps)  # torch.nn.functional.rms_norm's default eps in float32
+
+
+def rms_norm(x):
+    return x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + EPS)
+
+
+class SwiGLU(nn.Module):
+    """Position-wise SwiGLU MLP: d_in -> hidden -> d_out."""
+
+    hidden: int
+    d_out: int
+
+    def setup(self):
+        self.w_in = nn.Dense(2 * self.hidden, use_bias=False)
+        self.w_out = nn.Dense(self.d_out, use_bias=False)
+
+    def __call__(self, x):
+        a, gate = jnp.split(self.w_in(x), 2, axis=-1)  # (..., hidden) each
+        return self.w_out(nn.silu(gate) * a)  # (..., d_out)
+
+
+class Attention(nn.Module):
+    """Bidirectional multi-head self-attention over the L positions."""
+
+    dim: int
+    heads: int
+
+    def setup(self):
+        self.qkv = nn.Dense(3 * self.dim, use_bias=False)
+        self.out = nn.Dense(self.dim, use_bias=False)
+
+    def __call__(self, x):
+        B, L, D = x.shape
+        H = self.heads
+        q, k, v = self.qkv(x).reshape(B, L, 3, H, D // H).transpose(2, 0, 3, 1, 4)  # (B, H, L, D/H) each
+        att = jax.nn.softmax(q @ k.swapaxes(-1, -2) / math.sqrt(D // H), axis=-1)  # (B, H, L, L)
+        return self.out((att @ v).transpose(0, 2, 1, 3).reshape(B, L, D))  # (B, L, D)
+
+
+class TokenMLP(nn.Module):
+    """MLP-mixer token mixing: a SwiGLU across the L positions."""
+
+    length: int
+    expansion: float
+
+    def setup(self):
+        self.mlp = SwiGLU(max(1, int(self.expansion * self.length)), self.length)
+
+    def __call__(self, x):
+        return self.mlp(x.swapaxes(1, 2)).swapaxes(1, 2)  # (B, L, D)
+
+
+class Block(nn.Module):
+    """Post-norm residual block: token mixer then SwiGLU, each followed by RMSNorm."""
+
+    cfg: NetConfig
+    length: int
+
+    def setup(self):
+        c = self.cfg
+        self.mix = Attention(c.dim, c.heads) if c.mixer == "attention" else TokenMLP(self.length, c.expansion)
+        self.mlp = SwiGLU(int(c.expansion * c.dim), c.dim)
+
+    def __call__(self, x):
+        x = rms_norm(x + self.mix(x))  # (B, L, D)
+        return rms_norm(x + self.mlp(x))  # (B, L, D)
+
+
+class Reasoner(nn.Module):
+    """One recursive update, f(state, injection) = blocks(state + injection): f_L or f_H."""
+
+    cfg: NetConfig
+    length: int
+
+    def setup(self):
+        self.blocks = [Block(self.cfg, self.length) for _ in range(self.cfg.layers)]
+
+    def __call__(self, state, injection):
+        x = state + injection  # (B, L, D)
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+class Guidance(nn.Module):
+    """Location and scale of a transition-noise density (see torch_nets.Guidance)."""
+
+    dim: int
+    hidden: int
+    priors: PriorConfig
+    scale_mode: str
+    zero_mean: bool
+
+    def setup(self):
+        self.net = SwiGLU(self.hidden, 2 * self.dim)
+        if self.scale_mode == "learned":
+            self.raw_scale = self.param("raw_scale", nn.initializers.zeros, ())
+
+    def __call__(self, inp):
+        p = self.priors
+        log_lo, log_hi = math.log(p.min_scale), math.log(p.max_scale)
+        frac = (math.log(p.scale) - log_lo) / max(log_hi - log_lo, 1e-12)
+        bias0 = math.log(max(frac, 1e-6) / max(1 - frac, 1e-6))
+        loc, raw = jnp.split(self.net(inp), 2, axis=-1)  # (B, L, D) each
+        if self.zero_mean:
+            loc = jnp.zeros_like(loc)
+        if self.scale_mode == "fixed":
+            return loc, jnp.full_like(loc, p.scale)
+        if self.scale_mode == "learned":
+            raw = jnp.broadcast_to(self.raw_scale, loc.shape)
+        return loc, jnp.exp(log_lo + (log_hi - log_lo) * jax.nn.sigmoid(raw + bias0))
+
+
+class GramNet(nn.Module):
+    """All GRAM networks for one task (see torch_nets.GramNet for the maps)."""
+
+    cfg: GramConfig
+    priors: PriorConfig
+    x_vocab: int
+    y_vocab: int
+    x_len: int
+    y_len: int
+    positions: tuple  # one tuple of position ids per position feature (task.position_features())
+
+    def setup(self):
+        net, D = self.cfg.net, self.cfg.net.dim
+        length = net.prefix_tokens + len(self.positions[0])
+        self.tok_x = nn.Embed(self.x_vocab, D)
+        self.pos = [nn.Embed(int(max(f)) + 1, D) for f in self.positions]
+        self.f_L = Reasoner(net, length)
+        self.f_H = self.f_L if net.share_core else Reasoner(net, length)
+        hidden = net.guidance_hidden or D
+        zero_mean = self.cfg.fit.variant == "noise_only"
+        self.prior_head = Guidance(D, hidden, self.priors, self.priors.scale_mode, zero_mean)
+        self.tok_y = nn.Embed(self.y_vocab, net.posterior_bottleneck or D)
+        self.y_proj = nn.Dense(D, use_bias=False)
+        self.posterior_head = Guidance(D, hidden, self.priors, "network", zero_mean)
+        self.decoder = nn.Dense(self.y_vocab)
+        self.halt_head = nn.Dense(1)
+        self.value_head = nn.Dense(1)
+        self.z0 = self.variable("constants", "z0", lambda: jnp.zeros((2, length, D)))
+
+    def __call__(self, x, y):
+        """Touch every parameter once (for init): e_x, one transition, every head."""
+        e_x = self.embed(x)
+        h, l = self.initial_state(x.shape[0])
+        u, l = self.transition(h, l, e_x)
+        self.prior(u)
+        self.posterior(u, y)
+        return self.decode(u), self.halt(u), self.value(u)
+
+    def initial_state(self, batch: int):
+        h0, l0 = self.z0.value  # (L, D) each
+        return jnp.broadcast_to(h0, (batch, *h0.shape)), jnp.broadcast_to(l0, (batch, *l0.shape))
+
+    def embed(self, x):
+        B, D = x.shape[0], self.cfg.net.dim
+        pad = len(self.positions[0]) - self.x_len
+        if pad:
+            x = jnp.concatenate([x, jnp.zeros((B, pad), x.dtype)], axis=1)  # (B, L_seq)
+        e = self.tok_x(x) * math.sqrt(D)  # (B, L_seq, D)
+        for emb, ids in zip(self.pos, self.positions, strict=True):
+            e = e + emb(jnp.asarray(ids))
+        return jnp.pad(e, ((0, 0), (self.cfg.net.prefix_tokens, 0), (0, 0)))  # (B, L, D)
+
+    def transition(self, h, l, e_x):
+        for _ in range(self.cfg.fit.K):
+            l = self.f_L(l, h + e_x)  # (B, L, D)
+        return self.f_H(h, l), l  # u_t, l_t
+
+    def prior(self, u):
+        return self.prior_head(u)
+
+    def posterior(self, u, y):
+        e_y = self.y_proj(self.tok_y(y))  # (B, L_y, D)
+        e_y = jnp.pad(e_y, ((0, 0), (u.shape[1] - e_y.shape[1], 0), (0, 0)))  # (B, L, D)
+        inp = jnp.concatenate([u, e_y], -1) if self.cfg.net.posterior_input == "concat" else u + e_y
+        return self.posterior_head(inp)
+
+    def decode(self, h):
+        return self.decoder(h[:, -self.y_len :])  # (B, L_y, V_y)
+
+    def halt(self, h):
+        return self.halt_head(jax.lax.stop_gradient(h[:, 0]))[:, 0]  # (B,)
+
+    def value(self, h):
+        return self.value_head(jax.lax.stop_gradient(h[:, 0]))[:, 0]  # (B,)
+
+
+def make_net(cfg: GramConfig, priors: PriorConfig, task) -> GramNet:
+    feats = task.position_features() if cfg.net.positions == "2d" else [np.arange(task.seq_len)]
+    positions = tuple(tuple(int(v) for v in f) for f in feats)
+    return GramNet(cfg, priors, task.x_vocab, task.y_vocab, task.x_len, task.y_len, positions)
+
+
+def init_variables(net: GramNet, seed: int, init_scale: float) -> dict:
+    """Fresh parameters, and z_0 drawn once from N(0, init_scale² I) into "constants"."""
+    key_p, key_z = jax.random.split(jax.random.key(seed))
+    x = jnp.ones((1, net.x_len), jnp.int32)
+    y = jnp.ones((1, net.y_len), jnp.int32)
+    variables = dict(net.init(key_p, x, y))
+    params = jax.tree_util.tree_map(lambda a: a, dict(variables["params"]))  # a mutable copy
+    for head in ("prior_head", "posterior_head"):  # zero location and scale logits at the start, as in torch
+        params[head] = {
+            "net": {**params[head]["net"], "w_out": {"kernel": jnp.zeros_like(params[head]["net"]["w_out"]["kernel"])}}
+        }
+    variables["params"] = params
+    shape = variables["constants"]["z0"].shape
+    variables["constants"] = {"z0": init_scale * jax.random.normal(key_z, shape)}
+    return variables
