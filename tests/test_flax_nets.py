@@ -52,14 +52,14 @@ def torch_net(cfg, task):
 def test_forward_pass_agrees_within_float32_rounding(change):
     cfg, task = configured(change)
     tnet = torch_net(cfg, task)
-    variables = convert.torch_to_flax({k: v.numpy() for k, v in tnet.state_dict().items()}, cfg.net.share_core)
+    params = convert.torch_to_flax({k: v.numpy() for k, v in tnet.state_dict().items()}, cfg.net.share_core)
     fnet = flax_nets.make_net(cfg, cfg.priors, task)
     rng = np.random.default_rng(0)
     x = rng.integers(1, task.x_vocab, (3, task.x_len))
     y = rng.integers(1, task.y_vocab, (3, task.y_len))
 
     def apply(method, *args):
-        return fnet.apply(variables, *args, method=method)
+        return fnet.apply({"params": params}, *args, method=method)
 
     with torch.no_grad():
         e = tnet.embed(torch.as_tensor(x))
@@ -99,8 +99,7 @@ def test_conversion_round_trips_exactly(share_core):
 def test_fresh_flax_parameters_have_the_torch_structure_and_zero_guidance():
     cfg, task = configured({})
     fnet = flax_nets.make_net(cfg, cfg.priors, task)
-    variables = flax_nets.init_variables(fnet, seed=0, init_scale=cfg.priors.init_scale)
-    state = convert.flax_to_torch(variables, cfg.net.share_core)
+    state = convert.flax_to_torch(flax_nets.init_params(fnet, seed=0), cfg.net.share_core)
     reference = torch_net(cfg, task).state_dict()
     assert {k: v.shape for k, v in state.items()} == {k: tuple(v.shape) for k, v in reference.items()}
     assert not state["prior_head.net.w_out.weight"].any()

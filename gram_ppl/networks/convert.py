@@ -3,8 +3,8 @@
 The flax modules carry the torch modules' names (gram_ppl/networks/flax_nets.py), so a torch
 state_dict key maps to a flax path mechanically: "f_L.blocks.0.mix.qkv.weight" is
 params["f_L"]["blocks_0"]["mix"]["qkv"]["kernel"], transposed (torch Linear weights are
-(out, in), flax Dense kernels (in, out)); embeddings keep their (vocab, D) tables; z_0 goes to
-the "constants" collection. With a shared core torch lists f_L's tensors under f_H too; flax
+(out, in), flax Dense kernels (in, out)); embeddings keep their (vocab, D) tables; the z_0
+buffer becomes the parameter "z0". With a shared core torch lists f_L's tensors under f_H too; flax
 keeps one copy.
 """
 
@@ -16,14 +16,12 @@ EMBEDDINGS = ("tok_x", "tok_y", "pos_")
 
 
 def torch_to_flax(state: dict[str, np.ndarray], share_core: bool) -> dict:
-    """A torch GramNet state_dict (numpy arrays) as flax variables {"params", "constants"}."""
+    """A torch GramNet state_dict (numpy arrays) as the flax parameter tree."""
+    if "z0" not in state:
+        raise ValueError("the state_dict has no z0 buffer: not a GramNet state")
     params: dict = {}
-    constants = {}
     for key, value in state.items():
         value = np.asarray(value)
-        if key == "z0":
-            constants["z0"] = value
-            continue
         parts = _flax_path(key)
         if share_core and parts[0] == "f_H":
             continue
@@ -37,15 +35,13 @@ def torch_to_flax(state: dict[str, np.ndarray], share_core: bool) -> dict:
         if leaf in node:
             raise ValueError(f"two torch tensors map to one flax parameter: {key}")
         node[leaf] = value
-    if "z0" not in constants:
-        raise ValueError("the state_dict has no z0 buffer: not a GramNet state")
-    return {"params": params, "constants": constants}
+    return params
 
 
-def flax_to_torch(variables: dict, share_core: bool) -> dict[str, np.ndarray]:
-    """Flax variables as a torch GramNet state_dict (numpy arrays; wrap with torch.as_tensor)."""
-    state = {"z0": np.asarray(variables["constants"]["z0"])}
-    for path, value in _leaves(variables["params"]):
+def flax_to_torch(params: dict, share_core: bool) -> dict[str, np.ndarray]:
+    """The flax parameter tree as a torch GramNet state_dict (numpy arrays; torch.as_tensor them)."""
+    state = {}
+    for path, value in _leaves(params):
         *mods, leaf = path
         value = np.asarray(value)
         if leaf == "kernel":
@@ -54,7 +50,7 @@ def flax_to_torch(variables: dict, share_core: bool) -> dict[str, np.ndarray]:
             leaf = "weight"
         key = ".".join([_torch_name(m) for m in mods] + [leaf])
         state[key] = value
-        if share_core and mods[0] == "f_L":
+        if share_core and mods and mods[0] == "f_L":
             state["f_H" + key[3:]] = value
     return state
 

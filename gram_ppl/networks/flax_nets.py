@@ -2,10 +2,11 @@
 for name, so weights convert one to one (gram_ppl.networks.convert) and the forward passes agree
 to float32 rounding. Shapes: B puzzles, L positions (prefix tokens included), D = NetConfig.dim.
 
-Methods of `GramNet` (call them through `GramNet.apply(variables, ..., method=...)`, or the
+Methods of `GramNet` (call them through `GramNet.apply({"params": params}, ..., method=...)`, or the
 apply function numpyro's `flax_module` returns): embed, transition, prior, posterior, decode,
-halt, value, initial_state. z_0 lives in the "constants" collection (copied from a torch
-checkpoint by the converter, or drawn once from N(0, init_scale² I) by `init_constants`).
+halt, value, initial_state. z_0 is the parameter "z0", drawn once from N(0, init_scale² I) at
+init (or copied from a torch checkpoint), behind a stop_gradient and excluded from weight decay:
+a constant, like the torch buffer.
 """
 
 from __future__ import annotations
@@ -160,7 +161,8 @@ class GramNet(nn.Module):
         self.decoder = nn.Dense(self.y_vocab)
         self.halt_head = nn.Dense(1)
         self.value_head = nn.Dense(1)
-        self.z0 = self.variable("constants", "z0", lambda: jnp.zeros((2, length, D)))
+        scale = self.priors.init_scale  # z_0 = (h_0, l_0) ~ N(0, init_scale² I), drawn once, never trained
+        self.z0 = self.param("z0", lambda key: scale * jax.random.normal(key, (2, length, D)))
 
     def __call__(self, x, y):
         """Touch every parameter once (for init): e_x, one transition, every head."""
@@ -172,7 +174,7 @@ class GramNet(nn.Module):
         return self.decode(u), self.halt(u), self.value(u)
 
     def initial_state(self, batch: int):
-        h0, l0 = self.z0.value  # (L, D) each
+        h0, l0 = jax.lax.stop_gradient(self.z0)  # (L, D) each
         return jnp.broadcast_to(h0, (batch, *h0.shape)), jnp.broadcast_to(l0, (batch, *l0.shape))
 
     def embed(self, x):
@@ -215,18 +217,15 @@ def make_net(cfg: GramConfig, priors: PriorConfig, task) -> GramNet:
     return GramNet(cfg, priors, task.x_vocab, task.y_vocab, task.x_len, task.y_len, positions)
 
 
-def init_variables(net: GramNet, seed: int, init_scale: float) -> dict:
-    """Fresh parameters, and z_0 drawn once from N(0, init_scale² I) into "constants"."""
-    key_p, key_z = jax.random.split(jax.random.key(seed))
+def init_params(net: GramNet, seed: int) -> dict:
+    """Fresh parameters (z_0 included), with the guidance heads' output layers at zero as in torch."""
     x = jnp.ones((1, net.x_len), jnp.int32)
     y = jnp.ones((1, net.y_len), jnp.int32)
-    variables = dict(net.init(key_p, x, y))
-    params = jax.tree_util.tree_map(lambda a: a, dict(variables["params"]))  # a mutable copy
-    for head in ("prior_head", "posterior_head"):  # zero location and scale logits at the start, as in torch
+    params = jax.tree_util.tree_map(jnp.asarray, dict(net.init(jax.random.key(seed), x, y)["params"]))
+    for head in ("prior_head", "posterior_head"):
+        w_out = params[head]["net"]["w_out"]
         params[head] = {
-            "net": {**params[head]["net"], "w_out": {"kernel": jnp.zeros_like(params[head]["net"]["w_out"]["kernel"])}}
+            **params[head],
+            "net": {**params[head]["net"], "w_out": {"kernel": jnp.zeros_like(w_out["kernel"])}},
         }
-    variables["params"] = params
-    shape = variables["constants"]["z0"].shape
-    variables["constants"] = {"z0": init_scale * jax.random.normal(key_z, shape)}
-    return variables
+    return params
