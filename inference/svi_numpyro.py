@@ -1,0 +1,216 @@
+"""SVI for GRAM in NumPyro: the loss from traces, a jit-compiled training step, prior sampling.
+
+The same objective as inference/svi_pyro.py (read its docstring): the guide is traced, the
+model replayed on the guide's noise (`handlers.replay`), −log p(y | h) read off the observed
+sites and a balanced KL off every noise site (closed form Normal/Normal, one-sample Monte Carlo
+otherwise, ½‖Δμ‖² for mean_only). Parameters are one flax tree ("gram$params", shared by model
+and guide, substituted in); optax AdamW with the torch defaults (β = (0.9, 0.95), decay on
+matrices only, never on z_0) after global-norm clipping.
+
+Compilation: one jitted update per supervision step index n (the guide's placement depends on
+it), so N_sup programs in all, compiled on the first batch and reused for every later batch
+(fixed batch shapes: the ragged tail of an epoch is dropped, as in the Pyro loop). Sampling
+compiles once per (number of rows, depth).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+import optax
+from numpyro import handlers
+from numpyro.distributions.kl import kl_divergence
+
+from gram_ppl.config import GramConfig, PriorConfig
+from gram_ppl.networks import flax_nets
+from inference.svi_pyro import NonFiniteLoss, StepInfo
+
+PARAMS = "gram$params"
+
+
+class Terms(NamedTuple):
+    loss: jax.Array  # scalar that is minimised
+    nll: jax.Array  # (B,)
+    kl: jax.Array  # (S,) KL of each supervision step, mean over puzzles
+    h: jax.Array  # (B, L, D)
+    l: jax.Array  # (B, L, D)
+    logits: jax.Array  # (B, L_y, V_y) at the last step
+
+
+def trajectory_loss(params, key, mod, net, cfg: GramConfig, priors: PriorConfig, x, y, carry, steps, truncate) -> Terms:
+    fit = cfg.fit
+    observe = "every" if fit.objective == "surrogate" else "last"
+    kw = dict(net=net, cfg=cfg, priors=priors, carry=carry, steps=steps, truncate=truncate, observe=observe)
+    sub = {PARAMS: params}
+    guide_tr = handlers.trace(handlers.seed(handlers.substitute(mod.guide, data=sub), key)).get_trace(x, y, **kw)
+    # replay inside scan first traces the model unreplayed (to learn its sites), so it needs a key;
+    # only sample sites are replayed (scan's replay calls jnp.shape on every value, params included)
+    noise = {k: v for k, v in guide_tr.items() if v["type"] == "sample"}
+    replayed = handlers.seed(handlers.replay(handlers.substitute(mod.model, data=sub), trace=noise), key)
+    with handlers.trace() as model_tr:
+        h, l = replayed(x, y, **kw)
+    S, B = len(steps), x.shape[0]
+    nll = jnp.zeros(B)
+    kl = jnp.zeros((S, B))
+    penalty = 0.0
+    for name, site in model_tr.items():
+        if site["type"] != "sample":
+            continue
+        if site["is_observed"]:
+            nll = nll - site["fn"].log_prob(site["value"]).sum(0)  # (S, B) -> (B,)
+            continue
+        q = guide_tr[name]
+        k = balanced_kl(q["fn"], site["fn"], q["value"], fit.kl_balance)  # (S, B)
+        if fit.kl_reduction == "mean":
+            k = k / np.prod(q["value"].shape[-2:])
+        kl = kl + k
+        penalised = jnp.maximum(k, fit.free_bits) if fit.free_bits else k
+        penalty = penalty + penalised.mean(1).sum()
+    logits = net.apply({"params": params}, h, method="decode")
+    return Terms(nll.mean() + fit.beta * penalty, nll, kl.mean(1), h, l, logits)
+
+
+def balanced_kl(q, p, value, alpha: float):
+    """α·KL(sg(q) ‖ p) + (1 − α)·KL(q ‖ sg(p)) per step and puzzle (S, B)."""
+    qd, pd = _detached(q), _detached(p)
+    if isinstance(_base(q), dist.Delta):
+
+        def kl(a, b):
+            return 0.5 * ((_base(a).v - _base(b).v) ** 2).sum((-2, -1))
+    elif type(_base(q)) is type(_base(p)) is dist.Normal:
+        kl = kl_divergence
+    else:  # no closed form: one-sample Monte Carlo at the guide's draw
+        v = jax.lax.stop_gradient(value)
+
+        def kl(a, b):
+            at = v if a is qd else value
+            return a.log_prob(at) - b.log_prob(at)
+
+    return alpha * kl(qd, p) + (1 - alpha) * kl(q, pd)
+
+
+def _base(d):
+    return d.base_dist if isinstance(d, dist.Independent) else d
+
+
+def _detached(d):
+    if isinstance(d, dist.Independent):
+        return dist.Independent(_detached(d.base_dist), d.reinterpreted_batch_ndims)
+    if isinstance(d, dist.Delta):
+        return dist.Delta(jax.lax.stop_gradient(d.v))
+    if isinstance(d, dist.StudentT):
+        return dist.StudentT(d.df, jax.lax.stop_gradient(d.loc), jax.lax.stop_gradient(d.scale))
+    return type(d)(jax.lax.stop_gradient(d.loc), jax.lax.stop_gradient(d.scale))
+
+
+def head_losses(net, params, h, logits, y):
+    pred = jnp.argmax(logits, -1)  # (B, L_y)
+    exact = (pred == y).all(-1).astype(jnp.float32)
+    acc = (pred == y).mean(-1)
+    halt_logit = net.apply({"params": params}, h, method="halt")
+    halt = optax.sigmoid_binary_cross_entropy(halt_logit, exact).mean()
+    value = ((net.apply({"params": params}, h, method="value") - acc) ** 2).mean()
+    return halt, value, exact
+
+
+def optimizer(cfg: GramConfig):
+    fit = cfg.fit
+
+    def decay(params):  # matrices decay, vectors and z_0 do not (torch: ndim >= 2, z_0 a buffer)
+        mask = jax.tree_util.tree_map(lambda a: a.ndim >= 2, params)
+        return {**mask, "z0": False}
+
+    return optax.chain(
+        optax.clip_by_global_norm(fit.clip),
+        optax.adamw(fit.lr, b1=0.9, b2=0.95, eps=1e-8, weight_decay=fit.weight_decay, mask=decay),
+    )
+
+
+class Trainer:
+    """Parameters, optimiser state and EMA of one NumPyro fit; `train_batch` runs N_sup steps."""
+
+    def __init__(self, mod, net, cfg: GramConfig, priors: PriorConfig, params=None):
+        self.mod, self.net, self.cfg, self.priors = mod, net, cfg, priors
+        self.params = params if params is not None else flax_nets.init_params(net, cfg.fit.seed)
+        self.tx = optimizer(cfg)
+        self.opt_state = self.tx.init(self.params)
+        self.ema = self.params if cfg.fit.ema else None
+        self.key = jax.random.key(cfg.fit.seed)
+        self.compiles = 0  # programs traced so far (tests check that batches reuse them)
+        self._updates = {}
+
+    def sampling_params(self):
+        return self.ema if self.ema is not None else self.params
+
+    def _update_fn(self, n: int, segment: range, first: bool):
+        if n in self._updates:
+            return self._updates[n]
+        fit, truncate = self.cfg.fit, self.cfg.fit.objective == "surrogate"
+
+        def loss_fn(params, key, x, y, carry):
+            terms = trajectory_loss(
+                params, key, self.mod, self.net, self.cfg, self.priors, x, y, carry, segment, truncate
+            )
+            halt, value, exact = head_losses(self.net, params, terms.h, terms.logits, y)
+            loss = terms.loss + fit.halt_weight * halt + fit.value_weight * value
+            return loss, (terms, halt, value, exact)
+
+        def update(params, opt_state, ema, key, x, y, carry):
+            self.compiles += 1  # runs only while tracing
+            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, key, x, y, None if first else carry)
+            updates, opt_state = self.tx.update(grads, opt_state, params)
+            new = optax.apply_updates(params, updates)
+            if ema is not None:
+                ema = jax.tree_util.tree_map(lambda e, p: e + (1 - fit.ema) * (p - e), ema, new)
+            ok = jnp.isfinite(loss)
+            return new, opt_state, ema, loss, ok, aux
+
+        self._updates[n] = jax.jit(update)
+        return self._updates[n]
+
+    def train_batch(self, x, y) -> StepInfo:
+        fit = self.cfg.fit
+        x, y = jnp.asarray(np.asarray(x), jnp.int32), jnp.asarray(np.asarray(y), jnp.int32)
+        segments = [range(fit.n_sup)] if fit.objective == "elbo" else [range(n, n + 1) for n in range(fit.n_sup)]
+        carry, losses, kls = None, [], []
+        for i, seg in enumerate(segments):
+            self.key, sub = jax.random.split(self.key)
+            update = self._update_fn(seg[0], seg, first=i == 0)
+            dummy = carry if carry is not None else (jnp.zeros(()), jnp.zeros(()))
+            params, opt_state, ema, loss, ok, (terms, halt, value, exact) = update(
+                self.params, self.opt_state, self.ema, sub, x, y, dummy
+            )
+            if not bool(ok):
+                raise NonFiniteLoss(f"loss is {float(loss)}; stopping before the update (last checkpoint kept)")
+            self.params, self.opt_state, self.ema = params, opt_state, ema
+            carry = (jax.lax.stop_gradient(terms.h), jax.lax.stop_gradient(terms.l))
+            losses.append(float(loss))
+            kls.extend(np.asarray(terms.kl).tolist())
+        return StepInfo(
+            float(np.mean(losses)), float(terms.nll.mean()), kls, float(halt), float(value), float(exact.mean())
+        )
+
+
+@functools.partial(jax.jit, static_argnames=("mod", "net", "cfg", "priors", "depth", "num_samples"))
+def _prior_boards(params, key, x, *, mod, net, cfg, priors, depth, num_samples):
+    xs = jnp.tile(x, (num_samples, 1))  # (N*B, L_x): the N trajectories of a puzzle as one batch
+    kw = dict(net=net, cfg=cfg, priors=priors, steps=range(depth), truncate=False, observe="none")
+    model = handlers.seed(handlers.substitute(mod.model, data={PARAMS: params}), key)
+    h, _ = model(xs, None, **kw)
+    return jnp.argmax(net.apply({"params": params}, h, method="decode"), -1)  # (N*B, L_y)
+
+
+def sample(mod, net, cfg: GramConfig, params, x, num_samples: int = 1, depth: int | None = None, seed: int = 0):
+    """Decoded boards after `depth` supervision steps of N prior trajectories per puzzle x (B, L_x):
+    (num_samples, B, L_y), as numpy."""
+    x = jnp.asarray(np.asarray(x), jnp.int32)
+    boards = _prior_boards(
+        params, jax.random.key(seed), x, mod=mod, net=net, cfg=cfg, priors=cfg.priors,
+        depth=depth or cfg.fit.n_sup, num_samples=num_samples,
+    )  # fmt: skip
+    return np.asarray(boards).reshape(num_samples, x.shape[0], -1)

@@ -1,0 +1,136 @@
+"""GRAM as a NumPyro probabilistic program: the same model and guide as models/gram_pyro.py.
+
+The generative story, the PRIORS block and its semantics, the variants and every departure from
+the paper are those of models/gram_pyro.py (read its docstring first). What differs is NumPyro's
+idiom (ppl-notes §1, §6):
+- the networks are flax linen modules (gram_ppl/networks/flax_nets.py) registered once with
+  `flax_module("gram", ...)` before the recursion, shared by model and guide;
+- the supervision steps run in `numpyro.contrib.control_flow.scan`, with the plate inside the
+  step (a plate around scan is not allowed);
+- scanned sites come back stacked, step first: Pyro's `eps_{n}_{t}` (B, L, D) is here `eps_{t}`
+  (S, B, L, D) at index n - steps[0], and Pyro's `y_{n}` is `y` (S, B, L_y).
+- inside a supervision step, transitions before the last carry no gradient when `truncate`
+  (stop_gradient; Pyro turns autograd off there).
+- When one scan spans steps on both sides of `FitConfig.guide_steps`, the guide picks the
+  posterior or the prior per step with `jnp.where` on their parameters, which needs the Normal
+  family (the guide is Normal); training (one supervision step per call) has no such limit.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpyro
+import numpyro.distributions as dist
+from numpyro.contrib.control_flow import scan
+from numpyro.contrib.module import flax_module
+
+from gram_ppl.config import PriorConfig
+
+# ---- PRIORS: edit here (the same block and meaning as models/gram_pyro.py) ------------------
+PRIORS = PriorConfig(
+    family="normal",  # transition noise ε_t: normal | studentt | laplace
+    scale_mode="network",  # σ: network = σ_θ(u_t) per token (paper) | learned = one scale | fixed = constant
+    scale=0.1,  # the fixed scale, or where learned / network scales start
+    min_scale=1e-3,  # σ never goes below this
+    max_scale=1.0,  # σ never goes above this
+    df=4.0,  # degrees of freedom of the studentt family
+    init_scale=1.0,  # z_0 = (h_0, l_0) ~ N(0, init_scale² I), drawn once per model
+)
+
+
+def noise_dist(priors: PriorConfig, loc, scale, variant: str = "gram"):
+    """The density of one transition's noise over the (L, D) state of each puzzle."""
+    if variant == "mean_only":
+        return dist.Delta(loc).to_event(2)
+    if priors.family == "studentt":
+        return dist.StudentT(priors.df, loc, scale).to_event(2)
+    family = {"normal": dist.Normal, "laplace": dist.Laplace}[priors.family]
+    return family(loc, scale).to_event(2)
+
+
+def model(x, y=None, *, net, cfg, priors=PRIORS, carry=None, steps=range(1), truncate=True, observe="every"):
+    """p_θ(τ, y | x) over supervision steps `steps`, from `carry` (default z_0); returns (h, l).
+    y is observed after every step, or only after the last (observe="last"), or not at all
+    (observe="none": prior rollouts)."""
+    variant, T = cfg.fit.variant, cfg.fit.T
+    f = _register(net)
+    e_x = f(x, method="embed")  # (B, L, D)
+    carry = carry if carry is not None else f(x.shape[0], method="initial_state")  # (h, l): (B, L, D) each
+
+    def supervision_step(state, n):
+        h, l = state
+        with numpyro.plate("puzzles", x.shape[0]):
+            for t in range(T):
+                cut = truncate and t < T - 1
+                u, l = _cut(f(h, l, e_x, method="transition"), cut)  # (B, L, D) each
+                if variant == "deterministic":
+                    h = u
+                else:
+                    eps = numpyro.sample(f"eps_{t}", noise_dist(priors, *_cut(f(u, method="prior"), cut), variant))
+                    h = u + eps  # (B, L, D)
+            if observe != "none":
+                y_dist = dist.Categorical(logits=f(h, method="decode")).to_event(1)  # (B,) over (L_y,)
+                obs_dist = y_dist.mask(n == steps[-1]) if observe == "last" else y_dist
+                numpyro.sample("y", obs_dist, obs=y)
+        return (h, l), None
+
+    (h, l), _ = scan(supervision_step, carry, jnp.arange(steps.start, steps.stop))
+    return h, l
+
+
+def guide(x, y, *, net, cfg, priors=PRIORS, carry=None, steps=range(1), truncate=True, observe="every"):
+    """q_φ(τ | x, y): the model's transitions with ε_t ~ q_φ(ε_t | u_t, y) (prior where off)."""
+    variant, T = cfg.fit.variant, cfg.fit.T
+    if variant == "deterministic":
+        return
+    f = _register(net)
+    e_x = f(x, method="embed")  # (B, L, D)
+    carry = carry if carry is not None else f(x.shape[0], method="initial_state")
+
+    def supervision_step(state, n):
+        h, l = state
+        with numpyro.plate("puzzles", x.shape[0]):
+            for t in range(T):
+                cut = truncate and t < T - 1
+                u, l = _cut(f(h, l, e_x, method="transition"), cut)  # (B, L, D) each
+                on = _guided(cfg.fit, steps, n, t)
+                prior = _cut(f(u, method="prior"), cut)
+                if on is False:
+                    eps = numpyro.sample(f"eps_{t}", noise_dist(priors, *prior, variant))
+                else:
+                    post = _cut(f(u, y, method="posterior"), cut)
+                    if on is not True:  # a traced step index: mix parameters per step
+                        if priors.family != "normal" and variant != "mean_only":
+                            raise ValueError("one scan across guide_steps needs the normal prior family")
+                        post = tuple(jnp.where(on, q, p) for q, p in zip(post, prior, strict=True))
+                    eps = numpyro.sample(f"eps_{t}", _posterior_dist(*post, variant))
+                h = u + eps  # (B, L, D)
+        return (h, l), None
+
+    scan(supervision_step, carry, jnp.arange(steps.start, steps.stop))
+
+
+def _register(net):
+    """The flax networks as a NumPyro module "gram" (registered outside the scan)."""
+    dummy_x = jnp.ones((1, net.x_len), jnp.int32)
+    return flax_module("gram", net, dummy_x, jnp.ones((1, net.y_len), jnp.int32))
+
+
+def _guided(fit, steps, n, t):
+    """True / False when known from Python values, else a traced boolean of the step index n."""
+    if fit.guide_transitions != "all" and t != fit.T - 1:
+        return False
+    if fit.guide_steps == 0 or steps[-1] < fit.guide_steps:
+        return True
+    if steps[0] >= fit.guide_steps:
+        return False
+    return n < fit.guide_steps
+
+
+def _posterior_dist(loc, scale, variant):
+    return dist.Delta(loc).to_event(2) if variant == "mean_only" else dist.Normal(loc, scale).to_event(2)
+
+
+def _cut(values, cut):
+    return tuple(jax.lax.stop_gradient(v) for v in values) if cut else values
