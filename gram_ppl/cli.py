@@ -7,11 +7,13 @@ configuration print `gram: error: ...` to stderr and exit with status 2, never a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 from gram_ppl.config import (
+    BACKENDS,
     OBJECTIVES,
     SPLITS,
     SUDOKU_MODES,
@@ -95,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", type=Path, required=True, help="run folder")
     f.add_argument("--variant", choices=VARIANTS)
     f.add_argument("--objective", choices=OBJECTIVES)
+    f.add_argument("--backend", choices=BACKENDS, help="pyro (torch, default) or numpyro (JAX, jit-compiled)")
     f.add_argument("--seed", type=int, help="training seed (the data seed is --set task.seed=S)")
     budget = f.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=_positive_int, help="train until this many batches in all (default 100)")
@@ -151,6 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
     dg.add_argument("--force", action="store_true", help="replace an existing report")
     dg.add_argument("--out", type=Path, required=True, help="report folder")
     dg.set_defaults(func=cmd_diagnose)
+
+    cv = sub.add_parser("convert", help="copy a run to the other backend (weights converted torch <-> flax)")
+    cv.add_argument("run", type=Path)
+    cv.add_argument("--to", choices=BACKENDS, required=True)
+    cv.add_argument("--out", type=Path, required=True, help="the new run folder")
+    cv.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
+    cv.set_defaults(func=cmd_convert)
 
     v = sub.add_parser("verify", help="check solutions against puzzles, line by line")
     _task_args(v)
@@ -257,10 +267,12 @@ def fit_config(args) -> GramConfig:
     if args.resume:
         from inference.run import load_config
 
-        return apply_overrides(load_config(args.out), sets)
-    if args.task is None or args.size is None:
+        cfg = apply_overrides(load_config(args.out), sets)
+    elif args.task is None or args.size is None:
         raise ConfigError("--task and --size are required for a new run")
-    return apply_overrides(GramConfig(), sets)
+    else:
+        cfg = apply_overrides(GramConfig(), sets)
+    return dataclasses.replace(cfg, backend=args.backend) if args.backend else cfg
 
 
 def cmd_fit(args) -> int:
@@ -406,4 +418,15 @@ def cmd_diagnose(args) -> int:
         raise ConfigError(str(e)) from None
     m = report["metrics"]
     print(f"{args.out}/summary.md: prior samples {m['valid']:.1%} valid, coverage {m['coverage']:.1%}", file=sys.stderr)
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from inference.run import RunError, convert_run
+
+    try:
+        out = convert_run(args.run, args.out, args.to, force=args.force)
+    except RunError as e:
+        raise ConfigError(str(e)) from None
+    print(f"{out}: {args.to} run converted from {args.run}", file=sys.stderr)
     return 0

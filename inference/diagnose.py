@@ -53,7 +53,7 @@ def diagnose(
     out = Path(out)
     if (out / "summary.md").exists() and not force:
         raise RunError(f"{out}: a report is already there (force to replace it)")
-    run = load_run(folder)
+    run = load_run(folder, as_backend="pyro")  # trajectories are read off Pyro traces
     cfg, task = run.config, run.data.task
     if x is None:
         test = run.data.test
@@ -91,7 +91,7 @@ def diagnose(
     ]
     curves = {f"{cfg.fit.variant} ({Path(folder).name})": metrics}
     if baseline is not None:
-        base = load_run(baseline)
+        base = load_run(baseline, as_backend="pyro")
         if base.config.task != cfg.task:
             raise RunError(f"{baseline}: trained on another task than {folder}")
         b = collect(base.mod, base.net, base.config, task, x, y, num_samples, depth, "prior", seed=seed + 1)

@@ -32,7 +32,6 @@ import torch
 from gram_ppl.config import GramConfig, gram_config_from_dict, to_dict
 from gram_ppl.data import Dataset, build_dataset
 from gram_ppl.networks.torch_nets import GramNet
-from inference.evaluate import validity_report
 from inference.svi_pyro import NonFiniteLoss, Trainer
 
 
@@ -49,9 +48,20 @@ class FitResult(NamedTuple):
 
 
 def default_model(cfg: GramConfig):
-    from models import MODELS
+    from models import get_model
 
-    return MODELS[cfg.backend]
+    return get_model(cfg.backend)
+
+
+def make_trainer(mod, cfg: GramConfig, task):
+    """The backend's trainer with fresh networks: svi_pyro.Trainer (torch) or svi_numpyro.Trainer
+    (flax parameters, jit-compiled steps)."""
+    if cfg.backend == "numpyro":
+        from gram_ppl.networks.flax_nets import make_net
+        from inference.svi_numpyro import Trainer as NumPyroTrainer
+
+        return NumPyroTrainer(mod, make_net(cfg, cfg.priors, task), cfg, cfg.priors)
+    return Trainer(mod, GramNet(cfg, cfg.priors, task), cfg, cfg.priors)
 
 
 def setup_torch(threads: int) -> None:
@@ -90,7 +100,7 @@ def fit(
     setup_torch(cfg.fit.threads)
     data = data or build_dataset(cfg.task)
     torch.manual_seed(cfg.fit.seed)
-    trainer = Trainer(mod, GramNet(cfg, cfg.priors, data.task), cfg, cfg.priors)
+    trainer = make_trainer(mod, cfg, data.task)
     loop = TrainLoop(trainer, data, cfg, log)
     if resume:
         loop.load(folder)
@@ -154,11 +164,7 @@ class TrainLoop:
     def evaluate(self, eval_puzzles: int) -> dict:
         """Validity of one prior sample and one guide sample per held-out puzzle; the training RNG
         is untouched (forked)."""
-        t = self.trainer
-        test = self.data.test
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.cfg.fit.seed + 1)
-            report = validity_report(t.mod, t.sampling_net(), self.cfg, self.data.task, test, eval_puzzles)
+        report = self.trainer.validity(self.data.task, self.data.test, eval_puzzles, self.cfg.fit.seed + 1)
         record = {"step": self.step, "seconds": round(self.elapsed, 3), "eval": report}
         self.history.append(record)
         if self.log is not None:
@@ -167,12 +173,8 @@ class TrainLoop:
 
     # ---- checkpoints -------------------------------------------------------------------
     def state(self) -> dict:
-        t = self.trainer
         return {
-            "net": t.net.state_dict(),
-            "ema": t.ema.state_dict() if t.ema is not None else None,
-            "opt": t.opt.state_dict(),
-            "torch_rng": torch.get_rng_state(),
+            **self.trainer.checkpoint(),
             "data_rng": json.dumps(self.rng.bit_generator.state),
             "perm": torch.as_tensor(self.perm) if self.perm is not None else None,
             "cursor": self.cursor,
@@ -200,14 +202,9 @@ class TrainLoop:
         try:
             s = torch.load(path, weights_only=True)
             history = json.loads((folder / "history.json").read_text())
-            t = self.trainer
-            t.net.load_state_dict(s["net"])
-            if t.ema is not None:
-                t.ema.load_state_dict(s["ema"])
-            t.opt.load_state_dict(s["opt"])
+            self.trainer.restore(s)
         except (RuntimeError, KeyError, ValueError, OSError) as e:
             raise RunError(f"{path}: cannot be loaded ({e})") from None
-        torch.set_rng_state(s["torch_rng"])
         self.rng.bit_generator.state = json.loads(s["data_rng"])
         self.perm = s["perm"].numpy() if s["perm"] is not None else None
         self.cursor, self.step, self.elapsed, self.history = s["cursor"], s["step"], s["elapsed"], history
@@ -272,22 +269,71 @@ def _sha256(path: Path) -> str:
 
 class LoadedRun(NamedTuple):
     config: GramConfig
-    net: torch.nn.Module  # the network to sample from (the EMA copy when enabled)
+    net: object  # the networks to sample from (EMA when enabled): a torch module, or svi_numpyro.Bound
     data: Dataset
     mod: object  # the model module
 
 
-def load_run(folder: str | Path, mod=None) -> LoadedRun:
-    """Config, sampling network, data and model module of a finished or checkpointed run."""
+def load_run(folder: str | Path, mod=None, as_backend: str | None = None) -> LoadedRun:
+    """Config, sampling network, data and model module of a finished or checkpointed run; with
+    `as_backend` the weights are converted to that backend's networks in memory (the forward
+    passes agree to float32 rounding, tests/test_flax_nets.py)."""
     folder = Path(folder)
     cfg = load_config(folder)
-    mod = mod or default_model(cfg)
+    mod = mod if mod is not None and as_backend in (None, cfg.backend) else default_model(cfg)
     setup_torch(cfg.fit.threads)
     data = build_dataset(cfg.task)
-    trainer = Trainer(mod, GramNet(cfg, cfg.priors, data.task), cfg, cfg.priors)
+    trainer = make_trainer(mod, cfg, data.task)
     loop = TrainLoop(trainer, data, cfg)
     loop.load(folder)
-    return LoadedRun(cfg, trainer.sampling_net(), data, mod)
+    run = LoadedRun(cfg, trainer.sampling_net(), data, mod)
+    return run if as_backend in (None, cfg.backend) else convert_loaded(run, as_backend)
+
+
+def convert_loaded(run: LoadedRun, backend: str) -> LoadedRun:
+    """The same run with its sampling weights moved to `backend`'s networks and model file."""
+    from gram_ppl.networks import convert
+
+    cfg = dataclasses.replace(run.config, backend=backend)
+    share = cfg.net.share_core
+    if backend == "numpyro":
+        from gram_ppl.networks.flax_nets import make_net
+        from inference.svi_numpyro import Bound
+
+        state = {k: v.numpy() for k, v in run.net.state_dict().items()}
+        net = Bound(make_net(cfg, cfg.priors, run.data.task), convert.torch_to_flax(state, share))
+    else:
+        net = GramNet(cfg, cfg.priors, run.data.task)
+        net.load_state_dict({k: torch.as_tensor(v) for k, v in convert.flax_to_torch(run.net.params, share).items()})
+    return LoadedRun(cfg, net, run.data, default_model(cfg))
+
+
+def convert_run(folder: str | Path, out: str | Path, backend: str, force: bool = False) -> Path:
+    """A new run folder holding `folder`'s run for `backend`: config (backend changed), that
+    backend's model file, history, and a checkpoint with the converted sampling weights and a
+    fresh optimiser (training can go on with --resume, from the converted weights)."""
+    run = load_run(folder)
+    if run.config.backend == backend:
+        raise RunError(f"{folder} is already a {backend} run")
+    converted = convert_loaded(run, backend)
+    out = Path(out)
+    create_run(out, converted.config, converted.mod, force)
+    trainer = make_trainer(converted.mod, converted.config, run.data.task)
+    if backend == "numpyro":
+        trainer.params = converted.net.params
+        trainer.opt_state = trainer.tx.init(trainer.params)
+        trainer.ema = trainer.params if trainer.ema is not None else None
+    else:
+        trainer.net.load_state_dict(converted.net.state_dict())
+        if trainer.ema is not None:
+            trainer.ema.load_state_dict(converted.net.state_dict())
+    loop = TrainLoop(trainer, run.data, converted.config)
+    source = TrainLoop(make_trainer(run.mod, run.config, run.data.task), run.data, run.config)
+    source.load(Path(folder))
+    loop.rng, loop.perm, loop.cursor = source.rng, source.perm, source.cursor
+    loop.step, loop.elapsed, loop.history = source.step, source.elapsed, source.history
+    loop.save(out)
+    return out
 
 
 def evaluate_run(folder, num_samples: int = 20, depth: int | None = None, puzzles: int | None = None) -> dict:

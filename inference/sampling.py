@@ -23,7 +23,12 @@ class Rollout(NamedTuple):
 def rollout(mod, net, cfg, x: torch.Tensor, num_samples: int, depth: int, halt: bool = False) -> Rollout:
     """Run N trajectories from the prior for each puzzle x (B, L_x), one supervision step at a
     time. With `halt`, a trajectory stops at the first step whose halt head says σ(q) > 0.5 (the
-    paper's simplified rule); otherwise every trajectory runs `depth` steps."""
+    paper's simplified rule); otherwise every trajectory runs `depth` steps. NumPyro runs
+    (cfg.backend) roll out in JAX, seeded from torch's current seed."""
+    if cfg.backend == "numpyro":
+        from inference.svi_numpyro import rollout as jax_rollout
+
+        return jax_rollout(mod, net, cfg, np.asarray(x), num_samples, depth, halt, seed=torch.initial_seed())
     B = x.shape[0]
     xs = x.repeat(num_samples, 1)  # (N*B, L_x): all trajectories as one batch
     kw = dict(net=net, cfg=cfg, priors=cfg.priors, truncate=False, observe="last")
@@ -100,12 +105,17 @@ def sample_puzzles(
 
 def generate(run, num: int, depth: int | None = None) -> tuple[list[str], float, int]:
     """Unconditional samples from p_θ(x) (empty input): text lines, share valid, distinct valid."""
-    from inference.svi_pyro import sample
-
     task, cfg = run.data.task, run.config
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.fit.seed + 4)
-        boards = sample(run.mod, run.net, cfg, cfg.priors, None, num_samples=num, depth=depth)[:, 0].numpy()
+    if cfg.backend == "numpyro":
+        from inference.svi_numpyro import sample as jax_sample
+
+        boards = jax_sample(run.mod, run.net, cfg, None, num_samples=num, depth=depth, seed=cfg.fit.seed + 4)[:, 0]
+    else:
+        from inference.svi_pyro import sample
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.fit.seed + 4)
+            boards = sample(run.mod, run.net, cfg, cfg.priors, None, num_samples=num, depth=depth)[:, 0].numpy()
     valid = task.is_valid(np.ones(task.x_len, dtype=np.uint8), boards)  # (num,) against the empty input
     distinct = len({b.tobytes() for b in boards[valid]})
     return [task.format_solution(b) for b in boards], float(valid.mean()), distinct

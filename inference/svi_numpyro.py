@@ -144,8 +144,37 @@ class Trainer:
         self.compiles = 0  # programs traced so far (tests check that batches reuse them)
         self._updates = {}
 
-    def sampling_params(self):
-        return self.ema if self.ema is not None else self.params
+    def sampling_net(self) -> Bound:
+        return Bound(self.net, self.ema if self.ema is not None else self.params)
+
+    def checkpoint(self) -> dict:
+        """Parameters, optimiser state, EMA and key as msgpack bytes in a uint8 tensor, so the
+        run folder keeps one checkpoint format (torch.save, weights_only loads)."""
+        import torch
+        from flax import serialization
+
+        state = {"params": self.params, "opt": self.opt_state, "ema": self.ema, "key": jax.random.key_data(self.key)}
+        return {"numpyro": torch.frombuffer(bytearray(serialization.to_bytes(state)), dtype=torch.uint8)}
+
+    def restore(self, s: dict) -> None:
+        from flax import serialization
+
+        if "numpyro" not in s:
+            raise KeyError("not a NumPyro checkpoint (a Pyro run? convert it with gram convert)")
+        target = {"params": self.params, "opt": self.opt_state, "ema": self.ema, "key": jax.random.key_data(self.key)}
+        state = serialization.from_bytes(target, s["numpyro"].numpy().tobytes())
+        self.params, self.opt_state, self.ema = state["params"], state["opt"], state["ema"]
+        self.key = jax.random.wrap_key_data(jnp.asarray(state["key"]))
+
+    def validity(self, task, test, puzzles: int, seed: int) -> dict[str, float]:
+        """Validity of one prior and one guide sample for each of the first `puzzles` held out."""
+        x, y = test.x[:puzzles], test.y[:puzzles]
+        bound = self.sampling_net()
+        report = {"prior_valid": float(task.is_valid(x, sample(self.mod, bound, self.cfg, x, seed=seed)[0]).mean())}
+        if self.cfg.fit.variant != "deterministic":
+            guided = sample(self.mod, bound, self.cfg, x, y, seed=seed + 1)[0]
+            report["guide_valid"] = float(task.is_valid(x, guided).mean())
+        return report
 
     def _update_fn(self, n: int, segment: range, first: bool):
         if n in self._updates:
@@ -196,21 +225,90 @@ class Trainer:
         )
 
 
-@functools.partial(jax.jit, static_argnames=("mod", "net", "cfg", "priors", "depth", "num_samples"))
-def _prior_boards(params, key, x, *, mod, net, cfg, priors, depth, num_samples):
+class Bound(NamedTuple):
+    """The flax networks with their parameters: what a loaded NumPyro run samples from."""
+
+    net: flax_nets.GramNet
+    params: dict
+
+    @property
+    def x_len(self) -> int:
+        return self.net.x_len
+
+    @property
+    def y_len(self) -> int:
+        return self.net.y_len
+
+
+@functools.partial(jax.jit, static_argnames=("mod", "net", "cfg", "depth", "num_samples"))
+def _boards(params, key, x, y, *, mod, net, cfg, depth, num_samples):
     xs = jnp.tile(x, (num_samples, 1))  # (N*B, L_x): the N trajectories of a puzzle as one batch
-    kw = dict(net=net, cfg=cfg, priors=priors, steps=range(depth), truncate=False, observe="none")
-    model = handlers.seed(handlers.substitute(mod.model, data={PARAMS: params}), key)
-    h, _ = model(xs, None, **kw)
+    kw = dict(net=net, cfg=cfg, priors=cfg.priors, steps=range(depth), truncate=False, observe="none")
+    sub = {PARAMS: params}
+    k_guide, k_model = jax.random.split(key)
+    model = handlers.substitute(mod.model, data=sub)
+    if y is not None:  # through the guide: the model replayed on the guide's noise
+        ys = jnp.tile(y, (num_samples, 1))
+        tr = handlers.trace(handlers.seed(handlers.substitute(mod.guide, data=sub), k_guide)).get_trace(xs, ys, **kw)
+        model = handlers.replay(model, trace={k: v for k, v in tr.items() if v["type"] == "sample"})
+    h, _ = handlers.seed(model, k_model)(xs, None, **kw)
     return jnp.argmax(net.apply({"params": params}, h, method="decode"), -1)  # (N*B, L_y)
 
 
-def sample(mod, net, cfg: GramConfig, params, x, num_samples: int = 1, depth: int | None = None, seed: int = 0):
-    """Decoded boards after `depth` supervision steps of N prior trajectories per puzzle x (B, L_x):
-    (num_samples, B, L_y), as numpy."""
+def sample(
+    mod, bound: Bound, cfg: GramConfig, x, y=None, num_samples: int = 1, depth: int | None = None, seed: int = 0
+):
+    """Decoded boards after `depth` supervision steps of N trajectories per puzzle x (B, L_x), from
+    the prior, or through the guide when y (B, L_y) is given: (num_samples, B, L_y) numpy.
+    With x None the input is empty (unconditional samples, B = 1)."""
+    if x is None:
+        x = np.ones((1, bound.x_len), np.int32)
     x = jnp.asarray(np.asarray(x), jnp.int32)
-    boards = _prior_boards(
-        params, jax.random.key(seed), x, mod=mod, net=net, cfg=cfg, priors=cfg.priors,
+    y = None if y is None else jnp.asarray(np.asarray(y), jnp.int32)
+    boards = _boards(
+        bound.params, jax.random.key(seed), x, y, mod=mod, net=bound.net, cfg=cfg,
         depth=depth or cfg.fit.n_sup, num_samples=num_samples,
     )  # fmt: skip
     return np.asarray(boards).reshape(num_samples, x.shape[0], -1)
+
+
+@functools.partial(jax.jit, static_argnames=("mod", "net", "cfg"))
+def _prior_step(params, key, xs, carry, *, mod, net, cfg):
+    """One supervision step of prior rollouts from `carry`: the new carry, argmax boards, halt
+    logits and LPRM values."""
+    kw = dict(net=net, cfg=cfg, priors=cfg.priors, carry=carry, steps=range(1), truncate=False, observe="none")
+    model = handlers.seed(handlers.substitute(mod.model, data={PARAMS: params}), key)
+    h, l = model(xs, None, **kw)
+    apply = functools.partial(net.apply, {"params": params})
+    return (h, l), jnp.argmax(apply(h, method="decode"), -1), apply(h, method="halt"), apply(h, method="value")
+
+
+def rollout(mod, bound: Bound, cfg: GramConfig, x, num_samples: int, depth: int, halt: bool = False, seed: int = 0):
+    """inference.sampling.rollout for the NumPyro backend (one compiled step, reused at every
+    depth; the step index does not enter prior rollouts)."""
+    from inference.sampling import Rollout
+
+    x = np.asarray(x)
+    B = x.shape[0]
+    xs = jnp.asarray(np.tile(x, (num_samples, 1)), jnp.int32)  # (N*B, L_x)
+    apply = functools.partial(bound.net.apply, {"params": bound.params})
+    carry = apply(xs.shape[0], method="initial_state")
+    boards = np.zeros((num_samples * B, bound.y_len), np.int64)
+    steps = np.full(num_samples * B, depth)
+    value = np.zeros(num_samples * B, np.float32)
+    running = np.ones(num_samples * B, bool)
+    per_step, key = [], jax.random.key(seed)
+    for n in range(depth):
+        key, sub = jax.random.split(key)
+        carry, b, q, v = _prior_step(bound.params, sub, xs, carry, mod=mod, net=bound.net, cfg=cfg)
+        b, q, v = np.asarray(b), np.asarray(q), np.asarray(v)
+        per_step.append(b.reshape(num_samples, B, -1))
+        stop = running & (1 / (1 + np.exp(-q)) > 0.5) if halt else np.zeros_like(running)
+        if n == depth - 1:
+            stop = running.copy()
+        boards[stop], value[stop], steps[stop] = b[stop], v[stop], n + 1
+        running &= ~stop
+        if not running.any():
+            break
+    shape = (num_samples, B)
+    return Rollout(boards.reshape(*shape, -1), steps.reshape(shape), value.reshape(shape), np.stack(per_step))

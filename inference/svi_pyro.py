@@ -144,6 +144,31 @@ class Trainer:
     def sampling_net(self):
         return self.ema if self.ema is not None else self.net
 
+    def checkpoint(self) -> dict:
+        """Weights, EMA weights, optimiser state and the torch RNG, for torch.save."""
+        return {
+            "net": self.net.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "opt": self.opt.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def restore(self, s: dict) -> None:
+        self.net.load_state_dict(s["net"])
+        if self.ema is not None:
+            self.ema.load_state_dict(s["ema"])
+        self.opt.load_state_dict(s["opt"])
+        torch.set_rng_state(s["torch_rng"])
+
+    def validity(self, task, test, puzzles: int, seed: int) -> dict[str, float]:
+        """Validity of one prior and one guide sample for each of the first `puzzles` held out
+        (the training RNG untouched: forked)."""
+        from inference.evaluate import validity_report
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return validity_report(self.mod, self.sampling_net(), self.cfg, task, test, puzzles)
+
     def _update(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):
             raise NonFiniteLoss(f"loss is {loss.item()}; stopping before the update (last checkpoint kept)")

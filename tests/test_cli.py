@@ -28,6 +28,7 @@ TESTED = {
     "sample",
     "generate",
     "diagnose",  # tests/test_diagnostics.py
+    "convert",  # tests/test_numpyro_backend.py
 }
 
 

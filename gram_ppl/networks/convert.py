@@ -43,7 +43,7 @@ def flax_to_torch(params: dict, share_core: bool) -> dict[str, np.ndarray]:
     state = {}
     for path, value in _leaves(params):
         *mods, leaf = path
-        value = np.asarray(value)
+        value = np.array(value)  # a writable copy (torch refuses read-only buffers)
         if leaf == "kernel":
             leaf, value = "weight", value.T
         elif leaf == "embedding":
