@@ -63,11 +63,12 @@ def _tv_to_uniform(valid_keys: list[bytes], num_solutions: int) -> float | None:
 
 def validity_report(mod, net, cfg, task: Task, test: Split, puzzles: int = 128) -> dict[str, float]:
     """Validity of one prior sample and one guide sample for each of the first `puzzles`."""
-    x = torch.as_tensor(test.x[:puzzles].astype(np.int64))
-    y = torch.as_tensor(test.y[:puzzles].astype(np.int64))
-    prior = sample(mod, net, cfg, cfg.priors, x)[0].numpy()  # (B, L_y)
+    device = net.z0.device
+    x = torch.as_tensor(test.x[:puzzles].astype(np.int64), device=device)
+    y = torch.as_tensor(test.y[:puzzles].astype(np.int64), device=device)
+    prior = sample(mod, net, cfg, cfg.priors, x)[0].cpu().numpy()  # (B, L_y)
     report = {"prior_valid": float(task.is_valid(test.x[:puzzles], prior).mean())}
     if cfg.fit.variant != "deterministic":
-        guided = sample(mod, net, cfg, cfg.priors, x, y)[0].numpy()
+        guided = sample(mod, net, cfg, cfg.priors, x, y)[0].cpu().numpy()
         report["guide_valid"] = float(task.is_valid(test.x[:puzzles], guided).mean())
     return report

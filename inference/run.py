@@ -61,7 +61,12 @@ def make_trainer(mod, cfg: GramConfig, task):
         from inference.svi_numpyro import Trainer as NumPyroTrainer
 
         return NumPyroTrainer(mod, make_net(cfg, cfg.priors, task), cfg, cfg.priors)
-    return Trainer(mod, GramNet(cfg, cfg.priors, task), cfg, cfg.priors)
+    return Trainer(mod, GramNet(cfg, cfg.priors, task).to(torch_device()), cfg, cfg.priors)
+
+
+def torch_device() -> torch.device:
+    """The first CUDA device when torch sees one, else the CPU (no flag needed)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def setup_torch(threads: int) -> None:
@@ -129,7 +134,8 @@ class TrainLoop:
         x, y = self.x[idx], self.y[idx]
         if self.cfg.fit.augment:
             x, y = self.data.task.augment(self.rng)(x, y)
-        return torch.as_tensor(x.astype(np.int64)), torch.as_tensor(y.astype(np.int64))
+        device = getattr(self.trainer.net, "z0", torch.zeros(())).device  # the torch networks' device
+        return torch.as_tensor(x.astype(np.int64), device=device), torch.as_tensor(y.astype(np.int64), device=device)
 
     def run(self, folder, steps, minutes, progress, eval_every_s, checkpoint_every_s, eval_puzzles) -> None:
         from tqdm import tqdm  # text bar everywhere (tqdm.auto warns in notebooks without ipywidgets)
@@ -200,7 +206,7 @@ class TrainLoop:
         if expected != _sha256(path):
             raise RunError(f"{path}: checksum mismatch (corrupted or truncated checkpoint)")
         try:
-            s = torch.load(path, weights_only=True)
+            s = torch.load(path, weights_only=True, map_location=torch_device())
             history = json.loads((folder / "history.json").read_text())
             self.trainer.restore(s)
         except (RuntimeError, KeyError, ValueError, OSError) as e:
@@ -300,10 +306,10 @@ def convert_loaded(run: LoadedRun, backend: str) -> LoadedRun:
         from gram_ppl.networks.flax_nets import make_net
         from inference.svi_numpyro import Bound
 
-        state = {k: v.numpy() for k, v in run.net.state_dict().items()}
+        state = {k: v.cpu().numpy() for k, v in run.net.state_dict().items()}
         net = Bound(make_net(cfg, cfg.priors, run.data.task), convert.torch_to_flax(state, share))
     else:
-        net = GramNet(cfg, cfg.priors, run.data.task)
+        net = GramNet(cfg, cfg.priors, run.data.task).to(torch_device())
         net.load_state_dict({k: torch.as_tensor(v) for k, v in convert.flax_to_torch(run.net.params, share).items()})
     return LoadedRun(cfg, net, run.data, default_model(cfg))
 
@@ -347,7 +353,7 @@ def evaluate_run(folder, num_samples: int = 20, depth: int | None = None, puzzle
     x, depth = test.x[:puzzles], depth or cfg.fit.n_sup
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.fit.seed + 2)
-        r = rollout(mod, net, cfg, torch.as_tensor(x.astype(np.int64)), num_samples, depth)
+        r = rollout(mod, net, cfg, torch.as_tensor(x.astype(np.int64)), num_samples, depth)  # moved to net's device
     metrics = sample_metrics(task, x, test.y[:puzzles], r.boards, test.num_solutions[:puzzles])
     by_depth = [round(float(task.is_valid(x[None], b).mean()), 6) for b in r.per_step]
     return {"puzzles": len(x), "num_samples": num_samples, "depth": depth, **metrics, "valid_by_depth": by_depth}

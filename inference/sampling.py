@@ -29,14 +29,14 @@ def rollout(mod, net, cfg, x: torch.Tensor, num_samples: int, depth: int, halt: 
         from inference.svi_numpyro import rollout as jax_rollout
 
         return jax_rollout(mod, net, cfg, np.asarray(x), num_samples, depth, halt, seed=torch.initial_seed())
-    B = x.shape[0]
-    xs = x.repeat(num_samples, 1)  # (N*B, L_x): all trajectories as one batch
+    B, device = x.shape[0], net.z0.device
+    xs = x.to(device).repeat(num_samples, 1)  # (N*B, L_x): all trajectories as one batch
     kw = dict(net=net, cfg=cfg, priors=cfg.priors, truncate=False, observe="last")
     carry, memo = None, {}
-    boards = torch.zeros(num_samples * B, net.y_len, dtype=torch.long)  # (N*B, L_y)
-    steps = torch.full((num_samples * B,), depth, dtype=torch.long)
-    value = torch.zeros(num_samples * B)
-    running = torch.ones(num_samples * B, dtype=torch.bool)
+    boards = torch.zeros(num_samples * B, net.y_len, dtype=torch.long, device=device)  # (N*B, L_y)
+    steps = torch.full((num_samples * B,), depth, dtype=torch.long, device=device)
+    value = torch.zeros(num_samples * B, device=device)
+    running = torch.ones(num_samples * B, dtype=torch.bool, device=device)
     per_step = []
     for n in range(depth):
         carry = mod.model(xs, None, carry=carry, steps=range(n, n + 1), memo=memo, **kw)
@@ -53,8 +53,13 @@ def rollout(mod, net, cfg, x: torch.Tensor, num_samples: int, depth: int, halt: 
         if not running.any():
             break
     shape = (num_samples, B)
-    per_step = torch.stack(per_step).numpy()
-    return Rollout(boards.view(*shape, -1).numpy(), steps.view(shape).numpy(), value.view(shape).numpy(), per_step)
+    per_step = torch.stack(per_step).cpu().numpy()
+    return Rollout(
+        boards.view(*shape, -1).cpu().numpy(),
+        steps.view(shape).cpu().numpy(),
+        value.view(shape).cpu().numpy(),
+        per_step,
+    )
 
 
 def select(task: Task, boards: np.ndarray, value: np.ndarray, how: str) -> np.ndarray | None:
@@ -115,7 +120,7 @@ def generate(run, num: int, depth: int | None = None) -> tuple[list[str], float,
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.fit.seed + 4)
-            boards = sample(run.mod, run.net, cfg, cfg.priors, None, num_samples=num, depth=depth)[:, 0].numpy()
+            boards = sample(run.mod, run.net, cfg, cfg.priors, None, num_samples=num, depth=depth)[:, 0].cpu().numpy()
     valid = task.is_valid(np.ones(task.x_len, dtype=np.uint8), boards)  # (num,) against the empty input
     distinct = len({b.tobytes() for b in boards[valid]})
     return [task.format_solution(b) for b in boards], float(valid.mean()), distinct

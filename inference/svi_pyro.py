@@ -213,7 +213,7 @@ def sample(mod, net, cfg: GramConfig, priors: PriorConfig, x, y=None, num_sample
     from p_θ(x), (num_samples, 1, L_y)."""
     depth = depth or cfg.fit.n_sup
     if x is None:
-        x = torch.ones(1, net.x_len, dtype=torch.long)  # (1, L_x): the empty input
+        x = torch.ones(1, net.x_len, dtype=torch.long, device=net.z0.device)  # (1, L_x): the empty input
     B = x.shape[0]
     xs = x.repeat(num_samples, 1)  # (N*B, L_x): the N trajectories of a puzzle run as one batch
     kw = dict(net=net, cfg=cfg, priors=priors, steps=range(depth), truncate=False, observe="last")

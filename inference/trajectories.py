@@ -47,16 +47,19 @@ def collect(
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")
     depth = depth or cfg.fit.n_sup
     B, N = len(x), num_samples
-    xs = torch.as_tensor(np.asarray(x).astype(np.int64)).repeat(N, 1)  # (N*B, L_x)
-    ys = None if y is None else torch.as_tensor(np.asarray(y).astype(np.int64)).repeat(N, 1)  # (N*B, L_y)
+    dev = net.z0.device
+    xs = torch.as_tensor(np.asarray(x).astype(np.int64), device=dev).repeat(N, 1)  # (N*B, L_x)
+    ys = None if y is None else torch.as_tensor(np.asarray(y).astype(np.int64), device=dev).repeat(N, 1)  # (N*B, L_y)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         rec = _steps(mod, net, cfg, xs, ys, depth, source)
     shape = (N, B)
-    board = torch.stack(rec["board"], 1).view(N, B, depth + 1, -1).numpy()  # (N, B, S+1, L_y)
+    board = torch.stack(rec["board"], 1).view(N, B, depth + 1, -1).cpu().numpy()  # (N, B, S+1, L_y)
     h = torch.stack(rec["h"], 1)  # (N*B, S+1, L, D)
-    per_step = {k: torch.stack(rec[k], 1).view(N, B, depth + 1).numpy() for k in ("h_norm", "sigma", "kl", "log_lik")}
-    h_np = h.view(N, B, depth + 1, *h.shape[2:]).numpy()
+    per_step = {
+        k: torch.stack(rec[k], 1).view(N, B, depth + 1).cpu().numpy() for k in ("h_norm", "sigma", "kl", "log_lik")
+    }
+    h_np = h.view(N, B, depth + 1, *h.shape[2:]).cpu().numpy()
     halt_logits = torch.stack(rec["halt"], 1)  # (N*B, S): steps 1..S
     stops = torch.sigmoid(halt_logits) > 0.5
     halt_step = torch.where(
@@ -66,10 +69,10 @@ def collect(
         source=source,
         board=board,
         **per_step,
-        log_weight=(rec["log_w"] + rec["log_lik"][-1]).view(shape).numpy(),
+        log_weight=(rec["log_w"] + rec["log_lik"][-1]).view(shape).cpu().numpy(),
         valid=task.is_valid(np.asarray(x)[None], board[:, :, -1]),
-        halt_step=halt_step.view(shape).numpy(),
-        lprm=net.value(h[:, -1]).view(shape).numpy(),
+        halt_step=halt_step.view(shape).cpu().numpy(),
+        lprm=net.value(h[:, -1]).view(shape).cpu().numpy(),
         h_pca=pca_per_puzzle(h_np),
         h=h_np if latents else None,
     )
@@ -80,9 +83,9 @@ def _steps(mod, net, cfg, xs, ys, depth, source) -> dict[str, list]:
     rows = xs.shape[0]
     kw = dict(net=net, cfg=cfg, priors=cfg.priors, truncate=False, observe="every")
     h, _ = net.initial_state(rows)  # (N*B, L, D)
-    zero = torch.zeros(rows)
+    zero = torch.zeros(rows, device=h.device)
     rec = {"board": [], "h": [], "h_norm": [], "sigma": [], "kl": [], "log_lik": [], "halt": []}
-    _record(rec, net, h, ys, sigma=torch.full((rows,), cfg.priors.init_scale), kl=zero)
+    _record(rec, net, h, ys, sigma=torch.full((rows,), cfg.priors.init_scale, device=h.device), kl=zero)
     carry, memo, log_w = None, {}, zero.clone()
     for n in range(depth):
         step_kw = dict(carry=carry, steps=range(n, n + 1), memo=memo, **kw)

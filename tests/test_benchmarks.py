@@ -9,7 +9,7 @@ import pytest
 from tiny import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = {"tasks.py", "training.py", "sampling.py", "recipe.py", "quality.py"}
+SCRIPTS = {"tasks.py", "training.py", "sampling.py", "recipe.py", "quality.py", "backends.py"}
 
 
 def run(script, *args):
@@ -81,3 +81,15 @@ def test_quality_benchmark(tmp_path):
     assert (tmp_path / "q" / "gen4-gram-s1" / "checkpoint.pt").is_file()
     again = run("quality.py", *args)  # finished folders are reused, not retrained
     assert again == out
+
+
+@pytest.mark.slow
+def test_backends_benchmark(tmp_path):
+    out = run("backends.py", "--quick", "--json", str(tmp_path / "b.json"))
+    rows = json.loads((tmp_path / "b.json").read_text())
+    assert "NumPyro traj-steps/s" in out and [r["N"] for r in rows["sampling"]] == [1, 4]
+    assert rows["training"]["programs"] == 4 and rows["memory"]["process RSS"] > 0
+
+
+def test_device_check_script_is_valid_bash():
+    subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "device_check.sh")], check=True)

@@ -1,0 +1,142 @@
+"""NumPyro (jit-compiled JAX) against Pyro (torch): sampling throughput and training step time.
+
+    .venv/bin/python benchmarks/backends.py [--task nqueens --size 8] [--dim 64] [--ns 1,64,256]
+        [--puzzles 8] [--repeats 3] [--threads 1] [--json out.json] [--quick]
+
+Both backends run the same networks (weights converted torch -> flax) on the same puzzles.
+Sampling: N prior trajectories per puzzle for N_sup supervision steps, batched over N; the
+rate is trajectory-steps per second (N · puzzles · steps / seconds), the median of `repeats`
+calls after the first. The first NumPyro call compiles; its extra time is reported as compile
+time, separately. Training: one batch (N_sup optimiser steps) of the default recipe, median
+seconds, and the NumPyro compile time of the first batch. `--threads` pins torch's intra-op
+threads and XLA's CPU thread pool (set before JAX starts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--task", default="nqueens")
+    p.add_argument("--size", type=int, default=8)
+    p.add_argument("--dim", type=int, default=64)
+    p.add_argument("--ns", default="1,64,256")
+    p.add_argument("--puzzles", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, not a measurement")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.task, args.size, args.dim, args.ns, args.puzzles, args.repeats = "nqueens", 5, 16, "1,4", 2, 1
+    os.environ.setdefault(
+        "XLA_FLAGS",
+        f"--xla_cpu_multi_thread_eigen={'true' if args.threads > 1 else 'false'} intra_op_parallelism_threads={args.threads}",
+    )
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import dataclasses
+
+    import jax
+    import numpy as np
+    import torch
+    from common import median_seconds, write_json
+
+    from gram_ppl.config import FitConfig, GramConfig, NetConfig, TaskConfig
+    from gram_ppl.data import build_dataset
+    from gram_ppl.networks import convert, flax_nets
+    from gram_ppl.networks.torch_nets import GramNet
+    from inference import svi_numpyro, svi_pyro
+    from inference.run import setup_torch
+    from models import gram_numpyro, gram_pyro
+
+    setup_torch(args.threads)
+    layers = 1 if args.quick else 2
+    cfg = GramConfig(
+        task=TaskConfig(name=args.task, size=args.size),
+        net=NetConfig(dim=args.dim, heads=2 if args.quick else 4, layers=layers),
+        fit=FitConfig(threads=args.threads),
+        priors=gram_pyro.PRIORS,
+    )
+    data = build_dataset(cfg.task)
+    task = data.task
+    torch.manual_seed(0)
+    tnet = GramNet(cfg, cfg.priors, task)
+    params = convert.torch_to_flax({k: v.numpy() for k, v in tnet.state_dict().items()}, cfg.net.share_core)
+    ncfg = dataclasses.replace(cfg, backend="numpyro")
+    bound = svi_numpyro.Bound(flax_nets.make_net(ncfg, ncfg.priors, task), params)
+    x = data.test.x[: args.puzzles].astype(np.int64)
+    depth = cfg.fit.n_sup
+    print(f"device: {jax.devices()[0].platform} (jax), torch threads {torch.get_num_threads()}; "
+          f"{args.task} {args.size}, D={args.dim}, {args.puzzles} puzzles, {depth} steps")  # fmt: skip
+
+    rows = []
+    print("\n| N | Pyro traj-steps/s | NumPyro traj-steps/s | speed-up | NumPyro compile s |")
+    print("|---|---|---|---|---|")
+    for n in (int(v) for v in args.ns.split(",")):
+        work = n * len(x) * depth
+
+        def pyro_call(n=n):
+            with torch.no_grad():
+                svi_pyro.sample(gram_pyro, tnet, cfg, cfg.priors, torch.as_tensor(x), num_samples=n)
+
+        def jax_call(n=n):
+            svi_numpyro.sample(gram_numpyro, bound, ncfg, x, num_samples=n, seed=1)
+
+        t0 = time.perf_counter()
+        jax_call()
+        first = time.perf_counter() - t0
+        t_jax = median_seconds(jax_call, args.repeats)
+        t_pyro = median_seconds(pyro_call, args.repeats, warmup=True)
+        row = {"N": n, "pyro": work / t_pyro, "numpyro": work / t_jax, "compile_s": max(first - t_jax, 0.0)}
+        rows.append(row)
+        print(
+            f"| {n} | {row['pyro']:,.0f} | {row['numpyro']:,.0f} | {row['numpyro'] / row['pyro']:.2f}x | {row['compile_s']:.1f} |"
+        )
+
+    B = min(cfg.fit.batch_size, len(data.train))
+    bx, by = data.train.x[:B], data.train.y[:B]
+    torch.manual_seed(0)
+    pt = svi_pyro.Trainer(gram_pyro, GramNet(cfg, cfg.priors, task), cfg, cfg.priors)
+    nt = svi_numpyro.Trainer(gram_numpyro, bound.net, ncfg, ncfg.priors, params=params)
+    tx, ty = torch.as_tensor(bx.astype(np.int64)), torch.as_tensor(by.astype(np.int64))
+    t0 = time.perf_counter()
+    nt.train_batch(bx, by)
+    first = time.perf_counter() - t0
+    t_nt = median_seconds(lambda: nt.train_batch(bx, by), args.repeats)
+    t_pt = median_seconds(lambda: pt.train_batch(tx, ty), args.repeats, warmup=True)
+    train = {
+        "batch": B,
+        "pyro_s": t_pt,
+        "numpyro_s": t_nt,
+        "compile_s": max(first - t_nt, 0.0),
+        "programs": nt.compiles,
+    }
+    print(f"\ntraining batch ({B} puzzles, {depth} optimiser steps): Pyro {t_pt:.3f} s, NumPyro {t_nt:.3f} s "
+          f"({t_pt / t_nt:.2f}x); NumPyro compile {train['compile_s']:.1f} s for {nt.compiles} programs")  # fmt: skip
+    memory = peak_memory(torch, jax)
+    print("peak memory: " + ", ".join(f"{k} {v / 2**20:,.0f} MiB" for k, v in memory.items()))
+    write_json(args.json, {"sampling": rows, "training": train, "memory": memory, "config": vars(args)})
+    return 0
+
+
+def peak_memory(torch, jax) -> dict[str, float]:
+    """Peak bytes: the accelerator's for each backend when there is one, else the process's RSS."""
+    import resource
+
+    out = {"process RSS": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0}
+    if torch.cuda.is_available():
+        out["torch cuda"] = float(torch.cuda.max_memory_allocated())
+    stats = jax.devices()[0].memory_stats() if jax.devices()[0].platform != "cpu" else None
+    if stats:
+        out["jax device"] = float(stats.get("peak_bytes_in_use", 0))
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
