@@ -57,8 +57,14 @@ def train(name: str, variant: str, seed: int, minutes: float | None, steps: int 
     cfg = GramConfig(task=TASKS[name], net=NetConfig(), fit=FitConfig(variant=variant, seed=seed))
     cfg = apply_overrides(cfg, overrides)
     resume = (folder / "checkpoint.pt").is_file()
-    if resume and load_config(folder).fit.variant != variant:
-        raise SystemExit(f"{folder}: holds another variant")
+    if resume:
+        if load_config(folder).fit.variant != variant:
+            raise SystemExit(f"{folder}: holds another variant")
+        history = json.loads((folder / "history.json").read_text())
+        done_s = max((r["seconds"] for r in history), default=0.0)
+        done_steps = max((r["step"] for r in history), default=0)
+        if (minutes is not None and done_s >= 60 * minutes) or (steps is not None and done_steps >= steps):
+            return folder  # finished: reused as it is (even if the model file was edited since)
     fit(cfg, folder, minutes=minutes, steps=steps, resume=resume, progress=False, eval_every_s=300)
     return folder
 

@@ -2,8 +2,8 @@
 
 The same objective as inference/svi_pyro.py (read its docstring): the guide is traced, the
 model replayed on the guide's noise (`handlers.replay`), −log p(y | h) read off the observed
-sites and a balanced KL off every noise site (closed form Normal/Normal, one-sample Monte Carlo
-otherwise, ½‖Δμ‖² for mean_only). Parameters are one flax tree ("gram$params", shared by model
+sites and a balanced KL off every noise site (closed form for Normal/Normal and Normal/Laplace,
+as torch has them; one-sample Monte Carlo for studentt; ½‖Δμ‖² for mean_only). Parameters are one flax tree ("gram$params", shared by model
 and guide, substituted in); optax AdamW with the torch defaults (β = (0.9, 0.95), decay on
 matrices only, never on z_0) after global-norm clipping.
 
@@ -84,6 +84,8 @@ def balanced_kl(q, p, value, alpha: float):
             return 0.5 * ((_base(a).v - _base(b).v) ** 2).sum((-2, -1))
     elif type(_base(q)) is type(_base(p)) is dist.Normal:
         kl = kl_divergence
+    elif isinstance(_base(q), dist.Normal) and isinstance(_base(p), dist.Laplace):
+        kl = _kl_normal_laplace  # closed form, as torch registers it (Pyro's backend uses that one)
     else:  # no closed form: one-sample Monte Carlo at the guide's draw
         v = jax.lax.stop_gradient(value)
 
@@ -92,6 +94,17 @@ def balanced_kl(q, p, value, alpha: float):
             return a.log_prob(at) - b.log_prob(at)
 
     return alpha * kl(qd, p) + (1 - alpha) * kl(q, pd)
+
+
+def _kl_normal_laplace(q, p):
+    """KL(N(μ, σ²) ‖ Laplace(m, b)) summed over the (L, D) event: −H(q) + log 2b + E|X − m| / b."""
+    mu, sigma, m, b = _base(q).loc, _base(q).scale, _base(p).loc, _base(p).scale
+    d = mu - m
+    abs_mean = sigma * jnp.sqrt(2 / jnp.pi) * jnp.exp(-0.5 * (d / sigma) ** 2) + d * jax.scipy.special.erf(
+        d / (sigma * jnp.sqrt(2))
+    )
+    kl = -0.5 * jnp.log(2 * jnp.pi * jnp.e * sigma**2) + jnp.log(2 * b) + abs_mean / b
+    return kl.sum((-2, -1))
 
 
 def _base(d):

@@ -3,9 +3,9 @@
 The loss is built from Pyro's own machinery: the guide is traced, the model is replayed on the
 guide's noise (`poutine.trace(poutine.replay(model, guide_trace))`), and the terms are read off
 the two traces: −log p(y | h) from the observed sites, and for every noise site a KL between the
-guide's and the model's site distributions — closed form where torch has one (Normal/Normal),
-a one-sample Monte Carlo estimate otherwise (studentt, laplace priors), ½‖μ_φ − μ_θ‖² for the
-mean-only ablation. No global parameter store is used: the networks are plain torch modules
+guide's and the model's site distributions — closed form where torch has one (Normal/Normal,
+Normal/Laplace), a one-sample Monte Carlo estimate otherwise (the studentt prior),
+½‖μ_φ − μ_θ‖² for the mean-only ablation. No global parameter store is used: the networks are plain torch modules
 owned by the caller, so two fits in one process never share weights.
 
 KL balancing (DreamerV2, paper §4): α·KL(sg(q) ‖ p) + (1 − α)·KL(q ‖ sg(p)); its value is the

@@ -34,8 +34,9 @@ Where this departs from the paper or decides what it leaves open (gram-paper-not
   prior-sample validity and 71% coverage@20 for guide_steps=1 after 5 CPU minutes.
 - σ: a sigmoid on log σ between min_scale and max_scale, starting at `scale` (zero-initialised
   heads); the KL is summed over positions and channels by default (`FitConfig.kl_reduction`).
-- Non-Normal priors (studentt, laplace) have no closed-form KL against the Normal guide: the
-  loss uses a one-sample Monte Carlo estimate for them (inference/svi_pyro.py).
+- The KL against the Normal guide is in closed form for the normal and laplace families (torch
+  registers both pairs); the studentt family has none, and the loss uses a one-sample Monte
+  Carlo estimate for it (inference/svi_pyro.py).
 - Variants are config fields, never copies of this file: `deterministic` (no noise sites,
   TRM-like), `noise_only` (μ ≡ 0 in prior and guide), `mean_only` (ε = μ, a Delta: the KL
   becomes ½‖μ_φ − μ_θ‖²).
