@@ -289,3 +289,18 @@ def test_gram_diagnose_with_a_puzzle_file_and_bad_lines(runs, tmp_path, capsys):
     assert main([*args, "--skip-invalid"]) == 0
     summary = (out / "summary.md").read_text()
     assert "PSIS is not defined" in summary  # deterministic: constant weights
+
+
+# arviz 0.23's plotting code calls a matplotlib helper that 3.11 deprecates (upstream, not ours)
+@pytest.mark.filterwarnings("ignore:Passing a dict or None as alias_mapping:matplotlib.MatplotlibDeprecationWarning")
+def test_arviz_plot_functions_work_on_the_export(idata):
+    import matplotlib.pyplot as plt
+
+    az = import_arviz()
+    try:
+        axes = az.plot_posterior(idata, var_names=["h_norm"], coords={"puzzle": [0], "step": [1, 2]})
+        assert np.asarray(axes).size == 2
+        az.plot_forest(idata, var_names=["kl"], coords={"step": [1]}, combined=True)
+        az.plot_dist(idata.sample_stats["log_weight"].values.ravel())
+    finally:
+        plt.close("all")
