@@ -3,6 +3,9 @@
     .venv/bin/python benchmarks/backends.py [--task nqueens --size 8] [--dim 64] [--ns 1,64,256]
         [--puzzles 8] [--repeats 3] [--threads 1] [--json out.json] [--quick]
 
+Also one puzzle with N = min(max N, 64) trajectories: one batched call against a Python loop over
+N single-sample calls (the multi-trajectory issue's target: batching ≥ 5× faster).
+
 Both backends run the same networks (weights converted torch -> flax) on the same puzzles.
 Sampling: N prior trajectories per puzzle for N_sup supervision steps, batched over N; the
 rate is trajectory-steps per second (N · puzzles · steps / seconds), the median of `repeats`
@@ -99,6 +102,21 @@ def main(argv=None) -> int:
             f"| {n} | {row['pyro']:,.0f} | {row['numpyro']:,.0f} | {row['numpyro'] / row['pyro']:.2f}x | {row['compile_s']:.1f} |"
         )
 
+    n_loop = max(int(v) for v in args.ns.split(","))
+    n_loop = min(n_loop, 64)
+    one = x[:1]
+    loops = {}
+    print(f"\none puzzle, N = {n_loop}: one batched call against a Python loop of {n_loop} single samples")
+    for name, call in (
+        ("pyro", lambda n: svi_pyro.sample(gram_pyro, tnet, cfg, cfg.priors, torch.as_tensor(one), num_samples=n)),
+        ("numpyro", lambda n: svi_numpyro.sample(gram_numpyro, bound, ncfg, one, num_samples=n, seed=2)),
+    ):
+        with torch.no_grad():
+            batched = median_seconds(lambda call=call: call(n_loop), args.repeats, warmup=True)
+            looped = median_seconds(lambda call=call: [call(1) for _ in range(n_loop)], args.repeats, warmup=True)
+        loops[name] = {"batched_s": batched, "loop_s": looped, "speedup": looped / batched}
+        print(f"  {name}: batched {batched * 1e3:.1f} ms, loop {looped * 1e3:.1f} ms: {looped / batched:.1f}x")
+
     B = min(cfg.fit.batch_size, len(data.train))
     bx, by = data.train.x[:B], data.train.y[:B]
     torch.manual_seed(0)
@@ -121,7 +139,9 @@ def main(argv=None) -> int:
           f"({t_pt / t_nt:.2f}x); NumPyro compile {train['compile_s']:.1f} s for {nt.compiles} programs")  # fmt: skip
     memory = peak_memory(torch, jax)
     print("peak memory: " + ", ".join(f"{k} {v / 2**20:,.0f} MiB" for k, v in memory.items()))
-    write_json(args.json, {"sampling": rows, "training": train, "memory": memory, "config": vars(args)})
+    write_json(
+        args.json, {"sampling": rows, "batch_vs_loop": loops, "training": train, "memory": memory, "config": vars(args)}
+    )
     return 0
 
 
