@@ -189,6 +189,12 @@ def test_cli_numpyro_fit_resume_evaluate_and_convert_both_ways(tmp_path, capsys)
     assert c.config.backend == "numpyro" and load_run(back).config.backend == "pyro"
     for (pa, va), (pc, vc) in zip(leaves(a.net.params), leaves(c.net.params), strict=True):
         assert pa == pc and np.array_equal(np.asarray(va), np.asarray(vc))
+    puzzles = tmp_path / "p.txt"
+    puzzles.write_text("".join(a.data.task.format_puzzle(x) + "\n" for x in a.data.test.x[:2]))
+    out = tmp_path / "s.jsonl"  # the converted Pyro run samples with NumPyro
+    assert main(["sample", str(conv), "--puzzles", str(puzzles), "--num-samples", "3", "--out", str(out)]) == 0
+    rows = [json_of(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 2 and all(len(r["samples"]) == 3 for r in rows)
     assert main(["convert", str(run), "--to", "numpyro", "--out", str(tmp_path / "same")]) == 2
     assert "already a numpyro run" in capsys.readouterr().err
 
