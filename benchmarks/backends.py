@@ -133,10 +133,11 @@ def main(argv=None) -> int:
         "pyro_s": t_pt,
         "numpyro_s": t_nt,
         "compile_s": max(first - t_nt, 0.0),
-        "programs": nt.compiles,
+        "programs": svi_numpyro.TRACES[0],
     }
+    programs = train["programs"]
     print(f"\ntraining batch ({B} puzzles, {depth} optimiser steps): Pyro {t_pt:.3f} s, NumPyro {t_nt:.3f} s "
-          f"({t_pt / t_nt:.2f}x); NumPyro compile {train['compile_s']:.1f} s for {nt.compiles} programs")  # fmt: skip
+          f"({t_pt / t_nt:.2f}x); NumPyro compile {train['compile_s']:.1f} s for {programs} programs")  # fmt: skip
     memory = peak_memory(torch, jax)
     print("peak memory: " + ", ".join(f"{k} {v / 2**20:,.0f} MiB" for k, v in memory.items()))
     write_json(

@@ -9,7 +9,8 @@ matrices only, never on z_0) after global-norm clipping.
 
 Compilation: one jitted update per supervision step index n (the guide's placement depends on
 it), so N_sup programs in all, compiled on the first batch and reused for every later batch
-(fixed batch shapes: the ragged tail of an epoch is dropped, as in the Pyro loop). Sampling
+(fixed batch shapes: the ragged tail of an epoch is dropped, as in the Pyro loop) and by every
+later trainer of the same model and config in the process (a resumed run, a notebook refit). Sampling
 compiles once per (number of rows, depth).
 """
 
@@ -144,6 +145,40 @@ def optimizer(cfg: GramConfig):
     )
 
 
+_PROGRAMS: dict = {}  # (id(mod), net, cfg, priors, steps, first) -> jitted update, shared by all trainers
+TRACES = [0]  # update programs traced (compiled) in this process
+
+
+def update_program(mod, net, cfg: GramConfig, priors: PriorConfig, segment: range, first: bool):
+    """The jitted training update for the supervision steps `segment`: compiled once per
+    process for a given model, networks and config, so resumed runs and later fits reuse it."""
+    key = (id(mod), net, cfg, priors, segment, first)  # the program holds mod, so its id stays unique
+    if key not in _PROGRAMS:
+        _PROGRAMS[key] = jax.jit(_make_update(mod, net, cfg, priors, segment, first))
+    return _PROGRAMS[key]
+
+
+def _make_update(mod, net, cfg, priors, segment, first):
+    fit, truncate, tx = cfg.fit, cfg.fit.objective == "surrogate", optimizer(cfg)
+
+    def loss_fn(params, key, x, y, carry):
+        terms = trajectory_loss(params, key, mod, net, cfg, priors, x, y, carry, segment, truncate)
+        halt, value, exact = head_losses(net, params, terms.h, terms.logits, y)
+        loss = terms.loss + fit.halt_weight * halt + fit.value_weight * value
+        return loss, (terms, halt, value, exact)
+
+    def update(params, opt_state, ema, key, x, y, carry):
+        TRACES[0] += 1  # runs only while tracing
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, key, x, y, None if first else carry)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        new = optax.apply_updates(params, updates)
+        if ema is not None:
+            ema = jax.tree_util.tree_map(lambda e, p: e + (1 - fit.ema) * (p - e), ema, new)
+        return new, opt_state, ema, loss, jnp.isfinite(loss), aux
+
+    return update
+
+
 class Trainer:
     """Parameters, optimiser state and EMA of one NumPyro fit; `train_batch` runs N_sup steps."""
 
@@ -154,8 +189,6 @@ class Trainer:
         self.opt_state = self.tx.init(self.params)
         self.ema = self.params if cfg.fit.ema else None
         self.key = jax.random.key(cfg.fit.seed)
-        self.compiles = 0  # programs traced so far (tests check that batches reuse them)
-        self._updates = {}
 
     def sampling_net(self) -> Bound:
         return Bound(self.net, self.ema if self.ema is not None else self.params)
@@ -189,32 +222,6 @@ class Trainer:
             report["guide_valid"] = float(task.is_valid(x, guided).mean())
         return report
 
-    def _update_fn(self, n: int, segment: range, first: bool):
-        if n in self._updates:
-            return self._updates[n]
-        fit, truncate = self.cfg.fit, self.cfg.fit.objective == "surrogate"
-
-        def loss_fn(params, key, x, y, carry):
-            terms = trajectory_loss(
-                params, key, self.mod, self.net, self.cfg, self.priors, x, y, carry, segment, truncate
-            )
-            halt, value, exact = head_losses(self.net, params, terms.h, terms.logits, y)
-            loss = terms.loss + fit.halt_weight * halt + fit.value_weight * value
-            return loss, (terms, halt, value, exact)
-
-        def update(params, opt_state, ema, key, x, y, carry):
-            self.compiles += 1  # runs only while tracing
-            (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, key, x, y, None if first else carry)
-            updates, opt_state = self.tx.update(grads, opt_state, params)
-            new = optax.apply_updates(params, updates)
-            if ema is not None:
-                ema = jax.tree_util.tree_map(lambda e, p: e + (1 - fit.ema) * (p - e), ema, new)
-            ok = jnp.isfinite(loss)
-            return new, opt_state, ema, loss, ok, aux
-
-        self._updates[n] = jax.jit(update)
-        return self._updates[n]
-
     def train_batch(self, x, y) -> StepInfo:
         fit = self.cfg.fit
         x, y = jnp.asarray(np.asarray(x), jnp.int32), jnp.asarray(np.asarray(y), jnp.int32)
@@ -222,7 +229,7 @@ class Trainer:
         carry, losses, kls = None, [], []
         for i, seg in enumerate(segments):
             self.key, sub = jax.random.split(self.key)
-            update = self._update_fn(seg[0], seg, first=i == 0)
+            update = update_program(self.mod, self.net, self.cfg, self.priors, seg, first=i == 0)
             dummy = carry if carry is not None else (jnp.zeros(()), jnp.zeros(()))
             params, opt_state, ema, loss, ok, (terms, halt, value, exact) = update(
                 self.params, self.opt_state, self.ema, sub, x, y, dummy

@@ -116,17 +116,23 @@ def trained():
     trainer = svi_numpyro.Trainer(gram_numpyro, net, cfg, cfg.priors)
     rng = np.random.default_rng(0)
     losses, compiles = [], []
+    before = svi_numpyro.TRACES[0]
     for _ in range(25):
         idx = rng.choice(len(data.train), cfg.fit.batch_size, replace=False)
         losses.append(trainer.train_batch(data.train.x[idx], data.train.y[idx]).loss)
-        compiles.append(trainer.compiles)
+        compiles.append(svi_numpyro.TRACES[0] - before)
     return cfg, data, net, trainer, losses, compiles
 
 
 def test_a_short_numpyro_fit_lowers_the_loss_without_recompiling(trained):
     *_, losses, compiles = trained
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 1.0
-    assert compiles[0] == compiles[-1] == 2  # one program per supervision step, compiled on batch 1
+    assert compiles[0] == compiles[-1] <= 2  # one program per supervision step, compiled on batch 1 at most
+    cfg, data, net, trainer, *_ = trained
+    again = svi_numpyro.Trainer(gram_numpyro, net, cfg, cfg.priors)  # e.g. a resumed run
+    before = svi_numpyro.TRACES[0]
+    again.train_batch(data.train.x[: cfg.fit.batch_size], data.train.y[: cfg.fit.batch_size])
+    assert svi_numpyro.TRACES[0] == before  # the compiled programs are reused
 
 
 def test_numpyro_sampling_shapes_and_reproducibility(trained):
