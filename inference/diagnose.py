@@ -85,19 +85,14 @@ def diagnose(
     out.mkdir(parents=True, exist_ok=True)
     idata.to_netcdf(str(out / "trajectories.nc"))
 
-    metrics = sample_metrics(task, x, y, prior.board[:, :, -1], counts)
-    metrics["valid_by_depth"] = [
-        float(task.is_valid(x[None], prior.board[:, :, s]).mean()) for s in range(1, depth + 1)
-    ]
+    metrics = _metrics(task, x, y, counts, prior.board)
     curves = {f"{cfg.fit.variant} ({Path(folder).name})": metrics}
     if baseline is not None:
         base = load_run(baseline, as_backend="pyro")
         if base.config.task != cfg.task:
             raise RunError(f"{baseline}: trained on another task than {folder}")
         b = collect(base.mod, base.net, base.config, task, x, y, num_samples, depth, "prior", seed=seed + 1)
-        m = sample_metrics(task, x, y, b.board[:, :, -1], counts)
-        m["valid_by_depth"] = [float(task.is_valid(x[None], b.board[:, :, s]).mean()) for s in range(1, depth + 1)]
-        curves[f"{base.config.fit.variant} ({Path(baseline).name})"] = m
+        curves[f"{base.config.fit.variant} ({Path(baseline).name})"] = _metrics(task, x, y, counts, b.board)
 
     deterministic = bool(np.ptp(guide.log_weight, axis=0).max() < 1e-9)
     ps = None if deterministic or cfg.fit.variant == "mean_only" else psis(guide.log_weight)
@@ -117,6 +112,13 @@ def diagnose(
     summary = _summary(idata, guide, prior, untrained, ps, metrics, counts, figs, folder, num_samples, depth)
     (out / "summary.md").write_text(summary)
     return {"metrics": metrics, "khat": None if ps is None else ps.khat.tolist(), "files": sorted(figs)}
+
+
+def _metrics(task, x, y, counts, board) -> dict:
+    """Paper metrics of the final boards (N, B, S+1, L_y), and single-sample validity per step."""
+    metrics = sample_metrics(task, x, y, board[:, :, -1], counts)
+    metrics["valid_by_depth"] = [float(task.is_valid(x[None], board[:, :, s]).mean()) for s in range(1, board.shape[2])]
+    return metrics
 
 
 def _shape(task):

@@ -19,47 +19,51 @@ class Rollout(NamedTuple):
     per_step: np.ndarray  # (S, N, B, L_y) boards after each supervision step (S steps run)
 
 
-@torch.no_grad()
-def rollout(mod, net, cfg, x: torch.Tensor, num_samples: int, depth: int, halt: bool = False) -> Rollout:
+def rollout(mod, net, cfg, x, num_samples: int, depth: int, halt: bool = False) -> Rollout:
     """Run N trajectories from the prior for each puzzle x (B, L_x), one supervision step at a
     time. With `halt`, a trajectory stops at the first step whose halt head says σ(q) > 0.5 (the
     paper's simplified rule); otherwise every trajectory runs `depth` steps. NumPyro runs
-    (cfg.backend) roll out in JAX, seeded from torch's current seed."""
+    (cfg.backend) step in JAX, seeded from torch's current seed."""
+    x = np.asarray(x)
+    B, rows = x.shape[0], num_samples * x.shape[0]
     if cfg.backend == "numpyro":
-        from inference.svi_numpyro import rollout as jax_rollout
+        from inference.svi_numpyro import prior_steps
 
-        return jax_rollout(mod, net, cfg, np.asarray(x), num_samples, depth, halt, seed=torch.initial_seed())
-    B, device = x.shape[0], net.z0.device
-    xs = x.to(device).repeat(num_samples, 1)  # (N*B, L_x): all trajectories as one batch
-    kw = dict(net=net, cfg=cfg, priors=cfg.priors, truncate=False, observe="last")
-    carry, memo = None, {}
-    boards = torch.zeros(num_samples * B, net.y_len, dtype=torch.long, device=device)  # (N*B, L_y)
-    steps = torch.full((num_samples * B,), depth, dtype=torch.long, device=device)
-    value = torch.zeros(num_samples * B, device=device)
-    running = torch.ones(num_samples * B, dtype=torch.bool, device=device)
+        steps_iter = prior_steps(mod, net, cfg, x, num_samples, seed=torch.initial_seed())
+    else:
+        steps_iter = _torch_prior_steps(mod, net, cfg, x, num_samples)
+    boards = np.zeros((rows, net.y_len), np.int64)  # (N*B, L_y)
+    steps = np.full(rows, depth)
+    value = np.zeros(rows, np.float32)
+    running = np.ones(rows, bool)
     per_step = []
-    for n in range(depth):
-        carry = mod.model(xs, None, carry=carry, steps=range(n, n + 1), memo=memo, **kw)
-        memo = {"e_x": memo["e_x"]}  # keep the input embedding, drop this step's transitions
-        h = carry[0]
-        per_step.append(net.decode(h).argmax(-1).view(num_samples, B, -1))  # (N, B, L_y)
-        stop = running & (torch.sigmoid(net.halt(h)) > 0.5) if halt else torch.zeros_like(running)
+    for n, (board, halt_logit, v) in zip(range(depth), steps_iter, strict=False):
+        per_step.append(board.reshape(num_samples, B, -1))  # (N, B, L_y)
+        stop = running & (halt_logit > 0) if halt else np.zeros_like(running)  # σ(q) > 0.5
         if n == depth - 1:
-            stop = running
-        boards[stop] = net.decode(h[stop]).argmax(-1)
-        value[stop] = net.value(h[stop])
-        steps[stop] = n + 1
+            stop = running.copy()
+        boards[stop], value[stop], steps[stop] = board[stop], v[stop], n + 1
         running &= ~stop
         if not running.any():
             break
     shape = (num_samples, B)
-    per_step = torch.stack(per_step).cpu().numpy()
-    return Rollout(
-        boards.view(*shape, -1).cpu().numpy(),
-        steps.view(shape).cpu().numpy(),
-        value.view(shape).cpu().numpy(),
-        per_step,
-    )
+    return Rollout(boards.reshape(*shape, -1), steps.reshape(shape), value.reshape(shape), np.stack(per_step))
+
+
+def _torch_prior_steps(mod, net, cfg, x: np.ndarray, num_samples: int):
+    """Prior rollouts with the Pyro model, one supervision step per iteration: argmax boards,
+    halt logits and LPRM values of all N·B trajectories (numpy), for as long as asked."""
+    xs = torch.as_tensor(x.astype(np.int64), device=net.z0.device).repeat(num_samples, 1)  # (N*B, L_x)
+    kw = dict(net=net, cfg=cfg, priors=cfg.priors, truncate=False, observe="last")
+    carry, memo, n = None, {}, 0
+    while True:
+        with torch.no_grad():
+            carry = mod.model(xs, None, carry=carry, steps=range(n, n + 1), memo=memo, **kw)
+            memo = {"e_x": memo["e_x"]}  # keep the input embedding, drop this step's transitions
+            h = carry[0]  # (N*B, L, D)
+            out = net.decode(h).argmax(-1), net.halt(h), net.value(h)  # (N*B, L_y), (N*B,), (N*B,)
+        yield tuple(t.cpu().numpy() for t in out)
+        n += 1
 
 
 def select(task: Task, boards: np.ndarray, value: np.ndarray, how: str) -> np.ndarray | None:

@@ -303,32 +303,14 @@ def _prior_step(params, key, xs, carry, *, mod, net, cfg):
     return (h, l), jnp.argmax(apply(h, method="decode"), -1), apply(h, method="halt"), apply(h, method="value")
 
 
-def rollout(mod, bound: Bound, cfg: GramConfig, x, num_samples: int, depth: int, halt: bool = False, seed: int = 0):
-    """inference.sampling.rollout for the NumPyro backend (one compiled step, reused at every
-    depth; the step index does not enter prior rollouts)."""
-    from inference.sampling import Rollout
-
-    x = np.asarray(x)
-    B = x.shape[0]
-    xs = jnp.asarray(np.tile(x, (num_samples, 1)), jnp.int32)  # (N*B, L_x)
-    apply = functools.partial(bound.net.apply, {"params": bound.params})
-    carry = apply(xs.shape[0], method="initial_state")
-    boards = np.zeros((num_samples * B, bound.y_len), np.int64)
-    steps = np.full(num_samples * B, depth)
-    value = np.zeros(num_samples * B, np.float32)
-    running = np.ones(num_samples * B, bool)
-    per_step, key = [], jax.random.key(seed)
-    for n in range(depth):
+def prior_steps(mod, bound: Bound, cfg: GramConfig, x, num_samples: int, seed: int = 0):
+    """Prior rollouts in JAX, one supervision step per iteration (one compiled step, reused at
+    every depth: the step index does not enter prior rollouts): argmax boards, halt logits and
+    LPRM values of all N·B trajectories as numpy, for inference.sampling.rollout."""
+    xs = jnp.asarray(np.tile(np.asarray(x), (num_samples, 1)), jnp.int32)  # (N*B, L_x)
+    carry = bound.net.apply({"params": bound.params}, xs.shape[0], method="initial_state")
+    key = jax.random.key(seed)
+    while True:
         key, sub = jax.random.split(key)
-        carry, b, q, v = _prior_step(bound.params, sub, xs, carry, mod=mod, net=bound.net, cfg=cfg)
-        b, q, v = np.asarray(b), np.asarray(q), np.asarray(v)
-        per_step.append(b.reshape(num_samples, B, -1))
-        stop = running & (1 / (1 + np.exp(-q)) > 0.5) if halt else np.zeros_like(running)
-        if n == depth - 1:
-            stop = running.copy()
-        boards[stop], value[stop], steps[stop] = b[stop], v[stop], n + 1
-        running &= ~stop
-        if not running.any():
-            break
-    shape = (num_samples, B)
-    return Rollout(boards.reshape(*shape, -1), steps.reshape(shape), value.reshape(shape), np.stack(per_step))
+        carry, board, halt, value = _prior_step(bound.params, sub, xs, carry, mod=mod, net=bound.net, cfg=cfg)
+        yield np.asarray(board), np.asarray(halt), np.asarray(value)
