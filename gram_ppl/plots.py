@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from gram_ppl.tasks import Task
+from gram_ppl.tasks.coloring import COLOR0, COLORS, EDGE
 
 INVALID = "#c0392b"
 PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#8172b3", "#937860")
@@ -84,13 +85,13 @@ def _draw_graph(ax, task, x, y):
     n = task.size
     angle = 2 * np.pi * np.arange(n) / n
     pos = np.stack([np.cos(angle), np.sin(angle)], 1)  # (n, 2)
-    colors = np.asarray(y).astype(int) - 3  # colour index 0..2 (tokens 3..5; others: not a colour)
+    colors = np.asarray(y).astype(int) - COLOR0  # colour index 0..COLORS-1 (others: not a colour)
     for (u, v), tok in zip(task.pairs, np.asarray(x), strict=True):
-        if tok == 2:  # an edge
+        if tok == EDGE:
             clash = colors[u] == colors[v]
             ax.plot(*pos[[u, v]].T, color=INVALID if clash else "0.6", lw=2 if clash else 0.8, zorder=1)
     for i in range(n):
-        face = PALETTE[colors[i]] if 0 <= colors[i] < 3 else "white"
+        face = PALETTE[colors[i]] if 0 <= colors[i] < COLORS else "white"
         ax.scatter(*pos[i], s=140, color=face, edgecolors="black", zorder=2)
         ax.text(*pos[i], str(i), ha="center", va="center", fontsize=6, zorder=3)
     ax.set_xlim(-1.3, 1.3)

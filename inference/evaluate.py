@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
-import torch
 
 from gram_ppl.tasks import Split, Task
-from inference.svi_pyro import sample
 
 
 def sample_metrics(
@@ -61,14 +59,12 @@ def _tv_to_uniform(valid_keys: list[bytes], num_solutions: int) -> float | None:
     return 0.5 * (np.abs(counts - 1 / num_solutions).sum() + unseen / num_solutions)
 
 
-def validity_report(mod, net, cfg, task: Task, test: Split, puzzles: int = 128) -> dict[str, float]:
-    """Validity of one prior sample and one guide sample for each of the first `puzzles`."""
-    device = net.z0.device
-    x = torch.as_tensor(test.x[:puzzles].astype(np.int64), device=device)
-    y = torch.as_tensor(test.y[:puzzles].astype(np.int64), device=device)
-    prior = sample(mod, net, cfg, cfg.priors, x)[0].cpu().numpy()  # (B, L_y)
-    report = {"prior_valid": float(task.is_valid(test.x[:puzzles], prior).mean())}
-    if cfg.fit.variant != "deterministic":
-        guided = sample(mod, net, cfg, cfg.priors, x, y)[0].cpu().numpy()
-        report["guide_valid"] = float(task.is_valid(test.x[:puzzles], guided).mean())
+def validity_report(task: Task, test: Split, puzzles: int, draw, guided: bool) -> dict[str, float]:
+    """Validity of one prior sample and (when `guided`) one guide sample for each of the first
+    `puzzles` held out; `draw(x, y)` returns one board per puzzle (B, L_y) as numpy, from the
+    prior when y is None and through the guide otherwise (each backend's trainer supplies it)."""
+    x, y = test.x[:puzzles], test.y[:puzzles]
+    report = {"prior_valid": float(task.is_valid(x, draw(x, None)).mean())}
+    if guided:
+        report["guide_valid"] = float(task.is_valid(x, draw(x, y)).mean())
     return report

@@ -284,16 +284,21 @@ def load_run(folder: str | Path, mod=None, as_backend: str | None = None) -> Loa
     """Config, sampling network, data and model module of a finished or checkpointed run; with
     `as_backend` the weights are converted to that backend's networks in memory (the forward
     passes agree to float32 rounding, tests/test_flax_nets.py)."""
-    folder = Path(folder)
     cfg = load_config(folder)
-    mod = mod if mod is not None and as_backend in (None, cfg.backend) else default_model(cfg)
+    loop = _load_loop(folder, mod if mod is not None and as_backend in (None, cfg.backend) else None)
+    run = LoadedRun(loop.cfg, loop.trainer.sampling_net(), loop.data, loop.trainer.mod)
+    return run if as_backend in (None, cfg.backend) else convert_loaded(run, as_backend)
+
+
+def _load_loop(folder: str | Path, mod=None) -> TrainLoop:
+    """A run's training loop (trainer, data order, history) restored from its checkpoint."""
+    cfg = load_config(folder)
+    mod = mod or default_model(cfg)
     setup_torch(cfg.fit.threads)
     data = build_dataset(cfg.task)
-    trainer = make_trainer(mod, cfg, data.task)
-    loop = TrainLoop(trainer, data, cfg)
-    loop.load(folder)
-    run = LoadedRun(cfg, trainer.sampling_net(), data, mod)
-    return run if as_backend in (None, cfg.backend) else convert_loaded(run, as_backend)
+    loop = TrainLoop(make_trainer(mod, cfg, data.task), data, cfg)
+    loop.load(Path(folder))
+    return loop
 
 
 def convert_loaded(run: LoadedRun, backend: str) -> LoadedRun:
@@ -318,9 +323,10 @@ def convert_run(folder: str | Path, out: str | Path, backend: str, force: bool =
     """A new run folder holding `folder`'s run for `backend`: config (backend changed), that
     backend's model file, history, and a checkpoint with the converted sampling weights and a
     fresh optimiser (training can go on with --resume, from the converted weights)."""
-    run = load_run(folder)
-    if run.config.backend == backend:
+    source = _load_loop(folder)
+    if source.cfg.backend == backend:
         raise RunError(f"{folder} is already a {backend} run")
+    run = LoadedRun(source.cfg, source.trainer.sampling_net(), source.data, source.trainer.mod)
     converted = convert_loaded(run, backend)
     out = Path(out)
     create_run(out, converted.config, converted.mod, force)
@@ -334,8 +340,6 @@ def convert_run(folder: str | Path, out: str | Path, backend: str, force: bool =
         if trainer.ema is not None:
             trainer.ema.load_state_dict(converted.net.state_dict())
     loop = TrainLoop(trainer, run.data, converted.config)
-    source = TrainLoop(make_trainer(run.mod, run.config, run.data.task), run.data, run.config)
-    source.load(Path(folder))
     loop.rng, loop.perm, loop.cursor = source.rng, source.perm, source.cursor
     loop.step, loop.elapsed, loop.history = source.step, source.elapsed, source.history
     loop.save(out)

@@ -214,13 +214,14 @@ class Trainer:
 
     def validity(self, task, test, puzzles: int, seed: int) -> dict[str, float]:
         """Validity of one prior and one guide sample for each of the first `puzzles` held out."""
-        x, y = test.x[:puzzles], test.y[:puzzles]
+        from inference.evaluate import validity_report
+
         bound = self.sampling_net()
-        report = {"prior_valid": float(task.is_valid(x, sample(self.mod, bound, self.cfg, x, seed=seed)[0]).mean())}
-        if self.cfg.fit.variant != "deterministic":
-            guided = sample(self.mod, bound, self.cfg, x, y, seed=seed + 1)[0]
-            report["guide_valid"] = float(task.is_valid(x, guided).mean())
-        return report
+
+        def draw(x, y):
+            return sample(self.mod, bound, self.cfg, x, y, seed=seed if y is None else seed + 1)[0]  # (B, L_y)
+
+        return validity_report(task, test, puzzles, draw, guided=self.cfg.fit.variant != "deterministic")
 
     def train_batch(self, x, y) -> StepInfo:
         fit = self.cfg.fit

@@ -165,9 +165,15 @@ class Trainer:
         (the training RNG untouched: forked)."""
         from inference.evaluate import validity_report
 
+        net, device = self.sampling_net(), self.net.z0.device
+
+        def draw(x, y):
+            x, y = (None if a is None else torch.as_tensor(a.astype(np.int64), device=device) for a in (x, y))
+            return sample(self.mod, net, self.cfg, self.cfg.priors, x, y)[0].cpu().numpy()  # (B, L_y)
+
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return validity_report(self.mod, self.sampling_net(), self.cfg, task, test, puzzles)
+            return validity_report(task, test, puzzles, draw, guided=self.cfg.fit.variant != "deterministic")
 
     def _update(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):
