@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -101,13 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, help="training seed (the data seed is --set task.seed=S)")
     budget = f.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=_positive_int, help="train until this many batches in all (default 100)")
-    budget.add_argument("--minutes", type=float, help="train until this many minutes of training in all")
+    budget.add_argument("--minutes", type=_finite_positive, help="train until this many minutes of training in all")
+    budget.add_argument("--cpu-minutes", type=_finite_positive,
+                        help="train until this process has used this many CPU minutes in all (load-independent)")  # fmt: skip
     f.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="any config field, e.g. fit.beta=0.5 or net.dim=128 (repeatable)")  # fmt: skip
     f.add_argument("--resume", action="store_true", help="continue the run in --out")
     f.add_argument("--force", action="store_true", help="overwrite --out, or resume despite changes")
-    f.add_argument("--eval-minutes", type=float, default=2.0, help="prior-sample validity every M minutes")
-    f.add_argument("--checkpoint-minutes", type=float, default=2.0)
+    f.add_argument("--eval-minutes", type=_finite_positive, default=2.0, help="prior-sample validity every M minutes")
+    f.add_argument("--checkpoint-minutes", type=_finite_positive, default=2.0)
     f.add_argument("--quiet", action="store_true", help="no progress bar")
     f.set_defaults(func=cmd_fit)
 
@@ -116,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--num-samples", type=_positive_int, default=20)
     ev.add_argument("--depth", type=_positive_int, help="supervision steps (default: the training N_sup)")
     ev.add_argument("--puzzles", type=_positive_int, help="at most this many held-out puzzles")
+    ev.add_argument("--temperature", type=_temperature, default=1.0,
+                   help="scale the prior's σ: < 1 precision, > 1 diversity, 0 the prior mean (default 1)")  # fmt: skip
+    ev.add_argument("--out", type=Path, help="also write the metrics to this JSON file")
     ev.set_defaults(func=cmd_evaluate)
 
     sp = sub.add_parser("sample", help="N prior trajectories per puzzle from a trained run, as JSON lines")
@@ -125,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--depth", type=_positive_int, help="supervision steps (default: the training N_sup)")
     sp.add_argument("--halt", action="store_true", help="stop each trajectory when its halt head says so")
     sp.add_argument("--select", choices=("none", "vote", "lprm"), default="vote")
+    sp.add_argument("--temperature", type=_temperature, default=1.0,
+                   help="scale the prior's σ: < 1 precision, > 1 diversity, 0 the prior mean (default 1)")  # fmt: skip
     sp.add_argument("--skip-invalid", action="store_true", help="sample the valid lines, report the rest")
     sp.add_argument("--out", type=Path, required=True, help="JSON lines output ('-' for stdout)")
     sp.set_defaults(func=cmd_sample)
@@ -133,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("run", type=Path)
     g.add_argument("--num", type=_positive_int, required=True)
     g.add_argument("--depth", type=_positive_int)
+    g.add_argument("--temperature", type=_temperature, default=1.0,
+                   help="scale the prior's σ: < 1 precision, > 1 diversity, 0 the prior mean (default 1)")  # fmt: skip
     g.add_argument("--out", type=Path, required=True, help="output file ('-' for stdout)")
     g.set_defaults(func=cmd_generate)
 
@@ -140,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("runs", type=Path, nargs="+")
     c.add_argument("--num-samples", type=_positive_int, default=20)
     c.add_argument("--puzzles", type=_positive_int, help="at most this many held-out puzzles")
+    c.add_argument("--temperature", type=_temperature, default=1.0,
+                   help="scale the prior's σ: < 1 precision, > 1 diversity, 0 the prior mean (default 1)")  # fmt: skip
     c.set_defaults(func=cmd_compare)
 
     dg = sub.add_parser("diagnose", help="ArviZ export, PSIS k̂, plots and summary.md for a trained run")
@@ -186,6 +198,26 @@ def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return int(text)
+
+
+def _temperature(text: str) -> float:
+    try:
+        tau = float(text)
+    except ValueError:
+        tau = float("nan")
+    if not (math.isfinite(tau) and tau >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return tau
+
+
+def _finite_positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return v
 
 
 def cmd_data_build(args) -> int:
@@ -282,7 +314,8 @@ def cmd_fit(args) -> int:
     cfg = fit_config(args)
     try:
         result = fit(
-            cfg, args.out, steps=args.steps, minutes=args.minutes, resume=args.resume, force=args.force,
+            cfg, args.out, steps=args.steps, minutes=args.minutes, cpu_minutes=args.cpu_minutes,
+            resume=args.resume, force=args.force,
             progress=not args.quiet, eval_every_s=60 * args.eval_minutes,
             checkpoint_every_s=60 * args.checkpoint_minutes, log=_log_line,
         )  # fmt: skip
@@ -306,10 +339,14 @@ def cmd_evaluate(args) -> int:
     from inference.run import RunError, evaluate_run
 
     try:
-        metrics = evaluate_run(args.run, num_samples=args.num_samples, depth=args.depth, puzzles=args.puzzles)
+        metrics = evaluate_run(
+            args.run, num_samples=args.num_samples, depth=args.depth, puzzles=args.puzzles, temperature=args.temperature
+        )
     except RunError as e:
         raise ConfigError(str(e)) from None
     print(json.dumps(metrics, indent=1))
+    if args.out is not None:
+        _write_lines(args.out, [json.dumps(metrics, indent=1)])
     return 0
 
 
@@ -353,7 +390,7 @@ def cmd_sample(args) -> int:
     except RunError as e:
         raise ConfigError(str(e)) from None
     puzzles = [x for x, _ in _solvable_puzzles(run.data.task, args.puzzles, args.skip_invalid, 1, "sampled")]
-    rows = sample_puzzles(run, puzzles, args.num_samples, args.depth, args.halt, args.select)
+    rows = sample_puzzles(run, puzzles, args.num_samples, args.depth, args.halt, args.select, args.temperature)
     _write_lines(args.out, [json.dumps(row) for row in rows])
     flags = [v for row in rows for v in row["valid"]]
     share = sum(flags) / len(flags) if flags else float("nan")
@@ -369,7 +406,7 @@ def cmd_generate(args) -> int:
         run = load_run(args.run)
     except RunError as e:
         raise ConfigError(str(e)) from None
-    lines, valid, distinct = generate(run, args.num, args.depth)
+    lines, valid, distinct = generate(run, args.num, args.depth, args.temperature)
     _write_lines(args.out, lines)
     print(f"{args.num} samples: {valid:.1%} valid, {distinct} distinct valid", file=sys.stderr)
     return 0
@@ -382,7 +419,7 @@ def cmd_compare(args) -> int:
     for run in args.runs:
         try:
             cfg = load_config(run)
-            m = evaluate_run(run, num_samples=args.num_samples, puzzles=args.puzzles)
+            m = evaluate_run(run, num_samples=args.num_samples, puzzles=args.puzzles, temperature=args.temperature)
         except RunError as e:
             raise ConfigError(str(e)) from None
         rows.append((str(run), cfg.fit.variant, m))

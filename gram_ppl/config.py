@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 
 TASK_NAMES = ("nqueens", "sudoku", "coloring")
@@ -219,6 +220,12 @@ class FitConfig:
     guide_transitions: str = "all"  # where q_φ replaces the prior: all transitions | last of each step
     guide_steps: int = 1  # q_φ acts only in the first this-many supervision steps (prior after); 0: all (paper)
     free_bits: float = 0.0  # nats per puzzle below which the KL of a transition is not penalised
+    # KL ceiling (inference/objective.py): λ·relu(KL_step − C_i) per puzzle and supervision step, on
+    # top of β·KL: a cap on what the posterior may carry about y. λ = kl_cap_weight (0: off); C_i =
+    # kl_cap nats, or ln(n_i) + kl_cap with kl_cap_per_example (n_i: solutions of training input i).
+    kl_cap_weight: float = 0.0
+    kl_cap: float = 2.0
+    kl_cap_per_example: bool = False
     batch_size: int = 64
     augment: bool = False  # random task symmetry per training batch; see docs/recipe.md: test inputs leak
     lr: float = 1e-3  # paper: 1e-4 at batch 768
@@ -242,6 +249,15 @@ class FitConfig:
             raise ConfigError(f"guide_steps must be >= 0, got {self.guide_steps}")
         if self.beta < 0 or self.lr <= 0 or self.clip <= 0 or self.free_bits < 0:
             raise ConfigError("beta and free_bits must be >= 0; lr and clip > 0")
+        if not all(math.isfinite(v) and v >= 0 for v in (self.kl_cap_weight, self.kl_cap)) or not isinstance(
+            self.kl_cap_per_example, bool
+        ):
+            raise ConfigError(
+                f"kl_cap_weight and kl_cap must be finite and >= 0, kl_cap_per_example true or false; "
+                f"got {self.kl_cap_weight!r}, {self.kl_cap!r}, {self.kl_cap_per_example!r}"
+            )
+        if self.kl_cap_weight and self.variant == "deterministic":
+            raise ConfigError("kl_cap_weight needs noise: the deterministic variant has no KL to cap")
         if not 0 <= self.kl_balance <= 1 or not 0 <= self.ema < 1:
             raise ConfigError("kl_balance must be in [0, 1] and ema in [0, 1)")
 

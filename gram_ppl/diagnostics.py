@@ -89,10 +89,17 @@ def _principal_axes(rows: np.ndarray, k: int) -> np.ndarray:
     return axes
 
 
+# arviz 0.23 warns once a day (a date stamp in the user's cache folder) that 1.x is coming. Its
+# message starts with a newline, so the pattern allows leading whitespace (warnings matches the
+# start of the message). ArviZ skips the warning when arviz-base/-stats/-plots 0.8 are importable,
+# but arviz-plots 0.8.0 fails to import with matplotlib 3.11 (`matplotlib.style.core`), so not here.
+ARVIZ_REFACTOR_WARNING = r"\s*ArviZ is undergoing a major refactor"
+
+
 def import_arviz():
-    """arviz 0.23 warns once a day that 1.x is coming; the warning says nothing about our use."""
+    """`import arviz` without its once-a-day FutureWarning, which says nothing about our use."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="ArviZ is undergoing a major refactor", category=FutureWarning)
+        warnings.filterwarnings("ignore", message=ARVIZ_REFACTOR_WARNING, category=FutureWarning)
         import arviz
 
     return arviz

@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -81,6 +82,7 @@ def fit(
     *,
     steps: int | None = None,
     minutes: float | None = None,
+    cpu_minutes: float | None = None,
     resume: bool = False,
     force: bool = False,
     mod=None,
@@ -91,8 +93,12 @@ def fit(
     eval_puzzles: int = 128,
     log=None,
 ) -> FitResult:
-    """Train until `steps` batches (each N_sup optimiser steps) or `minutes` of training.
+    """Train until `steps` batches (each N_sup optimiser steps), `minutes` of training or
+    `cpu_minutes` of this process's CPU time (a budget machine load does not change).
     `log(str)` receives a line per evaluation (e.g. print); the progress bar is `progress`."""
+    for name, v in (("steps", steps), ("minutes", minutes), ("cpu_minutes", cpu_minutes)):
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise RunError(f"{name} must be a positive finite number, got {v!r}")
     mod = mod or default_model(cfg)
     folder = Path(out) if out is not None else None
     if resume:
@@ -109,8 +115,8 @@ def fit(
     loop = TrainLoop(trainer, data, cfg, log)
     if resume:
         loop.load(folder)
-    steps = steps if steps is not None else (None if minutes is not None else 100)
-    loop.run(folder, steps, minutes, progress, eval_every_s, checkpoint_every_s, eval_puzzles)
+    steps = steps if steps is not None else (None if minutes is not None or cpu_minutes is not None else 100)
+    loop.run(folder, steps, minutes, progress, eval_every_s, checkpoint_every_s, eval_puzzles, cpu_minutes)
     return FitResult(trainer.sampling_net(), trainer, loop.history, cfg, folder)
 
 
@@ -120,39 +126,54 @@ class TrainLoop:
     def __init__(self, trainer: Trainer, data: Dataset, cfg: GramConfig, log=None):
         self.trainer, self.data, self.cfg, self.log = trainer, data, cfg, log
         self.x, self.y = data.train.x, data.train.y  # (N, L_x), (N, L_y) uint8
+        self.n = data.train.num_solutions  # (N,) exact number of solutions of each training input
         self.rng = np.random.default_rng(cfg.fit.seed)
         self.perm, self.cursor, self.step, self.elapsed, self.history = None, 0, 0, 0.0, []
+        self.cpu = 0.0  # CPU seconds of this process spent in training (a load-independent budget)
         if len(self.x) < cfg.fit.batch_size:
             raise RunError(f"batch_size {cfg.fit.batch_size} exceeds the {len(self.x)} training examples")
 
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """x (B, L_x), y (B, L_y) as tensors and the inputs' numbers of solutions (B,)."""
         B = self.cfg.fit.batch_size
         if self.perm is None or self.cursor + B > len(self.perm):  # new epoch; the ragged tail is dropped
             self.perm, self.cursor = self.rng.permutation(len(self.x)), 0
         idx = self.perm[self.cursor : self.cursor + B]
         self.cursor += B
-        x, y = self.x[idx], self.y[idx]
+        x, y, n = self.x[idx], self.y[idx], self.n[idx]  # symmetries keep the number of solutions
         if self.cfg.fit.augment:
             x, y = self.data.task.augment(self.rng)(x, y)
         device = getattr(self.trainer.net, "z0", torch.zeros(())).device  # the torch networks' device
-        return torch.as_tensor(x.astype(np.int64), device=device), torch.as_tensor(y.astype(np.int64), device=device)
+        x, y = (torch.as_tensor(a.astype(np.int64), device=device) for a in (x, y))
+        return x, y, n
 
-    def run(self, folder, steps, minutes, progress, eval_every_s, checkpoint_every_s, eval_puzzles) -> None:
+    def run(
+        self, folder, steps, minutes, progress, eval_every_s, checkpoint_every_s, eval_puzzles, cpu_minutes=None
+    ) -> None:
+        """Train until `steps` batches, `minutes` of wall time or `cpu_minutes` of this process's
+        CPU time (whichever comes first; budgets count from the start of the run, across resumes)."""
         from tqdm import tqdm  # text bar everywhere (tqdm.auto warns in notebooks without ipywidgets)
 
         bar = tqdm(total=steps, initial=self.step, disable=not progress, desc="fit", unit="batch")
         last_eval = last_ckpt = time.monotonic()
         start, start_elapsed = time.monotonic(), self.elapsed
-        while (steps is None or self.step < steps) and (minutes is None or self.elapsed < 60 * minutes):
-            x, y = self.next_batch()
+        cpu_start, start_cpu = time.process_time(), self.cpu
+        while (
+            (steps is None or self.step < steps)
+            and (minutes is None or self.elapsed < 60 * minutes)
+            and (cpu_minutes is None or self.cpu < 60 * cpu_minutes)
+        ):
+            x, y, n = self.next_batch()
             try:
-                info = self.trainer.train_batch(x, y)
+                info = self.trainer.train_batch(x, y, n)
             except NonFiniteLoss:
                 bar.close()
                 raise
             self.step += 1
             self.elapsed = start_elapsed + time.monotonic() - start
-            self.history.append({"step": self.step, "seconds": round(self.elapsed, 3), **info._asdict()})
+            self.cpu = start_cpu + time.process_time() - cpu_start
+            record = {"step": self.step, "seconds": round(self.elapsed, 3), "cpu_seconds": round(self.cpu, 3)}
+            self.history.append({**record, **info._asdict()})
             bar.update(1)
             bar.set_postfix(loss=f"{info.loss:.3f}", ce=f"{info.ce:.3f}", kl=f"{sum(info.kl):.3f}")
             now = time.monotonic()
@@ -171,7 +192,8 @@ class TrainLoop:
         """Validity of one prior sample and one guide sample per held-out puzzle; the training RNG
         is untouched (forked)."""
         report = self.trainer.validity(self.data.task, self.data.test, eval_puzzles, self.cfg.fit.seed + 1)
-        record = {"step": self.step, "seconds": round(self.elapsed, 3), "eval": report}
+        record = {"step": self.step, "seconds": round(self.elapsed, 3), "cpu_seconds": round(self.cpu, 3)}
+        record["eval"] = report
         self.history.append(record)
         if self.log is not None:
             self.log(f"step {self.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in report.items()))
@@ -186,6 +208,7 @@ class TrainLoop:
             "cursor": self.cursor,
             "step": self.step,
             "elapsed": self.elapsed,
+            "cpu_seconds": self.cpu,
         }
 
     def save(self, folder: Path) -> None:
@@ -214,6 +237,7 @@ class TrainLoop:
         self.rng.bit_generator.state = json.loads(s["data_rng"])
         self.perm = s["perm"].numpy() if s["perm"] is not None else None
         self.cursor, self.step, self.elapsed, self.history = s["cursor"], s["step"], s["elapsed"], history
+        self.cpu = float(s.get("cpu_seconds", 0.0))  # checkpoints before the CPU budget lack it
 
 
 def create_run(folder: Path, cfg: GramConfig, mod, force: bool) -> None:
@@ -346,9 +370,13 @@ def convert_run(folder: str | Path, out: str | Path, backend: str, force: bool =
     return out
 
 
-def evaluate_run(folder, num_samples: int = 20, depth: int | None = None, puzzles: int | None = None) -> dict:
+def evaluate_run(
+    folder, num_samples: int = 20, depth: int | None = None, puzzles: int | None = None, temperature: float = 1.0
+) -> dict:
     """Prior samples for the run's held-out puzzles, scored against exact ground truth
-    (inference.evaluate.sample_metrics), plus single-sample validity after each step."""
+    (inference.evaluate.sample_metrics), plus single-sample validity after each step and the
+    metrics split by the inputs' numbers of solutions (1, 2-3, 4+). `temperature` scales the
+    prior's σ (inference/tempering.py)."""
     from inference.evaluate import sample_metrics
     from inference.sampling import rollout
 
@@ -357,7 +385,17 @@ def evaluate_run(folder, num_samples: int = 20, depth: int | None = None, puzzle
     x, depth = test.x[:puzzles], depth or cfg.fit.n_sup
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.fit.seed + 2)
-        r = rollout(mod, net, cfg, torch.as_tensor(x.astype(np.int64)), num_samples, depth)  # moved to net's device
-    metrics = sample_metrics(task, x, test.y[:puzzles], r.boards, test.num_solutions[:puzzles])
+        r = rollout(mod, net, cfg, torch.as_tensor(x.astype(np.int64)), num_samples, depth, temperature=temperature)
+    n_sol = test.num_solutions[:puzzles]
+    metrics = sample_metrics(task, x, test.y[:puzzles], r.boards, n_sol)
     by_depth = [round(float(task.is_valid(x[None], b).mean()), 6) for b in r.per_step]
-    return {"puzzles": len(x), "num_samples": num_samples, "depth": depth, **metrics, "valid_by_depth": by_depth}
+    by_count = {}
+    for name, lo, hi in (("1", 1, 1), ("2-3", 2, 3), ("4+", 4, None)):
+        sel = (n_sol >= lo) & ((n_sol <= hi) if hi is not None else True)
+        if sel.any() and len(np.unique(n_sol)) > 1:
+            m = sample_metrics(task, x[sel], test.y[:puzzles][sel], r.boards[:, sel], n_sol[sel])
+            by_count[name] = {"puzzles": int(sel.sum()), "valid": m["valid"], "coverage": m["coverage"]}
+    return {
+        "puzzles": len(x), "num_samples": num_samples, "depth": depth, "temperature": temperature, **metrics,
+        "valid_by_depth": by_depth, "by_num_solutions": by_count,
+    }  # fmt: skip

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from gram_ppl.tasks import Task
+from inference.tempering import pyro_temper
 
 
 class Rollout(NamedTuple):
@@ -19,19 +20,20 @@ class Rollout(NamedTuple):
     per_step: np.ndarray  # (S, N, B, L_y) boards after each supervision step (S steps run)
 
 
-def rollout(mod, net, cfg, x, num_samples: int, depth: int, halt: bool = False) -> Rollout:
+def rollout(mod, net, cfg, x, num_samples: int, depth: int, halt: bool = False, temperature: float = 1.0) -> Rollout:
     """Run N trajectories from the prior for each puzzle x (B, L_x), one supervision step at a
     time. With `halt`, a trajectory stops at the first step whose halt head says σ(q) > 0.5 (the
-    paper's simplified rule); otherwise every trajectory runs `depth` steps. NumPyro runs
-    (cfg.backend) step in JAX, seeded from torch's current seed."""
+    paper's simplified rule); otherwise every trajectory runs `depth` steps. `temperature` scales
+    the prior's σ (inference/tempering.py). NumPyro runs (cfg.backend) step in JAX, seeded from
+    torch's current seed."""
     x = np.asarray(x)
     B, rows = x.shape[0], num_samples * x.shape[0]
     if cfg.backend == "numpyro":
         from inference.svi_numpyro import prior_steps
 
-        steps_iter = prior_steps(mod, net, cfg, x, num_samples, seed=torch.initial_seed())
+        steps_iter = prior_steps(mod, net, cfg, x, num_samples, seed=torch.initial_seed(), temperature=temperature)
     else:
-        steps_iter = _torch_prior_steps(mod, net, cfg, x, num_samples)
+        steps_iter = _torch_prior_steps(mod, net, cfg, x, num_samples, temperature)
     boards = np.zeros((rows, net.y_len), np.int64)  # (N*B, L_y)
     steps = np.full(rows, depth)
     value = np.zeros(rows, np.float32)
@@ -50,14 +52,14 @@ def rollout(mod, net, cfg, x, num_samples: int, depth: int, halt: bool = False) 
     return Rollout(boards.reshape(*shape, -1), steps.reshape(shape), value.reshape(shape), np.stack(per_step))
 
 
-def _torch_prior_steps(mod, net, cfg, x: np.ndarray, num_samples: int):
+def _torch_prior_steps(mod, net, cfg, x: np.ndarray, num_samples: int, temperature: float = 1.0):
     """Prior rollouts with the Pyro model, one supervision step per iteration: argmax boards,
     halt logits and LPRM values of all N·B trajectories (numpy), for as long as asked."""
     xs = torch.as_tensor(x.astype(np.int64), device=net.z0.device).repeat(num_samples, 1)  # (N*B, L_x)
     kw = dict(net=net, cfg=cfg, priors=cfg.priors, truncate=False, observe="last")
     carry, memo, n = None, {}, 0
     while True:
-        with torch.no_grad():
+        with torch.no_grad(), pyro_temper(temperature):
             carry = mod.model(xs, None, carry=carry, steps=range(n, n + 1), memo=memo, **kw)
             memo = {"e_x": memo["e_x"]}  # keep the input embedding, drop this step's transitions
             h = carry[0]  # (N*B, L, D)
@@ -84,7 +86,7 @@ def select(task: Task, boards: np.ndarray, value: np.ndarray, how: str) -> np.nd
 
 
 def sample_puzzles(
-    run, puzzles: list[np.ndarray], num_samples: int, depth: int | None, halt: bool, how: str
+    run, puzzles: list[np.ndarray], num_samples: int, depth: int | None, halt: bool, how: str, temperature: float = 1.0
 ) -> list[dict]:
     """One JSON-ready record per puzzle (the `gram sample` format, docs/formats.md) for a loaded
     run (inference.run.load_run)."""
@@ -95,7 +97,14 @@ def sample_puzzles(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.fit.seed + 3)
         r = rollout(
-            run.mod, run.net, cfg, torch.as_tensor(x.astype(np.int64)), num_samples, depth or cfg.fit.n_sup, halt
+            run.mod,
+            run.net,
+            cfg,
+            torch.as_tensor(x.astype(np.int64)),
+            num_samples,
+            depth or cfg.fit.n_sup,
+            halt,
+            temperature,
         )
     chosen = select(task, r.boards, r.value, how)
     valid = task.is_valid(x[None], r.boards)  # (N, B)
@@ -112,19 +121,21 @@ def sample_puzzles(
     ]
 
 
-def generate(run, num: int, depth: int | None = None) -> tuple[list[str], float, int]:
+def generate(run, num: int, depth: int | None = None, temperature: float = 1.0) -> tuple[list[str], float, int]:
     """Unconditional samples from p_θ(x) (empty input): text lines, share valid, distinct valid."""
     task, cfg = run.data.task, run.config
     if cfg.backend == "numpyro":
         from inference.svi_numpyro import sample as jax_sample
 
-        boards = jax_sample(run.mod, run.net, cfg, None, num_samples=num, depth=depth, seed=cfg.fit.seed + 4)[:, 0]
+        boards = jax_sample(
+            run.mod, run.net, cfg, None, num_samples=num, depth=depth, seed=cfg.fit.seed + 4, temperature=temperature
+        )[:, 0]
     else:
         from inference.svi_pyro import sample
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.fit.seed + 4)
-            boards = sample(run.mod, run.net, cfg, cfg.priors, None, num_samples=num, depth=depth)[:, 0].cpu().numpy()
+            boards = sample(run.mod, run.net, cfg, cfg.priors, None, None, num, depth, temperature)[:, 0].cpu().numpy()
     valid = task.is_valid(np.ones(task.x_len, dtype=np.uint8), boards)  # (num,) against the empty input
     distinct = len({b.tobytes() for b in boards[valid]})
     return [task.format_solution(b) for b in boards], float(valid.mean()), distinct

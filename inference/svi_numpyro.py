@@ -29,7 +29,9 @@ from numpyro.distributions.kl import kl_divergence
 
 from gram_ppl.config import GramConfig, PriorConfig
 from gram_ppl.networks import flax_nets
+from inference.objective import kl_ceiling
 from inference.svi_pyro import NonFiniteLoss, StepInfo
+from inference.tempering import check_temperature, numpyro_temper
 
 PARAMS = "gram$params"
 
@@ -43,7 +45,10 @@ class Terms(NamedTuple):
     logits: jax.Array  # (B, L_y, V_y) at the last step
 
 
-def trajectory_loss(params, key, mod, net, cfg: GramConfig, priors: PriorConfig, x, y, carry, steps, truncate) -> Terms:
+def trajectory_loss(
+    params, key, mod, net, cfg: GramConfig, priors: PriorConfig, x, y, carry, steps, truncate, cap=None
+) -> Terms:
+    """As svi_pyro.trajectory_loss; `cap` (B,) the KL ceiling C_i in nats (kl_cap_weight > 0)."""
     fit = cfg.fit
     observe = "every" if fit.objective == "surrogate" else "last"
     kw = dict(net=net, cfg=cfg, priors=priors, carry=carry, steps=steps, truncate=truncate, observe=observe)
@@ -72,8 +77,12 @@ def trajectory_loss(params, key, mod, net, cfg: GramConfig, priors: PriorConfig,
         kl = kl + k
         penalised = jnp.maximum(k, fit.free_bits) if fit.free_bits else k
         penalty = penalty + penalised.mean(1).sum()
+    if fit.kl_cap_weight:  # the KL ceiling: λ·relu(KL of the step − C_i) per puzzle
+        penalty_cap = fit.kl_cap_weight * jax.nn.relu(kl - cap[None]).sum(0).mean()
+    else:
+        penalty_cap = 0.0
     logits = net.apply({"params": params}, h, method="decode")
-    return Terms(nll.mean() + fit.beta * penalty, nll, kl.mean(1), h, l, logits)
+    return Terms(nll.mean() + fit.beta * penalty + penalty_cap, nll, kl.mean(1), h, l, logits)
 
 
 def balanced_kl(q, p, value, alpha: float):
@@ -161,15 +170,16 @@ def update_program(mod, net, cfg: GramConfig, priors: PriorConfig, segment: rang
 def _make_update(mod, net, cfg, priors, segment, first):
     fit, truncate, tx = cfg.fit, cfg.fit.objective == "surrogate", optimizer(cfg)
 
-    def loss_fn(params, key, x, y, carry):
-        terms = trajectory_loss(params, key, mod, net, cfg, priors, x, y, carry, segment, truncate)
+    def loss_fn(params, key, x, y, carry, cap):
+        terms = trajectory_loss(params, key, mod, net, cfg, priors, x, y, carry, segment, truncate, cap)
         halt, value, exact = head_losses(net, params, terms.h, terms.logits, y)
         loss = terms.loss + fit.halt_weight * halt + fit.value_weight * value
         return loss, (terms, halt, value, exact)
 
-    def update(params, opt_state, ema, key, x, y, carry):
+    def update(params, opt_state, ema, key, x, y, carry, cap):
         TRACES[0] += 1  # runs only while tracing
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, key, x, y, None if first else carry)
+        carry = None if first else carry
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, key, x, y, carry, cap)
         updates, opt_state = tx.update(grads, opt_state, params)
         new = optax.apply_updates(params, updates)
         if ema is not None:
@@ -223,9 +233,11 @@ class Trainer:
 
         return validity_report(task, test, puzzles, draw, guided=self.cfg.fit.variant != "deterministic")
 
-    def train_batch(self, x, y) -> StepInfo:
+    def train_batch(self, x, y, num_solutions=None) -> StepInfo:
+        """One batch: x (B, L_x), y (B, L_y); num_solutions (B,) of each input, for the KL ceiling."""
         fit = self.cfg.fit
         x, y = jnp.asarray(np.asarray(x), jnp.int32), jnp.asarray(np.asarray(y), jnp.int32)
+        cap = jnp.asarray(kl_ceiling(fit, num_solutions, x.shape[0]) if fit.kl_cap_weight else np.zeros(x.shape[0]))
         segments = [range(fit.n_sup)] if fit.objective == "elbo" else [range(n, n + 1) for n in range(fit.n_sup)]
         carry, losses, kls = None, [], []
         for i, seg in enumerate(segments):
@@ -233,7 +245,7 @@ class Trainer:
             update = update_program(self.mod, self.net, self.cfg, self.priors, seg, first=i == 0)
             dummy = carry if carry is not None else (jnp.zeros(()), jnp.zeros(()))
             params, opt_state, ema, loss, ok, (terms, halt, value, exact) = update(
-                self.params, self.opt_state, self.ema, sub, x, y, dummy
+                self.params, self.opt_state, self.ema, sub, x, y, dummy, cap
             )
             if not bool(ok):
                 raise NonFiniteLoss(f"loss is {float(loss)}; stopping before the update (last checkpoint kept)")
@@ -261,8 +273,8 @@ class Bound(NamedTuple):
         return self.net.y_len
 
 
-@functools.partial(jax.jit, static_argnames=("mod", "net", "cfg", "depth", "num_samples"))
-def _boards(params, key, x, y, *, mod, net, cfg, depth, num_samples):
+@functools.partial(jax.jit, static_argnames=("mod", "net", "cfg", "depth", "num_samples", "temperature"))
+def _boards(params, key, x, y, *, mod, net, cfg, depth, num_samples, temperature=1.0):
     xs = jnp.tile(x, (num_samples, 1))  # (N*B, L_x): the N trajectories of a puzzle as one batch
     kw = dict(net=net, cfg=cfg, priors=cfg.priors, steps=range(depth), truncate=False, observe="none")
     sub = {PARAMS: params}
@@ -272,39 +284,39 @@ def _boards(params, key, x, y, *, mod, net, cfg, depth, num_samples):
         ys = jnp.tile(y, (num_samples, 1))
         tr = handlers.trace(handlers.seed(handlers.substitute(mod.guide, data=sub), k_guide)).get_trace(xs, ys, **kw)
         model = handlers.replay(model, trace={k: v for k, v in tr.items() if v["type"] == "sample"})
-    h, _ = handlers.seed(model, k_model)(xs, None, **kw)
+    h, _ = handlers.seed(numpyro_temper(model, tau=temperature), k_model)(xs, None, **kw)
     return jnp.argmax(net.apply({"params": params}, h, method="decode"), -1)  # (N*B, L_y)
 
 
 def sample(
-    mod, bound: Bound, cfg: GramConfig, x, y=None, num_samples: int = 1, depth: int | None = None, seed: int = 0
+    mod, bound: Bound, cfg: GramConfig, x, y=None, num_samples: int = 1, depth=None, seed: int = 0, temperature=1.0
 ):
     """Decoded boards after `depth` supervision steps of N trajectories per puzzle x (B, L_x), from
     the prior, or through the guide when y (B, L_y) is given: (num_samples, B, L_y) numpy.
-    With x None the input is empty (unconditional samples, B = 1)."""
+    With x None the input is empty (unconditional samples, B = 1). `temperature` scales the prior's σ."""
     if x is None:
         x = np.ones((1, bound.x_len), np.int32)
     x = jnp.asarray(np.asarray(x), jnp.int32)
     y = None if y is None else jnp.asarray(np.asarray(y), jnp.int32)
     boards = _boards(
         bound.params, jax.random.key(seed), x, y, mod=mod, net=bound.net, cfg=cfg,
-        depth=depth or cfg.fit.n_sup, num_samples=num_samples,
+        depth=depth or cfg.fit.n_sup, num_samples=num_samples, temperature=check_temperature(temperature),
     )  # fmt: skip
     return np.asarray(boards).reshape(num_samples, x.shape[0], -1)
 
 
-@functools.partial(jax.jit, static_argnames=("mod", "net", "cfg"))
-def _prior_step(params, key, xs, carry, *, mod, net, cfg):
+@functools.partial(jax.jit, static_argnames=("mod", "net", "cfg", "temperature"))
+def _prior_step(params, key, xs, carry, *, mod, net, cfg, temperature=1.0):
     """One supervision step of prior rollouts from `carry`: the new carry, argmax boards, halt
     logits and LPRM values."""
     kw = dict(net=net, cfg=cfg, priors=cfg.priors, carry=carry, steps=range(1), truncate=False, observe="none")
-    model = handlers.seed(handlers.substitute(mod.model, data={PARAMS: params}), key)
+    model = handlers.seed(numpyro_temper(handlers.substitute(mod.model, data={PARAMS: params}), tau=temperature), key)
     h, l = model(xs, None, **kw)
     apply = functools.partial(net.apply, {"params": params})
     return (h, l), jnp.argmax(apply(h, method="decode"), -1), apply(h, method="halt"), apply(h, method="value")
 
 
-def prior_steps(mod, bound: Bound, cfg: GramConfig, x, num_samples: int, seed: int = 0):
+def prior_steps(mod, bound: Bound, cfg: GramConfig, x, num_samples: int, seed: int = 0, temperature: float = 1.0):
     """Prior rollouts in JAX, one supervision step per iteration (one compiled step, reused at
     every depth: the step index does not enter prior rollouts): argmax boards, halt logits and
     LPRM values of all N·B trajectories as numpy, for inference.sampling.rollout."""
@@ -313,5 +325,7 @@ def prior_steps(mod, bound: Bound, cfg: GramConfig, x, num_samples: int, seed: i
     key = jax.random.key(seed)
     while True:
         key, sub = jax.random.split(key)
-        carry, board, halt, value = _prior_step(bound.params, sub, xs, carry, mod=mod, net=bound.net, cfg=cfg)
+        carry, board, halt, value = _prior_step(
+            bound.params, sub, xs, carry, mod=mod, net=bound.net, cfg=cfg, temperature=check_temperature(temperature)
+        )
         yield np.asarray(board), np.asarray(halt), np.asarray(value)

@@ -34,6 +34,8 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 from gram_ppl.config import GramConfig, PriorConfig
+from inference.objective import kl_ceiling
+from inference.tempering import pyro_temper
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -58,8 +60,11 @@ class StepInfo(NamedTuple):
     exact: float  # share of puzzles decoded exactly right after the last step (through the guide)
 
 
-def trajectory_loss(mod, net, cfg: GramConfig, priors: PriorConfig, x, y, carry, steps, truncate) -> LossTerms:
-    """Trace the guide, replay the model on its noise, and assemble the loss terms."""
+def trajectory_loss(
+    mod, net, cfg: GramConfig, priors: PriorConfig, x, y, carry, steps, truncate, cap=None
+) -> LossTerms:
+    """Trace the guide, replay the model on its noise, and assemble the loss terms; `cap` (B,)
+    the KL ceiling C_i of each puzzle in nats (inference/objective.py), used when kl_cap_weight > 0."""
     fit = cfg.fit
     observe = "every" if fit.objective == "surrogate" else "last"
     kw = dict(net=net, cfg=cfg, priors=priors, carry=carry, steps=steps, truncate=truncate, observe=observe)
@@ -83,8 +88,13 @@ def trajectory_loss(mod, net, cfg: GramConfig, priors: PriorConfig, x, y, carry,
         kl[int(name.split("_")[1])] += k
         penalised = torch.clamp(k, min=fit.free_bits) if fit.free_bits else k  # free bits, per transition
         penalty = penalty + penalised.mean()
+    if fit.kl_cap_weight:  # the KL ceiling: λ·relu(KL of the step − C_i) per puzzle
+        over = sum(torch.relu(k - cap) for k in kl.values())  # (B,)
+        penalty_cap = fit.kl_cap_weight * over.mean()
+    else:
+        penalty_cap = 0.0
     h, l = model_tr.nodes["_RETURN"]["value"]
-    loss = nll.mean() + fit.beta * penalty
+    loss = nll.mean() + fit.beta * penalty + penalty_cap
     return LossTerms(loss, nll, torch.stack([v.mean() for v in kl.values()]).detach(), h, l, logits)
 
 
@@ -187,8 +197,12 @@ class Trainer:
                 for pe, p in zip(self.ema.parameters(), self.net.parameters(), strict=True):
                     pe.lerp_(p, 1 - self.cfg.fit.ema)
 
-    def train_batch(self, x: torch.Tensor, y: torch.Tensor) -> StepInfo:
+    def train_batch(self, x: torch.Tensor, y: torch.Tensor, num_solutions=None) -> StepInfo:
+        """One batch: x (B, L_x), y (B, L_y); num_solutions (B,) of each input, for the KL ceiling."""
         fit = self.cfg.fit
+        cap = None
+        if fit.kl_cap_weight:
+            cap = torch.as_tensor(kl_ceiling(fit, num_solutions, x.shape[0]), device=x.device)  # (B,)
         if fit.objective == "elbo":
             segments = [range(fit.n_sup)]
         else:
@@ -198,7 +212,7 @@ class Trainer:
             # argument validation off: faster, and a NaN then reaches the loss check below
             with pyro.validation_enabled(False):
                 truncate = fit.objective == "surrogate"
-                terms = trajectory_loss(self.mod, self.net, self.cfg, self.priors, x, y, carry, steps, truncate)
+                terms = trajectory_loss(self.mod, self.net, self.cfg, self.priors, x, y, carry, steps, truncate, cap)
             halt, value, exact = head_losses(self.net, terms.h, terms.logits, y)
             loss = terms.loss + fit.halt_weight * halt + fit.value_weight * value
             self._update(loss)
@@ -211,12 +225,14 @@ class Trainer:
 
 
 @torch.no_grad()
-def sample(mod, net, cfg: GramConfig, priors: PriorConfig, x, y=None, num_samples: int = 1, depth: int | None = None):
+def sample(
+    mod, net, cfg: GramConfig, priors: PriorConfig, x, y=None, num_samples: int = 1, depth=None, temperature=1.0
+):
     """Decoded boards argmax f_dec(h) after `depth` supervision steps (default N_sup) for
     `num_samples` trajectories per puzzle: from the prior p_θ(τ | x), or through the guide
     q_φ(τ | x, y) when y is given. x (B, L_x) -> (num_samples, B, L_y) long. With x None the
     input is empty (every token 1: blank cell, empty square, no edge): unconditional samples
-    from p_θ(x), (num_samples, 1, L_y)."""
+    from p_θ(x), (num_samples, 1, L_y). `temperature` scales the prior's σ (inference/tempering.py)."""
     depth = depth or cfg.fit.n_sup
     if x is None:
         x = torch.ones(1, net.x_len, dtype=torch.long, device=net.z0.device)  # (1, L_x): the empty input
@@ -224,7 +240,8 @@ def sample(mod, net, cfg: GramConfig, priors: PriorConfig, x, y=None, num_sample
     xs = x.repeat(num_samples, 1)  # (N*B, L_x): the N trajectories of a puzzle run as one batch
     kw = dict(net=net, cfg=cfg, priors=priors, steps=range(depth), truncate=False, observe="last")
     if y is None:
-        h, _ = mod.model(xs, None, **kw)
+        with pyro_temper(temperature):
+            h, _ = mod.model(xs, None, **kw)
     else:
         ys, memo = y.repeat(num_samples, 1), {}
         guide_tr = poutine.trace(mod.guide).get_trace(xs, ys, memo=memo, **kw)

@@ -1,4 +1,5 @@
 import os
+import tempfile
 
 import numpy as np
 import pytest
@@ -9,6 +10,12 @@ settings.register_profile(
 )
 settings.register_profile("thorough", deadline=None, max_examples=1000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+# Every session starts with an empty user cache, as on a machine's first run of the day: ArviZ's
+# once-a-day FutureWarning then fires wherever arviz is imported unfiltered, and with warnings as
+# errors such an import fails every time, not only on days the machine has not seen yet.
+# (Subprocesses and notebook kernels inherit it.)
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="gram-test-cache-")
 
 
 @pytest.fixture

@@ -1,0 +1,72 @@
+"""Sampling temperature τ for prior rollouts, as an effect handler over the model's noise sites.
+
+τ scales the prior's σ of every transition noise site `eps_*` at sampling time only: τ < 1 trades
+diversity for precision, τ > 1 the reverse, τ = 1 is the model itself, and τ = 0 takes the prior
+mean μ_θ(u_t) (a Delta, so every trajectory of a puzzle is the same). The model file is untouched:
+the handler rewrites the site's distribution before it is sampled, in Pyro (`pyro_temper`) and in
+NumPyro (`numpyro_temper`, which reaches inside `scan`). Training never uses it.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def check_temperature(tau: float) -> float:
+    """τ as a float; a clear error for a negative, NaN or infinite one."""
+    try:
+        tau = float(tau)
+    except (TypeError, ValueError):
+        raise ValueError(f"temperature must be a number >= 0, got {tau!r}") from None
+    if not (math.isfinite(tau) and tau >= 0):
+        raise ValueError(f"temperature must be a finite number >= 0, got {tau!r}")
+    return tau
+
+
+def _tempered(fn, tau: float, dists):
+    """`fn` (a `.to_event(2)` noise density) with its scale multiplied by τ (τ = 0: its location)."""
+    base, ndims = (fn.base_dist, fn.reinterpreted_batch_ndims) if isinstance(fn, dists.Independent) else (fn, 0)
+    if isinstance(base, dists.Delta):  # mean_only: ε is already the location
+        return fn
+    if tau == 0:
+        new = dists.Delta(base.loc)
+    elif isinstance(base, dists.StudentT):
+        new = dists.StudentT(base.df, base.loc, tau * base.scale)
+    else:
+        new = type(base)(base.loc, tau * base.scale)
+    return new.to_event(ndims) if ndims else new
+
+
+def pyro_temper(tau: float):
+    """A Pyro handler: `with pyro_temper(0.5): model(...)` samples the noise at temperature 0.5."""
+    import pyro.distributions as dist
+    from pyro.poutine.messenger import Messenger
+
+    tau = check_temperature(tau)
+
+    class Temper(Messenger):
+        def _pyro_sample(self, msg):
+            if tau != 1 and msg["name"].startswith("eps_") and not msg["is_observed"]:
+                msg["fn"] = _tempered(msg["fn"], tau, dist)
+
+    return Temper()
+
+
+def numpyro_temper(fn=None, tau: float = 1.0):
+    """A NumPyro handler: `numpyro_temper(model, tau=0.5)(...)`. A `substitute_fn`, because NumPyro
+    carries substitutions into `scan` bodies (where the noise sites live) and draws them there with
+    the site's own key; the site's density is left as it is."""
+    import numpyro.distributions as dist
+    from numpyro import handlers
+
+    tau = check_temperature(tau)
+
+    def draw(site):
+        if tau == 1 or not site["name"].startswith("eps_") or site.get("is_observed"):
+            return None
+        key = site["kwargs"].get("rng_key")
+        if key is None:
+            raise RuntimeError(f"numpyro_temper needs a seeded model (site {site['name']} has no key)")
+        return _tempered(site["fn"], tau, dist).sample(key, site["kwargs"].get("sample_shape", ()))
+
+    return handlers.substitute(fn, substitute_fn=draw)

@@ -1,0 +1,196 @@
+"""The quality mechanisms of issue 15 as options: the KL ceiling, sampling temperature and the
+CPU-time budget. Each changes what it should on a tiny fixture, in both backends where it applies."""
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from tiny import tiny_config
+
+from gram_ppl import build_dataset
+from gram_ppl.config import ConfigError, FitConfig
+from gram_ppl.networks.torch_nets import GramNet
+from inference.objective import kl_ceiling
+from models import gram_pyro
+
+
+def _batch(cfg, n=8):
+    data = build_dataset(cfg.task)
+    x = torch.as_tensor(data.train.x[:n].astype(np.int64))
+    y = torch.as_tensor(data.train.y[:n].astype(np.int64))
+    return data, x, y, data.train.num_solutions[:n]
+
+
+def test_kl_ceiling_values_and_bad_input():
+    assert np.allclose(kl_ceiling(FitConfig(kl_cap=2.0), None, 3), 2.0)
+    fit = FitConfig(kl_cap=0.5, kl_cap_per_example=True)
+    assert np.allclose(kl_ceiling(fit, np.array([1, 2, 8]), 3), np.log([1, 2, 8]) + 0.5)
+    with pytest.raises(ValueError, match="number of solutions"):
+        kl_ceiling(fit, None, 3)
+    with pytest.raises(ValueError, match="counts >= 1"):
+        kl_ceiling(fit, np.array([1, 0, 2]), 3)
+    for bad in ({"kl_cap_weight": -1.0}, {"kl_cap": float("nan")}, {"kl_cap_weight": float("inf")}):
+        with pytest.raises(ConfigError, match="kl_cap"):
+            FitConfig(**bad)
+    with pytest.raises(ConfigError, match="deterministic"):
+        FitConfig(variant="deterministic", kl_cap_weight=1.0)
+
+
+def test_kl_ceiling_adds_lambda_times_the_excess_to_the_loss():
+    from inference.svi_pyro import trajectory_loss
+
+    cfg = dataclasses.replace(tiny_config(guide_steps=0), priors=gram_pyro.PRIORS)
+    data, x, y, _ = _batch(cfg)
+    net = GramNet(cfg, cfg.priors, data.task)
+    with torch.no_grad():
+        for p in net.posterior_head.parameters():  # a guide far from the prior: KL well above 0
+            p.normal_(0, 0.3)
+    capped = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, kl_cap_weight=3.0))
+    for c in (0.0, 1e9):  # C = 0: the whole KL is excess; C huge: no excess
+        torch.manual_seed(0)
+        a = trajectory_loss(gram_pyro, net, cfg, cfg.priors, x, y, None, range(2), False)
+        torch.manual_seed(0)
+        b = trajectory_loss(gram_pyro, net, capped, cfg.priors, x, y, None, range(2), False, torch.full((8,), c))
+        expected = 3.0 * a.kl.sum() if c == 0 else torch.tensor(0.0)
+        assert a.kl.sum() > 1.0
+        assert torch.allclose(b.loss - a.loss, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_kl_ceiling_lowers_the_kl_it_caps():
+    """Same seeds and data; the capped fit ends with a first-step KL below the uncapped one and
+    near its ceiling C = 0.5 nats."""
+    from inference.svi_pyro import Trainer
+
+    kls = {}
+    for weight in (0.0, 20.0):
+        cfg = dataclasses.replace(
+            tiny_config(guide_steps=1, kl_cap_weight=weight, kl_cap=0.5, lr=3e-3), priors=gram_pyro.PRIORS
+        )
+        data, x, y, n = _batch(cfg)
+        torch.manual_seed(0)
+        trainer = Trainer(gram_pyro, GramNet(cfg, cfg.priors, data.task), cfg, cfg.priors)
+        for _ in range(30):
+            info = trainer.train_batch(x, y, n)
+        kls[weight] = info.kl[0]
+    assert kls[0.0] > 1.0, kls  # without a ceiling the guide carries y: above C = 0.5
+    assert kls[20.0] < 0.6 * kls[0.0], kls
+
+
+def test_per_example_ceiling_needs_the_number_of_solutions():
+    from inference.svi_pyro import Trainer
+
+    cfg = dataclasses.replace(tiny_config(kl_cap_weight=1.0, kl_cap_per_example=True), priors=gram_pyro.PRIORS)
+    data, x, y, n = _batch(cfg)
+    trainer = Trainer(gram_pyro, GramNet(cfg, cfg.priors, data.task), cfg, cfg.priors)
+    with pytest.raises(ValueError, match="number of solutions"):
+        trainer.train_batch(x, y)
+    assert np.isfinite(trainer.train_batch(x, y, n).loss)
+
+
+def test_kl_ceiling_in_numpyro_adds_the_same_term():
+    import jax
+    import jax.numpy as jnp
+    from test_numpyro_backend import pair
+
+    from inference import svi_numpyro
+    from models import gram_numpyro
+
+    cfg, task, tnet, fnet, params = pair()
+    cfg = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, guide_steps=0))
+    capped = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, kl_cap_weight=5.0))
+    rng = np.random.default_rng(3)
+    x, y = rng.integers(1, 3, (3, task.x_len)), rng.integers(1, 3, (3, task.y_len))
+    args = (params, jax.random.key(0), gram_numpyro, fnet)
+    rest = (jnp.asarray(x), jnp.asarray(y), None, range(2), True)
+    a = svi_numpyro.trajectory_loss(*args, cfg, cfg.priors, *rest)
+    assert float(a.kl.sum()) > 0.1
+    for c in (0.0, 1e9):
+        b = svi_numpyro.trajectory_loss(*args, capped, cfg.priors, *rest, jnp.full(3, c))
+        expected = 5.0 * float(a.kl.sum()) if c == 0 else 0.0
+        np.testing.assert_allclose(float(b.loss - a.loss), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["pyro", "numpyro"])
+def test_temperature_zero_gives_identical_samples_and_one_is_the_model(backend):
+    from gram_ppl.networks import flax_nets
+    from inference import svi_numpyro, svi_pyro
+    from inference.sampling import rollout
+    from models import gram_numpyro
+
+    cfg = dataclasses.replace(tiny_config(), priors=dataclasses.replace(gram_pyro.PRIORS, scale=0.9, max_scale=1.0))
+    cfg = dataclasses.replace(cfg, backend=backend)
+    data = build_dataset(cfg.task)
+    x = data.test.x[:3]
+    if backend == "pyro":
+        torch.manual_seed(0)
+        net, mod = GramNet(cfg, cfg.priors, data.task), gram_pyro
+    else:
+        fnet = flax_nets.make_net(cfg, cfg.priors, data.task)
+        net, mod = svi_numpyro.Bound(fnet, flax_nets.init_params(fnet, 0)), gram_numpyro
+
+    def draw(tau, seed=0):
+        torch.manual_seed(seed)
+        return rollout(mod, net, cfg, x, 32, 2, temperature=tau).per_step  # (S, N, B, L_y)
+
+    cold = draw(0.0)
+    assert (cold == cold[:, :1]).all()  # τ = 0: every trajectory of a puzzle is the prior mean's
+    warm = draw(1.0)
+    assert not (warm == warm[:, :1]).all()  # the untrained prior (σ 0.9) makes different boards
+
+    def distinct(b):  # distinct final boards per puzzle, averaged
+        return np.mean([len({r.tobytes() for r in b[-1, :, i]}) for i in range(b.shape[2])])
+
+    assert distinct(draw(0.02)) < distinct(draw(2.0))  # temperature sets the spread
+    torch.manual_seed(0)
+    default = rollout(mod, net, cfg, x, 32, 2).per_step
+    np.testing.assert_array_equal(warm, default)  # τ = 1 is the model itself
+    if backend == "pyro":  # the same handler in the one-shot sampler
+        torch.manual_seed(0)
+        a = svi_pyro.sample(mod, net, cfg, cfg.priors, torch.as_tensor(x.astype(np.int64)), num_samples=8,
+                            temperature=0.0)  # fmt: skip
+        assert (a == a[:1]).all()
+    else:
+        a = svi_numpyro.sample(mod, net, cfg, x, num_samples=8, temperature=0.0)
+        assert (a == a[:1]).all()
+    with pytest.raises(ValueError, match="temperature"):
+        draw(-1.0)
+
+
+def _gram(*args):
+    return subprocess.run([sys.executable, "-m", "gram_ppl", *args], capture_output=True, text=True)
+
+
+def test_cpu_minutes_budget_and_bad_budgets(tmp_path):
+    from inference.run import RunError, fit
+
+    cfg = tiny_config()
+    result = fit(cfg, tmp_path / "run", cpu_minutes=0.02, progress=False, eval_puzzles=4)  # 1.2 CPU seconds
+    batches = [r for r in result.history if "loss" in r]
+    assert batches and all("cpu_seconds" in r for r in result.history)
+    assert batches[-1]["cpu_seconds"] >= 1.2 and batches[-2]["cpu_seconds"] < 1.2 if len(batches) > 1 else True
+    for bad in (float("nan"), -1.0, float("inf")):
+        with pytest.raises(RunError, match="cpu_minutes"):
+            fit(cfg, None, cpu_minutes=bad, progress=False)
+    for flag in ("--minutes", "--cpu-minutes"):
+        r = _gram("fit", "--task", "nqueens", "--size", "5", flag, "nan", "--out", str(tmp_path / "bad"))
+        assert r.returncode == 2 and "finite number" in r.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+def test_cli_temperature_and_evaluate_out(tmp_path):
+    run = tmp_path / "run"
+    r = _gram("fit", "--task", "nqueens", "--size", "5", "--steps", "2", "--quiet", "--out", str(run),
+              "--set", "fit.batch_size=8", "--set", "net.dim=16", "--set", "net.heads=2")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "m.json"
+    r = _gram("evaluate", str(run), "--num-samples", "4", "--temperature", "0", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    m = json.loads(out.read_text())
+    assert m["temperature"] == 0.0 and m["distinct_valid"] <= 1.0  # one board per puzzle at τ = 0
+    assert set(m["by_num_solutions"]) <= {"1", "2-3", "4+"}
+    r = _gram("evaluate", str(run), "--temperature", "-0.5")
+    assert r.returncode == 2 and "finite number >= 0" in r.stderr
