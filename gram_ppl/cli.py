@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -42,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as e:
         print(f"gram: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("gram: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # Ctrl-C; fit saves a checkpoint first and says so
+        print(f"gram: {e}" if str(e) else "gram: interrupted", file=sys.stderr)
         return 130
 
 
@@ -297,7 +298,7 @@ def fit_config(args) -> GramConfig:
         if getattr(args, flag) is not None:
             sets.insert(0, f"{key}={json.dumps(getattr(args, flag))}")
     if args.resume:
-        from inference.run import load_config
+        from gram_ppl.inference.run import load_config
 
         cfg = apply_overrides(load_config(args.out), sets)
     elif args.task is None or args.size is None:
@@ -308,8 +309,8 @@ def fit_config(args) -> GramConfig:
 
 
 def cmd_fit(args) -> int:
-    from inference.run import RunError, fit
-    from inference.svi_pyro import NonFiniteLoss
+    from gram_ppl.inference.run import fit
+    from gram_ppl.inference.svi_pyro import NonFiniteLoss
 
     cfg = fit_config(args)
     try:
@@ -319,8 +320,6 @@ def cmd_fit(args) -> int:
             progress=not args.quiet, eval_every_s=60 * args.eval_minutes,
             checkpoint_every_s=60 * args.checkpoint_minutes, log=_log_line,
         )  # fmt: skip
-    except RunError as e:
-        raise ConfigError(str(e)) from None
     except NonFiniteLoss as e:
         print(f"gram: training stopped: {e}", file=sys.stderr)
         return 1
@@ -330,20 +329,17 @@ def cmd_fit(args) -> int:
 
 
 def _log_line(text: str) -> None:
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     tqdm.write(text, file=sys.stderr)
 
 
 def cmd_evaluate(args) -> int:
-    from inference.run import RunError, evaluate_run
+    from gram_ppl.inference.run import evaluate_run
 
-    try:
-        metrics = evaluate_run(
-            args.run, num_samples=args.num_samples, depth=args.depth, puzzles=args.puzzles, temperature=args.temperature
-        )
-    except RunError as e:
-        raise ConfigError(str(e)) from None
+    metrics = evaluate_run(
+        args.run, num_samples=args.num_samples, depth=args.depth, puzzles=args.puzzles, temperature=args.temperature
+    )
     print(json.dumps(metrics, indent=1))
     if args.out is not None:
         _write_lines(args.out, [json.dumps(metrics, indent=1)])
@@ -372,23 +368,32 @@ def _solvable_puzzles(task, source: str, skip_invalid: bool, limit: int | None, 
 
 
 def _write_lines(out: Path, lines: list[str]) -> None:
+    """`-` is stdout; a symlink, device or pipe is written through (never replaced); a regular
+    file is replaced atomically (a unique temporary file, fsynced, renamed over it)."""
     text = "".join(line + "\n" for line in lines)
     if str(out) == "-":
         sys.stdout.write(text)
-    else:
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(out)
+        return
+    if out.is_symlink() or (out.exists() and not out.is_file()):
+        with open(out, "w") as f:  # follows the link / writes to the device; errors surface as OSError
+            f.write(text)
+        return
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def cmd_sample(args) -> int:
-    from inference.run import RunError, load_run
-    from inference.sampling import sample_puzzles
+    from gram_ppl.inference.run import load_run
+    from gram_ppl.inference.sampling import sample_puzzles
 
-    try:
-        run = load_run(args.run)
-    except RunError as e:
-        raise ConfigError(str(e)) from None
+    run = load_run(args.run)
     puzzles = [x for x, _ in _solvable_puzzles(run.data.task, args.puzzles, args.skip_invalid, 1, "sampled")]
     rows = sample_puzzles(run, puzzles, args.num_samples, args.depth, args.halt, args.select, args.temperature)
     _write_lines(args.out, [json.dumps(row) for row in rows])
@@ -399,13 +404,10 @@ def cmd_sample(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from inference.run import RunError, load_run
-    from inference.sampling import generate
+    from gram_ppl.inference.run import load_run
+    from gram_ppl.inference.sampling import generate
 
-    try:
-        run = load_run(args.run)
-    except RunError as e:
-        raise ConfigError(str(e)) from None
+    run = load_run(args.run)
     lines, valid, distinct = generate(run, args.num, args.depth, args.temperature)
     _write_lines(args.out, lines)
     print(f"{args.num} samples: {valid:.1%} valid, {distinct} distinct valid", file=sys.stderr)
@@ -413,15 +415,12 @@ def cmd_generate(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from inference.run import RunError, evaluate_run, load_config
+    from gram_ppl.inference.run import evaluate_run, load_config
 
     rows = []
     for run in args.runs:
-        try:
-            cfg = load_config(run)
-            m = evaluate_run(run, num_samples=args.num_samples, puzzles=args.puzzles, temperature=args.temperature)
-        except RunError as e:
-            raise ConfigError(str(e)) from None
+        cfg = load_config(run)
+        m = evaluate_run(run, num_samples=args.num_samples, puzzles=args.puzzles, temperature=args.temperature)
         rows.append((str(run), cfg.fit.variant, m))
     n = args.num_samples
     print(f"held-out puzzles: {rows[0][2]['puzzles']}, {n} prior samples each\n")
@@ -437,33 +436,27 @@ def cmd_compare(args) -> int:
 def cmd_diagnose(args) -> int:
     import numpy as np
 
-    from inference.diagnose import diagnose
-    from inference.run import RunError, load_config
+    from gram_ppl.inference.diagnose import diagnose
+    from gram_ppl.inference.run import load_config
 
-    try:
-        cfg = load_config(args.run)
-        x = sols = None
-        if args.puzzles is not None:
-            task = get_task(cfg.task.name, cfg.task.size)
-            pairs = _solvable_puzzles(task, args.puzzles, args.skip_invalid, None, "diagnosed")
-            x, sols = np.stack([p for p, _ in pairs]) if pairs else np.zeros((0, task.x_len)), [s for _, s in pairs]
-        report = diagnose(
-            args.run, args.out, x, sols, num_puzzles=args.num_puzzles, num_samples=args.num_samples,
-            depth=args.depth, latents=args.latents, baseline=args.baseline, force=args.force,
-        )  # fmt: skip
-    except RunError as e:
-        raise ConfigError(str(e)) from None
+    cfg = load_config(args.run)
+    x = sols = None
+    if args.puzzles is not None:
+        task = get_task(cfg.task.name, cfg.task.size)
+        pairs = _solvable_puzzles(task, args.puzzles, args.skip_invalid, None, "diagnosed")
+        x, sols = np.stack([p for p, _ in pairs]) if pairs else np.zeros((0, task.x_len)), [s for _, s in pairs]
+    report = diagnose(
+        args.run, args.out, x, sols, num_puzzles=args.num_puzzles, num_samples=args.num_samples,
+        depth=args.depth, latents=args.latents, baseline=args.baseline, force=args.force,
+    )  # fmt: skip
     m = report["metrics"]
     print(f"{args.out}/summary.md: prior samples {m['valid']:.1%} valid, coverage {m['coverage']:.1%}", file=sys.stderr)
     return 0
 
 
 def cmd_convert(args) -> int:
-    from inference.run import RunError, convert_run
+    from gram_ppl.inference.run import convert_run
 
-    try:
-        out = convert_run(args.run, args.out, args.to, force=args.force)
-    except RunError as e:
-        raise ConfigError(str(e)) from None
+    out = convert_run(args.run, args.out, args.to, force=args.force)
     print(f"{out}: {args.to} run converted from {args.run}", file=sys.stderr)
     return 0

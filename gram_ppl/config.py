@@ -54,6 +54,31 @@ def _field_names(part, section: str) -> set[str]:
     return {f.name for f in dataclasses.fields(cls)} if cls else set()
 
 
+def _check_types(cfg) -> None:
+    """Every field holds a value of its default's kind, and every number is finite: a bool is not
+    an int (`batch_size=true`), a string is not a float (`beta=abc`), NaN and infinity are refused.
+    Integers are accepted where floats are expected; tuples may arrive as JSON lists."""
+    for f in dataclasses.fields(cfg):
+        value, default = getattr(cfg, f.name), f.default
+        if default is dataclasses.MISSING or default is None or value is None:
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{f.name} must be finite, got {value!r}")
+            continue
+        kind = type(default)
+        ok = {
+            bool: isinstance(value, bool),
+            int: isinstance(value, int) and not isinstance(value, bool),
+            float: isinstance(value, int | float) and not isinstance(value, bool),
+            str: isinstance(value, str),
+        }.get(kind, True)
+        if not ok:
+            raise ConfigError(f"{f.name} must be a {kind.__name__}, got {value!r} ({type(value).__name__})")
+        if kind is float:
+            if not math.isfinite(value):
+                raise ConfigError(f"{f.name} must be finite, got {value!r}")
+            object.__setattr__(cfg, f.name, float(value))
+
+
 def _choice(name: str, value, allowed, where: str = "") -> None:
     if value not in allowed:
         raise ConfigError(f"{name} {where + ' ' if where else ''}must be one of {list(allowed)}, got {value!r}")
@@ -88,6 +113,7 @@ class TaskConfig:
     max_targets: int = 64
 
     def __post_init__(self):
+        _check_types(self)
         _choice("name", self.name, TASK_NAMES)
         _choice("size", self.size, TASK_SIZES[self.name], f"for task {self.name!r}")
         if self.mode is not None:
@@ -159,6 +185,7 @@ class PriorConfig:
     init_scale: float = 1.0  # z_0 = (h_0, l_0) ~ N(0, init_scale² I), drawn once and saved
 
     def __post_init__(self):
+        _check_types(self)
         _choice("family", self.family, NOISE_FAMILIES)
         _choice("scale_mode", self.scale_mode, SCALE_MODES)
         if not 0 < self.min_scale <= self.scale <= self.max_scale:
@@ -186,11 +213,14 @@ class NetConfig:
     posterior_bottleneck: int = 0  # width y passes through on its way into q_φ; 0: dim (no bottleneck)
 
     def __post_init__(self):
+        _check_types(self)
         _choice("mixer", self.mixer, MIXERS)
         _choice("positions", self.positions, POSITIONS)
         _choice("posterior_input", self.posterior_input, POSTERIOR_INPUTS)
         if self.dim < 1 or self.layers < 1 or self.heads < 1 or self.dim % self.heads:
             raise ConfigError(f"dim must be a positive multiple of heads, got dim={self.dim}, heads={self.heads}")
+        if self.expansion <= 0:
+            raise ConfigError(f"expansion must be > 0, got {self.expansion}")
         if self.prefix_tokens < 0 or self.guidance_hidden < 0 or self.posterior_bottleneck < 0:
             raise ConfigError("prefix_tokens, guidance_hidden and posterior_bottleneck must be >= 0")
 
@@ -238,6 +268,7 @@ class FitConfig:
     seed: int = 0
 
     def __post_init__(self):
+        _check_types(self)
         _choice("variant", self.variant, VARIANTS)
         _choice("objective", self.objective, OBJECTIVES)
         _choice("guide_transitions", self.guide_transitions, GUIDE_TRANSITIONS)
@@ -280,6 +311,7 @@ class GramConfig:
     backend: str = "pyro"
 
     def __post_init__(self):
+        _check_types(self)
         _choice("backend", self.backend, BACKENDS)
 
 

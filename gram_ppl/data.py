@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gram_ppl import __version__
+from gram_ppl._version import __version__
 from gram_ppl.config import TaskConfig, from_dict, to_dict
 from gram_ppl.tasks import Split, get_task
 

@@ -1,6 +1,6 @@
 """ArviZ export and diagnostics of the posterior over latent trajectories (numpy and ArviZ only).
 
-The sampled trajectories (`Trajectories`, filled by `inference.trajectories.collect`) become an
+The sampled trajectories (`Trajectories`, filled by `gram_ppl.inference.trajectories.collect`) become an
 `arviz.InferenceData` through `arviz.from_dict` with explicit dims; `from_pyro` handles MCMC
 only and the automatic dims of the SVI converters mislabel scanned steps (ppl-notes §4).
 

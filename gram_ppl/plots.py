@@ -1,8 +1,9 @@
 """Plots of sampled hypotheses, trajectories and training (matplotlib, numpy only).
 
-Every function returns a `matplotlib.figure.Figure` built without pyplot: no global figure
-state, nothing shown. In a notebook the returned figure displays itself; in a script call
-`fig.savefig(path)`. Boards are drawn from their text format (docs/formats.md): N-Queens and
+Every function returns a `PlotFigure`, a `matplotlib.figure.Figure` built without pyplot (no
+global figure state, nothing shown) that renders itself as PNG in Jupyter whatever the backend
+(a bare Figure shows only as text unless the inline backend is active); in a script call
+`fig.save(path)` (or `fig.savefig`). Boards are drawn from their text format (docs/formats.md): N-Queens and
 Sudoku as grids, colourings as graphs on a circle.
 """
 
@@ -17,10 +18,29 @@ from gram_ppl.tasks import Task
 from gram_ppl.tasks.coloring import COLOR0, COLORS, EDGE
 
 INVALID = "#c0392b"
+
+
+class PlotFigure(Figure):
+    """A Figure that displays as PNG in Jupyter (`_repr_png_`) and saves with one call."""
+
+    def _repr_png_(self) -> bytes:
+        import io
+
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        buf = io.BytesIO()
+        FigureCanvasAgg(self).print_png(buf)
+        return buf.getvalue()
+
+    def save(self, path, dpi: int = 120) -> None:
+        """Write the figure to `path` (format from its suffix: .png, .pdf, .svg)."""
+        self.savefig(path, dpi=dpi)
+
+
 PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#8172b3", "#937860")
 
 
-def hypothesis_gallery(task: Task, x: np.ndarray, samples: np.ndarray, max_boards: int = 12) -> Figure:
+def hypothesis_gallery(task: Task, x: np.ndarray, samples: np.ndarray, max_boards: int = 12) -> PlotFigure:
     """The distinct solutions among samples (N, L_y) for the puzzle x (L_x), most frequent first,
     each with its count; invalid ones framed and titled in red. Colourings are grouped up to
     colour names."""
@@ -33,7 +53,7 @@ def hypothesis_gallery(task: Task, x: np.ndarray, samples: np.ndarray, max_board
     valid = {k: bool(task.is_valid(x, first[k])) for k, _ in counts}
     cols = min(4, len(counts))
     rows = -(-len(counts) // cols)
-    fig = Figure(figsize=(2.6 * cols, 2.8 * rows), layout="constrained")
+    fig = PlotFigure(figsize=(2.6 * cols, 2.8 * rows), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     for ax, (key, c) in zip(axes, counts, strict=False):
         draw_board(ax, task, x, first[key], valid[key])
@@ -99,12 +119,12 @@ def _draw_graph(ax, task, x, y):
     ax.set_aspect("equal")
 
 
-def coverage_and_depth(results: dict[str, dict]) -> Figure:
+def coverage_and_depth(results: dict[str, dict]) -> PlotFigure:
     """Coverage against the number of samples and validity against depth for several runs on the
     same axes; each value is a `gram evaluate` metrics dict (coverage_curve, valid_by_depth)."""
     if not results:
         raise ValueError("no results to plot")
-    fig = Figure(figsize=(9, 3.4), layout="constrained")
+    fig = PlotFigure(figsize=(9, 3.4), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
     for label, m in results.items():
         curve = m["coverage_curve"]
@@ -124,13 +144,13 @@ def solution_keys(task: Task, x: np.ndarray, boards: np.ndarray) -> list:
     return [task.canonical(b).tobytes() if v else None for b, v in zip(boards, valid, strict=True)]
 
 
-def trajectory_fan(h_pca: np.ndarray, final_keys: list, title: str = "") -> Figure:
+def trajectory_fan(h_pca: np.ndarray, final_keys: list, title: str = "") -> PlotFigure:
     """PCA of h over steps (N, S+1, 2) for N trajectories of one puzzle, coloured by the final
     solution each reaches (`final_keys`, e.g. the final board's bytes; None for invalid)."""
     h_pca = np.asarray(h_pca)
     if h_pca.ndim != 3 or h_pca.shape[-1] < 2 or len(final_keys) != len(h_pca):
         raise ValueError("h_pca must be (N, steps, ≥2) with one final key per trajectory")
-    fig = Figure(figsize=(5, 4.2), layout="constrained")
+    fig = PlotFigure(figsize=(5, 4.2), layout="constrained")
     ax = fig.subplots()
     ranked = [k for k, _ in Counter(k for k in final_keys if k is not None).most_common()]
     for traj, key in zip(h_pca, final_keys, strict=True):
@@ -146,7 +166,7 @@ def trajectory_fan(h_pca: np.ndarray, final_keys: list, title: str = "") -> Figu
     return fig
 
 
-def entropy_heatmap(boards: np.ndarray, vocab: int, shape: tuple[int, int] | None = None) -> Figure:
+def entropy_heatmap(boards: np.ndarray, vocab: int, shape: tuple[int, int] | None = None) -> PlotFigure:
     """Per-cell entropy (nats) of the sampled tokens at every step, boards (N, S+1, L_y); one
     panel per step, cells laid out in `shape` (default one row)."""
     boards = np.asarray(boards)
@@ -155,7 +175,7 @@ def entropy_heatmap(boards: np.ndarray, vocab: int, shape: tuple[int, int] | Non
     counts = np.stack([(boards == v).sum(0) for v in range(vocab)], -1) / N  # (S+1, L, V)
     with np.errstate(divide="ignore", invalid="ignore"):
         ent = -np.where(counts > 0, counts * np.log(counts), 0.0).sum(-1)  # (S+1, L)
-    fig = Figure(figsize=(2.2 * S1, 2.4), layout="constrained")
+    fig = PlotFigure(figsize=(2.2 * S1, 2.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, S1, squeeze=False)).ravel()
     top = max(float(ent.max()), 1e-6)
     for s, ax in enumerate(axes):
@@ -165,11 +185,11 @@ def entropy_heatmap(boards: np.ndarray, vocab: int, shape: tuple[int, int] | Non
     return fig
 
 
-def hamming_histogram(samples: np.ndarray, labels: dict[str, np.ndarray] | None = None) -> Figure:
+def hamming_histogram(samples: np.ndarray, labels: dict[str, np.ndarray] | None = None) -> PlotFigure:
     """Histogram of pairwise Hamming distances between the samples (N, L_y) of one puzzle, or of
     several sets given as `labels` {name: (N, L_y)} on the same axes."""
     sets = labels or {"samples": np.asarray(samples)}
-    fig = Figure(figsize=(5, 3.4), layout="constrained")
+    fig = PlotFigure(figsize=(5, 3.4), layout="constrained")
     ax = fig.subplots()
     L = next(iter(sets.values())).shape[1]
     for name, s in sets.items():
@@ -180,38 +200,49 @@ def hamming_histogram(samples: np.ndarray, labels: dict[str, np.ndarray] | None 
     return fig
 
 
-def training_traces(history: list[dict]) -> Figure:
+def training_traces(history: list[dict]) -> PlotFigure:
     """Loss (the surrogate negative ELBO), cross-entropy and the KL of every supervision step per
-    batch, from a run's history.json."""
+    batch, and the held-out validity of prior (and guide) samples at each evaluation, from a run's
+    history.json. Loss and cross-entropy on a log axis when positive (readable ticks), else linear."""
     rows = [r for r in history if "loss" in r]
     if not rows:
         raise ValueError("the history has no training records")
+    evals = [r for r in history if "eval" in r]
     step = np.array([r["step"] for r in rows])
-    fig = Figure(figsize=(11, 3.2), layout="constrained")
-    ax1, ax2, ax3 = fig.subplots(1, 3)
-    ax1.plot(step, [r["loss"] for r in rows], lw=0.7)
-    ax1.set(xlabel="batch", ylabel="loss", title="−ELBO surrogate + heads", yscale="symlog")
-    ax2.plot(step, [r["ce"] for r in rows], lw=0.7)
-    ax2.set(xlabel="batch", ylabel="nats per puzzle", title="cross-entropy", yscale="symlog")
+    fig = PlotFigure(figsize=(14, 3.2), layout="constrained")
+    ax1, ax2, ax3, ax4 = fig.subplots(1, 4)
+    for ax, key, title in ((ax1, "loss", "−ELBO surrogate + heads"), (ax2, "ce", "cross-entropy")):
+        values = np.array([r[key] for r in rows], dtype=float)
+        ax.plot(step, values, lw=0.7)
+        ax.set(xlabel="batch", ylabel="nats per puzzle", title=title)
+        if (values > 0).all():
+            ax.set_yscale("log")
     kl = np.array([r["kl"] for r in rows])  # (steps, N_sup)
     for n in range(kl.shape[1]):
         ax3.plot(step, kl[:, n], lw=0.7, label=f"step {n + 1}")
-    ax3.set(xlabel="batch", ylabel="nats per puzzle", title="KL per supervision step")
+    ax3.set(xlabel="batch", ylabel="nats per puzzle", title="KL(q ‖ p) per supervision step")
     if kl.shape[1]:
         ax3.legend(fontsize=7)
+    for key, label, color in (("prior_valid", "prior samples", PALETTE[0]), ("guide_valid", "guide samples", "0.6")):
+        pts = [(r["step"], r["eval"][key]) for r in evals if key in r["eval"]]
+        if pts:
+            ax4.plot(*zip(*pts, strict=True), marker="o", ms=3, lw=1, color=color, label=label)
+    ax4.set(xlabel="batch", ylabel="share valid (1 sample)", title="held-out validity", ylim=(0, 1))
+    if evals:
+        ax4.legend(fontsize=7)
     return fig
 
 
-def khat_plot(khat: np.ndarray, threshold: float) -> Figure:
+def khat_plot(khat: np.ndarray, threshold: float) -> PlotFigure:
     """PSIS k̂ per puzzle with the sample-size-aware threshold and the 0.5 / 0.7 lines."""
     khat = np.asarray(khat)
-    fig = Figure(figsize=(6, 3.2), layout="constrained")
+    fig = PlotFigure(figsize=(6, 3.2), layout="constrained")
     ax = fig.subplots()
     colors = np.where(khat > threshold, INVALID, PALETTE[0])
     ax.scatter(np.arange(len(khat)), khat, c=colors, s=18)
-    for level, style in ((0.5, ":"), (0.7, "--")):
-        ax.axhline(level, color="0.5", ls=style, lw=0.8)
-    ax.axhline(threshold, color=INVALID, lw=1, label=f"threshold {threshold:.2f}")
+    for level, style, what in ((0.5, ":", "0.5: good"), (0.7, "--", "0.7: unreliable")):
+        ax.axhline(level, color="0.5", ls=style, lw=0.8, label=f"k̂ = {what}")
+    ax.axhline(threshold, color=INVALID, lw=1, label=f"sample-size threshold {threshold:.2f}")
     ax.set(xlabel="puzzle", ylabel="Pareto k̂", title="PSIS k̂ of the guide per puzzle")
     ax.legend(fontsize=8)
     return fig

@@ -1,4 +1,5 @@
 """Fitting, sampling and evaluating GRAM models (SVI with deep supervision, multi-trajectory
-inference). Reaches a model only through the `models` package or a callable passed in, so a
-notebook can fit an edited copy of a model file. Filled by the model and inference issues.
+inference), installed as `gram_ppl.inference` (the repository folder inference/). Reaches a model
+only through `gram_ppl.models` or a module passed in, so a notebook can fit an edited copy of a
+model file.
 """

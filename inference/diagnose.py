@@ -9,20 +9,20 @@ with `force`.
 
 from __future__ import annotations
 
-import json
 import platform
 from pathlib import Path
 
 import numpy as np
 import pyro
 import torch
+from gram_ppl.inference.evaluate import sample_metrics
+from gram_ppl.inference.run import RunError, load_run
+from gram_ppl.inference.runfolder import read_history
+from gram_ppl.inference.trajectories import collect, prior_predictive
 
 from gram_ppl import __version__, plots
 from gram_ppl.config import to_dict
 from gram_ppl.diagnostics import import_arviz, prior_check_table, psis, to_inference_data
-from inference.evaluate import sample_metrics
-from inference.run import RunError, load_run
-from inference.trajectories import collect, prior_predictive
 
 FIGURES = {
     "gallery.png": "distinct solutions sampled from the prior for puzzle 0, with their frequencies",
@@ -96,7 +96,7 @@ def diagnose(
 
     deterministic = bool(np.ptp(guide.log_weight, axis=0).max() < 1e-9)
     ps = None if deterministic or cfg.fit.variant == "mean_only" else psis(guide.log_weight)
-    history = json.loads((Path(folder) / "history.json").read_text())
+    history = read_history(folder)
     figs = {
         "gallery.png": plots.hypothesis_gallery(task, x[0], prior.board[:, 0, -1]),
         "coverage.png": plots.coverage_and_depth(curves),

@@ -1,43 +1,42 @@
-"""Fitting GRAM into a run folder: checkpoints, resume, progress, periodic prior-sample validity.
+"""Fitting GRAM into a run folder: the training loop, resume, progress, periodic prior-sample
+validity; loading a run for sampling, conversion between backends, evaluation.
 
-A run folder holds:
-- config.json: the full GramConfig, priors filled in from the model file's PRIORS block;
-- model.py: the source text of the model file that was used;
-- checkpoint.pt (+ checkpoint.sha256): weights, EMA weights, optimiser state, torch and data
-  RNG states, data order, step, elapsed time and history; written atomically (temporary file,
-  then rename) every `checkpoint_every_s` seconds and at the end;
-- history.json: one record per batch (loss, cross-entropy, KL of every supervision step) and
-  the evaluations (validity of samples from the prior and through the guide on held-out
-  puzzles).
-
-Resuming continues from the checkpoint and, on a CPU, ends bit-identical to a run that was never
-interrupted: the evaluation draws its samples under a forked RNG and never touches the training
-RNG. Resuming with a changed config or model file is refused unless `force`.
+The run-folder format and its guarantees (one atomic commit of checkpoint, history and config;
+an exclusive writer lock; config edits detected on resume) are in gram_ppl.inference.runfolder
+and docs/formats.md. Resuming continues from the checkpoint and, on a CPU, ends bit-identical to
+a run that was never interrupted: the evaluation draws its samples under a forked RNG and never
+touches the training RNG. Ctrl-C (SIGINT) saves a checkpoint before it stops.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import inspect
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
+from gram_ppl.inference.runfolder import (
+    RunError,
+    check_resume,
+    create_run,
+    is_empty,
+    load_config,
+    read_checkpoint,
+    write_checkpoint,
+    write_run_files,
+    writer_lock,
+)
+from gram_ppl.inference.svi_pyro import NonFiniteLoss, Trainer
 
-from gram_ppl.config import GramConfig, gram_config_from_dict, to_dict
+__all__ = ["FitResult", "LoadedRun", "RunError", "evaluate_run", "fit", "load_config", "load_run"]
+
+from gram_ppl.config import GramConfig
 from gram_ppl.data import Dataset, build_dataset
 from gram_ppl.networks.torch_nets import GramNet
-from inference.svi_pyro import NonFiniteLoss, Trainer
-
-
-class RunError(ValueError):
-    """A run folder that cannot be used as asked: exists, differs, or is corrupted."""
 
 
 class FitResult(NamedTuple):
@@ -49,7 +48,7 @@ class FitResult(NamedTuple):
 
 
 def default_model(cfg: GramConfig):
-    from models import get_model
+    from gram_ppl.models import get_model
 
     return get_model(cfg.backend)
 
@@ -58,8 +57,9 @@ def make_trainer(mod, cfg: GramConfig, task):
     """The backend's trainer with fresh networks: svi_pyro.Trainer (torch) or svi_numpyro.Trainer
     (flax parameters, jit-compiled steps)."""
     if cfg.backend == "numpyro":
+        from gram_ppl.inference.svi_numpyro import Trainer as NumPyroTrainer
+
         from gram_ppl.networks.flax_nets import make_net
-        from inference.svi_numpyro import Trainer as NumPyroTrainer
 
         return NumPyroTrainer(mod, make_net(cfg, cfg.priors, task), cfg, cfg.priors)
     return Trainer(mod, GramNet(cfg, cfg.priors, task).to(torch_device()), cfg, cfg.priors)
@@ -96,25 +96,43 @@ def fit(
     """Train until `steps` batches (each N_sup optimiser steps), `minutes` of training or
     `cpu_minutes` of this process's CPU time (a budget machine load does not change).
     `log(str)` receives a line per evaluation (e.g. print); the progress bar is `progress`."""
-    for name, v in (("steps", steps), ("minutes", minutes), ("cpu_minutes", cpu_minutes)):
-        if v is not None and not (math.isfinite(v) and v > 0):
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
+        raise RunError(f"steps must be an integer >= 0, got {steps!r}")
+    for name, v in (("minutes", minutes), ("cpu_minutes", cpu_minutes)):
+        if v is not None and not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
             raise RunError(f"{name} must be a positive finite number, got {v!r}")
     mod = mod or default_model(cfg)
     folder = Path(out) if out is not None else None
+    if folder is None:
+        return _fit(cfg, None, mod, data, resume, force, steps, minutes, cpu_minutes, progress, eval_every_s,
+                    checkpoint_every_s, eval_puzzles, log)  # fmt: skip
+    if not resume and not is_empty(folder) and not force:
+        raise RunError(f"{folder} exists and is not empty (--resume to continue it, --force to overwrite)")
+    if resume and not folder.is_dir():
+        raise RunError(f"{folder}: no such run folder; nothing to resume")
+    folder.mkdir(parents=True, exist_ok=True)
+    with writer_lock(folder):
+        return _fit(cfg, folder, mod, data, resume, force, steps, minutes, cpu_minutes, progress, eval_every_s,
+                    checkpoint_every_s, eval_puzzles, log)  # fmt: skip
+
+
+def _fit(cfg, folder, mod, data, resume, force, steps, minutes, cpu_minutes, progress, eval_every_s,
+         checkpoint_every_s, eval_puzzles, log) -> FitResult:  # fmt: skip
     if resume:
         cfg = check_resume(folder, cfg, mod, force)
     cfg = dataclasses.replace(cfg, priors=cfg.priors or mod.PRIORS)
-    if folder is not None and not resume:
-        create_run(folder, cfg, mod, force)
-    elif resume and force:  # the run continues under the new config and model file: record them
-        write_run_files(folder, cfg, mod)
     setup_torch(cfg.fit.threads)
     data = data or build_dataset(cfg.task)
     torch.manual_seed(cfg.fit.seed)
     trainer = make_trainer(mod, cfg, data.task)
-    loop = TrainLoop(trainer, data, cfg, log)
+    loop = TrainLoop(trainer, data, cfg, log)  # everything is validated before the folder is touched
     if resume:
         loop.load(folder)
+        if force:  # the run continues under the new config and model file: record and apply them
+            trainer.apply_hyperparameters()
+            write_run_files(folder, cfg, mod)
+    elif folder is not None:
+        create_run(folder, cfg, mod, force)
     steps = steps if steps is not None else (None if minutes is not None or cpu_minutes is not None else 100)
     loop.run(folder, steps, minutes, progress, eval_every_s, checkpoint_every_s, eval_puzzles, cpu_minutes)
     return FitResult(trainer.sampling_net(), trainer, loop.history, cfg, folder)
@@ -169,6 +187,12 @@ class TrainLoop:
             except NonFiniteLoss:
                 bar.close()
                 raise
+            except KeyboardInterrupt:  # Ctrl-C: keep what was trained (the interrupted batch is dropped)
+                bar.close()
+                if folder is not None and self.step > 0:
+                    self.save(folder)
+                    raise Interrupted(f"interrupted at batch {self.step}; checkpoint saved in {folder}") from None
+                raise
             self.step += 1
             self.elapsed = start_elapsed + time.monotonic() - start
             self.cpu = start_cpu + time.process_time() - cpu_start
@@ -212,89 +236,23 @@ class TrainLoop:
         }
 
     def save(self, folder: Path) -> None:
-        buf_path = folder / "checkpoint.pt.tmp"
-        torch.save(self.state(), buf_path)
-        digest = _sha256(buf_path)
-        os.replace(buf_path, folder / "checkpoint.pt")
-        _atomic_write(folder / "checkpoint.sha256", digest + "\n")
-        _atomic_write(folder / "history.json", json.dumps(self.history) + "\n")
+        write_checkpoint(folder, self.state(), self.history, self.cfg)
 
     def load(self, folder: Path) -> None:
-        path = folder / "checkpoint.pt"
-        if not path.is_file():
-            raise RunError(f"{path}: missing; nothing to resume")
-        expected = (
-            (folder / "checkpoint.sha256").read_text().strip() if (folder / "checkpoint.sha256").is_file() else None
-        )
-        if expected != _sha256(path):
-            raise RunError(f"{path}: checksum mismatch (corrupted or truncated checkpoint)")
+        s, history = read_checkpoint(folder, map_location=torch_device())
         try:
-            s = torch.load(path, weights_only=True, map_location=torch_device())
-            history = json.loads((folder / "history.json").read_text())
             self.trainer.restore(s)
-        except (RuntimeError, KeyError, ValueError, OSError) as e:
-            raise RunError(f"{path}: cannot be loaded ({e})") from None
-        self.rng.bit_generator.state = json.loads(s["data_rng"])
-        self.perm = s["perm"].numpy() if s["perm"] is not None else None
-        self.cursor, self.step, self.elapsed, self.history = s["cursor"], s["step"], s["elapsed"], history
+            self.rng.bit_generator.state = json.loads(s["data_rng"])
+            self.perm = s["perm"].numpy() if s["perm"] is not None else None
+            self.cursor, self.step, self.elapsed = s["cursor"], s["step"], s["elapsed"]
+        except (RuntimeError, KeyError, ValueError, TypeError) as e:
+            raise RunError(f"{folder / 'checkpoint.pt'}: cannot be loaded ({type(e).__name__}: {e})") from None
+        self.history = history
         self.cpu = float(s.get("cpu_seconds", 0.0))  # checkpoints before the CPU budget lack it
 
 
-def create_run(folder: Path, cfg: GramConfig, mod, force: bool) -> None:
-    if folder.exists() and any(folder.iterdir()) and not force:
-        raise RunError(f"{folder} exists and is not empty (--resume to continue it, --force to overwrite)")
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in ("checkpoint.pt", "checkpoint.sha256", "history.json"):
-        (folder / stale).unlink(missing_ok=True)
-    write_run_files(folder, cfg, mod)
-
-
-def write_run_files(folder: Path, cfg: GramConfig, mod) -> None:
-    _atomic_write(folder / "config.json", json.dumps(to_dict(cfg), indent=1) + "\n")
-    _atomic_write(folder / "model.py", inspect.getsource(mod))
-
-
-def load_config(folder: str | Path) -> GramConfig:
-    path = Path(folder) / "config.json"
-    try:
-        return gram_config_from_dict(json.loads(path.read_text()))
-    except (OSError, json.JSONDecodeError) as e:
-        raise RunError(f"{path}: cannot be read ({e})") from None
-
-
-def check_resume(folder: Path | None, cfg: GramConfig | None, mod, force: bool) -> GramConfig:
-    """The stored config, after checking that neither it nor the model file changed."""
-    if folder is None:
-        raise RunError("resume needs a run folder")
-    stored = load_config(folder)
-    problems = []
-    if cfg is not None:
-        wanted = dataclasses.replace(cfg, priors=cfg.priors or stored.priors)
-        problems += [f"config {k}: {a!r} -> {b!r}" for k, a, b in _diff(to_dict(stored), to_dict(wanted))]
-    if (folder / "model.py").read_text() != inspect.getsource(mod):
-        problems.append(f"the model file {inspect.getsourcefile(mod)} differs from {folder / 'model.py'}")
-    if problems and not force:
-        raise RunError("refusing to resume, the run changed (--force to resume anyway):\n  " + "\n  ".join(problems))
-    return cfg if (cfg is not None and force) else stored
-
-
-def _diff(a: dict, b: dict, prefix: str = ""):
-    for k in sorted(set(a) | set(b)):
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            yield from _diff(va, vb, f"{prefix}{k}.")
-        elif va != vb:
-            yield f"{prefix}{k}", va, vb
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+class Interrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C after a checkpoint was saved (the CLI exits with 130)."""
 
 
 class LoadedRun(NamedTuple):
@@ -332,8 +290,9 @@ def convert_loaded(run: LoadedRun, backend: str) -> LoadedRun:
     cfg = dataclasses.replace(run.config, backend=backend)
     share = cfg.net.share_core
     if backend == "numpyro":
+        from gram_ppl.inference.svi_numpyro import Bound
+
         from gram_ppl.networks.flax_nets import make_net
-        from inference.svi_numpyro import Bound
 
         state = {k: v.cpu().numpy() for k, v in run.net.state_dict().items()}
         net = Bound(make_net(cfg, cfg.priors, run.data.task), convert.torch_to_flax(state, share))
@@ -377,8 +336,8 @@ def evaluate_run(
     (inference.evaluate.sample_metrics), plus single-sample validity after each step and the
     metrics split by the inputs' numbers of solutions (1, 2-3, 4+). `temperature` scales the
     prior's σ (inference/tempering.py)."""
-    from inference.evaluate import sample_metrics
-    from inference.sampling import rollout
+    from gram_ppl.inference.evaluate import sample_metrics
+    from gram_ppl.inference.sampling import rollout
 
     cfg, net, data, mod = load_run(folder)
     test, task = data.test, data.task

@@ -8,9 +8,9 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from gram_ppl.inference.tempering import pyro_temper
 
 from gram_ppl.tasks import Task
-from inference.tempering import pyro_temper
 
 
 class Rollout(NamedTuple):
@@ -29,7 +29,7 @@ def rollout(mod, net, cfg, x, num_samples: int, depth: int, halt: bool = False, 
     x = np.asarray(x)
     B, rows = x.shape[0], num_samples * x.shape[0]
     if cfg.backend == "numpyro":
-        from inference.svi_numpyro import prior_steps
+        from gram_ppl.inference.svi_numpyro import prior_steps
 
         steps_iter = prior_steps(mod, net, cfg, x, num_samples, seed=torch.initial_seed(), temperature=temperature)
     else:
@@ -125,13 +125,13 @@ def generate(run, num: int, depth: int | None = None, temperature: float = 1.0) 
     """Unconditional samples from p_θ(x) (empty input): text lines, share valid, distinct valid."""
     task, cfg = run.data.task, run.config
     if cfg.backend == "numpyro":
-        from inference.svi_numpyro import sample as jax_sample
+        from gram_ppl.inference.svi_numpyro import sample as jax_sample
 
         boards = jax_sample(
             run.mod, run.net, cfg, None, num_samples=num, depth=depth, seed=cfg.fit.seed + 4, temperature=temperature
         )[:, 0]
     else:
-        from inference.svi_pyro import sample
+        from gram_ppl.inference.svi_pyro import sample
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.fit.seed + 4)

@@ -24,14 +24,14 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 import optax
+from gram_ppl.inference.objective import kl_ceiling
+from gram_ppl.inference.svi_pyro import NonFiniteLoss, StepInfo
+from gram_ppl.inference.tempering import check_temperature, numpyro_temper
 from numpyro import handlers
 from numpyro.distributions.kl import kl_divergence
 
 from gram_ppl.config import GramConfig, PriorConfig
 from gram_ppl.networks import flax_nets
-from inference.objective import kl_ceiling
-from inference.svi_pyro import NonFiniteLoss, StepInfo
-from inference.tempering import check_temperature, numpyro_temper
 
 PARAMS = "gram$params"
 
@@ -212,6 +212,10 @@ class Trainer:
         state = {"params": self.params, "opt": self.opt_state, "ema": self.ema, "key": jax.random.key_data(self.key)}
         return {"numpyro": torch.frombuffer(bytearray(serialization.to_bytes(state)), dtype=torch.uint8)}
 
+    def apply_hyperparameters(self) -> None:
+        """After a forced resume: nothing to do, the optax transform is built from this trainer's
+        config (learning rate and weight decay are not part of the restored optimiser state)."""
+
     def restore(self, s: dict) -> None:
         from flax import serialization
 
@@ -224,7 +228,7 @@ class Trainer:
 
     def validity(self, task, test, puzzles: int, seed: int) -> dict[str, float]:
         """Validity of one prior and one guide sample for each of the first `puzzles` held out."""
-        from inference.evaluate import validity_report
+        from gram_ppl.inference.evaluate import validity_report
 
         bound = self.sampling_net()
 

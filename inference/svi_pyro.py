@@ -30,12 +30,12 @@ import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
+from gram_ppl.inference.objective import kl_ceiling
+from gram_ppl.inference.tempering import pyro_temper
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 from gram_ppl.config import GramConfig, PriorConfig
-from inference.objective import kl_ceiling
-from inference.tempering import pyro_temper
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -163,6 +163,13 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
         }
 
+    def apply_hyperparameters(self) -> None:
+        """After a forced resume with a changed config: the optimiser takes its learning rate and
+        weight decay from this trainer's config, not from the restored state."""
+        decay, no_decay = self.opt.param_groups
+        decay["lr"] = no_decay["lr"] = self.cfg.fit.lr
+        decay["weight_decay"] = self.cfg.fit.weight_decay
+
     def restore(self, s: dict) -> None:
         self.net.load_state_dict(s["net"])
         if self.ema is not None:
@@ -173,7 +180,7 @@ class Trainer:
     def validity(self, task, test, puzzles: int, seed: int) -> dict[str, float]:
         """Validity of one prior and one guide sample for each of the first `puzzles` held out
         (the training RNG untouched: forked)."""
-        from inference.evaluate import validity_report
+        from gram_ppl.inference.evaluate import validity_report
 
         net, device = self.sampling_net(), self.net.z0.device
 

@@ -142,7 +142,7 @@ def prior_predictive(
     """Prior draws from a freshly initialised network (weights seeded by cfg.fit.seed) under
     the config's PRIORS block: the scale of the noise, the growth of h over steps and the
     diversity of decoded boards, before any fit."""
-    from inference.run import default_model
+    from gram_ppl.inference.run import default_model
 
     mod = mod or default_model(cfg)
     cfg = dataclasses.replace(cfg, priors=cfg.priors or mod.PRIORS)

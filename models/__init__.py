@@ -2,14 +2,13 @@
 
 `get_model(backend)` is the module inference uses by default ("pyro": gram_pyro.py, "numpyro":
 gram_numpyro.py, imported on first use so the Pyro path never loads JAX); pass an edited copy
-(any module or object with `model`, `guide`, `PRIORS`) to `inference.fit` instead to try a
-change. Install the project in editable mode only: `models` is a generic top-level name, never
-published.
+(any module or object with `model`, `guide`, `PRIORS`) to `gram_ppl.inference.fit` instead to try a
+change. Installed as `gram_ppl.models` (the repository folder models/, pyproject's package-dir).
 """
 
 import importlib
 
-FILES = {"pyro": "models.gram_pyro", "numpyro": "models.gram_numpyro"}
+FILES = {"pyro": "gram_ppl.models.gram_pyro", "numpyro": "gram_ppl.models.gram_numpyro"}
 
 
 def get_model(backend: str):

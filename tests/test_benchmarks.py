@@ -41,7 +41,7 @@ def test_sampling_benchmark():
 
 
 def test_recipe_curves(tmp_path):
-    from inference.run import fit
+    from gram_ppl.inference.run import fit
 
     fit(tiny_config(), tmp_path / "a", steps=2, progress=False, eval_puzzles=4)
     out = run("recipe.py", str(tmp_path / "a"), "--out", str(tmp_path / "c.png"))

@@ -3,6 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from gram_ppl.inference.run import fit, load_run
+from gram_ppl.inference.svi_pyro import trajectory_loss
+from gram_ppl.inference.trajectories import collect, prior_predictive
 from matplotlib.figure import Figure
 from tiny import tiny_config
 
@@ -19,9 +22,6 @@ from gram_ppl.diagnostics import (
     to_inference_data,
 )
 from gram_ppl.tasks import get_task
-from inference.run import fit, load_run
-from inference.svi_pyro import trajectory_loss
-from inference.trajectories import collect, prior_predictive
 
 QUIET = dict(progress=False, eval_puzzles=8)
 

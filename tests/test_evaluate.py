@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
+from gram_ppl.inference.evaluate import _tv_to_uniform, sample_metrics
 
 from gram_ppl.tasks import get_task
-from inference.evaluate import _tv_to_uniform, sample_metrics
 
 TASK = get_task("nqueens", 4)
 EMPTY = np.ones(16, dtype=np.uint8)

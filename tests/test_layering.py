@@ -1,8 +1,11 @@
-"""Import directions: the library never imports models/ or inference/ (the CLI only inside its
-commands); tasks, config and data need neither torch nor jax; config needs only the stdlib;
-torch appears only in the torch networks, and pyro only in models/ and inference/."""
+"""Import directions and names: one top-level package, gram_ppl, whose models/ and inference/
+folders install as gram_ppl.models and gram_ppl.inference; the library floor (gram_ppl/) never
+imports them (the CLI only inside its commands); tasks, config and data need neither torch nor
+jax; config needs only the stdlib; torch appears only in the torch networks, and pyro only in
+models/ and inference/."""
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -28,10 +31,71 @@ def top(name: str) -> str:
     return name.split(".")[0]
 
 
+UPPER = {"gram_ppl.models", "gram_ppl.inference"}
+
+
+def _upper(names: set[str]) -> set[str]:
+    return {m for m in names if any(m == u or m.startswith(u + ".") for u in UPPER)}
+
+
 @pytest.mark.parametrize("path", sorted((ROOT / "gram_ppl").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
 def test_library_never_imports_models_or_inference(path):
     lazy = path.name == "cli.py"  # the CLI may import them inside its commands, never at import time
-    assert not {top(m) for m in imported_modules(path, top_level_only=lazy)} & {"models", "inference"}
+    tree = ast.parse(path.read_text())
+    names = imported_modules(path, top_level_only=lazy)
+    for node in tree.body if lazy else ast.walk(tree):  # `from gram_ppl import models` counts too
+        if isinstance(node, ast.ImportFrom) and node.module == "gram_ppl":
+            names |= {f"gram_ppl.{a.name}" for a in node.names}
+    assert not _upper(names)
+
+
+def _project_sources():
+    for path in sorted(ROOT.rglob("*.py")):
+        if not {".venv", "runs", "build"} & set(path.relative_to(ROOT).parts):
+            yield path.relative_to(ROOT), path.read_text()
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        yield path.relative_to(ROOT), "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+
+
+def test_no_bare_models_or_inference_imports_anywhere():
+    bad = []
+    for where, source in _project_sources():
+        for node in ast.walk(ast.parse(source)):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom) and node.level == 0
+                else []
+            )
+            bad += [f"{where}: {n}" for n in names if top(n) in {"models", "inference"}]
+    assert not bad, bad
+
+
+def test_one_top_level_package_and_the_subpackages_come_from_this_repository():
+    from importlib.metadata import distribution
+
+    import gram_ppl.inference
+    import gram_ppl.models
+
+    assert distribution("gram-ppl").read_text("top_level.txt").split() == ["gram_ppl"]
+    assert Path(gram_ppl.models.__file__).resolve() == ROOT / "models" / "__init__.py"
+    assert Path(gram_ppl.inference.__file__).resolve() == ROOT / "inference" / "__init__.py"
+
+
+def test_a_folder_with_its_own_models_and_inference_does_not_shadow_ours(tmp_path):
+    for name in ("models", "inference"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"raise ImportError('the user folder {name} was imported')\n")
+    code = "import gram_ppl.models, gram_ppl.inference.run; print(gram_ppl.models.get_model('pyro').__name__)"
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "gram_ppl.models.gram_pyro"
+    r = subprocess.run(
+        [sys.executable, "-m", "gram_ppl", "fit", "--help"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
 
 
 def test_config_imports_only_the_standard_library():
@@ -50,14 +114,6 @@ def test_importing_the_data_side_loads_neither_torch_nor_jax():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def test_models_and_inference_come_from_this_repository():
-    import inference
-    import models
-
-    for mod in (models, inference):
-        assert Path(mod.__file__).resolve().is_relative_to(ROOT)
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "gram_ppl").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))

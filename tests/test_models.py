@@ -5,14 +5,14 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from gram_ppl.inference.svi_pyro import balanced_kl, sample, trajectory_loss
+from gram_ppl.models import gram_pyro
 from pyro import poutine
 from pyro.infer import Trace_ELBO
 from tiny import tiny_config
 
 from gram_ppl import build_dataset
 from gram_ppl.networks.torch_nets import GramNet
-from inference.svi_pyro import balanced_kl, sample, trajectory_loss
-from models import gram_pyro
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +177,7 @@ def test_network_variants_run_and_keep_shapes(data, net_kw):
 
 
 def test_halt_and_value_losses_never_reach_the_core(data):
-    from inference.svi_pyro import head_losses
+    from gram_ppl.inference.svi_pyro import head_losses
 
     cfg, net, x, y = setup(data)
     terms = trajectory_loss(gram_pyro, net, cfg, cfg.priors, x, y, None, range(1), truncate=True)

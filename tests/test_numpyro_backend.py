@@ -8,6 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from gram_ppl.inference import svi_numpyro
+from gram_ppl.models import gram_numpyro, gram_pyro
 from numpyro import handlers
 from pyro import poutine
 from pyro.poutine.messenger import Messenger
@@ -17,8 +19,6 @@ from gram_ppl.data import build_dataset
 from gram_ppl.networks import convert, flax_nets
 from gram_ppl.networks.torch_nets import GramNet
 from gram_ppl.tasks import get_task
-from inference import svi_numpyro
-from models import gram_numpyro, gram_pyro
 
 CASES = [
     ("normal", "network", "gram"),
@@ -145,7 +145,7 @@ def test_numpyro_sampling_shapes_and_reproducibility(trained):
 def test_sample_distributions_agree_between_backends_within_monte_carlo_error():
     """The same weights sample the same distribution of boards: per-cell queen frequencies of
     prior samples (σ fixed at 1 so boards vary) agree within Monte-Carlo error."""
-    from inference.svi_pyro import sample as torch_sample
+    from gram_ppl.inference.svi_pyro import sample as torch_sample
 
     cfg, task, tnet, fnet, params = pair(scale_mode="fixed")
     cfg = dataclasses.replace(cfg, priors=dataclasses.replace(cfg.priors, scale=1.0))
@@ -165,8 +165,9 @@ def test_sample_distributions_agree_between_backends_within_monte_carlo_error():
 
 
 def test_cli_numpyro_fit_resume_evaluate_and_convert_both_ways(tmp_path, capsys):
+    from gram_ppl.inference.run import load_run
+
     from gram_ppl.cli import main
-    from inference.run import load_run
 
     run, back, conv = tmp_path / "np", tmp_path / "back", tmp_path / "conv"
     tiny = ["--set", "net.dim=16", "--set", "net.layers=1", "--set", "fit.K=1", "--set", "fit.batch_size=8"]
@@ -223,7 +224,7 @@ def test_the_training_loss_agrees_for_the_same_guide_noise(case):
     trajectory (the ELBO), with the guide's noise fixed to the same values."""
     from types import SimpleNamespace
 
-    from inference import svi_pyro
+    from gram_ppl.inference import svi_pyro
 
     cfg, task, tnet, fnet, params = pair(*case)
     rng = np.random.default_rng(1)

@@ -9,13 +9,13 @@ import sys
 import numpy as np
 import pytest
 import torch
+from gram_ppl.inference.objective import kl_ceiling
+from gram_ppl.models import gram_pyro
 from tiny import tiny_config
 
 from gram_ppl import build_dataset
 from gram_ppl.config import ConfigError, FitConfig
 from gram_ppl.networks.torch_nets import GramNet
-from inference.objective import kl_ceiling
-from models import gram_pyro
 
 
 def _batch(cfg, n=8):
@@ -41,7 +41,7 @@ def test_kl_ceiling_values_and_bad_input():
 
 
 def test_kl_ceiling_adds_lambda_times_the_excess_to_the_loss():
-    from inference.svi_pyro import trajectory_loss
+    from gram_ppl.inference.svi_pyro import trajectory_loss
 
     cfg = dataclasses.replace(tiny_config(guide_steps=0), priors=gram_pyro.PRIORS)
     data, x, y, _ = _batch(cfg)
@@ -63,7 +63,7 @@ def test_kl_ceiling_adds_lambda_times_the_excess_to_the_loss():
 def test_kl_ceiling_lowers_the_kl_it_caps():
     """Same seeds and data; the capped fit ends with a first-step KL below the uncapped one and
     near its ceiling C = 0.5 nats."""
-    from inference.svi_pyro import Trainer
+    from gram_ppl.inference.svi_pyro import Trainer
 
     kls = {}
     for weight in (0.0, 20.0):
@@ -81,7 +81,7 @@ def test_kl_ceiling_lowers_the_kl_it_caps():
 
 
 def test_per_example_ceiling_needs_the_number_of_solutions():
-    from inference.svi_pyro import Trainer
+    from gram_ppl.inference.svi_pyro import Trainer
 
     cfg = dataclasses.replace(tiny_config(kl_cap_weight=1.0, kl_cap_per_example=True), priors=gram_pyro.PRIORS)
     data, x, y, n = _batch(cfg)
@@ -94,10 +94,9 @@ def test_per_example_ceiling_needs_the_number_of_solutions():
 def test_kl_ceiling_in_numpyro_adds_the_same_term():
     import jax
     import jax.numpy as jnp
+    from gram_ppl.inference import svi_numpyro
+    from gram_ppl.models import gram_numpyro
     from test_numpyro_backend import pair
-
-    from inference import svi_numpyro
-    from models import gram_numpyro
 
     cfg, task, tnet, fnet, params = pair()
     cfg = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, guide_steps=0))
@@ -116,10 +115,11 @@ def test_kl_ceiling_in_numpyro_adds_the_same_term():
 
 @pytest.mark.parametrize("backend", ["pyro", "numpyro"])
 def test_temperature_zero_gives_identical_samples_and_one_is_the_model(backend):
+    from gram_ppl.inference import svi_numpyro, svi_pyro
+    from gram_ppl.inference.sampling import rollout
+    from gram_ppl.models import gram_numpyro
+
     from gram_ppl.networks import flax_nets
-    from inference import svi_numpyro, svi_pyro
-    from inference.sampling import rollout
-    from models import gram_numpyro
 
     cfg = dataclasses.replace(tiny_config(), priors=dataclasses.replace(gram_pyro.PRIORS, scale=0.9, max_scale=1.0))
     cfg = dataclasses.replace(cfg, backend=backend)
@@ -165,7 +165,7 @@ def _gram(*args):
 
 
 def test_cpu_minutes_budget_and_bad_budgets(tmp_path):
-    from inference.run import RunError, fit
+    from gram_ppl.inference.run import RunError, fit
 
     cfg = tiny_config()
     result = fit(cfg, tmp_path / "run", cpu_minutes=0.02, progress=False, eval_puzzles=4)  # 1.2 CPU seconds

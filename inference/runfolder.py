@@ -1,0 +1,241 @@
+"""The run-folder format: create, write, load, check, lock (docs/formats.md).
+
+A run folder holds config.json (the GramConfig, priors filled in), model.py (the model file's
+source), checkpoint.pt and history.json. What the format guarantees:
+
+- **One atomic commit.** checkpoint.pt is one file holding the training state, the history and
+  the config it was trained with, plus the sha256 of all of it: written under a temporary name,
+  fsynced, renamed over the old one, the folder fsynced. A kill at any moment leaves either the
+  old or the new checkpoint, each whole and consistent with its own history. history.json is a
+  readable copy of the checkpoint's history, written after it (the checkpoint is the truth).
+- **One writer.** A writer (fit, resume) holds an exclusive lock on `.lock` for its whole run;
+  a second writer is refused with the holder's pid. Readers take no lock: they only ever see a
+  committed checkpoint.
+- **What was trained is what is recorded.** On resume the checkpoint's config is compared with
+  config.json (hand edits are refused unless forced) and with the config asked for.
+- Loading never unpickles objects (`torch.load(weights_only=True)`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import hashlib
+import inspect
+import io
+import json
+import os
+from pathlib import Path
+
+from gram_ppl.config import ConfigError, GramConfig, gram_config_from_dict, to_dict
+
+FORMAT = 2  # 1: checkpoint.pt + checkpoint.sha256 + history.json written one after another
+WRITTEN = ("config.json", "model.py", "checkpoint.pt", "history.json", "checkpoint.sha256", ".lock")
+
+
+class RunError(ValueError):
+    """A run folder that cannot be used as asked: exists, differs, is locked or corrupted."""
+
+
+# ---- writing files ---------------------------------------------------------------------
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write `data` to `path` through a temporary file in the same folder, fsynced, then renamed
+    over it, and fsync the folder: `path` is always either the old or the new content.
+    A symlink, device or other non-regular `path` is refused (never replaced)."""
+    path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise RunError(f"{path}: not a regular file; refusing to replace it")
+    data = data.encode() if isinstance(data, str) else data
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---- the lock ----------------------------------------------------------------------------
+@contextlib.contextmanager
+def writer_lock(folder: Path):
+    """Hold the folder's exclusive writer lock (fcntl.flock on `.lock`) for the `with` block."""
+    import fcntl
+
+    folder = Path(folder)
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise RunError(f"{folder} is in use by another writer (pid {holder}); wait for it or stop it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        for name in WRITTEN:  # temporaries of a writer that was killed mid-write (we hold the lock)
+            for stale in folder.glob(f".{name}.*.tmp"):
+                stale.unlink(missing_ok=True)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+# ---- config and model file -----------------------------------------------------------------
+def create_run(folder: Path, cfg: GramConfig, mod, force: bool) -> None:
+    """A new run folder; an existing non-empty one only with `force`, and then only the files
+    this tool writes are removed (anything else in it is kept)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise RunError(f"{folder} exists and is not a folder")
+    if not is_empty(folder) and not force:
+        raise RunError(f"{folder} exists and is not empty (--resume to continue it, --force to overwrite)")
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in ("checkpoint.pt", "checkpoint.sha256", "history.json"):
+        (folder / stale).unlink(missing_ok=True)
+    write_run_files(folder, cfg, mod)
+
+
+def is_empty(folder: Path) -> bool:
+    """No folder, or nothing in it but the writer lock."""
+    folder = Path(folder)
+    return not folder.exists() or all(p.name == ".lock" for p in folder.iterdir())
+
+
+def write_run_files(folder: Path, cfg: GramConfig, mod) -> None:
+    atomic_write(folder / "config.json", json.dumps(to_dict(cfg), indent=1) + "\n")
+    atomic_write(folder / "model.py", inspect.getsource(mod))
+
+
+def load_config(folder: str | Path) -> GramConfig:
+    path = Path(folder) / "config.json"
+    try:
+        return gram_config_from_dict(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunError(f"{path}: cannot be read ({e})") from None
+    except (ConfigError, TypeError) as e:
+        raise RunError(f"{path}: not a valid config ({e})") from None
+
+
+def check_resume(folder: Path | None, cfg: GramConfig | None, mod, force: bool) -> GramConfig:
+    """The config to resume with, after checking that neither config.json (against the config
+    the checkpoint was trained with), nor the requested config, nor the model file changed."""
+    if folder is None:
+        raise RunError("resume needs a run folder")
+    stored = load_config(folder)
+    problems = []
+    trained = checkpoint_config(folder)
+    if trained is not None:
+        problems += [
+            f"config.json {k}: {b!r}, but the checkpoint was trained with {a!r}"
+            for k, a, b in _diff(to_dict(trained), to_dict(stored))
+        ]
+    if cfg is not None:
+        wanted = dataclasses.replace(cfg, priors=cfg.priors or stored.priors)
+        problems += [f"config {k}: {a!r} -> {b!r}" for k, a, b in _diff(to_dict(stored), to_dict(wanted))]
+    model_file = Path(folder) / "model.py"
+    if not model_file.is_file() or model_file.read_text() != inspect.getsource(mod):
+        problems.append(f"the model file {inspect.getsourcefile(mod)} differs from {model_file}")
+    if problems and not force:
+        raise RunError("refusing to resume, the run changed (--force to resume anyway):\n  " + "\n  ".join(problems))
+    return cfg if (cfg is not None and force) else stored
+
+
+def _diff(a: dict, b: dict, prefix: str = ""):
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            yield from _diff(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            yield f"{prefix}{k}", va, vb
+
+
+# ---- the checkpoint --------------------------------------------------------------------
+def write_checkpoint(folder: Path, state: dict, history: list[dict], cfg: GramConfig) -> None:
+    """Commit the training state, its history and its config in one atomic step."""
+    import torch
+
+    inner = io.BytesIO()
+    torch.save({**state, "history": json.dumps(history), "config": json.dumps(to_dict(cfg))}, inner)
+    payload = inner.getvalue()
+    outer = io.BytesIO()
+    torch.save({"format": FORMAT, "sha256": sha256(payload), "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8)}, outer)  # fmt: skip
+    try:
+        atomic_write(folder / "checkpoint.pt", outer.getvalue())
+        atomic_write(folder / "history.json", json.dumps(history) + "\n")  # a readable copy
+    except OSError as e:
+        raise RunError(f"{folder / 'checkpoint.pt'}: cannot be written ({e}); the last checkpoint is kept") from None
+    (folder / "checkpoint.sha256").unlink(missing_ok=True)  # format 1's separate hash
+
+
+def read_checkpoint(folder: Path, map_location=None) -> tuple[dict, list[dict]]:
+    """The committed state and history; RunError for a missing, truncated, tampered or foreign
+    file (a pickle of objects is refused, never executed)."""
+    import torch
+
+    path = Path(folder) / "checkpoint.pt"
+    if not path.is_file():
+        raise RunError(f"{path}: missing; nothing to resume")
+    try:
+        outer = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as e:  # truncated zip, 0 bytes, a refused pickle: all one user-level error
+        raise RunError(f"{path}: corrupted or truncated checkpoint, or not one ({type(e).__name__})") from None
+    if not isinstance(outer, dict):
+        raise RunError(f"{path}: not a gram checkpoint")
+    if "payload" not in outer:  # format 1
+        return _read_v1(Path(folder), outer)
+    payload = outer["payload"].numpy().tobytes()
+    if sha256(payload) != outer.get("sha256"):
+        raise RunError(f"{path}: checksum mismatch (corrupted or truncated checkpoint)")
+    try:
+        state = torch.load(io.BytesIO(payload), weights_only=True, map_location=map_location)
+        return state, json.loads(state.pop("history"))
+    except Exception as e:
+        raise RunError(f"{path}: cannot be loaded ({type(e).__name__}: {e})") from None
+
+
+def _read_v1(folder: Path, state: dict) -> tuple[dict, list[dict]]:
+    digest = folder / "checkpoint.sha256"
+    path = folder / "checkpoint.pt"
+    if not digest.is_file() or digest.read_text().strip() != sha256(path.read_bytes()):
+        raise RunError(f"{path}: checksum mismatch (corrupted or truncated checkpoint)")
+    try:
+        return state, json.loads((folder / "history.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise RunError(f"{folder / 'history.json'}: cannot be read ({e})") from None
+
+
+def checkpoint_config(folder: Path) -> GramConfig | None:
+    """The config the checkpoint was trained with (None: no checkpoint, or format 1)."""
+    if not (Path(folder) / "checkpoint.pt").is_file():
+        return None
+    state, _ = read_checkpoint(folder)
+    return gram_config_from_dict(json.loads(state["config"])) if "config" in state else None
+
+
+def read_history(folder: str | Path) -> list[dict]:
+    """A run's history, from its committed checkpoint when there is one."""
+    folder = Path(folder)
+    if (folder / "checkpoint.pt").is_file():
+        return read_checkpoint(folder)[1]
+    path = folder / "history.json"
+    if not path.is_file():
+        raise RunError(f"{folder}: no checkpoint and no history.json")
+    return json.loads(path.read_text())

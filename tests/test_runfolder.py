@@ -1,0 +1,167 @@
+"""Run folders that never lose or misstate work (docs/formats.md): one atomic commit of checkpoint,
+history and config, a crash at any write leaves a loadable run, an exclusive writer lock, config
+edits detected on resume and forced changes applied, Ctrl-C saves, bad values refused."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from tiny import tiny_config
+
+from gram_ppl.config import ConfigError, FitConfig
+from gram_ppl.inference.run import RunError, fit, load_config, load_run
+from gram_ppl.inference.runfolder import atomic_write, read_checkpoint, read_history, writer_lock
+
+QUIET = dict(progress=False, eval_puzzles=4)
+
+CRASH = textwrap.dedent(
+    """
+    import os, sys
+    from tiny import tiny_config
+    from gram_ppl.inference import runfolder
+    from gram_ppl.inference.run import fit
+    calls, kill_at = [0], int(sys.argv[2])
+    real_replace = os.replace
+    def replace(a, b):
+        calls[0] += 1
+        if calls[0] == kill_at:
+            os._exit(9)  # as SIGKILL: no cleanup, no flush
+        real_replace(a, b)
+    runfolder.os.replace = replace
+    fit(tiny_config(), sys.argv[1], steps=4, resume=True, progress=False, eval_puzzles=4)
+    """
+)
+
+
+@pytest.mark.parametrize("kill_at", [1, 2])  # 1: before the checkpoint's rename; 2: before history.json's
+def test_a_kill_between_the_writes_leaves_a_consistent_loadable_run(tmp_path, kill_at):
+    run = tmp_path / "run"
+    fit(tiny_config(), run, steps=2, **QUIET)
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(__file__)}
+    r = subprocess.run([sys.executable, "-c", CRASH, str(run), str(kill_at)], env=env, capture_output=True)
+    assert r.returncode == 9, r.stderr.decode()
+    state, history = read_checkpoint(run)
+    batches = [h for h in history if "loss" in h]
+    assert len(batches) == state["step"] == (2 if kill_at == 1 else 4)  # old or new, each whole
+    assert read_history(run) == history
+    load_run(run)  # every command can use it
+    resumed = fit(tiny_config(), run, steps=5, resume=True, **QUIET)
+    assert [h["step"] for h in resumed.history if "loss" in h] == [1, 2, 3, 4, 5]
+    assert not list(run.glob(".*.tmp"))  # the killed writer's temporary was cleaned by the next one
+
+
+def test_a_second_writer_is_refused_and_readers_are_not(tmp_path):
+    run = tmp_path / "run"
+    fit(tiny_config(), run, steps=1, **QUIET)
+    with writer_lock(run):
+        with pytest.raises(RunError, match=rf"in use by another writer \(pid {os.getpid()}\)"):
+            fit(tiny_config(), run, steps=2, resume=True, force=True, **QUIET)
+        load_run(run)  # a reader during a write
+    fit(tiny_config(), run, steps=2, resume=True, **QUIET)  # the lock is released
+
+
+def test_a_hand_edited_config_is_detected_and_a_forced_change_is_applied(tmp_path):
+    run = tmp_path / "run"
+    fit(tiny_config(), run, steps=1, **QUIET)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["task"]["seed"] = 7
+    (run / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(RunError, match=r"config.json task.seed: 7, but the checkpoint was trained with 0"):
+        fit(load_config(run), run, steps=2, resume=True, **QUIET)
+    cfg["task"]["seed"] = 0
+    (run / "config.json").write_text(json.dumps(cfg))
+    result = fit(tiny_config(lr=0.05), run, steps=2, resume=True, force=True, **QUIET)
+    assert {g["lr"] for g in result.trainer.opt.param_groups} == {0.05}  # not the restored 1e-3
+    assert json.loads((run / "config.json").read_text())["fit"]["lr"] == 0.05
+    state, _ = read_checkpoint(run)
+    assert json.loads(state["config"])["fit"]["lr"] == 0.05  # the checkpoint says what it was trained with
+
+
+def test_force_validates_before_touching_the_folder_and_keeps_foreign_files(tmp_path):
+    run = tmp_path / "run"
+    fit(tiny_config(), run, steps=1, **QUIET)
+    (run / "notes.txt").write_text("mine")
+    before = (run / "checkpoint.pt").read_bytes()
+    with pytest.raises(RunError, match="batch_size 100000 exceeds"):
+        fit(tiny_config(batch_size=100000), run, steps=1, force=True, **QUIET)
+    assert (run / "checkpoint.pt").read_bytes() == before
+    fit(tiny_config(), run, steps=1, force=True, **QUIET)
+    assert (run / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "bad", [{"beta": float("nan")}, {"lr": float("inf")}, {"batch_size": True}, {"beta": "abc"}, {"K": 2.5}]
+)
+def test_non_finite_and_wrongly_typed_values_are_refused(bad):
+    with pytest.raises(ConfigError, match=next(iter(bad))):
+        FitConfig(**bad)
+
+
+def _gram(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "gram_ppl", *args], capture_output=True, text=True, **kw)
+
+
+def test_cli_errors_are_one_line_with_exit_2(tmp_path):
+    base = ["fit", "--task", "nqueens", "--size", "5", "--steps", "1", "--out", str(tmp_path / "r")]
+    for sets in (["--set", "fit.beta=abc"], ["--set", "fit.beta=NaN"], ["--set", "net.expansion=-1"]):
+        r = _gram(*base, *sets)
+        assert r.returncode == 2 and r.stderr.startswith("gram: error:") and "Traceback" not in r.stderr, r.stderr
+    run = tmp_path / "zero"
+    fit(tiny_config(), run, steps=1, **QUIET)
+    (run / "checkpoint.pt").write_bytes(b"")
+    r = _gram("evaluate", str(run))
+    assert r.returncode == 2 and "corrupted or truncated" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_malicious_pickle_is_refused_with_a_message(tmp_path):
+    import pickle
+
+    run = tmp_path / "run"
+    fit(tiny_config(), run, steps=1, **QUIET)
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("touch " + str(tmp_path / "pwned"),))
+
+    (run / "checkpoint.pt").write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(RunError, match="corrupted or truncated checkpoint, or not one"):
+        load_run(run)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
+    run = tmp_path / "run"
+    args = ["fit", "--task", "nqueens", "--size", "5", "--steps", "100000", "--quiet", "--out", str(run),
+            "--set", "fit.batch_size=8", "--set", "net.dim=16", "--set", "net.heads=2", "--eval-minutes", "100"]  # fmt: skip
+    p = subprocess.Popen([sys.executable, "-m", "gram_ppl", *args], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (run / "model.py").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)  # a few batches
+    p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=60)[1]
+    assert p.returncode == 130, err
+    assert "checkpoint saved" in err
+    state, history = read_checkpoint(run)
+    assert state["step"] >= 1 and len([h for h in history if "loss" in h]) == state["step"]
+
+
+def test_outputs_write_through_symlinks_and_refuse_nothing_silently(tmp_path):
+    target = tmp_path / "real.txt"
+    target.write_text("old\n")
+    link = tmp_path / "link.txt"
+    link.symlink_to(target)
+    from gram_ppl.cli import _write_lines
+
+    _write_lines(link, ["new"])
+    assert link.is_symlink() and target.read_text() == "new\n"
+    with pytest.raises(RunError, match="not a regular file"):
+        atomic_write(link, "x")  # run-folder files are never written through a link
+    if os.path.exists("/dev/full"):
+        with pytest.raises(OSError):
+            _write_lines(type(link)("/dev/full"), ["x"])  # a full device: an error, not exit 0
