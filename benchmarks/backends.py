@@ -49,12 +49,12 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
     from common import median_seconds, write_json
-    from gram_ppl.inference import svi_numpyro, svi_pyro
-    from gram_ppl.inference.run import setup_torch
-    from gram_ppl.models import gram_numpyro, gram_pyro
 
     from gram_ppl.config import FitConfig, GramConfig, NetConfig, TaskConfig
     from gram_ppl.data import build_dataset
+    from gram_ppl.inference import svi_numpyro, svi_pyro
+    from gram_ppl.inference.run import setup_torch
+    from gram_ppl.models import gram_numpyro, gram_pyro
     from gram_ppl.networks import convert, flax_nets
     from gram_ppl.networks.torch_nets import GramNet
 

@@ -32,11 +32,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_json  # noqa: E402
-from gram_ppl.inference.run import evaluate_run, fit, load_config, load_run  # noqa: E402
-from gram_ppl.inference.sampling import generate, rollout, select  # noqa: E402
 
 from gram_ppl import PuzzleError  # noqa: E402
 from gram_ppl.config import FitConfig, GramConfig, NetConfig, TaskConfig, apply_overrides  # noqa: E402
+from gram_ppl.inference.run import evaluate_run, fit, load_config, load_run  # noqa: E402
+from gram_ppl.inference.sampling import generate, rollout, select  # noqa: E402
 
 TASKS = {
     "nqueens8": TaskConfig(name="nqueens", size=8),

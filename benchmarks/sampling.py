@@ -15,12 +15,12 @@ import argparse
 import numpy as np
 import torch
 from common import median_seconds, write_json
-from gram_ppl.inference.run import setup_torch
-from gram_ppl.inference.sampling import rollout
-from gram_ppl.models import gram_pyro
 
 from gram_ppl import TaskConfig, build_dataset
 from gram_ppl.config import GramConfig, NetConfig
+from gram_ppl.inference.run import setup_torch
+from gram_ppl.inference.sampling import rollout
+from gram_ppl.models import gram_pyro
 from gram_ppl.networks.torch_nets import GramNet
 
 PUZZLES = 8

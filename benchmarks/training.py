@@ -23,12 +23,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from common import median_seconds, write_json
-from gram_ppl.inference.run import setup_torch
-from gram_ppl.inference.svi_pyro import Trainer, head_losses, trajectory_loss
-from gram_ppl.models import gram_pyro
 
 from gram_ppl import TaskConfig, build_dataset
 from gram_ppl.config import FitConfig, GramConfig, NetConfig
+from gram_ppl.inference.run import setup_torch
+from gram_ppl.inference.svi_pyro import Trainer, head_losses, trajectory_loss
+from gram_ppl.models import gram_pyro
 from gram_ppl.networks.torch_nets import GramNet
 
 MIXER = {"mixer": "attention"}  # set by --mixer

@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import pyro
 import torch
-from gram_ppl.inference.evaluate import sample_metrics
-from gram_ppl.inference.run import RunError, load_run
-from gram_ppl.inference.runfolder import read_history
-from gram_ppl.inference.trajectories import collect, prior_predictive
 
 from gram_ppl import __version__, plots
 from gram_ppl.config import to_dict
 from gram_ppl.diagnostics import import_arviz, prior_check_table, psis, to_inference_data
+from gram_ppl.inference.evaluate import sample_metrics
+from gram_ppl.inference.run import RunError, load_run
+from gram_ppl.inference.runfolder import read_history
+from gram_ppl.inference.trajectories import collect, prior_predictive
 
 FIGURES = {
     "gallery.png": "distinct solutions sampled from the prior for puzzle 0, with their frequencies",

@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+
 from gram_ppl.inference.runfolder import (
     RunError,
     check_resume,
@@ -58,7 +59,6 @@ def make_trainer(mod, cfg: GramConfig, task):
     (flax parameters, jit-compiled steps)."""
     if cfg.backend == "numpyro":
         from gram_ppl.inference.svi_numpyro import Trainer as NumPyroTrainer
-
         from gram_ppl.networks.flax_nets import make_net
 
         return NumPyroTrainer(mod, make_net(cfg, cfg.priors, task), cfg, cfg.priors)
@@ -291,7 +291,6 @@ def convert_loaded(run: LoadedRun, backend: str) -> LoadedRun:
     share = cfg.net.share_core
     if backend == "numpyro":
         from gram_ppl.inference.svi_numpyro import Bound
-
         from gram_ppl.networks.flax_nets import make_net
 
         state = {k: v.cpu().numpy() for k, v in run.net.state_dict().items()}

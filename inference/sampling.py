@@ -8,8 +8,8 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from gram_ppl.inference.tempering import pyro_temper
 
+from gram_ppl.inference.tempering import pyro_temper
 from gram_ppl.tasks import Task
 
 

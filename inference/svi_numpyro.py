@@ -24,13 +24,13 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 import optax
-from gram_ppl.inference.objective import kl_ceiling
-from gram_ppl.inference.svi_pyro import NonFiniteLoss, StepInfo
-from gram_ppl.inference.tempering import check_temperature, numpyro_temper
 from numpyro import handlers
 from numpyro.distributions.kl import kl_divergence
 
 from gram_ppl.config import GramConfig, PriorConfig
+from gram_ppl.inference.objective import kl_ceiling
+from gram_ppl.inference.svi_pyro import NonFiniteLoss, StepInfo
+from gram_ppl.inference.tempering import check_temperature, numpyro_temper
 from gram_ppl.networks import flax_nets
 
 PARAMS = "gram$params"

@@ -30,12 +30,12 @@ import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
-from gram_ppl.inference.objective import kl_ceiling
-from gram_ppl.inference.tempering import pyro_temper
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 from gram_ppl.config import GramConfig, PriorConfig
+from gram_ppl.inference.objective import kl_ceiling
+from gram_ppl.inference.tempering import pyro_temper
 
 
 class NonFiniteLoss(FloatingPointError):

@@ -3,9 +3,6 @@
 import numpy as np
 import pytest
 import torch
-from gram_ppl.inference.run import fit, load_run
-from gram_ppl.inference.svi_pyro import trajectory_loss
-from gram_ppl.inference.trajectories import collect, prior_predictive
 from matplotlib.figure import Figure
 from tiny import tiny_config
 
@@ -21,6 +18,9 @@ from gram_ppl.diagnostics import (
     rhat_across_fits,
     to_inference_data,
 )
+from gram_ppl.inference.run import fit, load_run
+from gram_ppl.inference.svi_pyro import trajectory_loss
+from gram_ppl.inference.trajectories import collect, prior_predictive
 from gram_ppl.tasks import get_task
 
 QUIET = dict(progress=False, eval_puzzles=8)

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from gram_ppl.inference.evaluate import _tv_to_uniform, sample_metrics
 
+from gram_ppl.inference.evaluate import _tv_to_uniform, sample_metrics
 from gram_ppl.tasks import get_task
 
 TASK = get_task("nqueens", 4)

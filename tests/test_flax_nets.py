@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from gram_ppl.models.gram_pyro import PRIORS
 from tiny import tiny_config
 
+from gram_ppl.models.gram_pyro import PRIORS
 from gram_ppl.networks import convert, flax_nets
 from gram_ppl.networks.torch_nets import GramNet
 from gram_ppl.tasks import get_task

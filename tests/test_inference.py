@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny import tiny_config
+
 from gram_ppl.inference.run import RunError, evaluate_run, fit, load_run
 from gram_ppl.inference.svi_pyro import NonFiniteLoss
 from gram_ppl.models import gram_pyro
-from tiny import tiny_config
 
 QUIET = dict(progress=False, eval_puzzles=16)
 
@@ -185,9 +186,8 @@ def test_prior_samples_after_a_short_fit_are_valid_more_often_than_chance():
 
 
 def test_kl_logged_per_supervision_step_sums_to_the_kl_in_the_loss():
-    from gram_ppl.inference.svi_pyro import trajectory_loss
-
     from gram_ppl import build_dataset
+    from gram_ppl.inference.svi_pyro import trajectory_loss
     from gram_ppl.networks.torch_nets import GramNet
 
     cfg = dataclasses.replace(tiny_config(beta=1.0, free_bits=0.0, guide_steps=0), priors=gram_pyro.PRIORS)
@@ -205,9 +205,8 @@ def test_kl_logged_per_supervision_step_sums_to_the_kl_in_the_loss():
 
 
 def test_elbo_objective_takes_one_optimiser_step_per_batch_and_the_surrogate_n_sup():
-    from gram_ppl.inference.svi_pyro import Trainer
-
     from gram_ppl import build_dataset
+    from gram_ppl.inference.svi_pyro import Trainer
     from gram_ppl.networks.torch_nets import GramNet
 
     for objective, updates in (("elbo", 1), ("surrogate", 2)):

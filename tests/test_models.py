@@ -5,13 +5,13 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from gram_ppl.inference.svi_pyro import balanced_kl, sample, trajectory_loss
-from gram_ppl.models import gram_pyro
 from pyro import poutine
 from pyro.infer import Trace_ELBO
 from tiny import tiny_config
 
 from gram_ppl import build_dataset
+from gram_ppl.inference.svi_pyro import balanced_kl, sample, trajectory_loss
+from gram_ppl.models import gram_pyro
 from gram_ppl.networks.torch_nets import GramNet
 
 

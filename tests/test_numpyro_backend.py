@@ -8,14 +8,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from gram_ppl.inference import svi_numpyro
-from gram_ppl.models import gram_numpyro, gram_pyro
 from numpyro import handlers
 from pyro import poutine
 from pyro.poutine.messenger import Messenger
 from tiny import tiny_config
 
 from gram_ppl.data import build_dataset
+from gram_ppl.inference import svi_numpyro
+from gram_ppl.models import gram_numpyro, gram_pyro
 from gram_ppl.networks import convert, flax_nets
 from gram_ppl.networks.torch_nets import GramNet
 from gram_ppl.tasks import get_task
@@ -165,9 +165,8 @@ def test_sample_distributions_agree_between_backends_within_monte_carlo_error():
 
 
 def test_cli_numpyro_fit_resume_evaluate_and_convert_both_ways(tmp_path, capsys):
-    from gram_ppl.inference.run import load_run
-
     from gram_ppl.cli import main
+    from gram_ppl.inference.run import load_run
 
     run, back, conv = tmp_path / "np", tmp_path / "back", tmp_path / "conv"
     tiny = ["--set", "net.dim=16", "--set", "net.layers=1", "--set", "fit.K=1", "--set", "fit.batch_size=8"]

@@ -9,12 +9,12 @@ import sys
 import numpy as np
 import pytest
 import torch
-from gram_ppl.inference.objective import kl_ceiling
-from gram_ppl.models import gram_pyro
 from tiny import tiny_config
 
 from gram_ppl import build_dataset
 from gram_ppl.config import ConfigError, FitConfig
+from gram_ppl.inference.objective import kl_ceiling
+from gram_ppl.models import gram_pyro
 from gram_ppl.networks.torch_nets import GramNet
 
 
@@ -94,9 +94,10 @@ def test_per_example_ceiling_needs_the_number_of_solutions():
 def test_kl_ceiling_in_numpyro_adds_the_same_term():
     import jax
     import jax.numpy as jnp
+    from test_numpyro_backend import pair
+
     from gram_ppl.inference import svi_numpyro
     from gram_ppl.models import gram_numpyro
-    from test_numpyro_backend import pair
 
     cfg, task, tnet, fnet, params = pair()
     cfg = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, guide_steps=0))
@@ -118,7 +119,6 @@ def test_temperature_zero_gives_identical_samples_and_one_is_the_model(backend):
     from gram_ppl.inference import svi_numpyro, svi_pyro
     from gram_ppl.inference.sampling import rollout
     from gram_ppl.models import gram_numpyro
-
     from gram_ppl.networks import flax_nets
 
     cfg = dataclasses.replace(tiny_config(), priors=dataclasses.replace(gram_pyro.PRIORS, scale=0.9, max_scale=1.0))

@@ -4,12 +4,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from gram_ppl.inference.run import fit, load_run
-from gram_ppl.inference.sampling import rollout, select
 from tiny import tiny_config
 
 from gram_ppl import TaskConfig
 from gram_ppl.cli import main
+from gram_ppl.inference.run import fit, load_run
+from gram_ppl.inference.sampling import rollout, select
 from gram_ppl.tasks import get_task
 
 QUIET = dict(progress=False, eval_puzzles=8)
