@@ -297,14 +297,17 @@ def fit_config(args) -> GramConfig:
                       ("objective", "fit.objective"), ("seed", "fit.seed")):  # fmt: skip
         if getattr(args, flag) is not None:
             sets.insert(0, f"{key}={json.dumps(getattr(args, flag))}")
+    from gram_ppl.models.priors import PRIORS  # the one PRIORS block (no torch, no jax)
+
     if args.resume:
         from gram_ppl.inference.run import load_config
 
-        cfg = apply_overrides(load_config(args.out), sets)
+        cfg = apply_overrides(load_config(args.out), sets, PRIORS)
     elif args.task is None or args.size is None:
         raise ConfigError("--task and --size are required for a new run")
     else:
-        cfg = apply_overrides(GramConfig(), sets)
+        cfg = apply_overrides(GramConfig(), sets, PRIORS)
+    cfg = dataclasses.replace(cfg, priors=cfg.priors or PRIORS)
     return dataclasses.replace(cfg, backend=args.backend) if args.backend else cfg
 
 
@@ -313,6 +316,10 @@ def cmd_fit(args) -> int:
     from gram_ppl.inference.svi_pyro import NonFiniteLoss
 
     cfg = fit_config(args)
+    p = cfg.priors  # the priors in force, always stated (they shape every sample)
+    print(f"priors: {p.family}, σ {p.scale_mode} (scale {p.scale}, in [{p.min_scale}, {p.max_scale}])"
+          + (f", df {p.df}" if p.family == "studentt" else "") + f", z_0 ~ N(0, {p.init_scale}²)",
+          file=sys.stderr)  # fmt: skip
     try:
         result = fit(
             cfg, args.out, steps=args.steps, minutes=args.minutes, cpu_minutes=args.cpu_minutes,

@@ -32,19 +32,29 @@ class ConfigError(ValueError):
     """An invalid configuration value; the message names the field and the allowed values."""
 
 
-def apply_overrides(cfg: GramConfig, assignments: list[str]) -> GramConfig:
-    """Apply "section.field=value" strings (value in JSON, or a bare string) to a GramConfig."""
+def apply_overrides(cfg: GramConfig, assignments: list[str], priors: PriorConfig | None = None) -> GramConfig:
+    """Apply "section.field=value" strings (value in JSON, or a bare string) to a GramConfig.
+    `priors.X=...` changes a field of cfg.priors or, when cfg.priors is None, of `priors` (the
+    model file's PRIORS block, which the caller passes): never of PriorConfig()'s defaults."""
     for text in assignments:
         key, sep, raw = text.partition("=")
         section, dot, name = key.strip().partition(".")
-        part = getattr(cfg, section, None) if dot else None
-        if not sep or section not in ("task", "net", "fit", "priors") or name not in _field_names(part, section):
+        if not sep or not dot or section not in ("task", "net", "fit", "priors"):
             raise ConfigError(f"cannot set {text!r}: use SECTION.FIELD=VALUE with SECTION in task, net, fit, priors")
+        part = getattr(cfg, section)
+        if section == "priors" and part is None:
+            if priors is None:
+                raise ConfigError("setting priors.* needs the PRIORS block it applies to")
+            part = priors
+        known = _field_names(part, section)
+        if name not in known:
+            raise ConfigError(
+                f"cannot set {text!r}: {section} has no field {name!r}; known: {', '.join(sorted(known))}"
+            )
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
-        part = part if part is not None else PriorConfig()
         cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(part, **{name: value})})
     return cfg
 
@@ -256,6 +266,14 @@ class FitConfig:
     kl_cap_weight: float = 0.0
     kl_cap: float = 2.0
     kl_cap_per_example: bool = False
+    # Prior-path objective (inference/svi_pyro.py, Pyro backend): at every supervision step,
+    # prior_path_samples rollouts from the prior p(τ | x) of the batch's first prior_path_puzzles
+    # inputs, trained by −log (1/K) Σ_k p(y | τ_k, x) (the importance-weighted bound with the prior
+    # as proposal: a soft best-of-K) at weight prior_path_weight (0: off). It trains the sampler
+    # used at test time directly, so nothing can leak through it.
+    prior_path_weight: float = 0.0
+    prior_path_samples: int = 4
+    prior_path_puzzles: int = 16
     batch_size: int = 64
     augment: bool = False  # random task symmetry per training batch; see docs/recipe.md: test inputs leak
     lr: float = 1e-3  # paper: 1e-4 at batch 768
@@ -287,6 +305,10 @@ class FitConfig:
                 f"kl_cap_weight and kl_cap must be finite and >= 0, kl_cap_per_example true or false; "
                 f"got {self.kl_cap_weight!r}, {self.kl_cap!r}, {self.kl_cap_per_example!r}"
             )
+        if self.prior_path_weight < 0 or self.prior_path_samples < 1 or self.prior_path_puzzles < 1:
+            raise ConfigError("prior_path_weight must be >= 0, prior_path_samples and prior_path_puzzles >= 1")
+        if self.prior_path_weight and (self.variant == "deterministic" or self.objective != "surrogate"):
+            raise ConfigError("prior_path_weight needs the surrogate objective and a stochastic variant")
         if self.kl_cap_weight and self.variant == "deterministic":
             raise ConfigError("kl_cap_weight needs noise: the deterministic variant has no KL to cap")
         if not 0 <= self.kl_balance <= 1 or not 0 <= self.ema < 1:
@@ -313,6 +335,8 @@ class GramConfig:
     def __post_init__(self):
         _check_types(self)
         _choice("backend", self.backend, BACKENDS)
+        if self.backend == "numpyro" and self.fit.prior_path_weight:
+            raise ConfigError("fit.prior_path_weight is implemented for the pyro backend only")
 
 
 def gram_config_from_dict(data: dict) -> GramConfig:

@@ -215,6 +215,7 @@ class Trainer:
         else:
             segments = [range(n, n + 1) for n in range(fit.n_sup)]
         carry, losses, kls = None, [], []
+        pp = _PriorPath(self, x, y) if fit.prior_path_weight else None
         for steps in segments:
             # argument validation off: faster, and a NaN then reaches the loss check below
             with pyro.validation_enabled(False):
@@ -222,6 +223,8 @@ class Trainer:
                 terms = trajectory_loss(self.mod, self.net, self.cfg, self.priors, x, y, carry, steps, truncate, cap)
             halt, value, exact = head_losses(self.net, terms.h, terms.logits, y)
             loss = terms.loss + fit.halt_weight * halt + fit.value_weight * value
+            if pp is not None:
+                loss = loss + fit.prior_path_weight * pp.step(steps)
             self._update(loss)
             carry = (terms.h.detach(), terms.l.detach())
             losses.append(loss.item())
@@ -229,6 +232,30 @@ class Trainer:
         return StepInfo(
             float(np.mean(losses)), terms.nll.mean().item(), kls, halt.item(), value.item(), exact.mean().item()
         )
+
+
+class _PriorPath:
+    """The prior-path term: K prior rollouts of P training inputs, advanced one supervision step
+    at a time beside the guided batch (their own detached carry), each step scored by
+    −log (1/K) Σ_k p(y | τ_k, x) through the model's own observed site."""
+
+    def __init__(self, trainer: Trainer, x: torch.Tensor, y: torch.Tensor):
+        fit = trainer.cfg.fit
+        P, K = min(fit.prior_path_puzzles, x.shape[0]), fit.prior_path_samples
+        self.trainer, self.K, self.P = trainer, K, P
+        self.x, self.y = x[:P].repeat(K, 1), y[:P].repeat(K, 1)  # (K*P, L_x), (K*P, L_y): k-major
+        self.carry = None
+
+    def step(self, steps: range) -> torch.Tensor:
+        t = self.trainer
+        kw = dict(net=t.net, cfg=t.cfg, priors=t.priors, carry=self.carry, steps=steps, truncate=True)
+        with pyro.validation_enabled(False):
+            tr = poutine.trace(t.mod.model).get_trace(self.x, self.y, observe="last", **kw)
+        site = tr.nodes[f"y_{steps[-1]}"]
+        log_p = site["fn"].log_prob(self.y).view(self.K, self.P)  # (K, P) log p(y | τ_k, x)
+        h, l = tr.nodes["_RETURN"]["value"]
+        self.carry = (h.detach(), l.detach())
+        return -(torch.logsumexp(log_p, 0) - np.log(self.K)).mean()
 
 
 @torch.no_grad()

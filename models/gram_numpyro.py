@@ -27,16 +27,8 @@ from numpyro.contrib.module import flax_module
 
 from gram_ppl.config import PriorConfig
 
-# ---- PRIORS: edit here (the same block and meaning as models/gram_pyro.py) ------------------
-PRIORS = PriorConfig(
-    family="normal",  # transition noise ε_t: normal | studentt | laplace
-    scale_mode="network",  # σ: network = σ_θ(u_t) per token (paper) | learned = one scale | fixed = constant
-    scale=0.1,  # the fixed scale, or where learned / network scales start
-    min_scale=1e-3,  # σ never goes below this
-    max_scale=1.0,  # σ never goes above this
-    df=4.0,  # degrees of freedom of the studentt family
-    init_scale=1.0,  # z_0 = (h_0, l_0) ~ N(0, init_scale² I), drawn once per model
-)
+# ---- PRIORS: the block in models/priors.py (both backends read it; edit it there) ----------
+from gram_ppl.models.priors import PRIORS  # noqa: E402
 
 
 def noise_dist(priors: PriorConfig, loc, scale, variant: str = "gram"):

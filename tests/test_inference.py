@@ -85,7 +85,7 @@ def _edited_model(tmp_path, replace: tuple[str, str]):
 
 def test_resume_refuses_an_edited_model_file(tmp_path):
     fit(tiny_config(), tmp_path / "run", steps=1, **QUIET)
-    edited = _edited_model(tmp_path, ("max_scale=1.0,", "max_scale=2.0,"))
+    edited = _edited_model(tmp_path, ("h = u + eps  # (B, L, D)", "h = u + 1.0 * eps  # (B, L, D)"))
     with pytest.raises(RunError, match="the model file .* differs"):
         fit(tiny_config(), tmp_path / "run", steps=2, resume=True, mod=edited, **QUIET)
 

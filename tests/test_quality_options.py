@@ -194,3 +194,48 @@ def test_cli_temperature_and_evaluate_out(tmp_path):
     assert set(m["by_num_solutions"]) <= {"1", "2-3", "4+"}
     r = _gram("evaluate", str(run), "--temperature", "-0.5")
     assert r.returncode == 2 and "finite number >= 0" in r.stderr
+
+
+def test_set_priors_applies_on_top_of_the_priors_block(tmp_path):
+    from gram_ppl.config import GramConfig, PriorConfig, apply_overrides
+    from gram_ppl.models.priors import PRIORS
+
+    block = PriorConfig(family="studentt", scale=0.3)
+    cfg = apply_overrides(GramConfig(), ["priors.family=laplace"], block)
+    assert cfg.priors == PriorConfig(family="laplace", scale=0.3)  # not PriorConfig()'s scale 0.1
+    with pytest.raises(ConfigError, match="has no field 'familly'; known: df, family"):
+        apply_overrides(GramConfig(), ["priors.familly=laplace"], block)
+    run = tmp_path / "run"
+    r = _gram("fit", "--task", "nqueens", "--size", "5", "--steps", "1", "--quiet", "--out", str(run),
+              "--set", "priors.max_scale=0.8", "--set", "fit.batch_size=8", "--set", "net.dim=16", "--set", "net.heads=2")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    recorded = json.loads((run / "config.json").read_text())["priors"]
+    assert recorded == {**dataclasses.asdict(PRIORS), "max_scale": 0.8}
+    assert f"priors: {PRIORS.family}, σ {PRIORS.scale_mode}" in r.stderr  # the priors in force are stated
+
+
+def test_prior_path_term_is_an_importance_weighted_bound_whose_gradient_reaches_the_prior_heads():
+    from gram_ppl.inference.svi_pyro import Trainer, _PriorPath
+
+    cfg = dataclasses.replace(tiny_config(prior_path_weight=1.0, prior_path_samples=3, prior_path_puzzles=4),
+                              priors=gram_pyro.PRIORS)  # fmt: skip
+    data, x, y, n = _batch(cfg)
+    torch.manual_seed(0)
+    trainer = Trainer(gram_pyro, GramNet(cfg, cfg.priors, data.task), cfg, cfg.priors)
+    with torch.no_grad():
+        for p in trainer.net.prior_head.parameters():  # zero-initialised heads would pass no gradient on
+            p.normal_(0, 0.1)
+    pp = _PriorPath(trainer, x, y)
+    assert pp.x.shape == (12, x.shape[1])
+    term = pp.step(range(1))
+    assert term.ndim == 0 and torch.isfinite(term) and term > 0  # −log of a probability of a board
+    term.backward()
+    grads = [p.grad for p in trainer.net.prior_head.parameters()]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)  # the prior's μ/σ heads learn from it
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in trainer.net.posterior_head.parameters())
+    assert pp.carry is not None and not pp.carry[0].requires_grad  # advanced, detached, for the next step
+    assert np.isfinite(trainer.train_batch(x, y, n).loss)  # and inside a training batch
+    with pytest.raises(ConfigError, match="surrogate objective"):
+        FitConfig(prior_path_weight=1.0, objective="elbo")
+    with pytest.raises(ConfigError, match="pyro backend only"):
+        dataclasses.replace(tiny_config(prior_path_weight=1.0), backend="numpyro")
