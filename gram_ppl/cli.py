@@ -401,7 +401,7 @@ def cmd_sample(args) -> int:
     from gram_ppl.inference.sampling import sample_puzzles
 
     run = load_run(args.run)
-    puzzles = [x for x, _ in _solvable_puzzles(run.data.task, args.puzzles, args.skip_invalid, 1, "sampled")]
+    puzzles = [x for x, _ in _solvable_puzzles(run.task, args.puzzles, args.skip_invalid, 1, "sampled")]
     rows = sample_puzzles(run, puzzles, args.num_samples, args.depth, args.halt, args.select, args.temperature)
     _write_lines(args.out, [json.dumps(row) for row in rows])
     flags = [v for row in rows for v in row["valid"]]

@@ -38,6 +38,7 @@ __all__ = ["FitResult", "LoadedRun", "RunError", "evaluate_run", "fit", "load_co
 from gram_ppl.config import GramConfig
 from gram_ppl.data import Dataset, build_dataset
 from gram_ppl.networks.torch_nets import GramNet
+from gram_ppl.tasks import get_task
 
 
 class FitResult(NamedTuple):
@@ -255,20 +256,44 @@ class Interrupted(KeyboardInterrupt):
     """Training stopped by Ctrl-C after a checkpoint was saved (the CLI exits with 130)."""
 
 
-class LoadedRun(NamedTuple):
-    config: GramConfig
-    net: object  # the networks to sample from (EMA when enabled): a torch module, or svi_numpyro.Bound
-    data: Dataset
-    mod: object  # the model module
+class LoadedRun:
+    """A run loaded for sampling: its config, the networks to sample from (EMA when enabled: a
+    torch module, or svi_numpyro.Bound), the model module, the task; the data set is built only
+    when `data` is first used (sampling user puzzles never needs it). Unpacks as
+    (config, net, data, mod)."""
+
+    def __init__(self, config: GramConfig, net, mod, data: Dataset | None = None):
+        self.config, self.net, self.mod, self._data = config, net, mod, data
+
+    @property
+    def task(self):
+        return get_task(self.config.task.name, self.config.task.size)
+
+    @property
+    def data(self) -> Dataset:
+        if self._data is None:
+            self._data = build_dataset(self.config.task)
+        return self._data
+
+    def __iter__(self):
+        return iter((self.config, self.net, self.data, self.mod))
 
 
 def load_run(folder: str | Path, mod=None, as_backend: str | None = None) -> LoadedRun:
-    """Config, sampling network, data and model module of a finished or checkpointed run; with
+    """Config, sampling network and model module of a finished or checkpointed run (the
+    networks and their weights only: no data set, no optimiser state is rebuilt); with
     `as_backend` the weights are converted to that backend's networks in memory (the forward
     passes agree to float32 rounding, tests/test_flax_nets.py)."""
     cfg = load_config(folder)
-    loop = _load_loop(folder, mod if mod is not None and as_backend in (None, cfg.backend) else None)
-    run = LoadedRun(loop.cfg, loop.trainer.sampling_net(), loop.data, loop.trainer.mod)
+    mod = mod if mod is not None and as_backend in (None, cfg.backend) else default_model(cfg)
+    setup_torch(cfg.fit.threads)
+    state, _ = read_checkpoint(Path(folder), map_location=torch_device())
+    trainer = make_trainer(mod, cfg, get_task(cfg.task.name, cfg.task.size))
+    try:
+        trainer.restore(state)
+    except (RuntimeError, KeyError, ValueError, TypeError) as e:
+        raise RunError(f"{Path(folder) / 'checkpoint.pt'}: cannot be loaded ({type(e).__name__}: {e})") from None
+    run = LoadedRun(cfg, trainer.sampling_net(), mod)
     return run if as_backend in (None, cfg.backend) else convert_loaded(run, as_backend)
 
 
@@ -294,11 +319,11 @@ def convert_loaded(run: LoadedRun, backend: str) -> LoadedRun:
         from gram_ppl.networks.flax_nets import make_net
 
         state = {k: v.cpu().numpy() for k, v in run.net.state_dict().items()}
-        net = Bound(make_net(cfg, cfg.priors, run.data.task), convert.torch_to_flax(state, share))
+        net = Bound(make_net(cfg, cfg.priors, run.task), convert.torch_to_flax(state, share))
     else:
-        net = GramNet(cfg, cfg.priors, run.data.task).to(torch_device())
+        net = GramNet(cfg, cfg.priors, run.task).to(torch_device())
         net.load_state_dict({k: torch.as_tensor(v) for k, v in convert.flax_to_torch(run.net.params, share).items()})
-    return LoadedRun(cfg, net, run.data, default_model(cfg))
+    return LoadedRun(cfg, net, default_model(cfg), run._data)
 
 
 def convert_run(folder: str | Path, out: str | Path, backend: str, force: bool = False) -> Path:
@@ -308,7 +333,7 @@ def convert_run(folder: str | Path, out: str | Path, backend: str, force: bool =
     source = _load_loop(folder)
     if source.cfg.backend == backend:
         raise RunError(f"{folder} is already a {backend} run")
-    run = LoadedRun(source.cfg, source.trainer.sampling_net(), source.data, source.trainer.mod)
+    run = LoadedRun(source.cfg, source.trainer.sampling_net(), source.trainer.mod, source.data)
     converted = convert_loaded(run, backend)
     out = Path(out)
     create_run(out, converted.config, converted.mod, force)

@@ -92,7 +92,7 @@ def sample_puzzles(
     run (inference.run.load_run)."""
     if not puzzles:
         return []
-    task, cfg = run.data.task, run.config
+    task, cfg = run.task, run.config
     x = np.stack(puzzles)  # (B, L_x)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.fit.seed + 3)
@@ -123,7 +123,7 @@ def sample_puzzles(
 
 def generate(run, num: int, depth: int | None = None, temperature: float = 1.0) -> tuple[list[str], float, int]:
     """Unconditional samples from p_θ(x) (empty input): text lines, share valid, distinct valid."""
-    task, cfg = run.data.task, run.config
+    task, cfg = run.task, run.config
     if cfg.backend == "numpyro":
         from gram_ppl.inference.svi_numpyro import sample as jax_sample
 

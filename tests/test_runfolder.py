@@ -165,3 +165,23 @@ def test_outputs_write_through_symlinks_and_refuse_nothing_silently(tmp_path):
     if os.path.exists("/dev/full"):
         with pytest.raises(OSError):
             _write_lines(type(link)("/dev/full"), ["x"])  # a full device: an error, not exit 0
+
+
+def test_sampling_a_run_loads_the_networks_only_not_the_data_set(tmp_path, monkeypatch):
+    from gram_ppl.cli import main
+    from gram_ppl.inference import run as run_module
+
+    run = tmp_path / "run"
+    fit(tiny_config(), run, steps=1, **QUIET)
+    puzzles = tmp_path / "p.txt"
+    loaded = load_run(run)
+    x = loaded.data.test.x[:2]
+    puzzles.write_text("".join(loaded.task.format_puzzle(p) + "\n" for p in x))
+
+    def no_data(*a, **k):
+        raise AssertionError("the data set was rebuilt just to sample")
+
+    monkeypatch.setattr(run_module, "build_dataset", no_data)
+    out = tmp_path / "s.jsonl"
+    assert main(["sample", str(run), "--puzzles", str(puzzles), "--num-samples", "2", "--out", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 2
