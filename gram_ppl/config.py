@@ -11,8 +11,13 @@ import json
 import math
 from dataclasses import dataclass, field
 
-TASK_NAMES = ("nqueens", "sudoku", "coloring")
-TASK_SIZES = {"nqueens": tuple(range(4, 13)), "sudoku": (4, 6, 9), "coloring": tuple(range(3, 13))}
+TASK_NAMES = ("nqueens", "nqueens_rows", "sudoku", "coloring")  # nqueens_rows: one token per row
+TASK_SIZES = {
+    "nqueens": tuple(range(4, 13)),
+    "nqueens_rows": tuple(range(4, 13)),
+    "sudoku": (4, 6, 9),
+    "coloring": tuple(range(3, 13)),
+}
 SUDOKU_MODES = ("generate", "unique", "multi")
 TARGETS = ("all", "one")
 SPLITS = ("input", "orbit")
@@ -145,7 +150,7 @@ class TaskConfig:
                 raise ConfigError(f"{name} must be a non-negative integer, got {v!r}")
         _choice("targets", self.targets, TARGETS)
         _choice("split", self.split, SPLITS)
-        if self.split == "orbit" and self.name != "nqueens":
+        if self.split == "orbit" and not self.name.startswith("nqueens"):
             raise ConfigError(f"split 'orbit' is implemented for nqueens only, not {self.name!r}")
         if self.max_sources < 1 or self.max_solutions < 2 or self.max_targets < 1:
             raise ConfigError("max_sources and max_targets must be >= 1, max_solutions >= 2")
@@ -153,7 +158,7 @@ class TaskConfig:
     def resolved(self) -> TaskConfig:
         """A copy with every None replaced by its task- and size-dependent default."""
         s, changes = self.size, {}
-        if self.name == "nqueens" and self.removed is None:
+        if self.name.startswith("nqueens") and self.removed is None:
             changes["removed"] = (s - 3, s - 2, s - 1)
         if self.name == "sudoku":
             mode = self.mode or ("generate" if s == 4 else "unique")

@@ -87,7 +87,7 @@ def draw_board(ax, task: Task, x: np.ndarray, y: np.ndarray, valid: bool = True)
         ax.axvline(i, color="0.7", lw=0.5)
     for idx, ch in enumerate(chars):
         r, c = divmod(idx, n)
-        if task.name == "nqueens":
+        if task.name.startswith("nqueens"):
             if ch == "Q":
                 ax.add_patch(_circle((c + 0.5, r + 0.5), 0.33, "black" if given[idx] else PALETTE[0]))
         elif ch != ".":

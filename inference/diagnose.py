@@ -122,7 +122,7 @@ def _metrics(task, x, y, counts, board) -> dict:
 
 
 def _shape(task):
-    return (task.size, task.size) if task.name in ("nqueens", "sudoku") else (1, task.y_len)
+    return (task.size, task.size) if task.name in ("nqueens", "nqueens_rows", "sudoku") else (1, task.y_len)
 
 
 def _versions() -> dict:

@@ -167,3 +167,32 @@ def test_orbit_split_holds_out_every_symmetric_image(rng):
             assert image.tobytes() not in train
     share = len(ds.test) / (len(ds.test) + len(np.unique(ds.train.x, axis=0)))
     assert 0.1 < share < 0.2
+
+
+def test_row_encoding_is_the_same_task_in_n_tokens():
+    from gram_ppl import TaskConfig, build_dataset
+    from gram_ppl.tasks import get_task
+
+    cells = build_dataset(TaskConfig(name="nqueens", size=6))
+    rows = build_dataset(TaskConfig(name="nqueens_rows", size=6))
+    task = rows.task
+    assert task.x_len == task.y_len == 6 and task.x_vocab == 8
+    for a, b in ((cells.train, rows.train), (cells.test, rows.test)):  # the same puzzles, counts and order
+        assert (task.to_cells(b.x) == a.x).all() and (task.to_cells(b.y) == a.y).all()
+        assert (a.num_solutions == b.num_solutions).all()
+        assert (task.to_rows(a.y) == b.y).all()
+    x = rows.test.x[:20]
+    sols = [task.solutions(xi) for xi in x]
+    assert [len(s) for s in sols] == rows.test.num_solutions[:20].tolist()
+    assert all(task.is_valid(xi, s).all() for xi, s in zip(x, sols, strict=True))
+    other = get_task("nqueens", 6)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 8, (50, 6)).astype(np.uint8)  # random rows, pads and out-of-range tokens included
+    bad = ((y < 1) | (y >= 8)).sum(-1)
+    assert (task.conflicts(x[:1], y) == other.conflicts(task.to_cells(x[:1]), task.to_cells(y)) + bad).all()
+    assert task.format_puzzle(x[0]) == other.format_puzzle(task.to_cells(x[0]))
+    assert (task.parse_puzzle(task.format_puzzle(x[0])) == x[0]).all()
+    ax, ay = task.augment(np.random.default_rng(3))(rows.train.x[:100], rows.train.y[:100])
+    assert task.is_valid(ax, ay).all()
+    with pytest.raises(PuzzleError, match="two queens in one row"):
+        task.parse_puzzle("QQ" + "." * 34)

@@ -5,10 +5,10 @@
 
 from gram_ppl.tasks.base import PuzzleError, Split, Task
 from gram_ppl.tasks.coloring import Coloring
-from gram_ppl.tasks.nqueens import NQueens
+from gram_ppl.tasks.nqueens import NQueens, NQueensRows
 from gram_ppl.tasks.sudoku import Sudoku
 
-TASKS: dict[str, type[Task]] = {"nqueens": NQueens, "sudoku": Sudoku, "coloring": Coloring}
+TASKS: dict[str, type[Task]] = {"nqueens": NQueens, "nqueens_rows": NQueensRows, "sudoku": Sudoku, "coloring": Coloring}
 
 
 def get_task(name: str, size: int) -> Task:
@@ -18,4 +18,4 @@ def get_task(name: str, size: int) -> Task:
     return TASKS[name](size)
 
 
-__all__ = ["TASKS", "Coloring", "NQueens", "PuzzleError", "Split", "Sudoku", "Task", "get_task"]
+__all__ = ["TASKS", "Coloring", "NQueens", "NQueensRows", "PuzzleError", "Split", "Sudoku", "Task", "get_task"]
