@@ -17,7 +17,7 @@ from pathlib import Path
 from gram_ppl.config import (
     BACKENDS,
     OBJECTIVES,
-    SPLITS,
+    SPLIT_RULES,
     SUDOKU_MODES,
     TASK_NAMES,
     VARIANTS,
@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--num-test", type=int)
     b.add_argument("--removed", type=_int_tuple, help="nqueens: queens removed per puzzle, e.g. 5,6,7")
     b.add_argument("--test-fraction", type=float, default=0.15, help="nqueens: held-out share of inputs")
-    b.add_argument("--split", choices=SPLITS, default="input", help="nqueens: hold out inputs or whole symmetry orbits")
+    b.add_argument(
+        "--split", choices=SPLIT_RULES, default="input", help="nqueens: hold out inputs or whole symmetry orbits"
+    )
     b.add_argument("--mode", choices=SUDOKU_MODES, help="sudoku: generate | unique | multi")
     b.add_argument("--clues", type=int, help="sudoku: clues to stop at (unique; 0 = minimal) or keep (multi)")
     b.add_argument("--min-effort", type=int, help="sudoku unique: least solver effort to keep a puzzle")
@@ -79,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = data.add_parser("export", help="print puzzles of a data set in the text format")
     e.add_argument("folder", type=Path)
     e.add_argument("--split", choices=("train", "test"), default="test")
-    e.add_argument("--limit", type=int, help="at most this many puzzles")
+    e.add_argument("--limit", type=_positive_int, help="at most this many puzzles")
     e.add_argument("--targets", action="store_true", help="print the stored targets instead")
     e.set_defaults(func=cmd_data_export)
 
@@ -341,9 +343,18 @@ def _log_line(text: str) -> None:
     tqdm.write(text, file=sys.stderr)
 
 
+def _warn_model_file(run) -> None:
+    from gram_ppl.inference.runfolder import model_file_note
+
+    note = model_file_note(run)
+    if note:
+        print(f"gram: warning: {note}", file=sys.stderr)
+
+
 def cmd_evaluate(args) -> int:
     from gram_ppl.inference.run import evaluate_run
 
+    _warn_model_file(args.run)
     metrics = evaluate_run(
         args.run, num_samples=args.num_samples, depth=args.depth, puzzles=args.puzzles, temperature=args.temperature
     )
@@ -367,6 +378,8 @@ def _solvable_puzzles(task, source: str, skip_invalid: bool, limit: int | None, 
             errors.append(f"{name}:{lineno}: {task.unsolvable_reason}")
         else:
             good.append((x, sols))
+    if not good and not errors:
+        raise PuzzleError(f"{name}: no puzzles (blank lines and # comments only); nothing {verb}")
     for msg in errors:
         print(("skipped " if skip_invalid else "") + msg, file=sys.stderr)
     if errors and not skip_invalid:
@@ -400,6 +413,7 @@ def cmd_sample(args) -> int:
     from gram_ppl.inference.run import load_run
     from gram_ppl.inference.sampling import sample_puzzles
 
+    _warn_model_file(args.run)
     run = load_run(args.run)
     puzzles = [x for x, _ in _solvable_puzzles(run.task, args.puzzles, args.skip_invalid, 1, "sampled")]
     rows = sample_puzzles(run, puzzles, args.num_samples, args.depth, args.halt, args.select, args.temperature)
@@ -414,6 +428,7 @@ def cmd_generate(args) -> int:
     from gram_ppl.inference.run import load_run
     from gram_ppl.inference.sampling import generate
 
+    _warn_model_file(args.run)
     run = load_run(args.run)
     lines, valid, distinct = generate(run, args.num, args.depth, args.temperature)
     _write_lines(args.out, lines)

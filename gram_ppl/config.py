@@ -20,10 +20,10 @@ TASK_SIZES = {
 }
 SUDOKU_MODES = ("generate", "unique", "multi")
 TARGETS = ("all", "one")
-SPLITS = ("input", "orbit")
+SPLIT_RULES = ("input", "orbit")  # how test inputs are held out
 
 # Defaults that depend on the task and size: (num_train, num_test) per task/mode and size.
-_SPLITS = {
+_DEFAULT_COUNTS = {
     ("sudoku", "generate"): {4: (230, 58), 6: (1000, 200), 9: (1000, 200)},
     ("sudoku", "unique"): {4: (200, 50), 6: (800, 200), 9: (100, 20)},
     ("sudoku", "multi"): {4: (400, 100), 6: (800, 200), 9: (80, 20)},
@@ -149,7 +149,7 @@ class TaskConfig:
             if v is not None and (not isinstance(v, int) or v < 0):
                 raise ConfigError(f"{name} must be a non-negative integer, got {v!r}")
         _choice("targets", self.targets, TARGETS)
-        _choice("split", self.split, SPLITS)
+        _choice("split", self.split, SPLIT_RULES)
         if self.split == "orbit" and not self.name.startswith("nqueens"):
             raise ConfigError(f"split 'orbit' is implemented for nqueens only, not {self.name!r}")
         if self.max_sources < 1 or self.max_solutions < 2 or self.max_targets < 1:
@@ -169,7 +169,7 @@ class TaskConfig:
                 changes["min_effort"] = _MIN_EFFORT[s] if mode == "unique" else 0
         if self.name in ("sudoku", "coloring"):
             key = (self.name, changes.get("mode"))
-            n_train, n_test = _SPLITS[key].get(s, (5000, 200))
+            n_train, n_test = _DEFAULT_COUNTS[key].get(s, (5000, 200))
             changes["num_train"] = n_train if self.num_train is None else self.num_train
             changes["num_test"] = n_test if self.num_test is None else self.num_test
         return dataclasses.replace(self, **changes)

@@ -27,6 +27,7 @@ from gram_ppl.tasks import Split, get_task
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "test")
+OURS = {"manifest.json", "train.npz", "test.npz"}  # what a data set folder holds
 ARRAYS = ("x", "y", "num_solutions")
 
 
@@ -57,10 +58,19 @@ def save_dataset(ds: Dataset, out: str | Path, overwrite: bool = False) -> Path:
     """Write `ds` to the folder `out` atomically; refuse an existing non-empty folder unless
     `overwrite`. Returns the folder."""
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty (pass overwrite=True / --force to replace it)")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not overwrite:
+            raise FileExistsError(f"{out} exists and is not empty (pass overwrite=True / --force to replace it)")
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in OURS) if out.is_dir() else [out.name]
+        if foreign:  # --force replaces a data set, never a folder of other things
+            raise FileExistsError(
+                f"{out} holds files that are not a data set's ({', '.join(foreign[:5])}); not replaced"
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a data set is as readable as any folder
     try:
         arrays = {}
         for name in SPLITS:

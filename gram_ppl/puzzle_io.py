@@ -24,7 +24,7 @@ def read_puzzles(
     data = sys.stdin.buffer.read() if str(source) == "-" else Path(source).read_bytes()
     for lineno, raw in enumerate(data.split(b"\n"), start=1):
         try:
-            text = raw.decode("utf-8").strip()
+            text = raw.decode("utf-8-sig" if lineno == 1 else "utf-8").strip()  # a leading BOM is not a cell
         except UnicodeDecodeError:
             yield lineno, PuzzleError("not valid UTF-8 text")
             continue

@@ -158,6 +158,18 @@ def check_resume(folder: Path | None, cfg: GramConfig | None, mod, force: bool) 
     return cfg if (cfg is not None and force) else stored
 
 
+def model_file_note(folder: str | Path) -> str | None:
+    """A warning when the model file a run would be sampled with differs from the run's model.py
+    (the run was trained with another generative story), else None."""
+    from gram_ppl.models import get_model
+
+    mod = get_model(load_config(folder).backend)
+    saved = Path(folder) / "model.py"
+    if saved.is_file() and saved.read_text() == inspect.getsource(mod):
+        return None
+    return f"{inspect.getsourcefile(mod)} differs from {saved}: sampling with the current model file"
+
+
 def _diff(a: dict, b: dict, prefix: str = ""):
     for k in sorted(set(a) | set(b)):
         va, vb = a.get(k), b.get(k)

@@ -210,3 +210,43 @@ def test_example_files_all_parse_and_solve(capsys):
         if name == "sudoku4-multi.txt":
             assert min(counts) >= 2
     json.loads((EXAMPLES / "petersen.jsonl").read_text())
+
+
+def test_small_input_cases(tmp_path, capsys):
+    # a 5000-digit integer in a colouring line is that line's error, with its number
+    huge = '{"n": 8, "edges": [[0, ' + "9" * 5000 + "]]}"
+    good = '{"n": 8, "edges": [[0, 1]]}'
+    p = tmp_path / "c.jsonl"
+    p.write_text(huge + "\n" + good + "\n")
+    assert main(["solve", "--task", "coloring", "--size", "8", "--puzzles", str(p), "--count", "--skip-invalid"]) == 0
+    out = capsys.readouterr()
+    assert "c.jsonl:1: not valid JSON" in out.err and out.out.strip().isdigit()
+    # a UTF-8 byte-order mark is not a cell
+    q = tmp_path / "q.txt"
+    q.write_bytes("\ufeff".encode() + b"Q" + b"." * 63 + b"\n")
+    assert main(["solve", "--task", "nqueens", "--size", "8", "--puzzles", str(q), "--count"]) == 0
+    assert capsys.readouterr().out.strip() == "4"
+    # an empty puzzle file is an error, not a silent success
+    e = tmp_path / "e.txt"
+    e.write_text("# nothing here\n\n")
+    assert main(["solve", "--task", "nqueens", "--size", "8", "--puzzles", str(e)]) == 2
+    assert "no puzzles" in capsys.readouterr().err
+    # --limit must be positive (a negative one used to drop the last puzzle)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["data", "export", str(tmp_path), "--limit", "-1"])
+
+
+def test_data_build_force_replaces_only_a_data_set(tmp_path, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("precious")
+    args = ["data", "build", "--task", "nqueens", "--size", "5", "--out", str(folder), "--force"]
+    assert main(args) == 2
+    assert "not a data set's (thesis.tex)" in capsys.readouterr().err
+    assert (folder / "thesis.tex").read_text() == "precious"
+    ds = tmp_path / "ds"
+    assert main(["data", "build", "--task", "nqueens", "--size", "5", "--out", str(ds)]) == 0
+    assert main(["data", "build", "--task", "nqueens", "--size", "5", "--out", str(ds), "--force"]) == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (ds.stat().st_mode & 0o777) == 0o777 & ~umask  # not mkdtemp's 0700

@@ -185,3 +185,13 @@ def test_sampling_a_run_loads_the_networks_only_not_the_data_set(tmp_path, monke
     out = tmp_path / "s.jsonl"
     assert main(["sample", str(run), "--puzzles", str(puzzles), "--num-samples", "2", "--out", str(out)]) == 0
     assert len(out.read_text().splitlines()) == 2
+
+
+def test_sampling_warns_when_the_model_file_differs_from_the_runs(tmp_path):
+    run = tmp_path / "run"
+    fit(tiny_config(), run, steps=1, **QUIET)
+    ok = _gram("evaluate", str(run), "--num-samples", "2", "--puzzles", "2")
+    assert ok.returncode == 0 and "warning" not in ok.stderr
+    (run / "model.py").write_text((run / "model.py").read_text() + "\n# trained with something else\n")
+    r = _gram("evaluate", str(run), "--num-samples", "2", "--puzzles", "2")
+    assert r.returncode == 0 and "gram: warning:" in r.stderr and "differs from" in r.stderr

@@ -171,7 +171,7 @@ def _is_int(v) -> bool:
 def _json_object(text: str, keys: set[str]) -> dict:
     try:
         obj = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, and ints beyond Python's digit limit
         raise PuzzleError(f"not valid JSON: {e}") from None
     if not isinstance(obj, dict):
         raise PuzzleError(f"expected a JSON object with keys {sorted(keys)}")
