@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from gram_ppl.inference.resources import check_fit
 from gram_ppl.inference.runfolder import (
     RunError,
     check_resume,
@@ -122,6 +123,7 @@ def _fit(cfg, folder, mod, data, resume, force, steps, minutes, cpu_minutes, pro
     if resume:
         cfg = check_resume(folder, cfg, mod, force)
     cfg = dataclasses.replace(cfg, priors=cfg.priors or mod.PRIORS)
+    check_fit(cfg, get_task(cfg.task.name, cfg.task.size))  # before any memory is taken
     setup_torch(cfg.fit.threads)
     data = data or build_dataset(cfg.task)
     torch.manual_seed(cfg.fit.seed)

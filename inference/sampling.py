@@ -9,8 +9,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from gram_ppl.inference.resources import check_sampling
 from gram_ppl.inference.tempering import pyro_temper
-from gram_ppl.tasks import Task
+from gram_ppl.tasks import Task, get_task
 
 
 class Rollout(NamedTuple):
@@ -28,6 +29,7 @@ def rollout(mod, net, cfg, x, num_samples: int, depth: int, halt: bool = False, 
     torch's current seed."""
     x = np.asarray(x)
     B, rows = x.shape[0], num_samples * x.shape[0]
+    check_sampling(cfg, get_task(cfg.task.name, cfg.task.size), rows)
     if cfg.backend == "numpyro":
         from gram_ppl.inference.svi_numpyro import prior_steps
 

@@ -195,3 +195,22 @@ def test_sampling_warns_when_the_model_file_differs_from_the_runs(tmp_path):
     (run / "model.py").write_text((run / "model.py").read_text() + "\n# trained with something else\n")
     r = _gram("evaluate", str(run), "--num-samples", "2", "--puzzles", "2")
     assert r.returncode == 0 and "gram: warning:" in r.stderr and "differs from" in r.stderr
+
+
+def test_resource_checks_refuse_with_an_estimate(tmp_path):
+    import numpy as np
+
+    from gram_ppl.inference.sampling import rollout
+
+    with pytest.raises(RunError, match=r"K 1000000000.*needs an estimated [\d,.]+ GiB; this machine has"):
+        fit(tiny_config(K=1000000000), tmp_path / "k", steps=1, **QUIET)
+    assert not (tmp_path / "k" / "config.json").exists()  # refused before anything was written
+    r = _gram("fit", "--task", "nqueens", "--size", "8", "--steps", "1", "--out", str(tmp_path / "d"),
+              "--set", "net.dim=1000000")  # fmt: skip
+    assert r.returncode == 2 and "needs an estimated" in r.stderr
+    run = tmp_path / "run"
+    fit(tiny_config(), run, steps=1, **QUIET)
+    loaded = load_run(run)
+    x = loaded.data.test.x[:1]
+    with pytest.raises(RunError, match="sampling 100,000,000 trajectories at once"):
+        rollout(loaded.mod, loaded.net, loaded.config, np.asarray(x), 100_000_000, 1)

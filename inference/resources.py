@@ -1,0 +1,63 @@
+"""Resource checks before work starts: an estimate of the memory a fit or a sampling call needs,
+refused with the estimate in the message when it exceeds what this machine has (a config such as
+fit.K=1000000000 or net.dim=1000000, or --num-samples 100000, would otherwise end in the
+out-of-memory killer). The estimates are rough upper bounds of the dominant terms (float32)."""
+
+from __future__ import annotations
+
+import os
+
+from gram_ppl.inference.runfolder import RunError
+
+SHARE = 0.8  # refuse above this share of the physical memory
+
+
+def machine_bytes() -> int:
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _per_row_activation(cfg, task) -> float:
+    """Floats one row (puzzle) keeps per block application: the mixer and SwiGLU intermediates."""
+    net = cfg.net
+    L = task.seq_len + net.prefix_tokens
+    hidden = net.expansion * net.dim
+    mixer = net.heads * L if net.mixer == "attention" else 3 * L
+    return L * (8 * net.dim + 3 * hidden + mixer)
+
+
+def parameter_count(cfg, task) -> float:
+    net = cfg.net
+    D, hidden = net.dim, net.expansion * net.dim
+    block = 4 * D * D + 3 * hidden * D
+    cores = 1 if net.share_core else 2
+    return cores * net.layers * block + 8 * D * max(net.guidance_hidden, D) + D * (task.x_vocab + task.y_vocab)
+
+
+def fit_bytes(cfg, task) -> float:
+    fit = cfg.fit
+    params = 4 * parameter_count(cfg, task) * (5 + (1 if fit.ema else 0))  # weights, grads, Adam, EMA
+    calls = (fit.K + 1) * cfg.net.layers * (fit.T if fit.objective == "surrogate" else fit.T * fit.n_sup)
+    rows = fit.batch_size + (fit.prior_path_samples * fit.prior_path_puzzles if fit.prior_path_weight else 0)
+    return params + 4 * rows * calls * _per_row_activation(cfg, task)
+
+
+def sample_bytes(cfg, task, rows: int) -> float:
+    params = 4 * parameter_count(cfg, task)
+    return params + 4 * rows * (_per_row_activation(cfg, task) + 4 * task.seq_len * cfg.net.dim)
+
+
+def _check(need: float, what: str) -> None:
+    have = machine_bytes()
+    if need > SHARE * have:
+        raise RunError(f"{what} needs an estimated {need / 2**30:,.1f} GiB; this machine has {have / 2**30:,.1f} GiB")
+
+
+def check_fit(cfg, task) -> None:
+    f, n = cfg.fit, cfg.net
+    _check(
+        fit_bytes(cfg, task), f"training with batch {f.batch_size}, K {f.K}, T {f.T}, dim {n.dim}, layers {n.layers}"
+    )
+
+
+def check_sampling(cfg, task, rows: int) -> None:
+    _check(sample_bytes(cfg, task, rows), f"sampling {rows:,} trajectories at once (dim {cfg.net.dim})")
