@@ -179,37 +179,38 @@ class TrainLoop:
         last_eval = last_ckpt = time.monotonic()
         start, start_elapsed = time.monotonic(), self.elapsed
         cpu_start, start_cpu = time.process_time(), self.cpu
-        while (
-            (steps is None or self.step < steps)
-            and (minutes is None or self.elapsed < 60 * minutes)
-            and (cpu_minutes is None or self.cpu < 60 * cpu_minutes)
-        ):
-            x, y, n = self.next_batch()
-            try:
+        try:
+            while (
+                (steps is None or self.step < steps)
+                and (minutes is None or self.elapsed < 60 * minutes)
+                and (cpu_minutes is None or self.cpu < 60 * cpu_minutes)
+            ):
+                x, y, n = self.next_batch()
                 info = self.trainer.train_batch(x, y, n)
-            except NonFiniteLoss:
-                bar.close()
-                raise
-            except KeyboardInterrupt:  # Ctrl-C: keep what was trained (the interrupted batch is dropped)
-                bar.close()
-                if folder is not None and self.step > 0:
+                self.elapsed = start_elapsed + time.monotonic() - start
+                self.cpu = start_cpu + time.process_time() - cpu_start
+                record = {"step": self.step + 1, "seconds": round(self.elapsed, 3), "cpu_seconds": round(self.cpu, 3)}
+                self.history.append({**record, **info._asdict()})
+                self.step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{info.loss:.3f}", ce=f"{info.ce:.3f}", kl=f"{sum(info.kl):.3f}")
+                now = time.monotonic()
+                if now - last_eval >= eval_every_s:
+                    self.evaluate(eval_puzzles)
+                    last_eval = now
+                if folder is not None and now - last_ckpt >= checkpoint_every_s:
                     self.save(folder)
-                    raise Interrupted(f"interrupted at batch {self.step}; checkpoint saved in {folder}") from None
-                raise
-            self.step += 1
-            self.elapsed = start_elapsed + time.monotonic() - start
-            self.cpu = start_cpu + time.process_time() - cpu_start
-            record = {"step": self.step, "seconds": round(self.elapsed, 3), "cpu_seconds": round(self.cpu, 3)}
-            self.history.append({**record, **info._asdict()})
-            bar.update(1)
-            bar.set_postfix(loss=f"{info.loss:.3f}", ce=f"{info.ce:.3f}", kl=f"{sum(info.kl):.3f}")
-            now = time.monotonic()
-            if now - last_eval >= eval_every_s:
-                self.evaluate(eval_puzzles)
-                last_eval = now
-            if folder is not None and now - last_ckpt >= checkpoint_every_s:
+                    last_ckpt = now
+        except KeyboardInterrupt:  # Ctrl-C, wherever it lands: keep what was trained
+            bar.close()
+            self.history = [r for r in self.history if r["step"] <= self.step]  # a record counts with its batch
+            if folder is not None and self.step > 0:
                 self.save(folder)
-                last_ckpt = now
+                raise Interrupted(f"interrupted after batch {self.step}; checkpoint saved in {folder}") from None
+            raise
+        except NonFiniteLoss:
+            bar.close()
+            raise
         bar.close()
         self.evaluate(eval_puzzles)
         if folder is not None:

@@ -9,7 +9,7 @@ from gram_ppl.config import ConfigError, TaskConfig, from_dict, to_dict
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"name": "queens"}, "name must be one of \\['nqueens', 'sudoku', 'coloring'\\], got 'queens'"),
+        ({"name": "queens"}, "name must be one of \\['nqueens', 'nqueens_rows', 'sudoku', 'coloring'\\], got 'queens'"),
         ({"name": "sudoku", "size": 5}, "size for task 'sudoku' must be one of \\[4, 6, 9\\]"),
         ({"name": "sudoku", "size": 6, "mode": "hard"}, "mode must be one of \\['generate', 'unique', 'multi'\\]"),
         ({"mode": "unique"}, "mode applies to sudoku only"),

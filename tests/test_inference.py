@@ -169,7 +169,10 @@ def test_config_overrides_are_validated():
     assert cfg.fit.beta == 0.5 and cfg.net.dim == 32
     with pytest.raises(ConfigError, match="cannot set 'fit.betta=1'"):
         apply_overrides(GramConfig(), ["fit.betta=1"])
-    assert apply_overrides(GramConfig(), ["priors.family=laplace"]).priors.family == "laplace"
+    block = gram_pyro.PRIORS
+    assert apply_overrides(GramConfig(), ["priors.family=laplace"], block).priors.family == "laplace"
+    with pytest.raises(ConfigError, match="needs the PRIORS block"):
+        apply_overrides(GramConfig(), ["priors.family=laplace"])  # never PriorConfig()'s defaults silently
     assert dataclasses.replace(cfg).fit.beta == 0.5
 
 
