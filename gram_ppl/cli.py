@@ -10,7 +10,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import sys
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from gram_ppl.config import (
     apply_overrides,
 )
 from gram_ppl.data import DatasetError, build_dataset, load_dataset, save_dataset
+from gram_ppl.fileio import atomic_write
 from gram_ppl.puzzle_io import read_puzzles
 from gram_ppl.tasks import PuzzleError, get_task
 
@@ -398,15 +398,7 @@ def _write_lines(out: Path, lines: list[str]) -> None:
         with open(out, "w") as f:  # follows the link / writes to the device; errors surface as OSError
             f.write(text)
         return
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(out, text)
 
 
 def cmd_sample(args) -> int:

@@ -28,6 +28,7 @@ import json
 import os
 from pathlib import Path
 
+from gram_ppl import fileio
 from gram_ppl.config import ConfigError, GramConfig, gram_config_from_dict, to_dict
 
 FORMAT = 2  # 1: checkpoint.pt + checkpoint.sha256 + history.json written one after another
@@ -40,32 +41,12 @@ class RunError(ValueError):
 
 # ---- writing files ---------------------------------------------------------------------
 def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write `data` to `path` through a temporary file in the same folder, fsynced, then renamed
-    over it, and fsync the folder: `path` is always either the old or the new content.
-    A symlink, device or other non-regular `path` is refused (never replaced)."""
+    """gram_ppl.fileio.atomic_write (temporary file, fsync, rename, folder fsync), refusing a
+    symlink, device or other non-regular `path` (never replaced, never written through)."""
     path = Path(path)
     if path.is_symlink() or (path.exists() and not path.is_file()):
         raise RunError(f"{path}: not a regular file; refusing to replace it")
-    data = data.encode() if isinstance(data, str) else data
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fileio.atomic_write(path, data)
 
 
 def sha256(data: bytes) -> str:
