@@ -118,16 +118,16 @@ def main(argv=None) -> int:
         print(f"  {name}: batched {batched * 1e3:.1f} ms, loop {looped * 1e3:.1f} ms: {looped / batched:.1f}x")
 
     B = min(cfg.fit.batch_size, len(data.train))
-    bx, by = data.train.x[:B], data.train.y[:B]
+    bx, by, bn = data.train.x[:B], data.train.y[:B], data.train.num_solutions[:B]
     torch.manual_seed(0)
     pt = svi_pyro.Trainer(gram_pyro, GramNet(cfg, cfg.priors, task), cfg, cfg.priors)
     nt = svi_numpyro.Trainer(gram_numpyro, bound.net, ncfg, ncfg.priors, params=params)
     tx, ty = torch.as_tensor(bx.astype(np.int64)), torch.as_tensor(by.astype(np.int64))
     t0 = time.perf_counter()
-    nt.train_batch(bx, by)
+    nt.train_batch(bx, by, bn)
     first = time.perf_counter() - t0
-    t_nt = median_seconds(lambda: nt.train_batch(bx, by), args.repeats)
-    t_pt = median_seconds(lambda: pt.train_batch(tx, ty), args.repeats, warmup=True)
+    t_nt = median_seconds(lambda: nt.train_batch(bx, by, bn), args.repeats)
+    t_pt = median_seconds(lambda: pt.train_batch(tx, ty, bn), args.repeats, warmup=True)
     train = {
         "batch": B,
         "pyro_s": t_pt,

@@ -26,6 +26,7 @@ from common import median_seconds, write_json
 
 from gram_ppl import TaskConfig, build_dataset
 from gram_ppl.config import FitConfig, GramConfig, NetConfig
+from gram_ppl.inference.objective import kl_ceiling
 from gram_ppl.inference.run import setup_torch
 from gram_ppl.inference.svi_pyro import Trainer, head_losses, trajectory_loss
 from gram_ppl.models import gram_pyro
@@ -46,16 +47,17 @@ def make(dim: int, n_sup: int = 4, batch: int = 64, size: int = 8):
     trainer = Trainer(gram_pyro, GramNet(cfg, cfg.priors, data.task), cfg, cfg.priors)
     x = torch.as_tensor(data.train.x[:batch].astype(np.int64))
     y = torch.as_tensor(data.train.y[:batch].astype(np.int64))
-    return cfg, trainer, x, y
+    return cfg, trainer, x, y, data.train.num_solutions[:batch]
 
 
-def pyro_step(trainer, x, y):
+def pyro_step(trainer, x, y, n):
     """One supervision step through Pyro (what Trainer.train_batch does N_sup times)."""
     import pyro
 
     cfg = trainer.cfg
     with pyro.validation_enabled(False):
-        terms = trajectory_loss(gram_pyro, trainer.net, cfg, trainer.priors, x, y, None, range(1), truncate=True)
+        cap = torch.as_tensor(kl_ceiling(cfg.fit, n, x.shape[0]))
+        terms = trajectory_loss(gram_pyro, trainer.net, cfg, trainer.priors, x, y, None, range(1), True, cap)
     halt, value, _ = head_losses(trainer.net, terms.h, terms.logits, y)
     trainer._update(terms.loss + cfg.fit.halt_weight * halt + cfg.fit.value_weight * value)
 
@@ -85,14 +87,14 @@ def torch_step(trainer, x, y):
 
 
 def overhead(dim: int, repeats: int) -> dict:
-    _, trainer, x, y = make(dim)
+    _, trainer, x, y, n = make(dim)
     for _ in range(3):
-        pyro_step(trainer, x, y)
+        pyro_step(trainer, x, y, n)
         torch_step(trainer, x, y)
     ratios, tp, tt = [], [], []
     for _ in range(repeats):  # interleaved, so drifts of the machine hit both alike
         t0 = time.perf_counter()
-        pyro_step(trainer, x, y)
+        pyro_step(trainer, x, y, n)
         t1 = time.perf_counter()
         torch_step(trainer, x, y)
         t2 = time.perf_counter()
@@ -119,12 +121,12 @@ def matmul_peak(threads: int) -> float:
 def throughput(dim: int, batch: int, repeats: int, peak: float) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
-    _, trainer, x, y = make(dim, batch=batch)
-    pyro_step(trainer, x, y)
+    _, trainer, x, y, n = make(dim, batch=batch)
+    pyro_step(trainer, x, y, n)
     with FlopCounterMode(display=False) as counter:
-        pyro_step(trainer, x, y)
+        pyro_step(trainer, x, y, n)
     flops = counter.get_total_flops()
-    t = median_seconds(lambda: pyro_step(trainer, x, y), repeats)
+    t = median_seconds(lambda: pyro_step(trainer, x, y, n), repeats)
     return {"dim": dim, "batch": batch, "step_ms": 1e3 * t, "puzzles_per_s": batch / t,
             "gflops": flops / t / 1e9, "peak_gflops": peak, "share_of_peak": flops / t / 1e9 / peak}  # fmt: skip
 
@@ -132,9 +134,9 @@ def throughput(dim: int, batch: int, repeats: int, peak: float) -> dict:
 def peak_rss_child(n_sup: int, dim: int, batches: int) -> None:
     import resource
 
-    _, trainer, x, y = make(dim, n_sup=n_sup)
+    _, trainer, x, y, n = make(dim, n_sup=n_sup)
     for _ in range(batches):
-        trainer.train_batch(x, y)
+        trainer.train_batch(x, y, n)
     print(json.dumps({"n_sup": n_sup, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 

@@ -4,7 +4,8 @@ The KL ceiling (`FitConfig.kl_cap_weight`, `kl_cap`, `kl_cap_per_example`): each
 step's KL(q ‖ p) per puzzle pays λ·relu(KL − C_i) on top of β·KL. Free bits are a floor on what
 the posterior must carry; this is a ceiling on what it may carry. Choosing one of the n_i
 solutions of training input i needs ln(n_i) nats, so with `kl_cap_per_example` the ceiling is
-C_i = ln(n_i) + kl_cap (kl_cap is then the slack); otherwise C_i = kl_cap for every puzzle.
+C_i = ln(n_i) + kl_cap (kl_cap is then the slack; an unknown count, stored as -1 where it does
+not fit in int64, means no ceiling for that input); otherwise C_i = kl_cap for every puzzle.
 Without it the guide writes the answer cell by cell into the noise (14–19 nats per 8-Queens
 puzzle where ln(n) averages 0.32), the decoder learns to read that, and samples from the prior,
 which cannot know the answer, decode into inconsistent boards (docs/recipe.md).
@@ -23,6 +24,7 @@ def kl_ceiling(fit, num_solutions, batch: int) -> np.ndarray:
     if num_solutions is None:
         raise ValueError("kl_cap_per_example needs the number of solutions of every training input")
     n = np.asarray(num_solutions, np.float64).reshape(-1)
-    if n.shape != (batch,) or not (n >= 1).all():
-        raise ValueError(f"num_solutions must be {batch} counts >= 1, got shape {n.shape}, min {n.min(initial=0)}")
-    return (np.log(n) + fit.kl_cap).astype(np.float32)
+    if n.shape != (batch,) or not ((n >= 1) | (n == -1)).all():
+        raise ValueError(f"num_solutions must be {batch} counts >= 1 (or -1: unknown), got shape {n.shape}")
+    # -1: a count too large to store (9x9 generation): no ceiling for that input
+    return np.where(n >= 1, np.log(np.maximum(n, 1)) + fit.kl_cap, np.inf).astype(np.float32)

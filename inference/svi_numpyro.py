@@ -78,6 +78,8 @@ def trajectory_loss(
         penalised = jnp.maximum(k, fit.free_bits) if fit.free_bits else k
         penalty = penalty + penalised.mean(1).sum()
     if fit.kl_cap_weight:  # the KL ceiling: λ·relu(KL of the step − C_i) per puzzle
+        if cap is None:
+            raise ValueError("fit.kl_cap_weight > 0: pass cap, the ceiling of each puzzle (inference.objective)")
         penalty_cap = fit.kl_cap_weight * jax.nn.relu(kl - cap[None]).sum(0).mean()
     else:
         penalty_cap = 0.0

@@ -89,6 +89,8 @@ def trajectory_loss(
         penalised = torch.clamp(k, min=fit.free_bits) if fit.free_bits else k  # free bits, per transition
         penalty = penalty + penalised.mean()
     if fit.kl_cap_weight:  # the KL ceiling: λ·relu(KL of the step − C_i) per puzzle
+        if cap is None:
+            raise ValueError("fit.kl_cap_weight > 0: pass cap, the ceiling of each puzzle (inference.objective)")
         over = sum(torch.relu(k - cap) for k in kl.values())  # (B,)
         penalty_cap = fit.kl_cap_weight * over.mean()
     else:

@@ -121,7 +121,7 @@ def trained():
     before = svi_numpyro.TRACES[0]
     for _ in range(25):
         idx = rng.choice(len(data.train), cfg.fit.batch_size, replace=False)
-        losses.append(trainer.train_batch(data.train.x[idx], data.train.y[idx]).loss)
+        losses.append(trainer.train_batch(data.train.x[idx], data.train.y[idx], data.train.num_solutions[idx]).loss)
         compiles.append(svi_numpyro.TRACES[0] - before)
     return cfg, data, net, trainer, losses, compiles
 
@@ -133,7 +133,8 @@ def test_a_short_numpyro_fit_lowers_the_loss_without_recompiling(trained):
     cfg, data, net, trainer, *_ = trained
     again = svi_numpyro.Trainer(gram_numpyro, net, cfg, cfg.priors)  # e.g. a resumed run
     before = svi_numpyro.TRACES[0]
-    again.train_batch(data.train.x[: cfg.fit.batch_size], data.train.y[: cfg.fit.batch_size])
+    B = cfg.fit.batch_size
+    again.train_batch(data.train.x[:B], data.train.y[:B], data.train.num_solutions[:B])
     assert svi_numpyro.TRACES[0] == before  # the compiled programs are reused
 
 

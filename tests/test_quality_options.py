@@ -26,18 +26,18 @@ def _batch(cfg, n=8):
 
 
 def test_kl_ceiling_values_and_bad_input():
-    assert np.allclose(kl_ceiling(FitConfig(kl_cap=2.0), None, 3), 2.0)
+    assert np.allclose(kl_ceiling(FitConfig(kl_cap=2.0, kl_cap_per_example=False), None, 3), 2.0)
     fit = FitConfig(kl_cap=0.5, kl_cap_per_example=True)
     assert np.allclose(kl_ceiling(fit, np.array([1, 2, 8]), 3), np.log([1, 2, 8]) + 0.5)
     with pytest.raises(ValueError, match="number of solutions"):
         kl_ceiling(fit, None, 3)
     with pytest.raises(ValueError, match="counts >= 1"):
         kl_ceiling(fit, np.array([1, 0, 2]), 3)
+    assert np.isinf(kl_ceiling(fit, np.array([1, -1, 2]), 3)[1])  # unknown count (9x9 generation): no ceiling
     for bad in ({"kl_cap_weight": -1.0}, {"kl_cap": float("nan")}, {"kl_cap_weight": float("inf")}):
         with pytest.raises(ConfigError, match="kl_cap"):
             FitConfig(**bad)
-    with pytest.raises(ConfigError, match="deterministic"):
-        FitConfig(variant="deterministic", kl_cap_weight=1.0)
+    assert FitConfig().kl_cap_weight == 10.0 and FitConfig().kl_cap_per_example  # the default recipe
 
 
 def test_kl_ceiling_adds_lambda_times_the_excess_to_the_loss():
@@ -84,6 +84,7 @@ def test_per_example_ceiling_needs_the_number_of_solutions():
     from gram_ppl.inference.svi_pyro import Trainer
 
     cfg = dataclasses.replace(tiny_config(kl_cap_weight=1.0, kl_cap_per_example=True), priors=gram_pyro.PRIORS)
+    assert FitConfig(variant="deterministic").kl_cap_weight  # no noise, nothing to cap: KL 0 is below it
     data, x, y, n = _batch(cfg)
     trainer = Trainer(gram_pyro, GramNet(cfg, cfg.priors, data.task), cfg, cfg.priors)
     with pytest.raises(ValueError, match="number of solutions"):

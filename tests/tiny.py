@@ -1,4 +1,5 @@
-"""A tiny GramConfig shared by the model and inference tests (D=16, K=1, T=2, N_sup=2)."""
+"""A tiny GramConfig shared by the model and inference tests (D=16, K=1, T=2, N_sup=2, no KL
+ceiling unless a test asks for it: tests/test_quality_options.py covers it)."""
 
 from gram_ppl.config import FitConfig, GramConfig, NetConfig, TaskConfig
 
@@ -7,5 +8,5 @@ def tiny_config(**fit) -> GramConfig:
     return GramConfig(
         task=TaskConfig(name="nqueens", size=5),
         net=NetConfig(dim=16, heads=2, layers=1),
-        fit=FitConfig(**{"K": 1, "T": 2, "n_sup": 2, "batch_size": 8, "lr": 1e-3, **fit}),
+        fit=FitConfig(**{"K": 1, "T": 2, "n_sup": 2, "batch_size": 8, "lr": 1e-3, "kl_cap_weight": 0.0, **fit}),
     )
