@@ -33,7 +33,7 @@ Where this departs from the paper or decides what it leaves open (gram-paper-not
   puzzle above ln(n_i) + 1 nats (n_i the input's number of solutions) pays 10 per nat
   (`FitConfig.kl_cap_*`, inference/objective.py). Without it the guide wrote the answer cell by
   cell into the noise (14–19 nats per 8-Queens puzzle) and prior samples were 13% valid; with
-  it 50–53% (cells) and 61% (row tokens) after 30 CPU minutes. With the guide in every step
+  it 50–53% (cells) and 61–70% (row tokens) after 30 CPU minutes. With the guide in every step
   (the paper's reading) y leaked: on 4x4 Sudoku with 2-6 solutions, guide samples were 100% valid and prior samples 17%, against 41%
   prior-sample validity and 71% coverage@20 for guide_steps=1 after 5 CPU minutes.
 - σ: a sigmoid on log σ between min_scale and max_scale, starting at `scale` (zero-initialised
