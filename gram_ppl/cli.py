@@ -203,24 +203,22 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
-def _temperature(text: str) -> float:
-    try:
-        tau = float(text)
-    except ValueError:
-        tau = float("nan")
-    if not (math.isfinite(tau) and tau >= 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return tau
+def _finite(strict: bool):
+    """An argparse type: a finite number > 0 (`strict`) or >= 0."""
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            v = float("nan")
+        if not (math.isfinite(v) and (v > 0 if strict else v >= 0)):
+            raise argparse.ArgumentTypeError(f"expected a finite number {'>' if strict else '>='} 0, got {text!r}")
+        return v
+
+    return parse
 
 
-def _finite_positive(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        v = float("nan")
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
-    return v
+_finite_positive, _temperature = _finite(strict=True), _finite(strict=False)
 
 
 def cmd_data_build(args) -> int:

@@ -10,6 +10,7 @@ touches the training RNG. Ctrl-C (SIGINT) saves a checkpoint before it stops.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -20,6 +21,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from gram_ppl.config import GramConfig
+from gram_ppl.data import Dataset, build_dataset
 from gram_ppl.inference.resources import check_fit
 from gram_ppl.inference.runfolder import (
     RunError,
@@ -28,18 +31,16 @@ from gram_ppl.inference.runfolder import (
     is_empty,
     load_config,
     read_checkpoint,
+    trained_config,
     write_checkpoint,
     write_run_files,
     writer_lock,
 )
 from gram_ppl.inference.svi_pyro import NonFiniteLoss, Trainer
-
-__all__ = ["FitResult", "LoadedRun", "RunError", "evaluate_run", "fit", "load_config", "load_run"]
-
-from gram_ppl.config import GramConfig
-from gram_ppl.data import Dataset, build_dataset
 from gram_ppl.networks.torch_nets import GramNet
 from gram_ppl.tasks import get_task
+
+__all__ = ["FitResult", "LoadedRun", "RunError", "evaluate_run", "fit", "load_config", "load_run"]
 
 
 class FitResult(NamedTuple):
@@ -105,23 +106,22 @@ def fit(
             raise RunError(f"{name} must be a positive finite number, got {v!r}")
     mod = mod or default_model(cfg)
     folder = Path(out) if out is not None else None
-    if folder is None:
-        return _fit(cfg, None, mod, data, resume, force, steps, minutes, cpu_minutes, progress, eval_every_s,
-                    checkpoint_every_s, eval_puzzles, log)  # fmt: skip
-    if not resume and not is_empty(folder) and not force:
-        raise RunError(f"{folder} exists and is not empty (--resume to continue it, --force to overwrite)")
-    if resume and not folder.is_dir():
-        raise RunError(f"{folder}: no such run folder; nothing to resume")
-    folder.mkdir(parents=True, exist_ok=True)
-    with writer_lock(folder):
+    if folder is not None:
+        if not resume and not is_empty(folder) and not force:
+            raise RunError(f"{folder} exists and is not empty (--resume to continue it, --force to overwrite)")
+        if resume and not folder.is_dir():
+            raise RunError(f"{folder}: no such run folder; nothing to resume")
+        folder.mkdir(parents=True, exist_ok=True)
+    with writer_lock(folder) if folder is not None else contextlib.nullcontext():
         return _fit(cfg, folder, mod, data, resume, force, steps, minutes, cpu_minutes, progress, eval_every_s,
                     checkpoint_every_s, eval_puzzles, log)  # fmt: skip
 
 
 def _fit(cfg, folder, mod, data, resume, force, steps, minutes, cpu_minutes, progress, eval_every_s,
          checkpoint_every_s, eval_puzzles, log) -> FitResult:  # fmt: skip
-    if resume:
-        cfg = check_resume(folder, cfg, mod, force)
+    if resume:  # the checkpoint is read once: its config is checked, then its state restored
+        state, history = read_checkpoint(folder, map_location=torch_device())
+        cfg = check_resume(folder, cfg, mod, force, trained_config(state))
     cfg = dataclasses.replace(cfg, priors=cfg.priors or mod.PRIORS)
     check_fit(cfg, get_task(cfg.task.name, cfg.task.size))  # before any memory is taken
     setup_torch(cfg.fit.threads)
@@ -130,7 +130,7 @@ def _fit(cfg, folder, mod, data, resume, force, steps, minutes, cpu_minutes, pro
     trainer = make_trainer(mod, cfg, data.task)
     loop = TrainLoop(trainer, data, cfg, log)  # everything is validated before the folder is touched
     if resume:
-        loop.load(folder)
+        loop.restore(state, history, folder)
         if force:  # the run continues under the new config and model file: record and apply them
             trainer.apply_hyperparameters()
             write_run_files(folder, cfg, mod)
@@ -242,17 +242,24 @@ class TrainLoop:
     def save(self, folder: Path) -> None:
         write_checkpoint(folder, self.state(), self.history, self.cfg)
 
-    def load(self, folder: Path) -> None:
-        s, history = read_checkpoint(folder, map_location=torch_device())
-        try:
+    def restore(self, s: dict, history: list[dict], folder: Path) -> None:
+        """The trainer, data order, counters and history from a checkpoint (`read_checkpoint`)."""
+        with _loading(folder):
             self.trainer.restore(s)
             self.rng.bit_generator.state = json.loads(s["data_rng"])
             self.perm = s["perm"].numpy() if s["perm"] is not None else None
             self.cursor, self.step, self.elapsed = s["cursor"], s["step"], s["elapsed"]
-        except (RuntimeError, KeyError, ValueError, TypeError) as e:
-            raise RunError(f"{folder / 'checkpoint.pt'}: cannot be loaded ({type(e).__name__}: {e})") from None
         self.history = history
         self.cpu = float(s.get("cpu_seconds", 0.0))  # checkpoints before the CPU budget lack it
+
+
+@contextlib.contextmanager
+def _loading(folder):
+    """A checkpoint whose contents do not fit the networks or the loop is a RunError naming it."""
+    try:
+        yield
+    except (RuntimeError, KeyError, ValueError, TypeError) as e:
+        raise RunError(f"{Path(folder) / 'checkpoint.pt'}: cannot be loaded ({type(e).__name__}: {e})") from None
 
 
 class Interrupted(KeyboardInterrupt):
@@ -283,8 +290,8 @@ class LoadedRun:
 
 
 def load_run(folder: str | Path, mod=None, as_backend: str | None = None) -> LoadedRun:
-    """Config, sampling network and model module of a finished or checkpointed run (the
-    networks and their weights only: no data set, no optimiser state is rebuilt); with
+    """Config, sampling network and model module of a finished or checkpointed run (the data
+    set is not rebuilt: `LoadedRun.data` builds it on first use); with
     `as_backend` the weights are converted to that backend's networks in memory (the forward
     passes agree to float32 rounding, tests/test_flax_nets.py)."""
     cfg = load_config(folder)
@@ -292,10 +299,8 @@ def load_run(folder: str | Path, mod=None, as_backend: str | None = None) -> Loa
     setup_torch(cfg.fit.threads)
     state, _ = read_checkpoint(Path(folder), map_location=torch_device())
     trainer = make_trainer(mod, cfg, get_task(cfg.task.name, cfg.task.size))
-    try:
+    with _loading(folder):
         trainer.restore(state)
-    except (RuntimeError, KeyError, ValueError, TypeError) as e:
-        raise RunError(f"{Path(folder) / 'checkpoint.pt'}: cannot be loaded ({type(e).__name__}: {e})") from None
     run = LoadedRun(cfg, trainer.sampling_net(), mod)
     return run if as_backend in (None, cfg.backend) else convert_loaded(run, as_backend)
 
@@ -307,7 +312,7 @@ def _load_loop(folder: str | Path, mod=None) -> TrainLoop:
     setup_torch(cfg.fit.threads)
     data = build_dataset(cfg.task)
     loop = TrainLoop(make_trainer(mod, cfg, data.task), data, cfg)
-    loop.load(Path(folder))
+    loop.restore(*read_checkpoint(Path(folder), map_location=torch_device()), folder)
     return loop
 
 

@@ -115,14 +115,16 @@ def load_config(folder: str | Path) -> GramConfig:
         raise RunError(f"{path}: not a valid config ({e})") from None
 
 
-def check_resume(folder: Path | None, cfg: GramConfig | None, mod, force: bool) -> GramConfig:
-    """The config to resume with, after checking that neither config.json (against the config
-    the checkpoint was trained with), nor the requested config, nor the model file changed."""
+def check_resume(
+    folder: Path | None, cfg: GramConfig | None, mod, force: bool, trained: GramConfig | None
+) -> GramConfig:
+    """The config to resume with, after checking that neither config.json (against `trained`,
+    the config the checkpoint was trained with: `trained_config`), nor the requested config, nor
+    the model file changed."""
     if folder is None:
         raise RunError("resume needs a run folder")
     stored = load_config(folder)
     problems = []
-    trained = checkpoint_config(folder)
     if trained is not None:
         problems += [
             f"config.json {k}: {b!r}, but the checkpoint was trained with {a!r}"
@@ -215,11 +217,8 @@ def _read_v1(folder: Path, state: dict) -> tuple[dict, list[dict]]:
         raise RunError(f"{folder / 'history.json'}: cannot be read ({e})") from None
 
 
-def checkpoint_config(folder: Path) -> GramConfig | None:
-    """The config the checkpoint was trained with (None: no checkpoint, or format 1)."""
-    if not (Path(folder) / "checkpoint.pt").is_file():
-        return None
-    state, _ = read_checkpoint(folder)
+def trained_config(state: dict) -> GramConfig | None:
+    """The config a checkpoint's state (`read_checkpoint`) was trained with (None: format 1)."""
     return gram_config_from_dict(json.loads(state["config"])) if "config" in state else None
 
 

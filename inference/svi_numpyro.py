@@ -328,10 +328,10 @@ def prior_steps(mod, bound: Bound, cfg: GramConfig, x, num_samples: int, seed: i
     LPRM values of all N·B trajectories as numpy, for inference.sampling.rollout."""
     xs = jnp.asarray(np.tile(np.asarray(x), (num_samples, 1)), jnp.int32)  # (N*B, L_x)
     carry = bound.net.apply({"params": bound.params}, xs.shape[0], method="initial_state")
-    key = jax.random.key(seed)
+    key, temperature = jax.random.key(seed), check_temperature(temperature)
     while True:
         key, sub = jax.random.split(key)
         carry, board, halt, value = _prior_step(
-            bound.params, sub, xs, carry, mod=mod, net=bound.net, cfg=cfg, temperature=check_temperature(temperature)
+            bound.params, sub, xs, carry, mod=mod, net=bound.net, cfg=cfg, temperature=temperature
         )
         yield np.asarray(board), np.asarray(halt), np.asarray(value)
