@@ -53,10 +53,10 @@ def main(argv=None) -> int:
     from gram_ppl.config import FitConfig, GramConfig, NetConfig, TaskConfig
     from gram_ppl.data import build_dataset
     from gram_ppl.inference import svi_numpyro, svi_pyro
-    from gram_ppl.inference.run import setup_torch
+    from gram_ppl.inference.svi_pyro import setup as setup_torch
     from gram_ppl.models import gram_numpyro, gram_pyro
     from gram_ppl.networks import convert, flax_nets
-    from gram_ppl.networks.torch_nets import GramNet
+    from gram_ppl.networks.torch_nets import build_net
 
     setup_torch(args.threads)
     layers = 1 if args.quick else 2
@@ -69,10 +69,10 @@ def main(argv=None) -> int:
     data = build_dataset(cfg.task)
     task = data.task
     torch.manual_seed(0)
-    tnet = GramNet(cfg, cfg.priors, task)
+    tnet = build_net(cfg, task)
     params = convert.torch_to_flax({k: v.numpy() for k, v in tnet.state_dict().items()}, cfg.net.share_core)
     ncfg = dataclasses.replace(cfg, backend="numpyro")
-    bound = svi_numpyro.Bound(flax_nets.make_net(ncfg, ncfg.priors, task), params)
+    bound = svi_numpyro.Bound(flax_nets.build_net(ncfg, task), params)
     x = data.test.x[: args.puzzles].astype(np.int64)
     depth = cfg.fit.n_sup
     print(f"device: {jax.devices()[0].platform} (jax), torch threads {torch.get_num_threads()}; "
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
 
         def pyro_call(n=n):
             with torch.no_grad():
-                svi_pyro.sample(gram_pyro, tnet, cfg, cfg.priors, torch.as_tensor(x), num_samples=n)
+                svi_pyro.sample(gram_pyro, tnet, cfg, x, num_samples=n)
 
         def jax_call(n=n):
             svi_numpyro.sample(gram_numpyro, bound, ncfg, x, num_samples=n, seed=1)
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     loops = {}
     print(f"\none puzzle, N = {n_loop}: one batched call against a Python loop of {n_loop} single samples")
     for name, call in (
-        ("pyro", lambda n: svi_pyro.sample(gram_pyro, tnet, cfg, cfg.priors, torch.as_tensor(one), num_samples=n)),
+        ("pyro", lambda n: svi_pyro.sample(gram_pyro, tnet, cfg, one, num_samples=n)),
         ("numpyro", lambda n: svi_numpyro.sample(gram_numpyro, bound, ncfg, one, num_samples=n, seed=2)),
     ):
         with torch.no_grad():
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     B = min(cfg.fit.batch_size, len(data.train))
     bx, by, bn = data.train.x[:B], data.train.y[:B], data.train.num_solutions[:B]
     torch.manual_seed(0)
-    pt = svi_pyro.Trainer(gram_pyro, GramNet(cfg, cfg.priors, task), cfg, cfg.priors)
+    pt = svi_pyro.Trainer(gram_pyro, build_net(cfg, task), cfg)
     nt = svi_numpyro.Trainer(gram_numpyro, bound.net, ncfg, ncfg.priors, params=params)
     tx, ty = torch.as_tensor(bx.astype(np.int64)), torch.as_tensor(by.astype(np.int64))
     t0 = time.perf_counter()

@@ -28,7 +28,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_json  # noqa: E402
@@ -89,9 +88,7 @@ def evaluate(name: str, folder: Path, samples: int, puzzles: int | None, gen: in
     # sudoku6: exact accuracy against depth and width (unique solutions: valid == exact)
     task, test, cfg = run.data.task, run.data.test, run.config
     x, y = test.x[:puzzles], test.y[:puzzles]
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.fit.seed + 2)
-        r = rollout(run.mod, run.net, cfg, torch.as_tensor(x.astype(np.int64)), samples, 2 * cfg.fit.n_sup)
+    r = rollout(run.mod, run.net, cfg, x, samples, 2 * cfg.fit.n_sup, seed=cfg.fit.seed + 2)
     by_depth = [float((b == y[None]).all(-1).mean()) for b in r.per_step]
     at_depth = r.per_step[cfg.fit.n_sup - 1]  # (N, B, L_y) at the training depth
     by_width = {}

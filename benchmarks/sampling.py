@@ -18,10 +18,10 @@ from common import median_seconds, write_json
 
 from gram_ppl import TaskConfig, build_dataset
 from gram_ppl.config import GramConfig, NetConfig
-from gram_ppl.inference.run import setup_torch
 from gram_ppl.inference.sampling import rollout
+from gram_ppl.inference.svi_pyro import setup as setup_torch
 from gram_ppl.models import gram_pyro
-from gram_ppl.networks.torch_nets import GramNet
+from gram_ppl.networks.torch_nets import build_net
 
 PUZZLES = 8
 
@@ -30,7 +30,7 @@ def setup():
     cfg = GramConfig(task=TaskConfig(name="nqueens", size=8), net=NetConfig(dim=64), priors=gram_pyro.PRIORS)
     data = build_dataset(cfg.task)
     torch.manual_seed(0)
-    net = GramNet(cfg, cfg.priors, data.task).eval()
+    net = build_net(cfg, data.task).eval()
     x = torch.as_tensor(data.test.x[:PUZZLES].astype(np.int64))
     return cfg, net, x
 

@@ -27,10 +27,10 @@ from common import median_seconds, write_json
 from gram_ppl import TaskConfig, build_dataset
 from gram_ppl.config import FitConfig, GramConfig, NetConfig
 from gram_ppl.inference.objective import kl_ceiling
-from gram_ppl.inference.run import setup_torch
 from gram_ppl.inference.svi_pyro import Trainer, head_losses, trajectory_loss
+from gram_ppl.inference.svi_pyro import setup as setup_torch
 from gram_ppl.models import gram_pyro
-from gram_ppl.networks.torch_nets import GramNet
+from gram_ppl.networks.torch_nets import build_net
 
 MIXER = {"mixer": "attention"}  # set by --mixer
 
@@ -44,7 +44,7 @@ def make(dim: int, n_sup: int = 4, batch: int = 64, size: int = 8):
     )
     data = build_dataset(cfg.task)
     torch.manual_seed(0)
-    trainer = Trainer(gram_pyro, GramNet(cfg, cfg.priors, data.task), cfg, cfg.priors)
+    trainer = Trainer(gram_pyro, build_net(cfg, data.task), cfg)
     x = torch.as_tensor(data.train.x[:batch].astype(np.int64))
     y = torch.as_tensor(data.train.y[:batch].astype(np.int64))
     return cfg, trainer, x, y, data.train.num_solutions[:batch]

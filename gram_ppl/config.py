@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 TASK_NAMES = ("nqueens", "nqueens_rows", "sudoku", "coloring")  # nqueens_rows: one token per row
-TASK_SIZES = {
+TASK_SIZES = {  # the one list of sizes: the tasks (gram_ppl/tasks) check against it
     "nqueens": tuple(range(4, 13)),
     "nqueens_rows": tuple(range(4, 13)),
     "sudoku": (4, 6, 9),
@@ -372,6 +372,7 @@ __all__ = [
     "ConfigError",
     "FitConfig",
     "apply_overrides",
+    "with_priors",
     "GramConfig",
     "NetConfig",
     "PriorConfig",
@@ -383,3 +384,9 @@ __all__ = [
     "gram_config_from_dict",
     "to_dict",
 ]
+
+
+def with_priors(cfg: GramConfig, priors: PriorConfig) -> GramConfig:
+    """`cfg` with `priors` (the model file's PRIORS block, or a stored run's) where cfg.priors is
+    None: the one rule by which a fit, a resume and the CLI settle the priors in force."""
+    return cfg if cfg.priors is not None else dataclasses.replace(cfg, priors=priors)

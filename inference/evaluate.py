@@ -68,3 +68,18 @@ def validity_report(task: Task, test: Split, puzzles: int, draw, guided: bool) -
     if guided:
         report["guide_valid"] = float(task.is_valid(x, draw(x, y)).mean())
     return report
+
+
+def comparison_table(rows: list[tuple[str, str, dict]], num_samples: int) -> str:
+    """A markdown table of (run, variant, `evaluate_run` metrics) rows, as `gram compare` prints it."""
+    n = num_samples
+    lines = [
+        f"held-out puzzles: {rows[0][2]['puzzles']}, {n} prior samples each",
+        "",
+        f"| run | variant | valid (1 sample) | puzzles solved@{n} | distinct valid@{n} | coverage@{n} |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run, variant, m in rows:
+        lines.append(f"| {run} | {variant} | {m['valid']:.1%} | {m['any_valid']:.1%} | {m['distinct_valid']:.2f} "
+                     f"| {m['coverage']:.1%} |")  # fmt: skip
+    return "\n".join(lines)

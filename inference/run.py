@@ -12,40 +12,37 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import time
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import torch
 
-from gram_ppl.config import GramConfig
+from gram_ppl.config import GramConfig, with_priors
 from gram_ppl.data import Dataset, build_dataset
+from gram_ppl.inference.backend import NonFiniteLoss, get_backend
 from gram_ppl.inference.resources import check_fit
 from gram_ppl.inference.runfolder import (
+    Checkpoint,
     RunError,
     check_resume,
     create_run,
     is_empty,
     load_config,
     read_checkpoint,
-    trained_config,
     write_checkpoint,
     write_run_files,
     writer_lock,
 )
-from gram_ppl.inference.svi_pyro import NonFiniteLoss, Trainer
-from gram_ppl.networks.torch_nets import GramNet
 from gram_ppl.tasks import get_task
 
 __all__ = ["FitResult", "LoadedRun", "RunError", "evaluate_run", "fit", "load_config", "load_run"]
 
 
 class FitResult(NamedTuple):
-    net: torch.nn.Module  # the network to sample from (the EMA copy when enabled)
-    trainer: Trainer
+    net: object  # the networks to sample from (the EMA copy when enabled): a torch module or svi_numpyro.Bound
+    trainer: object  # the backend's Trainer (inference/backend.py)
     history: list[dict]
     config: GramConfig
     folder: Path | None
@@ -55,28 +52,6 @@ def default_model(cfg: GramConfig):
     from gram_ppl.models import get_model
 
     return get_model(cfg.backend)
-
-
-def make_trainer(mod, cfg: GramConfig, task):
-    """The backend's trainer with fresh networks: svi_pyro.Trainer (torch) or svi_numpyro.Trainer
-    (flax parameters, jit-compiled steps)."""
-    if cfg.backend == "numpyro":
-        from gram_ppl.inference.svi_numpyro import Trainer as NumPyroTrainer
-        from gram_ppl.networks.flax_nets import make_net
-
-        return NumPyroTrainer(mod, make_net(cfg, cfg.priors, task), cfg, cfg.priors)
-    return Trainer(mod, GramNet(cfg, cfg.priors, task).to(torch_device()), cfg, cfg.priors)
-
-
-def torch_device() -> torch.device:
-    """The first CUDA device when torch sees one, else the CPU (no flag needed)."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def setup_torch(threads: int) -> None:
-    """Explicit thread count (shared cores fight) and flushed denormals (deep RMSNorm recursion)."""
-    torch.set_num_threads(threads)
-    torch.set_flush_denormal(True)
 
 
 def fit(
@@ -120,17 +95,17 @@ def fit(
 def _fit(cfg, folder, mod, data, resume, force, steps, minutes, cpu_minutes, progress, eval_every_s,
          checkpoint_every_s, eval_puzzles, log) -> FitResult:  # fmt: skip
     if resume:  # the checkpoint is read once: its config is checked, then its state restored
-        state, history = read_checkpoint(folder, map_location=torch_device())
-        cfg = check_resume(folder, cfg, mod, force, trained_config(state))
-    cfg = dataclasses.replace(cfg, priors=cfg.priors or mod.PRIORS)
+        ckpt = read_checkpoint(folder)
+        cfg = check_resume(folder, cfg, mod, force, ckpt.config)
+    cfg = with_priors(cfg, mod.PRIORS)
     check_fit(cfg, get_task(cfg.task.name, cfg.task.size))  # before any memory is taken
-    setup_torch(cfg.fit.threads)
+    backend = get_backend(cfg.backend)
+    backend.setup(cfg.fit.threads)
     data = data or build_dataset(cfg.task)
-    torch.manual_seed(cfg.fit.seed)
-    trainer = make_trainer(mod, cfg, data.task)
+    trainer = backend.make_trainer(mod, cfg, data.task)
     loop = TrainLoop(trainer, data, cfg, log)  # everything is validated before the folder is touched
     if resume:
-        loop.restore(state, history, folder)
+        loop.restore(ckpt, folder)
         if force:  # the run continues under the new config and model file: record and apply them
             trainer.apply_hyperparameters()
             write_run_files(folder, cfg, mod)
@@ -144,7 +119,7 @@ def _fit(cfg, folder, mod, data, resume, force, steps, minutes, cpu_minutes, pro
 class TrainLoop:
     """Data order, history and checkpoints around a Trainer."""
 
-    def __init__(self, trainer: Trainer, data: Dataset, cfg: GramConfig, log=None):
+    def __init__(self, trainer, data: Dataset, cfg: GramConfig, log=None):
         self.trainer, self.data, self.cfg, self.log = trainer, data, cfg, log
         self.x, self.y = data.train.x, data.train.y  # (N, L_x), (N, L_y) uint8
         self.n = data.train.num_solutions  # (N,) exact number of solutions of each training input
@@ -154,8 +129,9 @@ class TrainLoop:
         if len(self.x) < cfg.fit.batch_size:
             raise RunError(f"batch_size {cfg.fit.batch_size} exceeds the {len(self.x)} training examples")
 
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        """x (B, L_x), y (B, L_y) as tensors and the inputs' numbers of solutions (B,)."""
+    def next_batch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """x (B, L_x), y (B, L_y) and the inputs' numbers of solutions (B,), numpy (each
+        backend moves them to its device)."""
         B = self.cfg.fit.batch_size
         if self.perm is None or self.cursor + B > len(self.perm):  # new epoch; the ragged tail is dropped
             self.perm, self.cursor = self.rng.permutation(len(self.x)), 0
@@ -164,8 +140,6 @@ class TrainLoop:
         x, y, n = self.x[idx], self.y[idx], self.n[idx]  # symmetries keep the number of solutions
         if self.cfg.fit.augment:
             x, y = self.data.task.augment(self.rng)(x, y)
-        device = getattr(self.trainer.net, "z0", torch.zeros(())).device  # the torch networks' device
-        x, y = (torch.as_tensor(a.astype(np.int64), device=device) for a in (x, y))
         return x, y, n
 
     def run(
@@ -228,29 +202,26 @@ class TrainLoop:
         return report
 
     # ---- checkpoints -------------------------------------------------------------------
-    def state(self) -> dict:
-        return {
-            **self.trainer.checkpoint(),
-            "data_rng": json.dumps(self.rng.bit_generator.state),
-            "perm": torch.as_tensor(self.perm) if self.perm is not None else None,
-            "cursor": self.cursor,
-            "step": self.step,
-            "elapsed": self.elapsed,
-            "cpu_seconds": self.cpu,
-        }
+    def checkpoint(self) -> Checkpoint:
+        loop = {"data_rng": self.rng.bit_generator.state, "cursor": self.cursor, "step": self.step,
+                "elapsed": self.elapsed, "cpu_seconds": self.cpu}  # fmt: skip
+        return Checkpoint(self.cfg.backend, self.trainer.state(), loop, self.perm, self.history, self.cfg)
 
     def save(self, folder: Path) -> None:
-        write_checkpoint(folder, self.state(), self.history, self.cfg)
+        write_checkpoint(folder, self.checkpoint())
 
-    def restore(self, s: dict, history: list[dict], folder: Path) -> None:
+    def restore(self, ckpt: Checkpoint, folder: Path) -> None:
         """The trainer, data order, counters and history from a checkpoint (`read_checkpoint`)."""
+        if ckpt.backend != self.cfg.backend:
+            raise RunError(f"{folder}: a {ckpt.backend} checkpoint, not {self.cfg.backend} (gram convert moves runs)")
         with _loading(folder):
-            self.trainer.restore(s)
-            self.rng.bit_generator.state = json.loads(s["data_rng"])
-            self.perm = s["perm"].numpy() if s["perm"] is not None else None
-            self.cursor, self.step, self.elapsed = s["cursor"], s["step"], s["elapsed"]
-        self.history = history
-        self.cpu = float(s.get("cpu_seconds", 0.0))  # checkpoints before the CPU budget lack it
+            self.trainer.load_state(ckpt.trainer)
+            loop = ckpt.loop
+            self.rng.bit_generator.state = loop["data_rng"]
+            self.perm = ckpt.perm
+            self.cursor, self.step, self.elapsed = loop["cursor"], loop["step"], loop["elapsed"]
+            self.cpu = float(loop["cpu_seconds"])
+        self.history = ckpt.history
 
 
 @contextlib.contextmanager
@@ -290,47 +261,30 @@ class LoadedRun:
 
 
 def load_run(folder: str | Path, mod=None, as_backend: str | None = None) -> LoadedRun:
-    """Config, sampling network and model module of a finished or checkpointed run (the data
-    set is not rebuilt: `LoadedRun.data` builds it on first use); with
-    `as_backend` the weights are converted to that backend's networks in memory (the forward
-    passes agree to float32 rounding, tests/test_flax_nets.py)."""
+    """Config, sampling network and model module of a finished or checkpointed run: the
+    networks and their weights only (no optimiser; the data set is not rebuilt: `LoadedRun.data`
+    builds it on first use). With `as_backend` the weights are converted to that backend's
+    networks in memory (the forward passes agree to float32 rounding, tests/test_flax_nets.py)."""
     cfg = load_config(folder)
     mod = mod if mod is not None and as_backend in (None, cfg.backend) else default_model(cfg)
-    setup_torch(cfg.fit.threads)
-    state, _ = read_checkpoint(Path(folder), map_location=torch_device())
-    trainer = make_trainer(mod, cfg, get_task(cfg.task.name, cfg.task.size))
+    backend = get_backend(cfg.backend)
+    backend.setup(cfg.fit.threads)
+    ckpt = read_checkpoint(Path(folder))
+    if ckpt.backend != cfg.backend:
+        raise RunError(f"{folder}: config.json says {cfg.backend}, the checkpoint is {ckpt.backend}")
     with _loading(folder):
-        trainer.restore(state)
-    run = LoadedRun(cfg, trainer.sampling_net(), mod)
+        net = backend.sampling_net(cfg, get_task(cfg.task.name, cfg.task.size), ckpt.trainer)
+    run = LoadedRun(cfg, net, mod)
     return run if as_backend in (None, cfg.backend) else convert_loaded(run, as_backend)
 
 
-def _load_loop(folder: str | Path, mod=None) -> TrainLoop:
-    """A run's training loop (trainer, data order, history) restored from its checkpoint."""
-    cfg = load_config(folder)
-    mod = mod or default_model(cfg)
-    setup_torch(cfg.fit.threads)
-    data = build_dataset(cfg.task)
-    loop = TrainLoop(make_trainer(mod, cfg, data.task), data, cfg)
-    loop.restore(*read_checkpoint(Path(folder), map_location=torch_device()), folder)
-    return loop
-
-
 def convert_loaded(run: LoadedRun, backend: str) -> LoadedRun:
-    """The same run with its sampling weights moved to `backend`'s networks and model file."""
-    from gram_ppl.networks import convert
-
+    """The same run with its sampling weights moved to `backend`'s networks and model file
+    (weights travel as numpy arrays named as torch names them: gram_ppl/networks/convert.py)."""
     cfg = dataclasses.replace(run.config, backend=backend)
-    share = cfg.net.share_core
-    if backend == "numpyro":
-        from gram_ppl.inference.svi_numpyro import Bound
-        from gram_ppl.networks.flax_nets import make_net
-
-        state = {k: v.cpu().numpy() for k, v in run.net.state_dict().items()}
-        net = Bound(make_net(cfg, cfg.priors, run.task), convert.torch_to_flax(state, share))
-    else:
-        net = GramNet(cfg, cfg.priors, run.task).to(torch_device())
-        net.load_state_dict({k: torch.as_tensor(v) for k, v in convert.flax_to_torch(run.net.params, share).items()})
+    target = get_backend(backend)
+    target.setup(cfg.fit.threads)
+    net = target.net_from_weights(cfg, run.task, get_backend(run.config.backend).weights(run.net))
     return LoadedRun(cfg, net, default_model(cfg), run._data)
 
 
@@ -338,26 +292,17 @@ def convert_run(folder: str | Path, out: str | Path, backend: str, force: bool =
     """A new run folder holding `folder`'s run for `backend`: config (backend changed), that
     backend's model file, history, and a checkpoint with the converted sampling weights and a
     fresh optimiser (training can go on with --resume, from the converted weights)."""
-    source = _load_loop(folder)
-    if source.cfg.backend == backend:
+    cfg = load_config(folder)
+    if cfg.backend == backend:
         raise RunError(f"{folder} is already a {backend} run")
-    run = LoadedRun(source.cfg, source.trainer.sampling_net(), source.trainer.mod, source.data)
-    converted = convert_loaded(run, backend)
+    source = load_run(folder)
+    ckpt = read_checkpoint(Path(folder))
+    converted = convert_loaded(source, backend)
     out = Path(out)
     create_run(out, converted.config, converted.mod, force)
-    trainer = make_trainer(converted.mod, converted.config, run.data.task)
-    if backend == "numpyro":
-        trainer.params = converted.net.params
-        trainer.opt_state = trainer.tx.init(trainer.params)
-        trainer.ema = trainer.params if trainer.ema is not None else None
-    else:
-        trainer.net.load_state_dict(converted.net.state_dict())
-        if trainer.ema is not None:
-            trainer.ema.load_state_dict(converted.net.state_dict())
-    loop = TrainLoop(trainer, run.data, converted.config)
-    loop.rng, loop.perm, loop.cursor = source.rng, source.perm, source.cursor
-    loop.step, loop.elapsed, loop.history = source.step, source.elapsed, source.history
-    loop.save(out)
+    trainer = get_backend(backend).make_trainer(converted.mod, converted.config, source.task)
+    trainer.set_weights(get_backend(cfg.backend).weights(source.net))
+    write_checkpoint(out, ckpt._replace(backend=backend, trainer=trainer.state(), config=converted.config))
     return out
 
 
@@ -374,9 +319,7 @@ def evaluate_run(
     cfg, net, data, mod = load_run(folder)
     test, task = data.test, data.task
     x, depth = test.x[:puzzles], depth or cfg.fit.n_sup
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.fit.seed + 2)
-        r = rollout(mod, net, cfg, torch.as_tensor(x.astype(np.int64)), num_samples, depth, temperature=temperature)
+    r = rollout(mod, net, cfg, x, num_samples, depth, temperature=temperature, seed=cfg.fit.seed + 2)
     n_sol = test.num_solutions[:puzzles]
     metrics = sample_metrics(task, x, test.y[:puzzles], r.boards, n_sol)
     by_depth = [round(float(task.is_valid(x[None], b).mean()), 6) for b in r.per_step]

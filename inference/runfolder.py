@@ -13,25 +13,30 @@ source), checkpoint.pt and history.json. What the format guarantees:
   committed checkpoint.
 - **What was trained is what is recorded.** On resume the checkpoint's config is compared with
   config.json (hand edits are refused unless forced) and with the config asked for.
-- Loading never unpickles objects (`torch.load(weights_only=True)`).
+- Loading never unpickles objects: checkpoint.json is JSON, perm.npy is loaded without pickle,
+  the trainer's file is read by its backend (`torch.load(weights_only=True)`, flax msgpack).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import hashlib
 import inspect
 import io
 import json
 import os
+import zipfile
 from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
 
 from gram_ppl import fileio
-from gram_ppl.config import ConfigError, GramConfig, gram_config_from_dict, to_dict
+from gram_ppl.config import ConfigError, GramConfig, gram_config_from_dict, to_dict, with_priors
 
-FORMAT = 2  # 1: checkpoint.pt + checkpoint.sha256 + history.json written one after another
+FORMAT = 3  # 1: checkpoint.pt + checkpoint.sha256 + history.json written one after another;
+# 2: one torch.save file for both backends; 3: one zip, each backend's own serialiser inside
 WRITTEN = ("config.json", "model.py", "checkpoint.pt", "history.json", "checkpoint.sha256", ".lock")
 
 
@@ -119,7 +124,7 @@ def check_resume(
     folder: Path | None, cfg: GramConfig | None, mod, force: bool, trained: GramConfig | None
 ) -> GramConfig:
     """The config to resume with, after checking that neither config.json (against `trained`,
-    the config the checkpoint was trained with: `trained_config`), nor the requested config, nor
+    the config the checkpoint was trained with: `Checkpoint.config`), nor the requested config, nor
     the model file changed."""
     if folder is None:
         raise RunError("resume needs a run folder")
@@ -131,7 +136,7 @@ def check_resume(
             for k, a, b in _diff(to_dict(trained), to_dict(stored))
         ]
     if cfg is not None:
-        wanted = dataclasses.replace(cfg, priors=cfg.priors or stored.priors)
+        wanted = with_priors(cfg, stored.priors)
         problems += [f"config {k}: {a!r} -> {b!r}" for k, a, b in _diff(to_dict(stored), to_dict(wanted))]
     model_file = Path(folder) / "model.py"
     if not model_file.is_file() or model_file.read_text() != inspect.getsource(mod):
@@ -163,70 +168,130 @@ def _diff(a: dict, b: dict, prefix: str = ""):
 
 
 # ---- the checkpoint --------------------------------------------------------------------
-def write_checkpoint(folder: Path, state: dict, history: list[dict], cfg: GramConfig) -> None:
-    """Commit the training state, its history and its config in one atomic step."""
-    import torch
+class Checkpoint(NamedTuple):
+    """What a checkpoint commits together (docs/formats.md)."""
 
-    inner = io.BytesIO()
-    torch.save({**state, "history": json.dumps(history), "config": json.dumps(to_dict(cfg))}, inner)
-    payload = inner.getvalue()
-    outer = io.BytesIO()
-    torch.save({"format": FORMAT, "sha256": sha256(payload), "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8)}, outer)  # fmt: skip
+    backend: str  # "pyro" or "numpyro": who wrote `trainer`
+    trainer: bytes  # the backend trainer's own serialisation (Trainer.state(): torch.save or flax msgpack)
+    loop: dict  # data order and counters of the training loop (JSON values)
+    perm: np.ndarray | None  # (N,) the current epoch's permutation of the training set
+    history: list[dict]  # every batch and evaluation record so far
+    config: GramConfig | None  # the config it was trained with (None: format 1)
+
+
+STATE_FILES = {"pyro": "trainer.pt", "numpyro": "trainer.msgpack"}
+
+
+def write_checkpoint(folder: Path, ckpt: Checkpoint) -> None:
+    """Commit the trainer state, loop state, history and config in one atomic step: one zip
+    archive (checkpoint.json, the trainer's file, perm.npy), checkpoint.json holding the sha256
+    of the other members."""
+    members = {STATE_FILES[ckpt.backend]: ckpt.trainer}
+    if ckpt.perm is not None:
+        buf = io.BytesIO()
+        np.save(buf, np.asarray(ckpt.perm, dtype=np.int64), allow_pickle=False)
+        members["perm.npy"] = buf.getvalue()
+    meta = {
+        "format": FORMAT,
+        "backend": ckpt.backend,
+        "sha256": {name: sha256(data) for name, data in members.items()},
+        "loop": ckpt.loop,
+        "config": to_dict(ckpt.config),
+        "history": ckpt.history,
+    }
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("checkpoint.json", json.dumps(meta))
+        for name, data in members.items():
+            z.writestr(name, data)
     try:
-        atomic_write(folder / "checkpoint.pt", outer.getvalue())
-        atomic_write(folder / "history.json", json.dumps(history) + "\n")  # a readable copy
+        atomic_write(folder / "checkpoint.pt", out.getvalue())
+        atomic_write(folder / "history.json", json.dumps(ckpt.history) + "\n")  # a readable copy
     except OSError as e:
         raise RunError(f"{folder / 'checkpoint.pt'}: cannot be written ({e}); the last checkpoint is kept") from None
     (folder / "checkpoint.sha256").unlink(missing_ok=True)  # format 1's separate hash
 
 
-def read_checkpoint(folder: Path, map_location=None) -> tuple[dict, list[dict]]:
-    """The committed state and history; RunError for a missing, truncated, tampered or foreign
-    file (a pickle of objects is refused, never executed)."""
-    import torch
-
+def read_checkpoint(folder: Path) -> Checkpoint:
+    """The committed checkpoint; RunError for a missing, truncated, tampered or foreign file.
+    Nothing is unpickled (formats 1-2, torch files, load with `torch.load(weights_only=True)`)."""
     path = Path(folder) / "checkpoint.pt"
     if not path.is_file():
         raise RunError(f"{path}: missing; nothing to resume")
     try:
-        outer = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as e:  # truncated zip, 0 bytes, a refused pickle: all one user-level error
+        z = zipfile.ZipFile(path)
+        names = set(z.namelist())
+    except (zipfile.BadZipFile, OSError, ValueError) as e:  # 0 bytes, truncated, a pickle
         raise RunError(f"{path}: corrupted or truncated checkpoint, or not one ({type(e).__name__})") from None
-    if not isinstance(outer, dict):
-        raise RunError(f"{path}: not a gram checkpoint")
-    if "payload" not in outer:  # format 1
-        return _read_v1(Path(folder), outer)
-    payload = outer["payload"].numpy().tobytes()
-    if sha256(payload) != outer.get("sha256"):
+    with z:
+        if "checkpoint.json" not in names:
+            return _read_torch(Path(folder))  # formats 1 and 2
+        try:
+            meta = json.loads(z.read("checkpoint.json"))
+            members = {name: z.read(name) for name in meta["sha256"]}
+        except (zipfile.BadZipFile, KeyError, OSError, ValueError) as e:
+            raise RunError(f"{path}: corrupted or truncated checkpoint ({type(e).__name__}: {e})") from None
+    if any(sha256(data) != meta["sha256"][name] for name, data in members.items()):
         raise RunError(f"{path}: checksum mismatch (corrupted or truncated checkpoint)")
     try:
-        state = torch.load(io.BytesIO(payload), weights_only=True, map_location=map_location)
-        return state, json.loads(state.pop("history"))
-    except Exception as e:
+        perm = np.load(io.BytesIO(members["perm.npy"]), allow_pickle=False) if "perm.npy" in members else None
+        backend = meta["backend"]
+        return Checkpoint(backend, members[STATE_FILES[backend]], meta["loop"], perm, meta["history"],
+                          gram_config_from_dict(meta["config"]))  # fmt: skip
+    except (KeyError, ValueError, TypeError, ConfigError) as e:
         raise RunError(f"{path}: cannot be loaded ({type(e).__name__}: {e})") from None
 
 
-def _read_v1(folder: Path, state: dict) -> tuple[dict, list[dict]]:
-    digest = folder / "checkpoint.sha256"
+def _read_torch(folder: Path) -> Checkpoint:
+    """A format 1 or 2 checkpoint (torch.save files, both backends), as a Checkpoint."""
+    import torch
+
     path = folder / "checkpoint.pt"
-    if not digest.is_file() or digest.read_text().strip() != sha256(path.read_bytes()):
-        raise RunError(f"{path}: checksum mismatch (corrupted or truncated checkpoint)")
     try:
-        return state, json.loads((folder / "history.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise RunError(f"{folder / 'history.json'}: cannot be read ({e})") from None
-
-
-def trained_config(state: dict) -> GramConfig | None:
-    """The config a checkpoint's state (`read_checkpoint`) was trained with (None: format 1)."""
-    return gram_config_from_dict(json.loads(state["config"])) if "config" in state else None
+        outer = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as e:  # a refused pickle, a foreign zip: one user-level error
+        raise RunError(f"{path}: corrupted or truncated checkpoint, or not one ({type(e).__name__})") from None
+    if not isinstance(outer, dict):
+        raise RunError(f"{path}: not a gram checkpoint")
+    if "payload" not in outer:  # format 1: hash and history beside it
+        digest = folder / "checkpoint.sha256"
+        if not digest.is_file() or digest.read_text().strip() != sha256(path.read_bytes()):
+            raise RunError(f"{path}: checksum mismatch (corrupted or truncated checkpoint)")
+        try:
+            state, history = outer, json.loads((folder / "history.json").read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise RunError(f"{folder / 'history.json'}: cannot be read ({e})") from None
+    else:
+        payload = outer["payload"].numpy().tobytes()
+        if sha256(payload) != outer.get("sha256"):
+            raise RunError(f"{path}: checksum mismatch (corrupted or truncated checkpoint)")
+        try:
+            state = torch.load(io.BytesIO(payload), weights_only=True, map_location="cpu")
+            history = json.loads(state.pop("history"))
+        except Exception as e:
+            raise RunError(f"{path}: cannot be loaded ({type(e).__name__}: {e})") from None
+    try:
+        if "numpyro" in state:
+            backend, trainer = "numpyro", state["numpyro"].numpy().tobytes()
+        else:
+            backend, buf = "pyro", io.BytesIO()
+            torch.save({k: state[k] for k in ("net", "ema", "opt", "torch_rng")}, buf)
+            trainer = buf.getvalue()
+        loop = {k: state[k] for k in ("data_rng", "cursor", "step", "elapsed")}
+        loop["data_rng"] = json.loads(loop["data_rng"])
+        loop["cpu_seconds"] = float(state.get("cpu_seconds", 0.0))  # older checkpoints lack it
+        perm = state["perm"].numpy() if state.get("perm") is not None else None
+        config = gram_config_from_dict(json.loads(state["config"])) if "config" in state else None
+    except (KeyError, ValueError, TypeError, ConfigError) as e:
+        raise RunError(f"{path}: cannot be loaded ({type(e).__name__}: {e})") from None
+    return Checkpoint(backend, trainer, loop, perm, history, config)
 
 
 def read_history(folder: str | Path) -> list[dict]:
     """A run's history, from its committed checkpoint when there is one."""
     folder = Path(folder)
     if (folder / "checkpoint.pt").is_file():
-        return read_checkpoint(folder)[1]
+        return read_checkpoint(folder).history
     path = folder / "history.json"
     if not path.is_file():
         raise RunError(f"{folder}: no checkpoint and no history.json")

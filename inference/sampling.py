@@ -7,10 +7,9 @@ from collections import Counter
 from typing import NamedTuple
 
 import numpy as np
-import torch
 
+from gram_ppl.inference.backend import get_backend
 from gram_ppl.inference.resources import check_sampling
-from gram_ppl.inference.tempering import pyro_temper
 from gram_ppl.tasks import Task, get_task
 
 
@@ -21,21 +20,18 @@ class Rollout(NamedTuple):
     per_step: np.ndarray  # (S, N, B, L_y) boards after each supervision step (S steps run)
 
 
-def rollout(mod, net, cfg, x, num_samples: int, depth: int, halt: bool = False, temperature: float = 1.0) -> Rollout:
+def rollout(
+    mod, net, cfg, x, num_samples: int, depth: int, halt: bool = False, temperature: float = 1.0, seed: int = 0
+) -> Rollout:
     """Run N trajectories from the prior for each puzzle x (B, L_x), one supervision step at a
-    time. With `halt`, a trajectory stops at the first step whose halt head says σ(q) > 0.5 (the
-    paper's simplified rule); otherwise every trajectory runs `depth` steps. `temperature` scales
-    the prior's σ (inference/tempering.py). NumPyro runs (cfg.backend) step in JAX, seeded from
-    torch's current seed."""
+    time, with the run's backend (cfg.backend), seeded with `seed`. With `halt`, a trajectory
+    stops at the first step whose halt head says σ(q) > 0.5 (the paper's simplified rule);
+    otherwise every trajectory runs `depth` steps. `temperature` scales the prior's σ
+    (inference/tempering.py)."""
     x = np.asarray(x)
     B, rows = x.shape[0], num_samples * x.shape[0]
     check_sampling(cfg, get_task(cfg.task.name, cfg.task.size), rows)
-    if cfg.backend == "numpyro":
-        from gram_ppl.inference.svi_numpyro import prior_steps
-
-        steps_iter = prior_steps(mod, net, cfg, x, num_samples, seed=torch.initial_seed(), temperature=temperature)
-    else:
-        steps_iter = _torch_prior_steps(mod, net, cfg, x, num_samples, temperature)
+    steps_iter = get_backend(cfg.backend).prior_steps(mod, net, cfg, x, num_samples, seed, temperature)
     boards = np.zeros((rows, net.y_len), np.int64)  # (N*B, L_y)
     steps = np.full(rows, depth)
     value = np.zeros(rows, np.float32)
@@ -52,22 +48,6 @@ def rollout(mod, net, cfg, x, num_samples: int, depth: int, halt: bool = False, 
             break
     shape = (num_samples, B)
     return Rollout(boards.reshape(*shape, -1), steps.reshape(shape), value.reshape(shape), np.stack(per_step))
-
-
-def _torch_prior_steps(mod, net, cfg, x: np.ndarray, num_samples: int, temperature: float = 1.0):
-    """Prior rollouts with the Pyro model, one supervision step per iteration: argmax boards,
-    halt logits and LPRM values of all N·B trajectories (numpy), for as long as asked."""
-    xs = torch.as_tensor(x.astype(np.int64), device=net.z0.device).repeat(num_samples, 1)  # (N*B, L_x)
-    kw = dict(net=net, cfg=cfg, priors=cfg.priors, truncate=False, observe="last")
-    carry, memo, n = None, {}, 0
-    while True:
-        with torch.no_grad(), pyro_temper(temperature):
-            carry = mod.model(xs, None, carry=carry, steps=range(n, n + 1), memo=memo, **kw)
-            memo = {"e_x": memo["e_x"]}  # keep the input embedding, drop this step's transitions
-            h = carry[0]  # (N*B, L, D)
-            out = net.decode(h).argmax(-1), net.halt(h), net.value(h)  # (N*B, L_y), (N*B,), (N*B,)
-        yield tuple(t.cpu().numpy() for t in out)
-        n += 1
 
 
 def select(task: Task, boards: np.ndarray, value: np.ndarray, how: str) -> np.ndarray | None:
@@ -96,18 +76,7 @@ def sample_puzzles(
         return []
     task, cfg = run.task, run.config
     x = np.stack(puzzles)  # (B, L_x)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.fit.seed + 3)
-        r = rollout(
-            run.mod,
-            run.net,
-            cfg,
-            torch.as_tensor(x.astype(np.int64)),
-            num_samples,
-            depth or cfg.fit.n_sup,
-            halt,
-            temperature,
-        )
+    r = rollout(run.mod, run.net, cfg, x, num_samples, depth or cfg.fit.n_sup, halt, temperature, cfg.fit.seed + 3)
     chosen = select(task, r.boards, r.value, how)
     valid = task.is_valid(x[None], r.boards)  # (N, B)
     return [
@@ -126,18 +95,10 @@ def sample_puzzles(
 def generate(run, num: int, depth: int | None = None, temperature: float = 1.0) -> tuple[list[str], float, int]:
     """Unconditional samples from p_θ(x) (empty input): text lines, share valid, distinct valid."""
     task, cfg = run.task, run.config
-    if cfg.backend == "numpyro":
-        from gram_ppl.inference.svi_numpyro import sample as jax_sample
-
-        boards = jax_sample(
-            run.mod, run.net, cfg, None, num_samples=num, depth=depth, seed=cfg.fit.seed + 4, temperature=temperature
-        )[:, 0]
-    else:
-        from gram_ppl.inference.svi_pyro import sample
-
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.fit.seed + 4)
-            boards = sample(run.mod, run.net, cfg, cfg.priors, None, None, num, depth, temperature)[:, 0].cpu().numpy()
+    check_sampling(cfg, task, num)
+    boards = get_backend(cfg.backend).sample(
+        run.mod, run.net, cfg, None, num_samples=num, depth=depth, seed=cfg.fit.seed + 4, temperature=temperature
+    )[:, 0]  # (num, L_y)
     valid = task.is_valid(np.ones(task.x_len, dtype=np.uint8), boards)  # (num,) against the empty input
     distinct = len({b.tobytes() for b in boards[valid]})
     return [task.format_solution(b) for b in boards], float(valid.mean()), distinct

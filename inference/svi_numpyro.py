@@ -28,8 +28,8 @@ from numpyro import handlers
 from numpyro.distributions.kl import kl_divergence
 
 from gram_ppl.config import GramConfig, PriorConfig
+from gram_ppl.inference.backend import NonFiniteLoss, StepInfo
 from gram_ppl.inference.objective import kl_ceiling
-from gram_ppl.inference.svi_pyro import NonFiniteLoss, StepInfo
 from gram_ppl.inference.tempering import check_temperature, numpyro_temper
 from gram_ppl.networks import flax_nets
 
@@ -192,10 +192,11 @@ def _make_update(mod, net, cfg, priors, segment, first):
 
 
 class Trainer:
-    """Parameters, optimiser state and EMA of one NumPyro fit; `train_batch` runs N_sup steps."""
+    """Parameters, optimiser state and EMA of one NumPyro fit; `train_batch` runs N_sup steps
+    (the backend interface: inference/backend.py)."""
 
-    def __init__(self, mod, net, cfg: GramConfig, priors: PriorConfig, params=None):
-        self.mod, self.net, self.cfg, self.priors = mod, net, cfg, priors
+    def __init__(self, mod, net, cfg: GramConfig, params=None):
+        self.mod, self.net, self.cfg, self.priors = mod, net, cfg, cfg.priors
         self.params = params if params is not None else flax_nets.init_params(net, cfg.fit.seed)
         self.tx = optimizer(cfg)
         self.opt_state = self.tx.init(self.params)
@@ -205,28 +206,34 @@ class Trainer:
     def sampling_net(self) -> Bound:
         return Bound(self.net, self.ema if self.ema is not None else self.params)
 
-    def checkpoint(self) -> dict:
-        """Parameters, optimiser state, EMA and key as msgpack bytes in a uint8 tensor, so the
-        run folder keeps one checkpoint format (torch.save, weights_only loads)."""
-        import torch
+    def _tree(self) -> dict:
+        return {"params": self.params, "opt": self.opt_state, "ema": self.ema, "key": jax.random.key_data(self.key)}
+
+    def state(self) -> bytes:
+        """Parameters, optimiser state, EMA and key as flax msgpack bytes (no torch)."""
         from flax import serialization
 
-        state = {"params": self.params, "opt": self.opt_state, "ema": self.ema, "key": jax.random.key_data(self.key)}
-        return {"numpyro": torch.frombuffer(bytearray(serialization.to_bytes(state)), dtype=torch.uint8)}
+        return serialization.to_bytes(self._tree())
+
+    def load_state(self, data: bytes) -> None:
+        from flax import serialization
+
+        state = serialization.from_bytes(self._tree(), data)
+        self.params, self.opt_state, self.ema = state["params"], state["opt"], state["ema"]
+        self.key = jax.random.wrap_key_data(jnp.asarray(state["key"]))
+
+    def set_weights(self, weights: dict) -> None:
+        """Sampling weights (numpy, torch state_dict names: networks/convert.py) as the
+        parameters and the EMA copy; the optimiser starts afresh."""
+        from gram_ppl.networks.convert import torch_to_flax
+
+        self.params = jax.tree_util.tree_map(jnp.asarray, torch_to_flax(weights, self.cfg.net.share_core))
+        self.opt_state = self.tx.init(self.params)
+        self.ema = self.params if self.ema is not None else None
 
     def apply_hyperparameters(self) -> None:
         """After a forced resume: nothing to do, the optax transform is built from this trainer's
         config (learning rate and weight decay are not part of the restored optimiser state)."""
-
-    def restore(self, s: dict) -> None:
-        from flax import serialization
-
-        if "numpyro" not in s:
-            raise KeyError("not a NumPyro checkpoint (a Pyro run? convert it with gram convert)")
-        target = {"params": self.params, "opt": self.opt_state, "ema": self.ema, "key": jax.random.key_data(self.key)}
-        state = serialization.from_bytes(target, s["numpyro"].numpy().tobytes())
-        self.params, self.opt_state, self.ema = state["params"], state["opt"], state["ema"]
-        self.key = jax.random.wrap_key_data(jnp.asarray(state["key"]))
 
     def validity(self, task, test, puzzles: int, seed: int) -> dict[str, float]:
         """Validity of one prior and one guide sample for each of the first `puzzles` held out."""
@@ -335,3 +342,36 @@ def prior_steps(mod, bound: Bound, cfg: GramConfig, x, num_samples: int, seed: i
             bound.params, sub, xs, carry, mod=mod, net=bound.net, cfg=cfg, temperature=temperature
         )
         yield np.asarray(board), np.asarray(halt), np.asarray(value)
+
+
+# ---- the backend interface (inference/backend.py) ----------------------------------------
+def setup(threads: int) -> None:
+    """Nothing to set per call: XLA's CPU threads are fixed when JAX starts (XLA_FLAGS)."""
+
+
+def make_trainer(mod, cfg: GramConfig, task) -> Trainer:
+    return Trainer(mod, flax_nets.build_net(cfg, task), cfg)
+
+
+def sampling_net(cfg: GramConfig, task, state: bytes) -> Bound:
+    """The networks to sample from (EMA parameters when enabled) out of a Trainer.state()."""
+    from flax import serialization
+
+    raw = serialization.msgpack_restore(state)
+    if not isinstance(raw, dict) or "params" not in raw:
+        raise KeyError("not a NumPyro trainer state (a Pyro run? convert it with gram convert)")
+    params = jax.tree_util.tree_map(jnp.asarray, raw["ema"] if cfg.fit.ema else raw["params"])
+    return Bound(flax_nets.build_net(cfg, task), params)
+
+
+def weights(bound: Bound) -> dict[str, np.ndarray]:
+    from gram_ppl.networks.convert import flax_to_torch
+
+    return flax_to_torch(jax.tree_util.tree_map(np.asarray, bound.params), bound.net.cfg.share_core)
+
+
+def net_from_weights(cfg: GramConfig, task, w: dict) -> Bound:
+    from gram_ppl.networks.convert import torch_to_flax
+
+    params = jax.tree_util.tree_map(jnp.asarray, torch_to_flax(w, cfg.net.share_core))
+    return Bound(flax_nets.build_net(cfg, task), params)

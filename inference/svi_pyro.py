@@ -22,7 +22,9 @@ Objectives (FitConfig.objective):
 
 from __future__ import annotations
 
+import collections
 import copy
+import io
 from typing import NamedTuple
 
 import numpy as np
@@ -34,12 +36,10 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 from gram_ppl.config import GramConfig, PriorConfig
+from gram_ppl.inference.backend import NonFiniteLoss, StepInfo
 from gram_ppl.inference.objective import kl_ceiling
 from gram_ppl.inference.tempering import pyro_temper
-
-
-class NonFiniteLoss(FloatingPointError):
-    """A NaN or infinite loss: training stops before the bad update is applied."""
+from gram_ppl.networks.torch_nets import build_net
 
 
 class LossTerms(NamedTuple):
@@ -51,13 +51,39 @@ class LossTerms(NamedTuple):
     logits: torch.Tensor  # (B, L_y, V_y) decoder logits of the last observed step
 
 
-class StepInfo(NamedTuple):
-    loss: float  # mean loss over the N_sup optimiser steps of the batch
-    ce: float  # cross-entropy (nats per puzzle) at the end of the last supervision step
-    kl: list[float]  # KL of every supervision step (nats per puzzle)
-    halt: float  # ACT halt-head loss
-    value: float  # LPRM value-head loss
-    exact: float  # share of puzzles decoded exactly right after the last step (through the guide)
+class SharedCore:
+    """The networks as the guide sees them, recording its deterministic updates (the input
+    embedding and every transition, in call order); `replay()` gives the networks as the model,
+    replayed on the guide's noise, sees them: the same updates handed back in the same order
+    (the core is shared, §3, so training runs f_L / f_H once, not twice). Calls beyond the
+    recording are computed (the deterministic variant has no guide). Everything else is the
+    wrapped network's, so the model file never knows."""
+
+    def __init__(self, net, replaying: collections.deque | None = None):
+        self._net, self._log, self._replaying = net, [], replaying
+
+    def __getattr__(self, name):
+        return getattr(self._net, name)
+
+    def replay(self) -> SharedCore:
+        return SharedCore(self._net, collections.deque(self._log))
+
+    def _call(self, method: str, *args):
+        if self._replaying:
+            kind, out = self._replaying.popleft()
+            if kind != method:
+                raise RuntimeError(f"the model called {method} where the guide called {kind}")
+            return out
+        out = getattr(self._net, method)(*args)
+        if self._replaying is None:
+            self._log.append((method, out))
+        return out
+
+    def embed(self, x):
+        return self._call("embed", x)
+
+    def transition(self, h, l, e_x):
+        return self._call("transition", h, l, e_x)
 
 
 def trajectory_loss(
@@ -67,10 +93,10 @@ def trajectory_loss(
     the KL ceiling C_i of each puzzle in nats (inference/objective.py), used when kl_cap_weight > 0."""
     fit = cfg.fit
     observe = "every" if fit.objective == "surrogate" else "last"
-    kw = dict(net=net, cfg=cfg, priors=priors, carry=carry, steps=steps, truncate=truncate, observe=observe)
-    memo = {}
-    guide_tr = poutine.trace(mod.guide).get_trace(x, y, memo=memo, **kw)
-    model_tr = poutine.trace(poutine.replay(mod.model, trace=guide_tr)).get_trace(x, y, memo=memo, **kw)
+    kw = dict(cfg=cfg, priors=priors, carry=carry, steps=steps, truncate=truncate, observe=observe)
+    shared = SharedCore(net)
+    guide_tr = poutine.trace(mod.guide).get_trace(x, y, net=shared, **kw)
+    model_tr = poutine.trace(poutine.replay(mod.model, trace=guide_tr)).get_trace(x, y, net=shared.replay(), **kw)
     nll = x.new_zeros(x.shape[0], dtype=torch.float32)
     kl = {n: x.new_zeros(x.shape[0], dtype=torch.float32) for n in steps}
     penalty = x.new_zeros((), dtype=torch.float32)
@@ -143,10 +169,11 @@ def head_losses(net, h: torch.Tensor, logits: torch.Tensor, y: torch.Tensor):
 
 
 class Trainer:
-    """Owns the networks, optimiser and EMA of one fit; `train_batch` is one batch of N_sup steps."""
+    """Owns the networks, optimiser and EMA of one fit; `train_batch` is one batch of N_sup steps
+    (the backend interface: inference/backend.py)."""
 
-    def __init__(self, mod, net, cfg: GramConfig, priors: PriorConfig):
-        self.mod, self.net, self.cfg, self.priors = mod, net, cfg, priors
+    def __init__(self, mod, net, cfg: GramConfig):
+        self.mod, self.net, self.cfg, self.priors = mod, net, cfg, cfg.priors
         decay = [p for n, p in net.named_parameters() if p.ndim >= 2]
         no_decay = [p for n, p in net.named_parameters() if p.ndim < 2]
         groups = [{"params": decay, "weight_decay": cfg.fit.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -156,14 +183,37 @@ class Trainer:
     def sampling_net(self):
         return self.ema if self.ema is not None else self.net
 
-    def checkpoint(self) -> dict:
-        """Weights, EMA weights, optimiser state and the torch RNG, for torch.save."""
-        return {
-            "net": self.net.state_dict(),
-            "ema": self.ema.state_dict() if self.ema is not None else None,
-            "opt": self.opt.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-        }
+    def state(self) -> bytes:
+        """Weights, EMA weights, optimiser state and the torch RNG, as torch.save bytes."""
+        buf = io.BytesIO()
+        torch.save(
+            {
+                "net": self.net.state_dict(),
+                "ema": self.ema.state_dict() if self.ema is not None else None,
+                "opt": self.opt.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+            },
+            buf,
+        )
+        return buf.getvalue()
+
+    def load_state(self, data: bytes) -> None:
+        s = _load(data, self.net.z0.device)
+        if "net" not in s:
+            raise KeyError("not a Pyro trainer state (a NumPyro run? convert it with gram convert)")
+        self.net.load_state_dict(s["net"])
+        if self.ema is not None:
+            self.ema.load_state_dict(s["ema"])
+        self.opt.load_state_dict(s["opt"])
+        torch.set_rng_state(s["torch_rng"])
+
+    def set_weights(self, weights: dict) -> None:
+        """Sampling weights (numpy, torch state_dict names) into the networks and the EMA copy;
+        the optimiser starts afresh."""
+        state = {k: torch.as_tensor(v) for k, v in weights.items()}
+        self.net.load_state_dict(state)
+        if self.ema is not None:
+            self.ema.load_state_dict(state)
 
     def apply_hyperparameters(self) -> None:
         """After a forced resume with a changed config: the optimiser takes its learning rate and
@@ -172,27 +222,17 @@ class Trainer:
         decay["lr"] = no_decay["lr"] = self.cfg.fit.lr
         decay["weight_decay"] = self.cfg.fit.weight_decay
 
-    def restore(self, s: dict) -> None:
-        self.net.load_state_dict(s["net"])
-        if self.ema is not None:
-            self.ema.load_state_dict(s["ema"])
-        self.opt.load_state_dict(s["opt"])
-        torch.set_rng_state(s["torch_rng"])
-
     def validity(self, task, test, puzzles: int, seed: int) -> dict[str, float]:
         """Validity of one prior and one guide sample for each of the first `puzzles` held out
         (the training RNG untouched: forked)."""
         from gram_ppl.inference.evaluate import validity_report
 
-        net, device = self.sampling_net(), self.net.z0.device
+        net = self.sampling_net()
 
         def draw(x, y):
-            x, y = (None if a is None else torch.as_tensor(a.astype(np.int64), device=device) for a in (x, y))
-            return sample(self.mod, net, self.cfg, self.cfg.priors, x, y)[0].cpu().numpy()  # (B, L_y)
+            return sample(self.mod, net, self.cfg, x, y, seed=seed if y is None else seed + 1)[0]  # (B, L_y)
 
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return validity_report(task, test, puzzles, draw, guided=self.cfg.fit.variant != "deterministic")
+        return validity_report(task, test, puzzles, draw, guided=self.cfg.fit.variant != "deterministic")
 
     def _update(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):
@@ -206,9 +246,11 @@ class Trainer:
                 for pe, p in zip(self.ema.parameters(), self.net.parameters(), strict=True):
                     pe.lerp_(p, 1 - self.cfg.fit.ema)
 
-    def train_batch(self, x: torch.Tensor, y: torch.Tensor, num_solutions=None) -> StepInfo:
-        """One batch: x (B, L_x), y (B, L_y); num_solutions (B,) of each input, for the KL ceiling."""
+    def train_batch(self, x, y, num_solutions=None) -> StepInfo:
+        """One batch: x (B, L_x), y (B, L_y) integer arrays (numpy or tensors); num_solutions
+        (B,) of each input, for the KL ceiling."""
         fit = self.cfg.fit
+        x, y = _tensor(x, self.net.z0.device), _tensor(y, self.net.z0.device)  # (B, L_x), (B, L_y)
         cap = None
         if fit.kl_cap_weight:
             cap = torch.as_tensor(kl_ceiling(fit, num_solutions, x.shape[0]), device=x.device)  # (B,)
@@ -260,26 +302,100 @@ class _PriorPath:
         return -(torch.logsumexp(log_p, 0) - np.log(self.K)).mean()
 
 
-@torch.no_grad()
-def sample(
-    mod, net, cfg: GramConfig, priors: PriorConfig, x, y=None, num_samples: int = 1, depth=None, temperature=1.0
-):
+def sample(mod, net, cfg: GramConfig, x, y=None, num_samples: int = 1, depth=None, seed: int = 0, temperature=1.0):
     """Decoded boards argmax f_dec(h) after `depth` supervision steps (default N_sup) for
     `num_samples` trajectories per puzzle: from the prior p_θ(τ | x), or through the guide
-    q_φ(τ | x, y) when y is given. x (B, L_x) -> (num_samples, B, L_y) long. With x None the
+    q_φ(τ | x, y) when y is given. x (B, L_x) -> (num_samples, B, L_y) numpy. With x None the
     input is empty (every token 1: blank cell, empty square, no edge): unconditional samples
-    from p_θ(x), (num_samples, 1, L_y). `temperature` scales the prior's σ (inference/tempering.py)."""
+    from p_θ(x), (num_samples, 1, L_y). Drawn under torch's RNG forked and seeded with `seed`
+    (the caller's stream is untouched). `temperature` scales the prior's σ (inference/tempering.py)."""
     depth = depth or cfg.fit.n_sup
-    if x is None:
-        x = torch.ones(1, net.x_len, dtype=torch.long, device=net.z0.device)  # (1, L_x): the empty input
+    device = net.z0.device
+    x = torch.ones(1, net.x_len, dtype=torch.long, device=device) if x is None else _tensor(x, device)  # (B, L_x)
     B = x.shape[0]
     xs = x.repeat(num_samples, 1)  # (N*B, L_x): the N trajectories of a puzzle run as one batch
-    kw = dict(net=net, cfg=cfg, priors=priors, steps=range(depth), truncate=False, observe="last")
-    if y is None:
-        with pyro_temper(temperature):
-            h, _ = mod.model(xs, None, **kw)
-    else:
-        ys, memo = y.repeat(num_samples, 1), {}
-        guide_tr = poutine.trace(mod.guide).get_trace(xs, ys, memo=memo, **kw)
-        h, _ = poutine.replay(mod.model, trace=guide_tr)(xs, ys, memo=memo, **kw)
-    return net.decode(h).argmax(-1).view(num_samples, B, -1)
+    kw = dict(cfg=cfg, priors=cfg.priors, steps=range(depth), truncate=False, observe="last")
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if y is None:
+            with pyro_temper(temperature):
+                h, _ = mod.model(xs, None, net=net, **kw)
+        else:
+            ys, shared = _tensor(y, device).repeat(num_samples, 1), SharedCore(net)  # (N*B, L_y)
+            guide_tr = poutine.trace(mod.guide).get_trace(xs, ys, net=shared, **kw)
+            h, _ = poutine.replay(mod.model, trace=guide_tr)(xs, ys, net=shared.replay(), **kw)
+        return net.decode(h).argmax(-1).view(num_samples, B, -1).cpu().numpy()
+
+
+def prior_steps(mod, net, cfg: GramConfig, x, num_samples: int, seed: int = 0, temperature: float = 1.0):
+    """Prior rollouts of x (B, L_x), one supervision step per iteration: argmax boards, halt
+    logits and LPRM values of all N·B trajectories (numpy), for as long as asked. The steps draw
+    from their own torch RNG stream, seeded with `seed` (the caller's is untouched)."""
+    xs = _tensor(x, net.z0.device).repeat(num_samples, 1)  # (N*B, L_x)
+    kw = dict(net=net, cfg=cfg, priors=cfg.priors, truncate=False, observe="last")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        rng = torch.get_rng_state()
+    carry, n = None, 0
+    while True:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]), pyro_temper(temperature):
+            torch.set_rng_state(rng)
+            carry = mod.model(xs, None, carry=carry, steps=range(n, n + 1), **kw)
+            rng = torch.get_rng_state()
+            h = carry[0]  # (N*B, L, D)
+            out = net.decode(h).argmax(-1), net.halt(h), net.value(h)  # (N*B, L_y), (N*B,), (N*B,)
+        yield tuple(t.cpu().numpy() for t in out)
+        n += 1
+
+
+# ---- the backend interface (inference/backend.py) ----------------------------------------
+def setup(threads: int) -> None:
+    """Explicit thread count (shared cores fight) and flushed denormals (deep RMSNorm recursion)."""
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
+
+
+def device() -> torch.device:
+    """The first CUDA device when torch sees one, else the CPU (no flag needed)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def make_trainer(mod, cfg: GramConfig, task) -> Trainer:
+    """Fresh networks (torch's RNG seeded with cfg.fit.seed first) on the device, and their trainer."""
+    torch.manual_seed(cfg.fit.seed)
+    return Trainer(mod, build_net(cfg, task).to(device()), cfg)
+
+
+def sampling_net(cfg: GramConfig, task, state: bytes):
+    """The networks to sample from (EMA weights when enabled) out of a Trainer.state()."""
+    s = _load(state, device())
+    if "net" not in s:
+        raise KeyError("not a Pyro trainer state (a NumPyro run? convert it with gram convert)")
+    net = build_net(cfg, task).to(device())
+    net.load_state_dict(s["ema"] if cfg.fit.ema else s["net"])
+    return net.eval()
+
+
+def weights(net) -> dict[str, np.ndarray]:
+    return {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
+
+
+def net_from_weights(cfg: GramConfig, task, w: dict):
+    net = build_net(cfg, task).to(device())
+    net.load_state_dict({k: torch.as_tensor(v) for k, v in w.items()})
+    return net.eval()
+
+
+def _load(data: bytes, map_location) -> dict:
+    """torch.load of plain data only (a pickle of objects is refused, never executed)."""
+    s = torch.load(io.BytesIO(data), weights_only=True, map_location=map_location)
+    if not isinstance(s, dict):
+        raise TypeError("not a trainer state")
+    return s
+
+
+def _tensor(a, device) -> torch.Tensor:
+    """An integer array (numpy, list or tensor) as a long tensor on `device`."""
+    if isinstance(a, torch.Tensor):
+        return a.to(device=device, dtype=torch.long)
+    return torch.as_tensor(np.asarray(a).astype(np.int64), device=device)

@@ -11,16 +11,15 @@ untrained network: what the PRIORS block implies before any fit.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
-from gram_ppl.config import GramConfig
+from gram_ppl.config import GramConfig, with_priors
 from gram_ppl.diagnostics import Trajectories, pca_per_puzzle
-from gram_ppl.networks.torch_nets import GramNet
+from gram_ppl.inference.svi_pyro import SharedCore
+from gram_ppl.networks.torch_nets import build_net
 
 
 @torch.no_grad()
@@ -81,20 +80,21 @@ def collect(
 def _steps(mod, net, cfg, xs, ys, depth, source) -> dict[str, list]:
     """Run `depth` supervision steps, tracing each, and keep the per-step summaries."""
     rows = xs.shape[0]
-    kw = dict(net=net, cfg=cfg, priors=cfg.priors, truncate=False, observe="every")
+    kw = dict(cfg=cfg, priors=cfg.priors, truncate=False, observe="every")
     h, _ = net.initial_state(rows)  # (N*B, L, D)
     zero = torch.zeros(rows, device=h.device)
     rec = {"board": [], "h": [], "h_norm": [], "sigma": [], "kl": [], "log_lik": [], "halt": []}
     _record(rec, net, h, ys, sigma=torch.full((rows,), cfg.priors.init_scale, device=h.device), kl=zero)
-    carry, memo, log_w = None, {}, zero.clone()
+    carry, log_w = None, zero.clone()
     for n in range(depth):
-        step_kw = dict(carry=carry, steps=range(n, n + 1), memo=memo, **kw)
+        step_kw = dict(carry=carry, steps=range(n, n + 1), **kw)
         if source == "guide":
-            guide_tr = poutine.trace(mod.guide).get_trace(xs, ys, **step_kw)
-            model_tr = poutine.trace(poutine.replay(mod.model, trace=guide_tr)).get_trace(xs, ys, **step_kw)
+            shared = SharedCore(net)  # the model replayed on the guide's noise reuses its updates
+            guide_tr = poutine.trace(mod.guide).get_trace(xs, ys, net=shared, **step_kw)
+            replayed = poutine.replay(mod.model, trace=guide_tr)
+            model_tr = poutine.trace(replayed).get_trace(xs, ys, net=shared.replay(), **step_kw)
         else:
-            guide_tr, model_tr = None, poutine.trace(mod.model).get_trace(xs, ys, **step_kw)
-        memo = {"e_x": memo["e_x"]}
+            guide_tr, model_tr = None, poutine.trace(mod.model).get_trace(xs, ys, net=net, **step_kw)
         sigma, kl, sites = zero.clone(), zero.clone(), 0
         for name, site in model_tr.nodes.items():
             if site["type"] != "sample" or site_is_subsample(site) or site["is_observed"] or name.startswith("y_"):
@@ -145,8 +145,8 @@ def prior_predictive(
     from gram_ppl.inference.run import default_model
 
     mod = mod or default_model(cfg)
-    cfg = dataclasses.replace(cfg, priors=cfg.priors or mod.PRIORS)
+    cfg = with_priors(cfg, mod.PRIORS)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.fit.seed)
-        net = GramNet(cfg, cfg.priors, task).eval()
+        net = build_net(cfg, task).eval()
     return collect(mod, net, cfg, task, x, None, num_samples, depth, source="prior", seed=seed)

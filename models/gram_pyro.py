@@ -44,8 +44,9 @@ Where this departs from the paper or decides what it leaves open (gram-paper-not
 - Variants are config fields, never copies of this file: `deterministic` (no noise sites,
   TRM-like), `noise_only` (μ ≡ 0 in prior and guide), `mean_only` (ε = μ, a Delta: the KL
   becomes ½‖μ_φ − μ_θ‖²).
-- `memo` lets the model reuse the guide's deterministic updates when it is replayed on the
-  guide's noise (the core is shared, §3), so training runs f_L / f_H once, not twice.
+- Nothing here is inference plumbing: when SVI replays the model on the guide's noise it hands
+  the model the guide's deterministic updates back (inference/svi_pyro.py, SharedCore: the core
+  is shared, §3), so training runs f_L / f_H once, not twice.
 """
 
 from __future__ import annotations
@@ -70,19 +71,19 @@ def noise_dist(priors: PriorConfig, loc, scale, variant: str = "gram"):
     return family(loc, scale).to_event(2)
 
 
-def model(x, y=None, *, net, cfg, priors=PRIORS, carry=None, steps=range(1), truncate=True, memo=None, observe="every"):
+def model(x, y=None, *, net, cfg, priors=PRIORS, carry=None, steps=range(1), truncate=True, observe="every"):
     """p_θ(τ, y | x) over supervision steps `steps`, from `carry` (default z_0); returns (h, l).
 
     y is observed at the end of every step (deep supervision) or, with observe="last", once.
     """
     variant, T = cfg.fit.variant, cfg.fit.T
-    e_x = _embed(net, x, memo)  # (B, L, D)
+    e_x = net.embed(x)  # (B, L, D)
     h, l = carry if carry is not None else net.initial_state(e_x.shape[0])  # (B, L, D) each
     with pyro.plate("puzzles", e_x.shape[0]):
         for n in steps:
             for t in pyro.markov(range(T)):
                 with torch.set_grad_enabled(torch.is_grad_enabled() and not (truncate and t < T - 1)):
-                    u, l = _transition(net, memo, (n, t), h, l, e_x)  # (B, L, D) each
+                    u, l = net.transition(h, l, e_x)  # (B, L, D) each
                     if variant == "deterministic":
                         h = u
                     else:
@@ -94,18 +95,18 @@ def model(x, y=None, *, net, cfg, priors=PRIORS, carry=None, steps=range(1), tru
     return h, l
 
 
-def guide(x, y, *, net, cfg, priors=PRIORS, carry=None, steps=range(1), truncate=True, memo=None, observe="every"):
+def guide(x, y, *, net, cfg, priors=PRIORS, carry=None, steps=range(1), truncate=True, observe="every"):
     """q_φ(τ | x, y): the model's transitions with ε_t ~ q_φ(ε_t | u_t, y) (prior where off)."""
     variant, T = cfg.fit.variant, cfg.fit.T
     if variant == "deterministic":
         return
-    e_x = _embed(net, x, memo)  # (B, L, D)
+    e_x = net.embed(x)  # (B, L, D)
     h, l = carry if carry is not None else net.initial_state(e_x.shape[0])  # (B, L, D) each
     with pyro.plate("puzzles", e_x.shape[0]):
         for n in steps:
             for t in pyro.markov(range(T)):
                 with torch.set_grad_enabled(torch.is_grad_enabled() and not (truncate and t < T - 1)):
-                    u, l = _transition(net, memo, (n, t), h, l, e_x)  # (B, L, D) each
+                    u, l = net.transition(h, l, e_x)  # (B, L, D) each
                     if _guided(cfg.fit, n, t):
                         eps = pyro.sample(f"eps_{n}_{t}", _posterior_dist(net, u, y, variant))
                     else:
@@ -122,22 +123,3 @@ def _guided(fit, n, t):
 def _posterior_dist(net, u, y, variant):
     loc, scale = net.posterior(u, y)  # (B, L, D) each
     return dist.Delta(loc).to_event(2) if variant == "mean_only" else dist.Normal(loc, scale).to_event(2)
-
-
-def _embed(net, x, memo):
-    if memo is not None and "e_x" in memo:
-        return memo["e_x"]
-    e_x = net.embed(x)
-    if memo is not None:
-        memo["e_x"] = e_x
-    return e_x
-
-
-def _transition(net, memo, key, h, l, e_x):
-    """net.transition, reused from `memo` when the guide already computed it for these inputs."""
-    if memo is not None and key in memo:
-        return memo[key]
-    out = net.transition(h, l, e_x)
-    if memo is not None:
-        memo[key] = out
-    return out

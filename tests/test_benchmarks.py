@@ -9,7 +9,7 @@ import pytest
 from tiny import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = {"tasks.py", "training.py", "sampling.py", "recipe.py", "quality.py", "backends.py"}
+SCRIPTS = {"tasks.py", "training.py", "sampling.py", "recipe.py", "quality.py", "backends.py", "startup.py"}
 
 
 def run(script, *args):
@@ -93,3 +93,9 @@ def test_backends_benchmark(tmp_path):
 
 def test_device_check_script_is_valid_bash():
     subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "device_check.sh")], check=True)
+
+
+def test_startup_benchmark(tmp_path):
+    out = run("startup.py", "--size", "4", "--repeats", "1", "--json", str(tmp_path / "s.json"))
+    row = json.loads((tmp_path / "s.json").read_text())
+    assert "gram sample (sudoku 4x4" in out and row["sample_median_s"] > row["imports_median_s"] > 0

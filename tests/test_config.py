@@ -58,3 +58,35 @@ def test_resolved_defaults():
 def test_unknown_keys_are_refused():
     with pytest.raises(ConfigError, match="unknown TaskConfig fields \\['colour'\\]"):
         from_dict(TaskConfig, {"colour": 1})
+
+
+def test_one_list_of_task_sizes():
+    from gram_ppl.config import TASK_SIZES
+    from gram_ppl.tasks import coloring, nqueens, sudoku
+
+    assert nqueens.SIZES is TASK_SIZES["nqueens"] and coloring.SIZES is TASK_SIZES["coloring"]
+    assert set(sudoku.BOXES) == set(TASK_SIZES["sudoku"])
+
+
+def test_priors_are_settled_by_one_rule():
+    import dataclasses
+
+    from gram_ppl.config import GramConfig, PriorConfig, with_priors
+
+    block, other = PriorConfig(scale=0.3), PriorConfig(scale=0.2)
+    assert with_priors(GramConfig(), block).priors == block  # none recorded: the block's
+    kept = dataclasses.replace(GramConfig(), priors=other)
+    assert with_priors(kept, block) is kept  # recorded ones are kept
+
+
+def test_data_build_takes_unset_fields_from_task_config(tmp_path):
+    from gram_ppl.cli import main
+    from gram_ppl.config import TaskConfig
+    from gram_ppl.data import load_dataset
+
+    assert main(["data", "build", "--task", "coloring", "--size", "4", "--num-train", "5", "--num-test", "2",
+                 "--out", str(tmp_path / "d")]) == 0  # fmt: skip
+    cfg = load_dataset(tmp_path / "d").config
+    default = TaskConfig(name="coloring", size=4)
+    assert (cfg.edge_prob, cfg.test_fraction, cfg.max_solutions, cfg.split) == (
+        default.edge_prob, default.test_fraction, default.max_solutions, default.split)  # fmt: skip

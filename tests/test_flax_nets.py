@@ -11,7 +11,7 @@ from tiny import tiny_config
 
 from gram_ppl.models.gram_pyro import PRIORS
 from gram_ppl.networks import convert, flax_nets
-from gram_ppl.networks.torch_nets import GramNet
+from gram_ppl.networks.torch_nets import build_net
 from gram_ppl.tasks import get_task
 
 VARIANTS = [
@@ -39,7 +39,7 @@ def configured(change):
 
 def torch_net(cfg, task):
     torch.manual_seed(0)
-    net = GramNet(cfg, cfg.priors, task)
+    net = build_net(cfg, task)
     with torch.no_grad():  # the guidance heads start at zero: give them weights to compare
         for head in (net.prior_head, net.posterior_head):
             head.net.w_out.weight.normal_(0, 0.05)
@@ -53,7 +53,7 @@ def test_forward_pass_agrees_within_float32_rounding(change):
     cfg, task = configured(change)
     tnet = torch_net(cfg, task)
     params = convert.torch_to_flax({k: v.numpy() for k, v in tnet.state_dict().items()}, cfg.net.share_core)
-    fnet = flax_nets.make_net(cfg, cfg.priors, task)
+    fnet = flax_nets.build_net(cfg, task)
     rng = np.random.default_rng(0)
     x = rng.integers(1, task.x_vocab, (3, task.x_len))
     y = rng.integers(1, task.y_vocab, (3, task.y_len))
@@ -92,13 +92,13 @@ def test_conversion_round_trips_exactly(share_core):
     assert set(back) == set(state)
     for k in state:
         np.testing.assert_array_equal(back[k], state[k], err_msg=k)
-    restored = GramNet(cfg, cfg.priors, task)
+    restored = build_net(cfg, task)
     restored.load_state_dict({k: torch.as_tensor(v) for k, v in back.items()})  # strict: every key fits
 
 
 def test_fresh_flax_parameters_have_the_torch_structure_and_zero_guidance():
     cfg, task = configured({})
-    fnet = flax_nets.make_net(cfg, cfg.priors, task)
+    fnet = flax_nets.build_net(cfg, task)
     state = convert.flax_to_torch(flax_nets.init_params(fnet, seed=0), cfg.net.share_core)
     reference = torch_net(cfg, task).state_dict()
     assert {k: v.shape for k, v in state.items()} == {k: tuple(v.shape) for k, v in reference.items()}

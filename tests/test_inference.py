@@ -1,8 +1,10 @@
 import dataclasses
 import importlib.util
+import io
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +12,8 @@ import pytest
 import torch
 from tiny import tiny_config
 
+from gram_ppl.inference.backend import NonFiniteLoss
 from gram_ppl.inference.run import RunError, evaluate_run, fit, load_run
-from gram_ppl.inference.svi_pyro import NonFiniteLoss
 from gram_ppl.models import gram_pyro
 
 QUIET = dict(progress=False, eval_puzzles=16)
@@ -53,7 +55,9 @@ def test_run_folder_contents(tmp_path):
     assert (tmp_path / "run" / "model.py").read_text() == Path(gram_pyro.__file__).read_text()
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert any("eval" in r and "prior_valid" in r["eval"] for r in history)
-    torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)  # no pickled objects
+    with zipfile.ZipFile(tmp_path / "run" / "checkpoint.pt") as z:  # format 3: JSON, npy and torch's weights
+        json.loads(z.read("checkpoint.json"))
+        torch.load(io.BytesIO(z.read("trainer.pt")), weights_only=True)  # no pickled objects
 
 
 def test_an_existing_run_is_not_overwritten(tmp_path):
@@ -191,11 +195,11 @@ def test_prior_samples_after_a_short_fit_are_valid_more_often_than_chance():
 def test_kl_logged_per_supervision_step_sums_to_the_kl_in_the_loss():
     from gram_ppl import build_dataset
     from gram_ppl.inference.svi_pyro import trajectory_loss
-    from gram_ppl.networks.torch_nets import GramNet
+    from gram_ppl.networks.torch_nets import build_net
 
     cfg = dataclasses.replace(tiny_config(beta=1.0, free_bits=0.0, guide_steps=0), priors=gram_pyro.PRIORS)
     data = build_dataset(cfg.task)
-    net = GramNet(cfg, cfg.priors, data.task)
+    net = build_net(cfg, data.task)
     x = torch.as_tensor(data.train.x[:8].astype(np.int64))
     y = torch.as_tensor(data.train.y[:8].astype(np.int64))
     terms = trajectory_loss(gram_pyro, net, cfg, cfg.priors, x, y, None, range(2), truncate=False)
@@ -210,12 +214,12 @@ def test_kl_logged_per_supervision_step_sums_to_the_kl_in_the_loss():
 def test_elbo_objective_takes_one_optimiser_step_per_batch_and_the_surrogate_n_sup():
     from gram_ppl import build_dataset
     from gram_ppl.inference.svi_pyro import Trainer
-    from gram_ppl.networks.torch_nets import GramNet
+    from gram_ppl.networks.torch_nets import build_net
 
     for objective, updates in (("elbo", 1), ("surrogate", 2)):
         cfg = dataclasses.replace(tiny_config(objective=objective, guide_steps=0), priors=gram_pyro.PRIORS)
         data = build_dataset(cfg.task)
-        trainer = Trainer(gram_pyro, GramNet(cfg, cfg.priors, data.task), cfg, cfg.priors)
+        trainer = Trainer(gram_pyro, build_net(cfg, data.task), cfg)
         x = torch.as_tensor(data.train.x[:8].astype(np.int64))
         y = torch.as_tensor(data.train.y[:8].astype(np.int64))
         info = trainer.train_batch(x, y)

@@ -40,7 +40,7 @@ def _upper(names: set[str]) -> set[str]:
 
 @pytest.mark.parametrize("path", sorted((ROOT / "gram_ppl").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
 def test_library_never_imports_models_or_inference(path):
-    lazy = path.name == "cli.py"  # the CLI may import them inside its commands, never at import time
+    lazy = path.parent.name == "cli"  # the CLI may import them inside its commands, never at import time
     tree = ast.parse(path.read_text())
     names = imported_modules(path, top_level_only=lazy)
     for node in tree.body if lazy else ast.walk(tree):  # `from gram_ppl import models` counts too
@@ -122,3 +122,28 @@ def test_torch_only_in_the_torch_networks_and_pyro_never_in_the_library(path):
     assert "pyro" not in mods
     if "torch" in mods:
         assert path.name == "torch_nets.py"
+
+
+NEUTRAL = ("backend", "run", "sampling", "runfolder", "evaluate", "resources", "objective", "tempering", "svi_numpyro")
+
+
+@pytest.mark.parametrize("name", NEUTRAL)
+def test_the_shared_inference_code_and_the_numpyro_backend_import_no_torch(name):
+    """At import time (tests/test_backend.py runs the whole NumPyro path with torch refused)."""
+    assert not {top(m) for m in imported_modules(ROOT / "inference" / f"{name}.py", top_level_only=True)} & {
+        "torch",
+        "pyro",
+    }
+
+
+def test_the_command_line_sits_above_what_it_calls():
+    """Nothing in the library, models or inference imports the CLI (only `python -m gram_ppl`)."""
+    bad = []
+    for where, source in _project_sources():
+        if where.parts[0] in ("gram_ppl", "models", "inference") and "cli" not in where.parts:
+            if where.name == "__main__.py":
+                continue
+            mods = {getattr(n, "module", None) for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom)}
+            mods |= {a.name for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Import) for a in n.names}
+            bad += [f"{where}: {m}" for m in mods if m and (m == "gram_ppl.cli" or m.startswith("gram_ppl.cli."))]
+    assert not bad, bad

@@ -17,7 +17,7 @@ from gram_ppl.data import build_dataset
 from gram_ppl.inference import svi_numpyro
 from gram_ppl.models import gram_numpyro, gram_pyro
 from gram_ppl.networks import convert, flax_nets
-from gram_ppl.networks.torch_nets import GramNet
+from gram_ppl.networks.torch_nets import build_net
 from gram_ppl.tasks import get_task
 
 CASES = [
@@ -36,12 +36,12 @@ def pair(family="normal", scale_mode="network", variant="gram"):
     cfg = dataclasses.replace(cfg, priors=dataclasses.replace(gram_pyro.PRIORS, family=family, scale_mode=scale_mode))
     task = get_task("nqueens", 5)
     torch.manual_seed(0)
-    tnet = GramNet(cfg, cfg.priors, task)
+    tnet = build_net(cfg, task)
     with torch.no_grad():
         for head in (tnet.prior_head, tnet.posterior_head):
             head.net.w_out.weight.normal_(0, 0.05)
     params = convert.torch_to_flax({k: v.numpy() for k, v in tnet.state_dict().items()}, cfg.net.share_core)
-    return cfg, task, tnet, flax_nets.make_net(cfg, cfg.priors, task), params
+    return cfg, task, tnet, flax_nets.build_net(cfg, task), params
 
 
 class Fixed(Messenger):
@@ -114,8 +114,8 @@ def test_site_names_map_between_backends():
 def trained():
     cfg = dataclasses.replace(tiny_config(), priors=gram_numpyro.PRIORS)
     data = build_dataset(cfg.task)
-    net = flax_nets.make_net(cfg, cfg.priors, data.task)
-    trainer = svi_numpyro.Trainer(gram_numpyro, net, cfg, cfg.priors)
+    net = flax_nets.build_net(cfg, data.task)
+    trainer = svi_numpyro.Trainer(gram_numpyro, net, cfg)
     rng = np.random.default_rng(0)
     losses, compiles = [], []
     before = svi_numpyro.TRACES[0]
@@ -131,7 +131,7 @@ def test_a_short_numpyro_fit_lowers_the_loss_without_recompiling(trained):
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 1.0
     assert compiles[0] == compiles[-1] <= 2  # one program per supervision step, compiled on batch 1 at most
     cfg, data, net, trainer, *_ = trained
-    again = svi_numpyro.Trainer(gram_numpyro, net, cfg, cfg.priors)  # e.g. a resumed run
+    again = svi_numpyro.Trainer(gram_numpyro, net, cfg)  # e.g. a resumed run
     before = svi_numpyro.TRACES[0]
     B = cfg.fit.batch_size
     again.train_batch(data.train.x[:B], data.train.y[:B], data.train.num_solutions[:B])
@@ -152,13 +152,11 @@ def test_sample_distributions_agree_between_backends_within_monte_carlo_error():
 
     cfg, task, tnet, fnet, params = pair(scale_mode="fixed")
     cfg = dataclasses.replace(cfg, priors=dataclasses.replace(cfg.priors, scale=1.0))
-    tnet, fnet = GramNet(cfg, cfg.priors, task), flax_nets.make_net(cfg, cfg.priors, task)
+    tnet, fnet = build_net(cfg, task), flax_nets.build_net(cfg, task)
     tnet.load_state_dict({k: torch.as_tensor(v) for k, v in convert.flax_to_torch(params, False).items()})
     x = np.ones((1, task.x_len), np.int64)
     N = 3000
-    torch.manual_seed(0)
-    with torch.no_grad():
-        a = torch_sample(gram_pyro, tnet, cfg, cfg.priors, torch.as_tensor(x), num_samples=N)[:, 0].numpy()
+    a = torch_sample(gram_pyro, tnet, cfg, x, num_samples=N, seed=0)[:, 0]
     b = svi_numpyro.sample(gram_numpyro, svi_numpyro.Bound(fnet, params), cfg, x, num_samples=N, seed=0)[:, 0]
     pa, pb = (a == 2).mean(0), (b == 2).mean(0)  # (L_y,) queen frequency per cell
     assert 0.02 < pa.mean() < 0.98  # the boards do vary: the comparison has something to compare

@@ -15,7 +15,7 @@ from gram_ppl import build_dataset
 from gram_ppl.config import ConfigError, FitConfig
 from gram_ppl.inference.objective import kl_ceiling
 from gram_ppl.models import gram_pyro
-from gram_ppl.networks.torch_nets import GramNet
+from gram_ppl.networks.torch_nets import build_net
 
 
 def _batch(cfg, n=8):
@@ -45,7 +45,7 @@ def test_kl_ceiling_adds_lambda_times_the_excess_to_the_loss():
 
     cfg = dataclasses.replace(tiny_config(guide_steps=0), priors=gram_pyro.PRIORS)
     data, x, y, _ = _batch(cfg)
-    net = GramNet(cfg, cfg.priors, data.task)
+    net = build_net(cfg, data.task)
     with torch.no_grad():
         for p in net.posterior_head.parameters():  # a guide far from the prior: KL well above 0
             p.normal_(0, 0.3)
@@ -72,7 +72,7 @@ def test_kl_ceiling_lowers_the_kl_it_caps():
         )
         data, x, y, n = _batch(cfg)
         torch.manual_seed(0)
-        trainer = Trainer(gram_pyro, GramNet(cfg, cfg.priors, data.task), cfg, cfg.priors)
+        trainer = Trainer(gram_pyro, build_net(cfg, data.task), cfg)
         for _ in range(30):
             info = trainer.train_batch(x, y, n)
         kls[weight] = info.kl[0]
@@ -86,7 +86,7 @@ def test_per_example_ceiling_needs_the_number_of_solutions():
     cfg = dataclasses.replace(tiny_config(kl_cap_weight=1.0, kl_cap_per_example=True), priors=gram_pyro.PRIORS)
     assert FitConfig(variant="deterministic").kl_cap_weight  # no noise, nothing to cap: KL 0 is below it
     data, x, y, n = _batch(cfg)
-    trainer = Trainer(gram_pyro, GramNet(cfg, cfg.priors, data.task), cfg, cfg.priors)
+    trainer = Trainer(gram_pyro, build_net(cfg, data.task), cfg)
     with pytest.raises(ValueError, match="number of solutions"):
         trainer.train_batch(x, y)
     assert np.isfinite(trainer.train_batch(x, y, n).loss)
@@ -128,14 +128,13 @@ def test_temperature_zero_gives_identical_samples_and_one_is_the_model(backend):
     x = data.test.x[:3]
     if backend == "pyro":
         torch.manual_seed(0)
-        net, mod = GramNet(cfg, cfg.priors, data.task), gram_pyro
+        net, mod = build_net(cfg, data.task), gram_pyro
     else:
-        fnet = flax_nets.make_net(cfg, cfg.priors, data.task)
+        fnet = flax_nets.build_net(cfg, data.task)
         net, mod = svi_numpyro.Bound(fnet, flax_nets.init_params(fnet, 0)), gram_numpyro
 
     def draw(tau, seed=0):
-        torch.manual_seed(seed)
-        return rollout(mod, net, cfg, x, 32, 2, temperature=tau).per_step  # (S, N, B, L_y)
+        return rollout(mod, net, cfg, x, 32, 2, temperature=tau, seed=seed).per_step  # (S, N, B, L_y)
 
     cold = draw(0.0)
     assert (cold == cold[:, :1]).all()  # τ = 0: every trajectory of a puzzle is the prior mean's
@@ -146,17 +145,10 @@ def test_temperature_zero_gives_identical_samples_and_one_is_the_model(backend):
         return np.mean([len({r.tobytes() for r in b[-1, :, i]}) for i in range(b.shape[2])])
 
     assert distinct(draw(0.02)) < distinct(draw(2.0))  # temperature sets the spread
-    torch.manual_seed(0)
     default = rollout(mod, net, cfg, x, 32, 2).per_step
     np.testing.assert_array_equal(warm, default)  # τ = 1 is the model itself
-    if backend == "pyro":  # the same handler in the one-shot sampler
-        torch.manual_seed(0)
-        a = svi_pyro.sample(mod, net, cfg, cfg.priors, torch.as_tensor(x.astype(np.int64)), num_samples=8,
-                            temperature=0.0)  # fmt: skip
-        assert (a == a[:1]).all()
-    else:
-        a = svi_numpyro.sample(mod, net, cfg, x, num_samples=8, temperature=0.0)
-        assert (a == a[:1]).all()
+    a = (svi_pyro if backend == "pyro" else svi_numpyro).sample(mod, net, cfg, x, num_samples=8, temperature=0.0)
+    assert (a == a[:1]).all()  # the same handler in the one-shot sampler
     with pytest.raises(ValueError, match="temperature"):
         draw(-1.0)
 
@@ -222,7 +214,7 @@ def test_prior_path_term_is_an_importance_weighted_bound_whose_gradient_reaches_
                               priors=gram_pyro.PRIORS)  # fmt: skip
     data, x, y, n = _batch(cfg)
     torch.manual_seed(0)
-    trainer = Trainer(gram_pyro, GramNet(cfg, cfg.priors, data.task), cfg, cfg.priors)
+    trainer = Trainer(gram_pyro, build_net(cfg, data.task), cfg)
     with torch.no_grad():
         for p in trainer.net.prior_head.parameters():  # zero-initialised heads would pass no gradient on
             p.normal_(0, 0.1)

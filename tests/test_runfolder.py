@@ -45,10 +45,10 @@ def test_a_kill_between_the_writes_leaves_a_consistent_loadable_run(tmp_path, ki
     env = {**os.environ, "PYTHONPATH": os.path.dirname(__file__)}
     r = subprocess.run([sys.executable, "-c", CRASH, str(run), str(kill_at)], env=env, capture_output=True)
     assert r.returncode == 9, r.stderr.decode()
-    state, history = read_checkpoint(run)
-    batches = [h for h in history if "loss" in h]
-    assert len(batches) == state["step"] == (2 if kill_at == 1 else 4)  # old or new, each whole
-    assert read_history(run) == history
+    ckpt = read_checkpoint(run)
+    batches = [h for h in ckpt.history if "loss" in h]
+    assert len(batches) == ckpt.loop["step"] == (2 if kill_at == 1 else 4)  # old or new, each whole
+    assert read_history(run) == ckpt.history
     load_run(run)  # every command can use it
     resumed = fit(tiny_config(), run, steps=5, resume=True, **QUIET)
     assert [h["step"] for h in resumed.history if "loss" in h] == [1, 2, 3, 4, 5]
@@ -78,8 +78,7 @@ def test_a_hand_edited_config_is_detected_and_a_forced_change_is_applied(tmp_pat
     result = fit(tiny_config(lr=0.05), run, steps=2, resume=True, force=True, **QUIET)
     assert {g["lr"] for g in result.trainer.opt.param_groups} == {0.05}  # not the restored 1e-3
     assert json.loads((run / "config.json").read_text())["fit"]["lr"] == 0.05
-    state, _ = read_checkpoint(run)
-    assert json.loads(state["config"])["fit"]["lr"] == 0.05  # the checkpoint says what it was trained with
+    assert read_checkpoint(run).config.fit.lr == 0.05  # the checkpoint says what it was trained with
 
 
 def test_force_validates_before_touching_the_folder_and_keeps_foreign_files(tmp_path):
@@ -147,8 +146,8 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
     err = p.communicate(timeout=60)[1]
     assert p.returncode == 130, err
     assert "checkpoint saved" in err
-    state, history = read_checkpoint(run)
-    assert state["step"] >= 1 and len([h for h in history if "loss" in h]) == state["step"]
+    ckpt = read_checkpoint(run)
+    assert ckpt.loop["step"] >= 1 and len([h for h in ckpt.history if "loss" in h]) == ckpt.loop["step"]
 
 
 def test_outputs_write_through_symlinks_and_refuse_nothing_silently(tmp_path):
@@ -156,7 +155,7 @@ def test_outputs_write_through_symlinks_and_refuse_nothing_silently(tmp_path):
     target.write_text("old\n")
     link = tmp_path / "link.txt"
     link.symlink_to(target)
-    from gram_ppl.cli import _write_lines
+    from gram_ppl.cli import write_lines as _write_lines
 
     _write_lines(link, ["new"])
     assert link.is_symlink() and target.read_text() == "new\n"

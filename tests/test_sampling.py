@@ -81,7 +81,7 @@ def test_sample_rejects_bad_lines_like_solve(runs, tmp_path, capsys):
 
 def test_depth_beyond_training_and_halting(runs):
     cfg, net, data, mod = load_run(runs / "gram")
-    x = torch.as_tensor(data.test.x[:3].astype(np.int64))
+    x = data.test.x[:3]
     deep = rollout(mod, net, cfg, x, num_samples=4, depth=7)
     assert deep.boards.shape == (4, 3, 25) and (deep.halt_step == 7).all()
     with torch.no_grad():

@@ -137,8 +137,10 @@ class Guidance(nn.Module):
 class GramNet(nn.Module):
     """All GRAM networks for one task (see torch_nets.GramNet for the maps)."""
 
-    cfg: GramConfig
+    cfg: NetConfig
     priors: PriorConfig
+    K: int  # low-level updates per transition
+    zero_mean: bool  # the noise-only ablation: μ ≡ 0 in prior and posterior
     x_vocab: int
     y_vocab: int
     x_len: int
@@ -146,18 +148,17 @@ class GramNet(nn.Module):
     positions: tuple  # one tuple of position ids per position feature (task.position_features())
 
     def setup(self):
-        net, D = self.cfg.net, self.cfg.net.dim
+        net, D = self.cfg, self.cfg.dim
         length = net.prefix_tokens + len(self.positions[0])
         self.tok_x = nn.Embed(self.x_vocab, D)
         self.pos = [nn.Embed(int(max(f)) + 1, D) for f in self.positions]
         self.f_L = Reasoner(net, length)
         self.f_H = self.f_L if net.share_core else Reasoner(net, length)
         hidden = net.guidance_hidden or D
-        zero_mean = self.cfg.fit.variant == "noise_only"
-        self.prior_head = Guidance(D, hidden, self.priors, self.priors.scale_mode, zero_mean)
+        self.prior_head = Guidance(D, hidden, self.priors, self.priors.scale_mode, self.zero_mean)
         self.tok_y = nn.Embed(self.y_vocab, net.posterior_bottleneck or D)
         self.y_proj = nn.Dense(D, use_bias=False)
-        self.posterior_head = Guidance(D, hidden, self.priors, "network", zero_mean)
+        self.posterior_head = Guidance(D, hidden, self.priors, "network", self.zero_mean)
         self.decoder = nn.Dense(self.y_vocab)
         self.halt_head = nn.Dense(1)
         self.value_head = nn.Dense(1)
@@ -178,17 +179,17 @@ class GramNet(nn.Module):
         return jnp.broadcast_to(h0, (batch, *h0.shape)), jnp.broadcast_to(l0, (batch, *l0.shape))
 
     def embed(self, x):
-        B, D = x.shape[0], self.cfg.net.dim
+        B, D = x.shape[0], self.cfg.dim
         pad = len(self.positions[0]) - self.x_len
         if pad:
             x = jnp.concatenate([x, jnp.zeros((B, pad), x.dtype)], axis=1)  # (B, L_seq)
         e = self.tok_x(x) * math.sqrt(D)  # (B, L_seq, D)
         for emb, ids in zip(self.pos, self.positions, strict=True):
             e = e + emb(jnp.asarray(ids))
-        return jnp.pad(e, ((0, 0), (self.cfg.net.prefix_tokens, 0), (0, 0)))  # (B, L, D)
+        return jnp.pad(e, ((0, 0), (self.cfg.prefix_tokens, 0), (0, 0)))  # (B, L, D)
 
     def transition(self, h, l, e_x):
-        for _ in range(self.cfg.fit.K):
+        for _ in range(self.K):
             l = self.f_L(l, h + e_x)  # (B, L, D)
         return self.f_H(h, l), l  # u_t, l_t
 
@@ -198,7 +199,7 @@ class GramNet(nn.Module):
     def posterior(self, u, y):
         e_y = self.y_proj(self.tok_y(y))  # (B, L_y, D)
         e_y = jnp.pad(e_y, ((0, 0), (u.shape[1] - e_y.shape[1], 0), (0, 0)))  # (B, L, D)
-        inp = jnp.concatenate([u, e_y], -1) if self.cfg.net.posterior_input == "concat" else u + e_y
+        inp = jnp.concatenate([u, e_y], -1) if self.cfg.posterior_input == "concat" else u + e_y
         return self.posterior_head(inp)
 
     def decode(self, h):
@@ -211,10 +212,15 @@ class GramNet(nn.Module):
         return self.value_head(jax.lax.stop_gradient(h[:, 0]))[:, 0]  # (B,)
 
 
-def make_net(cfg: GramConfig, priors: PriorConfig, task) -> GramNet:
+def build_net(cfg: GramConfig, task) -> GramNet:
+    """The networks a GramConfig describes for `task`: architecture from cfg.net, densities'
+    settings from cfg.priors, K and the noise-only ablation from cfg.fit (z_0 is a parameter,
+    drawn by `init_params`)."""
     feats = task.position_features() if cfg.net.positions == "2d" else [np.arange(task.seq_len)]
     positions = tuple(tuple(int(v) for v in f) for f in feats)
-    return GramNet(cfg, priors, task.x_vocab, task.y_vocab, task.x_len, task.y_len, positions)
+    zero_mean = cfg.fit.variant == "noise_only"
+    return GramNet(cfg.net, cfg.priors, cfg.fit.K, zero_mean, task.x_vocab, task.y_vocab, task.x_len, task.y_len,
+                   positions)  # fmt: skip
 
 
 def init_params(net: GramNet, seed: int) -> dict:

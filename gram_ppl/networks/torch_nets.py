@@ -129,10 +129,10 @@ class GramNet(nn.Module):
     - halt(h), value(h): ACT halt logit and LPRM value from token 0 of a detached h   (B,)
     """
 
-    def __init__(self, cfg: GramConfig, priors: PriorConfig, task):
+    def __init__(self, net: NetConfig, priors: PriorConfig, task, *, K: int, zero_mean: bool = False, seed: int = 0):
         super().__init__()
-        net, D = cfg.net, cfg.net.dim
-        self.K, self.prefix, self.x_len, self.y_len = cfg.fit.K, net.prefix_tokens, task.x_len, task.y_len
+        D = net.dim
+        self.K, self.prefix, self.x_len, self.y_len = K, net.prefix_tokens, task.x_len, task.y_len
         self.pad_x = task.seq_len - task.x_len  # output slots appended to the input (colouring)
         length = net.prefix_tokens + task.seq_len
         self.tok_x = nn.Embedding(task.x_vocab, D)
@@ -143,7 +143,6 @@ class GramNet(nn.Module):
         self.f_L = Reasoner(net, length)
         self.f_H = self.f_L if net.share_core else Reasoner(net, length)
         hidden = net.guidance_hidden or D
-        zero_mean = cfg.fit.variant == "noise_only"
         self.prior_head = Guidance(D, D, hidden, priors, priors.scale_mode, zero_mean)
         y_width = net.posterior_bottleneck or D
         self.tok_y = nn.Embedding(task.y_vocab, y_width)
@@ -153,7 +152,7 @@ class GramNet(nn.Module):
         self.decoder = nn.Linear(D, task.y_vocab)
         self.halt_head = nn.Linear(D, 1)
         self.value_head = nn.Linear(D, 1)
-        g = torch.Generator().manual_seed(cfg.fit.seed)
+        g = torch.Generator().manual_seed(seed)
         z0 = priors.init_scale * torch.randn(2, length, D, generator=g)  # z_0 = (h_0, l_0), drawn once
         self.register_buffer("z0", z0)
 
@@ -192,3 +191,10 @@ class GramNet(nn.Module):
 
     def value(self, h: torch.Tensor) -> torch.Tensor:
         return self.value_head(h[:, 0].detach()).squeeze(-1)  # (B,)
+
+
+def build_net(cfg: GramConfig, task) -> GramNet:
+    """The networks a GramConfig describes for `task`: architecture from cfg.net, densities'
+    settings from cfg.priors, K, the noise-only ablation and z_0's seed from cfg.fit."""
+    zero_mean = cfg.fit.variant == "noise_only"
+    return GramNet(cfg.net, cfg.priors, task, K=cfg.fit.K, zero_mean=zero_mean, seed=cfg.fit.seed)

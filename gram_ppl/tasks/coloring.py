@@ -20,11 +20,12 @@ import json
 
 import numpy as np
 
+from gram_ppl.config import TASK_SIZES
 from gram_ppl.tasks.base import PuzzleError, Split, Task, expand_targets
 
 NO_EDGE, EDGE, COLOR0 = 1, 2, 3
 COLORS = 3
-SIZES = range(3, 13)
+SIZES = TASK_SIZES["coloring"]  # one source: gram_ppl.config
 
 
 class Coloring(Task):

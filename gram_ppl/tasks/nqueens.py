@@ -16,10 +16,11 @@ import itertools
 
 import numpy as np
 
+from gram_ppl.config import TASK_SIZES
 from gram_ppl.tasks.base import PuzzleError, Split, Task, line_pairs, parse_grid_line
 
 EMPTY, QUEEN = 1, 2
-SIZES = range(4, 13)
+SIZES = TASK_SIZES["nqueens"]  # one source: gram_ppl.config
 
 
 class NQueens(Task):

@@ -1,0 +1,258 @@
+"""`gram fit|evaluate|sample|generate|compare|diagnose|convert`: the commands over run folders
+(gram_ppl.inference, imported inside each command so `gram data ...` never loads torch or JAX)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from gram_ppl.cli.common import finite_positive, positive_int, solvable_puzzles, write_lines
+from gram_ppl.cli.common import temperature as temperature_type
+from gram_ppl.config import (
+    BACKENDS,
+    OBJECTIVES,
+    TASK_NAMES,
+    VARIANTS,
+    ConfigError,
+    GramConfig,
+    apply_overrides,
+    with_priors,
+)
+from gram_ppl.tasks import get_task
+
+
+def add_commands(sub) -> None:
+    _fit_command(sub)
+    _sampling_commands(sub)
+    _report_commands(sub)
+
+
+def _fit_command(sub) -> None:
+    f = sub.add_parser("fit", help="train GRAM (or the deterministic baseline) with SVI into a run folder")
+    f.add_argument("--task", choices=TASK_NAMES)
+    f.add_argument("--size", type=int)
+    f.add_argument("--out", type=Path, required=True, help="run folder")
+    f.add_argument("--variant", choices=VARIANTS)
+    f.add_argument("--objective", choices=OBJECTIVES)
+    f.add_argument("--backend", choices=BACKENDS, help="pyro (torch, default) or numpyro (JAX, jit-compiled)")
+    f.add_argument("--seed", type=int, help="training seed (the data seed is --set task.seed=S)")
+    budget = f.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=positive_int, help="train until this many batches in all (default 100)")
+    budget.add_argument("--minutes", type=finite_positive, help="train until this many minutes of training in all")
+    budget.add_argument("--cpu-minutes", type=finite_positive,
+                        help="train until this process has used this many CPU minutes in all (load-independent)")  # fmt: skip
+    f.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                   help="any config field, e.g. fit.beta=0.5 or net.dim=128 (repeatable)")  # fmt: skip
+    f.add_argument("--resume", action="store_true", help="continue the run in --out")
+    f.add_argument("--force", action="store_true", help="overwrite --out, or resume despite changes")
+    f.add_argument("--eval-minutes", type=finite_positive, default=2.0, help="prior-sample validity every M minutes")
+    f.add_argument("--checkpoint-minutes", type=finite_positive, default=2.0)
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
+    f.set_defaults(func=cmd_fit)
+
+
+def _sampling_commands(sub) -> None:
+    ev = sub.add_parser("evaluate", help="sample from the prior on a run's held-out puzzles and score them")
+    ev.add_argument("run", type=Path)
+    ev.add_argument("--num-samples", type=positive_int, default=20)
+    ev.add_argument("--depth", type=positive_int, help="supervision steps (default: the training N_sup)")
+    ev.add_argument("--puzzles", type=positive_int, help="at most this many held-out puzzles")
+    ev.add_argument("--temperature", type=temperature_type, default=1.0,
+                   help="scale the prior's σ: < 1 precision, > 1 diversity, 0 the prior mean (default 1)")  # fmt: skip
+    ev.add_argument("--out", type=Path, help="also write the metrics to this JSON file")
+    ev.set_defaults(func=cmd_evaluate)
+
+    sp = sub.add_parser("sample", help="N prior trajectories per puzzle from a trained run, as JSON lines")
+    sp.add_argument("run", type=Path)
+    sp.add_argument("--puzzles", required=True, help="a file with one puzzle per line, or - for stdin")
+    sp.add_argument("--num-samples", type=positive_int, default=20)
+    sp.add_argument("--depth", type=positive_int, help="supervision steps (default: the training N_sup)")
+    sp.add_argument("--halt", action="store_true", help="stop each trajectory when its halt head says so")
+    sp.add_argument("--select", choices=("none", "vote", "lprm"), default="vote")
+    sp.add_argument("--temperature", type=temperature_type, default=1.0,
+                   help="scale the prior's σ: < 1 precision, > 1 diversity, 0 the prior mean (default 1)")  # fmt: skip
+    sp.add_argument("--skip-invalid", action="store_true", help="sample the valid lines, report the rest")
+    sp.add_argument("--out", type=Path, required=True, help="JSON lines output ('-' for stdout)")
+    sp.set_defaults(func=cmd_sample)
+
+    g = sub.add_parser("generate", help="unconditional samples from p(x) of a trained run, one per line")
+    g.add_argument("run", type=Path)
+    g.add_argument("--num", type=positive_int, required=True)
+    g.add_argument("--depth", type=positive_int)
+    g.add_argument("--temperature", type=temperature_type, default=1.0,
+                   help="scale the prior's σ: < 1 precision, > 1 diversity, 0 the prior mean (default 1)")  # fmt: skip
+    g.add_argument("--out", type=Path, required=True, help="output file ('-' for stdout)")
+    g.set_defaults(func=cmd_generate)
+
+    c = sub.add_parser("compare", help="evaluate several runs on their held-out puzzles, side by side")
+    c.add_argument("runs", type=Path, nargs="+")
+    c.add_argument("--num-samples", type=positive_int, default=20)
+    c.add_argument("--puzzles", type=positive_int, help="at most this many held-out puzzles")
+    c.add_argument("--temperature", type=temperature_type, default=1.0,
+                   help="scale the prior's σ: < 1 precision, > 1 diversity, 0 the prior mean (default 1)")  # fmt: skip
+    c.set_defaults(func=cmd_compare)
+
+
+def _report_commands(sub) -> None:
+    dg = sub.add_parser("diagnose", help="ArviZ export, PSIS k̂, plots and summary.md for a trained run")
+    dg.add_argument("run", type=Path)
+    dg.add_argument("--puzzles", help="puzzle file ('-' for stdin); default: the run's first held-out puzzles")
+    dg.add_argument("--num-puzzles", type=positive_int, default=8, help="held-out puzzles when no --puzzles")
+    dg.add_argument("--num-samples", type=positive_int, default=64, help="trajectories per puzzle and source")
+    dg.add_argument("--depth", type=positive_int, help="supervision steps (default: the training N_sup)")
+    dg.add_argument("--latents", action="store_true", help="also export the full states h (large)")
+    dg.add_argument("--baseline", type=Path, help="a second run drawn on the same coverage/depth axes")
+    dg.add_argument("--skip-invalid", action="store_true", help="diagnose the valid lines, report the rest")
+    dg.add_argument("--force", action="store_true", help="replace an existing report")
+    dg.add_argument("--out", type=Path, required=True, help="report folder")
+    dg.set_defaults(func=cmd_diagnose)
+
+    cv = sub.add_parser("convert", help="copy a run to the other backend (weights converted torch <-> flax)")
+    cv.add_argument("run", type=Path)
+    cv.add_argument("--to", choices=BACKENDS, required=True)
+    cv.add_argument("--out", type=Path, required=True, help="the new run folder")
+    cv.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
+    cv.set_defaults(func=cmd_convert)
+
+
+def fit_config(args) -> GramConfig:
+    """The GramConfig a `gram fit` command line asks for (on top of a resumed run's config)."""
+    sets = list(args.set)
+    for flag, key in (("task", "task.name"), ("size", "task.size"), ("variant", "fit.variant"),
+                      ("objective", "fit.objective"), ("seed", "fit.seed")):  # fmt: skip
+        if getattr(args, flag) is not None:
+            sets.insert(0, f"{key}={json.dumps(getattr(args, flag))}")
+    from gram_ppl.models.priors import PRIORS  # the one PRIORS block (no torch, no jax)
+
+    if args.resume:
+        from gram_ppl.inference.run import load_config
+
+        cfg = apply_overrides(load_config(args.out), sets, PRIORS)
+    elif args.task is None or args.size is None:
+        raise ConfigError("--task and --size are required for a new run")
+    else:
+        cfg = apply_overrides(GramConfig(), sets, PRIORS)
+    cfg = with_priors(cfg, PRIORS)
+    return dataclasses.replace(cfg, backend=args.backend) if args.backend else cfg
+
+
+def cmd_fit(args) -> int:
+    from gram_ppl.inference.backend import NonFiniteLoss
+    from gram_ppl.inference.run import fit
+
+    cfg = fit_config(args)
+    p = cfg.priors  # the priors in force, always stated (they shape every sample)
+    print(f"priors: {p.family}, σ {p.scale_mode} (scale {p.scale}, in [{p.min_scale}, {p.max_scale}])"
+          + (f", df {p.df}" if p.family == "studentt" else "") + f", z_0 ~ N(0, {p.init_scale}²)",
+          file=sys.stderr)  # fmt: skip
+    try:
+        result = fit(
+            cfg, args.out, steps=args.steps, minutes=args.minutes, cpu_minutes=args.cpu_minutes,
+            resume=args.resume, force=args.force,
+            progress=not args.quiet, eval_every_s=60 * args.eval_minutes,
+            checkpoint_every_s=60 * args.checkpoint_minutes, log=_log_line,
+        )  # fmt: skip
+    except NonFiniteLoss as e:
+        print(f"gram: training stopped: {e}", file=sys.stderr)
+        return 1
+    last = next(r["eval"] for r in reversed(result.history) if "eval" in r)
+    print(f"{args.out}: {result.history[-1]['step']} batches; " + ", ".join(f"{k} {v:.3f}" for k, v in last.items()))
+    return 0
+
+
+def _log_line(text: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(text, file=sys.stderr)
+
+
+def _warn_model_file(run) -> None:
+    from gram_ppl.inference.runfolder import model_file_note
+
+    note = model_file_note(run)
+    if note:
+        print(f"gram: warning: {note}", file=sys.stderr)
+
+
+def cmd_evaluate(args) -> int:
+    from gram_ppl.inference.run import evaluate_run
+
+    _warn_model_file(args.run)
+    metrics = evaluate_run(
+        args.run, num_samples=args.num_samples, depth=args.depth, puzzles=args.puzzles, temperature=args.temperature
+    )
+    print(json.dumps(metrics, indent=1))
+    if args.out is not None:
+        write_lines(args.out, [json.dumps(metrics, indent=1)])
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from gram_ppl.inference.run import load_run
+    from gram_ppl.inference.sampling import sample_puzzles
+
+    _warn_model_file(args.run)
+    run = load_run(args.run)
+    puzzles = [x for x, _ in solvable_puzzles(run.task, args.puzzles, args.skip_invalid, 1, "sampled")]
+    rows = sample_puzzles(run, puzzles, args.num_samples, args.depth, args.halt, args.select, args.temperature)
+    write_lines(args.out, [json.dumps(row) for row in rows])
+    flags = [v for row in rows for v in row["valid"]]
+    share = sum(flags) / len(flags) if flags else float("nan")
+    print(f"{len(rows)} puzzles, {args.num_samples} samples each: {share:.1%} valid", file=sys.stderr)
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from gram_ppl.inference.run import load_run
+    from gram_ppl.inference.sampling import generate
+
+    _warn_model_file(args.run)
+    run = load_run(args.run)
+    lines, valid, distinct = generate(run, args.num, args.depth, args.temperature)
+    write_lines(args.out, lines)
+    print(f"{args.num} samples: {valid:.1%} valid, {distinct} distinct valid", file=sys.stderr)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from gram_ppl.inference.evaluate import comparison_table
+    from gram_ppl.inference.run import evaluate_run, load_config
+
+    rows = [
+        (str(run), load_config(run).fit.variant,
+         evaluate_run(run, num_samples=args.num_samples, puzzles=args.puzzles, temperature=args.temperature))
+        for run in args.runs
+    ]  # fmt: skip
+    print(comparison_table(rows, args.num_samples))
+    return 0
+
+
+def cmd_diagnose(args) -> int:
+    import numpy as np
+
+    from gram_ppl.inference.diagnose import diagnose
+    from gram_ppl.inference.run import load_config
+
+    cfg = load_config(args.run)
+    x = sols = None
+    if args.puzzles is not None:
+        task = get_task(cfg.task.name, cfg.task.size)
+        pairs = solvable_puzzles(task, args.puzzles, args.skip_invalid, None, "diagnosed")
+        x, sols = np.stack([p for p, _ in pairs]) if pairs else np.zeros((0, task.x_len)), [s for _, s in pairs]
+    report = diagnose(
+        args.run, args.out, x, sols, num_puzzles=args.num_puzzles, num_samples=args.num_samples,
+        depth=args.depth, latents=args.latents, baseline=args.baseline, force=args.force,
+    )  # fmt: skip
+    m = report["metrics"]
+    print(f"{args.out}/summary.md: prior samples {m['valid']:.1%} valid, coverage {m['coverage']:.1%}", file=sys.stderr)
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from gram_ppl.inference.run import convert_run
+
+    out = convert_run(args.run, args.out, args.to, force=args.force)
+    print(f"{out}: {args.to} run converted from {args.run}", file=sys.stderr)
+    return 0

@@ -1,0 +1,51 @@
+"""The one interface both backends implement, and `get_backend(name)` to pick one (lazily, so
+the NumPyro path never imports torch or Pyro and the Pyro path never imports JAX).
+
+A backend is a module (inference/svi_pyro.py, inference/svi_numpyro.py) that provides:
+
+- `setup(threads)`: its runtime's thread count and numerics, before training or sampling.
+- `make_trainer(mod, cfg, task) -> Trainer`: fresh networks (seeded by cfg.fit.seed) and optimiser.
+- `sampling_net(cfg, task, state: bytes)`: the networks to sample from (the EMA copy when
+  enabled), read from a trainer's serialised `state()` without building an optimiser.
+- `weights(net) -> dict[str, np.ndarray]` and `net_from_weights(cfg, task, weights)`: a sampling
+  network's weights as numpy arrays named as the torch state_dict names them
+  (gram_ppl/networks/convert.py), the common currency of `gram convert`.
+- `prior_steps(mod, net, cfg, x, num_samples, seed, temperature)`: prior rollouts of x (B, L_x)
+  numpy, one supervision step per iteration, yielding numpy (boards (N·B, L_y), halt logits
+  (N·B,), LPRM values (N·B,)).
+- `sample(mod, net, cfg, x, y=None, num_samples=1, depth=None, seed=0, temperature=1.0)`:
+  decoded boards (num_samples, B, L_y) numpy, from the prior, or through the guide when y is given.
+
+A Trainer has `cfg`, `mod`, `train_batch(x, y, num_solutions) -> StepInfo` (numpy in),
+`state() -> bytes` / `load_state(bytes)` (weights, optimiser, EMA, RNG, in the backend's own
+serialisation: torch.save for Pyro, flax msgpack for NumPyro), `set_weights(weights)`
+(sampling weights in, fresh optimiser), `sampling_net()`, `validity(task, split, puzzles, seed)`
+and `apply_hyperparameters()` (after a forced resume). Both raise the exceptions below.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import NamedTuple
+
+BACKENDS = {"pyro": "gram_ppl.inference.svi_pyro", "numpyro": "gram_ppl.inference.svi_numpyro"}
+
+
+class NonFiniteLoss(FloatingPointError):
+    """A NaN or infinite loss: training stops before the bad update is applied."""
+
+
+class StepInfo(NamedTuple):
+    loss: float  # mean loss over the N_sup optimiser steps of the batch
+    ce: float  # cross-entropy (nats per puzzle) at the end of the last supervision step
+    kl: list[float]  # KL of every supervision step (nats per puzzle)
+    halt: float  # ACT halt-head loss
+    value: float  # LPRM value-head loss
+    exact: float  # share of puzzles decoded exactly right after the last step (through the guide)
+
+
+def get_backend(name: str):
+    """The backend module for "pyro" or "numpyro", imported on first use."""
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {name!r}")
+    return importlib.import_module(BACKENDS[name])

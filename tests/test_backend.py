@@ -1,0 +1,148 @@
+"""One interface for both backends (inference/backend.py): chosen by get_backend, each storing
+its weights with its own serialiser, the NumPyro path importing no torch or Pyro."""
+
+import dataclasses
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+
+import numpy as np
+import pytest
+from tiny import tiny_config
+
+from gram_ppl.inference.backend import get_backend
+from gram_ppl.inference.run import fit, load_run
+from gram_ppl.inference.runfolder import read_checkpoint
+
+QUIET = dict(progress=False, eval_puzzles=4)
+INTERFACE = ("setup", "make_trainer", "sampling_net", "weights", "net_from_weights", "prior_steps", "sample")
+TRAINER = ("train_batch", "state", "load_state", "set_weights", "sampling_net", "validity", "apply_hyperparameters")
+
+
+@pytest.mark.parametrize("name", ["pyro", "numpyro"])
+def test_each_backend_offers_the_one_interface(name):
+    from gram_ppl.tasks import get_task
+
+    backend = get_backend(name)
+    assert all(callable(getattr(backend, f)) for f in INTERFACE), name
+    cfg = dataclasses.replace(tiny_config(), backend=name)
+    from gram_ppl.models import get_model
+
+    trainer = backend.make_trainer(get_model(name), dataclasses.replace(cfg, priors=get_model(name).PRIORS),
+                                   get_task("nqueens", 5))  # fmt: skip
+    assert all(callable(getattr(trainer, f)) for f in TRAINER), name
+
+
+def test_an_unknown_backend_is_named():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        get_backend("tensorflow")
+
+
+@pytest.mark.parametrize("name, member", [("pyro", "trainer.pt"), ("numpyro", "trainer.msgpack")])
+def test_each_backend_stores_its_weights_with_its_own_serialiser(tmp_path, name, member):
+    run = tmp_path / "run"
+    fit(dataclasses.replace(tiny_config(), backend=name), run, steps=2, **QUIET)
+    with zipfile.ZipFile(run / "checkpoint.pt") as z:
+        assert sorted(z.namelist()) == sorted(["checkpoint.json", member, "perm.npy"])
+        meta = json.loads(z.read("checkpoint.json"))
+        data = z.read(member)
+    assert meta["format"] == 3 and meta["backend"] == name and meta["loop"]["step"] == 2
+    if name == "pyro":
+        import torch
+
+        assert set(torch.load(io.BytesIO(data), weights_only=True)) == {"net", "ema", "opt", "torch_rng"}
+    else:
+        from flax import serialization
+
+        assert set(serialization.msgpack_restore(data)) == {"params", "opt", "ema", "key"}
+
+
+def test_a_tampered_member_is_refused(tmp_path):
+    from gram_ppl.inference.runfolder import RunError
+
+    run = tmp_path / "run"
+    fit(tiny_config(), run, steps=1, **QUIET)
+    with zipfile.ZipFile(run / "checkpoint.pt") as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    members["perm.npy"] = members["perm.npy"][:-8] + b"\x00" * 8
+    with zipfile.ZipFile(run / "checkpoint.pt", "w") as z:
+        for n, d in members.items():
+            z.writestr(n, d)
+    with pytest.raises(RunError, match="checksum mismatch"):
+        load_run(run)
+
+
+def test_format_2_run_folders_still_load_and_resume(tmp_path):
+    """A checkpoint as the code of 2026-11 wrote it (one torch.save file, state + history +
+    config inside a hashed payload) loads, samples the same boards, and resumes into format 3."""
+    import torch
+
+    from gram_ppl.config import to_dict
+    from gram_ppl.inference.runfolder import sha256
+
+    run = tmp_path / "run"
+    fit(tiny_config(), run, steps=2, **QUIET)
+    ckpt = read_checkpoint(run)
+    before = load_run(run)
+    state = torch.load(io.BytesIO(ckpt.trainer), weights_only=True)
+    state.update(data_rng=json.dumps(ckpt.loop["data_rng"]), perm=torch.as_tensor(ckpt.perm),
+                 cursor=ckpt.loop["cursor"], step=ckpt.loop["step"], elapsed=ckpt.loop["elapsed"],
+                 history=json.dumps(ckpt.history), config=json.dumps(to_dict(ckpt.config)))  # fmt: skip
+    inner = io.BytesIO()
+    torch.save(state, inner)
+    payload = inner.getvalue()
+    outer = {"format": 2, "sha256": sha256(payload), "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8)}
+    torch.save(outer, run / "checkpoint.pt")
+    old = read_checkpoint(run)
+    assert old.backend == "pyro" and old.loop["step"] == 2 and old.history == ckpt.history
+    np.testing.assert_array_equal(old.perm, ckpt.perm)
+    x = before.data.test.x[:3]
+    sampler = get_backend("pyro")
+    a = sampler.sample(before.mod, before.net, before.config, x, num_samples=4, seed=1)
+    after = load_run(run)
+    np.testing.assert_array_equal(a, sampler.sample(after.mod, after.net, after.config, x, num_samples=4, seed=1))
+    resumed = fit(tiny_config(), run, steps=3, resume=True, **QUIET)
+    assert [h["step"] for h in resumed.history if "loss" in h] == [1, 2, 3]
+    assert zipfile.ZipFile(run / "checkpoint.pt").namelist()[0] == "checkpoint.json"  # rewritten as format 3
+
+
+NO_TORCH = textwrap.dedent(
+    """
+    import sys
+
+    class Refuse:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("torch", "pyro"):
+                raise ImportError(f"{name} imported on the NumPyro path")
+
+    sys.meta_path.insert(0, Refuse())
+    from gram_ppl.cli import main
+
+    run, puzzles = sys.argv[1], sys.argv[2]
+    base = ["--set", "fit.batch_size=8", "--set", "net.dim=16", "--set", "net.heads=2", "--set", "fit.n_sup=2",
+            "--set", "fit.K=1", "--quiet"]
+    assert main(["fit", "--backend", "numpyro", "--task", "nqueens", "--size", "5", "--steps", "2", *base,
+                 "--out", run]) == 0
+    assert main(["fit", "--task", "nqueens", "--size", "5", "--steps", "3", "--resume", "--quiet", "--out", run]) == 0
+    assert main(["evaluate", run, "--num-samples", "2", "--puzzles", "3", "--out", run + "/eval.json"]) == 0
+    assert main(["sample", run, "--puzzles", puzzles, "--num-samples", "2", "--out", run + "/s.jsonl"]) == 0
+    leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "pyro"))
+    assert not leaked, leaked
+    print("ok")
+    """
+)
+
+
+def test_the_numpyro_path_imports_no_torch(tmp_path):
+    puzzles = tmp_path / "p.txt"
+    puzzles.write_text("." * 25 + "\n")
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(__file__)}
+    r = subprocess.run([sys.executable, "-c", NO_TORCH, str(tmp_path / "run"), str(puzzles)], env=env,
+                       capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
+    assert json.loads((tmp_path / "run" / "eval.json").read_text())["puzzles"] == 3
+    assert len((tmp_path / "run" / "s.jsonl").read_text().splitlines()) == 1
