@@ -83,3 +83,32 @@ def comparison_table(rows: list[tuple[str, str, dict]], num_samples: int) -> str
         lines.append(f"| {run} | {variant} | {m['valid']:.1%} | {m['any_valid']:.1%} | {m['distinct_valid']:.2f} "
                      f"| {m['coverage']:.1%} |")  # fmt: skip
     return "\n".join(lines)
+
+
+def evaluate_run(
+    folder, num_samples: int = 20, depth: int | None = None, puzzles: int | None = None, temperature: float = 1.0
+) -> dict:
+    """Prior samples for the run's held-out puzzles, scored against exact ground truth
+    (inference.evaluate.sample_metrics), plus single-sample validity after each step and the
+    metrics split by the inputs' numbers of solutions (1, 2-3, 4+). `temperature` scales the
+    prior's σ (inference/tempering.py)."""
+    from gram_ppl.inference.loading import load_run
+    from gram_ppl.inference.sampling import rollout
+
+    cfg, net, data, mod = load_run(folder)
+    test, task = data.test, data.task
+    x, depth = test.x[:puzzles], depth or cfg.fit.n_sup
+    r = rollout(mod, net, cfg, x, num_samples, depth, temperature=temperature, seed=cfg.fit.seed + 2)
+    n_sol = test.num_solutions[:puzzles]
+    metrics = sample_metrics(task, x, test.y[:puzzles], r.boards, n_sol)
+    by_depth = [round(float(task.is_valid(x[None], b).mean()), 6) for b in r.per_step]
+    by_count = {}
+    for name, lo, hi in (("1", 1, 1), ("2-3", 2, 3), ("4+", 4, None)):
+        sel = (n_sol >= lo) & ((n_sol <= hi) if hi is not None else True)
+        if sel.any() and len(np.unique(n_sol)) > 1:
+            m = sample_metrics(task, x[sel], test.y[:puzzles][sel], r.boards[:, sel], n_sol[sel])
+            by_count[name] = {"puzzles": int(sel.sum()), "valid": m["valid"], "coverage": m["coverage"]}
+    return {
+        "puzzles": len(x), "num_samples": num_samples, "depth": depth, "temperature": temperature, **metrics,
+        "valid_by_depth": by_depth, "by_num_solutions": by_count,
+    }  # fmt: skip

@@ -1,5 +1,6 @@
 """Fitting GRAM into a run folder: the training loop, resume, progress, periodic prior-sample
-validity; loading a run for sampling, conversion between backends, evaluation.
+validity. Loading a run and converting it between backends are in inference/loading.py,
+scoring it in inference/evaluate.py (both re-exported here).
 
 The run-folder format and its guarantees (one atomic commit of checkpoint, history and config;
 an exclusive writer lock; config edits detected on resume) are in gram_ppl.inference.runfolder
@@ -11,7 +12,6 @@ touches the training RNG. Ctrl-C (SIGINT) saves a checkpoint before it stops.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import time
 from pathlib import Path
@@ -22,6 +22,8 @@ import numpy as np
 from gram_ppl.config import GramConfig, with_priors
 from gram_ppl.data import Dataset, build_dataset
 from gram_ppl.inference.backend import NonFiniteLoss, get_backend
+from gram_ppl.inference.evaluate import evaluate_run
+from gram_ppl.inference.loading import LoadedRun, checkpoint_errors, convert_run, default_model, load_run
 from gram_ppl.inference.resources import check_fit
 from gram_ppl.inference.runfolder import (
     Checkpoint,
@@ -37,7 +39,8 @@ from gram_ppl.inference.runfolder import (
 )
 from gram_ppl.tasks import get_task
 
-__all__ = ["FitResult", "LoadedRun", "RunError", "evaluate_run", "fit", "load_config", "load_run"]
+__all__ = ["FitResult", "Interrupted", "LoadedRun", "RunError", "convert_run", "evaluate_run", "fit", "load_config",
+           "load_run"]  # fmt: skip
 
 
 class FitResult(NamedTuple):
@@ -46,12 +49,6 @@ class FitResult(NamedTuple):
     history: list[dict]
     config: GramConfig
     folder: Path | None
-
-
-def default_model(cfg: GramConfig):
-    from gram_ppl.models import get_model
-
-    return get_model(cfg.backend)
 
 
 def fit(
@@ -214,7 +211,7 @@ class TrainLoop:
         """The trainer, data order, counters and history from a checkpoint (`read_checkpoint`)."""
         if ckpt.backend != self.cfg.backend:
             raise RunError(f"{folder}: a {ckpt.backend} checkpoint, not {self.cfg.backend} (gram convert moves runs)")
-        with _loading(folder):
+        with checkpoint_errors(folder):
             self.trainer.load_state(ckpt.trainer)
             loop = ckpt.loop
             self.rng.bit_generator.state = loop["data_rng"]
@@ -224,112 +221,5 @@ class TrainLoop:
         self.history = ckpt.history
 
 
-@contextlib.contextmanager
-def _loading(folder):
-    """A checkpoint whose contents do not fit the networks or the loop is a RunError naming it."""
-    try:
-        yield
-    except (RuntimeError, KeyError, ValueError, TypeError) as e:
-        raise RunError(f"{Path(folder) / 'checkpoint.pt'}: cannot be loaded ({type(e).__name__}: {e})") from None
-
-
 class Interrupted(KeyboardInterrupt):
     """Training stopped by Ctrl-C after a checkpoint was saved (the CLI exits with 130)."""
-
-
-class LoadedRun:
-    """A run loaded for sampling: its config, the networks to sample from (EMA when enabled: a
-    torch module, or svi_numpyro.Bound), the model module, the task; the data set is built only
-    when `data` is first used (sampling user puzzles never needs it). Unpacks as
-    (config, net, data, mod)."""
-
-    def __init__(self, config: GramConfig, net, mod, data: Dataset | None = None):
-        self.config, self.net, self.mod, self._data = config, net, mod, data
-
-    @property
-    def task(self):
-        return get_task(self.config.task.name, self.config.task.size)
-
-    @property
-    def data(self) -> Dataset:
-        if self._data is None:
-            self._data = build_dataset(self.config.task)
-        return self._data
-
-    def __iter__(self):
-        return iter((self.config, self.net, self.data, self.mod))
-
-
-def load_run(folder: str | Path, mod=None, as_backend: str | None = None) -> LoadedRun:
-    """Config, sampling network and model module of a finished or checkpointed run: the
-    networks and their weights only (no optimiser; the data set is not rebuilt: `LoadedRun.data`
-    builds it on first use). With `as_backend` the weights are converted to that backend's
-    networks in memory (the forward passes agree to float32 rounding, tests/test_flax_nets.py)."""
-    cfg = load_config(folder)
-    mod = mod if mod is not None and as_backend in (None, cfg.backend) else default_model(cfg)
-    backend = get_backend(cfg.backend)
-    backend.setup(cfg.fit.threads)
-    ckpt = read_checkpoint(Path(folder))
-    if ckpt.backend != cfg.backend:
-        raise RunError(f"{folder}: config.json says {cfg.backend}, the checkpoint is {ckpt.backend}")
-    with _loading(folder):
-        net = backend.sampling_net(cfg, get_task(cfg.task.name, cfg.task.size), ckpt.trainer)
-    run = LoadedRun(cfg, net, mod)
-    return run if as_backend in (None, cfg.backend) else convert_loaded(run, as_backend)
-
-
-def convert_loaded(run: LoadedRun, backend: str) -> LoadedRun:
-    """The same run with its sampling weights moved to `backend`'s networks and model file
-    (weights travel as numpy arrays named as torch names them: gram_ppl/networks/convert.py)."""
-    cfg = dataclasses.replace(run.config, backend=backend)
-    target = get_backend(backend)
-    target.setup(cfg.fit.threads)
-    net = target.net_from_weights(cfg, run.task, get_backend(run.config.backend).weights(run.net))
-    return LoadedRun(cfg, net, default_model(cfg), run._data)
-
-
-def convert_run(folder: str | Path, out: str | Path, backend: str, force: bool = False) -> Path:
-    """A new run folder holding `folder`'s run for `backend`: config (backend changed), that
-    backend's model file, history, and a checkpoint with the converted sampling weights and a
-    fresh optimiser (training can go on with --resume, from the converted weights)."""
-    cfg = load_config(folder)
-    if cfg.backend == backend:
-        raise RunError(f"{folder} is already a {backend} run")
-    source = load_run(folder)
-    ckpt = read_checkpoint(Path(folder))
-    converted = convert_loaded(source, backend)
-    out = Path(out)
-    create_run(out, converted.config, converted.mod, force)
-    trainer = get_backend(backend).make_trainer(converted.mod, converted.config, source.task)
-    trainer.set_weights(get_backend(cfg.backend).weights(source.net))
-    write_checkpoint(out, ckpt._replace(backend=backend, trainer=trainer.state(), config=converted.config))
-    return out
-
-
-def evaluate_run(
-    folder, num_samples: int = 20, depth: int | None = None, puzzles: int | None = None, temperature: float = 1.0
-) -> dict:
-    """Prior samples for the run's held-out puzzles, scored against exact ground truth
-    (inference.evaluate.sample_metrics), plus single-sample validity after each step and the
-    metrics split by the inputs' numbers of solutions (1, 2-3, 4+). `temperature` scales the
-    prior's σ (inference/tempering.py)."""
-    from gram_ppl.inference.evaluate import sample_metrics
-    from gram_ppl.inference.sampling import rollout
-
-    cfg, net, data, mod = load_run(folder)
-    test, task = data.test, data.task
-    x, depth = test.x[:puzzles], depth or cfg.fit.n_sup
-    r = rollout(mod, net, cfg, x, num_samples, depth, temperature=temperature, seed=cfg.fit.seed + 2)
-    n_sol = test.num_solutions[:puzzles]
-    metrics = sample_metrics(task, x, test.y[:puzzles], r.boards, n_sol)
-    by_depth = [round(float(task.is_valid(x[None], b).mean()), 6) for b in r.per_step]
-    by_count = {}
-    for name, lo, hi in (("1", 1, 1), ("2-3", 2, 3), ("4+", 4, None)):
-        sel = (n_sol >= lo) & ((n_sol <= hi) if hi is not None else True)
-        if sel.any() and len(np.unique(n_sol)) > 1:
-            m = sample_metrics(task, x[sel], test.y[:puzzles][sel], r.boards[:, sel], n_sol[sel])
-            by_count[name] = {"puzzles": int(sel.sum()), "valid": m["valid"], "coverage": m["coverage"]}
-    return {
-        "puzzles": len(x), "num_samples": num_samples, "depth": depth, "temperature": temperature, **metrics,
-        "valid_by_depth": by_depth, "by_num_solutions": by_count,
-    }  # fmt: skip

@@ -168,7 +168,7 @@ def test_outputs_write_through_symlinks_and_refuse_nothing_silently(tmp_path):
 
 def test_sampling_a_run_loads_the_networks_only_not_the_data_set(tmp_path, monkeypatch):
     from gram_ppl.cli import main
-    from gram_ppl.inference import run as run_module
+    from gram_ppl.inference import loading as run_module
 
     run = tmp_path / "run"
     fit(tiny_config(), run, steps=1, **QUIET)

@@ -1,0 +1,98 @@
+"""Loading a run folder for sampling (the networks and their weights only; the data set on
+first use) and moving a run between backends (weights as numpy arrays, torch's names)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from pathlib import Path
+
+from gram_ppl.config import GramConfig
+from gram_ppl.data import Dataset, build_dataset
+from gram_ppl.inference.backend import get_backend
+from gram_ppl.inference.runfolder import RunError, create_run, load_config, read_checkpoint, write_checkpoint
+from gram_ppl.tasks import get_task
+
+
+def default_model(cfg: GramConfig):
+    from gram_ppl.models import get_model
+
+    return get_model(cfg.backend)
+
+
+@contextlib.contextmanager
+def checkpoint_errors(folder):
+    """A checkpoint whose contents do not fit the networks or the loop is a RunError naming it."""
+    try:
+        yield
+    except (RuntimeError, KeyError, ValueError, TypeError) as e:
+        raise RunError(f"{Path(folder) / 'checkpoint.pt'}: cannot be loaded ({type(e).__name__}: {e})") from None
+
+
+class LoadedRun:
+    """A run loaded for sampling: its config, the networks to sample from (EMA when enabled: a
+    torch module, or svi_numpyro.Bound), the model module, the task; the data set is built only
+    when `data` is first used (sampling user puzzles never needs it). Unpacks as
+    (config, net, data, mod)."""
+
+    def __init__(self, config: GramConfig, net, mod, data: Dataset | None = None):
+        self.config, self.net, self.mod, self._data = config, net, mod, data
+
+    @property
+    def task(self):
+        return get_task(self.config.task.name, self.config.task.size)
+
+    @property
+    def data(self) -> Dataset:
+        if self._data is None:
+            self._data = build_dataset(self.config.task)
+        return self._data
+
+    def __iter__(self):
+        return iter((self.config, self.net, self.data, self.mod))
+
+
+def load_run(folder: str | Path, mod=None, as_backend: str | None = None) -> LoadedRun:
+    """Config, sampling network and model module of a finished or checkpointed run: the
+    networks and their weights only (no optimiser; the data set is not rebuilt: `LoadedRun.data`
+    builds it on first use). With `as_backend` the weights are converted to that backend's
+    networks in memory (the forward passes agree to float32 rounding, tests/test_flax_nets.py)."""
+    cfg = load_config(folder)
+    mod = mod if mod is not None and as_backend in (None, cfg.backend) else default_model(cfg)
+    backend = get_backend(cfg.backend)
+    backend.setup(cfg.fit.threads)
+    ckpt = read_checkpoint(Path(folder))
+    if ckpt.backend != cfg.backend:
+        raise RunError(f"{folder}: config.json says {cfg.backend}, the checkpoint is {ckpt.backend}")
+    with checkpoint_errors(folder):
+        net = backend.sampling_net(cfg, get_task(cfg.task.name, cfg.task.size), ckpt.trainer)
+    run = LoadedRun(cfg, net, mod)
+    return run if as_backend in (None, cfg.backend) else convert_loaded(run, as_backend)
+
+
+def convert_loaded(run: LoadedRun, backend: str) -> LoadedRun:
+    """The same run with its sampling weights moved to `backend`'s networks and model file
+    (weights travel as numpy arrays named as torch names them: gram_ppl/networks/convert.py)."""
+    cfg = dataclasses.replace(run.config, backend=backend)
+    target = get_backend(backend)
+    target.setup(cfg.fit.threads)
+    net = target.net_from_weights(cfg, run.task, get_backend(run.config.backend).weights(run.net))
+    return LoadedRun(cfg, net, default_model(cfg), run._data)
+
+
+def convert_run(folder: str | Path, out: str | Path, backend: str, force: bool = False) -> Path:
+    """A new run folder holding `folder`'s run for `backend`: config (backend changed), that
+    backend's model file, history, and a checkpoint with the converted sampling weights and a
+    fresh optimiser (training can go on with --resume, from the converted weights)."""
+    cfg = load_config(folder)
+    if cfg.backend == backend:
+        raise RunError(f"{folder} is already a {backend} run")
+    source = load_run(folder)
+    ckpt = read_checkpoint(Path(folder))
+    converted = convert_loaded(source, backend)
+    out = Path(out)
+    create_run(out, converted.config, converted.mod, force)
+    trainer = get_backend(backend).make_trainer(converted.mod, converted.config, source.task)
+    trainer.set_weights(get_backend(cfg.backend).weights(source.net))
+    write_checkpoint(out, ckpt._replace(backend=backend, trainer=trainer.state(), config=converted.config))
+    return out
