@@ -4,15 +4,11 @@ The sampled trajectories (`Trajectories`, filled by `gram_ppl.inference.trajecto
 `arviz.InferenceData` through `arviz.from_dict` with explicit dims; `from_pyro` handles MCMC
 only and the automatic dims of the SVI converters mislabel scanned steps (ppl-notes §4).
 
-Groups and dims (chain = an independent fit or seed, draw = a sampled trajectory, puzzle,
-step = supervision step with z_0 included as step 0, so depth + 1 entries):
-
-    posterior            guide draws q_φ(τ | x, y): board, h_norm, sigma, kl, h_pca, log_lik[, h]
-    sample_stats         log_weight, valid, halt_step, lprm  of the guide draws    (chain, draw, puzzle)
-    predictions          prior draws p_θ(τ | x) for the same puzzles: board, match, valid, halt_step,
-                         lprm, h_norm, sigma, h_pca, log_lik[, h]
-    prior, prior_predictive  prior draws of an untrained network (the prior predictive check)
-    observed_data        y (puzzle, cell);  constant_data / predictions_constant_data: x (puzzle, input)
+Groups follow ArviZ's schema (docs/diagnostics.md has the table and what each ArviZ function
+means here): posterior / prior hold continuous latent summaries of the guide's and the prior's
+trajectories per supervision step; posterior_predictive / prior_predictive the decoded boards
+and statistics of them under the same names as observed_data; log_likelihood log p(y | τ_s, x)
+per guide draw; sample_stats / sample_stats_prior importance weights, KL, halting, LPRM.
 
 Diagnostics that mean something for amortized VI (ppl-notes §5): the PSIS k̂ of the guide per
 puzzle (Yao, Vehtari, Simpson and Gelman 2018) against the sample-size-aware threshold
@@ -28,8 +24,6 @@ import warnings
 from typing import NamedTuple
 
 import numpy as np
-
-STEP_NOTE = "step 0 is the initial state z_0; step n the state after supervision step n"
 
 
 class Trajectories(NamedTuple):
@@ -111,75 +105,129 @@ def to_inference_data(
     y: np.ndarray | None = None,
     *,
     posterior: Trajectories | None = None,
-    predictions: Trajectories | None = None,
     prior: Trajectories | None = None,
+    task=None,
+    solutions: list[np.ndarray] | None = None,
     attrs: dict | None = None,
 ):
-    """One fit's trajectories as `arviz.InferenceData` (chain of length 1; see `concat_fits`).
+    """Trajectories as `arviz.InferenceData` in ArviZ's own schema (one chain per fit; see
+    `concat_fits`; docs/diagnostics.md says what each group means here).
 
-    x (B, L_x) puzzles, y (B, L_y) reference solutions (needed for `posterior`). Each
-    Trajectories' `h` is exported only when it was collected (opt-in: it is large).
+    x (B, L_x) puzzles; y (B, L_y) reference solutions (the observed data; needed with
+    `posterior`, the guide's draws q(τ | x, y)); `prior` the draws of p(τ | x). With `task`
+    the predictive groups carry conflicts and, with the exact `solutions` of each puzzle, the
+    Hamming distance to the nearest one. Full states h are exported only when collected.
+    Groups: posterior / prior (continuous latent summaries per step 1..S), posterior_predictive
+    / prior_predictive (the decoded final board and statistics of it, named as in
+    observed_data), log_likelihood (log p(y | τ_s, x) per guide draw and puzzle),
+    sample_stats / sample_stats_prior (importance weights, KL, halting, LPRM, log p(y | τ)),
+    observed_data, constant_data (x).
     """
     az = import_arviz()
     if posterior is not None and y is None:
         raise ValueError("guide draws (posterior) need the reference solutions y")
-    given = [t for t in (posterior, predictions, prior) if t is not None]
+    given = [t for t in (posterior, prior) if t is not None]
     if not given:
-        raise ValueError("nothing to export: pass posterior, predictions or prior trajectories")
+        raise ValueError("nothing to export: pass posterior or prior trajectories")
     for t in given:
         if t.board.shape[1] != len(x):
             raise ValueError(f"{t.source} trajectories cover {t.board.shape[1]} puzzles, x has {len(x)}")
-    step_dims = ["puzzle", "step"]
+    if solutions is not None and len(solutions) != len(x):
+        raise ValueError(f"{len(solutions)} solution sets for {len(x)} puzzles")
+    steps = ["puzzle", "step"]
     dims = {
-        "board": [*step_dims, "cell"],
-        "match": ["puzzle", "cell"],
-        "h_norm": step_dims,
-        "sigma": step_dims,
-        "kl": step_dims,
-        "log_lik": step_dims,
-        "h_pca": [*step_dims, "pc"],
-        "h": [*step_dims, "token", "channel"],
-        "log_weight": ["puzzle"],
-        "valid": ["puzzle"],
-        "halt_step": ["puzzle"],
-        "lprm": ["puzzle"],
-        "x": ["puzzle", "input"],
-        "y": ["puzzle", "cell"],
-    }
+        "h_norm": steps, "sigma": steps, "kl": steps, "h_pca": [*steps, "pc"], "h": [*steps, "token", "channel"],
+        "board": ["puzzle", "cell"], "valid": ["puzzle"], "conflicts": ["puzzle"], "match": ["puzzle"],
+        "distance": ["puzzle"], "log_weight": ["puzzle"], "halt_step": ["puzzle"], "lprm": ["puzzle"],
+        "log_lik": ["puzzle"], "x": ["puzzle", "input"],
+    }  # fmt: skip
     depth = given[0].depth
-    coords = {"puzzle": np.arange(len(x)), "step": np.arange(depth + 1), "pc": [1, 2]}
-    groups = {}
+    coords = {"puzzle": np.arange(len(x)), "step": np.arange(1, depth + 1), "pc": [0, 1]}
+    groups = {"constant_data": {"x": x}}
+    if y is not None:
+        groups["observed_data"] = _observed(x, y, task, solutions)
     if posterior is not None:
-        groups["posterior"] = _latent_vars(posterior, ("board", "h_norm", "sigma", "kl", "log_lik", "h_pca"))
-        groups["sample_stats"] = _chain(
-            {k: getattr(posterior, k) for k in ("log_weight", "valid", "halt_step", "lprm")}
-        )
-        groups["observed_data"] = {"y": y}
-    if predictions is not None:
-        pred = _latent_vars(predictions, ("board", "h_norm", "sigma", "log_lik", "h_pca"))
-        pred.update(_chain({k: getattr(predictions, k) for k in ("valid", "halt_step", "lprm")}))
-        if y is not None:  # per-cell agreement of the final board with the reference board
-            pred["match"] = (pred["board"][:, :, :, -1] == y[None, None]).astype(np.int8)
-        groups["predictions"] = pred
-        groups["predictions_constant_data"] = {"x": x}
+        groups["posterior"] = _latents(posterior)
+        groups["posterior_predictive"] = _predictive(posterior, x, y, task, solutions)
+        groups["log_likelihood"] = _chain({"board": posterior.log_lik[:, :, -1]})
+        groups["sample_stats"] = _chain({"log_weight": posterior.log_weight, "kl": posterior.kl[:, :, 1:],
+                                         "halt_step": posterior.halt_step, "lprm": posterior.lprm})  # fmt: skip
     if prior is not None:
-        groups["prior"] = _latent_vars(prior, ("h_norm", "sigma", "h_pca"))
-        groups["prior_predictive"] = {"board": _latent_vars(prior, ("board",))["board"]}
-        groups["prior_predictive"].update(_chain({"valid": prior.valid}))
-    groups["constant_data"] = {"x": x}
+        groups["prior"] = _latents(prior)
+        groups["prior_predictive"] = _predictive(prior, x, y, task, solutions)
+        stats = {"halt_step": prior.halt_step, "lprm": prior.lprm}
+        if y is not None:
+            stats["log_lik"] = prior.log_lik[:, :, -1]
+        groups["sample_stats_prior"] = _chain(stats)
     meta = {"step_note": STEP_NOTE, **{k: _attr(v) for k, v in (attrs or {}).items()}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "More chains (1) than draws" style shape hints
-        idata = az.from_dict(**groups, coords=coords, dims=dims, pred_dims=dims, pred_coords=coords, attrs=meta)
+        idata = az.from_dict(**groups, coords=coords, dims=dims, attrs=meta)
     for name in idata.groups():
         idata[name].attrs.update(meta)
+        for var in idata[name].data_vars:
+            idata[name][var].attrs["description"] = DESCRIPTIONS.get((name, var)) or DESCRIPTIONS[var]
     return idata
 
 
-def _latent_vars(t: Trajectories, names) -> dict:
-    out = _chain({k: getattr(t, k) for k in names})
+STEP_NOTE = "step n is the state after supervision step n (z_0, the same for every draw, is left out)"
+DESCRIPTIONS = {
+    "h_norm": "root mean square of the high-level state h over tokens and channels",
+    "sigma": "mean prior noise scale σ_θ(u_t) of the step's transitions",
+    "h_pca": "h projected on its first two principal components (per puzzle, over draws and steps)",
+    "h": "the full high-level state h (opt-in)",
+    "kl": "KL(q ‖ p) of the step's transition noise, nats (0 where the prior drew it)",
+    "board": "decoded board argmax f_dec(h) after the last step (token ids, docs/data.md)",
+    ("observed_data", "board"): "the reference solution y (token ids, docs/data.md)",
+    "valid": "1 where the board satisfies every constraint and keeps the givens",
+    "conflicts": "number of violated constraints of the board",
+    "match": "share of cells equal to the reference solution y",
+    "distance": "Hamming distance to the nearest exact solution of the puzzle (cells)",
+    "log_weight": "log p(y, τ | x) − log q(τ | x, y): importance weight of the guide draw (PSIS k̂, log p(y | x))",
+    "log_lik": "log p(y | τ, x) of the reference y after the last step, for a prior draw τ",
+    ("log_likelihood", "board"): "log p(y | τ_s, x) of the observed y given the guide's sampled trajectory τ_s "
+    "(conditional on τ_s, not the marginal log p(y | x))",
+    "halt_step": "first supervision step whose halt head says σ(q) > 0.5 (the depth if none)",
+    "lprm": "LPRM value v_ψ(h) after the last step",
+    "x": "the puzzle (input token ids)",
+}
+
+
+def _latents(t: Trajectories) -> dict:
+    out = _chain({"h_norm": t.h_norm[:, :, 1:], "sigma": t.sigma[:, :, 1:], "h_pca": t.h_pca[:, :, 1:]})
     if t.h is not None:
-        out["h"] = t.h[None]
+        out["h"] = t.h[None, :, :, 1:]
+    return out
+
+
+def _predictive(t: Trajectories, x, y, task, solutions) -> dict:
+    board = t.board[:, :, -1]  # (N, B, L_y) the final decoded boards
+    out = {"board": board, "valid": t.valid.astype(np.int8)}
+    out.update(_board_stats(x, board, y, task, solutions))
+    return _chain(out)
+
+
+def _observed(x, y, task, solutions) -> dict:
+    out = {"board": y, "valid": np.ones(len(y), np.int8)}
+    out.update({k: v[0] for k, v in _board_stats(x, y[None], y, task, solutions).items()})
+    return out
+
+
+def _board_stats(x, board, y, task, solutions) -> dict:
+    """Statistics of boards (N, B, L_y) that observed_data shares: conflicts, agreement with y,
+    distance to the nearest exact solution."""
+    out = {}
+    if task is not None:
+        out["conflicts"] = np.asarray(task.conflicts(x[None], board), dtype=np.int64)
+    if y is not None:
+        out["match"] = (board == y[None]).mean(-1)
+    if task is not None and solutions is not None:
+        dist = np.empty(board.shape[:2], np.int64)
+        for b, sols in enumerate(solutions):
+            canon = np.stack([task.canonical(s) for s in sols])  # (m, L_y)
+            drawn = np.stack([task.canonical(v) for v in board[:, b]])  # (N, L_y)
+            dist[:, b] = (drawn[:, None] != canon[None]).sum(-1).min(1)
+        out["distance"] = dist
     return out
 
 
@@ -239,23 +287,25 @@ IDENTIFIABLE = ("valid", "match", "log_lik")
 
 
 def rhat_across_fits(idata, var_names=IDENTIFIABLE) -> dict[str, np.ndarray]:
-    """R-hat over chains (independent fits) of identifiable prediction quantities: validity and
-    per-cell agreement with the reference board per puzzle, and log p(y | h) after the last step.
-    Raw latent coordinates are refused: across fits they are identified only up to rotation."""
+    """R-hat over chains (independent fits) of identifiable quantities of the prior draws, per
+    puzzle: validity and agreement with the reference board (prior_predictive), log p(y | τ)
+    after the last step (sample_stats_prior). Raw latent coordinates are refused: across fits
+    they are identified only up to rotation."""
     az = import_arviz()
-    pred = idata.predictions
-    if pred.sizes["chain"] < 2:
+    if "prior_predictive" not in idata.groups():
+        raise ValueError("R-hat across fits needs prior draws (to_inference_data(..., prior=...))")
+    if idata.prior_predictive.sizes["chain"] < 2:
         raise ValueError("R-hat needs at least two independent fits (chains); see concat_fits")
     out = {}
     for name in var_names:
         if name not in IDENTIFIABLE:
             raise ValueError(f"R-hat only on identifiable quantities {IDENTIFIABLE}, not {name!r}")
-        if name not in pred:
+        group = idata.sample_stats_prior if name == "log_lik" else idata.prior_predictive
+        if name not in group:
             continue
-        var = pred[name].isel(step=-1) if "step" in pred[name].dims else pred[name]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # constant draws give nan
-            out[name] = np.asarray(az.rhat(var.to_dataset(name=name))[name])
+            out[name] = np.asarray(az.rhat(group[name].astype(float).to_dataset(name=name))[name])
     return out
 
 

@@ -62,6 +62,7 @@ def diagnose(
         if solutions is None or len(solutions) != len(x):
             raise ValueError("give the exact solutions of every puzzle")
         y, counts = np.stack([s[0] for s in solutions]), np.array([len(s) for s in solutions])
+    solutions = solutions if solutions is not None else [task.solutions(p) for p in x]
     if len(x) == 0:
         raise ValueError("no puzzles to diagnose")
     depth = depth or cfg.fit.n_sup
@@ -81,7 +82,7 @@ def diagnose(
         "versions": _versions(),
         "log_weight": "log p(y, tau | x) - log q(tau | x, y), y observed after the last step",
     }
-    idata = to_inference_data(x, y, posterior=guide, predictions=prior, prior=untrained, attrs=attrs)
+    idata = to_inference_data(x, y, posterior=guide, prior=prior, task=task, solutions=solutions, attrs=attrs)
     out.mkdir(parents=True, exist_ok=True)
     idata.to_netcdf(str(out / "trajectories.nc"))
 
@@ -182,7 +183,7 @@ def _summary(idata, guide, prior, untrained, ps, metrics, counts, figs, folder, 
     ]
     for r in prior_check_table(untrained):
         lines.append(f"| {r['step']} | {r['sigma']:.3f} | {r['h_rms']:.3f} | {r['distinct_boards']:.2f} |")
-    stats = az.summary(idata, var_names=["h_norm", "sigma", "kl"], kind="stats", coords={"puzzle": [0]})
+    stats = az.summary(idata, var_names=["h_norm", "sigma"], kind="stats", coords={"puzzle": [0]})
     lines += [
         "",
         "## Posterior summaries, puzzle 0 (`az.summary(kind='stats')`)",

@@ -104,25 +104,59 @@ def test_prior_predictive_uses_the_priors_block_of_an_untrained_net(runs):
 def idata(runs):
     r, x, y, guide = draws(runs / "gram", "guide")
     *_, prior = draws(runs / "gram", "prior", seed=1)
-    pp = prior_predictive(r.config, r.data.task, x, 4)
-    return to_inference_data(x, y, posterior=guide, predictions=prior, prior=pp, attrs={"seed": 5, "priors": {"a": 1}})
+    sols = [r.data.task.solutions(p) for p in x]
+    return to_inference_data(x, y, posterior=guide, prior=prior, task=r.data.task, solutions=sols,
+                             attrs={"seed": 5, "priors": {"a": 1}})  # fmt: skip
 
 
-def test_export_groups_dims_and_coords(idata, runs):
-    S = load_run(runs / "gram").config.fit.n_sup
-    assert set(idata.groups()) >= {
-        "posterior", "sample_stats", "predictions", "prior", "prior_predictive", "observed_data", "constant_data",
-        "predictions_constant_data",
+def test_export_follows_arviz_schema(idata, runs):
+    r = load_run(runs / "gram")
+    S = r.config.fit.n_sup
+    assert set(idata.groups()) == {
+        "posterior", "prior", "posterior_predictive", "prior_predictive", "observed_data", "log_likelihood",
+        "sample_stats", "sample_stats_prior", "constant_data",
     }  # fmt: skip
-    assert idata.posterior["board"].dims == ("chain", "draw", "puzzle", "step", "cell")
+    stats = {"board", "valid", "conflicts", "match", "distance"}
+    for group in ("posterior_predictive", "prior_predictive", "observed_data"):
+        assert set(idata[group].data_vars) == stats, group  # the same names as the observed data
+    assert idata.posterior_predictive["board"].dims == ("chain", "draw", "puzzle", "cell")
+    assert idata.observed_data["board"].dims == ("puzzle", "cell")
+    assert (idata.observed_data["valid"] == 1).all() and (idata.observed_data["distance"] == 0).all()
+    assert idata.log_likelihood["board"].dims == ("chain", "draw", "puzzle")
+    assert set(idata.posterior.data_vars) == {"h_norm", "sigma", "h_pca"}  # continuous: no token ids
     assert idata.posterior["h_pca"].dims == ("chain", "draw", "puzzle", "step", "pc")
+    assert list(idata.posterior.pc.values) == [0, 1] and list(idata.posterior.step.values) == list(range(1, S + 1))
     assert idata.sample_stats["log_weight"].dims == ("chain", "draw", "puzzle")
-    assert idata.predictions["match"].dims == ("chain", "draw", "puzzle", "cell")
-    assert idata.observed_data["y"].dims == ("puzzle", "cell")
-    assert list(idata.posterior.step.values) == list(range(S + 1))
     assert idata.posterior.sizes["draw"] == 6 and idata.posterior.sizes["puzzle"] == 3
     assert "h" not in idata.posterior  # full states are opt-in
     assert "z_0" in idata.posterior.attrs["step_note"]
+    for group in idata.groups():
+        assert all(idata[group][v].attrs.get("description") for v in idata[group].data_vars), group
+    pp = idata.prior_predictive
+    boards = pp["board"].values[0]  # (N, B, L_y)
+    assert np.array_equal(pp["valid"].values[0], r.data.task.is_valid(r.data.test.x[:3][None], boards))
+    assert ((pp["distance"] == 0) == (pp["valid"] == 1)).all()  # valid exactly when at an exact solution
+
+
+def test_arviz_functions_work_without_warnings(idata, runs):
+    """az.summary, az.loo and az.plot_ppc on the export, warnings as errors (no floods)."""
+    import matplotlib.pyplot as plt
+
+    az = import_arviz()
+    summary = az.summary(idata, kind="stats")
+    assert np.isfinite(summary["mean"].values).all()
+    assert not any(name.startswith(("board", "valid")) for name in summary.index)  # token ids are not reals
+    import warnings
+
+    with warnings.catch_warnings():  # with 6 draws its Pareto-k warning is the diagnostic itself, not noise
+        warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto", category=UserWarning)
+        loo = az.loo(idata, pointwise=True)
+    assert loo.pareto_k.shape == (3,)
+    try:
+        axes = az.plot_ppc(idata, group="prior", var_names=["conflicts"], num_pp_samples=4)
+        assert np.asarray(axes).size >= 1
+    finally:
+        plt.close("all")
 
 
 def test_netcdf_round_trip(idata, tmp_path):
@@ -131,7 +165,7 @@ def test_netcdf_round_trip(idata, tmp_path):
     idata.to_netcdf(str(path))
     back = az.from_netcdf(str(path))
     assert set(back.groups()) == set(idata.groups())
-    np.testing.assert_array_equal(back.posterior["board"].values, idata.posterior["board"].values)
+    np.testing.assert_array_equal(back.prior_predictive["board"].values, idata.prior_predictive["board"].values)
     assert back.posterior.attrs["priors"] == '{"a": 1}'
     summary = az.summary(back, var_names=["h_norm"], kind="stats")
     assert len(summary) == 3 * back.posterior.sizes["step"]
@@ -145,19 +179,21 @@ def test_export_refuses_inconsistent_input(runs):
         to_inference_data(x[:2], y[:2], posterior=guide)
     with pytest.raises(ValueError, match="nothing to export"):
         to_inference_data(x, y)
+    with pytest.raises(ValueError, match="solution sets"):
+        to_inference_data(x, y, posterior=guide, task=r.data.task, solutions=[])
 
 
 def test_rhat_across_two_fits_on_identifiable_quantities_only(runs):
     fits = []
     for name in ("gram", "gram1"):
         r, x, y, t = draws(runs / name, "prior", n=8)
-        fits.append(to_inference_data(x, y, predictions=t))
+        fits.append(to_inference_data(x, y, prior=t, task=r.data.task))
     with pytest.raises(ValueError, match="two independent fits"):
         rhat_across_fits(fits[0])
     both = concat_fits(fits)
-    assert both.predictions.sizes["chain"] == 2
+    assert both.prior_predictive.sizes["chain"] == 2
     rhat = rhat_across_fits(both)
-    assert rhat["valid"].shape == (3,) and rhat["match"].shape == (3, fits[0].predictions.sizes["cell"])
+    assert rhat["valid"].shape == (3,) and rhat["match"].shape == (3,)
     assert rhat["log_lik"].shape == (3,) and np.isfinite(rhat["log_lik"]).all()
     with pytest.raises(ValueError, match="identifiable"):
         rhat_across_fits(both, var_names=("h_pca",))
@@ -300,7 +336,7 @@ def test_arviz_plot_functions_work_on_the_export(idata):
     try:
         axes = az.plot_posterior(idata, var_names=["h_norm"], coords={"puzzle": [0], "step": [1, 2]})
         assert np.asarray(axes).size == 2
-        az.plot_forest(idata, var_names=["kl"], coords={"step": [1]}, combined=True)
+        az.plot_forest(idata, var_names=["sigma"], coords={"step": [1]}, combined=True)
         az.plot_dist(idata.sample_stats["log_weight"].values.ravel())
     finally:
         plt.close("all")

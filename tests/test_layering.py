@@ -124,7 +124,18 @@ def test_torch_only_in_the_torch_networks_and_pyro_never_in_the_library(path):
         assert path.name == "torch_nets.py"
 
 
-NEUTRAL = ("backend", "run", "loading", "sampling", "runfolder", "evaluate", "resources", "objective", "tempering", "svi_numpyro")
+NEUTRAL = (
+    "backend",
+    "run",
+    "loading",
+    "sampling",
+    "runfolder",
+    "evaluate",
+    "resources",
+    "objective",
+    "tempering",
+    "svi_numpyro",
+)
 
 
 @pytest.mark.parametrize("name", NEUTRAL)
