@@ -88,14 +88,14 @@ def comparison_table(rows: list[tuple[str, str, dict]], num_samples: int) -> str
 def evaluate_run(
     folder, num_samples: int = 20, depth: int | None = None, puzzles: int | None = None, temperature: float = 1.0
 ) -> dict:
-    """Prior samples for the run's held-out puzzles, scored against exact ground truth
+    """Prior samples for the held-out puzzles of a run (a folder or a LoadedRun), scored against exact ground truth
     (inference.evaluate.sample_metrics), plus single-sample validity after each step and the
     metrics split by the inputs' numbers of solutions (1, 2-3, 4+). `temperature` scales the
     prior's σ (inference/tempering.py)."""
-    from gram_ppl.inference.loading import load_run
+    from gram_ppl.inference.loading import LoadedRun, load_run
     from gram_ppl.inference.sampling import rollout
 
-    cfg, net, data, mod = load_run(folder)
+    cfg, net, data, mod = folder if isinstance(folder, LoadedRun) else load_run(folder)
     test, task = data.test, data.task
     x, depth = test.x[:puzzles], depth or cfg.fit.n_sup
     r = rollout(mod, net, cfg, x, num_samples, depth, temperature=temperature, seed=cfg.fit.seed + 2)

@@ -43,9 +43,26 @@ def test_readme_commands_exist():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
+def readme_python_blocks():
+    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+
+
 def test_readme_python_example_runs(tmp_path, monkeypatch):
-    readme = (ROOT / "README.md").read_text()
-    code = re.search(r"```python\n(.*?)```", readme, flags=re.S).group(1)
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {})
+    exec(compile(readme_python_blocks()[0], "README.md", "exec"), {})
     assert (tmp_path / "data" / "col8" / "manifest.json").is_file()
+
+
+def test_readme_fit_sample_inspect_example_runs_in_15_lines(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    code = readme_python_blocks()[1]
+    assert len(code.strip().splitlines()) <= 15
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    try:
+        exec(compile(code, "README.md", "exec"), scope)
+    finally:
+        plt.close("all")
+    assert (tmp_path / "runs" / "readme" / "checkpoint.pt").is_file() and (tmp_path / "gallery.png").is_file()
+    assert scope["s"].boards.shape == (16, 4, 16) and "log_likelihood" in scope["idata"].groups()

@@ -1,0 +1,96 @@
+"""The Python API in a few calls, exported by `gram_ppl` (with `diagnose`, from
+inference/diagnose.py): fit, load_run, sample, evaluate, to_inference_data. Wherever a `run` is asked for, a run folder, a `LoadedRun`
+(`load_run`) or a `FitResult` (`fit`) will do.
+
+    import gram_ppl as gp
+    result = gp.fit(cfg, "runs/r", steps=200)             # SVI into a run folder
+    s = gp.sample(result, x, num_samples=20)              # prior samples: s.boards, s.valid
+    gp.evaluate("runs/r")["coverage"]                     # held-out inputs, exact ground truth
+    idata = gp.to_inference_data("runs/r")                # ArviZ InferenceData (docs/diagnostics.md)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from gram_ppl.inference.evaluate import evaluate_run
+from gram_ppl.inference.loading import LoadedRun, convert_loaded, load_run
+from gram_ppl.inference.run import FitResult, fit
+from gram_ppl.inference.sampling import rollout
+
+__all__ = ["Samples", "as_run", "evaluate", "fit", "load_run", "sample", "to_inference_data"]
+
+
+class Samples(NamedTuple):
+    boards: np.ndarray  # (N, B, L_y) decoded boards of N prior trajectories per puzzle
+    valid: np.ndarray  # (N, B) bool: the board satisfies every constraint and keeps the givens
+    per_step: np.ndarray  # (S, N, B, L_y) the boards after each supervision step
+    halt_step: np.ndarray  # (N, B) supervision steps used
+    value: np.ndarray  # (N, B) LPRM value of the returned board
+
+
+def as_run(run) -> LoadedRun:
+    """A LoadedRun from a run folder, a LoadedRun or a FitResult."""
+    if isinstance(run, LoadedRun):
+        return run
+    if isinstance(run, FitResult):
+        return LoadedRun(run.config, run.net, run.trainer.mod)
+    if isinstance(run, str | Path):
+        return load_run(run)
+    raise TypeError(f"expected a run folder, a LoadedRun or a FitResult, got {type(run).__name__}")
+
+
+def sample(
+    run, x, num_samples: int = 20, *, depth: int | None = None, halt: bool = False, temperature: float = 1.0,
+    seed: int = 0,
+) -> Samples:  # fmt: skip
+    """N prior trajectories p_θ(τ | x) for each puzzle x (B, L_x) (or one puzzle (L_x,)):
+    decoded boards and their validity. `temperature` scales the prior's σ (0: the prior mean)."""
+    run = as_run(run)
+    x = np.asarray(x)
+    x = x[None] if x.ndim == 1 else x  # (B, L_x)
+    for p in x:
+        run.task.check_givens(p)
+    r = rollout(run.mod, run.net, run.config, x, num_samples, depth or run.config.fit.n_sup, halt, temperature, seed)
+    return Samples(r.boards, run.task.is_valid(x[None], r.boards), r.per_step, r.halt_step, r.value)
+
+
+def evaluate(run, num_samples: int = 20, *, puzzles: int | None = None, depth: int | None = None,
+             temperature: float = 1.0) -> dict:  # fmt: skip
+    """Prior samples of the run's held-out inputs scored against exact ground truth (the
+    `gram evaluate` metrics: valid, any_valid, coverage, distinct_valid, by depth and by the
+    inputs' numbers of solutions)."""
+    return evaluate_run(as_run(run), num_samples=num_samples, depth=depth, puzzles=puzzles, temperature=temperature)
+
+
+def to_inference_data(
+    run, x=None, solutions: list[np.ndarray] | None = None, *, num_puzzles: int = 8, num_samples: int = 64,
+    depth: int | None = None, latents: bool = False, seed: int = 0,
+):  # fmt: skip
+    """One call from a run to `arviz.InferenceData` (docs/diagnostics.md): guide draws
+    q(τ | x, y) as the posterior, prior draws p(τ | x) as the prior, their boards in the
+    predictive groups, the reference solution as observed data. Puzzles: x (B, L_x), or the
+    run's first `num_puzzles` held-out ones; their exact solution sets are computed when not
+    given (the first is the reference y). Trajectories are read off Pyro traces (a NumPyro run
+    is converted in memory)."""
+    from gram_ppl.diagnostics import to_inference_data as export
+    from gram_ppl.inference.trajectories import collect
+
+    run = as_run(run)
+    if run.config.backend != "pyro":
+        run = convert_loaded(run, "pyro")
+    task, cfg = run.task, run.config
+    x = run.data.test.x[:num_puzzles] if x is None else np.asarray(x)
+    x = x[None] if x.ndim == 1 else x
+    solutions = [task.solutions(p) for p in x] if solutions is None else solutions
+    if len(solutions) != len(x) or any(len(s) == 0 for s in solutions):
+        raise ValueError("every puzzle needs at least one solution (the reference y)")
+    y = np.stack([s[0] for s in solutions])  # (B, L_y)
+    kw = dict(num_samples=num_samples, depth=depth, latents=latents)
+    guide = collect(run.mod, run.net, cfg, task, x, y, source="guide", seed=seed, **kw)
+    prior = collect(run.mod, run.net, cfg, task, x, y, source="prior", seed=seed + 1, **kw)
+    attrs = {"variant": cfg.fit.variant, "backend": cfg.backend, "seed": seed, "depth": guide.depth}
+    return export(x, y, posterior=guide, prior=prior, task=task, solutions=solutions, attrs=attrs)

@@ -1,0 +1,49 @@
+"""The Python API exported by gram_ppl (inference/api.py): a run is a folder, a LoadedRun or a
+FitResult; the names load lazily, so `import gram_ppl` loads no inference code."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from tiny import tiny_config
+
+import gram_ppl as gp
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    return gp.fit(tiny_config(), tmp_path_factory.mktemp("api") / "run", steps=2, progress=False, eval_puzzles=4)
+
+
+def test_every_exported_name_resolves():
+    for name in gp.__all__:
+        assert getattr(gp, name) is not None, name
+    assert {"fit", "load_run", "sample", "evaluate", "to_inference_data", "diagnose"} <= set(dir(gp))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        gp.nope  # noqa: B018
+
+
+def test_importing_gram_ppl_loads_no_inference_code():
+    code = "import sys, gram_ppl; assert not [m for m in sys.modules if m.startswith('gram_ppl.inference')]"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_run_is_a_folder_a_loaded_run_or_a_fit_result(result):
+    x = gp.load_run(result.folder).data.test.x[:2]
+    by_folder = gp.sample(result.folder, x, num_samples=3, seed=4)
+    by_result = gp.sample(result, x, num_samples=3, seed=4)
+    by_loaded = gp.sample(gp.load_run(result.folder), x[0], num_samples=3, seed=4)  # one puzzle (L_x,)
+    assert by_folder.boards.shape == (3, 2, 25) and by_folder.valid.shape == (3, 2)
+    np.testing.assert_array_equal(by_folder.boards, by_result.boards)
+    one = gp.sample(result.folder, x[:1], num_samples=3, seed=4)  # the same draws need the same batch
+    np.testing.assert_array_equal(by_loaded.boards, one.boards)
+    assert gp.evaluate(result, num_samples=2, puzzles=3)["puzzles"] == 3
+    with pytest.raises(TypeError, match="run folder, a LoadedRun or a FitResult"):
+        gp.sample(42, x)
+
+
+def test_bad_puzzles_are_refused(result):
+    bad = np.full(25, 2, dtype=np.uint8)  # 25 queens on a 5x5 board
+    with pytest.raises(gp.PuzzleError):
+        gp.sample(result, bad, num_samples=2)
