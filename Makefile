@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 DEMO := runs/demo
-DEMO_MINUTES ?= 2.5
+DEMO_STEPS ?= 1000
 DEMO_TASK := --task sudoku --size 4 --set task.mode='"multi"'
 
 .PHONY: test demo bench lint clean
@@ -42,9 +42,9 @@ demo: $(STAMP)
 	$(BIN)/gram solve --task sudoku --size 6 --puzzles $(DEMO)/sudoku.txt > $(DEMO)/sudoku-solved.txt
 	$(BIN)/gram verify --task sudoku --size 6 --puzzles $(DEMO)/sudoku.txt --solutions $(DEMO)/sudoku-solved.txt
 	$(BIN)/gram solve --task coloring --size 10 --puzzles examples/puzzles/petersen.jsonl --count
-	@echo "--- GRAM and the deterministic baseline, $(DEMO_MINUTES) minutes each (in parallel), on 4x4 Sudoku puzzles with 2-6 solutions:"
-	$(BIN)/gram fit $(DEMO_TASK) --minutes $(DEMO_MINUTES) --quiet --out $(DEMO)/gram & g=$$!; \
-	$(BIN)/gram fit $(DEMO_TASK) --minutes $(DEMO_MINUTES) --quiet --out $(DEMO)/deterministic --variant deterministic & d=$$!; \
+	@echo "--- GRAM and the deterministic baseline, $(DEMO_STEPS) batches each (in parallel), on 4x4 Sudoku puzzles with 2-6 solutions:"
+	$(BIN)/gram fit $(DEMO_TASK) --steps $(DEMO_STEPS) --quiet --out $(DEMO)/gram & g=$$!; \
+	$(BIN)/gram fit $(DEMO_TASK) --steps $(DEMO_STEPS) --quiet --out $(DEMO)/deterministic --variant deterministic & d=$$!; \
 	wait $$g && wait $$d
 	$(BIN)/gram compare $(DEMO)/gram $(DEMO)/deterministic --num-samples 20
 	@echo "--- demo done: data sets and runs under $(DEMO)/"

@@ -283,6 +283,18 @@ class FitConfig:
     prior_path_weight: float = 0.0
     prior_path_samples: int = 4
     prior_path_puzzles: int = 16
+    # Verifier-reward fine-tuning (inference/svi_pyro.py, Pyro backend), meant for after SVI
+    # (`gram fit --resume --force --set fit.reward_weight=1`): once per batch, reward_samples
+    # prior rollouts of each of the batch's first reward_puzzles inputs, scored by the task's
+    # exact checker (1 if valid, + reward_bonus if valid and not already among that input's
+    # earlier samples), trained by leave-one-out REINFORCE on the noise log-densities, minus
+    # reward_kl·(log p_θ(τ) − log p_ref(τ)) to keep the prior near the network it started from
+    # (the reference, frozen when training resumes, kept in the checkpoint). 0: off.
+    reward_weight: float = 0.0
+    reward_samples: int = 4
+    reward_puzzles: int = 16
+    reward_bonus: float = 0.5
+    reward_kl: float = 0.01
     batch_size: int = 64
     augment: bool = False  # random task symmetry per training batch; see docs/recipe.md: test inputs leak
     lr: float = 1e-3  # paper: 1e-4 at batch 768
@@ -318,6 +330,12 @@ class FitConfig:
             raise ConfigError("prior_path_weight must be >= 0, prior_path_samples and prior_path_puzzles >= 1")
         if self.prior_path_weight and (self.variant == "deterministic" or self.objective != "surrogate"):
             raise ConfigError("prior_path_weight needs the surrogate objective and a stochastic variant")
+        if self.reward_weight < 0 or self.reward_bonus < 0 or self.reward_kl < 0:
+            raise ConfigError("reward_weight, reward_bonus and reward_kl must be >= 0")
+        if self.reward_samples < 2 or self.reward_puzzles < 1:
+            raise ConfigError("reward_samples must be >= 2 (a leave-one-out baseline) and reward_puzzles >= 1")
+        if self.reward_weight and self.variant == "deterministic":
+            raise ConfigError("reward_weight needs a stochastic variant (there is no noise to reinforce)")
         if not 0 <= self.kl_balance <= 1 or not 0 <= self.ema < 1:
             raise ConfigError("kl_balance must be in [0, 1] and ema in [0, 1)")
 
@@ -345,6 +363,8 @@ class GramConfig:
         _choice("backend", self.backend, BACKENDS)
         if self.backend == "numpyro" and self.fit.prior_path_weight:
             raise ConfigError("fit.prior_path_weight is implemented for the pyro backend only")
+        if self.backend == "numpyro" and self.fit.reward_weight:
+            raise ConfigError("fit.reward_weight is implemented for the pyro backend only")
 
 
 def gram_config_from_dict(data: dict) -> GramConfig:

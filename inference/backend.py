@@ -42,6 +42,7 @@ class StepInfo(NamedTuple):
     halt: float  # ACT halt-head loss
     value: float  # LPRM value-head loss
     exact: float  # share of puzzles decoded exactly right after the last step (through the guide)
+    reward: float | None = None  # mean verifier reward of the fine-tuning rollouts (fit.reward_weight > 0)
 
 
 def get_backend(name: str):

@@ -172,13 +172,17 @@ class Trainer:
     """Owns the networks, optimiser and EMA of one fit; `train_batch` is one batch of N_sup steps
     (the backend interface: inference/backend.py)."""
 
-    def __init__(self, mod, net, cfg: GramConfig):
-        self.mod, self.net, self.cfg, self.priors = mod, net, cfg, cfg.priors
+    def __init__(self, mod, net, cfg: GramConfig, task=None):
+        self.mod, self.net, self.cfg, self.priors, self.task = mod, net, cfg, cfg.priors, task
         decay = [p for n, p in net.named_parameters() if p.ndim >= 2]
         no_decay = [p for n, p in net.named_parameters() if p.ndim < 2]
         groups = [{"params": decay, "weight_decay": cfg.fit.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         self.opt = torch.optim.AdamW(groups, lr=cfg.fit.lr, betas=(0.9, 0.95))
         self.ema = copy.deepcopy(net).requires_grad_(False) if cfg.fit.ema else None
+        # verifier-reward fine-tuning keeps the prior near a frozen reference (replaced on load_state)
+        self.reference = copy.deepcopy(net).requires_grad_(False) if cfg.fit.reward_weight else None
+        if cfg.fit.reward_weight and task is None:
+            raise ValueError("fit.reward_weight needs the task (its exact checker scores the rollouts)")
 
     def sampling_net(self):
         return self.ema if self.ema is not None else self.net
@@ -192,6 +196,7 @@ class Trainer:
                 "ema": self.ema.state_dict() if self.ema is not None else None,
                 "opt": self.opt.state_dict(),
                 "torch_rng": torch.get_rng_state(),
+                **({"reference": self.reference.state_dict()} if self.reference is not None else {}),
             },
             buf,
         )
@@ -206,6 +211,8 @@ class Trainer:
             self.ema.load_state_dict(s["ema"])
         self.opt.load_state_dict(s["opt"])
         torch.set_rng_state(s["torch_rng"])
+        if self.reference is not None:  # fine-tuning starts here: the reference is these weights, or the stored one
+            self.reference.load_state_dict(s.get("reference", s["net"]))
 
     def set_weights(self, weights: dict) -> None:
         """Sampling weights (numpy, torch state_dict names) into the networks and the EMA copy;
@@ -214,6 +221,8 @@ class Trainer:
         self.net.load_state_dict(state)
         if self.ema is not None:
             self.ema.load_state_dict(state)
+        if self.reference is not None:
+            self.reference.load_state_dict(state)
 
     def apply_hyperparameters(self) -> None:
         """After a forced resume with a changed config: the optimiser takes its learning rate and
@@ -273,9 +282,58 @@ class Trainer:
             carry = (terms.h.detach(), terms.l.detach())
             losses.append(loss.item())
             kls.extend(terms.kl.tolist())
+        reward = None
+        if fit.reward_weight:
+            with pyro.validation_enabled(False):
+                loss, reward = reward_loss(self, x)
+            self._update(fit.reward_weight * loss)
         return StepInfo(
-            float(np.mean(losses)), terms.nll.mean().item(), kls, halt.item(), value.item(), exact.mean().item()
+            float(np.mean(losses)), terms.nll.mean().item(), kls, halt.item(), value.item(), exact.mean().item(), reward
         )
+
+
+def reward_loss(trainer: Trainer, x: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Verifier-reward fine-tuning (FitConfig.reward_*): K prior rollouts of P inputs over all
+    N_sup steps, scored by the task's exact checker; the leave-one-out REINFORCE loss on log p_θ(τ)
+    (the noise log-densities along the drawn trajectory, the drawn noise held fixed), the reward
+    lowered by reward_kl·(log p_θ(τ) − log p_ref(τ)). Returns the loss and the mean checker reward."""
+    fit, net, mod = trainer.cfg.fit, trainer.net, trainer.mod
+    P, K = min(fit.reward_puzzles, x.shape[0]), fit.reward_samples
+    xs = x[:P].repeat(K, 1)  # (K*P, L_x), k-major
+    kw = dict(cfg=trainer.cfg, priors=trainer.priors, steps=range(fit.n_sup), truncate=False, observe="last")
+    with torch.no_grad():  # draw τ, decode, score
+        drawn = poutine.trace(mod.model).get_trace(xs, None, net=net, **kw)
+        boards = net.decode(drawn.nodes["_RETURN"]["value"][0]).argmax(-1).view(K, P, -1).cpu().numpy()
+        log_ref = _noise_log_density(poutine.trace(poutine.replay(mod.model, trace=drawn)).get_trace(
+            xs, None, net=trainer.reference, **kw))  # fmt: skip
+    log_p = _noise_log_density(poutine.trace(poutine.replay(mod.model, trace=drawn)).get_trace(xs, None, net=net, **kw))
+    score = torch.as_tensor(
+        checker_reward(trainer.task, x[:P].cpu().numpy(), boards, fit.reward_bonus), device=x.device
+    )
+    total = score - fit.reward_kl * (log_p.detach() - log_ref).view(K, P)  # (K, P)
+    baseline = (total.sum(0, keepdim=True) - total) / (K - 1)  # leave-one-out: the other K-1 samples' mean
+    return -((total - baseline) * log_p.view(K, P)).mean(), float(score.mean())
+
+
+def checker_reward(task, x: np.ndarray, boards: np.ndarray, bonus: float) -> np.ndarray:
+    """(K, P) rewards of boards (K, P, L_y) for puzzles x (P, L_x): 1 if valid, plus `bonus` if
+    valid and not among the same input's earlier samples (colourings compared up to colour names)."""
+    valid = task.is_valid(x[None], boards)  # (K, P)
+    reward = valid.astype(np.float32)
+    for p in range(boards.shape[1]):
+        seen = set()
+        for k in range(boards.shape[0]):
+            key = task.canonical(boards[k, p]).tobytes()
+            if valid[k, p] and key not in seen:
+                reward[k, p] += bonus
+            seen.add(key)
+    return reward
+
+
+def _noise_log_density(tr) -> torch.Tensor:
+    """Σ over the noise sites of a trace of log p(ε_t | u_t), per row (B,)."""
+    sites = [s for n, s in tr.nodes.items() if n.startswith("eps_") and s["type"] == "sample"]
+    return sum(s["fn"].log_prob(s["value"]) for s in sites)
 
 
 class _PriorPath:
@@ -363,7 +421,7 @@ def device() -> torch.device:
 def make_trainer(mod, cfg: GramConfig, task) -> Trainer:
     """Fresh networks (torch's RNG seeded with cfg.fit.seed first) on the device, and their trainer."""
     torch.manual_seed(cfg.fit.seed)
-    return Trainer(mod, build_net(cfg, task).to(device()), cfg)
+    return Trainer(mod, build_net(cfg, task).to(device()), cfg, task)
 
 
 def sampling_net(cfg: GramConfig, task, state: bytes):

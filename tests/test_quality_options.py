@@ -232,3 +232,58 @@ def test_prior_path_term_is_an_importance_weighted_bound_whose_gradient_reaches_
         FitConfig(prior_path_weight=1.0, objective="elbo")
     with pytest.raises(ConfigError, match="pyro backend only"):
         dataclasses.replace(tiny_config(prior_path_weight=1.0), backend="numpyro")
+
+
+def test_verifier_reward_scores_valid_and_new_solutions():
+    from gram_ppl import get_task
+    from gram_ppl.inference.svi_pyro import checker_reward
+
+    task = get_task("nqueens", 4)
+    x = np.ones((1, 16), np.uint8)  # the empty 4x4 board: two solutions
+    a, b = task.solutions(x[0])
+    bad = np.ones(16, np.uint8)
+    boards = np.stack([a, a, bad, b])[:, None]  # (K=4, P=1, 16)
+    assert checker_reward(task, x, boards, 0.5)[:, 0].tolist() == [1.5, 1.0, 0.0, 1.5]
+
+
+def test_reward_fine_tuning_gradient_and_reference(tmp_path, monkeypatch):
+    """The leave-one-out REINFORCE loss: zero for equal rewards (the baseline removes them), a
+    gradient on the prior heads only for unequal ones; the reference is the network fine-tuning
+    started from, kept in the checkpoint."""
+    from gram_ppl.inference import svi_pyro
+    from gram_ppl.inference.run import fit
+
+    cfg = dataclasses.replace(tiny_config(reward_weight=1.0, reward_samples=4, reward_puzzles=4, reward_kl=0.0),
+                              priors=dataclasses.replace(gram_pyro.PRIORS, scale=0.5))  # fmt: skip
+    data, x, y, n = _batch(cfg)
+    trainer = svi_pyro.make_trainer(gram_pyro, cfg, data.task)
+    with torch.no_grad():
+        for p in trainer.net.prior_head.parameters():  # zero-initialised heads would pass no gradient on
+            p.normal_(0, 0.1)
+    torch.manual_seed(3)
+    loss, reward = svi_pyro.reward_loss(trainer, x)  # untrained: every board invalid, every reward 0
+    assert loss.item() == 0.0 and reward == 0.0
+    ranked = lambda task, x, boards, bonus: np.arange(boards.shape[0], dtype=np.float32)[:, None].repeat(4, 1)  # noqa: E731
+    monkeypatch.setattr(svi_pyro, "checker_reward", ranked)  # rewards 0..K-1: non-zero advantages
+    loss, reward = svi_pyro.reward_loss(trainer, x)
+    assert torch.isfinite(loss) and reward == 1.5
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.net.prior_head.parameters())
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in trainer.net.posterior_head.parameters())
+    with pytest.raises(ConfigError, match="leave-one-out"):
+        FitConfig(reward_weight=1.0, reward_samples=1)
+    with pytest.raises(ConfigError, match="pyro backend only"):
+        dataclasses.replace(tiny_config(reward_weight=1.0), backend="numpyro")
+    with pytest.raises(ConfigError, match="stochastic variant"):
+        FitConfig(reward_weight=1.0, variant="deterministic")
+    # fine-tuning after SVI: the reference is the network the fine-tuning started from, kept on resume
+    monkeypatch.undo()
+    run = tmp_path / "run"
+    plain = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, reward_weight=0.0))
+    start = fit(plain, run, steps=2, progress=False, eval_puzzles=4)
+    started = {k: v.clone() for k, v in start.trainer.net.state_dict().items()}
+    tuned = fit(cfg, run, steps=4, resume=True, force=True, progress=False, eval_puzzles=4)
+    assert all(torch.equal(tuned.trainer.reference.state_dict()[k], v) for k, v in started.items())
+    assert [r["reward"] is not None for r in tuned.history if "loss" in r] == [False, False, True, True]
+    again = fit(cfg, run, steps=5, resume=True, progress=False, eval_puzzles=4)
+    assert all(torch.equal(again.trainer.reference.state_dict()[k], v) for k, v in started.items())
