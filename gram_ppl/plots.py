@@ -202,15 +202,16 @@ def hamming_histogram(samples: np.ndarray, labels: dict[str, np.ndarray] | None 
 
 def training_traces(history: list[dict]) -> PlotFigure:
     """Loss (the surrogate negative ELBO), cross-entropy and the KL of every supervision step per
-    batch, and the held-out validity of prior (and guide) samples at each evaluation, from a run's
+    batch; the held-out validity of prior (and guide) samples and the held-out importance-weighted
+    bound on log p(y | x) (8 prior trajectories per puzzle) at each evaluation, from a run's
     history.json. Loss and cross-entropy on a log axis when positive (readable ticks), else linear."""
     rows = [r for r in history if "loss" in r]
     if not rows:
         raise ValueError("the history has no training records")
     evals = [r for r in history if "eval" in r]
     step = np.array([r["step"] for r in rows])
-    fig = PlotFigure(figsize=(14, 3.2), layout="constrained")
-    ax1, ax2, ax3, ax4 = fig.subplots(1, 4)
+    fig = PlotFigure(figsize=(17, 3.2), layout="constrained")
+    ax1, ax2, ax3, ax4, ax5 = fig.subplots(1, 5)
     for ax, key, title in ((ax1, "loss", "−ELBO surrogate + heads"), (ax2, "ce", "cross-entropy")):
         values = np.array([r[key] for r in rows], dtype=float)
         ax.plot(step, values, lw=0.7)
@@ -230,6 +231,10 @@ def training_traces(history: list[dict]) -> PlotFigure:
     ax4.set(xlabel="batch", ylabel="share valid (1 sample)", title="held-out validity", ylim=(0, 1))
     if evals:
         ax4.legend(fontsize=7)
+    pts = [(r["step"], r["eval"]["heldout_log_p"]) for r in evals if "heldout_log_p" in r["eval"]]
+    if pts:
+        ax5.plot(*zip(*pts, strict=True), marker="o", ms=3, lw=1, color=PALETTE[0])
+    ax5.set(xlabel="batch", ylabel="nats per puzzle", title="held-out log p(y | x), IW bound (8 prior draws)")
     return fig
 
 

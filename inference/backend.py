@@ -13,6 +13,8 @@ A backend is a module (inference/svi_pyro.py, inference/svi_numpyro.py) that pro
 - `prior_steps(mod, net, cfg, x, num_samples, seed, temperature)`: prior rollouts of x (B, L_x)
   numpy, one supervision step per iteration, yielding numpy (boards (N·B, L_y), halt logits
   (N·B,), LPRM values (N·B,)).
+- `log_likelihood(mod, net, cfg, x, y, num_samples=8, depth=None, seed=0)`: (K, B) numpy
+  log p(y | τ_k, x) of K prior trajectories per puzzle (inference/evaluate.py: iw_bound).
 - `sample(mod, net, cfg, x, y=None, num_samples=1, depth=None, seed=0, temperature=1.0)`:
   decoded boards (num_samples, B, L_y) numpy, from the prior, or through the guide when y is given.
 

@@ -59,15 +59,29 @@ def _tv_to_uniform(valid_keys: list[bytes], num_solutions: int) -> float | None:
     return 0.5 * (np.abs(counts - 1 / num_solutions).sum() + unseen / num_solutions)
 
 
-def validity_report(task: Task, test: Split, puzzles: int, draw, guided: bool) -> dict[str, float]:
+def validity_report(task: Task, test: Split, puzzles: int, draw, guided: bool, log_lik=None) -> dict[str, float]:
     """Validity of one prior sample and (when `guided`) one guide sample for each of the first
     `puzzles` held out; `draw(x, y)` returns one board per puzzle (B, L_y) as numpy, from the
-    prior when y is None and through the guide otherwise (each backend's trainer supplies it)."""
+    prior when y is None and through the guide otherwise (each backend's trainer supplies it).
+    With `log_lik(x, y)` ((K, B) log p(y | τ_k, x) of K prior trajectories), also the held-out
+    importance-weighted bound `heldout_log_p` (`iw_bound`)."""
     x, y = test.x[:puzzles], test.y[:puzzles]
     report = {"prior_valid": float(task.is_valid(x, draw(x, None)).mean())}
     if guided:
         report["guide_valid"] = float(task.is_valid(x, draw(x, y)).mean())
+    if log_lik is not None:
+        report["heldout_log_p"] = float(iw_bound(log_lik(x, y)).mean())
     return report
+
+
+def iw_bound(log_lik: np.ndarray) -> np.ndarray:
+    """log (1/K) Σ_k p(y | τ_k, x) per puzzle from (K, B) log-likelihoods of K prior trajectories:
+    the importance-weighted estimate of log p(y | x) with the prior as proposal, a lower bound
+    in expectation that tightens as K grows (nats per puzzle; y one reference solution, so for
+    an input with n equally likely solutions the best possible value is about −ln n)."""
+    log_lik = np.asarray(log_lik, dtype=np.float64)
+    m = log_lik.max(0)
+    return m + np.log(np.exp(log_lik - m).mean(0))
 
 
 def comparison_table(rows: list[tuple[str, str, dict]], num_samples: int) -> str:

@@ -244,7 +244,10 @@ class Trainer:
         def draw(x, y):
             return sample(self.mod, bound, self.cfg, x, y, seed=seed if y is None else seed + 1)[0]  # (B, L_y)
 
-        return validity_report(task, test, puzzles, draw, guided=self.cfg.fit.variant != "deterministic")
+        def log_lik(x, y):
+            return log_likelihood(self.mod, bound, self.cfg, x, y, num_samples=8, seed=seed + 2)  # (8, B)
+
+        return validity_report(task, test, puzzles, draw, self.cfg.fit.variant != "deterministic", log_lik)
 
     def train_batch(self, x, y, num_solutions=None) -> StepInfo:
         """One batch: x (B, L_x), y (B, L_y); num_solutions (B,) of each input, for the KL ceiling."""
@@ -316,6 +319,23 @@ def sample(
         depth=depth or cfg.fit.n_sup, num_samples=num_samples, temperature=check_temperature(temperature),
     )  # fmt: skip
     return np.asarray(boards).reshape(num_samples, x.shape[0], -1)
+
+
+@functools.partial(jax.jit, static_argnames=("mod", "net", "cfg", "depth", "num_samples"))
+def _log_lik(params, key, x, y, *, mod, net, cfg, depth, num_samples):
+    xs, ys = jnp.tile(x, (num_samples, 1)), jnp.tile(y, (num_samples, 1))  # (K*B, L_x), (K*B, L_y)
+    kw = dict(net=net, cfg=cfg, priors=cfg.priors, steps=range(depth), truncate=False, observe="none")
+    h, _ = handlers.seed(handlers.substitute(mod.model, data={PARAMS: params}), key)(xs, None, **kw)
+    logits = jax.nn.log_softmax(net.apply({"params": params}, h, method="decode"), -1)  # (K*B, L_y, V_y)
+    return jnp.take_along_axis(logits, ys[..., None], -1)[..., 0].sum(-1)  # (K*B,)
+
+
+def log_likelihood(mod, bound: Bound, cfg: GramConfig, x, y, num_samples: int = 8, depth=None, seed: int = 0):
+    """As svi_pyro.log_likelihood: (K, B) log p(y | τ_k, x) of K prior trajectories per puzzle."""
+    x, y = jnp.asarray(np.asarray(x), jnp.int32), jnp.asarray(np.asarray(y), jnp.int32)
+    out = _log_lik(bound.params, jax.random.key(seed), x, y, mod=mod, net=bound.net, cfg=cfg,
+                   depth=depth or cfg.fit.n_sup, num_samples=num_samples)  # fmt: skip
+    return np.asarray(out).reshape(num_samples, x.shape[0])
 
 
 @functools.partial(jax.jit, static_argnames=("mod", "net", "cfg", "temperature"))

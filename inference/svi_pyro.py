@@ -241,7 +241,10 @@ class Trainer:
         def draw(x, y):
             return sample(self.mod, net, self.cfg, x, y, seed=seed if y is None else seed + 1)[0]  # (B, L_y)
 
-        return validity_report(task, test, puzzles, draw, guided=self.cfg.fit.variant != "deterministic")
+        def log_lik(x, y):
+            return log_likelihood(self.mod, net, self.cfg, x, y, num_samples=8, seed=seed + 2)  # (8, B)
+
+        return validity_report(task, test, puzzles, draw, self.cfg.fit.variant != "deterministic", log_lik)
 
     def _update(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):
@@ -383,6 +386,21 @@ def sample(mod, net, cfg: GramConfig, x, y=None, num_samples: int = 1, depth=Non
             guide_tr = poutine.trace(mod.guide).get_trace(xs, ys, net=shared, **kw)
             h, _ = poutine.replay(mod.model, trace=guide_tr)(xs, ys, net=shared.replay(), **kw)
         return net.decode(h).argmax(-1).view(num_samples, B, -1).cpu().numpy()
+
+
+def log_likelihood(mod, net, cfg: GramConfig, x, y, num_samples: int = 8, depth=None, seed: int = 0) -> np.ndarray:
+    """log p(y | τ_k, x) of the reference solutions y (B, L_y) after `depth` supervision steps of
+    K = num_samples prior trajectories τ_k per puzzle x (B, L_x): (K, B) numpy (torch RNG forked,
+    seeded with `seed`). `inference.evaluate.iw_bound` turns it into a bound on log p(y | x)."""
+    device = net.z0.device
+    x, y = _tensor(x, device), _tensor(y, device)
+    xs, ys = x.repeat(num_samples, 1), y.repeat(num_samples, 1)  # (K*B, L_x), (K*B, L_y)
+    kw = dict(cfg=cfg, priors=cfg.priors, steps=range(depth or cfg.fit.n_sup), truncate=False, observe="last")
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        h, _ = mod.model(xs, None, net=net, **kw)
+        log_p = torch.distributions.Categorical(logits=net.decode(h)).log_prob(ys).sum(-1)  # (K*B,)
+    return log_p.view(num_samples, x.shape[0]).cpu().numpy()
 
 
 def prior_steps(mod, net, cfg: GramConfig, x, num_samples: int, seed: int = 0, temperature: float = 1.0):

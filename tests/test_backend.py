@@ -19,7 +19,8 @@ from gram_ppl.inference.run import fit, load_run
 from gram_ppl.inference.runfolder import read_checkpoint
 
 QUIET = dict(progress=False, eval_puzzles=4)
-INTERFACE = ("setup", "make_trainer", "sampling_net", "weights", "net_from_weights", "prior_steps", "sample")
+INTERFACE = ("setup", "make_trainer", "sampling_net", "weights", "net_from_weights", "prior_steps", "sample",
+             "log_likelihood")  # fmt: skip
 TRAINER = ("train_batch", "state", "load_state", "set_weights", "sampling_net", "validity", "apply_hyperparameters")
 
 
@@ -146,3 +147,24 @@ def test_the_numpyro_path_imports_no_torch(tmp_path):
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-3000:]
     assert json.loads((tmp_path / "run" / "eval.json").read_text())["puzzles"] == 3
     assert len((tmp_path / "run" / "s.jsonl").read_text().splitlines()) == 1
+
+
+def test_iw_bound_is_the_log_mean_likelihood():
+    from gram_ppl.inference.evaluate import iw_bound
+
+    ll = np.log(np.array([[0.5, 0.1], [0.25, 0.1]]))  # (K=2, B=2)
+    np.testing.assert_allclose(iw_bound(ll), np.log([0.375, 0.1]))
+    assert np.isfinite(iw_bound(np.full((4, 1), -1e4))).all()  # no underflow
+
+
+@pytest.mark.parametrize("name", ["pyro", "numpyro"])
+def test_every_evaluation_records_the_heldout_bound(tmp_path, name):
+    result = fit(dataclasses.replace(tiny_config(), backend=name), tmp_path / "run", steps=1, **QUIET)
+    record = next(r["eval"] for r in result.history if "eval" in r)
+    assert record["heldout_log_p"] < 0 and np.isfinite(record["heldout_log_p"])
+    backend = get_backend(name)
+    run = load_run(tmp_path / "run")
+    x, y = run.data.test.x[:3], run.data.test.y[:3]
+    ll = backend.log_likelihood(run.mod, run.net, run.config, x, y, num_samples=5, seed=1)
+    assert ll.shape == (5, 3) and (ll < 0).all()
+    np.testing.assert_array_equal(ll, backend.log_likelihood(run.mod, run.net, run.config, x, y, num_samples=5, seed=1))
