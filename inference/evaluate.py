@@ -84,6 +84,44 @@ def iw_bound(log_lik: np.ndarray) -> np.ndarray:
     return m + np.log(np.exp(log_lik - m).mean(0))
 
 
+def heldout_elpd(run, num_samples: int, puzzles: int | None = None, seed: int | None = None) -> np.ndarray:
+    """Per held-out puzzle (B,), the importance-weighted estimate of log p(y | x) from
+    `num_samples` prior trajectories (`iw_bound`; y the stored reference solution). Runs on the
+    same task and data seed score the same puzzles, so their differences pair up."""
+    from gram_ppl.inference.backend import get_backend
+    from gram_ppl.inference.loading import LoadedRun, load_run
+
+    run = run if isinstance(run, LoadedRun) else load_run(run)
+    test, cfg = run.data.test, run.config
+    x, y = test.x[:puzzles], test.y[:puzzles]
+    seed = cfg.fit.seed + 6 if seed is None else seed
+    return iw_bound(get_backend(cfg.backend).log_likelihood(run.mod, run.net, cfg, x, y, num_samples, seed=seed))
+
+
+def elpd_table(scores: dict[str, np.ndarray], num_samples: int) -> str:
+    """A markdown table in az.compare's shape: runs ranked by summed held-out log p(y | x), the
+    difference to the best with its standard error sqrt(B · var(pointwise differences))."""
+    sizes = {len(v) for v in scores.values()}
+    if len(sizes) != 1:
+        raise ValueError("the runs were scored on different numbers of puzzles (another task or data set?)")
+    ranked = sorted(scores, key=lambda k: -scores[k].sum())
+    best = scores[ranked[0]]
+    B = len(best)
+    lines = [
+        f"held-out log p(y | x), importance-weighted over {num_samples} prior trajectories, {B} puzzles",
+        "",
+        "| rank | run | elpd | se | elpd_diff | dse |",
+        "|---|---|---|---|---|---|",
+    ]
+    for i, name in enumerate(ranked):
+        v = scores[name]
+        diff = best - v
+        dse = float(np.sqrt(B * diff.var(ddof=1))) if B > 1 else float("nan")
+        se = float(np.sqrt(B * v.var(ddof=1))) if B > 1 else float("nan")
+        lines.append(f"| {i} | {name} | {v.sum():.1f} | {se:.1f} | {diff.sum():.1f} | {dse:.1f} |")
+    return "\n".join(lines)
+
+
 def comparison_table(rows: list[tuple[str, str, dict]], num_samples: int) -> str:
     """A markdown table of (run, variant, `evaluate_run` metrics) rows, as `gram compare` prints it."""
     n = num_samples

@@ -168,3 +168,21 @@ def test_every_evaluation_records_the_heldout_bound(tmp_path, name):
     ll = backend.log_likelihood(run.mod, run.net, run.config, x, y, num_samples=5, seed=1)
     assert ll.shape == (5, 3) and (ll < 0).all()
     np.testing.assert_array_equal(ll, backend.log_likelihood(run.mod, run.net, run.config, x, y, num_samples=5, seed=1))
+
+
+def test_compare_elpd_ranks_runs_with_standard_errors_of_the_differences(tmp_path, capsys):
+    from gram_ppl.cli import main
+    from gram_ppl.inference.evaluate import elpd_table, heldout_elpd
+
+    for seed in (0, 1):
+        fit(tiny_config(seed=seed), tmp_path / f"r{seed}", steps=1, **QUIET)
+    a, b = (heldout_elpd(tmp_path / f"r{s}", 4, puzzles=5) for s in (0, 1))
+    assert a.shape == b.shape == (5,) and (a < 0).all()
+    assert main(["compare", str(tmp_path / "r0"), str(tmp_path / "r1"), "--num-samples", "2", "--puzzles", "5",
+                 "--elpd", "4"]) == 0  # fmt: skip
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 0 ") or line.startswith("| 1 ")]
+    assert len(rows) == 2 and rows[0].split("|")[5].strip() == "0.0"  # the best run's difference to itself
+    dse = float(rows[1].split("|")[6])
+    assert np.isclose(dse, np.sqrt(5 * np.var(a - b, ddof=1)), atol=0.06)
+    with pytest.raises(ValueError, match="different numbers of puzzles"):
+        elpd_table({"a": a, "b": b[:3]}, 4)

@@ -92,6 +92,9 @@ def _sampling_commands(sub) -> None:
     c.add_argument("--puzzles", type=positive_int, help="at most this many held-out puzzles")
     c.add_argument("--temperature", type=temperature_type, default=1.0,
                    help="scale the prior's σ: < 1 precision, > 1 diversity, 0 the prior mean (default 1)")  # fmt: skip
+    c.add_argument("--elpd", type=positive_int, metavar="K",
+                   help="also compare held-out log p(y | x), importance-weighted over K prior trajectories per "
+                        "puzzle, with standard errors of the differences (as az.compare reports them)")  # fmt: skip
     c.set_defaults(func=cmd_compare)
 
 
@@ -226,6 +229,11 @@ def cmd_compare(args) -> int:
         for run in args.runs
     ]  # fmt: skip
     print(comparison_table(rows, args.num_samples))
+    if args.elpd:
+        from gram_ppl.inference.evaluate import elpd_table, heldout_elpd
+
+        scores = {str(run): heldout_elpd(run, args.elpd, puzzles=args.puzzles) for run in args.runs}
+        print("\n" + elpd_table(scores, args.elpd))
     return 0
 
 
