@@ -41,16 +41,17 @@ PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#8172b3", "#937860")
 
 
 def hypothesis_gallery(task: Task, x: np.ndarray, samples: np.ndarray, max_boards: int = 12) -> PlotFigure:
-    """The distinct solutions among samples (N, L_y) for the puzzle x (L_x), most frequent first,
-    each with its count; invalid ones framed and titled in red. Colourings are grouped up to
-    colour names."""
+    """The distinct boards among samples (N, L_y) for the puzzle x (L_x): valid ones first, then
+    invalid, each group most frequent first, each with its count; invalid boards framed and titled
+    in red with their conflicting cells marked. Colourings are grouped up to colour names."""
     samples = np.asarray(samples)
     if samples.ndim != 2 or len(samples) == 0:
         raise ValueError(f"samples must be (N ≥ 1, L_y), got shape {samples.shape}")
     keys = [task.canonical(s).tobytes() for s in samples]
-    counts = Counter(keys).most_common(max_boards)
-    first = {k: samples[keys.index(k)] for k, _ in counts}
-    valid = {k: bool(task.is_valid(x, first[k])) for k, _ in counts}
+    every = Counter(keys)
+    first = {k: samples[keys.index(k)] for k in every}
+    valid = {k: bool(task.is_valid(x, first[k])) for k in every}
+    counts = sorted(every.items(), key=lambda kc: (not valid[kc[0]], -kc[1]))[:max_boards]  # valid first
     cols = min(4, len(counts))
     rows = -(-len(counts) // cols)
     fig = PlotFigure(figsize=(2.6 * cols, 2.8 * rows), layout="constrained")
@@ -62,7 +63,9 @@ def hypothesis_gallery(task: Task, x: np.ndarray, samples: np.ndarray, max_board
     for ax in axes[len(counts) :]:
         ax.set_axis_off()
     distinct_valid = sum(valid.values())
-    fig.suptitle(f"{len(Counter(keys))} distinct boards, {distinct_valid} of the shown valid", fontsize=10)
+    share = sum(c for k, c in every.items() if valid[k]) / len(samples)
+    fig.suptitle(f"{len(every)} distinct boards, {distinct_valid} of them valid ({share:.0%} of the "
+                 f"{len(samples)} samples); {len(counts)} shown", fontsize=10)  # fmt: skip
     return fig
 
 
@@ -85,6 +88,10 @@ def draw_board(ax, task: Task, x: np.ndarray, y: np.ndarray, valid: bool = True)
     for i in range(n + 1):
         ax.axhline(i, color="0.7", lw=0.5)
         ax.axvline(i, color="0.7", lw=0.5)
+    bad = conflict_cells(task, x, y) if not valid else np.zeros(n * n, bool)
+    for idx in np.flatnonzero(bad):  # the cells that break a constraint, shaded
+        r, c = divmod(int(idx), n)
+        ax.add_patch(_square((c, r), INVALID))
     for idx, ch in enumerate(chars):
         r, c = divmod(idx, n)
         if task.name.startswith("nqueens"):
@@ -93,6 +100,32 @@ def draw_board(ax, task: Task, x: np.ndarray, y: np.ndarray, valid: bool = True)
         elif ch != ".":
             weight = "bold" if given[idx] else "normal"
             ax.text(c + 0.5, r + 0.5, ch, ha="center", va="center", fontsize=max(5, 40 // n), fontweight=weight)
+
+
+def conflict_cells(task: Task, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(n*n,) bool: the grid cells of board y that break a constraint: a queen sharing a row,
+    column or diagonal with another, or a given queen left out; a digit repeated in its row,
+    column or box, a non-digit, or a changed given. Colourings mark their clashing edges instead."""
+    x, y = np.asarray(x), np.asarray(y)
+    if task.name == "nqueens_rows":
+        x, y, task = task.to_cells(x), task.to_cells(y), task.cells
+    if task.name == "nqueens":
+        q = y == 2  # QUEEN
+        crowded = (q.astype(np.int64) @ task._lines) >= 2  # (lines,) with two or more queens
+        return (q & ((task._lines @ crowded) > 0)) | ((x == 2) & ~q)
+    if task.name == "sudoku":
+        s = task.size
+        onehot = y[:, None] == np.arange(2, s + 2)  # (cells, s)
+        repeated = (task._membership.T @ onehot.astype(np.int64)) >= 2  # (units, s)
+        in_repeat = ((task._membership @ repeated.astype(np.int64)) * onehot).sum(-1) > 0
+        return in_repeat | (y < 2) | (y > s + 1) | ((x >= 2) & (y != x))
+    return np.zeros(len(y), bool)
+
+
+def _square(corner, color):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle(corner, 1, 1, color=color, alpha=0.25, lw=0)
 
 
 def _circle(center, radius, color):
@@ -150,19 +183,49 @@ def trajectory_fan(h_pca: np.ndarray, final_keys: list, title: str = "") -> Plot
     h_pca = np.asarray(h_pca)
     if h_pca.ndim != 3 or h_pca.shape[-1] < 2 or len(final_keys) != len(h_pca):
         raise ValueError("h_pca must be (N, steps, ≥2) with one final key per trajectory")
-    fig = PlotFigure(figsize=(5, 4.2), layout="constrained")
+    fig = PlotFigure(figsize=(5.6, 4.4), layout="constrained")
     ax = fig.subplots()
     ranked = [k for k, _ in Counter(k for k in final_keys if k is not None).most_common()]
+    start = 1 if h_pca.shape[1] > 2 else 0  # z_0 (step 0) is far from the rest: drawn as an arrow's origin only
+    labelled = set()
     for traj, key in zip(h_pca, final_keys, strict=True):
-        if key is None:
-            color = "0.75"
-        else:
-            color = PALETTE[ranked.index(key)] if ranked.index(key) < len(PALETTE) else "0.4"
-        ax.plot(traj[:, 0], traj[:, 1], color=color, lw=0.8, alpha=0.8)
-        ax.scatter(traj[-1, 0], traj[-1, 1], color=color, s=12, zorder=3)
-    ax.scatter(h_pca[:, 0, 0], h_pca[:, 0, 1], color="black", marker="x", s=30, label="z_0", zorder=4)
-    ax.set(xlabel="PC 1", ylabel="PC 2", title=title or "trajectories of h (colour: final solution, grey: invalid)")
-    ax.legend(fontsize=8)
+        rank = ranked.index(key) if key is not None else None
+        color = "0.75" if rank is None else (PALETTE[rank] if rank < len(PALETTE) else "0.4")
+        label = "invalid" if rank is None else (f"solution {rank + 1}" if rank < len(PALETTE) else "other solutions")
+        pts = traj[start:]
+        ax.plot(pts[:, 0], pts[:, 1], color=color, lw=0.8, alpha=0.8, label=None if label in labelled else label)
+        labelled.add(label)
+        ax.scatter(pts[:, 0], pts[:, 1], c=np.arange(len(pts)), cmap="Greys", vmin=-2, vmax=len(pts), s=8, zorder=3)
+        ax.scatter(pts[-1, 0], pts[-1, 1], color=color, s=18, zorder=4, edgecolors="black", linewidths=0.4)
+    steps = f"steps {start}–{h_pca.shape[1] - 1}, light to dark" + (" (z_0 left out)" if start else "")
+    ax.set(xlabel="PC 1", ylabel="PC 2", title=title or f"trajectories of h: {steps}")
+    ax.legend(fontsize=7, title="final board", title_fontsize=7)
+    return fig
+
+
+def solution_coverage(task: Task, x: np.ndarray, samples: np.ndarray, solutions: np.ndarray) -> PlotFigure:
+    """How often each exact solution of the puzzle x was sampled among samples (N, L_y): one bar
+    per solution (solutions (m, L_y), e.g. task.solutions(x)), the share of invalid samples, and
+    the uniform share 1/m that a sampler covering the solution set evenly would give."""
+    samples, solutions = np.asarray(samples), np.asarray(solutions)
+    if samples.ndim != 2 or solutions.ndim != 2 or len(solutions) == 0:
+        raise ValueError("samples must be (N, L_y) and solutions (m ≥ 1, L_y)")
+    index = {task.canonical(s).tobytes(): i for i, s in enumerate(solutions)}
+    counts = np.zeros(len(solutions))
+    for s in samples:
+        i = index.get(task.canonical(s).tobytes())
+        if i is not None:
+            counts[i] += 1
+    share = counts / len(samples)
+    fig = PlotFigure(figsize=(max(4, 0.5 * len(solutions) + 2), 3.2), layout="constrained")
+    ax = fig.subplots()
+    ax.bar(np.arange(len(solutions)), share, color=PALETTE[0], label="sampled share")
+    ax.bar([len(solutions)], [1 - share.sum()], color=INVALID, alpha=0.6, label="invalid")
+    ax.axhline(1 / len(solutions), color="black", ls="--", lw=1, label=f"uniform 1/{len(solutions)}")
+    ax.set_xticks(list(range(len(solutions) + 1)), [str(i + 1) for i in range(len(solutions))] + ["✗"])
+    ax.set(xlabel="exact solution", ylabel="share of samples", ylim=(0, 1),
+           title=f"coverage {int((counts > 0).sum())}/{len(solutions)} solutions, {len(samples)} samples")  # fmt: skip
+    ax.legend(fontsize=7)
     return fig
 
 

@@ -25,12 +25,13 @@ from gram_ppl.inference.runfolder import read_history
 from gram_ppl.inference.trajectories import collect, prior_predictive
 
 FIGURES = {
-    "gallery.png": "distinct solutions sampled from the prior for puzzle 0, with their frequencies",
+    "gallery.png": "distinct boards sampled from the prior for puzzle 0, valid first, conflicting cells marked",
+    "solutions.png": "how often each exact solution of puzzle 0 was sampled from the prior, against the uniform share",
     "coverage.png": "coverage against the number of samples and validity against depth",
     "fan.png": "trajectory fan: PCA of h over steps for puzzle 0, coloured by final solution",
     "entropy.png": "per-cell entropy of the prior samples over steps, puzzle 0",
     "hamming.png": "pairwise Hamming distances between samples of puzzle 0, prior and guide",
-    "traces.png": "training traces: loss, cross-entropy, KL of every supervision step",
+    "traces.png": "training traces: loss, cross-entropy, KL per supervision step, held-out validity and log p(y | x) bound",
     "khat.png": "PSIS k̂ of the guide per puzzle with the sample-size-aware threshold",
 }
 
@@ -100,6 +101,7 @@ def diagnose(
     history = read_history(folder)
     figs = {
         "gallery.png": plots.hypothesis_gallery(task, x[0], prior.board[:, 0, -1]),
+        "solutions.png": plots.solution_coverage(task, x[0], prior.board[:, 0, -1], solutions[0]),
         "coverage.png": plots.coverage_and_depth(curves),
         "fan.png": plots.trajectory_fan(prior.h_pca[:, 0], plots.solution_keys(task, x[0], prior.board[:, 0, -1])),
         "entropy.png": plots.entropy_heatmap(prior.board[:, 0], task.y_vocab, _shape(task)),

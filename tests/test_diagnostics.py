@@ -277,11 +277,30 @@ def test_plot_functions_return_figures_without_pyplot(name, size):
             ]
         ),
         plots.khat_plot(np.array([0.2, 0.9]), 0.5),
+        plots.solution_coverage(task, x, samples, task.solutions(x, limit=3)),
     ]
     assert all(isinstance(f, Figure) for f in figs)
     assert plt.get_fignums() == []  # nothing registered with pyplot, nothing shown
     title = figs[0].texts[0].get_text()
     assert "distinct boards" in title
+
+
+def test_gallery_puts_valid_boards_first_and_marks_conflicting_cells():
+    task = get_task("sudoku", 4)
+    x = np.ones(16, dtype=np.uint8)
+    good = task.solutions(x, limit=1)[0]
+    bad = good.copy()
+    bad[1] = bad[0]  # a digit repeated in row 0 (and so in its column or box too)
+    fig = plots.hypothesis_gallery(task, x, np.stack([bad, bad, bad, good]))
+    assert fig.axes[0].get_title().endswith("(valid)") and fig.axes[1].get_title().endswith("(invalid)")
+    marked = plots.conflict_cells(task, x, bad)
+    assert marked[0] and marked[1] and marked.sum() >= 2 and not plots.conflict_cells(task, x, good).any()
+    queens = get_task("nqueens", 4)
+    board = np.ones(16, dtype=np.uint8)
+    board[[0, 5, 11]] = 2  # (0,0) and (1,1) share a diagonal; (2,3) attacks neither
+    assert np.flatnonzero(plots.conflict_cells(queens, np.ones(16, np.uint8), board)).tolist() == [0, 5]
+    cover = plots.solution_coverage(task, x, np.stack([good, good, bad]), task.solutions(x, limit=4))
+    assert "coverage 1/4 solutions" in cover.axes[0].get_title()
 
 
 def test_plot_functions_refuse_empty_input():
@@ -301,7 +320,7 @@ def test_gram_diagnose_end_to_end(runs, tmp_path, capsys):
     args = ["diagnose", str(runs / "gram"), "--out", str(out), "--num-samples", "8", "--num-puzzles", "3"]
     assert main([*args, "--baseline", str(runs / "det")]) == 0
     assert "summary.md" in capsys.readouterr().err
-    for name in ("summary.md", "trajectories.nc", "gallery.png", "coverage.png", "fan.png", "entropy.png",
+    for name in ("summary.md", "trajectories.nc", "gallery.png", "solutions.png", "coverage.png", "fan.png", "entropy.png",
                  "hamming.png", "traces.png", "khat.png"):  # fmt: skip
         assert (out / name).is_file(), name
     summary = (out / "summary.md").read_text()
