@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -146,7 +147,10 @@ class TrainLoop:
         CPU time (whichever comes first; budgets count from the start of the run, across resumes)."""
         from tqdm import tqdm  # text bar everywhere (tqdm.auto warns in notebooks without ipywidgets)
 
-        bar = tqdm(total=steps, initial=self.step, disable=not progress, desc="fit", unit="batch")
+        bar = _Progress(tqdm, steps, minutes, cpu_minutes, self, disable=not progress)
+        if progress and getattr(self.trainer, "compiles_first", lambda: False)():
+            tqdm.write("fit: compiling the NumPyro training step on the first batch (one program per supervision "
+                       "step; about 1-2 minutes on a CPU core)", file=sys.stderr)  # fmt: skip
         last_eval = last_ckpt = time.monotonic()
         start, start_elapsed = time.monotonic(), self.elapsed
         cpu_start, start_cpu = time.process_time(), self.cpu
@@ -163,8 +167,7 @@ class TrainLoop:
                 record = {"step": self.step + 1, "seconds": round(self.elapsed, 3), "cpu_seconds": round(self.cpu, 3)}
                 self.history.append({**record, **info._asdict()})
                 self.step += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{info.loss:.3f}", ce=f"{info.ce:.3f}", kl=f"{sum(info.kl):.3f}")
+                bar.advance(loss=f"{info.loss:.3f}", ce=f"{info.ce:.3f}", kl=f"{sum(info.kl):.3f}")
                 now = time.monotonic()
                 if now - last_eval >= eval_every_s:
                     self.evaluate(eval_puzzles)
@@ -219,6 +222,36 @@ class TrainLoop:
             self.cursor, self.step, self.elapsed = loop["cursor"], loop["step"], loop["elapsed"]
             self.cpu = float(loop["cpu_seconds"])
         self.history = ckpt.history
+
+
+class _Progress:
+    """The fit's progress bar: batches against `steps`, or seconds against a `minutes` /
+    `cpu_minutes` budget (so tqdm shows the time left), batches and losses in the postfix."""
+
+    def __init__(self, tqdm, steps, minutes, cpu_minutes, loop, disable: bool):
+        self.loop = loop
+        if steps is not None:
+            self.clock, total, initial, unit = None, steps, loop.step, "batch"
+        elif minutes is not None:
+            self.clock, total, initial, unit = "elapsed", 60 * minutes, loop.elapsed, "s"
+        else:
+            self.clock, total, initial, unit = "cpu", 60 * cpu_minutes, loop.cpu, "s"
+        fmt = None if self.clock is None else "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]"
+        self.bar = tqdm(total=total, initial=initial, disable=disable, desc="fit" if self.clock is None else
+                        ("fit (wall budget)" if self.clock == "elapsed" else "fit (CPU budget)"), unit=unit,
+                        bar_format=fmt)  # fmt: skip
+
+    def advance(self, **postfix) -> None:
+        if self.clock is None:
+            self.bar.update(1)
+        else:
+            used = self.loop.elapsed if self.clock == "elapsed" else self.loop.cpu
+            self.bar.update(min(used, self.bar.total) - self.bar.n)
+            postfix = {"batch": self.loop.step, **postfix}
+        self.bar.set_postfix(**postfix)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 class Interrupted(KeyboardInterrupt):

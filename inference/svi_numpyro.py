@@ -206,6 +206,12 @@ class Trainer:
     def sampling_net(self) -> Bound:
         return Bound(self.net, self.ema if self.ema is not None else self.params)
 
+    def compiles_first(self) -> bool:
+        """Whether the next batch compiles the training programs (none yet for this model and config)."""
+        fit = self.cfg.fit
+        segment = range(fit.n_sup) if fit.objective == "elbo" else range(1)
+        return (id(self.mod), self.net, self.cfg, self.priors, segment, True) not in _PROGRAMS
+
     def _tree(self) -> dict:
         return {"params": self.params, "opt": self.opt_state, "ema": self.ema, "key": jax.random.key_data(self.key)}
 

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sys
+import time
 from pathlib import Path
 
 from gram_ppl.cli.common import finite_positive, positive_int, solvable_puzzles, write_lines
@@ -165,6 +167,16 @@ def cmd_fit(args) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _status(text: str):
+    """One line on stderr when work starts and its duration when it ends (sampling has no
+    natural unit of progress smaller than the whole batch of trajectories)."""
+    print(f"{text} ...", file=sys.stderr, flush=True)
+    start = time.monotonic()
+    yield
+    print(f"  done in {time.monotonic() - start:.1f} s", file=sys.stderr)
+
+
 def _log_line(text: str) -> None:
     from tqdm import tqdm
 
@@ -183,9 +195,10 @@ def cmd_evaluate(args) -> int:
     from gram_ppl.inference.run import evaluate_run
 
     _warn_model_file(args.run)
-    metrics = evaluate_run(
-        args.run, num_samples=args.num_samples, depth=args.depth, puzzles=args.puzzles, temperature=args.temperature
-    )
+    with _status(f"evaluate: {args.puzzles or 'all'} held-out puzzles x {args.num_samples} prior samples"):
+        metrics = evaluate_run(
+            args.run, num_samples=args.num_samples, depth=args.depth, puzzles=args.puzzles, temperature=args.temperature
+        )
     print(json.dumps(metrics, indent=1))
     if args.out is not None:
         write_lines(args.out, [json.dumps(metrics, indent=1)])
@@ -199,7 +212,8 @@ def cmd_sample(args) -> int:
     _warn_model_file(args.run)
     run = load_run(args.run)
     puzzles = [x for x, _ in solvable_puzzles(run.task, args.puzzles, args.skip_invalid, 1, "sampled")]
-    rows = sample_puzzles(run, puzzles, args.num_samples, args.depth, args.halt, args.select, args.temperature)
+    with _status(f"sample: {len(puzzles)} puzzles x {args.num_samples} prior samples"):
+        rows = sample_puzzles(run, puzzles, args.num_samples, args.depth, args.halt, args.select, args.temperature)
     write_lines(args.out, [json.dumps(row) for row in rows])
     flags = [v for row in rows for v in row["valid"]]
     share = sum(flags) / len(flags) if flags else float("nan")
@@ -213,7 +227,8 @@ def cmd_generate(args) -> int:
 
     _warn_model_file(args.run)
     run = load_run(args.run)
-    lines, valid, distinct = generate(run, args.num, args.depth, args.temperature)
+    with _status(f"generate: {args.num} samples"):
+        lines, valid, distinct = generate(run, args.num, args.depth, args.temperature)
     write_lines(args.out, lines)
     print(f"{args.num} samples: {valid:.1%} valid, {distinct} distinct valid", file=sys.stderr)
     return 0
@@ -249,10 +264,11 @@ def cmd_diagnose(args) -> int:
         task = get_task(cfg.task.name, cfg.task.size)
         pairs = solvable_puzzles(task, args.puzzles, args.skip_invalid, None, "diagnosed")
         x, sols = np.stack([p for p, _ in pairs]) if pairs else np.zeros((0, task.x_len)), [s for _, s in pairs]
-    report = diagnose(
-        args.run, args.out, x, sols, num_puzzles=args.num_puzzles, num_samples=args.num_samples,
-        depth=args.depth, latents=args.latents, baseline=args.baseline, force=args.force,
-    )  # fmt: skip
+    with _status(f"diagnose: {args.num_samples} guide and prior trajectories per puzzle, ArviZ export, plots"):
+        report = diagnose(
+            args.run, args.out, x, sols, num_puzzles=args.num_puzzles, num_samples=args.num_samples,
+            depth=args.depth, latents=args.latents, baseline=args.baseline, force=args.force,
+        )  # fmt: skip
     m = report["metrics"]
     print(f"{args.out}/summary.md: prior samples {m['valid']:.1%} valid, coverage {m['coverage']:.1%}", file=sys.stderr)
     return 0
