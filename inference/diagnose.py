@@ -18,7 +18,14 @@ import torch
 
 from gram_ppl import __version__, plots
 from gram_ppl.config import to_dict
-from gram_ppl.diagnostics import import_arviz, prior_check_table, psis, to_inference_data
+from gram_ppl.diagnostics import (
+    concat_fits,
+    import_arviz,
+    prior_check_table,
+    psis,
+    rhat_across_fits,
+    to_inference_data,
+)
 from gram_ppl.inference.evaluate import sample_metrics
 from gram_ppl.inference.run import RunError, load_run
 from gram_ppl.inference.runfolder import read_history
@@ -48,9 +55,11 @@ def diagnose(
     latents: bool = False,
     baseline: str | Path | None = None,
     force: bool = False,
+    fits: list[str | Path] = (),
 ) -> dict:
     """Report on `folder`'s run for puzzles x (B, L_x) with their exact solution sets (the first
-    one is the reference y for the guide), or the first `num_puzzles` held-out puzzles."""
+    one is the reference y for the guide), or the first `num_puzzles` held-out puzzles. `fits`:
+    further independent fits of the same task (other seeds), for R-hat across fits."""
     out = Path(out)
     if (out / "summary.md").exists() and not force:
         raise RunError(f"{out}: a report is already there (force to replace it)")
@@ -96,6 +105,7 @@ def diagnose(
         b = collect(base.mod, base.net, base.config, task, x, y, num_samples, depth, "prior", seed=seed + 1)
         curves[f"{base.config.fit.variant} ({Path(baseline).name})"] = _metrics(task, x, y, counts, b.board)
 
+    rhat = _rhat(fits, folder, cfg, task, x, y, prior, num_samples, depth, seed) if fits else None
     deterministic = bool(np.ptp(guide.log_weight, axis=0).max() < 1e-9)
     ps = None if deterministic or cfg.fit.variant == "mean_only" else psis(guide.log_weight)
     history = read_history(folder)
@@ -113,8 +123,35 @@ def diagnose(
     for name, fig in figs.items():
         fig.savefig(out / name, dpi=90)
     summary = _summary(idata, guide, prior, untrained, ps, metrics, counts, figs, folder, num_samples, depth)
+    if rhat is not None:
+        summary += _rhat_section(rhat, [folder, *fits])
     (out / "summary.md").write_text(summary)
-    return {"metrics": metrics, "khat": None if ps is None else ps.khat.tolist(), "files": sorted(figs)}
+    return {"metrics": metrics, "khat": None if ps is None else ps.khat.tolist(), "files": sorted(figs),
+            "rhat": None if rhat is None else {k: v.tolist() for k, v in rhat.items()}}  # fmt: skip
+
+
+def _rhat(fits, folder, cfg, task, x, y, prior, num_samples, depth, seed) -> dict:
+    """R-hat across this run and `fits` (each a chain), on the prior draws' identifiable quantities."""
+    chains = [to_inference_data(x, y, prior=prior, task=task)]
+    for other in fits:
+        run = load_run(other, as_backend="pyro")
+        if run.config.task != cfg.task:
+            raise RunError(f"{other}: trained on another task than {folder}")
+        t = collect(run.mod, run.net, run.config, task, x, y, num_samples, depth, "prior", seed=seed + 1)
+        chains.append(to_inference_data(x, y, prior=t, task=task))
+    return rhat_across_fits(concat_fits(chains))
+
+
+def _rhat_section(rhat: dict, runs: list) -> str:
+    lines = ["", f"## R-hat across {len(runs)} fits ({', '.join(str(r) for r in runs)})", "",
+             "Each fit is a chain; per puzzle, on the prior draws' validity, agreement with the reference "
+             "board and log p(y | τ) (identifiable quantities only; latent coordinates are not: rotation). "
+             "Above 1.01 the fits disagree about that puzzle; nan where every draw of every fit is the same.", "",
+             "| quantity | " + " | ".join(f"puzzle {b}" for b in range(len(next(iter(rhat.values()))))) + " |",
+             "|---|" + "---|" * len(next(iter(rhat.values())))]  # fmt: skip
+    for name, values in rhat.items():
+        lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _metrics(task, x, y, counts, board) -> dict:

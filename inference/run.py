@@ -236,7 +236,11 @@ class _Progress:
             self.clock, total, initial, unit = "elapsed", 60 * minutes, loop.elapsed, "s"
         else:
             self.clock, total, initial, unit = "cpu", 60 * cpu_minutes, loop.cpu, "s"
-        fmt = None if self.clock is None else "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]"
+        fmt = (
+            None
+            if self.clock is None
+            else "{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]"
+        )
         self.bar = tqdm(total=total, initial=initial, disable=disable, desc="fit" if self.clock is None else
                         ("fit (wall budget)" if self.clock == "elapsed" else "fit (CPU budget)"), unit=unit,
                         bar_format=fmt)  # fmt: skip

@@ -329,6 +329,11 @@ def test_gram_diagnose_end_to_end(runs, tmp_path, capsys):
     assert back.posterior.sizes["puzzle"] == 3 and back.posterior.sizes["draw"] == 8
     assert main(args) == 2  # an existing report is kept
     assert "already there" in capsys.readouterr().err
+    across = tmp_path / "across"
+    assert main(["diagnose", str(runs / "gram"), str(runs / "gram1"), "--out", str(across), "--num-samples", "8",
+                 "--num-puzzles", "3"]) == 0  # fmt: skip
+    text = (across / "summary.md").read_text()
+    assert "## R-hat across 2 fits" in text and "| valid |" in text and "| log_lik |" in text
 
 
 def test_gram_diagnose_with_a_puzzle_file_and_bad_lines(runs, tmp_path, capsys):

@@ -103,6 +103,7 @@ def _sampling_commands(sub) -> None:
 def _report_commands(sub) -> None:
     dg = sub.add_parser("diagnose", help="ArviZ export, PSIS k̂, plots and summary.md for a trained run")
     dg.add_argument("run", type=Path)
+    dg.add_argument("fits", type=Path, nargs="*", help="further fits of the same task (other seeds): R-hat across fits")
     dg.add_argument("--puzzles", help="puzzle file ('-' for stdin); default: the run's first held-out puzzles")
     dg.add_argument("--num-puzzles", type=positive_int, default=8, help="held-out puzzles when no --puzzles")
     dg.add_argument("--num-samples", type=positive_int, default=64, help="trajectories per puzzle and source")
@@ -267,7 +268,7 @@ def cmd_diagnose(args) -> int:
     with _status(f"diagnose: {args.num_samples} guide and prior trajectories per puzzle, ArviZ export, plots"):
         report = diagnose(
             args.run, args.out, x, sols, num_puzzles=args.num_puzzles, num_samples=args.num_samples,
-            depth=args.depth, latents=args.latents, baseline=args.baseline, force=args.force,
+            depth=args.depth, latents=args.latents, baseline=args.baseline, force=args.force, fits=args.fits,
         )  # fmt: skip
     m = report["metrics"]
     print(f"{args.out}/summary.md: prior samples {m['valid']:.1%} valid, coverage {m['coverage']:.1%}", file=sys.stderr)
