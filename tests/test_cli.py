@@ -252,3 +252,20 @@ def test_data_build_force_replaces_only_a_data_set(tmp_path, capsys):
     umask = os.umask(0)
     os.umask(umask)
     assert (ds.stat().st_mode & 0o777) == 0o777 & ~umask  # not mkdtemp's 0700
+
+
+def test_blank_grids_for_a_completion_run_warn_and_data_info_prints_the_mode(tmp_path, capsys):
+    import numpy as np
+
+    from gram_ppl.cli.runs import mode_mismatch
+    from gram_ppl.config import TaskConfig
+
+    blank, clue = np.ones(16, np.uint8), np.ones(16, np.uint8)
+    clue[0] = 2
+    assert "blank grids" in mode_mismatch(TaskConfig(name="sudoku", size=4, mode="multi"), [blank, clue])
+    assert "have clues" in mode_mismatch(TaskConfig(name="sudoku", size=4, mode="generate"), [clue])
+    assert mode_mismatch(TaskConfig(name="sudoku", size=4, mode="multi"), [clue]) is None
+    assert mode_mismatch(TaskConfig(name="nqueens", size=5), [np.ones(25, np.uint8)]) is None
+    assert main(["data", "build", "--task", "sudoku", "--size", "4", "--mode", "multi", "--num-train", "4",
+                 "--num-test", "2", "--out", str(tmp_path / "d")]) == 0  # fmt: skip
+    assert "mode multi" in capsys.readouterr().out

@@ -87,7 +87,8 @@ BUILD_FIELDS = ("removed", "test_fraction", "split", "num_train", "num_test", "m
 def cmd_data_info(args) -> int:
     ds = load_dataset(args.folder)
     cfg, task = ds.config, ds.task
-    print(f"{args.folder}: {cfg.name} size {cfg.size}, seed {cfg.seed}, checksums verified")
+    mode = f", mode {cfg.mode}" if cfg.name == "sudoku" else ""
+    print(f"{args.folder}: {cfg.name} size {cfg.size}{mode}, seed {cfg.seed}, checksums verified")
     print(f"  tokens: x {task.x_len} (vocab {task.x_vocab}), y {task.y_len} (vocab {task.y_vocab})")
     for name, split in (("train", ds.train), ("test", ds.test)):
         valid = task.is_valid(split.x, split.y).mean() if len(split) else float("nan")

@@ -178,6 +178,22 @@ def _status(text: str):
     print(f"  done in {time.monotonic() - start:.1f} s", file=sys.stderr)
 
 
+def mode_mismatch(task_cfg, puzzles: list) -> str | None:
+    """A warning when Sudoku puzzles do not fit the mode the run was trained in: blank grids
+    (generation inputs) for a completion run, or puzzles with clues for a generation run."""
+    if task_cfg.name != "sudoku" or not puzzles:
+        return None
+    blank = sum(bool((p == 1).all()) for p in puzzles)  # token 1: an empty cell
+    if task_cfg.mode != "generate" and blank:
+        return (f"{blank} of {len(puzzles)} puzzles are blank grids, but the run was trained on completion puzzles "
+                f"(task.mode {task_cfg.mode}): expect near 0% valid; generation needs a run trained with "
+                "task.mode=generate (then gram generate)")  # fmt: skip
+    if task_cfg.mode == "generate" and blank < len(puzzles):
+        return (f"{len(puzzles) - blank} of {len(puzzles)} puzzles have clues, but the run was trained to generate "
+                "from blank grids (task.mode generate): its samples ignore what a completion run would learn")  # fmt: skip
+    return None
+
+
 def _log_line(text: str) -> None:
     from tqdm import tqdm
 
@@ -213,6 +229,9 @@ def cmd_sample(args) -> int:
     _warn_model_file(args.run)
     run = load_run(args.run)
     puzzles = [x for x, _ in solvable_puzzles(run.task, args.puzzles, args.skip_invalid, 1, "sampled")]
+    note = mode_mismatch(run.config.task, puzzles)
+    if note:
+        print(f"gram: warning: {note}", file=sys.stderr)
     with _status(f"sample: {len(puzzles)} puzzles x {args.num_samples} prior samples"):
         rows = sample_puzzles(run, puzzles, args.num_samples, args.depth, args.halt, args.select, args.temperature)
     write_lines(args.out, [json.dumps(row) for row in rows])
