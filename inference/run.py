@@ -85,7 +85,7 @@ def fit(
         if resume and not folder.is_dir():
             raise RunError(f"{folder}: no such run folder; nothing to resume")
         folder.mkdir(parents=True, exist_ok=True)
-    with writer_lock(folder) if folder is not None else contextlib.nullcontext():
+    with writer_lock(folder) if folder is not None else contextlib.nullcontext(), _terminate_as_interrupt():
         return _fit(cfg, folder, mod, data, resume, force, steps, minutes, cpu_minutes, progress, eval_every_s,
                     checkpoint_every_s, eval_puzzles, log)  # fmt: skip
 
@@ -222,6 +222,27 @@ class TrainLoop:
             self.cursor, self.step, self.elapsed = loop["cursor"], loop["step"], loop["elapsed"]
             self.cpu = float(loop["cpu_seconds"])
         self.history = ckpt.history
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (a job scheduler's stop, `kill PID`) is handled as Ctrl-C while fitting: the loop
+    saves a checkpoint and stops. Main thread only (signal handlers cannot be set elsewhere)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt("terminated (SIGTERM)")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _Progress:

@@ -133,7 +133,8 @@ def test_a_malicious_pickle_is_refused_with_a_message(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
-def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_130(tmp_path, sig):
     run = tmp_path / "run"
     args = ["fit", "--task", "nqueens", "--size", "5", "--steps", "100000", "--quiet", "--out", str(run),
             "--set", "fit.batch_size=8", "--set", "net.dim=16", "--set", "net.heads=2", "--eval-minutes", "100",
@@ -142,7 +143,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
     deadline = time.monotonic() + 120
     while not (run / "checkpoint.pt").exists() and time.monotonic() < deadline:  # training has begun
         time.sleep(0.2)
-    p.send_signal(signal.SIGINT)
+    p.send_signal(sig)
     err = p.communicate(timeout=60)[1]
     assert p.returncode == 130, err
     assert "checkpoint saved" in err
