@@ -177,6 +177,16 @@ def _versions() -> dict:
     }
 
 
+def _priors_line(priors_json) -> str:
+    """The PRIORS block the run was trained with, in words."""
+    import json
+
+    p = json.loads(priors_json) if isinstance(priors_json, str) else priors_json
+    df = f", df {p['df']}" if p["family"] == "studentt" else ""
+    return (f"Priors: transition noise {p['family']}{df}, σ {p['scale_mode']} (scale {p['scale']}, in "
+            f"[{p['min_scale']}, {p['max_scale']}]), z_0 ~ N(0, {p['init_scale']}²).")  # fmt: skip
+
+
 def _summary(idata, guide, prior, untrained, ps, metrics, counts, figs, folder, N, depth) -> str:
     az = import_arviz()
     lines = [
@@ -188,6 +198,8 @@ def _summary(idata, guide, prior, untrained, ps, metrics, counts, figs, folder, 
         "",
         f"Prior samples: {metrics['valid']:.1%} valid, {metrics['any_valid']:.1%} of puzzles solved,"
         f" coverage@{N} {metrics['coverage']:.1%}; guide samples: {guide.valid.mean():.1%} valid.",
+        "",
+        _priors_line(idata.attrs.get("priors")),
         "",
         "| puzzle | solutions | k̂ | ESS | log p(y given x) | guide valid | prior valid | distinct valid (prior) |",
         "|---|---|---|---|---|---|---|---|",

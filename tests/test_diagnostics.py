@@ -325,6 +325,7 @@ def test_gram_diagnose_end_to_end(runs, tmp_path, capsys):
         assert (out / name).is_file(), name
     summary = (out / "summary.md").read_text()
     assert "k̂ threshold for 8 draws" in summary and "(khat.png)" in summary
+    assert "Priors: transition noise normal, σ network (scale 0.1" in summary  # the PRIORS block in force
     back = az.from_netcdf(str(out / "trajectories.nc"))
     assert back.posterior.sizes["puzzle"] == 3 and back.posterior.sizes["draw"] == 8
     assert main(args) == 2  # an existing report is kept
