@@ -25,6 +25,11 @@ from gram_ppl.config import (
 from gram_ppl.tasks import get_task
 
 
+def _temperature_arg(p) -> None:
+    p.add_argument("--temperature", type=temperature_type, default=1.0,
+                   help="scale the prior's σ: < 1 precision, > 1 diversity, 0 the prior mean (default 1)")  # fmt: skip
+
+
 def add_commands(sub) -> None:
     _fit_command(sub)
     _sampling_commands(sub)
@@ -61,8 +66,7 @@ def _sampling_commands(sub) -> None:
     ev.add_argument("--num-samples", type=positive_int, default=20)
     ev.add_argument("--depth", type=positive_int, help="supervision steps (default: the training N_sup)")
     ev.add_argument("--puzzles", type=positive_int, help="at most this many held-out puzzles")
-    ev.add_argument("--temperature", type=temperature_type, default=1.0,
-                   help="scale the prior's σ: < 1 precision, > 1 diversity, 0 the prior mean (default 1)")  # fmt: skip
+    _temperature_arg(ev)
     ev.add_argument("--out", type=Path, help="also write the metrics to this JSON file")
     ev.set_defaults(func=cmd_evaluate)
 
@@ -73,8 +77,7 @@ def _sampling_commands(sub) -> None:
     sp.add_argument("--depth", type=positive_int, help="supervision steps (default: the training N_sup)")
     sp.add_argument("--halt", action="store_true", help="stop each trajectory when its halt head says so")
     sp.add_argument("--select", choices=("none", "vote", "lprm"), default="vote")
-    sp.add_argument("--temperature", type=temperature_type, default=1.0,
-                   help="scale the prior's σ: < 1 precision, > 1 diversity, 0 the prior mean (default 1)")  # fmt: skip
+    _temperature_arg(sp)
     sp.add_argument("--skip-invalid", action="store_true", help="sample the valid lines, report the rest")
     sp.add_argument("--out", type=Path, required=True, help="JSON lines output ('-' for stdout)")
     sp.set_defaults(func=cmd_sample)
@@ -83,8 +86,7 @@ def _sampling_commands(sub) -> None:
     g.add_argument("run", type=Path)
     g.add_argument("--num", type=positive_int, required=True)
     g.add_argument("--depth", type=positive_int)
-    g.add_argument("--temperature", type=temperature_type, default=1.0,
-                   help="scale the prior's σ: < 1 precision, > 1 diversity, 0 the prior mean (default 1)")  # fmt: skip
+    _temperature_arg(g)
     g.add_argument("--out", type=Path, required=True, help="output file ('-' for stdout)")
     g.set_defaults(func=cmd_generate)
 
@@ -92,8 +94,7 @@ def _sampling_commands(sub) -> None:
     c.add_argument("runs", type=Path, nargs="+")
     c.add_argument("--num-samples", type=positive_int, default=20)
     c.add_argument("--puzzles", type=positive_int, help="at most this many held-out puzzles")
-    c.add_argument("--temperature", type=temperature_type, default=1.0,
-                   help="scale the prior's σ: < 1 precision, > 1 diversity, 0 the prior mean (default 1)")  # fmt: skip
+    _temperature_arg(c)
     c.add_argument("--elpd", type=positive_int, metavar="K",
                    help="also compare held-out log p(y | x), importance-weighted over K prior trajectories per "
                         "puzzle, with standard errors of the differences (as az.compare reports them)")  # fmt: skip
