@@ -87,12 +87,21 @@ def convert_run(folder: str | Path, out: str | Path, backend: str, force: bool =
     cfg = load_config(folder)
     if cfg.backend == backend:
         raise RunError(f"{folder} is already a {backend} run")
-    source = load_run(folder)
-    ckpt = read_checkpoint(Path(folder))
-    converted = convert_loaded(source, backend)
+    ckpt = read_checkpoint(Path(folder))  # read once: its weights, history and data order move over
+    if ckpt.backend != cfg.backend:
+        raise RunError(f"{folder}: config.json says {cfg.backend}, the checkpoint is {ckpt.backend}")
+    task = get_task(cfg.task.name, cfg.task.size)
+    source = get_backend(cfg.backend)
+    source.setup(cfg.fit.threads)
+    with checkpoint_errors(folder):
+        weights = source.weights(source.sampling_net(cfg, task, ckpt.trainer))
+    new = dataclasses.replace(cfg, backend=backend)
+    mod = default_model(new)
     out = Path(out)
-    create_run(out, converted.config, converted.mod, force)
-    trainer = get_backend(backend).make_trainer(converted.mod, converted.config, source.task)
-    trainer.set_weights(get_backend(cfg.backend).weights(source.net))
-    write_checkpoint(out, ckpt._replace(backend=backend, trainer=trainer.state(), config=converted.config))
+    create_run(out, new, mod, force)
+    target = get_backend(backend)
+    target.setup(new.fit.threads)
+    trainer = target.make_trainer(mod, new, task)
+    trainer.set_weights(weights)  # the sampling weights, a fresh optimiser
+    write_checkpoint(out, ckpt._replace(backend=backend, trainer=trainer.state(), config=new))
     return out
