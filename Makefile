@@ -23,8 +23,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Tests run on every core (pytest-xdist; each module's tests stay on one worker, so module
+# fixtures are built once): `make test WORKERS=0` runs them in this process.
+WORKERS ?= auto
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist loadscope)
 
 demo: $(STAMP)
 	rm -rf $(DEMO)
@@ -54,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/tasks.py --json runs/bench-tasks.json
 	$(BIN)/python benchmarks/training.py --json runs/bench-training.json
 	$(BIN)/python benchmarks/sampling.py --json runs/bench-sampling.json
+	$(BIN)/python benchmarks/scaling.py --json runs/bench-scaling.json
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis

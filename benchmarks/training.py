@@ -1,6 +1,6 @@
 """Training-step benchmarks of the Pyro backend (issue: GRAM as a Pyro program).
 
-    .venv/bin/python benchmarks/training.py [--threads 1] [--dims 64,128] [--json out.json]
+    .venv/bin/python benchmarks/training.py [--threads 1] [--dims 64,128] [--compile] [--json out.json]
 
 1. Pyro overhead: median ratio of one optimiser step through the Pyro model and guide (traces,
    replay, site distributions) to the same networks and loss written as plain torch. Target <= 1.15.
@@ -8,6 +8,7 @@
    a fresh subprocess). Target: within 10%.
 3. Throughput: puzzles per second and achieved GFLOP/s (counted with torch's FlopCounterMode)
    against the machine's measured float32 matmul peak at the same thread count. Target >= 40%.
+   With --compile also with f_L / f_H torch.compiled (`fit.compile`), and the compile time.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from common import median_seconds, write_json
 from gram_ppl import TaskConfig, build_dataset
 from gram_ppl.config import FitConfig, GramConfig, NetConfig
 from gram_ppl.inference.objective import kl_ceiling
-from gram_ppl.inference.svi_pyro import Trainer, head_losses, trajectory_loss
+from gram_ppl.inference.svi_pyro import Trainer, compile_core, head_losses, trajectory_loss
 from gram_ppl.inference.svi_pyro import setup as setup_torch
 from gram_ppl.models import gram_pyro
 from gram_ppl.networks.torch_nets import build_net
@@ -35,7 +36,7 @@ from gram_ppl.networks.torch_nets import build_net
 MIXER = {"mixer": "attention"}  # set by --mixer
 
 
-def make(dim: int, n_sup: int = 4, batch: int = 64, size: int = 8):
+def make(dim: int, n_sup: int = 4, batch: int = 64, size: int = 8, compile: bool = False):
     cfg = GramConfig(
         task=TaskConfig(name="nqueens", size=size),
         net=NetConfig(dim=dim, heads=4, mixer=MIXER["mixer"]),
@@ -44,7 +45,10 @@ def make(dim: int, n_sup: int = 4, batch: int = 64, size: int = 8):
     )
     data = build_dataset(cfg.task)
     torch.manual_seed(0)
-    trainer = Trainer(gram_pyro, build_net(cfg, data.task), cfg)
+    net = build_net(cfg, data.task)
+    if compile:
+        compile_core(net)
+    trainer = Trainer(gram_pyro, net, cfg)
     x = torch.as_tensor(data.train.x[:batch].astype(np.int64))
     y = torch.as_tensor(data.train.y[:batch].astype(np.int64))
     return cfg, trainer, x, y, data.train.num_solutions[:batch]
@@ -118,7 +122,9 @@ def matmul_peak(threads: int) -> float:
     return 2 * 1024**3 / min(times) / 1e9
 
 
-def throughput(dim: int, batch: int, repeats: int, peak: float) -> dict:
+def throughput(dim: int, batch: int, repeats: int, peak: float, compile: bool = False) -> dict:
+    """FLOPs counted on the eager step (FlopCounterMode sees aten ops, not compiled kernels); with
+    `compile`, the step is then timed with f_L / f_H torch.compiled, after its compilation."""
     from torch.utils.flop_counter import FlopCounterMode
 
     _, trainer, x, y, n = make(dim, batch=batch)
@@ -126,9 +132,16 @@ def throughput(dim: int, batch: int, repeats: int, peak: float) -> dict:
     with FlopCounterMode(display=False) as counter:
         pyro_step(trainer, x, y, n)
     flops = counter.get_total_flops()
+    compile_s = None
+    if compile:
+        _, trainer, x, y, n = make(dim, batch=batch, compile=True)
+        t0 = time.perf_counter()
+        pyro_step(trainer, x, y, n)
+        compile_s = time.perf_counter() - t0
     t = median_seconds(lambda: pyro_step(trainer, x, y, n), repeats)
-    return {"dim": dim, "batch": batch, "step_ms": 1e3 * t, "puzzles_per_s": batch / t,
-            "gflops": flops / t / 1e9, "peak_gflops": peak, "share_of_peak": flops / t / 1e9 / peak}  # fmt: skip
+    return {"dim": dim, "batch": batch, "compiled": compile, "compile_s": compile_s, "step_ms": 1e3 * t,
+            "puzzles_per_s": batch / t, "gflops": flops / t / 1e9, "peak_gflops": peak,
+            "share_of_peak": flops / t / 1e9 / peak}  # fmt: skip
 
 
 def peak_rss_child(n_sup: int, dim: int, batches: int) -> None:
@@ -167,6 +180,8 @@ def main(argv=None) -> int:
     p.add_argument("--json")
     p.add_argument("--mixer", choices=("attention", "mlp"), default="attention")
     p.add_argument("--skip", default="", help="comma-separated parts to skip: overhead,memory,throughput")
+    p.add_argument("--compile", action="store_true", help="throughput also with f_L / f_H torch.compiled")
+    p.add_argument("--batches", default="64,256", help="throughput batch sizes")
     p.add_argument("--child-rss", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     MIXER["mixer"] = args.mixer
@@ -189,12 +204,15 @@ def main(argv=None) -> int:
         print(f"\npeak RSS: N_sup=4 {m4['peak_rss_mb']:.0f} MB, N_sup=32 {m32['peak_rss_mb']:.0f} MB "
               f"({100 * (m32['peak_rss_mb'] / m4['peak_rss_mb'] - 1):+.1f}%, target within 10%)\n")  # fmt: skip
     if "throughput" not in skip:
-        rows["throughput"] = [throughput(d, b, args.repeats, peak) for d in dims for b in (64, 256)]
-        print("| D | batch | step | puzzles/s | GFLOP/s | share of matmul peak (target >= 40%) |")
-        print("|---|---|---|---|---|---|")
+        modes = (False, True) if args.compile else (False,)
+        batches = [int(b) for b in args.batches.split(",")]
+        rows["throughput"] = [throughput(d, b, args.repeats, peak, c) for d in dims for b in batches for c in modes]
+        print("| D | batch | core | step | puzzles/s | GFLOP/s | share of matmul peak (target >= 40%) | compile |")
+        print("|---|---|---|---|---|---|---|---|")
         for r in rows["throughput"]:
-            print(f"| {r['dim']} | {r['batch']} | {r['step_ms']:.1f} ms | {r['puzzles_per_s']:.0f} | "
-                  f"{r['gflops']:.1f} | {100 * r['share_of_peak']:.0f}% |")  # fmt: skip
+            comp = f"{r['compile_s']:.0f} s" if r["compiled"] else "–"
+            print(f"| {r['dim']} | {r['batch']} | {'compiled' if r['compiled'] else 'eager'} | {r['step_ms']:.1f} ms | "
+                  f"{r['puzzles_per_s']:.0f} | {r['gflops']:.1f} | {100 * r['share_of_peak']:.0f}% | {comp} |")  # fmt: skip
     write_json(args.json, rows)
     return 0
 

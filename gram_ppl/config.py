@@ -40,7 +40,10 @@ class ConfigError(ValueError):
 def apply_overrides(cfg: GramConfig, assignments: list[str], priors: PriorConfig | None = None) -> GramConfig:
     """Apply "section.field=value" strings (value in JSON, or a bare string) to a GramConfig.
     `priors.X=...` changes a field of cfg.priors or, when cfg.priors is None, of `priors` (the
-    model file's PRIORS block, which the caller passes): never of PriorConfig()'s defaults."""
+    model file's PRIORS block, which the caller passes): never of PriorConfig()'s defaults.
+    All assignments to one section are applied together, so fields that must agree
+    (net.noise_tokens with net.prefix_tokens) can be set in one command."""
+    changes: dict[str, dict] = {}
     for text in assignments:
         key, sep, raw = text.partition("=")
         section, dot, name = key.strip().partition(".")
@@ -60,7 +63,10 @@ def apply_overrides(cfg: GramConfig, assignments: list[str], priors: PriorConfig
             value = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
-        cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(part, **{name: value})})
+        changes.setdefault(section, {})[name] = value
+    for section, fields in changes.items():
+        part = getattr(cfg, section) if getattr(cfg, section) is not None else priors
+        cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(part, **fields)})
     return cfg
 
 
@@ -179,7 +185,8 @@ NOISE_FAMILIES = ("normal", "studentt", "laplace")
 SCALE_MODES = ("network", "learned", "fixed")
 MIXERS = ("attention", "mlp")
 POSITIONS = ("1d", "2d")
-POSTERIOR_INPUTS = ("concat", "add")
+POSTERIOR_INPUTS = ("concat", "add", "pooled")
+PRIOR_PATH_TARGETS = ("y", "nearest")
 VARIANTS = ("gram", "deterministic", "noise_only", "mean_only")
 OBJECTIVES = ("surrogate", "elbo")
 GUIDE_TRANSITIONS = ("all", "last")
@@ -225,7 +232,12 @@ class NetConfig:
     share_core: bool = False  # f_L and f_H share weights (TRM) or not (HRM; paper's parameter count)
     guidance_hidden: int = 0  # hidden width of the μ/σ SwiGLU heads; 0: dim
     posterior_input: str = "concat"  # how y enters q_φ: concat(u, embed(y)) | add: u + embed(y) (paper)
+    # | pooled: concat(u, W·vec(embed(y))), one projection of the whole of y given to every noised token
     posterior_bottleneck: int = 0  # width y passes through on its way into q_φ; 0: dim (no bottleneck)
+    # A low-dimensional global channel (docs/recipe.md): noise only on the first noise_tokens prefix
+    # (register) tokens, the other positions deterministic; 0: noise on every position (paper).
+    # Needs prefix_tokens >= noise_tokens and posterior_input="pooled" (y sits on the output positions).
+    noise_tokens: int = 0
 
     def __post_init__(self):
         _check_types(self)
@@ -238,6 +250,15 @@ class NetConfig:
             raise ConfigError(f"expansion must be > 0, got {self.expansion}")
         if self.prefix_tokens < 0 or self.guidance_hidden < 0 or self.posterior_bottleneck < 0:
             raise ConfigError("prefix_tokens, guidance_hidden and posterior_bottleneck must be >= 0")
+        if not 0 <= self.noise_tokens <= self.prefix_tokens:
+            raise ConfigError(
+                f"noise_tokens must be between 0 and prefix_tokens ({self.prefix_tokens}): the noised tokens "
+                f"are the prefix (register) tokens; got noise_tokens={self.noise_tokens}"
+            )
+        if self.noise_tokens and self.posterior_input != "pooled":
+            raise ConfigError(
+                'noise_tokens > 0 needs posterior_input="pooled": the register tokens carry no y of their own'
+            )
 
     @staticmethod
     def paper() -> NetConfig:
@@ -280,9 +301,13 @@ class FitConfig:
     # inputs, trained by −log (1/K) Σ_k p(y | τ_k, x) (the importance-weighted bound with the prior
     # as proposal: a soft best-of-K) at weight prior_path_weight (0: off). It trains the sampler
     # used at test time directly, so nothing can leak through it.
+    # prior_path_target "nearest" scores each rollout against the nearest (Hamming) of the input's
+    # exact solutions instead of the training pair's y: no rollout is pulled away from a valid
+    # solution just because the pair holds another.
     prior_path_weight: float = 0.0
     prior_path_samples: int = 4
     prior_path_puzzles: int = 16
+    prior_path_target: str = "y"
     # Verifier-reward fine-tuning (inference/svi_pyro.py, Pyro backend), meant for after SVI
     # (`gram fit --resume --force --set fit.reward_weight=1`): once per batch, reward_samples
     # prior rollouts of each of the batch's first reward_puzzles inputs, scored by the task's
@@ -304,6 +329,9 @@ class FitConfig:
     halt_weight: float = 0.1  # ACT halt-head loss weight (its gradient never reaches the core)
     value_weight: float = 0.1  # LPRM value-head loss weight (likewise)
     threads: int = 1  # torch intra-op threads
+    # torch.compile the recursive core f_L / f_H (Pyro backend; Pyro's traces see ordinary tensors).
+    # The first batches compile (about a minute on a CPU core); NumPyro is always compiled by XLA.
+    compile: bool = False
     seed: int = 0
 
     def __post_init__(self):
@@ -312,6 +340,7 @@ class FitConfig:
         _choice("objective", self.objective, OBJECTIVES)
         _choice("guide_transitions", self.guide_transitions, GUIDE_TRANSITIONS)
         _choice("kl_reduction", self.kl_reduction, KL_REDUCTIONS)
+        _choice("prior_path_target", self.prior_path_target, PRIOR_PATH_TARGETS)
         for name in ("K", "T", "n_sup", "batch_size", "threads"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
@@ -365,6 +394,32 @@ class GramConfig:
             raise ConfigError("fit.prior_path_weight is implemented for the pyro backend only")
         if self.backend == "numpyro" and self.fit.reward_weight:
             raise ConfigError("fit.reward_weight is implemented for the pyro backend only")
+        if self.backend == "numpyro" and (self.net.noise_tokens or self.net.posterior_input == "pooled"):
+            raise ConfigError("net.noise_tokens and posterior_input='pooled' are implemented for the pyro backend only")
+
+
+# The paper's configurations (§4, §8, Table B.2) for accelerators: D = 512, 8 heads, 2 layers,
+# 16 prefix tokens, K = 4, T = 3, N_sup = 16, batch 768, AdamW 1e-4, EMA 0.9999, the task's β.
+# Hours on 8 GPUs in the paper; on this project's 2 CPU cores they are refused by the resource
+# check or take days. `gram fit --preset NAME` (then --set on top), or `preset_config(NAME)`.
+PRESETS = {
+    "paper-nqueens8": (TaskConfig(name="nqueens", size=8), 0.07),
+    "paper-nqueens10": (TaskConfig(name="nqueens", size=10), 0.045),
+    "paper-coloring8": (TaskConfig(name="coloring", size=8), 0.5),
+    "paper-coloring10": (TaskConfig(name="coloring", size=10), 0.45),
+    "paper-sudoku": (TaskConfig(name="sudoku", size=9, mode="unique"), 0.1),  # the local stand-in for Sudoku-Extreme
+    "paper-sudoku-generate": (TaskConfig(name="sudoku", size=9, mode="generate"), 0.05),  # D.5: EMA 0.999
+}
+
+
+def preset_config(name: str) -> GramConfig:
+    """The GramConfig of a named paper preset (PRESETS)."""
+    _choice("preset", name, tuple(PRESETS))
+    task, beta = PRESETS[name]
+    fit = FitConfig.paper(beta)
+    if name == "paper-sudoku-generate":
+        fit = dataclasses.replace(fit, ema=0.999)
+    return GramConfig(task=task, net=NetConfig.paper(), fit=fit)
 
 
 def gram_config_from_dict(data: dict) -> GramConfig:
@@ -392,6 +447,8 @@ __all__ = [
     "ConfigError",
     "FitConfig",
     "apply_overrides",
+    "PRESETS",
+    "preset_config",
     "with_priors",
     "GramConfig",
     "NetConfig",

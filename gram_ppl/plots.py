@@ -40,6 +40,15 @@ class PlotFigure(Figure):
 PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#8172b3", "#937860")
 
 
+def arviz_plot(plot, *args, figsize=(5.6, 3.4), **kwargs) -> PlotFigure:
+    """An ArviZ plot (`az.plot_ppc`, `az.plot_dist`, ...) drawn into a PlotFigure (one axes,
+    passed as `ax=`), so it shows in a notebook whatever the backend and saves with one call:
+    `plots.arviz_plot(az.plot_ppc, idata, group="prior", var_names=["conflicts"])`."""
+    fig = PlotFigure(figsize=figsize, layout="constrained")
+    plot(*args, ax=fig.subplots(), **kwargs)
+    return fig
+
+
 def hypothesis_gallery(task: Task, x: np.ndarray, samples: np.ndarray, max_boards: int = 12) -> PlotFigure:
     """The distinct boards among samples (N, L_y) for the puzzle x (L_x): valid ones first, then
     invalid, each group most frequent first, each with its count; invalid boards framed and titled
@@ -177,16 +186,17 @@ def solution_keys(task: Task, x: np.ndarray, boards: np.ndarray) -> list:
     return [task.canonical(b).tobytes() if v else None for b, v in zip(boards, valid, strict=True)]
 
 
-def trajectory_fan(h_pca: np.ndarray, final_keys: list, title: str = "") -> PlotFigure:
+def trajectory_fan(h_pca: np.ndarray, final_keys: list, title: str = "", *, with_z0: bool = True) -> PlotFigure:
     """PCA of h over steps (N, S+1, 2) for N trajectories of one puzzle, coloured by the final
-    solution each reaches (`final_keys`, e.g. the final board's bytes; None for invalid)."""
+    solution each reaches (`final_keys`, e.g. the final board's bytes; None for invalid).
+    with_z0=False: h_pca holds steps 1..S only (the InferenceData's `h_pca`)."""
     h_pca = np.asarray(h_pca)
     if h_pca.ndim != 3 or h_pca.shape[-1] < 2 or len(final_keys) != len(h_pca):
         raise ValueError("h_pca must be (N, steps, ≥2) with one final key per trajectory")
     fig = PlotFigure(figsize=(5.6, 4.4), layout="constrained")
     ax = fig.subplots()
     ranked = [k for k, _ in Counter(k for k in final_keys if k is not None).most_common()]
-    start = 1 if h_pca.shape[1] > 2 else 0  # z_0 (step 0) is far from the rest: drawn as an arrow's origin only
+    start = 1 if with_z0 and h_pca.shape[1] > 2 else 0  # z_0 (step 0) is far from the rest: left out
     labelled = set()
     for traj, key in zip(h_pca, final_keys, strict=True):
         rank = ranked.index(key) if key is not None else None
@@ -197,7 +207,8 @@ def trajectory_fan(h_pca: np.ndarray, final_keys: list, title: str = "") -> Plot
         labelled.add(label)
         ax.scatter(pts[:, 0], pts[:, 1], c=np.arange(len(pts)), cmap="Greys", vmin=-2, vmax=len(pts), s=8, zorder=3)
         ax.scatter(pts[-1, 0], pts[-1, 1], color=color, s=18, zorder=4, edgecolors="black", linewidths=0.4)
-    steps = f"steps {start}–{h_pca.shape[1] - 1}, light to dark" + (" (z_0 left out)" if start else "")
+    first, last = (start, h_pca.shape[1] - 1) if with_z0 else (1, h_pca.shape[1])
+    steps = f"steps {first}–{last}, light to dark" + (" (z_0 left out)" if first else "")
     ax.set(xlabel="PC 1", ylabel="PC 2", title=title or f"trajectories of h: {steps}")
     ax.legend(fontsize=7, title="final board", title_fontsize=7)
     return fig

@@ -1,11 +1,12 @@
 """The Python API in a few calls, exported by `gram_ppl` (with `diagnose`, from
-inference/diagnose.py): fit, load_run, sample, evaluate, to_inference_data. Wherever a `run` is asked for, a run folder, a `LoadedRun`
+inference/diagnose.py): fit, load_run, sample, evaluate, compare, to_inference_data. Wherever a `run` is asked for, a run folder, a `LoadedRun`
 (`load_run`) or a `FitResult` (`fit`) will do.
 
     import gram_ppl as gp
     result = gp.fit(cfg, "runs/r", steps=200)             # SVI into a run folder
     s = gp.sample(result, x, num_samples=20)              # prior samples: s.boards, s.valid
     gp.evaluate("runs/r")["coverage"]                     # held-out inputs, exact ground truth
+    print(gp.compare({"a": "runs/r", "b": "runs/s"}, elpd=32))  # side by side, as `gram compare`
     idata = gp.to_inference_data("runs/r")                # ArviZ InferenceData (docs/diagnostics.md)
 """
 
@@ -21,7 +22,7 @@ from gram_ppl.inference.loading import LoadedRun, convert_loaded, load_run
 from gram_ppl.inference.run import FitResult, fit
 from gram_ppl.inference.sampling import rollout
 
-__all__ = ["Samples", "as_run", "evaluate", "fit", "load_run", "sample", "to_inference_data"]
+__all__ = ["Samples", "as_run", "compare", "evaluate", "fit", "load_run", "sample", "to_inference_data"]
 
 
 class Samples(NamedTuple):
@@ -64,6 +65,31 @@ def evaluate(run, num_samples: int = 20, *, puzzles: int | None = None, depth: i
     `gram evaluate` metrics: valid, any_valid, coverage, distinct_valid, by depth and by the
     inputs' numbers of solutions)."""
     return evaluate_run(as_run(run), num_samples=num_samples, depth=depth, puzzles=puzzles, temperature=temperature)
+
+
+def compare(runs, num_samples: int = 20, *, puzzles: int | None = None, elpd: int = 0,
+            temperature: float = 1.0) -> str:  # fmt: skip
+    """Runs side by side on their held-out puzzles, as `gram compare` prints them: a markdown
+    table of validity and coverage@N from prior samples and, with elpd=K, held-out log p(y | x)
+    (importance-weighted over K prior trajectories per puzzle) ranked as az.compare ranks models,
+    with the standard error of each difference. `runs`: a dict name -> run, or a list of folders."""
+    from gram_ppl.inference.evaluate import comparison_table, elpd_table, heldout_elpd
+
+    named = list(runs.items()) if isinstance(runs, dict) else [(str(r), r) for r in runs]
+    if not named:
+        raise ValueError("compare needs at least one run")
+    loaded = [(name, as_run(r)) for name, r in named]
+    rows = [
+        (name, r.config.fit.variant, evaluate_run(r, num_samples=num_samples, puzzles=puzzles, temperature=temperature))
+        for name, r in loaded
+    ]
+    table = comparison_table(rows, num_samples)
+    if elpd:
+        if len({name for name, _ in loaded}) < len(loaded):
+            raise ValueError("compare --elpd needs distinct runs (a run listed twice has no difference to score)")
+        scores = {name: heldout_elpd(r, elpd, puzzles=puzzles) for name, r in loaded}
+        table += "\n\n" + elpd_table(scores, elpd)
+    return table
 
 
 def to_inference_data(

@@ -4,7 +4,9 @@ the NumPyro path never imports torch or Pyro and the Pyro path never imports JAX
 A backend is a module (inference/svi_pyro.py, inference/svi_numpyro.py) that provides:
 
 - `setup(threads)`: its runtime's thread count and numerics, before training or sampling.
-- `make_trainer(mod, cfg, task) -> Trainer`: fresh networks (seeded by cfg.fit.seed) and optimiser.
+- `make_trainer(mod, cfg, task, par=None) -> Trainer`: fresh networks (seeded by cfg.fit.seed) and
+  optimiser; `par` (inference/parallel.py) the torchrun rank layout (Pyro only; `init_parallel(par)`
+  joins the process group first).
 - `sampling_net(cfg, task, state: bytes)`: the networks to sample from (the EMA copy when
   enabled), read from a trainer's serialised `state()` without building an optimiser.
 - `weights(net) -> dict[str, np.ndarray]` and `net_from_weights(cfg, task, weights)`: a sampling

@@ -22,6 +22,7 @@ import numpy as np
 
 from gram_ppl.config import GramConfig, with_priors
 from gram_ppl.data import Dataset, build_dataset
+from gram_ppl.inference import parallel
 from gram_ppl.inference.backend import NonFiniteLoss, get_backend
 from gram_ppl.inference.evaluate import evaluate_run
 from gram_ppl.inference.loading import LoadedRun, checkpoint_errors, convert_run, default_model, load_run
@@ -78,20 +79,24 @@ def fit(
         if v is not None and not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
             raise RunError(f"{name} must be a positive finite number, got {v!r}")
     mod = mod or default_model(cfg)
+    par = parallel.from_env()  # under torchrun: this process's rank (inference/parallel.py)
+    parallel.check(cfg, par)
     folder = Path(out) if out is not None else None
     if folder is not None:
-        if not resume and not is_empty(folder) and not force:
+        if par.main and not resume and not is_empty(folder) and not force:
             raise RunError(f"{folder} exists and is not empty (--resume to continue it, --force to overwrite)")
         if resume and not folder.is_dir():
             raise RunError(f"{folder}: no such run folder; nothing to resume")
-        folder.mkdir(parents=True, exist_ok=True)
-    with writer_lock(folder) if folder is not None else contextlib.nullcontext(), _terminate_as_interrupt():
+        if par.main:
+            folder.mkdir(parents=True, exist_ok=True)
+    lock = writer_lock(folder) if folder is not None and par.main else contextlib.nullcontext()
+    with lock, _terminate_as_interrupt():
         return _fit(cfg, folder, mod, data, resume, force, steps, minutes, cpu_minutes, progress, eval_every_s,
-                    checkpoint_every_s, eval_puzzles, log)  # fmt: skip
+                    checkpoint_every_s, eval_puzzles, log, par)  # fmt: skip
 
 
 def _fit(cfg, folder, mod, data, resume, force, steps, minutes, cpu_minutes, progress, eval_every_s,
-         checkpoint_every_s, eval_puzzles, log) -> FitResult:  # fmt: skip
+         checkpoint_every_s, eval_puzzles, log, par) -> FitResult:  # fmt: skip
     if resume:  # the checkpoint is read once: its config is checked, then its state restored
         ckpt = read_checkpoint(folder)
         cfg = check_resume(folder, cfg, mod, force, ckpt.config)
@@ -99,26 +104,31 @@ def _fit(cfg, folder, mod, data, resume, force, steps, minutes, cpu_minutes, pro
     check_fit(cfg, get_task(cfg.task.name, cfg.task.size))  # before any memory is taken
     backend = get_backend(cfg.backend)
     backend.setup(cfg.fit.threads)
+    if par.world > 1:
+        backend.init_parallel(par)
     data = data or build_dataset(cfg.task)
-    trainer = backend.make_trainer(mod, cfg, data.task)
-    loop = TrainLoop(trainer, data, cfg, log)  # everything is validated before the folder is touched
+    trainer = backend.make_trainer(mod, cfg, data.task, par)
+    loop = TrainLoop(trainer, data, cfg, log if par.main else None, par)  # all validated before the folder is touched
     if resume:
         loop.restore(ckpt, folder)
         if force:  # the run continues under the new config and model file: record and apply them
             trainer.apply_hyperparameters()
-            write_run_files(folder, cfg, mod)
-    elif folder is not None:
+            if par.main:
+                write_run_files(folder, cfg, mod)
+    elif folder is not None and par.main:
         create_run(folder, cfg, mod, force)
     steps = steps if steps is not None else (None if minutes is not None or cpu_minutes is not None else 100)
-    loop.run(folder, steps, minutes, progress, eval_every_s, checkpoint_every_s, eval_puzzles, cpu_minutes)
+    writes = folder if par.main else None  # rank 0 alone writes the run folder
+    loop.run(writes, steps, minutes, progress and par.main, eval_every_s, checkpoint_every_s, eval_puzzles, cpu_minutes)
     return FitResult(trainer.sampling_net(), trainer, loop.history, cfg, folder)
 
 
 class TrainLoop:
     """Data order, history and checkpoints around a Trainer."""
 
-    def __init__(self, trainer, data: Dataset, cfg: GramConfig, log=None):
+    def __init__(self, trainer, data: Dataset, cfg: GramConfig, log=None, par: parallel.Parallel | None = None):
         self.trainer, self.data, self.cfg, self.log = trainer, data, cfg, log
+        self.par = par or parallel.Parallel()  # under torchrun each rank trains on its shard of every batch
         self.x, self.y = data.train.x, data.train.y  # (N, L_x), (N, L_y) uint8
         self.n = data.train.num_solutions  # (N,) exact number of solutions of each training input
         self.rng = np.random.default_rng(cfg.fit.seed)
@@ -129,7 +139,7 @@ class TrainLoop:
 
     def next_batch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """x (B, L_x), y (B, L_y) and the inputs' numbers of solutions (B,), numpy (each
-        backend moves them to its device)."""
+        backend moves them to its device); under torchrun this rank's B/P rows of them."""
         B = self.cfg.fit.batch_size
         if self.perm is None or self.cursor + B > len(self.perm):  # new epoch; the ragged tail is dropped
             self.perm, self.cursor = self.rng.permutation(len(self.x)), 0
@@ -138,7 +148,7 @@ class TrainLoop:
         x, y, n = self.x[idx], self.y[idx], self.n[idx]  # symmetries keep the number of solutions
         if self.cfg.fit.augment:
             x, y = self.data.task.augment(self.rng)(x, y)
-        return x, y, n
+        return self.par.shard(x, y, n) if self.par.world > 1 else (x, y, n)
 
     def run(
         self, folder, steps, minutes, progress, eval_every_s, checkpoint_every_s, eval_puzzles, cpu_minutes=None
@@ -155,11 +165,16 @@ class TrainLoop:
         start, start_elapsed = time.monotonic(), self.elapsed
         cpu_start, start_cpu = time.process_time(), self.cpu
         try:
-            while (
-                (steps is None or self.step < steps)
-                and (minutes is None or self.elapsed < 60 * minutes)
-                and (cpu_minutes is None or self.cpu < 60 * cpu_minutes)
-            ):
+            while True:
+                done = not (
+                    (steps is None or self.step < steps)
+                    and (minutes is None or self.elapsed < 60 * minutes)
+                    and (cpu_minutes is None or self.cpu < 60 * cpu_minutes)
+                )
+                if self.par.world > 1:  # ranks' clocks differ: they stop together, when the first one's budget ends
+                    done = self.trainer.any_rank(done)
+                if done:
+                    break
                 x, y, n = self.next_batch()
                 info = self.trainer.train_batch(x, y, n)
                 self.elapsed = start_elapsed + time.monotonic() - start
@@ -169,7 +184,7 @@ class TrainLoop:
                 self.step += 1
                 bar.advance(loss=f"{info.loss:.3f}", ce=f"{info.ce:.3f}", kl=f"{sum(info.kl):.3f}")
                 now = time.monotonic()
-                if now - last_eval >= eval_every_s:
+                if self.par.main and now - last_eval >= eval_every_s:
                     self.evaluate(eval_puzzles)
                     last_eval = now
                 if folder is not None and now - last_ckpt >= checkpoint_every_s:
@@ -186,7 +201,8 @@ class TrainLoop:
             bar.close()
             raise
         bar.close()
-        self.evaluate(eval_puzzles)
+        if self.par.main:
+            self.evaluate(eval_puzzles)
         if folder is not None:
             self.save(folder)
 

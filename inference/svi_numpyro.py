@@ -191,6 +191,24 @@ def _make_update(mod, net, cfg, priors, segment, first):
     return update
 
 
+def data_parallel(batch_size: int):
+    """(batch sharding, replicated sharding) over every JAX device when there are several, else
+    None: the batch axis split over a 1-D mesh ("batch"), parameters and optimiser state
+    replicated, and XLA's partitioner turns the jitted step into per-device work with an
+    all-reduce of the gradients. JAX's random bits do not depend on the sharding, so the step is
+    the one-device step up to float rounding (tests/test_parallel.py, with 2 forced host devices).
+    Several processes (machines): `jax.distributed.initialize()` first (docs/scaling.md)."""
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    devices = jax.devices()
+    if len(devices) == 1:
+        return None
+    if batch_size % len(devices):
+        raise ValueError(f"batch_size {batch_size} must be divisible by the {len(devices)} JAX devices")
+    mesh = Mesh(np.asarray(devices), ("batch",))
+    return NamedSharding(mesh, PartitionSpec("batch")), NamedSharding(mesh, PartitionSpec())
+
+
 class Trainer:
     """Parameters, optimiser state and EMA of one NumPyro fit; `train_batch` runs N_sup steps
     (the backend interface: inference/backend.py)."""
@@ -202,6 +220,14 @@ class Trainer:
         self.opt_state = self.tx.init(self.params)
         self.ema = self.params if cfg.fit.ema else None
         self.key = jax.random.key(cfg.fit.seed)
+        self.shardings = data_parallel(cfg.fit.batch_size)  # None on one device
+        self._replicate()
+
+    def _replicate(self) -> None:
+        """With several devices: parameters, optimiser state and EMA replicated on all of them."""
+        if self.shardings is not None:
+            rep = self.shardings[1]
+            self.params, self.opt_state, self.ema = jax.device_put((self.params, self.opt_state, self.ema), rep)
 
     def sampling_net(self) -> Bound:
         return Bound(self.net, self.ema if self.ema is not None else self.params)
@@ -227,6 +253,7 @@ class Trainer:
         state = serialization.from_bytes(self._tree(), data)
         self.params, self.opt_state, self.ema = state["params"], state["opt"], state["ema"]
         self.key = jax.random.wrap_key_data(jnp.asarray(state["key"]))
+        self._replicate()
 
     def set_weights(self, weights: dict) -> None:
         """Sampling weights (numpy, torch state_dict names: networks/convert.py) as the
@@ -236,6 +263,7 @@ class Trainer:
         self.params = jax.tree_util.tree_map(jnp.asarray, torch_to_flax(weights, self.cfg.net.share_core))
         self.opt_state = self.tx.init(self.params)
         self.ema = self.params if self.ema is not None else None
+        self._replicate()
 
     def apply_hyperparameters(self) -> None:
         """After a forced resume: nothing to do, the optax transform is built from this trainer's
@@ -260,6 +288,8 @@ class Trainer:
         fit = self.cfg.fit
         x, y = jnp.asarray(np.asarray(x), jnp.int32), jnp.asarray(np.asarray(y), jnp.int32)
         cap = jnp.asarray(kl_ceiling(fit, num_solutions, x.shape[0]) if fit.kl_cap_weight else np.zeros(x.shape[0]))
+        if self.shardings is not None:  # the batch split over the devices; XLA partitions the step (GSPMD)
+            x, y, cap = jax.device_put((x, y, cap), self.shardings[0])
         segments = [range(fit.n_sup)] if fit.objective == "elbo" else [range(n, n + 1) for n in range(fit.n_sup)]
         carry, losses, kls = None, [], []
         for i, seg in enumerate(segments):
@@ -375,7 +405,7 @@ def setup(threads: int) -> None:
     """Nothing to set per call: XLA's CPU threads are fixed when JAX starts (XLA_FLAGS)."""
 
 
-def make_trainer(mod, cfg: GramConfig, task) -> Trainer:
+def make_trainer(mod, cfg: GramConfig, task, par=None) -> Trainer:
     return Trainer(mod, flax_nets.build_net(cfg, task), cfg)
 
 

@@ -23,8 +23,10 @@ Objectives (FitConfig.objective):
 from __future__ import annotations
 
 import collections
+import contextlib
 import copy
 import io
+import os
 from typing import NamedTuple
 
 import numpy as np
@@ -33,11 +35,13 @@ import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 from pyro import poutine
+from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
 from gram_ppl.config import GramConfig, PriorConfig
 from gram_ppl.inference.backend import NonFiniteLoss, StepInfo
 from gram_ppl.inference.objective import kl_ceiling
+from gram_ppl.inference.parallel import Parallel
 from gram_ppl.inference.tempering import pyro_temper
 from gram_ppl.networks.torch_nets import build_net
 
@@ -172,8 +176,9 @@ class Trainer:
     """Owns the networks, optimiser and EMA of one fit; `train_batch` is one batch of N_sup steps
     (the backend interface: inference/backend.py)."""
 
-    def __init__(self, mod, net, cfg: GramConfig, task=None):
+    def __init__(self, mod, net, cfg: GramConfig, task=None, par: Parallel | None = None):
         self.mod, self.net, self.cfg, self.priors, self.task = mod, net, cfg, cfg.priors, task
+        self.par = par or Parallel()  # torchrun data parallel: this rank trains on its shard of each batch
         decay = [p for n, p in net.named_parameters() if p.ndim >= 2]
         no_decay = [p for n, p in net.named_parameters() if p.ndim < 2]
         groups = [{"params": decay, "weight_decay": cfg.fit.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -251,6 +256,8 @@ class Trainer:
             raise NonFiniteLoss(f"loss is {loss.item()}; stopping before the update (last checkpoint kept)")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        if self.par.world > 1:  # every rank steps on the average of the shards' gradients
+            _all_reduce_mean([p.grad for p in self.net.parameters() if p.grad is not None])
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.fit.clip)
         self.opt.step()
         if self.ema is not None:
@@ -272,9 +279,10 @@ class Trainer:
             segments = [range(n, n + 1) for n in range(fit.n_sup)]
         carry, losses, kls = None, [], []
         pp = _PriorPath(self, x, y) if fit.prior_path_weight else None
+        noise = ShardedNoise(self.par) if self.par.world > 1 else contextlib.nullcontext()
         for steps in segments:
             # argument validation off: faster, and a NaN then reaches the loss check below
-            with pyro.validation_enabled(False):
+            with pyro.validation_enabled(False), noise:
                 truncate = fit.objective == "surrogate"
                 terms = trajectory_loss(self.mod, self.net, self.cfg, self.priors, x, y, carry, steps, truncate, cap)
             halt, value, exact = head_losses(self.net, terms.h, terms.logits, y)
@@ -290,9 +298,52 @@ class Trainer:
             with pyro.validation_enabled(False):
                 loss, reward = reward_loss(self, x)
             self._update(fit.reward_weight * loss)
-        return StepInfo(
-            float(np.mean(losses)), terms.nll.mean().item(), kls, halt.item(), value.item(), exact.mean().item(), reward
-        )
+        stats = [float(np.mean(losses)), terms.nll.mean().item(), halt.item(), value.item(), exact.mean().item(), *kls]
+        if self.par.world > 1:  # the whole batch's numbers, as one process would log them
+            stats = _all_reduce_mean([torch.tensor(stats, dtype=torch.float64)])[0].tolist()
+        loss, ce, halt, value, exact, *kls = stats
+        return StepInfo(loss, ce, kls, halt, value, exact, reward)
+
+    def any_rank(self, flag: bool) -> bool:
+        """True on every rank when it is true on one (a budget ran out): ranks stop together."""
+        t = torch.tensor([float(flag)])
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return bool(t.item())
+
+
+class ShardedNoise(Messenger):
+    """Under torchrun: each unobserved noise site draws the whole batch's noise from the shared
+    torch RNG and keeps this rank's rows, so shard r gets exactly the noise a single process
+    would draw for those puzzles (and every rank's RNG stays in step)."""
+
+    def __init__(self, par: Parallel):
+        super().__init__()
+        self.par = par
+
+    def _pyro_sample(self, msg):
+        if msg["is_observed"] or msg["value"] is not None or not msg["name"].startswith("eps_"):
+            return
+        fn = msg["fn"]
+        base, ndims = (fn.base_dist, fn.reinterpreted_batch_ndims) if isinstance(fn, dist.Independent) else (fn, 0)
+        if isinstance(base, dist.Delta):
+            return
+        b, P = base.batch_shape[0], self.par.world
+        full = type(base)(**{k: torch.cat([getattr(base, k)] * P) for k in base.arg_constraints})  # (P·b, ...)
+        msg["value"] = full.rsample()[self.par.rank * b : (self.par.rank + 1) * b]  # (b, ...): this rank's rows
+
+
+def _all_reduce_mean(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """In place: each tensor becomes its mean over the ranks (one flat all-reduce)."""
+    if not tensors:
+        return tensors
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    torch.distributed.all_reduce(flat)
+    flat /= torch.distributed.get_world_size()
+    offset = 0
+    for t in tensors:
+        t.copy_(flat[offset : offset + t.numel()].view_as(t))
+        offset += t.numel()
+    return tensors
 
 
 def reward_loss(trainer: Trainer, x: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -344,20 +395,50 @@ class _PriorPath:
     at a time beside the guided batch (their own detached carry), each step scored by
     −log (1/K) Σ_k p(y | τ_k, x) through the model's own observed site."""
 
+    MAX_SOLUTIONS = 64  # prior_path_target="nearest": at most this many exact solutions per input
+
     def __init__(self, trainer: Trainer, x: torch.Tensor, y: torch.Tensor):
         fit = trainer.cfg.fit
         P, K = min(fit.prior_path_puzzles, x.shape[0]), fit.prior_path_samples
         self.trainer, self.K, self.P = trainer, K, P
         self.x, self.y = x[:P].repeat(K, 1), y[:P].repeat(K, 1)  # (K*P, L_x), (K*P, L_y): k-major
         self.carry = None
+        self.targets = self._solutions(x[:P]) if fit.prior_path_target == "nearest" else None  # (P, M, L_y)
+
+    def _solutions(self, x: torch.Tensor) -> torch.Tensor:
+        """Every exact solution of each input (at most MAX_SOLUTIONS, cached per input), padded to
+        a common count by repeating the first."""
+        t = self.trainer
+        if t.task is None:
+            raise ValueError('fit.prior_path_target="nearest" needs the task (its exact solutions)')
+        cache = t.__dict__.setdefault("_solution_cache", {})
+        sols = []
+        for row in x.cpu().numpy():
+            key = row.tobytes()
+            if key not in cache:
+                cache[key] = t.task.solutions(row, limit=self.MAX_SOLUTIONS)  # (m, L_y)
+            sols.append(cache[key])
+        M = max(len(s) for s in sols)
+        padded = np.stack([np.concatenate([s, np.repeat(s[:1], M - len(s), 0)]) for s in sols])  # (P, M, L_y)
+        return torch.as_tensor(padded.astype(np.int64), device=x.device)
+
+    def _log_p(self, site) -> torch.Tensor:
+        """log p(target | τ_k, x) per rollout, (K, P): the pair's y, or the most likely of the
+        input's exact solutions under that rollout (the nearest in log-likelihood)."""
+        if self.targets is None:
+            return site["fn"].log_prob(self.y).view(self.K, self.P)
+        logits = site["fn"].base_dist.logits  # (K*P, L_y, V)
+        logp = logits.log_softmax(-1).view(self.K, self.P, *logits.shape[1:])  # (K, P, L_y, V)
+        onehot = F.one_hot(self.targets, logits.shape[-1]).to(logp.dtype)  # (P, M, L_y, V)
+        per_solution = torch.einsum("kplv,pmlv->kpm", logp, onehot)  # (K, P, M)
+        return per_solution.max(-1).values  # (K, P): the best of the M solutions
 
     def step(self, steps: range) -> torch.Tensor:
         t = self.trainer
         kw = dict(net=t.net, cfg=t.cfg, priors=t.priors, carry=self.carry, steps=steps, truncate=True)
         with pyro.validation_enabled(False):
             tr = poutine.trace(t.mod.model).get_trace(self.x, self.y, observe="last", **kw)
-        site = tr.nodes[f"y_{steps[-1]}"]
-        log_p = site["fn"].log_prob(self.y).view(self.K, self.P)  # (K, P) log p(y | τ_k, x)
+        log_p = self._log_p(tr.nodes[f"y_{steps[-1]}"])  # (K, P) log p(y | τ_k, x)
         h, l = tr.nodes["_RETURN"]["value"]
         self.carry = (h.detach(), l.detach())
         return -(torch.logsumexp(log_p, 0) - np.log(self.K)).mean()
@@ -432,14 +513,38 @@ def setup(threads: int) -> None:
 
 
 def device() -> torch.device:
-    """The first CUDA device when torch sees one, else the CPU (no flag needed)."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The CUDA device of this rank (LOCAL_RANK under torchrun, else the first) when torch sees
+    one, else the CPU (no flag needed)."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def make_trainer(mod, cfg: GramConfig, task) -> Trainer:
-    """Fresh networks (torch's RNG seeded with cfg.fit.seed first) on the device, and their trainer."""
+def init_parallel(par: Parallel) -> None:
+    """Join torchrun's process group: NCCL on GPUs, gloo on CPUs (a no-op for one process)."""
+    if par.world == 1 or torch.distributed.is_initialized():
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_device(par.local_rank)
+    torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+
+def make_trainer(mod, cfg: GramConfig, task, par: Parallel | None = None) -> Trainer:
+    """Fresh networks (torch's RNG seeded with cfg.fit.seed first, so every rank builds the same)
+    on the device, and their trainer."""
     torch.manual_seed(cfg.fit.seed)
-    return Trainer(mod, build_net(cfg, task).to(device()), cfg, task)
+    net = build_net(cfg, task).to(device())
+    if cfg.fit.compile:
+        compile_core(net)
+    return Trainer(mod, net, cfg, task, par)
+
+
+def compile_core(net) -> None:
+    """torch.compile f_L and f_H in place (`nn.Module.compile`: the state_dict keeps its names, so
+    checkpoints are those of an uncompiled run); everything else, Pyro included, stays eager."""
+    net.f_L.compile()
+    if net.f_H is not net.f_L:
+        net.f_H.compile()
 
 
 def sampling_net(cfg: GramConfig, task, state: bytes):

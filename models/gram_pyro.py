@@ -18,7 +18,7 @@ Sudoku "generate" data sets are built that way.
 Glossary: K low-level updates per transition; T transitions per supervision step; N_sup
 supervision steps (`FitConfig.n_sup`); h the high-level state (the only one decoded), l the
 low-level state; u_t the deterministic update before noise; β the KL weight (`FitConfig.beta`).
-Sites: `eps_{n}_{t}` (B, L, D) per transition, `y_{n}` (B, L_y) at the end of each step.
+Sites: `eps_{n}_{t}` (B, L, D) per transition ((B, P, D) with noise on P register tokens only), `y_{n}` (B, L_y) at the end of each step.
 
 Where this departs from the paper or decides what it leaves open (gram-paper-notes §13):
 - How y enters q_φ: concat(u_t, embed(y)) by default (`NetConfig.posterior_input`; the paper's
@@ -36,6 +36,9 @@ Where this departs from the paper or decides what it leaves open (gram-paper-not
   it 50–53% (cells) and 61–70% (row tokens) after 30 CPU minutes. With the guide in every step
   (the paper's reading) y leaked: on 4x4 Sudoku with 2-6 solutions, guide samples were 100% valid and prior samples 17%, against 41%
   prior-sample validity and 71% coverage@20 for guide_steps=1 after 5 CPU minutes.
+- A low-dimensional global channel (`NetConfig.noise_tokens = P`, `posterior_input="pooled"`):
+  the noise falls on P prefix (register) tokens only and q_φ reads all of y through one
+  projection, so what the guide can say about y is P·D numbers, not one per cell.
 - σ: a sigmoid on log σ between min_scale and max_scale, starting at `scale` (zero-initialised
   heads); the KL is summed over positions and channels by default (`FitConfig.kl_reduction`).
 - The KL against the Normal guide is in closed form for the normal and laplace families (torch
@@ -88,7 +91,7 @@ def model(x, y=None, *, net, cfg, priors=PRIORS, carry=None, steps=range(1), tru
                         h = u
                     else:
                         eps = pyro.sample(f"eps_{n}_{t}", noise_dist(priors, *net.prior(u), variant))
-                        h = u + eps  # (B, L, D)
+                        h = net.add_noise(u, eps)  # (B, L, D): u + ε
             if observe == "every" or n == steps[-1]:
                 logits = net.decode(h)  # (B, L_y, V_y)
                 pyro.sample(f"y_{n}", dist.Categorical(logits=logits).to_event(1), obs=y)
@@ -111,7 +114,7 @@ def guide(x, y, *, net, cfg, priors=PRIORS, carry=None, steps=range(1), truncate
                         eps = pyro.sample(f"eps_{n}_{t}", _posterior_dist(net, u, y, variant))
                     else:
                         eps = pyro.sample(f"eps_{n}_{t}", noise_dist(priors, *net.prior(u), variant))
-                    h = u + eps  # (B, L, D)
+                    h = net.add_noise(u, eps)  # (B, L, D): u + ε
 
 
 def _guided(fit, n, t):

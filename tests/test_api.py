@@ -47,3 +47,14 @@ def test_bad_puzzles_are_refused(result):
     bad = np.full(25, 2, dtype=np.uint8)  # 25 queens on a 5x5 board
     with pytest.raises(gp.PuzzleError):
         gp.sample(result, bad, num_samples=2)
+
+
+def test_compare_tables_runs_side_by_side_with_elpd(result):
+    table = gp.compare({"a": result, "b": result.folder}, num_samples=2, puzzles=3, elpd=2)
+    assert table.count("| a |") == 2 and table.count("| b |") == 2  # the metrics table and the elpd table
+    assert "coverage@2" in table and "elpd" in table.lower()
+    assert "| b |" in gp.compare([result.folder], num_samples=2, puzzles=3).replace(str(result.folder), "b")
+    with pytest.raises(ValueError, match="at least one run"):
+        gp.compare({})
+    with pytest.raises(ValueError, match="distinct runs"):
+        gp.compare([result.folder, result.folder], num_samples=2, puzzles=3, elpd=2)

@@ -9,7 +9,16 @@ import pytest
 from tiny import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = {"tasks.py", "training.py", "sampling.py", "recipe.py", "quality.py", "backends.py", "startup.py"}
+SCRIPTS = {
+    "tasks.py",
+    "training.py",
+    "sampling.py",
+    "recipe.py",
+    "quality.py",
+    "backends.py",
+    "startup.py",
+    "scaling.py",
+}
 
 
 def run(script, *args):
@@ -99,3 +108,10 @@ def test_startup_benchmark(tmp_path):
     out = run("startup.py", "--size", "4", "--repeats", "1", "--json", str(tmp_path / "s.json"))
     row = json.loads((tmp_path / "s.json").read_text())
     assert "gram sample (sudoku 4x4" in out and row["sample_median_s"] > 0 and row["imports_median_s"] > 0
+
+
+@pytest.mark.slow
+def test_scaling_benchmark(tmp_path):
+    out = run("scaling.py", "--quick", "--json", str(tmp_path / "s.json"))
+    rows = json.loads((tmp_path / "s.json").read_text())["rows"]
+    assert "| 2 |" in out and [r["ranks"] for r in rows] == [1, 2] and all(r["puzzles_per_s"] > 0 for r in rows)

@@ -90,3 +90,25 @@ def test_data_build_takes_unset_fields_from_task_config(tmp_path):
     default = TaskConfig(name="coloring", size=4)
     assert (cfg.edge_prob, cfg.test_fraction, cfg.max_solutions, cfg.split) == (
         default.edge_prob, default.test_fraction, default.max_solutions, default.split)  # fmt: skip
+
+
+def test_paper_presets_and_the_preset_flag(tmp_path):
+    from gram_ppl.cli import build_parser
+    from gram_ppl.cli.runs import fit_config
+    from gram_ppl.config import PRESETS, preset_config
+
+    betas = {"paper-nqueens8": 0.07, "paper-nqueens10": 0.045, "paper-coloring8": 0.5, "paper-coloring10": 0.45,
+             "paper-sudoku": 0.1, "paper-sudoku-generate": 0.05}  # Table B.2  # fmt: skip
+    assert set(PRESETS) == set(betas)
+    for name, beta in betas.items():
+        cfg = preset_config(name)
+        assert (cfg.net.dim, cfg.net.prefix_tokens, cfg.fit.K, cfg.fit.T, cfg.fit.n_sup) == (512, 16, 4, 3, 16)
+        assert (cfg.fit.beta, cfg.fit.batch_size, cfg.fit.lr, cfg.fit.kl_cap_weight) == (beta, 768, 1e-4, 0.0)
+    assert preset_config("paper-sudoku-generate").fit.ema == 0.999 and preset_config("paper-sudoku").fit.ema == 0.9999
+    parse = build_parser().parse_args
+    cfg = fit_config(parse(["fit", "--preset", "paper-nqueens10", "--set", "fit.batch_size=64", "--out", "r"]))
+    assert (cfg.task.size, cfg.fit.batch_size, cfg.fit.n_sup, cfg.priors is not None) == (10, 64, 16, True)
+    with pytest.raises(ConfigError, match="new run"):
+        fit_config(parse(["fit", "--preset", "paper-nqueens8", "--resume", "--out", str(tmp_path)]))
+    with pytest.raises(ConfigError, match="preset"):
+        preset_config("paper-mnist")

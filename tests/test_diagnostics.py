@@ -157,6 +157,9 @@ def test_arviz_functions_work_without_warnings(idata, runs):
         assert np.asarray(axes).size >= 1
     finally:
         plt.close("all")
+    fig = plots.arviz_plot(az.plot_ppc, idata, group="prior", var_names=["conflicts"], num_pp_samples=4)
+    assert isinstance(fig, plots.PlotFigure) and fig._repr_png_()[:4] == b"\x89PNG" and len(fig.axes) >= 1
+    assert plt.get_fignums() == []  # drawn into its own figure, not pyplot's
 
 
 def test_netcdf_round_trip(idata, tmp_path):
@@ -283,6 +286,15 @@ def test_plot_functions_return_figures_without_pyplot(name, size):
     assert plt.get_fignums() == []  # nothing registered with pyplot, nothing shown
     title = figs[0].texts[0].get_text()
     assert "distinct boards" in title
+
+
+def test_trajectory_fan_keeps_every_step_of_inference_data_latents():
+    rng = np.random.default_rng(1)
+    keys = [b"a", None, b"b"]
+    with_z0 = plots.trajectory_fan(rng.standard_normal((3, 5, 2)), keys)  # z_0 + 4 steps: z_0 left out
+    steps_only = plots.trajectory_fan(rng.standard_normal((3, 4, 2)), keys, with_z0=False)  # steps 1..4
+    assert "steps 1–4" in with_z0.axes[0].get_title() and "steps 1–4" in steps_only.axes[0].get_title()
+    assert len(with_z0.axes[0].lines[0].get_xdata()) == len(steps_only.axes[0].lines[0].get_xdata()) == 4
 
 
 def test_gallery_puts_valid_boards_first_and_marks_conflicting_cells():

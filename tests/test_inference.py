@@ -89,7 +89,10 @@ def _edited_model(tmp_path, replace: tuple[str, str]):
 
 def test_resume_refuses_an_edited_model_file(tmp_path):
     fit(tiny_config(), tmp_path / "run", steps=1, **QUIET)
-    edited = _edited_model(tmp_path, ("h = u + eps  # (B, L, D)", "h = u + 1.0 * eps  # (B, L, D)"))
+    edited = _edited_model(
+        tmp_path,
+        ("h = net.add_noise(u, eps)  # (B, L, D): u + ε", "h = net.add_noise(u, 1.0 * eps)  # (B, L, D): u + ε"),
+    )
     with pytest.raises(RunError, match="the model file .* differs"):
         fit(tiny_config(), tmp_path / "run", steps=2, resume=True, mod=edited, **QUIET)
 
@@ -178,6 +181,12 @@ def test_config_overrides_are_validated():
     with pytest.raises(ConfigError, match="needs the PRIORS block"):
         apply_overrides(GramConfig(), ["priors.family=laplace"])  # never PriorConfig()'s defaults silently
     assert dataclasses.replace(cfg).fit.beta == 0.5
+    # fields that must agree are applied together, the last assignment of a field wins
+    both = ["net.noise_tokens=2", "net.prefix_tokens=2", "net.posterior_input=pooled", "fit.beta=2", "fit.beta=3"]
+    cfg = apply_overrides(GramConfig(), both)
+    assert (cfg.net.noise_tokens, cfg.net.prefix_tokens, cfg.fit.beta) == (2, 2, 3.0)
+    with pytest.raises(ConfigError, match="noise_tokens must be between"):
+        apply_overrides(GramConfig(), both[:1])
 
 
 def test_prior_samples_after_a_short_fit_are_valid_more_often_than_chance():

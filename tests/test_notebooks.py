@@ -30,7 +30,9 @@ def test_notebook_executes(path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(FOLDER)}}).execute()
-    plot_cells = [c for c in nb.cells if c.cell_type == "code" and re.search(r"\bplots\.\w+\(", c.source)]
+    plot_cells = [
+        c for c in nb.cells if c.cell_type == "code" and re.search(r"\bplots\.\w+\(|\baz\.plot_\w+\(", c.source)
+    ]
     for c in plot_cells:  # every figure is seen: an image, not "<Figure size ... with 3 Axes>"
         assert any("image/png" in o.get("data", {}) for o in c.get("outputs", [])), c.source
     outputs = [o for c in nb.cells for o in c.get("outputs", [])]

@@ -235,6 +235,76 @@ def test_prior_path_term_is_an_importance_weighted_bound_whose_gradient_reaches_
         dataclasses.replace(tiny_config(prior_path_weight=1.0), backend="numpyro")
 
 
+def test_nearest_target_scores_each_rollout_against_its_best_exact_solution():
+    """prior_path_target="nearest": each rollout's term is the best log-likelihood over the
+    input's exact solutions, so it is never below the term for the pair's own y."""
+    from gram_ppl.inference.svi_pyro import Trainer, _PriorPath
+
+    cfg = dataclasses.replace(
+        tiny_config(prior_path_weight=1.0, prior_path_samples=3, prior_path_puzzles=8, prior_path_target="nearest"),
+        priors=gram_pyro.PRIORS,
+    )
+    data, x, y, n = _batch(cfg)
+    assert (n > 1).any()  # the fixture has inputs with several completions
+    torch.manual_seed(0)
+    trainer = Trainer(gram_pyro, build_net(cfg, data.task), cfg, data.task)
+    with torch.no_grad():
+        for p in trainer.net.decoder.parameters():  # an untrained decoder is near uniform: give it a view
+            p.normal_(0, 1.0)
+    pp = _PriorPath(trainer, x, y)
+    assert pp.targets.shape[:2] == (8, int(n.max()))
+    for p_ in range(8):  # every stored target is an exact solution of its input
+        assert data.task.is_valid(x[p_].numpy()[None], pp.targets[p_].numpy()).all()
+    torch.manual_seed(1)
+    nearest = pp.step(range(1))
+    torch.manual_seed(1)
+    plain = _PriorPath(Trainer(gram_pyro, trainer.net, dataclasses.replace(cfg, fit=dataclasses.replace(
+        cfg.fit, prior_path_target="y"))), x, y).step(range(1))  # fmt: skip
+    assert torch.isfinite(nearest) and nearest < plain  # the best solution scores above the pair's y somewhere
+    nearest.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.net.decoder.parameters())
+    with pytest.raises(ValueError, match="needs the task"):
+        _PriorPath(Trainer(gram_pyro, trainer.net, cfg), x, y)
+    with pytest.raises(ConfigError, match="prior_path_target"):
+        FitConfig(prior_path_target="closest")
+
+
+def test_global_channel_puts_noise_on_the_register_tokens_only():
+    """NetConfig.noise_tokens = P: the noise sites are (B, P, D), the other positions of h are the
+    deterministic update, and the guide reads y through the pooled projection."""
+    from pyro import poutine
+
+    from gram_ppl.config import NetConfig
+
+    cfg = dataclasses.replace(tiny_config(), priors=gram_pyro.PRIORS,
+                              net=NetConfig(dim=16, heads=2, layers=1, prefix_tokens=3, noise_tokens=2,
+                                            posterior_input="pooled"))  # fmt: skip
+    data, x, y, _ = _batch(cfg)
+    net = build_net(cfg, data.task)
+    tr = poutine.trace(gram_pyro.guide).get_trace(x, y, net=net, cfg=cfg, priors=cfg.priors)
+    assert tr.nodes["eps_0_0"]["value"].shape == (8, 2, 16)
+    model_tr = poutine.trace(poutine.replay(gram_pyro.model, trace=tr)).get_trace(
+        x, y, net=net, cfg=cfg, priors=cfg.priors
+    )
+    u = torch.randn(8, 3 + data.task.seq_len, 16)
+    eps = torch.randn(8, 2, 16)
+    h = net.add_noise(u, eps)
+    assert torch.equal(h[:, 2:], u[:, 2:]) and torch.equal(h[:, :2], u[:, :2] + eps)
+    assert np.isfinite(model_tr.log_prob_sum().item())
+    assert set(y.unique().tolist()) == {1, 2}  # empty, queen
+    y2 = 3 - y  # every cell flipped: the guide's input for every register changes
+    with torch.no_grad():
+        net.posterior_head.net.w_out.weight.normal_(0, 0.1)
+    loc1, _ = net.posterior(u, y)
+    loc2, _ = net.posterior(u, y2)
+    assert loc1.shape == (8, 2, 16) and not torch.allclose(loc1, loc2)
+    for bad in (dict(prefix_tokens=1, noise_tokens=2, posterior_input="pooled"), dict(prefix_tokens=2, noise_tokens=2)):
+        with pytest.raises(ConfigError, match="noise_tokens"):
+            NetConfig(**bad)
+    with pytest.raises(ConfigError, match="pyro backend only"):
+        dataclasses.replace(cfg, backend="numpyro")
+
+
 def test_verifier_reward_scores_valid_and_new_solutions():
     from gram_ppl import get_task
     from gram_ppl.inference.svi_pyro import checker_reward
@@ -288,3 +358,27 @@ def test_reward_fine_tuning_gradient_and_reference(tmp_path, monkeypatch):
     assert [r["reward"] is not None for r in tuned.history if "loss" in r] == [False, False, True, True]
     again = fit(cfg, run, steps=5, resume=True, progress=False, eval_puzzles=4)
     assert all(torch.equal(again.trainer.reference.state_dict()[k], v) for k, v in started.items())
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # torch.compile's
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")  # own internals
+def test_compiled_core_trains_like_the_eager_one():
+    """fit.compile: f_L / f_H torch.compiled in place; the same batch gives the same loss and KL
+    (to float32 rounding), and the state_dict keeps the eager names (checkpoints interchange)."""
+    from gram_ppl.inference import svi_pyro
+
+    cfg = dataclasses.replace(tiny_config(T=1, n_sup=1), priors=gram_pyro.PRIORS)
+    data, x, y, n = _batch(cfg)
+    infos = []
+    for compiled in (False, True):
+        c = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, compile=compiled))
+        torch.manual_seed(5)
+        trainer = svi_pyro.make_trainer(gram_pyro, c, data.task)
+        assert (trainer.net.f_L._compiled_call_impl is not None) == compiled
+        torch.manual_seed(6)
+        infos.append(trainer.train_batch(x, y, n))
+        keys = list(trainer.net.state_dict())
+    assert not any("_orig_mod" in k for k in keys)
+    assert infos[1].loss == pytest.approx(infos[0].loss, rel=1e-4)
+    np.testing.assert_allclose(infos[1].kl, infos[0].kl, rtol=1e-3, atol=1e-6)

@@ -15,11 +15,13 @@ from gram_ppl.cli.common import temperature as temperature_type
 from gram_ppl.config import (
     BACKENDS,
     OBJECTIVES,
+    PRESETS,
     TASK_NAMES,
     VARIANTS,
     ConfigError,
     GramConfig,
     apply_overrides,
+    preset_config,
     with_priors,
 )
 from gram_ppl.tasks import get_task
@@ -40,6 +42,9 @@ def _fit_command(sub) -> None:
     f = sub.add_parser("fit", help="train GRAM (or the deterministic baseline) with SVI into a run folder")
     f.add_argument("--task", choices=TASK_NAMES)
     f.add_argument("--size", type=int)
+    f.add_argument("--preset", choices=tuple(PRESETS),
+                   help="a paper configuration for accelerators (D=512, N_sup=16, batch 768, the task's β); "
+                        "--task/--size/--set apply on top")  # fmt: skip
     f.add_argument("--out", type=Path, required=True, help="run folder")
     f.add_argument("--variant", choices=VARIANTS)
     f.add_argument("--objective", choices=OBJECTIVES)
@@ -133,12 +138,16 @@ def fit_config(args) -> GramConfig:
             sets.insert(0, f"{key}={json.dumps(getattr(args, flag))}")
     from gram_ppl.models.priors import PRIORS  # the one PRIORS block (no torch, no jax)
 
+    if args.resume and args.preset is not None:
+        raise ConfigError("--preset starts a new run; a resumed run keeps its own config")
     if args.resume:
         from gram_ppl.inference.run import load_config
 
         cfg = apply_overrides(load_config(args.out), sets, PRIORS)
+    elif args.preset is not None:
+        cfg = apply_overrides(preset_config(args.preset), sets, PRIORS)
     elif args.task is None or args.size is None:
-        raise ConfigError("--task and --size are required for a new run")
+        raise ConfigError("--task and --size are required for a new run (or --preset NAME)")
     else:
         cfg = apply_overrides(GramConfig(), sets, PRIORS)
     cfg = with_priors(cfg, PRIORS)
@@ -147,13 +156,16 @@ def fit_config(args) -> GramConfig:
 
 def cmd_fit(args) -> int:
     from gram_ppl.inference.backend import NonFiniteLoss
+    from gram_ppl.inference.parallel import from_env
     from gram_ppl.inference.run import fit
 
     cfg = fit_config(args)
+    main = from_env().main  # under torchrun, rank 0 alone reports (every rank trains)
     p = cfg.priors  # the priors in force, always stated (they shape every sample)
-    print(f"priors: {p.family}, σ {p.scale_mode} (scale {p.scale}, in [{p.min_scale}, {p.max_scale}])"
-          + (f", df {p.df}" if p.family == "studentt" else "") + f", z_0 ~ N(0, {p.init_scale}²)",
-          file=sys.stderr)  # fmt: skip
+    if main:
+        print(f"priors: {p.family}, σ {p.scale_mode} (scale {p.scale}, in [{p.min_scale}, {p.max_scale}])"
+              + (f", df {p.df}" if p.family == "studentt" else "") + f", z_0 ~ N(0, {p.init_scale}²)",
+              file=sys.stderr)  # fmt: skip
     try:
         result = fit(
             cfg, args.out, steps=args.steps, minutes=args.minutes, cpu_minutes=args.cpu_minutes,
@@ -164,6 +176,8 @@ def cmd_fit(args) -> int:
     except NonFiniteLoss as e:
         print(f"gram: training stopped: {e}", file=sys.stderr)
         return 1
+    if not main:
+        return 0
     last = next(r["eval"] for r in reversed(result.history) if "eval" in r)
     print(f"{args.out}: {result.history[-1]['step']} batches; " + ", ".join(f"{k} {v:.3f}" for k, v in last.items()))
     return 0
@@ -256,20 +270,10 @@ def cmd_generate(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from gram_ppl.inference.evaluate import comparison_table
-    from gram_ppl.inference.run import evaluate_run, load_config
+    from gram_ppl.inference.api import compare
 
-    rows = [
-        (str(run), load_config(run).fit.variant,
-         evaluate_run(run, num_samples=args.num_samples, puzzles=args.puzzles, temperature=args.temperature))
-        for run in args.runs
-    ]  # fmt: skip
-    print(comparison_table(rows, args.num_samples))
-    if args.elpd:
-        from gram_ppl.inference.evaluate import elpd_table, heldout_elpd
-
-        scores = {str(run): heldout_elpd(run, args.elpd, puzzles=args.puzzles) for run in args.runs}
-        print("\n" + elpd_table(scores, args.elpd))
+    print(compare([str(r) for r in args.runs], args.num_samples, puzzles=args.puzzles, elpd=args.elpd,
+                  temperature=args.temperature))  # fmt: skip
     return 0
 
 

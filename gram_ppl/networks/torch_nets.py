@@ -123,8 +123,10 @@ class GramNet(nn.Module):
 
     - embed(x): e_x = f_enc(x), token + position embeddings, prefix tokens prepended  (B, L, D)
     - transition(h, l, e_x): K updates l <- f_L(l, h + e_x), then u = f_H(h, l)       (B, L, D) x 2
-    - prior(u): loc and scale of p_θ(ε_t | u_t)
-    - posterior(u, y): loc and scale of q_φ(ε_t | u_t, y)
+    - prior(u): loc and scale of p_θ(ε_t | u_t) on the noised positions L_ε (all L, or the
+      first NetConfig.noise_tokens register tokens)                                   (B, L_ε, D) x 2
+    - posterior(u, y): loc and scale of q_φ(ε_t | u_t, y)                              (B, L_ε, D) x 2
+    - add_noise(u, ε): h = u + ε on the noised positions                               (B, L, D)
     - decode(h): logits of p_θ(y | h_T) on the output positions                       (B, L_y, V_y)
     - halt(h), value(h): ACT halt logit and LPRM value from token 0 of a detached h   (B,)
     """
@@ -146,8 +148,9 @@ class GramNet(nn.Module):
         self.prior_head = Guidance(D, D, hidden, priors, priors.scale_mode, zero_mean)
         y_width = net.posterior_bottleneck or D
         self.tok_y = nn.Embedding(task.y_vocab, y_width)
-        self.y_proj = nn.Linear(y_width, D, bias=False)
-        self.concat = net.posterior_input == "concat"
+        self.pooled, self.noise_tokens = net.posterior_input == "pooled", net.noise_tokens
+        self.y_proj = nn.Linear((task.y_len if self.pooled else 1) * y_width, D, bias=False)
+        self.concat = net.posterior_input != "add"
         self.posterior_head = Guidance(2 * D if self.concat else D, D, hidden, priors, "network", zero_mean)
         self.decoder = nn.Linear(D, task.y_vocab)
         self.halt_head = nn.Linear(D, 1)
@@ -174,14 +177,26 @@ class GramNet(nn.Module):
             l = self.f_L(l, h + e_x)  # (B, L, D)
         return self.f_H(h, l), l  # u_t, l_t: (B, L, D) each
 
+    def noised(self, u: torch.Tensor) -> torch.Tensor:
+        return u[:, : self.noise_tokens] if self.noise_tokens else u  # (B, L_ε, D): the positions that get noise
+
+    def add_noise(self, u: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        if not self.noise_tokens:
+            return u + eps  # (B, L, D)
+        return torch.cat([u[:, : self.noise_tokens] + eps, u[:, self.noise_tokens :]], dim=1)  # (B, L, D)
+
     def prior(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.prior_head(u)  # loc, scale: (B, L, D) each
+        return self.prior_head(self.noised(u))  # loc, scale: (B, L_ε, D) each
 
     def posterior(self, u: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        e_y = self.y_proj(self.tok_y(y))  # (B, L_y, D)
-        e_y = F.pad(e_y, (0, 0, u.shape[1] - e_y.shape[1], 0))  # (B, L, D): y sits on the output positions
-        inp = torch.cat([u, e_y], dim=-1) if self.concat else u + e_y  # (B, L, 2D) or (B, L, D)
-        return self.posterior_head(inp)  # loc, scale: (B, L, D) each
+        u = self.noised(u)  # (B, L_ε, D)
+        if self.pooled:
+            e_y = self.y_proj(self.tok_y(y).flatten(1))[:, None].expand_as(u)  # (B, L_ε, D): all of y, once
+        else:
+            e_y = self.y_proj(self.tok_y(y))  # (B, L_y, D)
+            e_y = F.pad(e_y, (0, 0, u.shape[1] - e_y.shape[1], 0))  # (B, L, D): y sits on the output positions
+        inp = torch.cat([u, e_y], dim=-1) if self.concat else u + e_y  # (B, L_ε, 2D) or (B, L, D)
+        return self.posterior_head(inp)  # loc, scale: (B, L_ε, D) each
 
     def decode(self, h: torch.Tensor) -> torch.Tensor:
         return self.decoder(h[:, -self.y_len :])  # (B, L_y, V_y)

@@ -1,0 +1,174 @@
+"""torchrun data-parallel training of the Pyro backend (inference/parallel.py): the rank layout,
+the checks, 2 gloo ranks against one process on the full batch, and a killed 2-rank run resumed."""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gram_ppl.config import ConfigError, FitConfig, GramConfig
+from gram_ppl.inference.parallel import Parallel, check, from_env
+
+ARGS = ["--task", "nqueens", "--size", "5", "--set", "net.dim=16", "--set", "net.layers=1",
+        "--set", "fit.batch_size=8", "--eval-minutes", "100", "--quiet"]  # fmt: skip
+
+
+def _gram(*args, ranks=1, **kw):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if ranks == 1:
+        cmd = [sys.executable, "-m", "gram_ppl", *args]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}",
+               "-m", "gram_ppl", *args]  # fmt: skip
+    return cmd, env
+
+
+def _run(*args, ranks=1):
+    cmd, env = _gram(*args, ranks=ranks)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (read from /proc: torchrun starts its workers in their own sessions)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    out, frontier = [], [pid]
+    while frontier:
+        children = [p for p, pp in parents.items() if pp in frontier]
+        out += children
+        frontier = children
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_rank_layout_and_shards():
+    assert from_env({}) == Parallel(0, 1, 0) and Parallel().main
+    par = from_env({"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"})
+    assert par == Parallel(1, 2, 1) and not par.main
+    x, y = np.arange(8), np.arange(8) * 10
+    assert [a.tolist() for a in par.shard(x, y)] == [[4, 5, 6, 7], [40, 50, 60, 70]]
+    for bad in ({"RANK": "2", "WORLD_SIZE": "2"}, {"WORLD_SIZE": "two"}, {"WORLD_SIZE": "0"}):
+        with pytest.raises(ConfigError):
+            from_env(bad)
+
+
+def test_what_data_parallel_refuses():
+    two = Parallel(0, 2, 0)
+    check(GramConfig(backend="numpyro"), Parallel())  # one process: anything goes
+    with pytest.raises(ConfigError, match="pyro backend"):
+        check(GramConfig(backend="numpyro"), two)
+    with pytest.raises(ConfigError, match="divisible"):
+        check(GramConfig(fit=FitConfig(batch_size=7)), two)
+    with pytest.raises(ConfigError, match="single-process"):
+        check(GramConfig(fit=FitConfig(prior_path_weight=1.0)), two)
+
+
+@pytest.mark.slow
+def test_two_gloo_ranks_match_one_process_on_the_full_batch(tmp_path):
+    """Same seeds, same data order: each rank trains on half of every batch with the noise one
+    process would draw for it; gradients are averaged. Losses, KLs and weights agree to float32."""
+    import gram_ppl as gp
+
+    _run("fit", *ARGS, "--steps", "3", "--out", str(tmp_path / "one"))
+    r = _run("fit", *ARGS, "--steps", "3", "--out", str(tmp_path / "two"), ranks=2)
+    assert r.stdout.count("3 batches") == 1  # rank 0 alone reports
+    from gram_ppl.inference.runfolder import read_checkpoint
+
+    one, two = (gp.load_run(tmp_path / n) for n in ("one", "two"))
+    h1, h2 = (read_checkpoint(tmp_path / n).history for n in ("one", "two"))
+    train = [(a, b) for a, b in zip(h1, h2, strict=True) if "loss" in a]
+    assert len(train) == 3
+    for a, b in train:
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5) and np.allclose(a["kl"], b["kl"], rtol=1e-4, atol=1e-6)
+    assert any(sum(a["kl"]) > 0 for a, _ in train)  # the noise (and so its sharding) mattered
+    wa, wb = one.net.state_dict(), two.net.state_dict()
+    for k in wa:
+        np.testing.assert_allclose(wb[k].numpy(), wa[k].numpy(), rtol=1e-4, atol=1e-5, err_msg=k)
+
+
+@pytest.mark.slow
+def test_a_killed_two_rank_run_resumes_from_its_checkpoint(tmp_path):
+    from gram_ppl.inference.runfolder import read_checkpoint
+
+    out = tmp_path / "run"
+    cmd, env = _gram("fit", *ARGS, "--steps", "100000", "--checkpoint-minutes", "0.01", "--out", str(out), ranks=2)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    ranks = []
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "checkpoint.pt").exists() or read_checkpoint(out).loop["step"] < 2:
+            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint from the 2-rank run"
+            time.sleep(0.5)
+        ranks = _descendants(proc.pid)
+    finally:
+        for pid in [*_descendants(proc.pid), proc.pid]:  # both ranks and torchrun, no chance to save
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait()
+        while any(_alive(pid) for pid in ranks):
+            time.sleep(0.1)
+    done = read_checkpoint(out).loop["step"]
+    _run("fit", *ARGS, "--resume", "--steps", str(done + 2), "--out", str(out), ranks=2)
+    ckpt = read_checkpoint(out)
+    steps = [r["step"] for r in ckpt.history if "loss" in r]
+    assert ckpt.loop["step"] == done + 2 and steps == list(range(1, done + 3))
+
+
+JAX_STEPS = """
+import json, jax, numpy as np
+from gram_ppl import build_dataset
+from gram_ppl.config import FitConfig, GramConfig, NetConfig, TaskConfig, with_priors
+from gram_ppl.inference import svi_numpyro
+from gram_ppl.models import get_model
+
+mod = get_model("numpyro")
+cfg = with_priors(GramConfig(task=TaskConfig(name="nqueens", size=5), net=NetConfig(dim=16, heads=2, layers=1),
+                             fit=FitConfig(K=1, T=1, n_sup=1, batch_size=8), backend="numpyro"), mod.PRIORS)
+data = build_dataset(cfg.task)
+trainer = svi_numpyro.make_trainer(mod, cfg, data.task)
+out = {"devices": len(jax.devices()), "sharded": trainer.shardings is not None, "steps": []}
+for i in range(3):
+    s = slice(8 * i, 8 * i + 8)
+    info = trainer.train_batch(data.train.x[s], data.train.y[s], data.train.num_solutions[s])
+    out["steps"].append([info.loss, *info.kl])
+out["params"] = [float(np.abs(np.asarray(p)).sum()) for p in jax.tree_util.tree_leaves(trainer.params)]
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_jax_data_parallel_over_two_host_devices_matches_one_device():
+    """NumPyro: the batch sharded over 2 forced host devices (Mesh / NamedSharding, parameters
+    replicated) gives the one-device losses, KLs and parameters to float32 rounding."""
+
+    def steps(devices: int) -> dict:
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+        r = subprocess.run([sys.executable, "-c", JAX_STEPS], env=env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    one, two = steps(1), steps(2)
+    assert (one["devices"], one["sharded"], two["devices"], two["sharded"]) == (1, False, 2, True)
+    np.testing.assert_allclose(two["steps"], one["steps"], rtol=1e-5, atol=1e-6)
+    assert any(step[1] > 0 for step in one["steps"])  # the noise (and so its sharding) mattered
+    np.testing.assert_allclose(two["params"], one["params"], rtol=1e-5)
