@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -30,11 +29,14 @@ def run(ranks: int, steps: int, dim: int, size: int, batch: int, folder: Path) -
            "-m", "gram_ppl", "fit", "--task", "nqueens", "--size", str(size), "--steps", str(steps),
            "--set", f"net.dim={dim}", "--set", f"fit.batch_size={batch}", "--eval-minutes", "1000",
            "--checkpoint-minutes", "1000", "--quiet", "--out", str(out)]  # fmt: skip
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    r = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
+    # a fresh wrapper process per rank count: its RUSAGE_CHILDREN peak covers torchrun and its ranks only
+    wrapper = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]).returncode; "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r)")  # fmt: skip
+    r = subprocess.run([sys.executable, "-c", wrapper, *cmd], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                       capture_output=True, text=True)  # fmt: skip
     if r.returncode:
         raise SystemExit(r.stderr[-3000:])
-    peak = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before)  # KiB, the largest child so far
+    peak = int(r.stdout.strip().splitlines()[-1])  # KiB: the largest process (a rank)
     rows = [h for h in json.loads((out / "history.json").read_text()) if "loss" in h]
     t0, t1 = rows[0]["seconds"], rows[-1]["seconds"]
     return {"ranks": ranks, "batches": len(rows), "puzzles_per_s": batch * (len(rows) - 1) / (t1 - t0),

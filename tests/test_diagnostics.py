@@ -288,6 +288,18 @@ def test_plot_functions_return_figures_without_pyplot(name, size):
     assert "distinct boards" in title
 
 
+def test_solution_coverage_counts_samples_whatever_their_integer_type():
+    task = get_task("sudoku", 4)
+    x = np.ones(16, dtype=np.uint8)
+    x[:3] = [2, 3, 4]  # a few clues: several solutions
+    sols = task.solutions(x)  # uint8
+    samples = np.stack([sols[0], sols[0], sols[1]]).astype(np.int64)  # as sampled (and as InferenceData holds them)
+    fig = plots.solution_coverage(task, x, samples, sols)
+    assert fig.axes[0].get_title().startswith(f"coverage 2/{len(sols)}")
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    assert heights[0] == pytest.approx(2 / 3) and heights[1] == pytest.approx(1 / 3) and heights[-1] == pytest.approx(0)
+
+
 def test_trajectory_fan_keeps_every_step_of_inference_data_latents():
     rng = np.random.default_rng(1)
     keys = [b"a", None, b"b"]
