@@ -112,7 +112,7 @@ def test_site_names_map_between_backends():
 
 @pytest.fixture(scope="module")
 def trained():
-    cfg = dataclasses.replace(tiny_config(), priors=gram_numpyro.PRIORS)
+    cfg = dataclasses.replace(tiny_config(), priors=gram_numpyro.PRIORS, backend="numpyro")
     data = build_dataset(cfg.task)
     net = flax_nets.build_net(cfg, data.task)
     trainer = svi_numpyro.Trainer(gram_numpyro, net, cfg)
@@ -170,7 +170,9 @@ def test_cli_numpyro_fit_resume_evaluate_and_convert_both_ways(tmp_path, capsys)
     from gram_ppl.inference.run import load_run
 
     run, back, conv = tmp_path / "np", tmp_path / "back", tmp_path / "conv"
-    tiny = ["--set", "net.dim=16", "--set", "net.layers=1", "--set", "fit.K=1", "--set", "fit.batch_size=8"]
+    # tests/tiny.py's config, as the `trained` fixture compiles it: this process reuses its programs
+    tiny = ["--set", "net.dim=16", "--set", "net.heads=2", "--set", "net.layers=1", "--set", "fit.K=1",
+            "--set", "fit.T=2", "--set", "fit.n_sup=2", "--set", "fit.batch_size=8", "--set", "fit.kl_cap_weight=0"]  # fmt: skip
     args = [
         "fit",
         "--task",
