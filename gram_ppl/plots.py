@@ -218,7 +218,7 @@ def solution_coverage(task: Task, x: np.ndarray, samples: np.ndarray, solutions:
     """How often each exact solution of the puzzle x was sampled among samples (N, L_y): one bar
     per solution (solutions (m, L_y), e.g. task.solutions(x)), the share of invalid samples, and
     the uniform share 1/m that a sampler covering the solution set evenly would give."""
-    samples, solutions = np.asarray(samples, np.int64), np.asarray(solutions, np.int64)  # keys compare bytes
+    samples, solutions = np.asarray(samples), np.asarray(solutions)
     if samples.ndim != 2 or solutions.ndim != 2 or len(solutions) == 0:
         raise ValueError("samples must be (N, L_y) and solutions (m ≥ 1, L_y)")
     index = {task.canonical(s).tobytes(): i for i, s in enumerate(solutions)}

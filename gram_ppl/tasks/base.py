@@ -93,8 +93,9 @@ class Task(abc.ABC):
 
     def canonical(self, y: np.ndarray) -> np.ndarray:
         """The representative of y's class of equivalent solutions (y itself, but colourings
-        that differ only by colour names share one)."""
-        return np.asarray(y)
+        that differ only by colour names share one), as uint8 tokens whatever the input's integer
+        type, so representatives compare by their bytes."""
+        return np.asarray(y, dtype=np.uint8)
 
     # ---- text format (docs/formats.md) ------------------------------------------------------
     @abc.abstractmethod
