@@ -301,9 +301,9 @@ class FitConfig:
     # inputs, trained by −log (1/K) Σ_k p(y | τ_k, x) (the importance-weighted bound with the prior
     # as proposal: a soft best-of-K) at weight prior_path_weight (0: off). It trains the sampler
     # used at test time directly, so nothing can leak through it.
-    # prior_path_target "nearest" scores each rollout against the nearest (Hamming) of the input's
-    # exact solutions instead of the training pair's y: no rollout is pulled away from a valid
-    # solution just because the pair holds another.
+    # prior_path_target "nearest" scores each rollout against the input's exact solution that is
+    # most likely under that rollout (the nearest in log-likelihood) instead of the training pair's
+    # y: no rollout is pulled away from a valid solution just because the pair holds another.
     prior_path_weight: float = 0.0
     prior_path_samples: int = 4
     prior_path_puzzles: int = 16

@@ -148,7 +148,7 @@ class TrainLoop:
         x, y, n = self.x[idx], self.y[idx], self.n[idx]  # symmetries keep the number of solutions
         if self.cfg.fit.augment:
             x, y = self.data.task.augment(self.rng)(x, y)
-        return self.par.shard(x, y, n) if self.par.world > 1 else (x, y, n)
+        return self.par.shard(x, y, n)  # one process: the whole batch
 
     def run(
         self, folder, steps, minutes, progress, eval_every_s, checkpoint_every_s, eval_puzzles, cpu_minutes=None

@@ -26,7 +26,6 @@ import collections
 import contextlib
 import copy
 import io
-import os
 from typing import NamedTuple
 
 import numpy as np
@@ -41,7 +40,7 @@ from pyro.poutine.util import site_is_subsample
 from gram_ppl.config import GramConfig, PriorConfig
 from gram_ppl.inference.backend import NonFiniteLoss, StepInfo
 from gram_ppl.inference.objective import kl_ceiling
-from gram_ppl.inference.parallel import Parallel
+from gram_ppl.inference.parallel import Parallel, from_env
 from gram_ppl.inference.tempering import pyro_temper
 from gram_ppl.networks.torch_nets import build_net
 
@@ -179,6 +178,7 @@ class Trainer:
     def __init__(self, mod, net, cfg: GramConfig, task=None, par: Parallel | None = None):
         self.mod, self.net, self.cfg, self.priors, self.task = mod, net, cfg, cfg.priors, task
         self.par = par or Parallel()  # torchrun data parallel: this rank trains on its shard of each batch
+        self.solution_cache: dict[bytes, np.ndarray] = {}  # exact solutions per input (prior_path_target="nearest")
         decay = [p for n, p in net.named_parameters() if p.ndim >= 2]
         no_decay = [p for n, p in net.named_parameters() if p.ndim < 2]
         groups = [{"params": decay, "weight_decay": cfg.fit.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -323,8 +323,7 @@ class ShardedNoise(Messenger):
     def _pyro_sample(self, msg):
         if msg["is_observed"] or msg["value"] is not None or not msg["name"].startswith("eps_"):
             return
-        fn = msg["fn"]
-        base, ndims = (fn.base_dist, fn.reinterpreted_batch_ndims) if isinstance(fn, dist.Independent) else (fn, 0)
+        base = _base(msg["fn"])
         if isinstance(base, dist.Delta):
             return
         b, P = base.batch_shape[0], self.par.world
@@ -411,13 +410,12 @@ class _PriorPath:
         t = self.trainer
         if t.task is None:
             raise ValueError('fit.prior_path_target="nearest" needs the task (its exact solutions)')
-        cache = t.__dict__.setdefault("_solution_cache", {})
         sols = []
         for row in x.cpu().numpy():
             key = row.tobytes()
-            if key not in cache:
-                cache[key] = t.task.solutions(row, limit=self.MAX_SOLUTIONS)  # (m, L_y)
-            sols.append(cache[key])
+            if key not in t.solution_cache:
+                t.solution_cache[key] = t.task.solutions(row, limit=self.MAX_SOLUTIONS)  # (m, L_y)
+            sols.append(t.solution_cache[key])
         M = max(len(s) for s in sols)
         padded = np.stack([np.concatenate([s, np.repeat(s[:1], M - len(s), 0)]) for s in sols])  # (P, M, L_y)
         return torch.as_tensor(padded.astype(np.int64), device=x.device)
@@ -517,7 +515,7 @@ def device() -> torch.device:
     one, else the CPU (no flag needed)."""
     if not torch.cuda.is_available():
         return torch.device("cpu")
-    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cuda", from_env().local_rank)
 
 
 def init_parallel(par: Parallel) -> None:
