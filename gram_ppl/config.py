@@ -323,6 +323,10 @@ class FitConfig:
     batch_size: int = 64
     augment: bool = False  # random task symmetry per training batch; see docs/recipe.md: test inputs leak
     lr: float = 1e-3  # paper: 1e-4 at batch 768
+    # The last lr_decay share of the training budget (batches, minutes or CPU minutes, whichever
+    # ends the run) lowers the learning rate linearly to 0 (a warmup-stable-decay schedule without
+    # warmup; `lr_scale`); 0: constant. A resumed run with a longer budget rescales its progress.
+    lr_decay: float = 0.0
     weight_decay: float = 0.1
     clip: float = 1.0  # gradient-norm clipping
     ema: float = 0.0  # EMA decay of the weights used for sampling; 0: off
@@ -367,6 +371,15 @@ class FitConfig:
             raise ConfigError("reward_weight needs a stochastic variant (there is no noise to reinforce)")
         if not 0 <= self.kl_balance <= 1 or not 0 <= self.ema < 1:
             raise ConfigError("kl_balance must be in [0, 1] and ema in [0, 1)")
+        if not 0 <= self.lr_decay <= 1:
+            raise ConfigError(f"lr_decay must be in [0, 1] (a share of the budget), got {self.lr_decay!r}")
+
+    def lr_scale(self, progress: float) -> float:
+        """The learning rate's factor at `progress` (share of the training budget used, 0 to 1):
+        1 until the last lr_decay of the budget, then falling linearly to 0 at its end."""
+        if not self.lr_decay or progress <= 1 - self.lr_decay:
+            return 1.0
+        return max(0.0, (1.0 - progress) / self.lr_decay)
 
     @staticmethod
     def paper(beta: float) -> FitConfig:

@@ -175,11 +175,14 @@ class TrainLoop:
                     done = self.trainer.any_rank(done)
                 if done:
                     break
+                if self.cfg.fit.lr_decay:
+                    self.trainer.set_lr_scale(self.cfg.fit.lr_scale(self.progress(steps, minutes, cpu_minutes)))
                 x, y, n = self.next_batch()
                 info = self.trainer.train_batch(x, y, n)
                 self.elapsed = start_elapsed + time.monotonic() - start
                 self.cpu = start_cpu + time.process_time() - cpu_start
                 record = {"step": self.step + 1, "seconds": round(self.elapsed, 3), "cpu_seconds": round(self.cpu, 3)}
+                record["lr"] = self.cfg.fit.lr * self.trainer.lr_scale
                 self.history.append({**record, **info._asdict()})
                 self.step += 1
                 bar.advance(loss=f"{info.loss:.3f}", ce=f"{info.ce:.3f}", kl=f"{sum(info.kl):.3f}")
@@ -205,6 +208,17 @@ class TrainLoop:
             self.evaluate(eval_puzzles)
         if folder is not None:
             self.save(folder)
+
+    def progress(self, steps, minutes, cpu_minutes) -> float:
+        """The share of the training budget used so far (the budget that ends first); under
+        torchrun the largest over the ranks, so that every rank uses one learning rate."""
+        shares = [self.step / steps if steps else 1.0] if steps is not None else []
+        if minutes is not None:
+            shares.append(self.elapsed / (60 * minutes) if minutes else 1.0)
+        if cpu_minutes is not None:
+            shares.append(self.cpu / (60 * cpu_minutes) if cpu_minutes else 1.0)
+        share = min(1.0, max(shares, default=0.0))
+        return self.trainer.max_over_ranks(share) if self.par.world > 1 else share
 
     def evaluate(self, eval_puzzles: int) -> dict:
         """Validity of one prior sample and one guide sample per held-out puzzle; the training RNG

@@ -178,11 +178,13 @@ def _make_update(mod, net, cfg, priors, segment, first):
         loss = terms.loss + fit.halt_weight * halt + fit.value_weight * value
         return loss, (terms, halt, value, exact)
 
-    def update(params, opt_state, ema, key, x, y, carry, cap):
+    def update(params, opt_state, ema, key, x, y, carry, cap, lr_scale):
         TRACES[0] += 1  # runs only while tracing
         carry = None if first else carry
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, key, x, y, carry, cap)
         updates, opt_state = tx.update(grads, opt_state, params)
+        # the schedule scales the whole AdamW step, decoupled decay included (torch: lr · decay)
+        updates = jax.tree_util.tree_map(lambda u: lr_scale * u, updates)
         new = optax.apply_updates(params, updates)
         if ema is not None:
             ema = jax.tree_util.tree_map(lambda e, p: e + (1 - fit.ema) * (p - e), ema, new)
@@ -220,6 +222,7 @@ class Trainer:
         self.opt_state = self.tx.init(self.params)
         self.ema = self.params if cfg.fit.ema else None
         self.key = jax.random.key(cfg.fit.seed)
+        self.lr_scale = 1.0  # the learning-rate schedule's factor (set_lr_scale)
         self.shardings = data_parallel(cfg.fit.batch_size)  # None on one device
         self._replicate()
 
@@ -269,6 +272,11 @@ class Trainer:
         """After a forced resume: nothing to do, the optax transform is built from this trainer's
         config (learning rate and weight decay are not part of the restored optimiser state)."""
 
+    def set_lr_scale(self, scale: float) -> None:
+        """The next batches' learning rate is fit.lr · scale (the schedule: FitConfig.lr_scale);
+        a traced argument of the update, so changing it compiles nothing."""
+        self.lr_scale = float(scale)
+
     def validity(self, task, test, puzzles: int, seed: int) -> dict[str, float]:
         """Validity of one prior and one guide sample for each of the first `puzzles` held out."""
         from gram_ppl.inference.evaluate import validity_report
@@ -297,7 +305,7 @@ class Trainer:
             update = update_program(self.mod, self.net, self.cfg, self.priors, seg, first=i == 0)
             dummy = carry if carry is not None else (jnp.zeros(()), jnp.zeros(()))
             params, opt_state, ema, loss, ok, (terms, halt, value, exact) = update(
-                self.params, self.opt_state, self.ema, sub, x, y, dummy, cap
+                self.params, self.opt_state, self.ema, sub, x, y, dummy, cap, jnp.float32(self.lr_scale)
             )
             if not bool(ok):
                 raise NonFiniteLoss(f"loss is {float(loss)}; stopping before the update (last checkpoint kept)")

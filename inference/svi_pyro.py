@@ -183,6 +183,7 @@ class Trainer:
         no_decay = [p for n, p in net.named_parameters() if p.ndim < 2]
         groups = [{"params": decay, "weight_decay": cfg.fit.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         self.opt = torch.optim.AdamW(groups, lr=cfg.fit.lr, betas=(0.9, 0.95))
+        self.lr_scale = 1.0  # the learning-rate schedule's factor (set_lr_scale)
         self.ema = copy.deepcopy(net).requires_grad_(False) if cfg.fit.ema else None
         # verifier-reward fine-tuning keeps the prior near a frozen reference (replaced on load_state)
         self.reference = copy.deepcopy(net).requires_grad_(False) if cfg.fit.reward_weight else None
@@ -233,8 +234,14 @@ class Trainer:
         """After a forced resume with a changed config: the optimiser takes its learning rate and
         weight decay from this trainer's config, not from the restored state."""
         decay, no_decay = self.opt.param_groups
-        decay["lr"] = no_decay["lr"] = self.cfg.fit.lr
+        decay["lr"] = no_decay["lr"] = self.cfg.fit.lr * self.lr_scale
         decay["weight_decay"] = self.cfg.fit.weight_decay
+
+    def set_lr_scale(self, scale: float) -> None:
+        """The next batches' learning rate is fit.lr · scale (the schedule: FitConfig.lr_scale)."""
+        self.lr_scale = float(scale)
+        for group in self.opt.param_groups:
+            group["lr"] = self.cfg.fit.lr * self.lr_scale
 
     def validity(self, task, test, puzzles: int, seed: int) -> dict[str, float]:
         """Validity of one prior and one guide sample for each of the first `puzzles` held out
@@ -306,9 +313,13 @@ class Trainer:
 
     def any_rank(self, flag: bool) -> bool:
         """True on every rank when it is true on one (a budget ran out): ranks stop together."""
-        t = torch.tensor([float(flag)])
+        return bool(self.max_over_ranks(float(flag)))
+
+    def max_over_ranks(self, value: float) -> float:
+        """The largest of the ranks' values (budget progress: every rank uses one learning rate)."""
+        t = torch.tensor([float(value)], dtype=torch.float64)
         torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-        return bool(t.item())
+        return float(t.item())
 
 
 class ShardedNoise(Messenger):

@@ -89,8 +89,9 @@ def test_two_gloo_ranks_match_one_process_on_the_full_batch(tmp_path):
     process would draw for it; gradients are averaged. Losses, KLs and weights agree to float32."""
     import gram_ppl as gp
 
-    _run("fit", *ARGS, "--steps", "3", "--out", str(tmp_path / "one"))
-    r = _run("fit", *ARGS, "--steps", "3", "--out", str(tmp_path / "two"), ranks=2)
+    decay = ("--set", "fit.lr_decay=1")  # the schedule's progress is agreed over the ranks (an all-reduce)
+    _run("fit", *ARGS, *decay, "--steps", "3", "--out", str(tmp_path / "one"))
+    r = _run("fit", *ARGS, *decay, "--steps", "3", "--out", str(tmp_path / "two"), ranks=2)
     assert r.stdout.count("3 batches") == 1  # rank 0 alone reports
     from gram_ppl.inference.runfolder import read_checkpoint
 
@@ -98,6 +99,7 @@ def test_two_gloo_ranks_match_one_process_on_the_full_batch(tmp_path):
     h1, h2 = (read_checkpoint(tmp_path / n).history for n in ("one", "two"))
     train = [(a, b) for a, b in zip(h1, h2, strict=True) if "loss" in a]
     assert len(train) == 3
+    assert [b["lr"] for _, b in train] == pytest.approx([1e-3, 2e-3 / 3, 1e-3 / 3])  # fit.lr = 1e-3 falling
     for a, b in train:
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-5) and np.allclose(a["kl"], b["kl"], rtol=1e-4, atol=1e-6)
     assert any(sum(a["kl"]) > 0 for a, _ in train)  # the noise (and so its sharding) mattered
