@@ -118,7 +118,10 @@ class TaskConfig:
     # N-Queens
     removed: tuple[int, ...] | None = None  # queens removed per puzzle; None: (n-3, n-2, n-1)
     test_fraction: float = 0.15  # share of unique inputs held out (paper: 85:15)
-    split: str = "input"  # nqueens: hold out unique inputs (paper) | whole orbits under the 8 board symmetries
+    # hold out distinct inputs (paper) | whole orbits of inputs under the task's symmetries (N-Queens:
+    # the 8 board symmetries; Sudoku: digits, lines, bands, stacks, transposition; colouring: vertex
+    # relabelling), so no test input is a symmetric image of a training input
+    split: str = "input"
     max_sources: int = 1000  # at most this many full solutions serve as sources (n >= 11)
     # Sudoku and colouring
     num_train: int | None = None
@@ -156,8 +159,9 @@ class TaskConfig:
                 raise ConfigError(f"{name} must be a non-negative integer, got {v!r}")
         _choice("targets", self.targets, TARGETS)
         _choice("split", self.split, SPLIT_RULES)
-        if self.split == "orbit" and not self.name.startswith("nqueens"):
-            raise ConfigError(f"split 'orbit' is implemented for nqueens only, not {self.name!r}")
+        generate = self.name == "sudoku" and (self.mode or ("generate" if self.size == 4 else "unique")) == "generate"
+        if self.split == "orbit" and generate:
+            raise ConfigError("split 'orbit' needs inputs to hold out: Sudoku generation's input is the blank board")
         if self.max_sources < 1 or self.max_solutions < 2 or self.max_targets < 1:
             raise ConfigError("max_sources and max_targets must be >= 1, max_solutions >= 2")
 

@@ -133,3 +133,40 @@ def test_augmentation_relabels_vertices_consistently(rng):
     assert task.is_valid(x, y).all() and (y[:, 0] == 3).all()  # still canonical
     assert ((x == 2).sum(1) == (ds.train.x == 2).sum(1)).all()  # same edge counts
     assert [len(task.solutions(a)) for a in x[:5]] == [len(task.solutions(a)) for a in ds.train.x[:5]]
+
+
+def _relabel(task, x, perm):
+    """The graph x (E,) with new vertex i = old vertex perm[i]."""
+    n = task.size
+    adj = np.zeros((n, n), dtype=np.uint8)
+    adj[task.pairs[:, 0], task.pairs[:, 1]] = x
+    adj = np.maximum(adj, adj.T)
+    return adj[perm[task.pairs[:, 0]], perm[task.pairs[:, 1]]]
+
+
+@pytest.mark.parametrize("n, classes", [(4, 11), (5, 34)])
+def test_orbit_keys_count_the_isomorphism_classes(n, classes):
+    """Every labelled graph on n vertices: as many keys as non-isomorphic graphs (11 and 34)."""
+    task = Coloring(n)
+    graphs = np.array(list(itertools.product([1, 2], repeat=task.x_len)), dtype=np.uint8)
+    assert len(set(task.orbit_keys(graphs))) == classes
+    # the invariant fallback (forced by allowing a single order) joins classes, never splits one
+    forced = task.orbit_keys(graphs, max_orders=1)
+    exact = task.orbit_keys(graphs)
+    assert len(set(forced)) <= classes and all(
+        len({f for f, e in zip(forced, exact, strict=True) if e == k}) == 1 for k in set(exact)
+    )
+
+
+def test_orbit_split_holds_out_every_relabelling():
+    """Colouring-6 (720 vertex orders): no relabelling of a test graph is a training graph; the
+    default split leaks them."""
+    task = Coloring(6)
+    perms = np.array(list(itertools.permutations(range(6))))
+    leaks = {}
+    for split in ("input", "orbit"):
+        ds = build_dataset(TaskConfig(name="coloring", size=6, num_train=300, num_test=60, split=split))
+        train = {r.tobytes() for r in ds.train.x}
+        leaks[split] = sum(any(_relabel(task, x, p).tobytes() in train for p in perms) for x in ds.test.x)
+        assert len(ds.test) >= 60 and len(np.unique(ds.train.x, axis=0)) + len(ds.test) == 360
+    assert leaks["orbit"] == 0 and leaks["input"] > 10, leaks

@@ -17,7 +17,7 @@ from gram_ppl.config import ConfigError, TaskConfig, from_dict, to_dict
         ({"test_fraction": 1.0}, "test_fraction must be in"),
         ({"name": "coloring", "edge_prob": 0.0}, "edge_prob must be in"),
         ({"num_train": -1}, "num_train must be a non-negative integer"),
-        ({"name": "sudoku", "size": 4, "split": "orbit"}, "split 'orbit' is implemented for nqueens only"),
+        ({"name": "sudoku", "size": 4, "split": "orbit"}, "generation's input is the blank board"),
         ({"split": "random"}, "split must be one of \\['input', 'orbit'\\]"),
     ],
 )

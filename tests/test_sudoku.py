@@ -204,3 +204,46 @@ def test_augmentation_keeps_blanks_validity_and_solution_counts(size, rng):
     x, y = task.augment(rng)(ds.train.x, ds.train.y)
     assert ((x == 1).sum(1) == (ds.train.x == 1).sum(1)).all() and task.is_valid(x, y).all()
     assert [len(task.solutions(a)) for a in x[:5]] == [len(task.solutions(a)) for a in ds.train.x[:5]]
+
+
+def test_the_geometric_group_has_its_order_and_keeps_validity():
+    for s, order in ((4, 128), (6, 3456)):
+        task = Sudoku(s)
+        maps = task.geometric_maps()
+        assert maps.shape == (order, s * s) and len({m.tobytes() for m in maps}) == order
+        grids = task.solve(np.zeros(s * s, dtype=np.int64), limit=3)[0]  # (3, s*s) digits
+        assert task.is_valid(np.ones(s * s, dtype=np.int64), grids[:, maps] + 1).all()
+
+
+def test_orbit_keys_are_exact_on_4x4_grids_and_invariant_elsewhere(rng):
+    task = Sudoku(4)
+    grids = task.solve(np.zeros(16, dtype=np.int64))[0]  # all 288 complete grids
+    assert len(set(task.orbit_keys(grids))) == 2  # the two essentially different 4x4 Sudoku grids
+    for s in (6, 9):
+        task = Sudoku(s)
+        puzzle, _ = task.unique_puzzle(task.random_grid(rng), rng, clues=0)
+        images = np.array([task.random_symmetry(rng)(puzzle) for _ in range(6)])
+        assert len(set(task.orbit_keys(np.concatenate([puzzle[None], images])))) == 1
+        other, _ = task.unique_puzzle(task.random_grid(rng), rng, clues=0)
+        assert task.orbit_keys(other[None]) != task.orbit_keys(puzzle[None])
+
+
+@pytest.mark.parametrize("mode", ["multi", "unique"])
+def test_orbit_split_holds_out_every_symmetric_image(mode):
+    """4x4: every image of every test input under the whole group (128 geometric maps x 24
+    relabellings of the digits) is absent from training; the default split leaks them."""
+    task = Sudoku(4)
+    maps, relabel = task.geometric_maps(), np.array([(0, *p) for p in itertools.permutations(range(1, 5))])
+
+    def orbit(x):  # x (16,) tokens -> the bytes of every image
+        geo = (x.astype(np.int64) - 1)[maps]  # (128, 16) digits, blank 0
+        return {row.tobytes() for r in relabel for row in (r[geo] + 1).astype(np.uint8)}  # 128 x 24 boards
+
+    leaks = {}
+    for split in ("input", "orbit"):
+        ds = build_dataset(TaskConfig(name="sudoku", size=4, mode=mode, split=split))
+        train = {r.tobytes() for r in ds.train.x}
+        leaks[split] = sum(bool(orbit(x) & train) for x in ds.test.x)
+        assert 0.12 < len(ds.test) / (len(ds.test) + len(train)) < 0.35
+        assert (ds.test.num_solutions == [len(task.solutions(x)) for x in ds.test.x]).all()
+    assert leaks["orbit"] == 0 and leaks["input"] > 10, leaks

@@ -33,7 +33,9 @@ def _data_commands(sub) -> None:
     b.add_argument("--removed", type=int_tuple, help="nqueens: queens removed per puzzle, e.g. 5,6,7")
     b.add_argument("--test-fraction", type=float, help="nqueens: held-out share of inputs")
     b.add_argument(
-        "--split", choices=SPLIT_RULES, help="nqueens: hold out inputs or whole symmetry orbits (default input)"
+        "--split",
+        choices=SPLIT_RULES,
+        help="hold out inputs, or whole orbits of inputs under the task's symmetries (default input)",
     )
     b.add_argument("--mode", choices=SUDOKU_MODES, help="sudoku: generate | unique | multi")
     b.add_argument("--clues", type=int, help="sudoku: clues to stop at (unique; 0 = minimal) or keep (multi)")

@@ -170,3 +170,19 @@ def expand_targets(x: np.ndarray, solutions: list[np.ndarray], counts: np.ndarra
         ns.append(np.full(len(sols), n, dtype=np.int64))
     order = rng.permutation(sum(len(v) for v in ys))
     return Split(np.concatenate(xs)[order], np.concatenate(ys)[order], np.concatenate(ns)[order])
+
+
+def hold_out_orbits(keys: list, n_test: int, rng: np.random.Generator) -> np.ndarray:
+    """(N,) bool: which inputs are held out when whole orbits go to test. keys[i] is input i's
+    orbit key (equal for inputs that are symmetric images of each other; a key may also join
+    several orbits, which keeps the property: no held-out input is an image of a training
+    input). Orbits are taken in random order until at least n_test inputs are held out."""
+    _, group = np.unique(np.array(keys, dtype=object), return_inverse=True)
+    group = np.asarray(group).reshape(-1)  # (N,) orbit of each input
+    sizes = np.bincount(group)
+    held, total = np.zeros(len(sizes), dtype=bool), 0
+    for g in rng.permutation(len(sizes)):
+        if total >= n_test:
+            break
+        held[g], total = True, total + sizes[g]
+    return held[group]

@@ -17,11 +17,12 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import math
 
 import numpy as np
 
 from gram_ppl.config import TASK_SIZES
-from gram_ppl.tasks.base import PuzzleError, Split, Task, expand_targets
+from gram_ppl.tasks.base import PuzzleError, Split, Task, expand_targets, hold_out_orbits
 
 NO_EDGE, EDGE, COLOR0 = 1, 2, 3
 COLORS = 3
@@ -78,6 +79,38 @@ class Coloring(Task):
         """Colours renamed in order of first appearance (tokens 3 + colour)."""
         names: dict[int, int] = {}
         return np.array([COLOR0 + names.setdefault(int(c), len(names)) for c in np.asarray(y)], dtype=np.uint8)
+
+    def orbit_keys(self, x: np.ndarray, max_orders: int = 40320) -> list[bytes]:
+        """One key per graph (N, E), equal for graphs that are relabellings of each other. Colour
+        refinement (1-WL) orders the vertices canonically up to ties; the key is the least
+        adjacency triangle over every order of the tied vertices (the exact canonical form) when
+        there are at most max_orders such orders (always for n <= 8), else the refined colour
+        histogram with each class's neighbour counts, an invariant that may join orbits, never
+        splits one."""
+        n, keys = self.size, []
+        for g in np.asarray(x):
+            adj = np.zeros((n, n), dtype=np.int64)
+            adj[self.pairs[:, 0], self.pairs[:, 1]] = g == EDGE
+            adj = adj + adj.T
+            colour = np.zeros(n, dtype=np.int64)
+            while True:  # refine: a vertex's new colour ranks (its colour, its neighbours' colour counts)
+                sig = [(int(colour[v]), *np.bincount(colour[adj[v] > 0], minlength=n).tolist()) for v in range(n)]
+                ranks = {t: i for i, t in enumerate(sorted(set(sig)))}
+                new = np.array([ranks[t] for t in sig])
+                if len(ranks) == len(set(colour.tolist())):
+                    break
+                colour = new
+            cells = [np.flatnonzero(colour == c) for c in range(int(colour.max()) + 1)]
+            if np.prod([float(math.factorial(len(c))) for c in cells]) > max_orders:
+                counts = sorted(sig)
+                keys.append(repr(("invariant", counts)).encode())
+                continue
+            orders = np.array(
+                [sum(p, ()) for p in itertools.product(*[list(itertools.permutations(c.tolist())) for c in cells])]
+            )
+            tri = adj[orders[:, self.pairs[:, 0]], orders[:, self.pairs[:, 1]]]  # (O, E): the triangle in each order
+            keys.append(tri[np.lexsort(tri.T[::-1])[0]].astype(np.uint8).tobytes())
+        return keys
 
     def check_givens(self, x: np.ndarray) -> None:
         self.check_tokens(x)
@@ -148,8 +181,12 @@ class Coloring(Task):
         counts = proper.sum(1).astype(np.int64)
         rgs = (canonical_colorings(self.size) + COLOR0).astype(np.uint8)  # (R, n)
         sols = [rgs[rng.permutation(np.flatnonzero(row))] for row in proper]  # random order per graph
-        train = expand_targets(x[:n_train], sols[:n_train], counts[:n_train], cfg, rng)
-        test = Split(x[n_train:], np.array([s[0] for s in sols[n_train:]]).reshape(-1, self.size), counts[n_train:])
+        is_test = np.arange(len(x)) >= n_train
+        if cfg.split == "orbit":  # whole isomorphism classes held out: about n_test graphs
+            is_test = hold_out_orbits(self.orbit_keys(x), n_test, rng)
+        tr, te = np.flatnonzero(~is_test), np.flatnonzero(is_test)
+        train = expand_targets(x[tr], [sols[i] for i in tr], counts[tr], cfg, rng)
+        test = Split(x[te], np.array([sols[i][0] for i in te]).reshape(-1, self.size), counts[te])
         return train, test
 
 

@@ -19,13 +19,20 @@ Data set modes (TaskConfig.mode):
 - "multi": completion puzzles with between 2 and `max_solutions` solutions, made by blanking
   all but `clues` random cells. Training keeps a pair for every solution of each training
   puzzle (TaskConfig.targets), the source grid first.
+
+Splits (TaskConfig.split): "input" holds out distinct inputs; "orbit" holds out whole orbits of
+inputs under the validity-preserving symmetries (digit relabelling, row/column/band/stack
+permutations, transposition for square boxes), so no test puzzle is a symmetric image of a
+training one (`orbit_keys`: exact for 4x4 and 6x6, an orbit invariant for 9x9).
 """
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
-from gram_ppl.tasks.base import PuzzleError, Split, Task, expand_targets, line_pairs, parse_grid_line
+from gram_ppl.tasks.base import PuzzleError, Split, Task, expand_targets, hold_out_orbits, line_pairs, parse_grid_line
 
 PAD, BLANK = 0, 1
 BOXES = {4: (2, 2), 6: (2, 3), 9: (3, 3)}
@@ -220,6 +227,60 @@ class Sudoku(Task):
             cells = cells.T
         return lambda digits: relabel[np.asarray(digits)[..., cells.reshape(-1)]]
 
+    def geometric_maps(self) -> np.ndarray:
+        """(G, s*s) every cell permutation of the group (rows within bands, bands, columns within
+        stacks, stacks; times transposition for square boxes): 128 for 4x4, 3,456 for 6x6."""
+        s, (br, bc) = self.size, self.box
+
+        def orders(k, n):  # every order of n // k blocks of k lines, lines permuted within blocks
+            within = list(
+                itertools.product(*[list(itertools.permutations(range(b * k, b * k + k))) for b in range(n // k)])
+            )
+            return [sum((w[b] for b in blocks), ()) for blocks in itertools.permutations(range(n // k)) for w in within]
+
+        grid = np.arange(s * s).reshape(s, s)
+        maps = [grid[np.array(r)][:, np.array(c)].reshape(-1) for r in orders(br, s) for c in orders(bc, s)]
+        if br == bc:
+            maps += [m.reshape(s, s).T.reshape(-1) for m in maps]
+        return np.array(maps)
+
+    def orbit_keys(self, digits: np.ndarray) -> list[bytes]:
+        """One key per board (N, s*s) of digits (0 = blank), equal for boards that are images of
+        each other under the symmetry group. 4x4 and 6x6: the exact canonical form (the least
+        image, digits renamed by first appearance, over every geometric map). 9x9 (2.6 million
+        maps): an orbit invariant (digit frequencies; per band its rows' clue counts and per-stack
+        counts, sorted; the same for columns; symmetrised under transposition), which may join
+        orbits, never splits one."""
+        digits = np.asarray(digits, dtype=np.int64)
+        if self.size == 9:
+            return [self._invariant(b) for b in digits]
+        maps, s = self.geometric_maps(), self.size
+        keys = []
+        for board in digits:
+            images = board[maps]  # (G, s*s)
+            first = np.where(images[:, :, None] == np.arange(1, s + 1), np.arange(s * s)[:, None], s * s).min(
+                1
+            )  # (G, s)
+            rank = np.argsort(np.argsort(first, axis=1, kind="stable"), axis=1) + 1  # (G, s): new name of each digit
+            table = np.concatenate([np.zeros((len(maps), 1), dtype=np.int64), rank], axis=1)  # (G, s + 1), blank -> 0
+            named = np.take_along_axis(table, images, axis=1)  # (G, s*s)
+            least = named[np.lexsort(named.T[::-1])[0]]
+            keys.append(least.astype(np.uint8).tobytes())
+        return keys
+
+    def _invariant(self, board: np.ndarray) -> bytes:
+        s, (br, bc) = self.size, self.box
+        grid = board.reshape(s, s) > 0
+
+        def lines(g, k, m):  # bands of k lines; each line: (clues, sorted clue counts per block of m)
+            sig = [(int(r.sum()), *sorted(r.reshape(-1, m).sum(1).tolist())) for r in g]
+            return sorted(tuple(sorted(sig[b * k : b * k + k])) for b in range(s // k))
+
+        rows, cols = lines(grid, br, bc), lines(grid.T, bc, br)
+        freq = sorted(np.bincount(board, minlength=s + 1)[1:].tolist())
+        pair = sorted([rows, cols]) if br == bc else [rows, cols]  # transposition swaps rows and columns
+        return repr((freq, *pair)).encode()
+
     def unique_puzzle(self, grid: np.ndarray, rng: np.random.Generator, clues: int) -> tuple[np.ndarray, int]:
         """Blank cells of `grid` in random order while the solution stays unique, stopping at
         `clues` clues (or when no cell can go). Returns digits (0 = blank) and the effort."""
@@ -271,13 +332,18 @@ class Sudoku(Task):
             counts.append(item[1])
         x, y = np.array(xs, dtype=np.uint8), np.array(ys, dtype=np.uint8)
         num = np.array(counts, dtype=np.int64)
-        test = Split(x[n_train:], y[n_train:], num[n_train:])
+        is_test = np.arange(len(x)) >= n_train
+        if cfg.split == "orbit":  # whole orbits held out: about n_test inputs, the rest train
+            is_test = hold_out_orbits(self.orbit_keys(x.astype(np.int64) - 1), n_test, rng)
+        test = Split(x[is_test], y[is_test], num[is_test])
+        train = ~is_test
         if cfg.mode == "unique":
-            return Split(x[:n_train], y[:n_train], num[:n_train]), test
+            return Split(x[train], y[train], num[train]), test
         sols = [
-            np.concatenate([g[None], s[(s != g).any(1)]]) for g, s in zip(y, map(self._all_solutions, x), strict=True)
+            np.concatenate([g[None], s[(s != g).any(1)]])
+            for g, s in zip(y[train], map(self._all_solutions, x[train]), strict=True)
         ]
-        return expand_targets(x[:n_train], sols[:n_train], num[:n_train], cfg, rng), test
+        return expand_targets(x[train], sols, num[train], cfg, rng), test
 
     def _all_solutions(self, x: np.ndarray) -> np.ndarray:
         return (self.solve(x.astype(np.int64) - 1)[0] + 1).astype(np.uint8)
