@@ -11,14 +11,16 @@ import json
 import math
 from dataclasses import dataclass, field
 
-TASK_NAMES = ("nqueens", "nqueens_rows", "sudoku", "coloring")  # nqueens_rows: one token per row
+TASK_NAMES = ("nqueens", "nqueens_rows", "sudoku", "coloring", "digits")  # nqueens_rows: one token per row
 TASK_SIZES = {  # the one list of sizes: the tasks (gram_ppl/tasks) check against it
     "nqueens": tuple(range(4, 13)),
     "nqueens_rows": tuple(range(4, 13)),
     "sudoku": (4, 6, 9),
     "coloring": tuple(range(3, 13)),
+    "digits": (8,),  # scikit-learn's 8x8 handwritten digits
 }
 SUDOKU_MODES = ("generate", "unique", "multi")
+DIGITS_MODES = ("generate", "conditional")  # p(image) | p(image | label)
 TARGETS = ("all", "one")
 SPLIT_RULES = ("input", "orbit")  # how test inputs are held out
 
@@ -28,6 +30,8 @@ _DEFAULT_COUNTS = {
     ("sudoku", "unique"): {4: (200, 50), 6: (800, 200), 9: (100, 20)},
     ("sudoku", "multi"): {4: (400, 100), 6: (800, 200), 9: (80, 20)},
     ("coloring", None): {8: (7002, 255), 10: (13465, 192)},  # the paper's sizes
+    ("digits", "generate"): {8: (1200, 597)},  # of the 1,797 digits; the held-out ones judge samples
+    ("digits", "conditional"): {8: (1200, 597)},
 }
 _CLUES = {"unique": {4: 6, 6: 12, 9: 26}, "multi": {4: 5, 6: 12, 9: 30}}
 _MIN_EFFORT = {4: 0, 6: 0, 9: 1}
@@ -126,7 +130,9 @@ class TaskConfig:
     # Sudoku and colouring
     num_train: int | None = None
     num_test: int | None = None
-    mode: str | None = None  # sudoku: generate | unique | multi; None: generate for 4x4, else unique
+    mode: str | None = (
+        None  # sudoku: generate | unique | multi (None: generate for 4x4, else unique); digits: generate | conditional
+    )
     clues: int | None = None  # sudoku unique: stop removing at this many (0: minimal); multi: exactly this many
     min_effort: int | None = None  # sudoku unique: least solver effort (branch points) to keep
     max_solutions: int = 32  # sudoku multi: at most this many solutions per puzzle
@@ -141,9 +147,11 @@ class TaskConfig:
         _choice("name", self.name, TASK_NAMES)
         _choice("size", self.size, TASK_SIZES[self.name], f"for task {self.name!r}")
         if self.mode is not None:
-            if self.name != "sudoku":
-                raise ConfigError(f"mode applies to sudoku only, not {self.name!r}")
-            _choice("mode", self.mode, SUDOKU_MODES)
+            if self.name not in ("sudoku", "digits"):
+                raise ConfigError(f"mode applies to sudoku and digits only, not {self.name!r}")
+            _choice("mode", self.mode, SUDOKU_MODES if self.name == "sudoku" else DIGITS_MODES)
+        if self.name == "digits" and self.split != "input":
+            raise ConfigError("digits: split 'orbit' does not apply (images have no symmetry group here)")
         if self.removed is not None:
             object.__setattr__(self, "removed", tuple(self.removed))
             bad = [k for k in self.removed if not 1 <= k <= self.size]
@@ -177,7 +185,9 @@ class TaskConfig:
                 changes["clues"] = _CLUES[mode][s]
             if self.min_effort is None:
                 changes["min_effort"] = _MIN_EFFORT[s] if mode == "unique" else 0
-        if self.name in ("sudoku", "coloring"):
+        if self.name == "digits":
+            changes["mode"] = self.mode or "generate"
+        if self.name in ("sudoku", "coloring", "digits"):
             key = (self.name, changes.get("mode"))
             n_train, n_test = _DEFAULT_COUNTS[key].get(s, (5000, 200))
             changes["num_train"] = n_train if self.num_train is None else self.num_train
@@ -474,6 +484,7 @@ __all__ = [
     "TASK_NAMES",
     "TASK_SIZES",
     "SUDOKU_MODES",
+    "DIGITS_MODES",
     "from_dict",
     "gram_config_from_dict",
     "to_dict",

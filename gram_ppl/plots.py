@@ -240,6 +240,30 @@ def solution_coverage(task: Task, x: np.ndarray, samples: np.ndarray, solutions:
     return fig
 
 
+def image_gallery(panels: dict[str, np.ndarray], per_row: int = 10, side: int = 8, captions=None) -> PlotFigure:
+    """Rows of binary images side by side, one block per entry of `panels` (name -> (M, side²)
+    tokens, 2 = on: the digits task), e.g. {"GRAM": samples, "real": held-out digits}; at most
+    2 rows of per_row images each. `captions` (name -> list of M strings) titles each image
+    (the judge's predicted class, say)."""
+    blocks = {k: np.asarray(v).reshape(-1, side * side)[: 2 * per_row] for k, v in panels.items()}
+    if not blocks or any(len(v) == 0 for v in blocks.values()):
+        raise ValueError("image_gallery needs at least one image in every panel")
+    rows = sum(-(-len(v) // per_row) for v in blocks.values())
+    fig = PlotFigure(figsize=(0.9 * per_row, 1.05 * rows + 0.3 * len(blocks)), layout="constrained")
+    figs = fig.subfigures(len(blocks), 1, squeeze=False).ravel()
+    for sub, (name, imgs) in zip(figs, blocks.items(), strict=True):
+        r = -(-len(imgs) // per_row)
+        axes = sub.subplots(r, per_row, squeeze=False).ravel()
+        for i, ax in enumerate(axes):
+            ax.set_axis_off()
+            if i < len(imgs):
+                ax.imshow((imgs[i] == 2).reshape(side, side), cmap="gray_r", vmin=0, vmax=1)
+                if captions and name in captions:
+                    ax.set_title(str(captions[name][i]), fontsize=7)
+        sub.suptitle(name, fontsize=9)
+    return fig
+
+
 def entropy_heatmap(boards: np.ndarray, vocab: int, shape: tuple[int, int] | None = None) -> PlotFigure:
     """Per-cell entropy (nats) of the sampled tokens at every step, boards (N, S+1, L_y); one
     panel per step, cells laid out in `shape` (default one row)."""

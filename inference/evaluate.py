@@ -143,7 +143,8 @@ def evaluate_run(
     """Prior samples for the held-out puzzles of a run (a folder or a LoadedRun), scored against exact ground truth
     (inference.evaluate.sample_metrics), plus single-sample validity after each step and the
     metrics split by the inputs' numbers of solutions (1, 2-3, 4+). `temperature` scales the
-    prior's σ (inference/tempering.py)."""
+    prior's σ (inference/tempering.py). A task without a checker (digits) is scored by
+    gram_ppl.tasks.digits.image_metrics over all num_samples x puzzles images instead."""
     from gram_ppl.inference.loading import LoadedRun, load_run
     from gram_ppl.inference.sampling import rollout
 
@@ -151,6 +152,13 @@ def evaluate_run(
     test, task = data.test, data.task
     x, depth = test.x[:puzzles], depth or cfg.fit.n_sup
     r = rollout(mod, net, cfg, x, num_samples, depth, temperature=temperature, seed=cfg.fit.seed + 2)
+    head = {"puzzles": len(x), "num_samples": num_samples, "depth": depth, "temperature": temperature}
+    if not task.checker:  # images (digits): a classifier on held-out real digits judges the samples
+        from gram_ppl.tasks.digits import image_metrics, judge_for
+
+        labels = np.broadcast_to(task.label(x), r.boards.shape[:2])  # (N, B); -1: unconditional
+        cond = labels.min() >= 0
+        return {**head, **image_metrics(r.boards, data.train.y, judge_for(data.train.y), labels if cond else None)}
     n_sol = test.num_solutions[:puzzles]
     metrics = sample_metrics(task, x, test.y[:puzzles], r.boards, n_sol)
     by_depth = [round(float(task.is_valid(x[None], b).mean()), 6) for b in r.per_step]
@@ -160,7 +168,4 @@ def evaluate_run(
         if sel.any() and len(np.unique(n_sol)) > 1:
             m = sample_metrics(task, x[sel], test.y[:puzzles][sel], r.boards[:, sel], n_sol[sel])
             by_count[name] = {"puzzles": int(sel.sum()), "valid": m["valid"], "coverage": m["coverage"]}
-    return {
-        "puzzles": len(x), "num_samples": num_samples, "depth": depth, "temperature": temperature, **metrics,
-        "valid_by_depth": by_depth, "by_num_solutions": by_count,
-    }  # fmt: skip
+    return {**head, **metrics, "valid_by_depth": by_depth, "by_num_solutions": by_count}

@@ -9,10 +9,13 @@ from gram_ppl.config import ConfigError, TaskConfig, from_dict, to_dict
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"name": "queens"}, "name must be one of \\['nqueens', 'nqueens_rows', 'sudoku', 'coloring'\\], got 'queens'"),
+        (
+            {"name": "queens"},
+            "name must be one of \\['nqueens', 'nqueens_rows', 'sudoku', 'coloring', 'digits'\\], got 'queens'",
+        ),
         ({"name": "sudoku", "size": 5}, "size for task 'sudoku' must be one of \\[4, 6, 9\\]"),
         ({"name": "sudoku", "size": 6, "mode": "hard"}, "mode must be one of \\['generate', 'unique', 'multi'\\]"),
-        ({"mode": "unique"}, "mode applies to sudoku only"),
+        ({"mode": "unique"}, "mode applies to sudoku and digits only"),
         ({"removed": (0, 9)}, "removed must be queen counts in 1..8"),
         ({"test_fraction": 1.0}, "test_fraction must be in"),
         ({"name": "coloring", "edge_prob": 0.0}, "edge_prob must be in"),

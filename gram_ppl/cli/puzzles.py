@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from gram_ppl.cli.common import int_tuple, positive_int, solvable_puzzles, task_args
-from gram_ppl.config import SPLIT_RULES, SUDOKU_MODES, TaskConfig
+from gram_ppl.config import DIGITS_MODES, SPLIT_RULES, SUDOKU_MODES, TaskConfig
 from gram_ppl.data import build_dataset, load_dataset, save_dataset
 from gram_ppl.puzzle_io import read_puzzles
 from gram_ppl.tasks import PuzzleError, get_task
@@ -37,7 +37,8 @@ def _data_commands(sub) -> None:
         choices=SPLIT_RULES,
         help="hold out inputs, or whole orbits of inputs under the task's symmetries (default input)",
     )
-    b.add_argument("--mode", choices=SUDOKU_MODES, help="sudoku: generate | unique | multi")
+    b.add_argument("--mode", choices=sorted(set(SUDOKU_MODES + DIGITS_MODES)),
+                   help="sudoku: generate | unique | multi; digits: generate | conditional")  # fmt: skip
     b.add_argument("--clues", type=int, help="sudoku: clues to stop at (unique; 0 = minimal) or keep (multi)")
     b.add_argument("--min-effort", type=int, help="sudoku unique: least solver effort to keep a puzzle")
     b.add_argument("--max-solutions", type=int, help="sudoku multi: most solutions per puzzle")

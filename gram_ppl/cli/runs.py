@@ -265,6 +265,16 @@ def cmd_generate(args) -> int:
     with _status(f"generate: {args.num} samples"):
         lines, valid, distinct = generate(run, args.num, args.depth, args.temperature)
     write_lines(args.out, lines)
+    if not run.task.checker:  # images: the judge's scores, not validity
+        import numpy as np
+
+        from gram_ppl.tasks.digits import image_metrics, judge_for
+
+        boards = np.stack([run.task.parse_solution(line) for line in lines])  # (num, 64)
+        m = image_metrics(boards, run.data.train.y, judge_for(run.data.train.y))
+        print(f"{args.num} samples: {m['recognisable']:.1%} recognisable, class entropy {m['class_entropy']:.2f}, "
+              f"{m['copies']:.1%} copies of training images, {m['distinct']:.1%} distinct", file=sys.stderr)  # fmt: skip
+        return 0
     print(f"{args.num} samples: {valid:.1%} valid, {distinct} distinct valid", file=sys.stderr)
     return 0
 

@@ -48,6 +48,7 @@ class Task(abc.ABC):
     """
 
     name: str = ""
+    checker: bool = True  # False: no exact checker or solution set (digits: image_metrics score samples)
     size: int
     x_len: int
     y_len: int
