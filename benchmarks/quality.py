@@ -1,8 +1,8 @@
 """Quality benchmark: GRAM against the deterministic baseline, identical networks and budgets.
 
     .venv/bin/python benchmarks/quality.py [--tasks nqueens8,coloring8,gen4,sudoku6]
-        [--variants gram,deterministic] [--seeds 0,1,2] [--minutes 30] [--out runs/quality]
-        [--json runs/quality.json]
+        [--variants gram,deterministic] [--seeds 0,1,2] [--minutes 30 | --cpu-minutes 30 | --steps N]
+        [--out runs/quality] [--json runs/quality.json]
 
 Tasks (paper Table 1 and §10, our data protocols in docs/data.md):
 - nqueens8: 8-Queens completion, paper protocol; accuracy (one prior sample valid) and
@@ -12,10 +12,16 @@ Tasks (paper Table 1 and §10, our data protocols in docs/data.md):
 - gen4: unconditional 4×4 Sudoku, trained on 230 of the 288 grids; validity and uniqueness of
   5,000 samples, how many of the 288 grids and of the 58 held-out grids appear;
 - sudoku6: 6×6 Sudoku completion with unique solutions; exact accuracy against depth (up to
-  twice the training depth) and against width (majority vote over N prior samples).
+  twice the training depth) and against width (majority vote over N prior samples);
+- nqueens10_rows, coloring10 (not in the default list: 30-minute runs each): 10-Queens in the
+  row encoding (paper protocol, 7-9 queens removed) and 10-node colouring, as nqueens8/coloring8;
+- digits: unconditional generation of binarised 8x8 digits (docs/data.md); the judge's
+  recognisable share, class entropy, copies of training images and distinct share of
+  samples x puzzles images.
 
 Each (task, variant, seed) trains into OUT/{task}-{variant}-s{seed}; a finished folder is
-reused, a shorter one resumed up to --minutes, so the benchmark can be interrupted and re-run.
+reused, a shorter one resumed up to its budget, so the benchmark can be interrupted and re-run.
+--cpu-minutes budgets CPU time of the training process (equal compute whatever the load).
 Prints a markdown table (mean ± s.d. over seeds) shaped like the paper's Table 1.
 """
 
@@ -42,15 +48,21 @@ TASKS = {
     "coloring8": TaskConfig(name="coloring", size=8),
     "gen4": TaskConfig(name="sudoku", size=4, mode="generate"),
     "sudoku6": TaskConfig(name="sudoku", size=6, mode="unique"),
+    "nqueens10_rows": TaskConfig(name="nqueens_rows", size=10),
+    "coloring10": TaskConfig(name="coloring", size=10),
+    "digits": TaskConfig(name="digits", size=8),
 }
+DEFAULT_TASKS = ("nqueens8", "coloring8", "gen4", "sudoku6")
+SOLVED = ("nqueens8", "coloring8", "nqueens10_rows", "coloring10")  # accuracy and coverage against exact solutions
 PAPER = {  # paper Table 1 (GRAM / TRM), where it reports the task
     "nqueens8": "GRAM 99.7% acc., 90.3% cov. / TRM 66.8%, 36.1%",
     "coloring8": "GRAM 2.7 conflicts, 85.8% cov.",
+    "nqueens10_rows": "GRAM 91.7% acc., 63.5% cov. / TRM 47.9%, 13.2% (cell tokens)",
 }
 WIDTHS = (1, 2, 4, 8, 16, 20)
 
 
-def train(name: str, variant: str, seed: int, minutes: float | None, steps: int | None, out: Path, overrides) -> Path:
+def train(name: str, variant: str, seed: int, minutes, steps, out: Path, overrides, cpu_minutes=None) -> Path:
     """Train (or resume, or reuse) one run folder."""
     folder = out / f"{name}-{variant}-s{seed}"
     cfg = GramConfig(task=TASKS[name], net=NetConfig(), fit=FitConfig(variant=variant, seed=seed))
@@ -61,10 +73,16 @@ def train(name: str, variant: str, seed: int, minutes: float | None, steps: int 
             raise SystemExit(f"{folder}: holds another variant")
         history = json.loads((folder / "history.json").read_text())
         done_s = max((r["seconds"] for r in history), default=0.0)
+        done_cpu = max((r.get("cpu_seconds", 0.0) for r in history), default=0.0)
         done_steps = max((r["step"] for r in history), default=0)
-        if (minutes is not None and done_s >= 60 * minutes) or (steps is not None and done_steps >= steps):
+        if (
+            (minutes is not None and done_s >= 60 * minutes)
+            or (cpu_minutes is not None and done_cpu >= 60 * cpu_minutes)
+            or (steps is not None and done_steps >= steps)
+        ):
             return folder  # finished: reused as it is (even if the model file was edited since)
-    fit(cfg, folder, minutes=minutes, steps=steps, resume=resume, progress=False, eval_every_s=300)
+    fit(cfg, folder, minutes=minutes, steps=steps, cpu_minutes=cpu_minutes, resume=resume, progress=False,
+        eval_every_s=300)  # fmt: skip
     return folder
 
 
@@ -73,8 +91,12 @@ def evaluate(name: str, folder: Path, samples: int, puzzles: int | None, gen: in
     history = json.loads((folder / "history.json").read_text())
     train_s = max((r["seconds"] for r in history), default=0.0)
     batches = max((r["step"] for r in history if "loss" in r), default=0)
-    info = {"minutes": train_s / 60, "batches": batches, "params": sum(p.numel() for p in run.net.parameters())}
-    if name in ("nqueens8", "coloring8"):
+    cpu_s = max((r.get("cpu_seconds", 0.0) for r in history), default=0.0)
+    info = {"minutes": train_s / 60, "cpu_minutes": cpu_s / 60, "batches": batches,
+            "params": sum(p.numel() for p in run.net.parameters())}  # fmt: skip
+    if name == "digits":
+        return {**info, **evaluate_run(folder, num_samples=samples, puzzles=puzzles)}
+    if name in SOLVED:
         m = evaluate_run(folder, num_samples=samples, puzzles=puzzles)
         keys = ("valid", "exact", "any_valid", "coverage", "conflicts_sum", "conflicts_mean", "tv_uniform", "puzzles")
         return {**info, **{k: m[k] for k in keys}}
@@ -117,17 +139,21 @@ def _ms(values, fmt: str) -> str:
 
 def table(results: dict) -> str:
     rows = [
-        "| task | variant | seeds | minutes | params | result (mean ± s.d.) | paper |",
-        "|---|---|---|---|---|---|---|",
+        "| task | variant | seeds | wall minutes | CPU minutes | batches | params | result (mean ± s.d.) | paper |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for (name, variant), runs in results.items():
 
         def get(key, runs=runs):
             return [r[key] for r in runs]
 
-        if name in ("nqueens8", "coloring8"):
+        if name == "digits":
+            res = (f"recognisable {_ms([100 * v for v in get('recognisable')], '{:.1f}')}%, class entropy "
+                   f"{_ms(get('class_entropy'), '{:.2f}')}, copies {_ms([100 * v for v in get('copies')], '{:.1f}')}%, "
+                   f"distinct {_ms([100 * v for v in get('distinct')], '{:.1f}')}% of {runs[0]['samples']} samples")  # fmt: skip
+        elif name in SOLVED:
             res = f"acc. {_ms([100 * v for v in get('valid')], '{:.1f}')}%, cov.@20 {_ms([100 * v for v in get('coverage')], '{:.1f}')}%"
-            if name == "coloring8":
+            if name.startswith("coloring"):
                 res += f", conflicts {_ms(get('conflicts_sum'), '{:.0f}')} over {runs[0]['puzzles']} graphs"
         elif name == "gen4":
             res = (f"valid {_ms([100 * v for v in get('valid')], '{:.1f}')}%, grids seen {_ms(get('distinct_valid'), '{:.0f}')}/288, "
@@ -140,18 +166,19 @@ def table(results: dict) -> str:
             )
             res = f"exact {_ms([100 * v for v in get('exact')], '{:.1f}')}%; by depth {depth}; vote by width {width}"
         rows.append(
-            f"| {name} | {variant} | {len(runs)} | {_ms(get('minutes'), '{:.1f}')} | {_ms(get('batches'), '{:.0f}')} | {runs[0]['params']:,} | {res} | {PAPER.get(name, '-') if variant == 'gram' else ''} |"
+            f"| {name} | {variant} | {len(runs)} | {_ms(get('minutes'), '{:.1f}')} | {_ms(get('cpu_minutes'), '{:.1f}')} | {_ms(get('batches'), '{:.0f}')} | {runs[0]['params']:,} | {res} | {PAPER.get(name, '-') if variant == 'gram' else ''} |"
         )
     return "\n".join(rows)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--tasks", default=",".join(TASKS))
+    p.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help=f"of {', '.join(TASKS)}")
     p.add_argument("--variants", default="gram,deterministic")
     p.add_argument("--seeds", default="0,1,2")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, default=30.0, help="training minutes per model")
+    budget.add_argument("--cpu-minutes", type=float, help="CPU minutes of the training process per model instead")
     budget.add_argument("--steps", type=int, help="training batches per model instead (smoke runs)")
     p.add_argument("--samples", type=int, default=20, help="prior samples per puzzle")
     p.add_argument("--puzzles", type=int, help="at most this many held-out puzzles (default all)")
@@ -164,13 +191,13 @@ def main(argv=None) -> int:
     unknown = set(tasks) - set(TASKS)
     if unknown:
         p.error(f"unknown tasks {sorted(unknown)}; choose from {list(TASKS)}")
-    minutes = None if args.steps else args.minutes
+    minutes = None if (args.steps or args.cpu_minutes) else args.minutes
     results = {}
     for name in tasks:
         for variant in args.variants.split(","):
             runs = []
             for seed in (int(s) for s in args.seeds.split(",")):
-                folder = train(name, variant, seed, minutes, args.steps, args.out, args.set)
+                folder = train(name, variant, seed, minutes, args.steps, args.out, args.set, args.cpu_minutes)
                 runs.append(evaluate(name, folder, args.samples, args.puzzles, args.gen))
                 print(f"{folder}: {json.dumps(runs[-1])}", file=sys.stderr)
             results[(name, variant)] = runs
