@@ -333,15 +333,33 @@ class Bound(NamedTuple):
         return self.net.y_len
 
 
-@functools.partial(jax.jit, static_argnames=("mod", "net", "cfg", "depth", "num_samples", "temperature"))
-def _boards(params, key, x, y, *, mod, net, cfg, depth, num_samples, temperature=1.0):
-    xs = jnp.tile(x, (num_samples, 1))  # (N*B, L_x): the N trajectories of a puzzle as one batch
+def row_sharding(rows: int):
+    """(rows sharding, replicated sharding) to spread rows sampled trajectories over every JAX
+    device (a 1-D mesh, as training's data_parallel), or None on one device or when the devices
+    do not divide the rows (then everything runs on the default device)."""
+    devices = jax.devices()
+    if len(devices) == 1 or rows % len(devices):
+        return None
+    return data_parallel(rows)
+
+
+def _spread(params, *rows):
+    """Parameters replicated and each (N*B, ...) array split by rows over the devices (row_sharding)."""
+    sh = row_sharding(rows[0].shape[0])
+    if sh is None:
+        return (params, *rows)
+    return (jax.device_put(params, sh[1]), *(None if r is None else jax.device_put(r, sh[0]) for r in rows))
+
+
+@functools.partial(jax.jit, static_argnames=("mod", "net", "cfg", "depth", "temperature"))
+def _boards(params, key, xs, ys, *, mod, net, cfg, depth, temperature=1.0):
+    """Argmax boards (N*B, L_y) of the trajectories of xs (N*B, L_x): the N trajectories of a
+    puzzle as one batch, split over the devices when there are several (row_sharding)."""
     kw = dict(net=net, cfg=cfg, priors=cfg.priors, steps=range(depth), truncate=False, observe="none")
     sub = {PARAMS: params}
     k_guide, k_model = jax.random.split(key)
     model = handlers.substitute(mod.model, data=sub)
-    if y is not None:  # through the guide: the model replayed on the guide's noise
-        ys = jnp.tile(y, (num_samples, 1))
+    if ys is not None:  # through the guide: the model replayed on the guide's noise
         tr = handlers.trace(handlers.seed(handlers.substitute(mod.guide, data=sub), k_guide)).get_trace(xs, ys, **kw)
         model = handlers.replay(model, trace={k: v for k, v in tr.items() if v["type"] == "sample"})
     h, _ = handlers.seed(numpyro_temper(model, tau=temperature), k_model)(xs, None, **kw)
@@ -356,18 +374,19 @@ def sample(
     With x None the input is empty (unconditional samples, B = 1). `temperature` scales the prior's σ."""
     if x is None:
         x = np.ones((1, bound.x_len), np.int32)
-    x = jnp.asarray(np.asarray(x), jnp.int32)
-    y = None if y is None else jnp.asarray(np.asarray(y), jnp.int32)
+    B = np.asarray(x).shape[0]
+    xs = jnp.asarray(np.tile(np.asarray(x), (num_samples, 1)), jnp.int32)  # (N*B, L_x)
+    ys = None if y is None else jnp.asarray(np.tile(np.asarray(y), (num_samples, 1)), jnp.int32)  # (N*B, L_y)
+    params, xs, ys = _spread(bound.params, xs, ys)
     boards = _boards(
-        bound.params, jax.random.key(seed), x, y, mod=mod, net=bound.net, cfg=cfg,
-        depth=depth or cfg.fit.n_sup, num_samples=num_samples, temperature=check_temperature(temperature),
+        params, jax.random.key(seed), xs, ys, mod=mod, net=bound.net, cfg=cfg,
+        depth=depth or cfg.fit.n_sup, temperature=check_temperature(temperature),
     )  # fmt: skip
-    return np.asarray(boards).reshape(num_samples, x.shape[0], -1)
+    return np.asarray(boards).reshape(num_samples, B, -1)
 
 
-@functools.partial(jax.jit, static_argnames=("mod", "net", "cfg", "depth", "num_samples"))
-def _log_lik(params, key, x, y, *, mod, net, cfg, depth, num_samples):
-    xs, ys = jnp.tile(x, (num_samples, 1)), jnp.tile(y, (num_samples, 1))  # (K*B, L_x), (K*B, L_y)
+@functools.partial(jax.jit, static_argnames=("mod", "net", "cfg", "depth"))
+def _log_lik(params, key, xs, ys, *, mod, net, cfg, depth):
     kw = dict(net=net, cfg=cfg, priors=cfg.priors, steps=range(depth), truncate=False, observe="none")
     h, _ = handlers.seed(handlers.substitute(mod.model, data={PARAMS: params}), key)(xs, None, **kw)
     logits = jax.nn.log_softmax(net.apply({"params": params}, h, method="decode"), -1)  # (K*B, L_y, V_y)
@@ -376,10 +395,13 @@ def _log_lik(params, key, x, y, *, mod, net, cfg, depth, num_samples):
 
 def log_likelihood(mod, bound: Bound, cfg: GramConfig, x, y, num_samples: int = 8, depth=None, seed: int = 0):
     """As svi_pyro.log_likelihood: (K, B) log p(y | τ_k, x) of K prior trajectories per puzzle."""
-    x, y = jnp.asarray(np.asarray(x), jnp.int32), jnp.asarray(np.asarray(y), jnp.int32)
-    out = _log_lik(bound.params, jax.random.key(seed), x, y, mod=mod, net=bound.net, cfg=cfg,
-                   depth=depth or cfg.fit.n_sup, num_samples=num_samples)  # fmt: skip
-    return np.asarray(out).reshape(num_samples, x.shape[0])
+    B = np.asarray(x).shape[0]
+    xs = jnp.asarray(np.tile(np.asarray(x), (num_samples, 1)), jnp.int32)  # (K*B, L_x)
+    ys = jnp.asarray(np.tile(np.asarray(y), (num_samples, 1)), jnp.int32)  # (K*B, L_y)
+    params, xs, ys = _spread(bound.params, xs, ys)
+    out = _log_lik(params, jax.random.key(seed), xs, ys, mod=mod, net=bound.net, cfg=cfg,
+                   depth=depth or cfg.fit.n_sup)  # fmt: skip
+    return np.asarray(out).reshape(num_samples, B)
 
 
 @functools.partial(jax.jit, static_argnames=("mod", "net", "cfg", "temperature"))
@@ -398,12 +420,13 @@ def prior_steps(mod, bound: Bound, cfg: GramConfig, x, num_samples: int, seed: i
     every depth: the step index does not enter prior rollouts): argmax boards, halt logits and
     LPRM values of all N·B trajectories as numpy, for inference.sampling.rollout."""
     xs = jnp.asarray(np.tile(np.asarray(x), (num_samples, 1)), jnp.int32)  # (N*B, L_x)
-    carry = bound.net.apply({"params": bound.params}, xs.shape[0], method="initial_state")
-    key, temperature = jax.random.key(seed), check_temperature(temperature)
+    carry = bound.net.apply({"params": bound.params}, xs.shape[0], method="initial_state")  # ((N*B, L, D),) * 2
+    params, xs, h, l = _spread(bound.params, xs, *carry)  # trajectories split over the devices, if several
+    carry, key, temperature = (h, l), jax.random.key(seed), check_temperature(temperature)
     while True:
         key, sub = jax.random.split(key)
         carry, board, halt, value = _prior_step(
-            bound.params, sub, xs, carry, mod=mod, net=bound.net, cfg=cfg, temperature=temperature
+            params, sub, xs, carry, mod=mod, net=bound.net, cfg=cfg, temperature=temperature
         )
         yield np.asarray(board), np.asarray(halt), np.asarray(value)
 

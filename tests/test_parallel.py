@@ -154,6 +154,13 @@ for i in range(3):
     info = trainer.train_batch(data.train.x[s], data.train.y[s], data.train.num_solutions[s])
     out["steps"].append([info.loss, *info.kl])
 out["params"] = [float(np.abs(np.asarray(p)).sum()) for p in jax.tree_util.tree_leaves(trainer.params)]
+# sampling: the N*B trajectories split over the devices (row_sharding), the same draws
+bound, x = trainer.sampling_net(), data.test.x[:4]
+out["rows_sharded"] = svi_numpyro.row_sharding(6 * 4) is not None
+out["samples"] = svi_numpyro.sample(mod, bound, cfg, x, num_samples=6, depth=2, seed=3).tolist()
+steps = svi_numpyro.prior_steps(mod, bound, cfg, x, 6, seed=4)
+out["rollout"] = [next(steps)[0].tolist() for _ in range(2)]
+out["log_lik"] = svi_numpyro.log_likelihood(mod, bound, cfg, x, data.test.y[:4], num_samples=6, seed=5).tolist()
 print(json.dumps(out))
 """
 
@@ -161,7 +168,8 @@ print(json.dumps(out))
 @pytest.mark.slow
 def test_jax_data_parallel_over_two_host_devices_matches_one_device():
     """NumPyro: the batch sharded over 2 forced host devices (Mesh / NamedSharding, parameters
-    replicated) gives the one-device losses, KLs and parameters to float32 rounding."""
+    replicated) gives the one-device losses, KLs and parameters to float32 rounding; sampled
+    trajectories split over the devices give the one-device samples."""
 
     def steps(devices: int) -> dict:
         env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
@@ -174,3 +182,9 @@ def test_jax_data_parallel_over_two_host_devices_matches_one_device():
     np.testing.assert_allclose(two["steps"], one["steps"], rtol=1e-5, atol=1e-6)
     assert any(step[1] > 0 for step in one["steps"])  # the noise (and so its sharding) mattered
     np.testing.assert_allclose(two["params"], one["params"], rtol=1e-5)
+    # sampled trajectories sharded over the 2 devices: the same boards and log-likelihoods
+    assert (one["rows_sharded"], two["rows_sharded"]) == (False, True)
+    for key in ("samples", "rollout"):
+        a, b = np.asarray(one[key]), np.asarray(two[key])
+        assert a.shape == b.shape and (a == b).mean() > 0.99, key  # argmax boards: equal up to float ties
+    np.testing.assert_allclose(two["log_lik"], one["log_lik"], rtol=1e-4, atol=1e-4)
