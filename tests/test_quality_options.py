@@ -387,8 +387,14 @@ def test_compiled_core_trains_like_the_eager_one():
 def test_lr_schedule_values_and_bad_input():
     fit = FitConfig(lr_decay=0.5)
     assert [fit.lr_scale(p) for p in (0.0, 0.5, 0.75, 1.0, 1.5)] == [1.0, 1.0, 0.5, 0.0, 0.0]
-    assert FitConfig().lr_scale(0.99) == 1.0  # the default: constant
+    assert FitConfig().lr_decay == 0.5 and FitConfig.paper(1.0).lr_decay == 0.0  # the default; the paper's
+    assert FitConfig(lr_decay=0.0).lr_scale(0.99) == 1.0  # constant
     assert FitConfig(lr_decay=1.0).lr_scale(0.25) == 0.75  # decay over the whole budget
+    # a config written before the field existed trains as it did (constant), not with today's default
+    from gram_ppl.config import from_dict, to_dict
+
+    old = {k: v for k, v in to_dict(FitConfig()).items() if k != "lr_decay"}
+    assert from_dict(FitConfig, old).lr_decay == 0.0 and from_dict(FitConfig, to_dict(FitConfig())).lr_decay == 0.5
     for bad in (-0.1, 1.5, float("nan")):
         with pytest.raises(ConfigError, match="lr_decay"):
             FitConfig(lr_decay=bad)
