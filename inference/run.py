@@ -162,6 +162,7 @@ class TrainLoop:
             tqdm.write("fit: compiling the NumPyro training step on the first batch (one program per supervision "
                        "step; about 1-2 minutes on a CPU core)", file=sys.stderr)  # fmt: skip
         last_eval = last_ckpt = time.monotonic()
+        pending = None
         start, start_elapsed = time.monotonic(), self.elapsed
         cpu_start, start_cpu = time.process_time(), self.cpu
         try:
@@ -177,6 +178,7 @@ class TrainLoop:
                     break
                 if self.cfg.fit.lr_decay:
                     self.trainer.set_lr_scale(self.cfg.fit.lr_scale(self.progress(steps, minutes, cpu_minutes)))
+                pending = (self.perm, self.cursor, self.rng.bit_generator.state)  # the data order before this batch
                 x, y, n = self.next_batch()
                 info = self.trainer.train_batch(x, y, n)
                 self.elapsed = start_elapsed + time.monotonic() - start
@@ -185,6 +187,7 @@ class TrainLoop:
                 record["lr"] = self.cfg.fit.lr * self.trainer.lr_scale
                 self.history.append({**record, **info._asdict()})
                 self.step += 1
+                pending = None
                 bar.advance(loss=f"{info.loss:.3f}", ce=f"{info.ce:.3f}", kl=f"{sum(info.kl):.3f}")
                 now = time.monotonic()
                 if self.par.main and now - last_eval >= eval_every_s:
@@ -196,6 +199,8 @@ class TrainLoop:
         except KeyboardInterrupt:  # Ctrl-C, wherever it lands: keep what was trained
             bar.close()
             self.history = [r for r in self.history if r["step"] <= self.step]  # a record counts with its batch
+            if pending is not None:  # a batch cut short is drawn again on resume: no data is skipped
+                self.perm, self.cursor, self.rng.bit_generator.state = pending
             if folder is not None and self.step > 0:
                 self.save(folder)
                 raise Interrupted(f"interrupted after batch {self.step}; checkpoint saved in {folder}") from None

@@ -46,6 +46,33 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, extra):
     assert strip == [{k: v for k, v in r.items() if k not in clocks} for r in resumed.history if "loss" in r]
 
 
+def test_an_interrupted_run_with_the_lr_schedule_resumes_bit_identically(tmp_path, monkeypatch):
+    """The schedule follows the budget's progress, which the checkpoint carries: a 6-batch run
+    cut after 3 batches and resumed trains as the uninterrupted one, learning rates included."""
+    from gram_ppl.inference import svi_pyro
+    from gram_ppl.inference.run import Interrupted
+
+    cfg = tiny_config(lr_decay=0.5)
+    full = fit(cfg, tmp_path / "full", steps=6, **QUIET)
+    real, calls = svi_pyro.Trainer.train_batch, []
+
+    def cut(self, *a, **k):  # Ctrl-C arrives during the 4th batch
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(svi_pyro.Trainer, "train_batch", cut)
+    with pytest.raises(Interrupted):
+        fit(cfg, tmp_path / "half", steps=6, **QUIET)
+    monkeypatch.undo()
+    resumed = fit(cfg, tmp_path / "half", steps=6, resume=True, **QUIET)
+    a, b = weights(full.trainer.net), weights(resumed.trainer.net)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    lrs = [[r["lr"] for r in h.history if "loss" in r] for h in (full, resumed)]
+    assert lrs[0] == lrs[1] and lrs[0][0] == 1e-3 and lrs[0][-1] < 5e-4
+
+
 def test_run_folder_contents(tmp_path):
     fit(tiny_config(), tmp_path / "run", steps=2, **QUIET)
     names = {p.name for p in (tmp_path / "run").iterdir()}

@@ -1,5 +1,6 @@
 """A tiny GramConfig shared by the model and inference tests (D=16, K=1, T=2, N_sup=2, no KL
-ceiling unless a test asks for it: tests/test_quality_options.py covers it)."""
+ceiling and a constant learning rate unless a test asks for them: tests/test_quality_options.py
+and tests/test_inference.py cover both)."""
 
 from gram_ppl.config import FitConfig, GramConfig, NetConfig, TaskConfig
 
@@ -8,5 +9,7 @@ def tiny_config(**fit) -> GramConfig:
     return GramConfig(
         task=TaskConfig(name="nqueens", size=5),
         net=NetConfig(dim=16, heads=2, layers=1),
-        fit=FitConfig(**{"K": 1, "T": 2, "n_sup": 2, "batch_size": 8, "lr": 1e-3, "kl_cap_weight": 0.0, **fit}),
+        fit=FitConfig(
+            **{"K": 1, "T": 2, "n_sup": 2, "batch_size": 8, "lr": 1e-3, "kl_cap_weight": 0.0, "lr_decay": 0.0, **fit}
+        ),
     )
