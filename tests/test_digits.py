@@ -115,3 +115,20 @@ def test_image_gallery_draws_samples_beside_real_digits(data, judge):
     assert len(fig.subfigs) == 2 and sum(len(s.axes) for s in fig.subfigs) == 20 + 20  # 2 rows of 10 each
     with pytest.raises(ValueError, match="at least one image"):
         plots.image_gallery({"samples": data.train.y[:0]})
+
+
+def test_conditional_digits_sample_for_labels_and_refuse_generate(tmp_path):
+    run = tmp_path / "run"
+    r = _gram("fit", "--task", "digits", "--size", "8", "--set", "task.mode=conditional", "--steps", "1", "--set",
+              "net.dim=16", "--set", "net.layers=1", "--quiet", "--out", str(run))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = _gram("generate", str(run), "--num", "2", "--out", str(tmp_path / "g.txt"))
+    assert r.returncode == 2 and "gram sample" in r.stderr and not (tmp_path / "g.txt").exists()
+    (tmp_path / "labels.txt").write_text("3\n7\n")
+    r = _gram("sample", str(run), "--puzzles", str(tmp_path / "labels.txt"), "--num-samples", "2", "--out",
+              str(tmp_path / "s.jsonl"))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert [row["puzzle"] for row in rows] == ["3", "7"] and all(len(s) == 64 for row in rows for s in row["samples"])
+    r = _gram("evaluate", str(run), "--num-samples", "2", "--puzzles", "4")
+    assert r.returncode == 0 and "label_accuracy" in json.loads(r.stdout), r.stderr

@@ -50,13 +50,17 @@ def finite(strict: bool):
 finite_positive, temperature = finite(strict=True), finite(strict=False)
 
 
-def solvable_puzzles(task, source: str, skip_invalid: bool, limit: int | None, verb: str) -> list:
+def solvable_puzzles(task, source: str, skip_invalid: bool, limit: int | None, verb: str, solve: bool = True) -> list:
     """(x, solutions up to `limit`) for each puzzle line of `source`. Malformed, contradictory
     or unsolvable lines are reported by line number; unless skip_invalid, nothing is returned
-    and a PuzzleError ("nothing {verb}") ends the command with status 2."""
+    and a PuzzleError ("nothing {verb}") ends the command with status 2. With solve=False
+    (a task without a solver, digits) lines are only parsed and the solutions are None."""
     name = "<stdin>" if source == "-" else source
     good, errors = [], []
     for lineno, x in read_puzzles(task, source):
+        if not solve and not isinstance(x, PuzzleError):
+            good.append((x, None))
+            continue
         sols = None if isinstance(x, PuzzleError) else task.solutions(x, limit=limit)
         if sols is None:
             errors.append(f"{name}:{lineno}: {x}")

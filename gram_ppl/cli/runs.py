@@ -243,7 +243,9 @@ def cmd_sample(args) -> int:
 
     _warn_model_file(args.run)
     run = load_run(args.run)
-    puzzles = [x for x, _ in solvable_puzzles(run.task, args.puzzles, args.skip_invalid, 1, "sampled")]
+    puzzles = [
+        x for x, _ in solvable_puzzles(run.task, args.puzzles, args.skip_invalid, 1, "sampled", run.task.checker)
+    ]
     note = mode_mismatch(run.config.task, puzzles)
     if note:
         print(f"gram: warning: {note}", file=sys.stderr)
@@ -262,6 +264,9 @@ def cmd_generate(args) -> int:
 
     _warn_model_file(args.run)
     run = load_run(args.run)
+    if run.config.task.name == "digits" and run.config.task.mode == "conditional":
+        raise ConfigError("a class-conditional digits run draws images for a label: use gram sample with "
+                          "puzzle lines 0-9 (gram generate samples from the blank input, which it never saw)")  # fmt: skip
     with _status(f"generate: {args.num} samples"):
         lines, valid, distinct = generate(run, args.num, args.depth, args.temperature)
     write_lines(args.out, lines)
