@@ -1,9 +1,10 @@
 """The digits task (scikit-learn's 8x8 images, binarised): the builder, the text format and the
 judge that scores samples without a checker."""
 
+import contextlib
+import io
 import json
-import subprocess
-import sys
+import types
 
 import numpy as np
 import pytest
@@ -87,7 +88,16 @@ def test_real_digits_score_as_recognisable_and_noise_does_not(data, judge):
 
 
 def _gram(*args):
-    return subprocess.run([sys.executable, "-m", "gram_ppl", *args], capture_output=True, text=True)
+    """`gram ARGS` in this process (no interpreter start-up per command): exit code and output."""
+    from gram_ppl.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as e:
+            code = e.code
+    return types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def test_fit_evaluate_and_generate_digits(tmp_path):
