@@ -1,7 +1,9 @@
 """SVI for GRAM in NumPyro: the loss from traces, a jit-compiled training step, prior sampling.
 
-The same objective as inference/svi_pyro.py (read its docstring): the guide is traced, the
-model replayed on the guide's noise (`handlers.replay`), −log p(y | h) read off the observed
+The same objective as inference/svi_pyro.py (read its docstring): in one `lax.scan` over the
+supervision steps, each step's guide (`guide_step` of the model file) is traced and the model's
+step replayed on the guide's noise (`handlers.replay`) and on its transitions (`_SharedCore`, so
+f_L / f_H run once per step, not once for the guide and again for the model), −log p(y | h) read off the observed
 sites and a balanced KL off every noise site (closed form for Normal/Normal and Normal/Laplace,
 as torch has them; one-sample Monte Carlo for studentt; ½‖Δμ‖² for mean_only). Parameters are one flax tree ("gram$params", shared by model
 and guide, substituted in); optax AdamW with the torch defaults (β = (0.9, 0.95), decay on
@@ -16,6 +18,7 @@ compiles once per (number of rows, depth).
 
 from __future__ import annotations
 
+import collections
 import functools
 from typing import NamedTuple
 
@@ -48,43 +51,77 @@ class Terms(NamedTuple):
 def trajectory_loss(
     params, key, mod, net, cfg: GramConfig, priors: PriorConfig, x, y, carry, steps, truncate, cap=None
 ) -> Terms:
-    """As svi_pyro.trajectory_loss; `cap` (B,) the KL ceiling C_i in nats (kl_cap_weight > 0)."""
+    """As svi_pyro.trajectory_loss, in one loop over the supervision steps: each step traces the
+    guide's step (`mod.guide_step`), replays the model's step (`mod.model_step`) on the guide's
+    noise and on the same transitions (`_SharedCore`: f_L / f_H run once) and scores the model's
+    sites there. `cap` (B,) the KL ceiling C_i in nats (kl_cap_weight > 0)."""
     fit = cfg.fit
     observe = "every" if fit.objective == "surrogate" else "last"
-    kw = dict(net=net, cfg=cfg, priors=priors, carry=carry, steps=steps, truncate=truncate, observe=observe)
-    sub = {PARAMS: params}
-    guide_tr = handlers.trace(handlers.seed(handlers.substitute(mod.guide, data=sub), key)).get_trace(x, y, **kw)
-    # replay inside scan first traces the model unreplayed (to learn its sites), so it needs a key;
-    # only sample sites are replayed (scan's replay calls jnp.shape on every value, params included)
-    noise = {k: v for k, v in guide_tr.items() if v["type"] == "sample"}
-    replayed = handlers.seed(handlers.replay(handlers.substitute(mod.model, data=sub), trace=noise), key)
-    with handlers.trace() as model_tr:
-        h, l = replayed(x, y, **kw)
-    S, B = len(steps), x.shape[0]
-    nll = jnp.zeros(B)
-    kl = jnp.zeros((S, B))
-    penalty = 0.0
-    for name, site in model_tr.items():
-        if site["type"] != "sample":
-            continue
-        if site["is_observed"]:
-            nll = nll - site["fn"].log_prob(site["value"]).sum(0)  # (S, B) -> (B,)
-            continue
-        q = guide_tr[name]
-        k = balanced_kl(q["fn"], site["fn"], q["value"], fit.kl_balance)  # (S, B)
-        if fit.kl_reduction == "mean":
-            k = k / np.prod(q["value"].shape[-2:])
-        kl = kl + k
-        penalised = jnp.maximum(k, fit.free_bits) if fit.free_bits else k
-        penalty = penalty + penalised.mean(1).sum()
+    kw = dict(cfg=cfg, priors=priors, steps=steps, truncate=truncate, observe=observe)
+    f = functools.partial(net.apply, {"params": params})
+    e_x = f(x, method="embed")  # (B, L, D)
+    carry = carry if carry is not None else f(x.shape[0], method="initial_state")  # (h, l): (B, L, D) each
+
+    def step(state, n):
+        core, k_guide, k_model = _SharedCore(f), *jax.random.split(jax.random.fold_in(key, n))
+        guide_tr = handlers.trace(handlers.seed(mod.guide_step, k_guide)).get_trace(core, e_x, y, state, n, **kw)
+        with handlers.trace() as model_tr:
+            state, _ = handlers.seed(handlers.replay(mod.model_step, trace=guide_tr), k_model)(
+                core.replay(), e_x, y, state, n, **kw
+            )
+        return state, _step_terms(fit, guide_tr, model_tr, x.shape[0])
+
+    (h, l), (nll, kl, penalty) = jax.lax.scan(step, carry, jnp.arange(steps.start, steps.stop))  # (S, B) (S, B) (S,)
     if fit.kl_cap_weight:  # the KL ceiling: λ·relu(KL of the step − C_i) per puzzle
         if cap is None:
             raise ValueError("fit.kl_cap_weight > 0: pass cap, the ceiling of each puzzle (inference.objective)")
         penalty_cap = fit.kl_cap_weight * jax.nn.relu(kl - cap[None]).sum(0).mean()
     else:
         penalty_cap = 0.0
-    logits = net.apply({"params": params}, h, method="decode")
-    return Terms(nll.mean() + fit.beta * penalty + penalty_cap, nll, kl.mean(1), h, l, logits)
+    nll = nll.sum(0)  # (B,)
+    logits = f(h, method="decode")  # (B, L_y, V_y)
+    return Terms(nll.mean() + fit.beta * penalty.sum() + penalty_cap, nll, kl.mean(1), h, l, logits)
+
+
+def _step_terms(fit, guide_tr, model_tr, B: int):
+    """One supervision step's −log p(y | h) (B,), KL (B,) and its free-bits penalty (scalar)."""
+    nll, kl, penalty = jnp.zeros(B), jnp.zeros(B), jnp.zeros(())
+    for name, site in model_tr.items():
+        if site["type"] != "sample":
+            continue
+        if site["is_observed"]:
+            nll = nll - site["fn"].log_prob(site["value"])  # (B,)
+            continue
+        q = guide_tr[name]
+        k = balanced_kl(q["fn"], site["fn"], q["value"], fit.kl_balance)  # (B,)
+        if fit.kl_reduction == "mean":
+            k = k / np.prod(q["value"].shape[-2:])
+        kl = kl + k
+        penalty = penalty + (jnp.maximum(k, fit.free_bits) if fit.free_bits else k).mean()
+    return nll, kl, penalty
+
+
+class _SharedCore:
+    """The networks f as the guide's step sees them, recording each transition; `replay()` gives
+    them as the model's step sees them: the same transitions handed back in order (the core is
+    shared, as svi_pyro.SharedCore). Calls beyond the recording are computed (the deterministic
+    variant has no guide)."""
+
+    def __init__(self, f, replaying: collections.deque | None = None):
+        self._f, self._log, self._replaying = f, [], replaying
+
+    def replay(self) -> _SharedCore:
+        return _SharedCore(self._f, collections.deque(self._log))
+
+    def __call__(self, *args, method: str):
+        if method != "transition":
+            return self._f(*args, method=method)
+        if self._replaying:
+            return self._replaying.popleft()
+        out = self._f(*args, method=method)
+        if self._replaying is None:
+            self._log.append(out)
+        return out
 
 
 def balanced_kl(q, p, value, alpha: float):

@@ -11,12 +11,18 @@ idiom (ppl-notes §1, §6):
   (S, B, L, D) at index n - steps[0], and Pyro's `y_{n}` is `y` (S, B, L_y).
 - inside a supervision step, transitions before the last carry no gradient when `truncate`
   (stop_gradient; Pyro turns autograd off there).
+- a supervision step is its own function (`model_step`, `guide_step`; `model` and `guide` scan
+  them), so training can run one loop in which each step traces the guide's step and replays the
+  model's step on the same transitions (inference/svi_numpyro.py: f_L / f_H run once per step, as
+  Pyro's `svi_pyro.SharedCore` does).
 - When one scan spans steps on both sides of `FitConfig.guide_steps`, the guide picks the
   posterior or the prior per step with `jnp.where` on their parameters, which needs the Normal
   family (the guide is Normal); training (one supervision step per call) has no such limit.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -45,62 +51,67 @@ def model(x, y=None, *, net, cfg, priors=PRIORS, carry=None, steps=range(1), tru
     """p_θ(τ, y | x) over supervision steps `steps`, from `carry` (default z_0); returns (h, l).
     y is observed after every step, or only after the last (observe="last"), or not at all
     (observe="none": prior rollouts)."""
-    variant, T = cfg.fit.variant, cfg.fit.T
     f = _register(net)
     e_x = f(x, method="embed")  # (B, L, D)
     carry = carry if carry is not None else f(x.shape[0], method="initial_state")  # (h, l): (B, L, D) each
-
-    def supervision_step(state, n):
-        h, l = state
-        with numpyro.plate("puzzles", x.shape[0]):
-            for t in range(T):
-                cut = truncate and t < T - 1
-                u, l = _cut(f(h, l, e_x, method="transition"), cut)  # (B, L, D) each
-                if variant == "deterministic":
-                    h = u
-                else:
-                    eps = numpyro.sample(f"eps_{t}", noise_dist(priors, *_cut(f(u, method="prior"), cut), variant))
-                    h = u + eps  # (B, L, D)
-            if observe != "none":
-                y_dist = dist.Categorical(logits=f(h, method="decode")).to_event(1)  # (B,) over (L_y,)
-                obs_dist = y_dist.mask(n == steps[-1]) if observe == "last" else y_dist
-                numpyro.sample("y", obs_dist, obs=y)
-        return (h, l), None
-
-    (h, l), _ = scan(supervision_step, carry, jnp.arange(steps.start, steps.stop))
+    kw = dict(cfg=cfg, priors=priors, steps=steps, truncate=truncate, observe=observe)
+    (h, l), _ = scan(functools.partial(model_step, f, e_x, y, **kw), carry, jnp.arange(steps.start, steps.stop))
     return h, l
+
+
+def model_step(f, e_x, y, state, n, *, cfg, priors, steps, truncate, observe):
+    """One supervision step n of the model from state = (h, l): T transitions, each followed by
+    the noise ε_t ~ p_θ(ε_t | u_t), then y ~ p_θ(y | h). Returns ((h, l), None)."""
+    variant, (h, l) = cfg.fit.variant, state
+    with numpyro.plate("puzzles", e_x.shape[0]):
+        for t in range(cfg.fit.T):
+            cut = truncate and t < cfg.fit.T - 1
+            u, l = _cut(f(h, l, e_x, method="transition"), cut)  # (B, L, D) each
+            if variant == "deterministic":
+                h = u
+            else:
+                eps = numpyro.sample(f"eps_{t}", noise_dist(priors, *_cut(f(u, method="prior"), cut), variant))
+                h = u + eps  # (B, L, D)
+        if observe != "none":
+            y_dist = dist.Categorical(logits=f(h, method="decode")).to_event(1)  # (B,) over (L_y,)
+            obs_dist = y_dist.mask(n == steps[-1]) if observe == "last" else y_dist
+            numpyro.sample("y", obs_dist, obs=y)
+    return (h, l), None
 
 
 def guide(x, y, *, net, cfg, priors=PRIORS, carry=None, steps=range(1), truncate=True, observe="every"):
     """q_φ(τ | x, y): the model's transitions with ε_t ~ q_φ(ε_t | u_t, y) (prior where off)."""
-    variant, T = cfg.fit.variant, cfg.fit.T
-    if variant == "deterministic":
+    if cfg.fit.variant == "deterministic":
         return
     f = _register(net)
     e_x = f(x, method="embed")  # (B, L, D)
     carry = carry if carry is not None else f(x.shape[0], method="initial_state")
+    kw = dict(cfg=cfg, priors=priors, steps=steps, truncate=truncate, observe=observe)
+    scan(functools.partial(guide_step, f, e_x, y, **kw), carry, jnp.arange(steps.start, steps.stop))
 
-    def supervision_step(state, n):
-        h, l = state
-        with numpyro.plate("puzzles", x.shape[0]):
-            for t in range(T):
-                cut = truncate and t < T - 1
-                u, l = _cut(f(h, l, e_x, method="transition"), cut)  # (B, L, D) each
-                on = _guided(cfg.fit, steps, n, t)
-                prior = _cut(f(u, method="prior"), cut)
-                if on is False:
-                    eps = numpyro.sample(f"eps_{t}", noise_dist(priors, *prior, variant))
-                else:
-                    post = _cut(f(u, y, method="posterior"), cut)
-                    if on is not True:  # a traced step index: mix parameters per step
-                        if priors.family != "normal" and variant != "mean_only":
-                            raise ValueError("one scan across guide_steps needs the normal prior family")
-                        post = tuple(jnp.where(on, q, p) for q, p in zip(post, prior, strict=True))
-                    eps = numpyro.sample(f"eps_{t}", _posterior_dist(*post, variant))
-                h = u + eps  # (B, L, D)
+
+def guide_step(f, e_x, y, state, n, *, cfg, priors, steps, truncate, observe):
+    """One supervision step n of the guide from state = (h, l). Returns ((h, l), None)."""
+    variant, (h, l) = cfg.fit.variant, state
+    if variant == "deterministic":
         return (h, l), None
-
-    scan(supervision_step, carry, jnp.arange(steps.start, steps.stop))
+    with numpyro.plate("puzzles", e_x.shape[0]):
+        for t in range(cfg.fit.T):
+            cut = truncate and t < cfg.fit.T - 1
+            u, l = _cut(f(h, l, e_x, method="transition"), cut)  # (B, L, D) each
+            on = _guided(cfg.fit, steps, n, t)
+            prior = _cut(f(u, method="prior"), cut)
+            if on is False:
+                eps = numpyro.sample(f"eps_{t}", noise_dist(priors, *prior, variant))
+            else:
+                post = _cut(f(u, y, method="posterior"), cut)
+                if on is not True:  # a traced step index: mix parameters per step
+                    if priors.family != "normal" and variant != "mean_only":
+                        raise ValueError("one scan across guide_steps needs the normal prior family")
+                    post = tuple(jnp.where(on, q, p) for q, p in zip(post, prior, strict=True))
+                eps = numpyro.sample(f"eps_{t}", _posterior_dist(*post, variant))
+            h = u + eps  # (B, L, D)
+    return (h, l), None
 
 
 def _register(net):

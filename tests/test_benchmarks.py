@@ -11,6 +11,7 @@ from tiny import tiny_config
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = {
     "tasks.py",
+    "numpyro_loss_ab.py",
     "training.py",
     "sampling.py",
     "recipe.py",
@@ -100,6 +101,13 @@ def test_backends_benchmark(tmp_path):
     rows = json.loads((tmp_path / "b.json").read_text())
     assert "NumPyro traj-steps/s" in out and [r["N"] for r in rows["sampling"]] == [1, 4]
     assert rows["training"]["programs"] == 4 and rows["memory"]["process RSS"] > 0
+
+
+def test_numpyro_loss_ab_benchmark(tmp_path):
+    out = run("numpyro_loss_ab.py", "--old", str(ROOT), "--quick", "--repeats", "1", "--json", str(tmp_path / "a.json"))
+    med = json.loads((tmp_path / "a.json").read_text())["median_cpu_s"]
+    assert "this tree / --old" in out and set(med) == {"numpyro (this tree)", "numpyro (--old)", "pyro"}
+    assert all(v > 0 for v in med.values())
 
 
 def test_device_check_script_is_valid_bash():

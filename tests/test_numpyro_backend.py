@@ -239,9 +239,14 @@ def test_the_training_loss_agrees_for_the_same_guide_noise(case):
             data_t, data_n = {}, {}
         else:
             data_t = {f"eps_{n}_{t}": torch.as_tensor(eps[n, t]) for n in steps for t in range(T)}
-            data_n = {f"eps_{t}": jnp.asarray(eps[:, t]) for t in range(T)}
+            data_n = {f"eps_{t}": jnp.asarray(eps[:, t]) for t in range(T)}  # (S, B, L, D) each
+
+        def guide_step(core, e_x, y, state, n, data_n=data_n, start=steps.start, **kw):  # step n's noise fixed
+            data = {k: v[n - start] for k, v in data_n.items()}
+            return handlers.substitute(gram_numpyro.guide_step, data=data)(core, e_x, y, state, n, **kw)
+
         mod_t = SimpleNamespace(model=gram_pyro.model, guide=Fixed(data_t)(gram_pyro.guide))
-        mod_n = SimpleNamespace(model=gram_numpyro.model, guide=handlers.substitute(gram_numpyro.guide, data=data_n))
+        mod_n = SimpleNamespace(model_step=gram_numpyro.model_step, guide_step=guide_step)
         with torch.no_grad():
             a = svi_pyro.trajectory_loss(
                 mod_t, tnet, c, c.priors, torch.as_tensor(x), torch.as_tensor(y), None, steps, True
