@@ -154,11 +154,10 @@ def evaluate_run(
     r = rollout(mod, net, cfg, x, num_samples, depth, temperature=temperature, seed=cfg.fit.seed + 2)
     head = {"puzzles": len(x), "num_samples": num_samples, "depth": depth, "temperature": temperature}
     if not task.checker:  # images (digits): a classifier on held-out real digits judges the samples
-        from gram_ppl.tasks.digits import image_metrics, judge_for
+        from gram_ppl.tasks.digits import judge_run_samples
 
         labels = np.broadcast_to(task.label(x), r.boards.shape[:2])  # (N, B); -1: unconditional
-        cond = labels.min() >= 0
-        return {**head, **image_metrics(r.boards, data.train.y, judge_for(data.train.y), labels if cond else None)}
+        return {**head, **judge_run_samples(data, r.boards, labels if labels.min() >= 0 else None)}
     n_sol = test.num_solutions[:puzzles]
     metrics = sample_metrics(task, x, test.y[:puzzles], r.boards, n_sol)
     by_depth = [round(float(task.is_valid(x[None], b).mean()), 6) for b in r.per_step]

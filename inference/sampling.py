@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from gram_ppl.config import ConfigError
 from gram_ppl.inference.backend import get_backend
 from gram_ppl.inference.resources import check_sampling
 from gram_ppl.tasks import Task, get_task
@@ -92,13 +93,29 @@ def sample_puzzles(
     ]
 
 
-def generate(run, num: int, depth: int | None = None, temperature: float = 1.0) -> tuple[list[str], float, int]:
-    """Unconditional samples from p_θ(x) (empty input): text lines, share valid, distinct valid."""
+class Generated(NamedTuple):
+    """Unconditional samples: the boards and which of them the task's checker accepts."""
+
+    boards: np.ndarray  # (num, L_y) tokens
+    valid: np.ndarray  # (num,) bool, against the empty input
+
+    @property
+    def share_valid(self) -> float:
+        return float(self.valid.mean())
+
+    @property
+    def distinct_valid(self) -> int:
+        return len({b.tobytes() for b in self.boards[self.valid]})
+
+
+def generate(run, num: int, depth: int | None = None, temperature: float = 1.0) -> Generated:
+    """Unconditional samples from p_θ(x) (empty input): boards (num, L_y) and their validity."""
     task, cfg = run.task, run.config
+    if cfg.task.mode == "conditional":  # x is a class label: the blank input was never trained on
+        raise ConfigError("a class-conditional run draws samples for a label: use gram sample (or "
+                          "inference.api.sample) with label inputs, not generate (the blank input)")  # fmt: skip
     check_sampling(cfg, task, num)
     boards = get_backend(cfg.backend).sample(
         run.mod, run.net, cfg, None, num_samples=num, depth=depth, seed=cfg.fit.seed + 4, temperature=temperature
     )[:, 0]  # (num, L_y)
-    valid = task.is_valid(np.ones(task.x_len, dtype=np.uint8), boards)  # (num,) against the empty input
-    distinct = len({b.tobytes() for b in boards[valid]})
-    return [task.format_solution(b) for b in boards], float(valid.mean()), distinct
+    return Generated(boards, task.is_valid(np.ones(task.x_len, dtype=np.uint8), boards))

@@ -134,6 +134,11 @@ def test_conditional_digits_sample_for_labels_and_refuse_generate(tmp_path):
     assert r.returncode == 0, r.stderr
     r = _gram("generate", str(run), "--num", "2", "--out", str(tmp_path / "g.txt"))
     assert r.returncode == 2 and "gram sample" in r.stderr and not (tmp_path / "g.txt").exists()
+    from gram_ppl.inference.run import load_run
+    from gram_ppl.inference.sampling import generate
+
+    with pytest.raises(ConfigError, match="class-conditional"):  # the Python API refuses it as well
+        generate(load_run(run), 2)
     (tmp_path / "labels.txt").write_text("3\n7\n")
     r = _gram("sample", str(run), "--puzzles", str(tmp_path / "labels.txt"), "--num-samples", "2", "--out",
               str(tmp_path / "s.jsonl"))  # fmt: skip

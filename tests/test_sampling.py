@@ -108,3 +108,10 @@ def test_generate_unconditional_boards(tmp_path, capsys):
     task = get_task("sudoku", 4)
     assert len(lines) == 7 and all(len(task.parse_solution(line)) == 16 for line in lines)
     assert "7 samples:" in capsys.readouterr().err
+    from gram_ppl.inference.run import load_run
+    from gram_ppl.inference.sampling import generate
+
+    g = generate(load_run(tmp_path / "gen"), 7)  # the API: boards and the checker's verdict on each
+    assert g.boards.shape == (7, 16) and g.valid.shape == (7,) and g.valid.dtype == bool
+    assert g.valid.tolist() == [bool(task.is_valid(np.ones(16, np.uint8), b)) for b in g.boards]
+    assert g.distinct_valid == len({b.tobytes() for b in g.boards[g.valid]}) and 0 <= g.share_valid <= 1

@@ -264,23 +264,15 @@ def cmd_generate(args) -> int:
 
     _warn_model_file(args.run)
     run = load_run(args.run)
-    if run.config.task.name == "digits" and run.config.task.mode == "conditional":
-        raise ConfigError("a class-conditional digits run draws images for a label: use gram sample with "
-                          "puzzle lines 0-9 (gram generate samples from the blank input, which it never saw)")  # fmt: skip
     with _status(f"generate: {args.num} samples"):
-        lines, valid, distinct = generate(run, args.num, args.depth, args.temperature)
-    write_lines(args.out, lines)
+        g = generate(run, args.num, args.depth, args.temperature)
+    write_lines(args.out, [run.task.format_solution(b) for b in g.boards])
     if not run.task.checker:  # images: the judge's scores, not validity
-        import numpy as np
+        from gram_ppl.tasks.digits import describe, judge_run_samples
 
-        from gram_ppl.tasks.digits import image_metrics, judge_for
-
-        boards = np.stack([run.task.parse_solution(line) for line in lines])  # (num, 64)
-        m = image_metrics(boards, run.data.train.y, judge_for(run.data.train.y))
-        print(f"{args.num} samples: {m['recognisable']:.1%} recognisable, class entropy {m['class_entropy']:.2f}, "
-              f"{m['copies']:.1%} copies of training images, {m['distinct']:.1%} distinct", file=sys.stderr)  # fmt: skip
+        print(f"{args.num} samples: {describe(judge_run_samples(run.data, g.boards))}", file=sys.stderr)
         return 0
-    print(f"{args.num} samples: {valid:.1%} valid, {distinct} distinct valid", file=sys.stderr)
+    print(f"{args.num} samples: {g.share_valid:.1%} valid, {g.distinct_valid} distinct valid", file=sys.stderr)
     return 0
 
 

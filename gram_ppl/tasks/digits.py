@@ -145,6 +145,17 @@ def _pixels(images: np.ndarray) -> np.ndarray:
     return (np.asarray(images) == ON).astype(np.float64)  # (M, 64) 0/1
 
 
+def judge_run_samples(data, samples: np.ndarray, labels=None) -> dict[str, float]:
+    """image_metrics of a run's samples (..., 64), judged by judge_for(its training images)."""
+    return image_metrics(samples, data.train.y, judge_for(data.train.y), labels)
+
+
+def describe(m: dict) -> str:
+    """One line of image_metrics for a person."""
+    return (f"{m['recognisable']:.1%} recognisable, class entropy {m['class_entropy']:.2f}, "
+            f"{m['copies']:.1%} copies of training images, {m['distinct']:.1%} distinct")  # fmt: skip
+
+
 def image_metrics(samples: np.ndarray, train_images: np.ndarray, judge: Judge, labels=None) -> dict[str, float]:
     """Quality of generated images (M, 64) without a checker:
     - recognisable: share the judge assigns one class with probability >= CONFIDENT (0.8);
