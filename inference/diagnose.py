@@ -162,7 +162,8 @@ def _metrics(task, x, y, counts, board) -> dict:
 
 
 def _shape(task):
-    return (task.size, task.size) if task.name in ("nqueens", "nqueens_rows", "sudoku") else (1, task.y_len)
+    grid = task.name in ("nqueens", "nqueens_rows", "sudoku", "arc1", "arc2")
+    return (task.size, task.size) if grid else (1, task.y_len)
 
 
 def _versions() -> dict:

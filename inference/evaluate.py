@@ -167,4 +167,5 @@ def evaluate_run(
         if sel.any() and len(np.unique(n_sol)) > 1:
             m = sample_metrics(task, x[sel], test.y[:puzzles][sel], r.boards[:, sel], n_sol[sel])
             by_count[name] = {"puzzles": int(sel.sum()), "valid": m["valid"], "coverage": m["coverage"]}
-    return {**head, **metrics, "valid_by_depth": by_depth, "by_num_solutions": by_count}
+    votes = task.vote_report(x, r.boards, r.value)  # ARC: pass@2 over each test pair's augmented versions
+    return {**head, **metrics, **votes, "valid_by_depth": by_depth, "by_num_solutions": by_count}

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from pathlib import Path
 
 from gram_ppl.config import GramConfig
 from gram_ppl.data import Dataset, build_dataset
 from gram_ppl.inference.backend import get_backend
 from gram_ppl.inference.runfolder import RunError, create_run, load_config, read_checkpoint, write_checkpoint
-from gram_ppl.tasks import get_task
+from gram_ppl.tasks import task_for
 
 
 def default_model(cfg: GramConfig):
@@ -38,9 +39,9 @@ class LoadedRun:
     def __init__(self, config: GramConfig, net, mod, data: Dataset | None = None):
         self.config, self.net, self.mod, self._data = config, net, mod, data
 
-    @property
+    @functools.cached_property
     def task(self):
-        return get_task(self.config.task.name, self.config.task.size)
+        return task_for(self.config.task)
 
     @property
     def data(self) -> Dataset:
@@ -65,7 +66,7 @@ def load_run(folder: str | Path, mod=None, as_backend: str | None = None) -> Loa
     if ckpt.backend != cfg.backend:
         raise RunError(f"{folder}: config.json says {cfg.backend}, the checkpoint is {ckpt.backend}")
     with checkpoint_errors(folder):
-        net = backend.sampling_net(cfg, get_task(cfg.task.name, cfg.task.size), ckpt.trainer)
+        net = backend.sampling_net(cfg, task_for(cfg.task), ckpt.trainer)
     run = LoadedRun(cfg, net, mod)
     return run if as_backend in (None, cfg.backend) else convert_loaded(run, as_backend)
 
@@ -90,7 +91,7 @@ def convert_run(folder: str | Path, out: str | Path, backend: str, force: bool =
     ckpt = read_checkpoint(Path(folder))  # read once: its weights, history and data order move over
     if ckpt.backend != cfg.backend:
         raise RunError(f"{folder}: config.json says {cfg.backend}, the checkpoint is {ckpt.backend}")
-    task = get_task(cfg.task.name, cfg.task.size)
+    task = task_for(cfg.task)
     source = get_backend(cfg.backend)
     source.setup(cfg.fit.threads)
     with checkpoint_errors(folder):

@@ -39,7 +39,7 @@ from gram_ppl.inference.runfolder import (
     write_run_files,
     writer_lock,
 )
-from gram_ppl.tasks import get_task
+from gram_ppl.tasks import task_for
 
 __all__ = ["FitResult", "Interrupted", "LoadedRun", "RunError", "convert_run", "evaluate_run", "fit", "load_config",
            "load_run"]  # fmt: skip
@@ -101,7 +101,7 @@ def _fit(cfg, folder, mod, data, resume, force, steps, minutes, cpu_minutes, pro
         ckpt = read_checkpoint(folder)
         cfg = check_resume(folder, cfg, mod, force, ckpt.config)
     cfg = with_priors(cfg, mod.PRIORS)
-    check_fit(cfg, get_task(cfg.task.name, cfg.task.size))  # before any memory is taken
+    check_fit(cfg, task_for(cfg.task))  # before any memory is taken
     backend = get_backend(cfg.backend)
     backend.setup(cfg.fit.threads)
     if par.world > 1:

@@ -11,7 +11,7 @@ import numpy as np
 from gram_ppl.config import ConfigError
 from gram_ppl.inference.backend import get_backend
 from gram_ppl.inference.resources import check_sampling
-from gram_ppl.tasks import Task, get_task
+from gram_ppl.tasks import Task, task_for
 
 
 class Rollout(NamedTuple):
@@ -31,7 +31,7 @@ def rollout(
     (inference/tempering.py)."""
     x = np.asarray(x)
     B, rows = x.shape[0], num_samples * x.shape[0]
-    check_sampling(cfg, get_task(cfg.task.name, cfg.task.size), rows)
+    check_sampling(cfg, task_for(cfg.task), rows)
     steps_iter = get_backend(cfg.backend).prior_steps(mod, net, cfg, x, num_samples, seed, temperature)
     boards = np.zeros((rows, net.y_len), np.int64)  # (N*B, L_y)
     steps = np.full(rows, depth)

@@ -11,7 +11,7 @@ from gram_ppl.config import ConfigError, TaskConfig, from_dict, to_dict
     [
         (
             {"name": "queens"},
-            "name must be one of \\['nqueens', 'nqueens_rows', 'sudoku', 'coloring', 'digits'\\], got 'queens'",
+            "name must be one of \\['nqueens', 'nqueens_rows', 'sudoku', 'coloring', 'digits', 'arc1', 'arc2'\\], got 'queens'",
         ),
         ({"name": "sudoku", "size": 5}, "size for task 'sudoku' must be one of \\[4, 6, 9\\]"),
         ({"name": "sudoku", "size": 6, "mode": "hard"}, "mode must be one of \\['generate', 'unique', 'multi'\\]"),
@@ -101,7 +101,7 @@ def test_paper_presets_and_the_preset_flag(tmp_path):
     from gram_ppl.config import PRESETS, preset_config
 
     betas = {"paper-nqueens8": 0.07, "paper-nqueens10": 0.045, "paper-coloring8": 0.5, "paper-coloring10": 0.45,
-             "paper-sudoku": 0.1, "paper-sudoku-generate": 0.05}  # Table B.2  # fmt: skip
+             "paper-sudoku": 0.1, "paper-sudoku-generate": 0.05, "paper-arc1": 0.04, "paper-arc2": 0.1}  # Table B.2  # fmt: skip
     assert set(PRESETS) == set(betas)
     for name, beta in betas.items():
         cfg = preset_config(name)

@@ -1,13 +1,11 @@
 """The digits task (scikit-learn's 8x8 images, binarised): the builder, the text format and the
 judge that scores samples without a checker."""
 
-import contextlib
-import io
 import json
-import types
 
 import numpy as np
 import pytest
+from tiny import gram_in_process as _gram
 
 from gram_ppl import PuzzleError, TaskConfig, build_dataset
 from gram_ppl.config import ConfigError
@@ -85,19 +83,6 @@ def test_real_digits_score_as_recognisable_and_noise_does_not(data, judge):
     assert noise["recognisable"] < 0.3 and noise["nn_distance"] > 15
     one = image_metrics(np.repeat(data.train.y[:1], 50, axis=0), data.train.y, judge)
     assert one["class_entropy"] == 0.0 and one["classes"] == 1 and one["distinct"] == 1 / 50
-
-
-def _gram(*args):
-    """`gram ARGS` in this process (no interpreter start-up per command): exit code and output."""
-    from gram_ppl.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(list(args))
-        except SystemExit as e:
-            code = e.code
-    return types.SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def test_fit_evaluate_and_generate_digits(tmp_path):

@@ -22,6 +22,7 @@ VARIANTS = [
     {"net": {"positions": "1d"}, "priors": {"scale_mode": "learned"}},
     {"priors": {"scale_mode": "fixed"}, "fit": {"variant": "noise_only"}},
     {"task": ("coloring", 6)},
+    {"task": ("arc1", 5), "net": {"prefix_tokens": 2}},  # the puzzle embedding in the prefix
 ]
 
 

@@ -24,7 +24,7 @@ from gram_ppl.config import (
     preset_config,
     with_priors,
 )
-from gram_ppl.tasks import get_task
+from gram_ppl.tasks import task_for
 
 
 def _temperature_arg(p) -> None:
@@ -293,7 +293,7 @@ def cmd_diagnose(args) -> int:
     cfg = load_config(args.run)
     x = sols = None
     if args.puzzles is not None:
-        task = get_task(cfg.task.name, cfg.task.size)
+        task = task_for(cfg.task)
         pairs = solvable_puzzles(task, args.puzzles, args.skip_invalid, None, "diagnosed")
         x, sols = np.stack([p for p, _ in pairs]) if pairs else np.zeros((0, task.x_len)), [s for _, s in pairs]
     with _status(f"diagnose: {args.num_samples} guide and prior trajectories per puzzle, ArviZ export, plots"):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-EMBEDDINGS = ("tok_x", "tok_y", "pos_")
+EMBEDDINGS = ("tok_x", "tok_y", "tok_id", "pos_")
 
 
 def torch_to_flax(state: dict[str, np.ndarray], share_core: bool) -> dict:

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gram_ppl.config import GramConfig, NetConfig, PriorConfig
+from gram_ppl.config import ConfigError, GramConfig, NetConfig, PriorConfig
 
 EPS = float(np.finfo(np.float32).eps)  # torch.nn.functional.rms_norm's default eps in float32
 
@@ -146,11 +146,14 @@ class GramNet(nn.Module):
     x_len: int
     y_len: int
     positions: tuple  # one tuple of position ids per position feature (task.position_features())
+    num_ids: int = 0  # > 0: x[:, 0] is a puzzle identifier (ARC), embedded into the prefix tokens
 
     def setup(self):
         net, D = self.cfg, self.cfg.dim
         length = net.prefix_tokens + len(self.positions[0])
         self.tok_x = nn.Embed(self.x_vocab, D)
+        if self.num_ids:  # the puzzle embedding fills the prefix tokens (zero at the start, as in torch)
+            self.tok_id = nn.Embed(self.num_ids, net.prefix_tokens * D, embedding_init=nn.initializers.zeros)
         self.pos = [nn.Embed(int(max(f)) + 1, D) for f in self.positions]
         self.f_L = Reasoner(net, length)
         self.f_H = self.f_L if net.share_core else Reasoner(net, length)
@@ -180,13 +183,17 @@ class GramNet(nn.Module):
 
     def embed(self, x):
         B, D = x.shape[0], self.cfg.dim
-        pad = len(self.positions[0]) - self.x_len
+        ident, x = (x[:, 0], x[:, 1:]) if self.num_ids else (None, x)  # (B,), (B, L_x - 1)
+        pad = len(self.positions[0]) - x.shape[1]
         if pad:
             x = jnp.concatenate([x, jnp.zeros((B, pad), x.dtype)], axis=1)  # (B, L_seq)
         e = self.tok_x(x) * math.sqrt(D)  # (B, L_seq, D)
         for emb, ids in zip(self.pos, self.positions, strict=True):
             e = e + emb(jnp.asarray(ids))
-        return jnp.pad(e, ((0, 0), (self.cfg.prefix_tokens, 0), (0, 0)))  # (B, L, D)
+        if ident is None:
+            return jnp.pad(e, ((0, 0), (self.cfg.prefix_tokens, 0), (0, 0)))  # (B, L, D)
+        puzzle = self.tok_id(ident).reshape(B, self.cfg.prefix_tokens, D) * math.sqrt(D)  # (B, P, D)
+        return jnp.concatenate([puzzle, e], axis=1)  # (B, L, D)
 
     def transition(self, h, l, e_x):
         for _ in range(self.K):
@@ -219,8 +226,10 @@ def build_net(cfg: GramConfig, task) -> GramNet:
     feats = task.position_features() if cfg.net.positions == "2d" else [np.arange(task.seq_len)]
     positions = tuple(tuple(int(v) for v in f) for f in feats)
     zero_mean = cfg.fit.variant == "noise_only"
+    if task.id_tokens and cfg.net.prefix_tokens < 1:
+        raise ConfigError(f"{task.name}: the puzzle embedding needs net.prefix_tokens >= 1 (paper: 16)")
     return GramNet(cfg.net, cfg.priors, cfg.fit.K, zero_mean, task.x_vocab, task.y_vocab, task.x_len, task.y_len,
-                   positions)  # fmt: skip
+                   positions, task.num_ids if task.id_tokens else 0)  # fmt: skip
 
 
 def init_params(net: GramNet, seed: int) -> dict:

