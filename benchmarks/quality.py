@@ -18,6 +18,9 @@ Tasks (paper Table 1 and §10, our data protocols in docs/data.md):
 - sudoku9 (not in the default list): hard 9x9 Sudoku, the local generator's minimal puzzles
   with solver effort >= 1 (1,000 train / 100 test, about 2 minutes to build), scored as sudoku6;
   the paper's Sudoku-Extreme setting is the accelerator preset `--preset paper-sudoku`;
+- arc1_10 (not in the default list): ARC-AGI-1 on a 10x10 canvas (the 178 training and 77
+  evaluation puzzles whose grids fit, 8 augmented versions each, one puzzle-embedding token):
+  per-row exact accuracy and pass@2 over the versions of each held-out test pair;
 - digits: unconditional generation of binarised 8x8 digits (docs/data.md); the judge's
   recognisable share, class entropy, copies of training images and distinct share of
   samples x puzzles images.
@@ -54,9 +57,17 @@ TASKS = {
     "coloring10": TaskConfig(name="coloring", size=10),
     "digits": TaskConfig(name="digits", size=8),
     "sudoku9": TaskConfig(name="sudoku", size=9, mode="unique", min_effort=1, num_train=1000, num_test=100),
+    "arc1_10": TaskConfig(name="arc1", size=10),
 }
+NETS = {"arc1_10": NetConfig(prefix_tokens=1)}  # the puzzle embedding's token; the default network otherwise
 DEFAULT_TASKS = ("nqueens8", "coloring8", "gen4", "sudoku6")
-SOLVED = ("nqueens8", "coloring8", "nqueens10_rows", "coloring10")  # accuracy and coverage against exact solutions
+SOLVED = (
+    "nqueens8",
+    "coloring8",
+    "nqueens10_rows",
+    "coloring10",
+    "arc1_10",
+)  # accuracy and coverage against exact solutions
 PAPER = {  # paper Table 1 (GRAM / TRM), where it reports the task
     "nqueens8": "GRAM 99.7% acc., 90.3% cov. / TRM 66.8%, 36.1%",
     "coloring8": "GRAM 2.7 conflicts, 85.8% cov.",
@@ -68,7 +79,7 @@ WIDTHS = (1, 2, 4, 8, 16, 20)
 def train(name: str, variant: str, seed: int, minutes, steps, out: Path, overrides, cpu_minutes=None) -> Path:
     """Train (or resume, or reuse) one run folder."""
     folder = out / f"{name}-{variant}-s{seed}"
-    cfg = GramConfig(task=TASKS[name], net=NetConfig(), fit=FitConfig(variant=variant, seed=seed))
+    cfg = GramConfig(task=TASKS[name], net=NETS.get(name, NetConfig()), fit=FitConfig(variant=variant, seed=seed))
     cfg = apply_overrides(cfg, overrides)
     resume = (folder / "checkpoint.pt").is_file()
     if resume:
@@ -101,8 +112,9 @@ def evaluate(name: str, folder: Path, samples: int, puzzles: int | None, gen: in
         return {**info, **evaluate_run(folder, num_samples=samples, puzzles=puzzles)}
     if name in SOLVED:
         m = evaluate_run(folder, num_samples=samples, puzzles=puzzles)
-        keys = ("valid", "exact", "any_valid", "coverage", "conflicts_sum", "conflicts_mean", "tv_uniform", "puzzles")
-        return {**info, **{k: m[k] for k in keys}}
+        keys = ("valid", "exact", "any_valid", "coverage", "conflicts_sum", "conflicts_mean", "tv_uniform", "puzzles",
+                "pass@2", "pass@1", "test_pairs")  # fmt: skip
+        return {**info, **{k: m[k] for k in keys if k in m}}
     if name == "gen4":
         g = generate(run, gen)
         held_out = {y.tobytes() for y in run.data.test.y.astype(g.boards.dtype)}
@@ -149,6 +161,10 @@ def table(results: dict) -> str:
                    f"distinct {_ms([100 * v for v in get('distinct')], '{:.1f}')}% of {runs[0]['samples']} samples")  # fmt: skip
         elif name in SOLVED:
             res = f"acc. {_ms([100 * v for v in get('valid')], '{:.1f}')}%, cov.@20 {_ms([100 * v for v in get('coverage')], '{:.1f}')}%"
+            if name.startswith("arc"):
+                res += (
+                    f", pass@2 {_ms([100 * v for v in get('pass@2')], '{:.1f}')}% of {runs[0]['test_pairs']} test pairs"
+                )
             if name.startswith("coloring"):
                 res += f", conflicts {_ms(get('conflicts_sum'), '{:.0f}')} over {runs[0]['puzzles']} graphs"
         elif name == "gen4":

@@ -43,6 +43,7 @@ def _data_commands(sub) -> None:
     b.add_argument("--min-effort", type=int, help="sudoku unique: least solver effort to keep a puzzle")
     b.add_argument("--max-solutions", type=int, help="sudoku multi: most solutions per puzzle")
     b.add_argument("--edge-prob", type=float, help="coloring: Erdős–Rényi edge probability")
+    b.add_argument("--augmented-copies", type=int, help="arc: augmented versions of each puzzle (HRM/TRM: 1000)")
     b.set_defaults(func=cmd_data_build)
 
     i = data.add_parser("info", help="verify a data set's checksums and summarise it")
@@ -84,7 +85,7 @@ def cmd_data_build(args) -> int:
 
 
 BUILD_FIELDS = ("removed", "test_fraction", "split", "num_train", "num_test", "mode", "clues", "min_effort",
-                "max_solutions", "edge_prob")  # fmt: skip
+                "max_solutions", "edge_prob", "augmented_copies")  # fmt: skip
 
 
 def cmd_data_info(args) -> int:
@@ -93,6 +94,8 @@ def cmd_data_info(args) -> int:
     mode = f", mode {cfg.mode}" if cfg.name == "sudoku" else ""
     print(f"{args.folder}: {cfg.name} size {cfg.size}{mode}, seed {cfg.seed}, checksums verified")
     print(f"  tokens: x {task.x_len} (vocab {task.x_vocab}), y {task.y_len} (vocab {task.y_vocab})")
+    if task.id_tokens:
+        print(f"  puzzles: {len(task.puzzles)} x {task.versions} versions = {task.num_ids - 1} identifiers")
     for name, split in (("train", ds.train), ("test", ds.test)):
         valid = task.is_valid(split.x, split.y).mean() if len(split) else float("nan")
         n = split.num_solutions
