@@ -93,7 +93,9 @@ def test_quality_benchmark(tmp_path):
     assert (tmp_path / "q" / "gen4-gram-s1" / "checkpoint.pt").is_file()
     again = run("quality.py", *args)  # finished folders are reused, not retrained
     assert again == out
-    one = run("quality.py", "--tasks", "digits,arc1_10", "--variants", "gram", "--seeds", "0", *args[4:])  # one fit each
+    one = run(
+        "quality.py", "--tasks", "digits,arc1_10", "--variants", "gram", "--seeds", "0", *args[4:]
+    )  # one fit each
     assert "| digits | gram | 1 |" in one and "recognisable" in one
     assert "| arc1_10 | gram | 1 |" in one and "pass@2 0.0% of 1 test pairs" in one  # 4 rows: one pair's versions
 
