@@ -30,7 +30,8 @@ def parameter_count(cfg, task) -> float:
     D, hidden = net.dim, net.expansion * net.dim
     block = 4 * D * D + 3 * hidden * D
     cores = 1 if net.share_core else 2
-    return cores * net.layers * block + 8 * D * max(net.guidance_hidden, D) + D * (task.x_vocab + task.y_vocab)
+    embeddings = D * (task.x_vocab + task.y_vocab + task.num_ids)  # num_ids: ARC's puzzle embedding
+    return cores * net.layers * block + 8 * D * max(net.guidance_hidden, D) + embeddings
 
 
 def fit_bytes(cfg, task) -> float:

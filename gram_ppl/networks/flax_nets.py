@@ -152,8 +152,8 @@ class GramNet(nn.Module):
         net, D = self.cfg, self.cfg.dim
         length = net.prefix_tokens + len(self.positions[0])
         self.tok_x = nn.Embed(self.x_vocab, D)
-        if self.num_ids:  # the puzzle embedding fills the prefix tokens (zero at the start, as in torch)
-            self.tok_id = nn.Embed(self.num_ids, net.prefix_tokens * D, embedding_init=nn.initializers.zeros)
+        if self.num_ids:  # the puzzle embedding: one D-vector per identifier (zero at the start, as in torch)
+            self.tok_id = nn.Embed(self.num_ids, D, embedding_init=nn.initializers.zeros)
         self.pos = [nn.Embed(int(max(f)) + 1, D) for f in self.positions]
         self.f_L = Reasoner(net, length)
         self.f_H = self.f_L if net.share_core else Reasoner(net, length)
@@ -192,8 +192,8 @@ class GramNet(nn.Module):
             e = e + emb(jnp.asarray(ids))
         if ident is None:
             return jnp.pad(e, ((0, 0), (self.cfg.prefix_tokens, 0), (0, 0)))  # (B, L, D)
-        puzzle = self.tok_id(ident).reshape(B, self.cfg.prefix_tokens, D) * math.sqrt(D)  # (B, P, D)
-        return jnp.concatenate([puzzle, e], axis=1)  # (B, L, D)
+        puzzle = self.tok_id(ident)[:, None] * math.sqrt(D)  # (B, 1, D): prefix token 0
+        return jnp.concatenate([puzzle, jnp.pad(e, ((0, 0), (self.cfg.prefix_tokens - 1, 0), (0, 0)))], axis=1)
 
     def transition(self, h, l, e_x):
         for _ in range(self.K):

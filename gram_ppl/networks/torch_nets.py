@@ -122,7 +122,7 @@ class GramNet(nn.Module):
     """All GRAM networks for one task: what models/gram_pyro.py calls.
 
     - embed(x): e_x = f_enc(x), token + position embeddings, prefix tokens prepended  (B, L, D)
-      (zero, or the puzzle embedding of x[:, 0] when the task has identifiers: ARC)
+      (zero; the first holds the puzzle embedding of x[:, 0] when the task has identifiers: ARC)
     - transition(h, l, e_x): K updates l <- f_L(l, h + e_x), then u = f_H(h, l)       (B, L, D) x 2
     - prior(u): loc and scale of p_θ(ε_t | u_t) on the noised positions L_ε (all L, or the
       first NetConfig.noise_tokens register tokens)                                   (B, L_ε, D) x 2
@@ -140,10 +140,10 @@ class GramNet(nn.Module):
         self.pad_x = task.seq_len - (task.x_len - task.id_tokens)  # output slots appended to the input (colouring)
         length = net.prefix_tokens + task.seq_len
         self.tok_x = nn.Embedding(task.x_vocab, D)
-        if task.id_tokens:  # the puzzle embedding fills the prefix tokens (TRM: zero at the start)
+        if task.id_tokens:  # TRM's puzzle embedding: one D-vector per identifier (zero at the start)
             if net.prefix_tokens < 1:
                 raise ConfigError(f"{task.name}: the puzzle embedding needs net.prefix_tokens >= 1 (paper: 16)")
-            self.tok_id = nn.Embedding(task.num_ids, net.prefix_tokens * D)
+            self.tok_id = nn.Embedding(task.num_ids, D)
             nn.init.zeros_(self.tok_id.weight)
         feats = task.position_features() if net.positions == "2d" else [np.arange(task.seq_len)]
         self.pos = nn.ModuleList(nn.Embedding(int(f.max()) + 1, D) for f in feats)
@@ -180,8 +180,8 @@ class GramNet(nn.Module):
             e = e + emb(getattr(self, f"pos_ids_{i}"))  # (B, L_seq, D)
         if ident is None:
             return F.pad(e, (0, 0, self.prefix, 0))  # (B, L, D): zero prefix tokens first
-        puzzle = self.tok_id(ident).view(B, self.prefix, D) * math.sqrt(D)  # (B, P, D): the puzzle embedding
-        return torch.cat([puzzle, e], dim=1)  # (B, L, D)
+        puzzle = self.tok_id(ident)[:, None] * math.sqrt(D)  # (B, 1, D): the puzzle embedding, prefix token 0
+        return torch.cat([puzzle, F.pad(e, (0, 0, self.prefix - 1, 0))], dim=1)  # (B, L, D): other prefix tokens 0
 
     def transition(self, h: torch.Tensor, l: torch.Tensor, e_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         for _ in range(self.K):

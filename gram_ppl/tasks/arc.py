@@ -5,8 +5,8 @@ Canvas (size S = TaskConfig.size; the paper's S = 30): a grid of h x w colours s
 left, token 2 + colour; the row below it and the column right of it (where the canvas has room)
 hold the end-of-grid token 1; the rest is padding 0. x = (puzzle identifier, the input canvas):
 1 + S² tokens; y = the output canvas: S² tokens, vocabulary 12. The identifier (1 ..
-`num_ids - 1`) is read by the networks' puzzle embedding (NetConfig.prefix_tokens tokens, paper
-16), not by the token embedding.
+`num_ids - 1`) is read by the networks' puzzle embedding (TRM's: one D-vector per identifier in
+the first of NetConfig.prefix_tokens prefix tokens, paper 16), not by the token embedding.
 
 Protocol (HRM's build_arc_dataset): every pair of the training collection's puzzles and the
 demonstration pairs of the evaluation collection's puzzles train; the evaluation puzzles' test
@@ -160,7 +160,7 @@ class Arc(Task):
 
     @property
     def seq_len(self) -> int:
-        return self.size * self.size  # the identifier is not a position: it fills the prefix tokens
+        return self.size * self.size  # the identifier is not a position: it fills the first prefix token
 
     def position_features(self) -> list[np.ndarray]:
         r, c = np.divmod(np.arange(self.size * self.size), self.size)
