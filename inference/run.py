@@ -243,7 +243,8 @@ class TrainLoop:
         return Checkpoint(self.cfg.backend, self.trainer.state(), loop, self.perm, self.history, self.cfg)
 
     def save(self, folder: Path) -> None:
-        write_checkpoint(folder, self.checkpoint())
+        with _signals_deferred():  # a Ctrl-C during the write lands after it, where the loop saves cleanly
+            write_checkpoint(folder, self.checkpoint())
 
     def restore(self, ckpt: Checkpoint, folder: Path) -> None:
         """The trainer, data order, counters and history from a checkpoint (`read_checkpoint`)."""
@@ -278,6 +279,37 @@ def _terminate_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """SIGINT and SIGTERM held back for the `with` block and acted on when it ends: a checkpoint
+    write is never cut in the middle (an exception raised inside torch.save's C++ writer could
+    leave it unusable for the save that follows the interrupt). A handler that records the signal,
+    not a signal mask: a process-directed signal would go to another thread (torch's) past a mask.
+    Main thread only, as signal handlers."""
+    import os
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {
+        s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if caught:
+            handler = previous[caught[0]]
+            if callable(handler):
+                handler(caught[0], None)  # Ctrl-C's KeyboardInterrupt, or fit's SIGTERM-as-interrupt
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), caught[0])
 
 
 class _Progress:

@@ -155,6 +155,29 @@ def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_130(tmp_path, sig):
     assert ckpt.loop["step"] >= 1 and len([h for h in ckpt.history if "loss" in h]) == ckpt.loop["step"]
 
 
+def test_a_ctrl_c_during_a_checkpoint_write_lands_after_it(tmp_path, monkeypatch):
+    """The signal arrives in the middle of a write (here: before the real write starts); the write
+    finishes, then the interrupt stops the loop, which saves once more and says so."""
+    from gram_ppl.inference import run as run_module
+    from gram_ppl.inference.run import Interrupted
+
+    real, calls, finished = run_module.write_checkpoint, [], []
+
+    def write_with_a_signal(folder, ckpt):
+        calls.append(ckpt.loop["step"])
+        if len(calls) == 2:  # the second batch's write: the interrupt lands inside it
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # where an undeferred KeyboardInterrupt would be raised
+        real(folder, ckpt)
+        finished.append(ckpt.loop["step"])
+
+    monkeypatch.setattr(run_module, "write_checkpoint", write_with_a_signal)
+    with pytest.raises(Interrupted, match="checkpoint saved"):
+        fit(tiny_config(), tmp_path / "run", steps=50, checkpoint_every_s=0.0, **QUIET)
+    assert calls == [1, 2, 2] and finished == [1, 2, 2]  # the cut write finished, then the loop's own save
+    assert read_checkpoint(tmp_path / "run").loop["step"] == 2
+
+
 def test_outputs_write_through_symlinks_and_refuse_nothing_silently(tmp_path):
     target = tmp_path / "real.txt"
     target.write_text("old\n")
