@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     cfg = GramConfig(
         task=TaskConfig(name=args.task, size=args.size),
         net=NetConfig(dim=args.dim, heads=2 if args.quick else 4, layers=layers),
-        fit=FitConfig(threads=args.threads),
+        fit=FitConfig(threads=args.threads, **({"n_sup": 2} if args.quick else {})),  # quick: 2 programs to compile
         priors=gram_pyro.PRIORS,
     )
     data = build_dataset(cfg.task)

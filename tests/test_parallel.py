@@ -171,13 +171,24 @@ def test_jax_data_parallel_over_two_host_devices_matches_one_device():
     replicated) gives the one-device losses, KLs and parameters to float32 rounding; sampled
     trajectories split over the devices give the one-device samples."""
 
-    def steps(devices: int) -> dict:
+    def start(devices: int) -> subprocess.Popen:
         env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-        r = subprocess.run([sys.executable, "-c", JAX_STEPS], env=env, capture_output=True, text=True, timeout=600)
-        assert r.returncode == 0, r.stderr[-3000:]
-        return json.loads(r.stdout.strip().splitlines()[-1])
+        return subprocess.Popen([sys.executable, "-c", JAX_STEPS], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
 
-    one, two = steps(1), steps(2)
+    def result(p: subprocess.Popen) -> dict:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+        return json.loads(out.strip().splitlines()[-1])
+
+    both = [start(1), start(2)]  # side by side: the two compile at once on two cores
+    try:
+        one, two = result(both[0]), result(both[1])
+    finally:
+        for p in both:
+            if p.poll() is None:  # never left running after a failure
+                p.kill()
+                p.wait()
     assert (one["devices"], one["sharded"], two["devices"], two["sharded"]) == (1, False, 2, True)
     np.testing.assert_allclose(two["steps"], one["steps"], rtol=1e-5, atol=1e-6)
     assert any(step[1] > 0 for step in one["steps"])  # the noise (and so its sharding) mattered
