@@ -227,7 +227,9 @@ def build_net(cfg: GramConfig, task) -> GramNet:
     positions = tuple(tuple(int(v) for v in f) for f in feats)
     zero_mean = cfg.fit.variant == "noise_only"
     if task.id_tokens and cfg.net.prefix_tokens < 1:
-        raise ConfigError(f"{task.name}: the puzzle embedding needs net.prefix_tokens >= 1 (paper: 16)")
+        raise ConfigError(
+            f"{task.name}: the puzzle embedding needs net.prefix_tokens >= 1 (--set net.prefix_tokens=1; paper: 16)"
+        )
     return GramNet(cfg.net, cfg.priors, cfg.fit.K, zero_mean, task.x_vocab, task.y_vocab, task.x_len, task.y_len,
                    positions, task.num_ids if task.id_tokens else 0)  # fmt: skip
 

@@ -142,7 +142,9 @@ class GramNet(nn.Module):
         self.tok_x = nn.Embedding(task.x_vocab, D)
         if task.id_tokens:  # TRM's puzzle embedding: one D-vector per identifier (zero at the start)
             if net.prefix_tokens < 1:
-                raise ConfigError(f"{task.name}: the puzzle embedding needs net.prefix_tokens >= 1 (paper: 16)")
+                raise ConfigError(
+                    f"{task.name}: the puzzle embedding needs net.prefix_tokens >= 1 (--set net.prefix_tokens=1; paper: 16)"
+                )
             self.tok_id = nn.Embedding(task.num_ids, D)
             nn.init.zeros_(self.tok_id.weight)
         feats = task.position_features() if net.positions == "2d" else [np.arange(task.seq_len)]
