@@ -34,7 +34,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -141,13 +140,13 @@ class Arc(Task):
     id_tokens = 1  # x[0] is the puzzle identifier
     unsolvable_reason = "not an input of this ARC data set"
 
-    def __init__(self, size: int, cfg=None, name: str = "arc1"):
+    def __init__(self, size: int, cfg=None):
         from gram_ppl.config import TaskConfig
 
-        self.cfg = (cfg or TaskConfig(name=name, size=size)).resolved()
-        if self.cfg.size != size:
-            raise ValueError(f"the config's canvas side {self.cfg.size} is not {size}")
-        self.name, self.size = self.cfg.name, size
+        self.cfg = (cfg or TaskConfig(name=self.name, size=size)).resolved()
+        if (self.cfg.name, self.cfg.size) != (self.name, size):
+            raise ValueError(f"a {self.cfg.name} config of canvas side {self.cfg.size} for {self.name} at {size}")
+        self.size = size
         self.x_len, self.y_len = 1 + size * size, size * size
         self.x_vocab, self.y_vocab = VOCAB, VOCAB
         self.versions = self.cfg.augmented_copies + 1
@@ -186,14 +185,12 @@ class Arc(Task):
 
     @functools.cached_property
     def _table(self) -> dict[bytes, tuple]:
-        """x's bytes -> (outputs (m, L_y), puzzle index, pair kind, pair number, version)."""
+        """x's bytes -> (outputs (m, L_y), puzzle index, pair kind, pair number, version): the
+        first pair with that input names it; every pair with it adds its output."""
         table: dict[bytes, tuple] = {}
         for _, p, kind, j, a, x, y in self._pairs():
-            key = x.tobytes()
-            old = table.get(key)
-            ys = y[None] if old is None else np.concatenate([old[0], y[None]])
-            table[key] = (ys, p, kind, j, a) if old is None else (ys, *old[1:])
-        return table
+            table.setdefault(x.tobytes(), ([], p, kind, j, a))[0].append(y)
+        return {key: (np.stack(ys), *rest) for key, (ys, *rest) in table.items()}
 
     def build_splits(self, cfg, rng: np.random.Generator) -> tuple[Split, Split]:
         if cfg.resolved() != self.cfg:
@@ -265,10 +262,10 @@ class Arc(Task):
         for (p, j), preds in groups.items():
             part, pid = self.puzzles[p]
             target = np.array(data[part][pid]["test"][j]["output"])
-            votes, score = Counter((s, g) for s, g, _ in preds), {}
+            values: dict[tuple, list[float]] = {}  # grid -> the values of the samples voting for it
             for s, g, v in preds:
-                score.setdefault((s, g), []).append(v)
-            ranked = sorted(votes, key=lambda key: (-votes[key], -np.mean(score[key])))
+                values.setdefault((s, g), []).append(v)
+            ranked = sorted(values, key=lambda key: (-len(values[key]), -np.mean(values[key])))
             want = (target.shape, target.astype(np.int64).tobytes())
             solved.append(want in ranked[:attempts])
             solved1.append(want in ranked[:1])
@@ -288,7 +285,7 @@ class Arc(Task):
     def parse_puzzle(self, text: str) -> np.ndarray:
         name, _, grid = text.strip().partition(" ")
         pid, _, version = name.partition("~")
-        index = {p: i for i, (_, p) in enumerate(self.puzzles)}.get(pid)
+        index = self._index.get(pid)
         if index is None:
             raise PuzzleError(f"{pid!r} is not a puzzle of {self.name} at canvas side {self.size}")
         a = int(version) if version.isdigit() else (0 if not version else -1)
@@ -296,6 +293,10 @@ class Arc(Task):
             raise PuzzleError(f"version {version!r}: this data set has versions 0..{self.versions - 1}")
         canvas = to_canvas(self._parse_grid(grid), self.size)
         return np.concatenate([[1 + index * self.versions + a], canvas]).astype(np.uint16)
+
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        return {pid: i for i, (_, pid) in enumerate(self.puzzles)}
 
     def format_puzzle(self, x: np.ndarray) -> str:
         p, a = divmod(int(x[0]) - 1, self.versions)
@@ -311,10 +312,8 @@ class Arc(Task):
 
 
 class Arc1(Arc):
-    def __init__(self, size: int, cfg=None):
-        super().__init__(size, cfg, "arc1")
+    name = "arc1"
 
 
 class Arc2(Arc):
-    def __init__(self, size: int, cfg=None):
-        super().__init__(size, cfg, "arc2")
+    name = "arc2"
