@@ -63,7 +63,7 @@ def hypothesis_gallery(task: Task, x: np.ndarray, samples: np.ndarray, max_board
     counts = sorted(every.items(), key=lambda kc: (not valid[kc[0]], -kc[1]))[:max_boards]  # valid first
     cols = min(4, len(counts))
     rows = -(-len(counts) // cols)
-    fig = PlotFigure(figsize=(2.6 * cols, 2.8 * rows), layout="constrained")
+    fig = PlotFigure(figsize=(max(2.6 * cols, 6.0), 2.8 * rows), layout="constrained")  # room for the title
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     for ax, (key, c) in zip(axes, counts, strict=False):
         draw_board(ax, task, x, first[key], valid[key])
