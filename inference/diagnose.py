@@ -114,7 +114,7 @@ def diagnose(
         "solutions.png": plots.solution_coverage(task, x[0], prior.board[:, 0, -1], solutions[0]),
         "coverage.png": plots.coverage_and_depth(curves),
         "fan.png": plots.trajectory_fan(prior.h_pca[:, 0], plots.solution_keys(task, x[0], prior.board[:, 0, -1])),
-        "entropy.png": plots.entropy_heatmap(prior.board[:, 0], task.y_vocab, _shape(task)),
+        "entropy.png": plots.entropy_heatmap(prior.board[:, 0], task.y_vocab, task.board_shape),
         "hamming.png": plots.hamming_histogram(None, {"prior": prior.board[:, 0, -1], "guide": guide.board[:, 0, -1]}),
         "traces.png": plots.training_traces(history),
     }
@@ -159,11 +159,6 @@ def _metrics(task, x, y, counts, board) -> dict:
     metrics = sample_metrics(task, x, y, board[:, :, -1], counts)
     metrics["valid_by_depth"] = [float(task.is_valid(x[None], board[:, :, s]).mean()) for s in range(1, board.shape[2])]
     return metrics
-
-
-def _shape(task):
-    grid = task.name in ("nqueens", "nqueens_rows", "sudoku", "arc1", "arc2")
-    return (task.size, task.size) if grid else (1, task.y_len)
 
 
 def _versions() -> dict:

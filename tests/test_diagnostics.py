@@ -256,7 +256,7 @@ def test_pca_recovers_a_plane_and_survives_flushed_denormals():
 
 
 # ---- plots --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name,size", [("nqueens", 5), ("sudoku", 4), ("coloring", 5)])
+@pytest.mark.parametrize("name,size", [("nqueens", 5), ("nqueens_rows", 5), ("sudoku", 4), ("coloring", 5)])
 def test_plot_functions_return_figures_without_pyplot(name, size):
     import matplotlib.pyplot as plt
 
@@ -271,7 +271,7 @@ def test_plot_functions_return_figures_without_pyplot(name, size):
         plots.hypothesis_gallery(task, x, samples),
         plots.coverage_and_depth({"a": {"coverage_curve": [0.1, 0.3], "valid_by_depth": [0.2, 0.4]}}),
         plots.trajectory_fan(rng.standard_normal((7, 3, 2)), [b"a", None, b"b", b"a", None, b"a", b"c"]),
-        plots.entropy_heatmap(np.stack([samples] * 3, 1), task.y_vocab),
+        plots.entropy_heatmap(np.stack([samples] * 3, 1), task.y_vocab, task.board_shape),
         plots.hamming_histogram(samples),
         plots.training_traces(
             [
@@ -283,6 +283,7 @@ def test_plot_functions_return_figures_without_pyplot(name, size):
         plots.solution_coverage(task, x, samples, task.solutions(x, limit=3)),
     ]
     assert all(isinstance(f, Figure) for f in figs)
+    assert np.prod(task.board_shape) == task.y_len  # the entropy map's layout holds every position
     assert plt.get_fignums() == []  # nothing registered with pyplot, nothing shown
     title = figs[0].texts[0].get_text()
     assert "distinct boards" in title

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gram_ppl.config import ConfigError, GramConfig, NetConfig, PriorConfig
+from gram_ppl.config import GramConfig, NetConfig, PriorConfig
 
 EPS = float(np.finfo(np.float32).eps)  # torch.nn.functional.rms_norm's default eps in float32
 
@@ -226,10 +226,7 @@ def build_net(cfg: GramConfig, task) -> GramNet:
     feats = task.position_features() if cfg.net.positions == "2d" else [np.arange(task.seq_len)]
     positions = tuple(tuple(int(v) for v in f) for f in feats)
     zero_mean = cfg.fit.variant == "noise_only"
-    if task.id_tokens and cfg.net.prefix_tokens < 1:
-        raise ConfigError(
-            f"{task.name}: the puzzle embedding needs net.prefix_tokens >= 1 (--set net.prefix_tokens=1; paper: 16)"
-        )
+    task.check_net(cfg.net)
     return GramNet(cfg.net, cfg.priors, cfg.fit.K, zero_mean, task.x_vocab, task.y_vocab, task.x_len, task.y_len,
                    positions, task.num_ids if task.id_tokens else 0)  # fmt: skip
 

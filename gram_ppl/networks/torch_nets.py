@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gram_ppl.config import ConfigError, GramConfig, NetConfig, PriorConfig
+from gram_ppl.config import GramConfig, NetConfig, PriorConfig
 
 
 class SwiGLU(nn.Module):
@@ -135,16 +135,13 @@ class GramNet(nn.Module):
     def __init__(self, net: NetConfig, priors: PriorConfig, task, *, K: int, zero_mean: bool = False, seed: int = 0):
         super().__init__()
         D = net.dim
+        task.check_net(net)
         self.K, self.prefix, self.x_len, self.y_len = K, net.prefix_tokens, task.x_len, task.y_len
         self.id_tokens = task.id_tokens  # 1: x[:, 0] is a puzzle identifier (ARC)
         self.pad_x = task.seq_len - (task.x_len - task.id_tokens)  # output slots appended to the input (colouring)
         length = net.prefix_tokens + task.seq_len
         self.tok_x = nn.Embedding(task.x_vocab, D)
         if task.id_tokens:  # TRM's puzzle embedding: one D-vector per identifier (zero at the start)
-            if net.prefix_tokens < 1:
-                raise ConfigError(
-                    f"{task.name}: the puzzle embedding needs net.prefix_tokens >= 1 (--set net.prefix_tokens=1; paper: 16)"
-                )
             self.tok_id = nn.Embedding(task.num_ids, D)
             nn.init.zeros_(self.tok_id.weight)
         feats = task.position_features() if net.positions == "2d" else [np.arange(task.seq_len)]

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gram_ppl.config import ConfigError
+
 
 class PuzzleError(ValueError):
     """A puzzle that cannot be used: malformed text, contradictory givens, or no solution."""
@@ -56,6 +58,21 @@ class Task(abc.ABC):
     y_len: int
     x_vocab: int
     y_vocab: int
+
+    @property
+    def board_shape(self) -> tuple[int, int]:
+        """How y's L_y positions are laid out as a picture (rows, columns), for entropy maps in
+        `gram diagnose`: a size x size grid where y has one token per cell (N-Queens and Sudoku
+        cells, ARC canvases, digit images), else one row (colouring, N-Queens rows)."""
+        return (self.size, self.size) if self.y_len == self.size * self.size else (1, self.y_len)
+
+    def check_net(self, net) -> None:
+        """Raise ConfigError if NetConfig `net` cannot read this task's inputs (the one place
+        both backends' network builders ask)."""
+        if self.id_tokens and net.prefix_tokens < 1:
+            raise ConfigError(
+                f"{self.name}: the puzzle embedding needs net.prefix_tokens >= 1 (--set net.prefix_tokens=1; paper: 16)"
+            )
 
     @classmethod
     def from_config(cls, cfg) -> Task:
