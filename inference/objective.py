@@ -9,11 +9,41 @@ not fit in int64, means no ceiling for that input); otherwise C_i = kl_cap for e
 Without it the guide writes the answer cell by cell into the noise (14–19 nats per 8-Queens
 puzzle where ln(n) averages 0.32), the decoder learns to read that, and samples from the prior,
 which cannot know the answer, decode into inconsistent boards (docs/recipe.md).
+
+`Recording` is the shared core's bookkeeping for both backends (§3: the model, replayed on the
+guide's noise, reuses the guide's deterministic updates instead of running f_L / f_H again).
 """
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
+
+
+class Recording:
+    """Results of calls in the order they were made, or, from `replay()`, the same results handed
+    back in that order. `call(kind, fn, *args)` computes fn(*args) and records it; on a replay it
+    returns the next recorded result instead, and refuses a call of another kind than the one
+    recorded there. Calls beyond the recording are computed and not recorded (the deterministic
+    variant has no guide to record)."""
+
+    def __init__(self, replaying: collections.deque | None = None):
+        self._log, self._replaying = [], replaying
+
+    def replay(self) -> Recording:
+        return Recording(collections.deque(self._log))
+
+    def call(self, kind: str, fn, *args):
+        if self._replaying:
+            recorded, out = self._replaying.popleft()
+            if recorded != kind:
+                raise RuntimeError(f"the model called {kind} where the guide called {recorded}")
+            return out
+        out = fn(*args)
+        if self._replaying is None:
+            self._log.append((kind, out))
+        return out
 
 
 def kl_ceiling(fit, num_solutions, batch: int) -> np.ndarray:

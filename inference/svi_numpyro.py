@@ -18,7 +18,6 @@ compiles once per (number of rows, depth).
 
 from __future__ import annotations
 
-import collections
 import functools
 from typing import NamedTuple
 
@@ -32,7 +31,7 @@ from numpyro.distributions.kl import kl_divergence
 
 from gram_ppl.config import GramConfig, PriorConfig
 from gram_ppl.inference.backend import NonFiniteLoss, StepInfo
-from gram_ppl.inference.objective import kl_ceiling
+from gram_ppl.inference.objective import Recording, kl_ceiling
 from gram_ppl.inference.tempering import check_temperature, numpyro_temper
 from gram_ppl.networks import flax_nets
 
@@ -107,21 +106,16 @@ class _SharedCore:
     shared, as svi_pyro.SharedCore). Calls beyond the recording are computed (the deterministic
     variant has no guide)."""
 
-    def __init__(self, f, replaying: collections.deque | None = None):
-        self._f, self._log, self._replaying = f, [], replaying
+    def __init__(self, f, recording: Recording | None = None):
+        self._f, self._rec = f, recording or Recording()
 
     def replay(self) -> _SharedCore:
-        return _SharedCore(self._f, collections.deque(self._log))
+        return _SharedCore(self._f, self._rec.replay())
 
     def __call__(self, *args, method: str):
         if method != "transition":
             return self._f(*args, method=method)
-        if self._replaying:
-            return self._replaying.popleft()
-        out = self._f(*args, method=method)
-        if self._replaying is None:
-            self._log.append(out)
-        return out
+        return self._rec.call("transition", functools.partial(self._f, method=method), *args)
 
 
 def balanced_kl(q, p, value, alpha: float):

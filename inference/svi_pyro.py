@@ -22,7 +22,6 @@ Objectives (FitConfig.objective):
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import copy
 import io
@@ -39,7 +38,7 @@ from pyro.poutine.util import site_is_subsample
 
 from gram_ppl.config import GramConfig, PriorConfig
 from gram_ppl.inference.backend import NonFiniteLoss, StepInfo
-from gram_ppl.inference.objective import kl_ceiling
+from gram_ppl.inference.objective import Recording, kl_ceiling
 from gram_ppl.inference.parallel import Parallel, from_env
 from gram_ppl.inference.tempering import pyro_temper
 from gram_ppl.networks.torch_nets import build_net
@@ -62,31 +61,20 @@ class SharedCore:
     recording are computed (the deterministic variant has no guide). Everything else is the
     wrapped network's, so the model file never knows."""
 
-    def __init__(self, net, replaying: collections.deque | None = None):
-        self._net, self._log, self._replaying = net, [], replaying
+    def __init__(self, net, recording: Recording | None = None):
+        self._net, self._rec = net, recording or Recording()
 
     def __getattr__(self, name):
         return getattr(self._net, name)
 
     def replay(self) -> SharedCore:
-        return SharedCore(self._net, collections.deque(self._log))
-
-    def _call(self, method: str, *args):
-        if self._replaying:
-            kind, out = self._replaying.popleft()
-            if kind != method:
-                raise RuntimeError(f"the model called {method} where the guide called {kind}")
-            return out
-        out = getattr(self._net, method)(*args)
-        if self._replaying is None:
-            self._log.append((method, out))
-        return out
+        return SharedCore(self._net, self._rec.replay())
 
     def embed(self, x):
-        return self._call("embed", x)
+        return self._rec.call("embed", self._net.embed, x)
 
     def transition(self, h, l, e_x):
-        return self._call("transition", h, l, e_x)
+        return self._rec.call("transition", self._net.transition, h, l, e_x)
 
 
 def trajectory_loss(

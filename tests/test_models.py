@@ -89,6 +89,24 @@ def test_reusing_the_guides_transitions_changes_nothing(data):
                               without.nodes[n]["fn"].log_prob(without.nodes[n]["value"]), rtol=1e-5)  # fmt: skip
 
 
+def test_a_recording_hands_back_its_results_in_order_and_refuses_another_call():
+    from gram_ppl.inference.objective import Recording
+
+    rec, calls = Recording(), []
+
+    def f(v):
+        calls.append(v)
+        return v * 10
+
+    assert [rec.call("embed", f, 1), rec.call("transition", f, 2)] == [10, 20]
+    replay = rec.replay()
+    assert replay.call("embed", f, 99) == 10 and calls == [1, 2]  # handed back, not computed
+    with pytest.raises(RuntimeError, match="called embed where the guide called transition"):
+        replay.call("embed", f, 3)
+    assert replay.call("transition", f, 4) == 40 and calls == [1, 2, 4]  # beyond the recording: computed
+    assert rec.replay().call("embed", f, 0) == 10  # the first recording is untouched by replays
+
+
 def test_deterministic_variant_has_no_noise_and_repeats_itself(data):
     cfg, net, x, y = setup(data, variant="deterministic")
     tr = poutine.trace(gram_pyro.model).get_trace(x, y, **kwargs(cfg, net))
