@@ -43,19 +43,15 @@ def main(argv=None) -> int:
         f"--xla_cpu_multi_thread_eigen={'true' if args.threads > 1 else 'false'} intra_op_parallelism_threads={args.threads}",
     )
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import dataclasses
-
     import jax
     import numpy as np
     import torch
-    from common import median_seconds, write_json
+    from common import median_seconds, twin_networks, write_json
 
     from gram_ppl.config import FitConfig, GramConfig, NetConfig, TaskConfig
-    from gram_ppl.data import build_dataset
     from gram_ppl.inference import svi_numpyro, svi_pyro
     from gram_ppl.inference.svi_pyro import setup as setup_torch
     from gram_ppl.models import gram_numpyro, gram_pyro
-    from gram_ppl.networks import convert, flax_nets
     from gram_ppl.networks.torch_nets import build_net
 
     setup_torch(args.threads)
@@ -66,13 +62,9 @@ def main(argv=None) -> int:
         fit=FitConfig(threads=args.threads, **({"n_sup": 2} if args.quick else {})),  # quick: 2 programs to compile
         priors=gram_pyro.PRIORS,
     )
-    data = build_dataset(cfg.task)
+    data, tnet, ncfg, net, params = twin_networks(cfg)
     task = data.task
-    torch.manual_seed(0)
-    tnet = build_net(cfg, task)
-    params = convert.torch_to_flax({k: v.numpy() for k, v in tnet.state_dict().items()}, cfg.net.share_core)
-    ncfg = dataclasses.replace(cfg, backend="numpyro")
-    bound = svi_numpyro.Bound(flax_nets.build_net(ncfg, task), params)
+    bound = svi_numpyro.Bound(net, params)
     x = data.test.x[: args.puzzles].astype(np.int64)
     depth = cfg.fit.n_sup
     print(f"device: {jax.devices()[0].platform} (jax), torch threads {torch.get_num_threads()}; "

@@ -23,3 +23,23 @@ def write_json(path: str | None, rows) -> None:
     if path:
         with open(path, "w") as f:
             json.dump(rows, f, indent=1)
+
+
+def twin_networks(cfg, seed: int = 0):
+    """What the backend comparisons run: cfg's data set, a torch network (torch seeded with
+    `seed`), the NumPyro copy of cfg and its flax network, and the torch weights converted to
+    flax parameters. Imports torch and JAX here, so a script can set XLA_FLAGS first."""
+    import dataclasses
+
+    import torch
+
+    from gram_ppl.data import build_dataset
+    from gram_ppl.networks import convert, flax_nets
+    from gram_ppl.networks.torch_nets import build_net
+
+    data = build_dataset(cfg.task)
+    torch.manual_seed(seed)
+    tnet = build_net(cfg, data.task)
+    params = convert.torch_to_flax({k: v.numpy() for k, v in tnet.state_dict().items()}, cfg.net.share_core)
+    ncfg = dataclasses.replace(cfg, backend="numpyro")
+    return data, tnet, ncfg, flax_nets.build_net(ncfg, data.task), params

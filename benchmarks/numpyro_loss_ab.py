@@ -13,7 +13,6 @@ with Pyro, alternating, and reports the median CPU seconds of the process per tr
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib.util
 import os
 import sys
@@ -41,14 +40,11 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import numpy as np
     import torch
-    from common import write_json
+    from common import twin_networks, write_json
 
     from gram_ppl.config import FitConfig, GramConfig, NetConfig, TaskConfig
-    from gram_ppl.data import build_dataset
     from gram_ppl.inference import svi_numpyro, svi_pyro
     from gram_ppl.models import gram_numpyro, gram_pyro
-    from gram_ppl.networks import convert, flax_nets
-    from gram_ppl.networks.torch_nets import build_net
 
     old_mod = load("old_gram_numpyro", args.old / "models" / "gram_numpyro.py")
     old_svi = load("old_svi_numpyro", args.old / "inference" / "svi_numpyro.py")
@@ -56,12 +52,7 @@ def main(argv=None) -> int:
     size, net_cfg = (5, NetConfig(dim=16, heads=2, layers=1)) if args.quick else (8, NetConfig(dim=args.dim))
     fit_cfg = FitConfig(threads=1, batch_size=8, n_sup=1, K=1) if args.quick else FitConfig(threads=1)
     cfg = GramConfig(task=TaskConfig(name="nqueens", size=size), net=net_cfg, fit=fit_cfg, priors=gram_pyro.PRIORS)
-    data = build_dataset(cfg.task)
-    torch.manual_seed(0)
-    tnet = build_net(cfg, data.task)
-    params = convert.torch_to_flax({k: v.numpy() for k, v in tnet.state_dict().items()}, cfg.net.share_core)
-    ncfg = dataclasses.replace(cfg, backend="numpyro")
-    net = flax_nets.build_net(ncfg, data.task)
+    data, tnet, ncfg, net, params = twin_networks(cfg)
     B = cfg.fit.batch_size
     x, y, n = data.train.x[:B], data.train.y[:B], data.train.num_solutions[:B]  # (B, L_x), (B, L_y), (B,)
     tx, ty = torch.as_tensor(x.astype(np.int64)), torch.as_tensor(y.astype(np.int64))
