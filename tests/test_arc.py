@@ -12,6 +12,7 @@ from tiny import gram_in_process, tiny_config
 
 from gram_ppl import PuzzleError, TaskConfig, build_dataset, load_dataset, save_dataset
 from gram_ppl.config import ConfigError, preset_config
+from gram_ppl.inference.run import load_run
 from gram_ppl.tasks import get_task, task_for
 from gram_ppl.tasks.arc import EOS, PAD, augmentations, collection, from_canvas, inverse, to_canvas, transform
 
@@ -201,3 +202,19 @@ def test_fit_evaluate_and_sample_an_arc_run(tmp_path):
     assert len(json.loads(r.stdout.splitlines()[0])["samples"]) == 2
     r = gram_in_process("fit", "--task", "arc1", "--size", "6", "--steps", "1", "--out", str(tmp_path / "bad"))
     assert r.returncode != 0 and "prefix_tokens" in r.stderr
+
+
+def test_the_numpyro_backend_fits_and_evaluates_an_arc_run(tmp_path):
+    run = tmp_path / "run"
+    sets = ["--set", "task.num_train=4", "--set", "task.num_test=3", "--set", "task.augmented_copies=2",
+            "--set", "net.prefix_tokens=1", "--set", "net.dim=16", "--set", "net.layers=1", "--set", "fit.n_sup=2"]  # fmt: skip
+    r = gram_in_process("fit", "--task", "arc1", "--size", "6", "--steps", "2", "--backend", "numpyro", *sets,
+                        "--quiet", "--out", str(run))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    loaded = load_run(run)
+    assert loaded.config.backend == "numpyro"
+    assert np.abs(np.asarray(loaded.net.params["tok_id"]["embedding"])).sum() > 0  # trained away from its zero start
+    r = gram_in_process("evaluate", str(run), "--num-samples", "2")
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout)
+    assert m["test_pairs"] == 4 and 0 <= m["pass@1"] <= m["pass@2"] <= 1 and m["puzzles"] == 12
