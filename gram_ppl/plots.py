@@ -205,10 +205,13 @@ def solution_keys(task: Task, x: np.ndarray, boards: np.ndarray) -> list:
     return [task.canonical(b).tobytes() if v else None for b, v in zip(boards, valid, strict=True)]
 
 
-def trajectory_fan(h_pca: np.ndarray, final_keys: list, title: str = "", *, with_z0: bool = True) -> PlotFigure:
+def trajectory_fan(
+    h_pca: np.ndarray, final_keys: list, title: str = "", *, with_z0: bool = True, named: bool = False
+) -> PlotFigure:
     """PCA of h over steps (N, S+1, 2) for N trajectories of one puzzle, coloured by the final
     solution each reaches (`final_keys`, e.g. the final board's bytes; None for invalid).
-    with_z0=False: h_pca holds steps 1..S only (the InferenceData's `h_pca`)."""
+    with_z0=False: h_pca holds steps 1..S only (the InferenceData's `h_pca`). named=True: the
+    keys are names to show in the legend (e.g. the class a digit classifier gives each image)."""
     h_pca = np.asarray(h_pca)
     if h_pca.ndim != 3 or h_pca.shape[-1] < 2 or len(final_keys) != len(h_pca):
         raise ValueError("h_pca must be (N, steps, ≥2) with one final key per trajectory")
@@ -221,6 +224,7 @@ def trajectory_fan(h_pca: np.ndarray, final_keys: list, title: str = "", *, with
         rank = ranked.index(key) if key is not None else None
         color = "0.75" if rank is None else (PALETTE[rank] if rank < len(PALETTE) else "0.4")
         label = "invalid" if rank is None else (f"solution {rank + 1}" if rank < len(PALETTE) else "other solutions")
+        label = str(key) if named and rank is not None and rank < len(PALETTE) else label
         pts = traj[start:]
         ax.plot(pts[:, 0], pts[:, 1], color=color, lw=0.8, alpha=0.8, label=None if label in labelled else label)
         labelled.add(label)

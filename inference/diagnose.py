@@ -35,7 +35,7 @@ FIGURES = {
     "gallery.png": "distinct boards sampled from the prior for puzzle 0, valid first, conflicting cells marked",
     "solutions.png": "how often each exact solution of puzzle 0 was sampled from the prior, against the uniform share",
     "coverage.png": "coverage against the number of samples and validity against depth",
-    "fan.png": "trajectory fan: PCA of h over steps for puzzle 0, coloured by final solution",
+    "fan.png": "trajectory fan: PCA of h over steps for puzzle 0, coloured by final solution (digits: by the class a digit classifier gives)",
     "entropy.png": "per-cell entropy of the prior samples over steps, puzzle 0",
     "hamming.png": "pairwise Hamming distances between samples of puzzle 0, prior and guide",
     "traces.png": "training traces: loss, cross-entropy, KL per supervision step, held-out validity and log p(y | x) bound",
@@ -72,7 +72,8 @@ def diagnose(
         if solutions is None or len(solutions) != len(x):
             raise ValueError("give the exact solutions of every puzzle")
         y, counts = np.stack([s[0] for s in solutions]), np.array([len(s) for s in solutions])
-    solutions = solutions if solutions is not None else [task.solutions(p) for p in x]
+    if solutions is None and task.checker:
+        solutions = [task.solutions(p) for p in x]  # a task without a checker (digits) has no solution set
     if len(x) == 0:
         raise ValueError("no puzzles to diagnose")
     depth = depth or cfg.fit.n_sup
@@ -96,9 +97,9 @@ def diagnose(
     out.mkdir(parents=True, exist_ok=True)
     idata.to_netcdf(str(out / "trajectories.nc"))
 
-    metrics = _metrics(task, x, y, counts, prior.board)
+    metrics = _metrics(task, x, y, counts, prior.board) if task.checker else _image_metrics(run.data, x, prior.board)
     curves = {f"{cfg.fit.variant} ({Path(folder).name})": metrics}
-    if baseline is not None:
+    if baseline is not None and task.checker:
         base = load_run(baseline, as_backend="pyro")
         if base.config.task != cfg.task:
             raise RunError(f"{baseline}: trained on another task than {folder}")
@@ -111,13 +112,16 @@ def diagnose(
     history = read_history(folder)
     figs = {
         "gallery.png": plots.hypothesis_gallery(task, x[0], prior.board[:, 0, -1]),
-        "solutions.png": plots.solution_coverage(task, x[0], prior.board[:, 0, -1], solutions[0]),
-        "coverage.png": plots.coverage_and_depth(curves),
-        "fan.png": plots.trajectory_fan(prior.h_pca[:, 0], plots.solution_keys(task, x[0], prior.board[:, 0, -1])),
+        "fan.png": plots.trajectory_fan(
+            prior.h_pca[:, 0], _final_keys(task, metrics, x[0], prior.board[:, 0, -1]), named=not task.checker
+        ),
         "entropy.png": plots.entropy_heatmap(prior.board[:, 0], task.y_vocab, task.board_shape),
         "hamming.png": plots.hamming_histogram(None, {"prior": prior.board[:, 0, -1], "guide": guide.board[:, 0, -1]}),
         "traces.png": plots.training_traces(history),
     }
+    if task.checker:  # against the exact solution sets
+        figs["solutions.png"] = plots.solution_coverage(task, x[0], prior.board[:, 0, -1], solutions[0])
+        figs["coverage.png"] = plots.coverage_and_depth(curves)
     if ps is not None:
         figs["khat.png"] = plots.khat_plot(ps.khat, ps.threshold)
     for name, fig in figs.items():
@@ -126,7 +130,7 @@ def diagnose(
     if rhat is not None:
         summary += _rhat_section(rhat, [folder, *fits])
     (out / "summary.md").write_text(summary)
-    return {"metrics": metrics, "khat": None if ps is None else ps.khat.tolist(), "files": sorted(figs),
+    return {"metrics": metrics, "headline": _prior_line(metrics, guide, num_samples), "khat": None if ps is None else ps.khat.tolist(), "files": sorted(figs),
             "rhat": None if rhat is None else {k: v.tolist() for k, v in rhat.items()}}  # fmt: skip
 
 
@@ -161,6 +165,35 @@ def _metrics(task, x, y, counts, board) -> dict:
     return metrics
 
 
+def _prior_line(metrics, guide, N) -> str:
+    if "recognisable" in metrics:  # images (digits): the judge's scores
+        from gram_ppl.tasks.digits import describe
+
+        return f"Prior samples (no checker; judged by a classifier on held-out real digits): {describe(metrics)}."
+    return (f"Prior samples: {metrics['valid']:.1%} valid, {metrics['any_valid']:.1%} of puzzles solved,"
+            f" coverage@{N} {metrics['coverage']:.1%}; guide samples: {guide.valid.mean():.1%} valid.")  # fmt: skip
+
+
+def _image_metrics(data, x, board) -> dict:
+    """A task without a checker (digits): the judge's scores of the prior's final images (N, B,
+    S+1, L_y) (gram_ppl.tasks.digits.image_metrics), and the class it gives each image of puzzle 0."""
+    from gram_ppl.tasks.digits import image_metrics, judge_for
+
+    final, judge = board[:, :, -1], judge_for(data.train.y)  # (N, B, L_y)
+    labels = np.broadcast_to(data.task.label(x), final.shape[:2])  # (N, B); -1: unconditional
+    metrics = image_metrics(final, data.train.y, judge, labels if labels.min() >= 0 else None)
+    metrics["classes_0"] = judge.proba(final[:, 0]).argmax(-1).tolist()  # (N,)
+    return metrics
+
+
+def _final_keys(task, metrics, x, boards) -> list:
+    """What the trajectory fan colours puzzle 0's trajectories by: the exact solution each reaches
+    (None: invalid), or for images the digit class the judge gives."""
+    if task.checker:
+        return plots.solution_keys(task, x, boards)
+    return [f"digit {c}" for c in metrics["classes_0"]]
+
+
 def _versions() -> dict:
     az = import_arviz()
     return {
@@ -185,6 +218,7 @@ def _priors_line(priors_json) -> str:
 
 def _summary(idata, guide, prior, untrained, ps, metrics, counts, figs, folder, N, depth) -> str:
     az = import_arviz()
+    ok = "well-formed" if "recognisable" in metrics else "valid"  # images: no checker, every image is well formed
     lines = [
         f"# Diagnostics of {folder}",
         "",
@@ -192,12 +226,11 @@ def _summary(idata, guide, prior, untrained, ps, metrics, counts, figs, folder, 
         f"p(τ | x), {depth} supervision steps. Data: [trajectories.nc](trajectories.nc)",
         "(`arviz.from_netcdf`; groups " + ", ".join(idata.groups()) + ").",
         "",
-        f"Prior samples: {metrics['valid']:.1%} valid, {metrics['any_valid']:.1%} of puzzles solved,"
-        f" coverage@{N} {metrics['coverage']:.1%}; guide samples: {guide.valid.mean():.1%} valid.",
+        _prior_line(metrics, guide, N),
         "",
         _priors_line(idata.attrs.get("priors")),
         "",
-        "| puzzle | solutions | k̂ | ESS | log p(y given x) | guide valid | prior valid | distinct valid (prior) |",
+        f"| puzzle | solutions | k̂ | ESS | log p(y given x) | guide {ok} | prior {ok} | distinct {ok} (prior) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for b in range(len(counts)):
@@ -206,7 +239,7 @@ def _summary(idata, guide, prior, untrained, ps, metrics, counts, figs, folder, 
         lm = "-" if ps is None else f"{ps.log_marginal[b]:.2f}"
         distinct = len({prior.board[i, b, -1].tobytes() for i in range(N) if prior.valid[i, b]})
         lines.append(
-            f"| {b} | {counts[b]} | {k} | {ess} | {lm} | {guide.valid[:, b].mean():.0%} | "
+            f"| {b} | {counts[b] if counts[b] >= 0 else '-'} | {k} | {ess} | {lm} | {guide.valid[:, b].mean():.0%} | "
             f"{prior.valid[:, b].mean():.0%} | {distinct} |"
         )
     if ps is None:

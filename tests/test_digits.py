@@ -97,6 +97,13 @@ def test_fit_evaluate_and_generate_digits(tmp_path):
     r = _gram("generate", str(run), "--num", "4", "--out", str(tmp_path / "g.txt"))
     assert r.returncode == 0 and "recognisable" in r.stderr, r.stderr
     assert len((tmp_path / "g.txt").read_text().split()) == 4
+    rep = tmp_path / "report"  # no solution set: the judge's scores, no coverage or solution plots
+    r = _gram("diagnose", str(run), "--num-puzzles", "2", "--num-samples", "4", "--out", str(rep))
+    assert r.returncode == 0 and "recognisable" in r.stderr, r.stderr
+    summary = (rep / "summary.md").read_text()
+    assert "judged by a classifier" in summary and "| 0 | - |" in summary and "prior well-formed" in summary
+    assert {"gallery.png", "fan.png", "entropy.png", "trajectories.nc"} <= {f.name for f in rep.iterdir()}
+    assert not (rep / "solutions.png").exists() and not (rep / "coverage.png").exists()
 
 
 def test_image_gallery_draws_samples_beside_real_digits(data, judge):

@@ -301,8 +301,7 @@ def cmd_diagnose(args) -> int:
             args.run, args.out, x, sols, num_puzzles=args.num_puzzles, num_samples=args.num_samples,
             depth=args.depth, latents=args.latents, baseline=args.baseline, force=args.force, fits=args.fits,
         )  # fmt: skip
-    m = report["metrics"]
-    print(f"{args.out}/summary.md: prior samples {m['valid']:.1%} valid, coverage {m['coverage']:.1%}", file=sys.stderr)
+    print(f"{args.out}/summary.md: {report['headline']}", file=sys.stderr)
     return 0
 
 
