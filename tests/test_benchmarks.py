@@ -21,6 +21,7 @@ SCRIPTS = {
     "backends.py",
     "startup.py",
     "scaling.py",
+    "temperature.py",
 }
 
 
@@ -58,6 +59,19 @@ def test_recipe_curves(tmp_path):
     fit(tiny_config(), tmp_path / "a", steps=2, progress=False, eval_puzzles=4)
     out = run("recipe.py", str(tmp_path / "a"), "--out", str(tmp_path / "c.png"))
     assert (tmp_path / "c.png").stat().st_size > 1000 and "| a |" in out
+
+
+def test_temperature_curves(tmp_path):
+    from gram_ppl.inference.run import fit
+
+    fit(tiny_config(), tmp_path / "a", steps=2, progress=False, eval_puzzles=4)
+    js = tmp_path / "t.json"
+    out = run("temperature.py", str(tmp_path / "a"), "--taus", "0,1", "--num-samples", "3", "--puzzles", "4",
+              "--out", str(tmp_path / "t.png"), "--json", str(js))  # fmt: skip
+    rows = json.loads(js.read_text())["rows"][str(tmp_path / "a")]
+    assert "| a: valid / coverage |" in out and [r["tau"] for r in rows] == [0.0, 1.0]
+    assert all(0 <= r["valid"] <= 1 and 0 <= r["coverage"] <= 1 and r["puzzles"] == 4 for r in rows)
+    assert (tmp_path / "t.png").stat().st_size > 1000
 
 
 @pytest.mark.slow
