@@ -104,6 +104,9 @@ def test_fit_evaluate_and_generate_digits(tmp_path):
     assert "judged by a classifier" in summary and "| 0 | - |" in summary and "prior well-formed" in summary
     assert {"gallery.png", "fan.png", "entropy.png", "trajectories.nc"} <= {f.name for f in rep.iterdir()}
     assert not (rep / "solutions.png").exists() and not (rep / "coverage.png").exists()
+    (tmp_path / "p.txt").write_text("-\n")
+    r = _gram("diagnose", str(run), "--puzzles", str(tmp_path / "p.txt"), "--out", str(tmp_path / "r2"))
+    assert r.returncode == 2 and "leave out --puzzles" in r.stderr and not (tmp_path / "r2").exists()
 
 
 def test_image_gallery_draws_samples_beside_real_digits(data, judge):

@@ -294,6 +294,9 @@ def cmd_diagnose(args) -> int:
     x = sols = None
     if args.puzzles is not None:
         task = task_for(cfg.task)
+        if not task.checker:  # the guide needs a reference y for each input, which a digits label lacks
+            raise ConfigError(f"{task.name}: --puzzles needs solutions to observe; diagnose the run's held-out "
+                              "images instead (leave out --puzzles, --num-puzzles N)")  # fmt: skip
         pairs = solvable_puzzles(task, args.puzzles, args.skip_invalid, None, "diagnosed")
         x, sols = np.stack([p for p, _ in pairs]) if pairs else np.zeros((0, task.x_len)), [s for _, s in pairs]
     with _status(f"diagnose: {args.num_samples} guide and prior trajectories per puzzle, ArviZ export, plots"):
