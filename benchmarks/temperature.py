@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/temperature.py RUN [RUN ...] [--taus 0,0.25,0.5,0.75,1,1.25,1.5]
         [--num-samples 20] [--puzzles 200] [--out curves.png] [--json out.json]
+    .venv/bin/python benchmarks/temperature.py --load A.json [B.json ...] --out curves.png   (redraw, no sampling)
 
 `--temperature τ` multiplies the prior's σ at sampling only (τ = 0: the prior mean, one
 trajectory per puzzle). For every run and τ this scores `num_samples` prior samples of each of
@@ -16,6 +17,7 @@ curve per run, τ written beside each point.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -47,9 +49,14 @@ def score(run, tau: float, num_samples: int, puzzles: int | None) -> dict:
     return {"valid": m["valid"], "coverage": m["coverage"], "exact": m["exact"], "puzzles": m["puzzles"]}
 
 
+def _label(folder: str) -> str:
+    return "/".join(Path(folder).parts[-2:])  # runs/demo/gram -> demo/gram
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("runs", nargs="+", type=Path)
+    p.add_argument("runs", nargs="*", type=Path)
+    p.add_argument("--load", nargs="+", type=Path, help="--json files of earlier calls: table and curves, no sampling")
     p.add_argument("--taus", default="0,0.25,0.5,0.75,1,1.25,1.5")
     p.add_argument("--num-samples", type=int, default=20)
     p.add_argument("--puzzles", type=int, help="at most this many held-out puzzles (default all)")
@@ -64,19 +71,24 @@ def main(argv=None) -> int:
     taus = [float(t) for t in args.taus.split(",")]
     if any(t < 0 for t in taus):
         raise SystemExit("temperatures must be >= 0")
+    if bool(args.runs) == bool(args.load):
+        raise SystemExit("give run folders or --load JSON files, not both")
     rows = {}
+    for saved in args.load or ():
+        rows.update(json.loads(saved.read_text())["rows"])
     for folder in args.runs:
         run = load_run(folder)
         rows[str(folder)] = [{"tau": t, **score(run, t, args.num_samples, args.puzzles)} for t in taus]
+    taus = sorted({r["tau"] for rs in rows.values() for r in rs})
     print("| run | " + " | ".join(f"τ = {t:g}" for t in taus) + " |")
     print("|---|" + "---|" * len(taus))
     for name, rs in rows.items():
-        print(f"| {Path(name).name}: valid / coverage | " + " | ".join(
-            f"{r['valid']:.1%} / {r['coverage']:.1%}" for r in rs) + " |")  # fmt: skip
+        at = {r["tau"]: f"{r['valid']:.1%} / {r['coverage']:.1%}" for r in rs}
+        print(f"| {_label(name)}: valid / coverage | " + " | ".join(at.get(t, "") for t in taus) + " |")
     if args.out:
         fig, ax = plt.subplots(figsize=(5.6, 4.4), layout="constrained")
         for name, rs in rows.items():
-            ax.plot([r["coverage"] for r in rs], [r["valid"] for r in rs], marker="o", label=Path(name).name)
+            ax.plot([r["coverage"] for r in rs], [r["valid"] for r in rs], marker="o", label=_label(name))
             for r in rs:
                 ax.annotate(f"{r['tau']:g}", (r["coverage"], r["valid"]), fontsize=7, xytext=(3, 3),
                             textcoords="offset points")  # fmt: skip

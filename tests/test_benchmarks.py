@@ -69,9 +69,11 @@ def test_temperature_curves(tmp_path):
     out = run("temperature.py", str(tmp_path / "a"), "--taus", "0,1", "--num-samples", "3", "--puzzles", "4",
               "--out", str(tmp_path / "t.png"), "--json", str(js))  # fmt: skip
     rows = json.loads(js.read_text())["rows"][str(tmp_path / "a")]
-    assert "| a: valid / coverage |" in out and [r["tau"] for r in rows] == [0.0, 1.0]
+    assert f"| {tmp_path.name}/a: valid / coverage |" in out and [r["tau"] for r in rows] == [0.0, 1.0]
     assert all(0 <= r["valid"] <= 1 and 0 <= r["coverage"] <= 1 and r["puzzles"] == 4 for r in rows)
     assert (tmp_path / "t.png").stat().st_size > 1000
+    again = run("temperature.py", "--load", str(js), "--out", str(tmp_path / "u.png"))  # redrawn without sampling
+    assert again == out and (tmp_path / "u.png").stat().st_size > 1000
 
 
 @pytest.mark.slow
