@@ -133,13 +133,25 @@ def test_a_malicious_pickle_is_refused_with_a_message(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
+@pytest.fixture
+def ctrl_c_delivered():
+    """Ctrl-C reaches Python even where the suite was started with SIGINT ignored (a background
+    job of a shell without job control, e.g. `nohup make test &`: Python then installs no
+    KeyboardInterrupt handler, and the tests below would wait for a signal nobody hears). Returns
+    what a child process should run before exec to hear it too."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python installs its handler over SIG_DFL
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_130(tmp_path, sig):
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_130(tmp_path, sig, ctrl_c_delivered):
     run = tmp_path / "run"
     args = ["fit", "--task", "nqueens", "--size", "5", "--steps", "100000", "--quiet", "--out", str(run),
             "--set", "fit.batch_size=8", "--set", "net.dim=16", "--set", "net.heads=2", "--eval-minutes", "100",
             "--checkpoint-minutes", "0.0001"]  # fmt: skip
-    p = subprocess.Popen([sys.executable, "-m", "gram_ppl", *args], stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen([sys.executable, "-m", "gram_ppl", *args], stderr=subprocess.PIPE, text=True,
+                         preexec_fn=ctrl_c_delivered)  # fmt: skip
     deadline = time.monotonic() + 120
     while not (run / "checkpoint.pt").exists() and time.monotonic() < deadline:  # training has begun
         time.sleep(0.2)
@@ -155,7 +167,7 @@ def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_130(tmp_path, sig):
     assert ckpt.loop["step"] >= 1 and len([h for h in ckpt.history if "loss" in h]) == ckpt.loop["step"]
 
 
-def test_a_ctrl_c_during_a_checkpoint_write_lands_after_it(tmp_path, monkeypatch):
+def test_a_ctrl_c_during_a_checkpoint_write_lands_after_it(tmp_path, monkeypatch, ctrl_c_delivered):
     """The signal arrives in the middle of a write (here: before the real write starts); the write
     finishes, then the interrupt stops the loop, which saves once more and says so."""
     from gram_ppl.inference import run as run_module
