@@ -200,6 +200,10 @@ def test_fit_evaluate_and_sample_an_arc_run(tmp_path):
     r = gram_in_process("sample", str(run), "--puzzles", str(tmp_path / "p.txt"), "--num-samples", "2", "--out", "-")
     assert r.returncode == 0, r.stderr
     assert len(json.loads(r.stdout.splitlines()[0])["samples"]) == 2
+    r = gram_in_process(
+        "diagnose", str(run), "--num-puzzles", "2", "--num-samples", "4", "--out", str(tmp_path / "rep")
+    )
+    assert r.returncode == 0 and (tmp_path / "rep" / "entropy.png").exists(), r.stderr  # canvas-shaped entropy map
     r = gram_in_process("fit", "--task", "arc1", "--size", "6", "--steps", "1", "--out", str(tmp_path / "bad"))
     assert r.returncode != 0 and "prefix_tokens" in r.stderr
 
