@@ -72,6 +72,10 @@ def diagnose(
         if solutions is None or len(solutions) != len(x):
             raise ValueError("give the exact solutions of every puzzle")
         y, counts = np.stack([s[0] for s in solutions]), np.array([len(s) for s in solutions])
+    if baseline is not None and not task.checker:
+        raise RunError(
+            f"{task.name}: a baseline is drawn on coverage curves against exact solutions, which it has none of"
+        )
     if solutions is None and task.checker:
         solutions = [task.solutions(p) for p in x]  # a task without a checker (digits) has no solution set
     if len(x) == 0:
@@ -99,7 +103,7 @@ def diagnose(
 
     metrics = _metrics(task, x, y, counts, prior.board) if task.checker else _image_metrics(run.data, x, prior.board)
     curves = {f"{cfg.fit.variant} ({Path(folder).name})": metrics}
-    if baseline is not None and task.checker:
+    if baseline is not None:
         base = load_run(baseline, as_backend="pyro")
         if base.config.task != cfg.task:
             raise RunError(f"{baseline}: trained on another task than {folder}")
@@ -130,8 +134,13 @@ def diagnose(
     if rhat is not None:
         summary += _rhat_section(rhat, [folder, *fits])
     (out / "summary.md").write_text(summary)
-    return {"metrics": metrics, "headline": _prior_line(metrics, guide, num_samples), "khat": None if ps is None else ps.khat.tolist(), "files": sorted(figs),
-            "rhat": None if rhat is None else {k: v.tolist() for k, v in rhat.items()}}  # fmt: skip
+    return {
+        "metrics": metrics,
+        "headline": _prior_line(metrics, guide, num_samples),
+        "khat": None if ps is None else ps.khat.tolist(),
+        "files": sorted(figs),
+        "rhat": None if rhat is None else {k: v.tolist() for k, v in rhat.items()},
+    }
 
 
 def _rhat(fits, folder, cfg, task, x, y, prior, num_samples, depth, seed) -> dict:

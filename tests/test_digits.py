@@ -107,6 +107,8 @@ def test_fit_evaluate_and_generate_digits(tmp_path):
     (tmp_path / "p.txt").write_text("-\n")
     r = _gram("diagnose", str(run), "--puzzles", str(tmp_path / "p.txt"), "--out", str(tmp_path / "r2"))
     assert r.returncode == 2 and "leave out --puzzles" in r.stderr and not (tmp_path / "r2").exists()
+    r = _gram("diagnose", str(run), "--baseline", str(run), "--out", str(tmp_path / "r3"))
+    assert r.returncode == 2 and "exact solutions" in r.stderr and not (tmp_path / "r3").exists()
 
 
 def test_image_gallery_draws_samples_beside_real_digits(data, judge):
