@@ -73,9 +73,7 @@ def diagnose(
             raise ValueError("give the exact solutions of every puzzle")
         y, counts = np.stack([s[0] for s in solutions]), np.array([len(s) for s in solutions])
     if baseline is not None and not task.checker:
-        raise RunError(
-            f"{task.name}: a baseline is drawn on coverage curves against exact solutions, which it has none of"
-        )
+        raise RunError(f"{task.name} has no exact solutions, and a baseline is drawn on coverage curves against them")
     if solutions is None and task.checker:
         solutions = [task.solutions(p) for p in x]  # a task without a checker (digits) has no solution set
     if len(x) == 0:
