@@ -29,6 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_json  # noqa: E402
 
+from gram_ppl.inference import svi_pyro  # noqa: E402
 from gram_ppl.inference.evaluate import evaluate_run  # noqa: E402
 from gram_ppl.inference.run import load_run  # noqa: E402
 from gram_ppl.inference.sampling import generate  # noqa: E402
@@ -64,10 +65,7 @@ def main(argv=None) -> int:
     p.add_argument("--json")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)
+    svi_pyro.setup(args.threads)
     taus = [float(t) for t in args.taus.split(",")]
     if any(t < 0 for t in taus):
         raise SystemExit("temperatures must be >= 0")

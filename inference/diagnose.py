@@ -99,7 +99,13 @@ def diagnose(
     out.mkdir(parents=True, exist_ok=True)
     idata.to_netcdf(str(out / "trajectories.nc"))
 
-    metrics = _metrics(task, x, y, counts, prior.board) if task.checker else _image_metrics(run.data, x, prior.board)
+    if task.checker:  # fan: puzzle 0's trajectories coloured by the exact solution each reaches (None: invalid)
+        metrics, keys = (
+            _metrics(task, x, y, counts, prior.board),
+            plots.solution_keys(task, x[0], prior.board[:, 0, -1]),
+        )
+    else:
+        metrics, keys = _image_metrics(run.data, x, prior.board)
     curves = {f"{cfg.fit.variant} ({Path(folder).name})": metrics}
     if baseline is not None:
         base = load_run(baseline, as_backend="pyro")
@@ -114,9 +120,7 @@ def diagnose(
     history = read_history(folder)
     figs = {
         "gallery.png": plots.hypothesis_gallery(task, x[0], prior.board[:, 0, -1]),
-        "fan.png": plots.trajectory_fan(
-            prior.h_pca[:, 0], _final_keys(task, metrics, x[0], prior.board[:, 0, -1]), named=not task.checker
-        ),
+        "fan.png": plots.trajectory_fan(prior.h_pca[:, 0], keys, named=not task.checker),
         "entropy.png": plots.entropy_heatmap(prior.board[:, 0], task.y_vocab, task.board_shape),
         "hamming.png": plots.hamming_histogram(None, {"prior": prior.board[:, 0, -1], "guide": guide.board[:, 0, -1]}),
         "traces.png": plots.training_traces(history),
@@ -181,24 +185,15 @@ def _prior_line(metrics, guide, N) -> str:
             f" coverage@{N} {metrics['coverage']:.1%}; guide samples: {guide.valid.mean():.1%} valid.")  # fmt: skip
 
 
-def _image_metrics(data, x, board) -> dict:
+def _image_metrics(data, x, board) -> tuple[dict, list[str]]:
     """A task without a checker (digits): the judge's scores of the prior's final images (N, B,
-    S+1, L_y) (gram_ppl.tasks.digits.image_metrics), and the class it gives each image of puzzle 0."""
+    S+1, L_y) (gram_ppl.tasks.digits.image_metrics), and the class it gives each image of
+    puzzle 0 (what the trajectory fan colours by)."""
     from gram_ppl.tasks.digits import image_metrics, judge_for
 
     final, judge = board[:, :, -1], judge_for(data.train.y)  # (N, B, L_y)
-    labels = np.broadcast_to(data.task.label(x), final.shape[:2])  # (N, B); -1: unconditional
-    metrics = image_metrics(final, data.train.y, judge, labels if labels.min() >= 0 else None)
-    metrics["classes_0"] = judge.proba(final[:, 0]).argmax(-1).tolist()  # (N,)
-    return metrics
-
-
-def _final_keys(task, metrics, x, boards) -> list:
-    """What the trajectory fan colours puzzle 0's trajectories by: the exact solution each reaches
-    (None: invalid), or for images the digit class the judge gives."""
-    if task.checker:
-        return plots.solution_keys(task, x, boards)
-    return [f"digit {c}" for c in metrics["classes_0"]]
+    metrics = image_metrics(final, data.train.y, judge, data.task.sample_labels(x, final.shape[:2]))
+    return metrics, [f"digit {c}" for c in judge.proba(final[:, 0]).argmax(-1)]  # (N,)
 
 
 def _versions() -> dict:

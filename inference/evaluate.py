@@ -156,8 +156,7 @@ def evaluate_run(
     if not task.checker:  # images (digits): a classifier on held-out real digits judges the samples
         from gram_ppl.tasks.digits import judge_run_samples
 
-        labels = np.broadcast_to(task.label(x), r.boards.shape[:2])  # (N, B); -1: unconditional
-        return {**head, **judge_run_samples(data, r.boards, labels if labels.min() >= 0 else None)}
+        return {**head, **judge_run_samples(data, r.boards, task.sample_labels(x, r.boards.shape[:2]))}
     n_sol = test.num_solutions[:puzzles]
     metrics = sample_metrics(task, x, test.y[:puzzles], r.boards, n_sol)
     by_depth = [round(float(task.is_valid(x[None], b).mean()), 6) for b in r.per_step]

@@ -75,6 +75,12 @@ class Digits(Task):
         t = np.asarray(x)[..., 0].astype(np.int64)
         return np.where(t >= LABEL0, t - LABEL0, -1)
 
+    def sample_labels(self, x: np.ndarray, shape: tuple[int, int]) -> np.ndarray | None:
+        """The label each of the samples of shape (N, B) drawn for inputs x (B, 64) was asked
+        for, to score with image_metrics; None when the inputs are blank (unconditional)."""
+        labels = np.broadcast_to(self.label(x), shape)  # (N, B)
+        return labels if labels.min() >= 0 else None
+
     # ---- text format: the input is "-" (blank) or a label digit; an image is 64 of '.' / '#' ---
     def parse_puzzle(self, text: str) -> np.ndarray:
         t = text.strip()
