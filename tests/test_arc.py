@@ -185,16 +185,24 @@ def test_the_puzzle_embedding_fills_the_prefix_in_both_backends(data):
     np.testing.assert_allclose(np.asarray(fe), e.detach().numpy(), atol=1e-5)
 
 
-def test_fit_evaluate_and_sample_an_arc_run(tmp_path):
-    run = tmp_path / "run"
+def _fit_and_vote(run, *extra):
+    """`gram fit` a tiny ARC run (SMALL's data, 2 batches), then `gram evaluate` it: pass@2 over
+    the 4 test pairs' 3 versions each."""
     sets = ["--set", "task.num_train=4", "--set", "task.num_test=3", "--set", "task.augmented_copies=2",
             "--set", "net.prefix_tokens=1", "--set", "net.dim=16", "--set", "net.layers=1"]  # fmt: skip
-    r = gram_in_process("fit", "--task", "arc1", "--size", "6", "--steps", "2", *sets, "--quiet", "--out", str(run))
+    r = gram_in_process(
+        "fit", "--task", "arc1", "--size", "6", "--steps", "2", *sets, *extra, "--quiet", "--out", str(run)
+    )
     assert r.returncode == 0, r.stderr
     r = gram_in_process("evaluate", str(run), "--num-samples", "2")
     assert r.returncode == 0, r.stderr
     m = json.loads(r.stdout)
     assert m["test_pairs"] == 4 and 0 <= m["pass@1"] <= m["pass@2"] <= 1 and m["puzzles"] == 12
+
+
+def test_fit_evaluate_and_sample_an_arc_run(tmp_path):
+    run = tmp_path / "run"
+    _fit_and_vote(run)
     task = task_for(SMALL)
     (tmp_path / "p.txt").write_text(task.format_puzzle(build_dataset(SMALL).test.x[0]) + "\n")
     r = gram_in_process("sample", str(run), "--puzzles", str(tmp_path / "p.txt"), "--num-samples", "2", "--out", "-")
@@ -210,15 +218,7 @@ def test_fit_evaluate_and_sample_an_arc_run(tmp_path):
 
 def test_the_numpyro_backend_fits_and_evaluates_an_arc_run(tmp_path):
     run = tmp_path / "run"
-    sets = ["--set", "task.num_train=4", "--set", "task.num_test=3", "--set", "task.augmented_copies=2",
-            "--set", "net.prefix_tokens=1", "--set", "net.dim=16", "--set", "net.layers=1", "--set", "fit.n_sup=2"]  # fmt: skip
-    r = gram_in_process("fit", "--task", "arc1", "--size", "6", "--steps", "2", "--backend", "numpyro", *sets,
-                        "--quiet", "--out", str(run))  # fmt: skip
-    assert r.returncode == 0, r.stderr
+    _fit_and_vote(run, "--backend", "numpyro", "--set", "fit.n_sup=2")
     loaded = load_run(run)
     assert loaded.config.backend == "numpyro"
     assert np.abs(np.asarray(loaded.net.params["tok_id"]["embedding"])).sum() > 0  # trained away from its zero start
-    r = gram_in_process("evaluate", str(run), "--num-samples", "2")
-    assert r.returncode == 0, r.stderr
-    m = json.loads(r.stdout)
-    assert m["test_pairs"] == 4 and 0 <= m["pass@1"] <= m["pass@2"] <= 1 and m["puzzles"] == 12
