@@ -87,9 +87,12 @@ def main(argv=None) -> int:
         fig, ax = plt.subplots(figsize=(5.6, 4.4), layout="constrained")
         for name, rs in rows.items():
             ax.plot([r["coverage"] for r in rs], [r["valid"] for r in rs], marker="o", label=_label(name))
-            for r in rs:
-                ax.annotate(f"{r['tau']:g}", (r["coverage"], r["valid"]), fontsize=7, xytext=(3, 3),
-                            textcoords="offset points")  # fmt: skip
+            last = None
+            for r in rs:  # label a point only if it is clear of the last labelled one (6x6's are stacked)
+                here = (r["coverage"], r["valid"])
+                if last is None or max(abs(here[0] - last[0]), abs(here[1] - last[1])) > 0.02:
+                    ax.annotate(f"{r['tau']:g}", here, fontsize=7, xytext=(3, 3), textcoords="offset points")
+                    last = here
         ax.set(xlabel=f"coverage@{args.num_samples} (diversity)", ylabel="one prior sample valid (precision)",
                title="sampling temperature τ: precision against diversity")  # fmt: skip
         ax.legend(fontsize=7)
