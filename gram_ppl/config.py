@@ -16,15 +16,17 @@ TASK_NAMES = (
     "nqueens_rows",
     "sudoku",
     "coloring",
+    "coloring_rows",
     "digits",
     "arc1",
     "arc2",
-)  # nqueens_rows: one token per row
+)  # nqueens_rows: one token per row; coloring_rows: one token per vertex (its neighbour set)
 TASK_SIZES = {  # the one list of sizes: the tasks (gram_ppl/tasks) check against it
     "nqueens": tuple(range(4, 13)),
     "nqueens_rows": tuple(range(4, 13)),
     "sudoku": (4, 6, 9),
     "coloring": tuple(range(3, 13)),
+    "coloring_rows": tuple(range(3, 13)),
     "digits": (8,),  # scikit-learn's 8x8 handwritten digits
     "arc1": tuple(range(3, 31)),  # ARC: the canvas side (paper: 30); puzzles with a larger grid are left out
     "arc2": tuple(range(3, 31)),
@@ -207,8 +209,8 @@ class TaskConfig:
                 changes["min_effort"] = _MIN_EFFORT[s] if mode == "unique" else 0
         if self.name == "digits":
             changes["mode"] = self.mode or "generate"
-        if self.name in ("sudoku", "coloring", "digits"):
-            key = (self.name, changes.get("mode"))
+        if self.name in ("sudoku", "coloring", "coloring_rows", "digits"):
+            key = (self.name.removesuffix("_rows"), changes.get("mode"))  # coloring_rows: coloring's graphs
             n_train, n_test = _DEFAULT_COUNTS[key].get(s, (5000, 200))
             changes["num_train"] = n_train if self.num_train is None else self.num_train
             changes["num_test"] = n_test if self.num_test is None else self.num_test

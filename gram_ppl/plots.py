@@ -85,8 +85,8 @@ def draw_board(ax, task: Task, x: np.ndarray, y: np.ndarray, valid: bool = True)
     for spine in ax.spines.values():
         spine.set_color("black" if valid else INVALID)
         spine.set_linewidth(1 if valid else 3)
-    if task.name == "coloring":
-        _draw_graph(ax, task, x, y)
+    if task.name.startswith("coloring"):
+        _draw_graph(ax, task, task.to_triangle(x) if task.name == "coloring_rows" else x, y)
         return
     if task.id_tokens:  # ARC: the decoded grid in ARC's colours
         _draw_arc(ax, task, y)

@@ -170,3 +170,32 @@ def test_orbit_split_holds_out_every_relabelling():
         leaks[split] = sum(any(_relabel(task, x, p).tobytes() in train for p in perms) for x in ds.test.x)
         assert len(ds.test) >= 60 and len(np.unique(ds.train.x, axis=0)) + len(ds.test) == 360
     assert leaks["orbit"] == 0 and leaks["input"] > 10, leaks
+
+
+def test_vertex_encoding_is_the_same_task_in_n_tokens():
+    """coloring_rows: one token per vertex (1 + its neighbour mask); the same graphs, targets,
+    counts, checker, text format and augmentation as coloring."""
+    tri = build_dataset(TaskConfig(name="coloring", size=6, num_train=80, num_test=20))
+    rows = build_dataset(TaskConfig(name="coloring_rows", size=6, num_train=80, num_test=20))
+    task = rows.task
+    assert (task.x_len, task.y_len, task.x_vocab, task.seq_len) == (6, 6, 65, 6)
+    for a, b in ((tri.train, rows.train), (tri.test, rows.test)):  # same graphs in the same order
+        assert (task.to_triangle(b.x) == a.x).all() and (b.y == a.y).all()
+        assert (a.num_solutions == b.num_solutions).all() and (task.to_rows(a.x) == b.x).all()
+    g = graph(6, [(0, 1), (0, 5), (2, 3)])
+    assert task.to_rows(g).tolist() == [1 + 2 + 32, 1 + 1, 1 + 8, 1 + 4, 1, 1 + 1]  # bit j: neighbour j
+    x = rows.test.x[:10]
+    assert [len(task.solutions(xi)) for xi in x] == rows.test.num_solutions[:10].tolist()
+    y = np.random.default_rng(0).integers(0, 7, (40, 6)).astype(np.uint8)  # pads and non-colours too
+    assert (task.conflicts(x[:1], y) == Coloring(6).conflicts(tri.test.x[:1], y)).all()
+    assert task.format_puzzle(x[0]) == Coloring(6).format_puzzle(tri.test.x[0])
+    assert (task.parse_puzzle(task.format_puzzle(x[0])) == x[0]).all()
+    ax, ay = task.augment(np.random.default_rng(3))(rows.train.x, rows.train.y)
+    assert task.is_valid(ax, ay).all() and (ax != rows.train.x).any()
+    assert sorted(task.orbit_keys(ax[:5])) == sorted(task.orbit_keys(rows.train.x[:5]))
+    with pytest.raises(PuzzleError, match="not symmetric"):
+        task.check_givens(np.array([1 + 2, 1, 1, 1, 1, 1]))  # 0 lists 1, 1 lists nobody
+    with pytest.raises(PuzzleError, match="itself"):
+        task.check_givens(np.array([1 + 1, 1, 1, 1, 1, 1]))
+    with pytest.raises(PuzzleError, match="outside"):
+        task.check_givens(np.array([65, 1, 1, 1, 1, 1]))

@@ -11,7 +11,7 @@ from gram_ppl.config import ConfigError, TaskConfig, from_dict, to_dict
     [
         (
             {"name": "queens"},
-            "name must be one of \\['nqueens', 'nqueens_rows', 'sudoku', 'coloring', 'digits', 'arc1', 'arc2'\\], got 'queens'",
+            "name must be one of \\['nqueens', 'nqueens_rows', 'sudoku', 'coloring', 'coloring_rows', 'digits', 'arc1', 'arc2'\\], got 'queens'",
         ),
         ({"name": "sudoku", "size": 5}, "size for task 'sudoku' must be one of \\[4, 6, 9\\]"),
         ({"name": "sudoku", "size": 6, "mode": "hard"}, "mode must be one of \\['generate', 'unique', 'multi'\\]"),

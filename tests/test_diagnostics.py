@@ -256,7 +256,9 @@ def test_pca_recovers_a_plane_and_survives_flushed_denormals():
 
 
 # ---- plots --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name,size", [("nqueens", 5), ("nqueens_rows", 5), ("sudoku", 4), ("coloring", 5)])
+@pytest.mark.parametrize(
+    "name,size", [("nqueens", 5), ("nqueens_rows", 5), ("sudoku", 4), ("coloring", 5), ("coloring_rows", 5)]
+)
 def test_plot_functions_return_figures_without_pyplot(name, size):
     import matplotlib.pyplot as plt
 
@@ -265,6 +267,8 @@ def test_plot_functions_return_figures_without_pyplot(name, size):
     x = np.ones(task.x_len, dtype=np.uint8)
     if name == "coloring":
         x[:3] = 2  # a few edges
+    if name == "coloring_rows":
+        x[:2] = [1 + 2, 1 + 1]  # the edge 0-1 (each vertex's token is 1 + its neighbour mask)
     samples = rng.integers(1, task.y_vocab, size=(7, task.y_len)).astype(np.uint8)
     samples[:3] = task.solutions(x, limit=1)[0]
     figs = [

@@ -9,12 +9,13 @@ binarised digits (scikit-learn's images, no checker: gram_ppl.tasks.digits).
 
 from gram_ppl.tasks.arc import Arc, Arc1, Arc2
 from gram_ppl.tasks.base import PuzzleError, Split, Task
-from gram_ppl.tasks.coloring import Coloring
+from gram_ppl.tasks.coloring import Coloring, ColoringRows
 from gram_ppl.tasks.digits import Digits
 from gram_ppl.tasks.nqueens import NQueens, NQueensRows
 from gram_ppl.tasks.sudoku import Sudoku
 
 TASKS: dict[str, type[Task]] = {"nqueens": NQueens, "nqueens_rows": NQueensRows, "sudoku": Sudoku, "coloring": Coloring,
+                             "coloring_rows": ColoringRows,
                              "digits": Digits, "arc1": Arc1, "arc2": Arc2}  # fmt: skip
 
 
@@ -38,6 +39,7 @@ __all__ = [
     "Arc1",
     "Arc2",
     "Coloring",
+    "ColoringRows",
     "Digits",
     "NQueens",
     "NQueensRows",

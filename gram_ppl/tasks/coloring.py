@@ -190,6 +190,90 @@ class Coloring(Task):
         return train, test
 
 
+class ColoringRows(Coloring):
+    """3-colouring with one token per vertex: the input token of vertex i is 1 + its neighbour
+    set as a bit mask (bit j set when i and j share an edge), so x and y both have n positions
+    (the n(n-1)/2 edge tokens of `coloring` become n), each vertex reading its neighbours from
+    its own token, like `nqueens_rows` for N-Queens. x_vocab is 2^n + 1 (0 is the pad), a
+    learned embedding per neighbour set: 4,097 rows at n = 12. The same graphs, splits, solution
+    counts, text format and checkers as `coloring` (inputs are converted to the adjacency
+    triangle to be checked)."""
+
+    name = "coloring_rows"
+
+    def __init__(self, size: int):
+        super().__init__(size)
+        self.triangle = Coloring(size)  # the encoding everything is checked in
+        self.x_len = size
+        self.x_vocab = 2**size + 1
+        self._bits = 1 << np.arange(size)  # (n,) the bit of each vertex
+
+    # ---- conversion ------------------------------------------------------------------------
+    def to_rows(self, tri: np.ndarray) -> np.ndarray:
+        """(..., E) adjacency-triangle tokens -> (..., n) vertex tokens 1 + neighbour mask."""
+        tri, n = np.asarray(tri), self.size
+        adj = np.zeros((*tri.shape[:-1], n, n), dtype=bool)
+        adj[..., self.pairs[:, 0], self.pairs[:, 1]] = tri == EDGE
+        adj = adj | np.swapaxes(adj, -1, -2)  # (..., n, n) symmetric
+        return (1 + adj.astype(np.int64) @ self._bits).astype(np.uint16)  # (..., n)
+
+    def to_triangle(self, rows: np.ndarray) -> np.ndarray:
+        """(..., n) vertex tokens -> (..., E) adjacency-triangle tokens; PuzzleError if the
+        neighbour sets disagree (j in i's set but not i in j's) or name a self-loop."""
+        mask = np.asarray(rows).astype(np.int64) - 1  # (..., n)
+        adj = (mask[..., :, None] & self._bits) > 0  # (..., n, n): adj[i, j] = bit j of vertex i
+        if (adj != np.swapaxes(adj, -1, -2)).any():
+            raise PuzzleError("the neighbour sets are not symmetric (j lists i but i does not list j)")
+        if np.diagonal(adj, axis1=-2, axis2=-1).any():
+            raise PuzzleError("a vertex lists itself as a neighbour (a self-loop)")
+        edge = adj[..., self.pairs[:, 0], self.pairs[:, 1]]  # (..., E)
+        return np.where(edge, EDGE, NO_EDGE).astype(np.uint8)
+
+    # ---- the task, through the triangle -------------------------------------------------------
+    def conflicts(self, x, y):
+        return self.triangle.conflicts(self.to_triangle(x), y)
+
+    def check_givens(self, x) -> None:
+        self.check_tokens(x)
+        self.to_triangle(x)
+
+    def solutions(self, x, limit: int | None = None) -> np.ndarray:
+        self.check_givens(x)
+        return self.triangle.solutions(self.to_triangle(x), limit)
+
+    def proper_mask(self, x: np.ndarray, chunk: int = 512) -> np.ndarray:
+        return self.triangle.proper_mask(self.to_triangle(x), chunk)
+
+    def orbit_keys(self, x: np.ndarray, max_orders: int = 40320) -> list[bytes]:
+        return self.triangle.orbit_keys(self.to_triangle(x), max_orders)
+
+    def augment(self, rng: np.random.Generator):
+        tri = self.triangle.augment(rng)
+
+        def apply(x, y):
+            tx, ty = tri(self.to_triangle(x), y)
+            return self.to_rows(tx), ty
+
+        return apply
+
+    def parse_puzzle(self, text: str) -> np.ndarray:
+        return self.to_rows(self.triangle.parse_puzzle(text))
+
+    def format_puzzle(self, x) -> str:
+        return self.triangle.format_puzzle(self.to_triangle(x))
+
+    def position_features(self) -> list[np.ndarray]:
+        return [np.arange(self.size)]  # the vertex index
+
+    def build_splits(self, cfg, rng: np.random.Generator) -> tuple[Split, Split]:
+        """Exactly `coloring`'s splits (same seed, same graphs), in the vertex encoding."""
+        train, test = self.triangle.build_splits(cfg, rng)
+        return (
+            Split(self.to_rows(train.x), train.y, train.num_solutions),
+            Split(self.to_rows(test.x), test.y, test.num_solutions),
+        )
+
+
 @functools.cache
 def canonical_colorings(n: int) -> np.ndarray:
     """(R, n) int64: every colouring of n vertices with at most 3 colours in canonical form
