@@ -132,13 +132,13 @@ def diagnose(
         figs["khat.png"] = plots.khat_plot(ps.khat, ps.threshold)
     for name, fig in figs.items():
         fig.savefig(out / name, dpi=90)
-    summary = _summary(idata, guide, prior, untrained, ps, metrics, counts, figs, folder, num_samples, depth)
+    summary = _summary(task, idata, guide, prior, untrained, ps, metrics, counts, figs, folder, num_samples, depth)
     if rhat is not None:
         summary += _rhat_section(rhat, [folder, *fits])
     (out / "summary.md").write_text(summary)
     return {
         "metrics": metrics,
-        "headline": _prior_line(metrics, guide, num_samples),
+        "headline": _prior_line(task, metrics, guide, num_samples),
         "khat": None if ps is None else ps.khat.tolist(),
         "files": sorted(figs),
         "rhat": None if rhat is None else {k: v.tolist() for k, v in rhat.items()},
@@ -176,8 +176,8 @@ def _metrics(task, x, y, counts, board) -> dict:
     return metrics
 
 
-def _prior_line(metrics, guide, N) -> str:
-    if "recognisable" in metrics:  # images (digits): the judge's scores
+def _prior_line(task, metrics, guide, N) -> str:
+    if not task.checker:  # images (digits): the judge's scores
         from gram_ppl.tasks.digits import describe
 
         return f"Prior samples (no checker; judged by a classifier on held-out real digits): {describe(metrics)}."
@@ -218,9 +218,9 @@ def _priors_line(priors_json) -> str:
             f"[{p['min_scale']}, {p['max_scale']}]), z_0 ~ N(0, {p['init_scale']}²).")  # fmt: skip
 
 
-def _summary(idata, guide, prior, untrained, ps, metrics, counts, figs, folder, N, depth) -> str:
+def _summary(task, idata, guide, prior, untrained, ps, metrics, counts, figs, folder, N, depth) -> str:
     az = import_arviz()
-    ok = "well-formed" if "recognisable" in metrics else "valid"  # images: no checker, every image is well formed
+    ok = "valid" if task.checker else "well-formed"  # images: no checker, every image is well formed
     lines = [
         f"# Diagnostics of {folder}",
         "",
@@ -228,7 +228,7 @@ def _summary(idata, guide, prior, untrained, ps, metrics, counts, figs, folder, 
         f"p(τ | x), {depth} supervision steps. Data: [trajectories.nc](trajectories.nc)",
         "(`arviz.from_netcdf`; groups " + ", ".join(idata.groups()) + ").",
         "",
-        _prior_line(metrics, guide, N),
+        _prior_line(task, metrics, guide, N),
         "",
         _priors_line(idata.attrs.get("priors")),
         "",
