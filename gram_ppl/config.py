@@ -137,8 +137,10 @@ class TaskConfig:
     test_fraction: float = 0.15  # share of unique inputs held out (paper: 85:15)
     # hold out distinct inputs (paper) | whole orbits of inputs under the task's symmetries (N-Queens:
     # the 8 board symmetries; Sudoku: digits, lines, bands, stacks, transposition; colouring: vertex
-    # relabelling), so no test input is a symmetric image of a training input
-    split: str = "input"
+    # relabelling), so no test input is a symmetric image of a training input. None: "orbit" for
+    # Sudoku puzzles (with fit.augment's default, symmetry augmentation that cannot leak: 6x6
+    # unique 16% -> 99% exact, docs/recipe.md), "input" (the paper's protocol) for the rest.
+    split: str | None = None
     max_sources: int = 1000  # at most this many full solutions serve as sources (n >= 11)
     # Sudoku and colouring: numbers of train and test inputs. ARC: at most this many puzzles of the
     # training and of the evaluation collection, in id order (None: every puzzle that fits the canvas)
@@ -167,9 +169,9 @@ class TaskConfig:
             if self.name not in ("sudoku", "digits"):
                 raise ConfigError(f"mode applies to sudoku and digits only, not {self.name!r}")
             _choice("mode", self.mode, SUDOKU_MODES if self.name == "sudoku" else DIGITS_MODES)
-        if self.name in ARC_TASKS and self.split != "input":
+        if self.name in ARC_TASKS and self.split not in (None, "input"):
             raise ConfigError(f"{self.name}: split is fixed (the evaluation collection's test pairs are held out)")
-        if self.name == "digits" and self.split != "input":
+        if self.name == "digits" and self.split not in (None, "input"):
             raise ConfigError("digits: split 'orbit' does not apply (images have no symmetry group here)")
         if self.removed is not None:
             object.__setattr__(self, "removed", tuple(self.removed))
@@ -185,7 +187,8 @@ class TaskConfig:
             if v is not None and (not isinstance(v, int) or v < 0):
                 raise ConfigError(f"{name} must be a non-negative integer, got {v!r}")
         _choice("targets", self.targets, TARGETS)
-        _choice("split", self.split, SPLIT_RULES)
+        if self.split is not None:
+            _choice("split", self.split, SPLIT_RULES)
         generate = self.name == "sudoku" and (self.mode or ("generate" if self.size == 4 else "unique")) == "generate"
         if self.split == "orbit" and generate:
             raise ConfigError("split 'orbit' needs inputs to hold out: Sudoku generation's input is the blank board")
@@ -200,9 +203,11 @@ class TaskConfig:
         s, changes = self.size, {}
         if self.name.startswith("nqueens") and self.removed is None:
             changes["removed"] = (s - 3, s - 2, s - 1)
+        changes["split"] = self.split or "input"
         if self.name == "sudoku":
             mode = self.mode or ("generate" if s == 4 else "unique")
             changes["mode"] = mode
+            changes["split"] = self.split or ("input" if mode == "generate" else "orbit")
             if self.clues is None and mode in _CLUES:
                 changes["clues"] = _CLUES[mode][s]
             if self.min_effort is None:
@@ -274,13 +279,22 @@ class NetConfig:
     # (register) tokens, the other positions deterministic; 0: noise on every position (paper).
     # Needs prefix_tokens >= noise_tokens and posterior_input="pooled" (y sits on the output positions).
     noise_tokens: int = 0
+    # Relation bias: every attention layer adds a learned scalar per head to the attention logit of
+    # each pair of positions, one per relation id of the pair (Task.relations: which constraints
+    # link two positions; zero-initialised). None: the task's default (Task.relation_bias: on for
+    # Sudoku, where it was measured to win; docs/recipe.md).
+    relation_bias: bool | None = None
 
     def __post_init__(self):
         _check_types(self)
+        if self.relation_bias is not None and not isinstance(self.relation_bias, bool):
+            raise ConfigError(f"relation_bias must be true, false or null, got {self.relation_bias!r}")
         _choice("mixer", self.mixer, MIXERS)
         _choice("positions", self.positions, POSITIONS)
         _choice("posterior_input", self.posterior_input, POSTERIOR_INPUTS)
-        if self.dim < 1 or self.layers < 1 or self.heads < 1 or self.dim % self.heads:
+        if self.layers < 1:
+            raise ConfigError(f"layers must be >= 1 (blocks in each of f_L and f_H), got {self.layers}")
+        if self.dim < 1 or self.heads < 1 or self.dim % self.heads:
             raise ConfigError(f"dim must be a positive multiple of heads, got dim={self.dim}, heads={self.heads}")
         if self.expansion <= 0:
             raise ConfigError(f"expansion must be > 0, got {self.expansion}")
@@ -359,7 +373,11 @@ class FitConfig:
     reward_bonus: float = 0.5
     reward_kl: float = 0.01
     batch_size: int = 64
-    augment: bool = False  # random task symmetry per training batch; see docs/recipe.md: test inputs leak
+    # A random task symmetry applied to every training batch. None: on where the held-out inputs are
+    # whole orbits (task.split "orbit", the default for Sudoku), so no test input's orbit is ever
+    # trained on; off under the "input" split, where augmentation would train on test inputs'
+    # symmetric images (docs/data.md). True under the "input" split is allowed but leaks.
+    augment: bool | None = None
     lr: float = 1e-3  # paper: 1e-4 at batch 768
     # The last lr_decay share of the training budget (batches, minutes or CPU minutes, whichever
     # ends the run) lowers the learning rate linearly to 0 (a warmup-stable-decay schedule without
@@ -491,7 +509,7 @@ def to_dict(cfg) -> dict:
 
 # Fields added after runs were first written, with the value that reproduces those runs (a
 # missing field otherwise takes today's default, which may train differently on --resume).
-_BEFORE = {"FitConfig": {"lr_decay": 0.0}}
+_BEFORE = {"FitConfig": {"lr_decay": 0.0}, "NetConfig": {"relation_bias": False}}
 
 
 def from_dict(cls, data: dict):
@@ -511,6 +529,7 @@ __all__ = [
     "PRESETS",
     "preset_config",
     "with_priors",
+    "augments",
     "GramConfig",
     "NetConfig",
     "PriorConfig",
@@ -524,6 +543,12 @@ __all__ = [
     "gram_config_from_dict",
     "to_dict",
 ]
+
+
+def augments(cfg: GramConfig) -> bool:
+    """Whether training batches are augmented by the task's symmetries: fit.augment, or where it
+    is None, exactly when the test inputs are held out by orbit (TaskConfig.split)."""
+    return cfg.task.resolved().split == "orbit" if cfg.fit.augment is None else cfg.fit.augment
 
 
 def with_priors(cfg: GramConfig, priors: PriorConfig) -> GramConfig:

@@ -6,7 +6,7 @@ A backend is a module (inference/svi_pyro.py, inference/svi_numpyro.py) that pro
 - `setup(threads)`: its runtime's thread count and numerics, before training or sampling.
 - `make_trainer(mod, cfg, task, par=None) -> Trainer`: fresh networks (seeded by cfg.fit.seed) and
   optimiser; `par` (inference/parallel.py) the torchrun rank layout (Pyro only; `init_parallel(par)`
-  joins the process group first).
+  joins the process group first, `close_parallel(par)` leaves it after a run that ended normally).
 - `sampling_net(cfg, task, state: bytes)`: the networks to sample from (the EMA copy when
   enabled), read from a trainer's serialised `state()` without building an optimiser.
 - `weights(net) -> dict[str, np.ndarray]` and `net_from_weights(cfg, task, weights)`: a sampling

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from gram_ppl.config import GramConfig, with_priors
+from gram_ppl.config import GramConfig, augments, with_priors
 from gram_ppl.data import Dataset, build_dataset
 from gram_ppl.inference import parallel
 from gram_ppl.inference.backend import NonFiniteLoss, get_backend
@@ -120,6 +120,8 @@ def _fit(cfg, folder, mod, data, resume, force, steps, minutes, cpu_minutes, pro
     steps = steps if steps is not None else (None if minutes is not None or cpu_minutes is not None else 100)
     writes = folder if par.main else None  # rank 0 alone writes the run folder
     loop.run(writes, steps, minutes, progress and par.main, eval_every_s, checkpoint_every_s, eval_puzzles, cpu_minutes)
+    if par.world > 1:
+        backend.close_parallel(par)  # every rank finished: leave the group before the interpreter exits
     return FitResult(trainer.sampling_net(), trainer, loop.history, cfg, folder)
 
 
@@ -132,6 +134,7 @@ class TrainLoop:
         self.x, self.y = data.train.x, data.train.y  # (N, L_x), (N, L_y) uint8
         self.n = data.train.num_solutions  # (N,) exact number of solutions of each training input
         self.rng = np.random.default_rng(cfg.fit.seed)
+        self.augment = augments(cfg)  # fit.augment, or on under the orbit split (config.augments)
         self.perm, self.cursor, self.step, self.elapsed, self.history = None, 0, 0, 0.0, []
         self.cpu = 0.0  # CPU seconds of this process spent in training (a load-independent budget)
         if len(self.x) < cfg.fit.batch_size:
@@ -146,7 +149,7 @@ class TrainLoop:
         idx = self.perm[self.cursor : self.cursor + B]
         self.cursor += B
         x, y, n = self.x[idx], self.y[idx], self.n[idx]  # symmetries keep the number of solutions
-        if self.cfg.fit.augment:
+        if self.augment:
             x, y = self.data.task.augment(self.rng)(x, y)
         return self.par.shard(x, y, n)  # one process: the whole batch
 

@@ -526,6 +526,22 @@ def init_parallel(par: Parallel) -> None:
     torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
 
+def close_parallel(par: Parallel) -> None:
+    """Leave the process group after a run that ended normally on every rank: a barrier (rank 0
+    may still be evaluating or writing its last checkpoint), then destroy_process_group().
+
+    Without it the group is torn down during interpreter finalisation, where gloo's worker
+    threads can still hold work objects: a rank then dies with SIGABRT ("terminate called without
+    an active exception", pytorch/pytorch#190489), torchrun sends SIGTERM to the others (exit
+    130), and the run fails at its very end, more often on a loaded machine. Not called after an
+    error: a barrier with a rank gone would wait for the collective timeout (torchrun stops the
+    others instead)."""
+    if par.world == 1 or not torch.distributed.is_initialized():
+        return
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+
+
 def make_trainer(mod, cfg: GramConfig, task, par: Parallel | None = None) -> Trainer:
     """Fresh networks (torch's RNG seeded with cfg.fit.seed first, so every rank builds the same)
     on the device, and their trainer."""

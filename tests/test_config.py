@@ -92,7 +92,7 @@ def test_data_build_takes_unset_fields_from_task_config(tmp_path):
     cfg = load_dataset(tmp_path / "d").config
     default = TaskConfig(name="coloring", size=4)
     assert (cfg.edge_prob, cfg.test_fraction, cfg.max_solutions, cfg.split) == (
-        default.edge_prob, default.test_fraction, default.max_solutions, default.split)  # fmt: skip
+        default.edge_prob, default.test_fraction, default.max_solutions, default.resolved().split)  # fmt: skip
 
 
 def test_paper_presets_and_the_preset_flag(tmp_path):

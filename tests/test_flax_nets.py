@@ -23,6 +23,9 @@ VARIANTS = [
     {"priors": {"scale_mode": "fixed"}, "fit": {"variant": "noise_only"}},
     {"task": ("coloring", 6)},
     {"task": ("arc1", 5), "net": {"prefix_tokens": 2}},  # the puzzle embedding in the prefix
+    {"task": ("sudoku", 4)},  # the relation bias on by the task's default
+    {"task": ("coloring", 6), "net": {"relation_bias": True, "prefix_tokens": 2, "share_core": True}},
+    {"net": {"relation_bias": True}},  # N-Queens cells: row, column, diagonals
 ]
 
 
@@ -46,6 +49,9 @@ def torch_net(cfg, task):
             head.net.w_out.weight.normal_(0, 0.05)
             if head.raw_scale is not None:
                 head.raw_scale.fill_(0.3)
+        for name, p in net.named_parameters():  # the relation bias starts at zero: give it values too
+            if name.endswith("mix.rel"):
+                p.normal_(0, 0.5)
     return net
 
 
@@ -97,13 +103,16 @@ def test_conversion_round_trips_exactly(share_core):
     restored.load_state_dict({k: torch.as_tensor(v) for k, v in back.items()})  # strict: every key fits
 
 
-def test_fresh_flax_parameters_have_the_torch_structure_and_zero_guidance():
-    cfg, task = configured({})
+@pytest.mark.parametrize("bias", [False, True], ids=["plain", "relation-bias"])
+def test_fresh_flax_parameters_have_the_torch_structure_and_zero_guidance(bias):
+    cfg, task = configured({"net": {"relation_bias": bias}})
     fnet = flax_nets.build_net(cfg, task)
     state = convert.flax_to_torch(flax_nets.init_params(fnet, seed=0), cfg.net.share_core)
     reference = torch_net(cfg, task).state_dict()
     assert {k: v.shape for k, v in state.items()} == {k: tuple(v.shape) for k, v in reference.items()}
     assert not state["prior_head.net.w_out.weight"].any()
+    rel = [k for k in state if k.endswith("mix.rel")]
+    assert len(rel) == (2 * cfg.net.layers if bias else 0) and not any(state[k].any() for k in rel)  # zero at first
     assert state["z0"].std() == pytest.approx(cfg.priors.init_scale, rel=0.2)
 
 

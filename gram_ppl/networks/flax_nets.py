@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gram_ppl.config import GramConfig, NetConfig, PriorConfig
+from gram_ppl.tasks.base import relation_ids, uses_relation_bias
 
 EPS = float(np.finfo(np.float32).eps)  # torch.nn.functional.rms_norm's default eps in float32
 
@@ -43,20 +44,28 @@ class SwiGLU(nn.Module):
 
 
 class Attention(nn.Module):
-    """Bidirectional multi-head self-attention over the L positions."""
+    """Bidirectional multi-head self-attention over the L positions, with the relation bias when
+    `relations` (L rows of L ids) is given (see torch_nets.Attention)."""
 
     dim: int
     heads: int
+    relations: tuple | None = None
 
     def setup(self):
         self.qkv = nn.Dense(3 * self.dim, use_bias=False)
         self.out = nn.Dense(self.dim, use_bias=False)
+        if self.relations is not None:
+            n = max(max(row) for row in self.relations) + 1
+            self.rel = self.param("rel", nn.initializers.zeros, (n, self.heads))  # (R, H)
 
     def __call__(self, x):
         B, L, D = x.shape
         H = self.heads
         q, k, v = self.qkv(x).reshape(B, L, 3, H, D // H).transpose(2, 0, 3, 1, 4)  # (B, H, L, D/H) each
-        att = jax.nn.softmax(q @ k.swapaxes(-1, -2) / math.sqrt(D // H), axis=-1)  # (B, H, L, L)
+        logits = q @ k.swapaxes(-1, -2) / math.sqrt(D // H)  # (B, H, L, L)
+        if self.relations is not None:
+            logits = logits + self.rel[np.asarray(self.relations)].transpose(2, 0, 1)  # + (H, L, L)
+        att = jax.nn.softmax(logits, axis=-1)  # (B, H, L, L)
         return self.out((att @ v).transpose(0, 2, 1, 3).reshape(B, L, D))  # (B, L, D)
 
 
@@ -78,10 +87,12 @@ class Block(nn.Module):
 
     cfg: NetConfig
     length: int
+    relations: tuple | None = None
 
     def setup(self):
         c = self.cfg
-        self.mix = Attention(c.dim, c.heads) if c.mixer == "attention" else TokenMLP(self.length, c.expansion)
+        attention = c.mixer == "attention"
+        self.mix = Attention(c.dim, c.heads, self.relations) if attention else TokenMLP(self.length, c.expansion)
         self.mlp = SwiGLU(int(c.expansion * c.dim), c.dim)
 
     def __call__(self, x):
@@ -94,9 +105,10 @@ class Reasoner(nn.Module):
 
     cfg: NetConfig
     length: int
+    relations: tuple | None = None
 
     def setup(self):
-        self.blocks = [Block(self.cfg, self.length) for _ in range(self.cfg.layers)]
+        self.blocks = [Block(self.cfg, self.length, self.relations) for _ in range(self.cfg.layers)]
 
     def __call__(self, state, injection):
         x = state + injection  # (B, L, D)
@@ -147,6 +159,7 @@ class GramNet(nn.Module):
     y_len: int
     positions: tuple  # one tuple of position ids per position feature (task.position_features())
     num_ids: int = 0  # > 0: x[:, 0] is a puzzle identifier (ARC), embedded into the prefix tokens
+    relations: tuple | None = None  # (L, L) relation ids (tasks/base.relation_ids) when the bias is on
 
     def setup(self):
         net, D = self.cfg, self.cfg.dim
@@ -155,8 +168,8 @@ class GramNet(nn.Module):
         if self.num_ids:  # the puzzle embedding: one D-vector per identifier (zero at the start, as in torch)
             self.tok_id = nn.Embed(self.num_ids, D, embedding_init=nn.initializers.zeros)
         self.pos = [nn.Embed(int(max(f)) + 1, D) for f in self.positions]
-        self.f_L = Reasoner(net, length)
-        self.f_H = self.f_L if net.share_core else Reasoner(net, length)
+        self.f_L = Reasoner(net, length, self.relations)
+        self.f_H = self.f_L if net.share_core else Reasoner(net, length, self.relations)
         hidden = net.guidance_hidden or D
         self.prior_head = Guidance(D, hidden, self.priors, self.priors.scale_mode, self.zero_mean)
         self.tok_y = nn.Embed(self.y_vocab, net.posterior_bottleneck or D)
@@ -227,8 +240,11 @@ def build_net(cfg: GramConfig, task) -> GramNet:
     positions = tuple(tuple(int(v) for v in f) for f in feats)
     zero_mean = cfg.fit.variant == "noise_only"
     task.check_net(cfg.net)
+    rel = None
+    if uses_relation_bias(cfg.net, task):
+        rel = tuple(tuple(int(v) for v in row) for row in relation_ids(task, cfg.net.prefix_tokens))  # (L, L)
     return GramNet(cfg.net, cfg.priors, cfg.fit.K, zero_mean, task.x_vocab, task.y_vocab, task.x_len, task.y_len,
-                   positions, task.num_ids if task.id_tokens else 0)  # fmt: skip
+                   positions, task.num_ids if task.id_tokens else 0, rel)  # fmt: skip
 
 
 def init_params(net: GramNet, seed: int) -> dict:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gram_ppl.config import GramConfig, NetConfig, PriorConfig
+from gram_ppl.tasks.base import relation_ids, uses_relation_bias
 
 
 class SwiGLU(nn.Module):
@@ -32,18 +33,25 @@ class SwiGLU(nn.Module):
 
 
 class Attention(nn.Module):
-    """Bidirectional multi-head self-attention over the L positions."""
+    """Bidirectional multi-head self-attention over the L positions. With `relations` (L, L) ids
+    (tasks/base.relation_ids), a learned scalar per head and relation id, zero at the start, is
+    added to each pair's attention logit: the relation bias."""
 
-    def __init__(self, dim: int, heads: int):
+    def __init__(self, dim: int, heads: int, relations: np.ndarray | None = None):
         super().__init__()
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.out = nn.Linear(dim, dim, bias=False)
+        self.rel = None
+        if relations is not None:
+            self.rel = nn.Parameter(torch.zeros(int(relations.max()) + 1, heads))  # (R, H)
+            self.register_buffer("rel_ids", torch.as_tensor(relations, dtype=torch.long), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, L, D = x.shape
         q, k, v = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # (B, H, L, D/H)
-        y = F.scaled_dot_product_attention(q, k, v)  # (B, H, L, D/H)
+        bias = None if self.rel is None else self.rel[self.rel_ids].permute(2, 0, 1)  # (H, L, L)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, L, D/H)
         return self.out(y.transpose(1, 2).reshape(B, L, D))  # (B, L, D)
 
 
@@ -61,9 +69,10 @@ class TokenMLP(nn.Module):
 class Block(nn.Module):
     """Post-norm residual block: token mixer then SwiGLU, each followed by RMSNorm."""
 
-    def __init__(self, cfg: NetConfig, length: int):
+    def __init__(self, cfg: NetConfig, length: int, relations: np.ndarray | None = None):
         super().__init__()
-        self.mix = Attention(cfg.dim, cfg.heads) if cfg.mixer == "attention" else TokenMLP(length, cfg.expansion)
+        attention = cfg.mixer == "attention"
+        self.mix = Attention(cfg.dim, cfg.heads, relations) if attention else TokenMLP(length, cfg.expansion)
         self.mlp = SwiGLU(cfg.dim, int(cfg.expansion * cfg.dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,9 +83,9 @@ class Block(nn.Module):
 class Reasoner(nn.Module):
     """One recursive update, f(state, injection) = blocks(state + injection): f_L or f_H."""
 
-    def __init__(self, cfg: NetConfig, length: int):
+    def __init__(self, cfg: NetConfig, length: int, relations: np.ndarray | None = None):
         super().__init__()
-        self.blocks = nn.ModuleList(Block(cfg, length) for _ in range(cfg.layers))
+        self.blocks = nn.ModuleList(Block(cfg, length, relations) for _ in range(cfg.layers))
 
     def forward(self, state: torch.Tensor, injection: torch.Tensor) -> torch.Tensor:
         x = state + injection  # (B, L, D)
@@ -148,8 +157,9 @@ class GramNet(nn.Module):
         self.pos = nn.ModuleList(nn.Embedding(int(f.max()) + 1, D) for f in feats)
         for i, f in enumerate(feats):
             self.register_buffer(f"pos_ids_{i}", torch.as_tensor(np.asarray(f), dtype=torch.long), persistent=False)
-        self.f_L = Reasoner(net, length)
-        self.f_H = self.f_L if net.share_core else Reasoner(net, length)
+        rel = relation_ids(task, net.prefix_tokens) if uses_relation_bias(net, task) else None  # (L, L)
+        self.f_L = Reasoner(net, length, rel)
+        self.f_H = self.f_L if net.share_core else Reasoner(net, length, rel)
         hidden = net.guidance_hidden or D
         self.prior_head = Guidance(D, D, hidden, priors, priors.scale_mode, zero_mean)
         y_width = net.posterior_bottleneck or D

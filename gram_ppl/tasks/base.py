@@ -161,6 +161,22 @@ class Task(abc.ABC):
         r, c = np.divmod(np.arange(self.x_len), n)
         return [r, c, r - c + n - 1, r + c]
 
+    relation_bias: bool = False  # NetConfig.relation_bias=None takes this (on where it was measured to win)
+
+    def relations(self) -> np.ndarray:
+        """(seq_len, seq_len) int64: a small relation id for each ordered pair of positions, telling
+        which constraints link them (the relation bias of the attention, NetConfig.relation_bias).
+        Default: one bit per position feature, set where the two positions share its value
+        (Sudoku: same row + 2·same column + 4·same box; N-Queens cells: row, column, diagonal,
+        anti-diagonal; digits and ARC: row and column). Tasks whose constraints are not equalities
+        of position features override it (N-Queens rows: the row distance; colouring: shared
+        vertices). Ids depend on positions only, never on an input."""
+        rel = np.zeros((self.seq_len, self.seq_len), dtype=np.int64)
+        for bit, f in enumerate(self.position_features()):
+            f = np.asarray(f)
+            rel |= (f[:, None] == f[None, :]).astype(np.int64) << bit
+        return rel
+
     # ---- data sets ----------------------------------------------------------------------
     @abc.abstractmethod
     def build_splits(self, cfg, rng: np.random.Generator) -> tuple[Split, Split]:
@@ -217,3 +233,23 @@ def hold_out_orbits(keys: list, n_test: int, rng: np.random.Generator) -> np.nda
             break
         held[g], total = True, total + sizes[g]
     return held[group]
+
+
+def relation_ids(task: Task, prefix_tokens: int) -> np.ndarray:
+    """(L, L) int64 relation ids over the network's L = prefix_tokens + seq_len positions: the
+    task's `relations()` on its positions, and one more id for every pair that involves a prefix
+    (register) token. The number of ids is `ids.max() + 1`; both backends build the same array."""
+    rel = np.asarray(task.relations(), dtype=np.int64)
+    if rel.shape != (task.seq_len, task.seq_len) or (rel < 0).any():
+        raise ValueError(f"{task.name}.relations() must be a ({task.seq_len}, {task.seq_len}) array of ids >= 0")
+    n = prefix_tokens + task.seq_len
+    out = np.full((n, n), int(rel.max()) + 1, dtype=np.int64)  # (L, L): pairs with a prefix token
+    out[prefix_tokens:, prefix_tokens:] = rel  # (seq_len, seq_len)
+    return out
+
+
+def uses_relation_bias(net, task: Task) -> bool:
+    """Whether NetConfig `net` gives `task` the relation bias: net.relation_bias, or where it is
+    None the task's default; only attention has logits to bias (the MLP mixer has none)."""
+    on = task.relation_bias if net.relation_bias is None else net.relation_bias
+    return bool(on) and net.mixer == "attention"

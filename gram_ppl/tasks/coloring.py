@@ -52,6 +52,15 @@ class Coloring(Task):
         kind = np.concatenate([np.zeros(self.x_len, dtype=np.int64), np.ones(self.size, dtype=np.int64)])
         return [first, second, kind]
 
+    def relations(self) -> np.ndarray:
+        """Shared vertices (0, 1 or 2) of the two positions' vertex sets (an edge token (u, v):
+        {u, v}; an output slot i: {i}), plus 3 per position of the pair that is an output slot: edge–edge
+        sharing an endpoint, edge–vertex incidence, vertex–vertex (itself or not)."""
+        first, second, kind = self.position_features()
+        member = np.zeros((len(first), self.size), dtype=np.int64)  # (L, n): the vertices of each position
+        member[np.arange(len(first)), first] = member[np.arange(len(first)), second] = 1
+        return member @ member.T + 3 * (kind[:, None] + kind[None, :])  # (L, L) in 0..8
+
     # ---- constraints -------------------------------------------------------------------
     def conflicts(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Edges whose ends share a colour + output tokens that are not colours."""
@@ -264,6 +273,11 @@ class ColoringRows(Coloring):
 
     def position_features(self) -> list[np.ndarray]:
         return [np.arange(self.size)]  # the vertex index
+
+    def relations(self) -> np.ndarray:
+        """A vertex and itself, or two vertices: which vertices are adjacent depends on the input
+        (each token is its vertex's neighbour mask), and relation ids depend on positions only."""
+        return Task.relations(self)
 
     def build_splits(self, cfg, rng: np.random.Generator) -> tuple[Split, Split]:
         """Exactly `coloring`'s splits (same seed, same graphs), in the vertex encoding."""

@@ -244,6 +244,12 @@ class NQueensRows(NQueens):
     def position_features(self) -> list[np.ndarray]:
         return [np.arange(self.size)]  # the row index
 
+    def relations(self) -> np.ndarray:
+        """The row distance |i − j|: queens in rows i and j attack on a diagonal when their
+        columns differ by exactly that."""
+        rows = np.arange(self.size)
+        return np.abs(rows[:, None] - rows[None, :])  # (n, n)
+
     def build_splits(self, cfg, rng: np.random.Generator) -> tuple[Split, Split]:
         """Exactly `nqueens`'s splits (same seed, same puzzles), in the row encoding."""
         train, test = self.cells.build_splits(cfg, rng)

@@ -62,8 +62,10 @@ class Sudoku(Task):
         self._membership = np.eye(3 * s, dtype=np.int64)[self._unit_of].sum(1)  # (s*s, 3s)
         self._full = (1 << s) - 1
 
+    relation_bias = True  # 6x6: 45.7% exact with it against 16.4% without (docs/recipe.md)
+
     def position_features(self) -> list[np.ndarray]:
-        """Row, column and box of each cell."""
+        """Row, column and box of each cell (so `relations()` = same row + 2·column + 4·box)."""
         return [self._unit_of[:, 0], self._unit_of[:, 1] - self.size, self._unit_of[:, 2] - 2 * self.size]
 
     def augment(self, rng: np.random.Generator):
