@@ -26,7 +26,7 @@ def _gram(*args, ranks=1, **kw):
         cmd = [sys.executable, "-m", "gram_ppl", *args]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}",
-               "-m", "gram_ppl", *args]  # fmt: skip
+               str(Path(__file__).with_name("rank_entry.py")), *args]  # fmt: skip
     return cmd, env
 
 
@@ -93,6 +93,7 @@ def test_two_gloo_ranks_match_one_process_on_the_full_batch(tmp_path):
     _run("fit", *ARGS, *decay, "--steps", "3", "--out", str(tmp_path / "one"))
     r = _run("fit", *ARGS, *decay, "--steps", "3", "--out", str(tmp_path / "two"), ranks=2)
     assert r.stdout.count("3 batches") == 1  # rank 0 alone reports
+    assert r.stderr.count("process group left: True") == 2  # both ranks, before the interpreter's teardown
     from gram_ppl.inference.runfolder import read_checkpoint
 
     one, two = (gp.load_run(tmp_path / n) for n in ("one", "two"))
