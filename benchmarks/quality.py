@@ -49,6 +49,7 @@ from common import write_json  # noqa: E402
 from gram_ppl.config import FitConfig, GramConfig, NetConfig, TaskConfig, apply_overrides  # noqa: E402
 from gram_ppl.inference.run import evaluate_run, fit, load_config, load_run  # noqa: E402
 from gram_ppl.inference.sampling import generate, rollout, select  # noqa: E402
+from gram_ppl.seeds import seed_for  # noqa: E402
 
 TASKS = {
     "nqueens8": TaskConfig(name="nqueens", size=8),
@@ -129,7 +130,7 @@ def evaluate(name: str, folder: Path, samples: int, puzzles: int | None, gen: in
     # sudoku6: exact accuracy against depth and width (unique solutions: valid == exact)
     task, test, cfg = run.data.task, run.data.test, run.config
     x, y = test.x[:puzzles], test.y[:puzzles]
-    r = rollout(run.mod, run.net, cfg, x, samples, 2 * cfg.fit.n_sup, seed=cfg.fit.seed + 2)
+    r = rollout(run.mod, run.net, cfg, x, samples, 2 * cfg.fit.n_sup, seed=seed_for(cfg, "evaluate"))
     by_depth = [float((b == y[None]).all(-1).mean()) for b in r.per_step]
     at_depth = r.per_step[cfg.fit.n_sup - 1]  # (N, B, L_y) at the training depth
     by_width = {}

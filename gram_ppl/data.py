@@ -10,6 +10,7 @@ renamed into place, so an interrupted build leaves nothing half-written.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -58,7 +59,19 @@ def build_dataset(cfg: TaskConfig) -> Dataset:
 def save_dataset(ds: Dataset, out: str | Path, overwrite: bool = False) -> Path:
     """Write `ds` to the folder `out` atomically; refuse an existing non-empty folder unless
     `overwrite`. Returns the folder."""
-    out = Path(out)
+    given = Path(out)
+    out = given.resolve()  # `.` or `..`: the folder by its real name and parent (it is replaced whole)
+    if out == Path.cwd().resolve() or out in Path.cwd().resolve().parents:
+        given = out  # the working folder is swapped out: a relative name would point into the old one
+    _check_target(out, overwrite)  # before the work, and again under the lock
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _build_lock(out):
+        _check_target(out, overwrite)  # another build may have written it meanwhile
+        _write_folder(ds, out)
+    return given
+
+
+def _check_target(out: Path, overwrite: bool) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         if not overwrite:
             raise FileExistsError(f"{out} exists and is not empty (pass overwrite=True / --force to replace it)")
@@ -67,8 +80,26 @@ def save_dataset(ds: Dataset, out: str | Path, overwrite: bool = False) -> Path:
             raise FileExistsError(
                 f"{out} holds files that are not a data set's ({', '.join(foreign[:5])}); not replaced"
             )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+
+
+@contextlib.contextmanager
+def _build_lock(out: Path):
+    """An exclusive lock on `out`'s parent folder (fcntl.flock on the folder itself: no lock file
+    is left behind) held while a data set is written there: two builds to one folder take turns,
+    and neither deletes the other's."""
+    import fcntl
+
+    fd = os.open(out.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # waits for the other build
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write_folder(ds: Dataset, out: Path) -> None:
+    """The data set written under a temporary name beside `out`, then swapped into place."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name[:200]}.", dir=out.parent))
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a data set is as readable as any folder
@@ -91,13 +122,16 @@ def save_dataset(ds: Dataset, out: str | Path, overwrite: bool = False) -> Path:
             "arrays": arrays,
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
+        old = None
+        if out.exists():  # a data set of ours (checked): moved aside, replaced, then removed
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name[:200]}.old.", dir=out.parent))
+            os.replace(out, old / "set")
         os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return out
 
 
 def load_dataset(folder: str | Path) -> Dataset:
@@ -112,8 +146,7 @@ def load_dataset(folder: str | Path) -> Dataset:
         if _sha256_file(path) != manifest["files"].get(path.name):
             raise DatasetError(f"{path}: checksum mismatch (the file was modified or truncated)")
         try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in ARRAYS}
+            arrays = {k: _read_member(path, k, manifest["arrays"].get(f"{name}/{k}")) for k in ARRAYS}
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
             raise DatasetError(f"{path}: unreadable ({e})") from None
         for k, v in arrays.items():
@@ -147,6 +180,26 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
             info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             with zf.open(info, "w", force_zip64=True) as f:
                 np.lib.format.write_array(f, np.ascontiguousarray(value), allow_pickle=False)
+
+
+def _read_member(path: Path, key: str, record) -> np.ndarray:
+    """Array `key` of an npz file, its .npy header checked against the manifest's record (dtype,
+    shape) and against the member's stored size before anything is allocated: a header that
+    claims more than the file holds is refused, never read."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(f"{key}.npy")
+        with zf.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(f)
+            if not isinstance(record, dict) or [dtype.str, list(shape)] != [record.get("dtype"), record.get("shape")]:
+                raise ValueError(f"array {key!r}: header {dtype.str} {list(shape)} does not match the manifest")
+            if dtype.hasobject or int(np.prod(shape, dtype=object)) * dtype.itemsize > info.file_size:
+                raise ValueError(f"array {key!r}: header claims more data than the file holds")
+        with zf.open(info) as f:
+            return np.lib.format.read_array(f, allow_pickle=False)
 
 
 def _array_record(a: np.ndarray) -> dict:

@@ -19,8 +19,10 @@ per-cell agreement with a reference board, log p(y | h)), never on latent coordi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -91,12 +93,47 @@ ARVIZ_REFACTOR_WARNING = r"\s*ArviZ is undergoing a major refactor"
 
 
 def import_arviz():
-    """`import arviz` without its once-a-day FutureWarning, which says nothing about our use."""
-    with warnings.catch_warnings():
+    """`import arviz` without its once-a-day FutureWarning, which says nothing about our use, and
+    on a read-only cache folder too (ArviZ writes a stamp under XDG_CACHE_HOME at import: where
+    that cannot be written, the import sees a fresh temporary cache folder instead)."""
+    import sys
+
+    if "arviz" in sys.modules:
+        return sys.modules["arviz"]
+    with warnings.catch_warnings(), _writable_cache_home():
         warnings.filterwarnings("ignore", message=ARVIZ_REFACTOR_WARNING, category=FutureWarning)
         import arviz
 
     return arviz
+
+
+@contextlib.contextmanager
+def _writable_cache_home():
+    import os
+    import tempfile
+
+    from platformdirs import user_cache_dir
+
+    try:
+        folder = Path(user_cache_dir("arviz", "arviz"))
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            writable = True
+    except OSError:
+        writable = False
+    if writable:
+        yield
+        return
+    saved = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="gram-ppl-cache-")
+    os.environ.setdefault("MPLCONFIGDIR", os.environ["XDG_CACHE_HOME"])  # matplotlib's config folder: likewise
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("XDG_CACHE_HOME", None)
+        else:
+            os.environ["XDG_CACHE_HOME"] = saved
 
 
 # ---- export ----------------------------------------------------------------------------------

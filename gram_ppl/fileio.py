@@ -11,7 +11,7 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
     it, and fsync the folder: `path` then holds either the old or the new content, never a mix."""
     path = Path(path)
     data = data.encode() if isinstance(data, str) else data
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name[:200]}.{os.getpid()}.tmp")  # within NAME_MAX for any legal name
     try:
         with open(tmp, "wb") as f:
             f.write(data)

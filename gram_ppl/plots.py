@@ -85,10 +85,11 @@ def draw_board(ax, task: Task, x: np.ndarray, y: np.ndarray, valid: bool = True)
     for spine in ax.spines.values():
         spine.set_color("black" if valid else INVALID)
         spine.set_linewidth(1 if valid else 3)
-    if task.name.startswith("coloring"):
-        _draw_graph(ax, task, task.to_triangle(x) if task.name == "coloring_rows" else x, y)
+    task, x, y = task.drawn(x, y)  # the row and vertex encodings are drawn as the board / graph they stand for
+    if task.drawing == "graph":
+        _draw_graph(ax, task, x, y)
         return
-    if task.id_tokens:  # ARC: the decoded grid in ARC's colours
+    if task.drawing == "canvas":  # ARC: the decoded grid in ARC's colours
         _draw_arc(ax, task, y)
         return
     n = task.size
@@ -106,7 +107,7 @@ def draw_board(ax, task: Task, x: np.ndarray, y: np.ndarray, valid: bool = True)
         ax.add_patch(_square((c, r), INVALID))
     for idx, ch in enumerate(chars):
         r, c = divmod(idx, n)
-        if task.name.startswith("nqueens"):
+        if task.drawing == "queens":
             if ch == "Q":
                 ax.add_patch(_circle((c + 0.5, r + 0.5), 0.33, "black" if given[idx] else PALETTE[0]))
         elif ch != ".":
@@ -115,23 +116,9 @@ def draw_board(ax, task: Task, x: np.ndarray, y: np.ndarray, valid: bool = True)
 
 
 def conflict_cells(task: Task, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(n*n,) bool: the grid cells of board y that break a constraint: a queen sharing a row,
-    column or diagonal with another, or a given queen left out; a digit repeated in its row,
-    column or box, a non-digit, or a changed given. Colourings mark their clashing edges instead."""
-    x, y = np.asarray(x), np.asarray(y)
-    if task.name == "nqueens_rows":
-        x, y, task = task.to_cells(x), task.to_cells(y), task.cells
-    if task.name == "nqueens":
-        q = y == 2  # QUEEN
-        crowded = (q.astype(np.int64) @ task._lines) >= 2  # (lines,) with two or more queens
-        return (q & ((task._lines @ crowded) > 0)) | ((x == 2) & ~q)
-    if task.name == "sudoku":
-        s = task.size
-        onehot = y[:, None] == np.arange(2, s + 2)  # (cells, s)
-        repeated = (task._membership.T @ onehot.astype(np.int64)) >= 2  # (units, s)
-        in_repeat = ((task._membership @ repeated.astype(np.int64)) * onehot).sum(-1) > 0
-        return in_repeat | (y < 2) | (y > s + 1) | ((x >= 2) & (y != x))
-    return np.zeros(len(y), bool)
+    """(L_y,) bool: the positions of board y that break a constraint (the task's own hook,
+    `Task.conflict_cells`: N-Queens and Sudoku mark cells; colourings mark clashing edges instead)."""
+    return task.conflict_cells(np.asarray(x), np.asarray(y))
 
 
 def _square(corner, color):

@@ -21,6 +21,7 @@ from gram_ppl.inference.evaluate import evaluate_run
 from gram_ppl.inference.loading import LoadedRun, convert_loaded, load_run
 from gram_ppl.inference.run import FitResult, fit
 from gram_ppl.inference.sampling import rollout
+from gram_ppl.seeds import part
 
 __all__ = ["Samples", "as_run", "compare", "evaluate", "fit", "load_run", "sample", "to_inference_data"]
 
@@ -116,7 +117,7 @@ def to_inference_data(
         raise ValueError("every puzzle needs at least one solution (the reference y)")
     y = np.stack([s[0] for s in solutions])  # (B, L_y)
     kw = dict(num_samples=num_samples, depth=depth, latents=latents)
-    guide = collect(run.mod, run.net, cfg, task, x, y, source="guide", seed=seed, **kw)
-    prior = collect(run.mod, run.net, cfg, task, x, y, source="prior", seed=seed + 1, **kw)
+    guide = collect(run.mod, run.net, cfg, task, x, y, source="guide", seed=part(seed, "guide"), **kw)
+    prior = collect(run.mod, run.net, cfg, task, x, y, source="prior", seed=part(seed, "prior"), **kw)
     attrs = {"variant": cfg.fit.variant, "backend": cfg.backend, "seed": seed, "depth": guide.depth}
     return export(x, y, posterior=guide, prior=prior, task=task, solutions=solutions, attrs=attrs)

@@ -41,6 +41,8 @@ class NonFiniteLoss(FloatingPointError):
 
 
 class StepInfo(NamedTuple):
+    """What one batch reports, built by name (`from_stats`); the history records every field."""
+
     loss: float  # mean loss over the N_sup optimiser steps of the batch
     ce: float  # cross-entropy (nats per puzzle) at the end of the last supervision step
     kl: list[float]  # KL of every supervision step (nats per puzzle)
@@ -48,6 +50,16 @@ class StepInfo(NamedTuple):
     value: float  # LPRM value-head loss
     exact: float  # share of puzzles decoded exactly right after the last step (through the guide)
     reward: float | None = None  # mean verifier reward of the fine-tuning rollouts (fit.reward_weight > 0)
+    # the loss's named, weighted terms (nll, kl = β·KL, kl_cap, halt, value, prior_path...), mean over
+    # the optimiser steps of the batch: a new term added to a trainer's `parts` appears here by its name
+    terms: dict[str, float] = {}
+
+    @classmethod
+    def from_stats(cls, stats: dict[str, float], kl: list[float], reward: float | None = None) -> StepInfo:
+        """From named statistics: loss, ce, halt, value, exact and `terms.NAME` entries."""
+        terms = {k.removeprefix("terms."): v for k, v in stats.items() if k.startswith("terms.")}
+        fields = {k: stats[k] for k in ("loss", "ce", "halt", "value", "exact")}
+        return cls(**fields, kl=list(kl), reward=reward, terms=terms)
 
 
 def get_backend(name: str):

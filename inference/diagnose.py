@@ -30,6 +30,7 @@ from gram_ppl.inference.evaluate import sample_metrics
 from gram_ppl.inference.run import RunError, load_run
 from gram_ppl.inference.runfolder import read_history
 from gram_ppl.inference.trajectories import collect, prior_predictive
+from gram_ppl.seeds import part, seed_for
 
 FIGURES = {
     "gallery.png": "distinct boards sampled from the prior for puzzle 0, valid first, conflicting cells marked",
@@ -79,11 +80,11 @@ def diagnose(
     if len(x) == 0:
         raise ValueError("no puzzles to diagnose")
     depth = depth or cfg.fit.n_sup
-    seed = cfg.fit.seed + 5
+    seed = seed_for(cfg, "diagnose")
     kw = dict(num_samples=num_samples, depth=depth, latents=latents)
-    guide = collect(run.mod, run.net, cfg, task, x, y, source="guide", seed=seed, **kw)
-    prior = collect(run.mod, run.net, cfg, task, x, y, source="prior", seed=seed + 1, **kw)
-    untrained = prior_predictive(cfg, task, x, min(num_samples, 32), depth, mod=run.mod, seed=seed + 2)
+    guide = collect(run.mod, run.net, cfg, task, x, y, source="guide", seed=part(seed, "guide"), **kw)
+    prior = collect(run.mod, run.net, cfg, task, x, y, source="prior", seed=part(seed, "prior"), **kw)
+    untrained = prior_predictive(cfg, task, x, min(num_samples, 32), depth, mod=run.mod, seed=part(seed, "untrained"))
     attrs = {
         "run": str(folder),
         "variant": cfg.fit.variant,
@@ -111,7 +112,7 @@ def diagnose(
         base = load_run(baseline, as_backend="pyro")
         if base.config.task != cfg.task:
             raise RunError(f"{baseline}: trained on another task than {folder}")
-        b = collect(base.mod, base.net, base.config, task, x, y, num_samples, depth, "prior", seed=seed + 1)
+        b = collect(base.mod, base.net, base.config, task, x, y, num_samples, depth, "prior", seed=part(seed, "prior"))
         curves[f"{base.config.fit.variant} ({Path(baseline).name})"] = _metrics(task, x, y, counts, b.board)
 
     rhat = _rhat(fits, folder, cfg, task, x, y, prior, num_samples, depth, seed) if fits else None
@@ -152,7 +153,7 @@ def _rhat(fits, folder, cfg, task, x, y, prior, num_samples, depth, seed) -> dic
         run = load_run(other, as_backend="pyro")
         if run.config.task != cfg.task:
             raise RunError(f"{other}: trained on another task than {folder}")
-        t = collect(run.mod, run.net, run.config, task, x, y, num_samples, depth, "prior", seed=seed + 1)
+        t = collect(run.mod, run.net, run.config, task, x, y, num_samples, depth, "prior", seed=part(seed, "prior"))
         chains.append(to_inference_data(x, y, prior=t, task=task))
     return rhat_across_fits(concat_fits(chains))
 

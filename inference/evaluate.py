@@ -6,6 +6,7 @@ from collections import Counter
 
 import numpy as np
 
+from gram_ppl.seeds import seed_for
 from gram_ppl.tasks import Split, Task
 
 
@@ -94,8 +95,15 @@ def heldout_elpd(run, num_samples: int, puzzles: int | None = None, seed: int | 
     run = run if isinstance(run, LoadedRun) else load_run(run)
     test, cfg = run.data.test, run.config
     x, y = test.x[:puzzles], test.y[:puzzles]
-    seed = cfg.fit.seed + 6 if seed is None else seed
-    return iw_bound(get_backend(cfg.backend).log_likelihood(run.mod, run.net, cfg, x, y, num_samples, seed=seed))
+    from gram_ppl.inference.resources import sample_chunks
+    from gram_ppl.inference.sampling import CHUNK_SEED
+
+    seed = seed_for(cfg, "elpd") if seed is None else seed
+    backend = get_backend(cfg.backend)
+    chunks = sample_chunks(cfg, run.task, num_samples, len(x))  # (K, B) log-likelihoods are small; h is not
+    log_lik = [backend.log_likelihood(run.mod, run.net, cfg, x, y, n, seed=seed + CHUNK_SEED * i)
+               for i, n in enumerate(chunks)]  # fmt: skip
+    return iw_bound(np.concatenate(log_lik))
 
 
 def elpd_table(scores: dict[str, np.ndarray], num_samples: int) -> str:
@@ -151,7 +159,7 @@ def evaluate_run(
     cfg, net, data, mod = folder if isinstance(folder, LoadedRun) else load_run(folder)
     test, task = data.test, data.task
     x, depth = test.x[:puzzles], depth or cfg.fit.n_sup
-    r = rollout(mod, net, cfg, x, num_samples, depth, temperature=temperature, seed=cfg.fit.seed + 2)
+    r = rollout(mod, net, cfg, x, num_samples, depth, temperature=temperature, seed=seed_for(cfg, "evaluate"))
     head = {"puzzles": len(x), "num_samples": num_samples, "depth": depth, "temperature": temperature}
     if not task.checker:  # images (digits): a classifier on held-out real digits judges the samples
         from gram_ppl.tasks.digits import judge_run_samples

@@ -11,7 +11,15 @@ from pathlib import Path
 from gram_ppl.config import GramConfig
 from gram_ppl.data import Dataset, build_dataset
 from gram_ppl.inference.backend import get_backend
-from gram_ppl.inference.runfolder import RunError, create_run, load_config, read_checkpoint, write_checkpoint
+from gram_ppl.inference.runfolder import (
+    RunError,
+    create_run,
+    is_empty,
+    load_config,
+    read_checkpoint,
+    write_checkpoint,
+    writer_lock,
+)
 from gram_ppl.tasks import task_for
 
 
@@ -26,8 +34,11 @@ def checkpoint_errors(folder):
     """A checkpoint whose contents do not fit the networks or the loop is a RunError naming it."""
     try:
         yield
-    except (RuntimeError, KeyError, ValueError, TypeError) as e:
-        raise RunError(f"{Path(folder) / 'checkpoint.pt'}: cannot be loaded ({type(e).__name__}: {e})") from None
+    except RunError:
+        raise
+    except Exception as e:  # a refused pickle (UnpicklingError), a flax shape error, a torch size mismatch...
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        raise RunError(f"{Path(folder) / 'checkpoint.pt'}: cannot be loaded ({type(e).__name__}: {first})") from None
 
 
 class LoadedRun:
@@ -99,10 +110,16 @@ def convert_run(folder: str | Path, out: str | Path, backend: str, force: bool =
     new = dataclasses.replace(cfg, backend=backend)
     mod = default_model(new)
     out = Path(out)
-    create_run(out, new, mod, force)
+    if not is_empty(out) and not force:  # before any work, and before the folder is touched
+        raise RunError(f"{out} exists and is not empty (--force to overwrite)")
     target = get_backend(backend)
     target.setup(new.fit.threads)
     trainer = target.make_trainer(mod, new, task)
-    trainer.set_weights(weights)  # the sampling weights, a fresh optimiser
-    write_checkpoint(out, ckpt._replace(backend=backend, trainer=trainer.state(), config=new))
+    with checkpoint_errors(folder):  # weights that do not fit: refused before anything is written
+        trainer.set_weights(weights)  # the sampling weights, a fresh optimiser
+        state = trainer.state()
+    out.mkdir(parents=True, exist_ok=True)
+    with writer_lock(out):  # a run being trained there holds the lock: refused, not overwritten
+        create_run(out, new, mod, force)
+        write_checkpoint(out, ckpt._replace(backend=backend, trainer=state, config=new))
     return out

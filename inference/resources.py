@@ -10,6 +10,8 @@ import os
 from gram_ppl.inference.runfolder import RunError
 
 SHARE = 0.8  # refuse above this share of the physical memory
+CHUNK_SHARE = 0.2  # sampling runs in chunks of trajectories that each need at most this share
+MAX_DEPTH = 4096  # supervision steps a sampling call may run (the paper extrapolates to 256)
 
 
 def machine_bytes() -> int:
@@ -47,6 +49,39 @@ def sample_bytes(cfg, task, rows: int) -> float:
     return params + 4 * rows * (_per_row_activation(cfg, task) + 4 * task.seq_len * cfg.net.dim)
 
 
+def trajectory_bytes(cfg, task, rows: int, depth: int) -> float:
+    """What `collect` (diagnostics) holds: every step's h of every trajectory, in torch and again
+    as numpy, besides one sampling pass."""
+    L = task.seq_len + cfg.net.prefix_tokens
+    return sample_bytes(cfg, task, rows) + 2 * 4 * rows * (depth + 1) * L * cfg.net.dim
+
+
+def sample_chunks(cfg, task, num_samples: int, puzzles: int) -> list[int]:
+    """Split `num_samples` trajectories per puzzle (for `puzzles` puzzles at once) into chunks
+    whose sampling pass each needs at most CHUNK_SHARE of the machine's memory: the sample
+    counts per chunk (one chunk, [num_samples], whenever it fits)."""
+    params = 4 * parameter_count(cfg, task)
+    per_sample = sample_bytes(cfg, task, puzzles) - params  # one trajectory for each puzzle
+    n = max(1, int((CHUNK_SHARE * machine_bytes() - params) // max(per_sample, 1.0)))
+    return [min(n, num_samples - i) for i in range(0, num_samples, n)]
+
+
+def check_depth(depth: int) -> None:
+    if not isinstance(depth, int) or isinstance(depth, bool) or not 1 <= depth <= MAX_DEPTH:
+        raise RunError(f"depth must be an integer from 1 to {MAX_DEPTH} supervision steps, got {depth!r}")
+
+
+def check_trajectories(cfg, task, rows: int, depth: int) -> None:
+    _check(trajectory_bytes(cfg, task, rows, depth),
+           f"keeping every step of {rows:,} trajectories (depth {depth}, dim {cfg.net.dim}; fewer --num-samples)")  # fmt: skip
+
+
+def check_threads(threads: int) -> None:
+    cores = os.cpu_count() or 1
+    if threads > cores:
+        raise RunError(f"fit.threads={threads} exceeds this machine's {cores} cores (threads would fight over them)")
+
+
 def _check(need: float, what: str) -> None:
     have = machine_bytes()
     if need > SHARE * have:
@@ -55,6 +90,7 @@ def _check(need: float, what: str) -> None:
 
 def check_fit(cfg, task) -> None:
     f, n = cfg.fit, cfg.net
+    check_threads(f.threads)
     _check(
         fit_bytes(cfg, task), f"training with batch {f.batch_size}, K {f.K}, T {f.T}, dim {n.dim}, layers {n.layers}"
     )
@@ -62,3 +98,8 @@ def check_fit(cfg, task) -> None:
 
 def check_sampling(cfg, task, rows: int) -> None:
     _check(sample_bytes(cfg, task, rows), f"sampling {rows:,} trajectories at once (dim {cfg.net.dim})")
+
+
+def check_memory(need: float, what: str) -> None:
+    """Refuse `what` when it needs more than SHARE of the machine's memory."""
+    _check(need, what)

@@ -32,13 +32,14 @@ from gram_ppl.inference.runfolder import (
     RunError,
     check_resume,
     create_run,
-    is_empty,
     load_config,
+    nothing_to_lose,
     read_checkpoint,
     write_checkpoint,
     write_run_files,
     writer_lock,
 )
+from gram_ppl.seeds import seed_for
 from gram_ppl.tasks import task_for
 
 __all__ = ["FitResult", "Interrupted", "LoadedRun", "RunError", "convert_run", "evaluate_run", "fit", "load_config",
@@ -83,7 +84,7 @@ def fit(
     parallel.check(cfg, par)
     folder = Path(out) if out is not None else None
     if folder is not None:
-        if par.main and not resume and not is_empty(folder) and not force:
+        if par.main and not resume and not nothing_to_lose(folder) and not force:
             raise RunError(f"{folder} exists and is not empty (--resume to continue it, --force to overwrite)")
         if resume and not folder.is_dir():
             raise RunError(f"{folder}: no such run folder; nothing to resume")
@@ -111,10 +112,9 @@ def _fit(cfg, folder, mod, data, resume, force, steps, minutes, cpu_minutes, pro
     loop = TrainLoop(trainer, data, cfg, log if par.main else None, par)  # all validated before the folder is touched
     if resume:
         loop.restore(ckpt, folder)
-        if force:  # the run continues under the new config and model file: record and apply them
-            trainer.apply_hyperparameters()
-            if par.main:
-                write_run_files(folder, cfg, mod)
+        if force:  # the run continues under the new config and model file: apply them now, record them with
+            trainer.apply_hyperparameters()  # the first checkpoint (killed before it, the run resumes as it was)
+            loop.pending_run_files = (cfg, mod)
     elif folder is not None and par.main:
         create_run(folder, cfg, mod, force)
     steps = steps if steps is not None else (None if minutes is not None or cpu_minutes is not None else 100)
@@ -135,6 +135,7 @@ class TrainLoop:
         self.n = data.train.num_solutions  # (N,) exact number of solutions of each training input
         self.rng = np.random.default_rng(cfg.fit.seed)
         self.augment = augments(cfg)  # fit.augment, or on under the orbit split (config.augments)
+        self.pending_run_files = None  # (cfg, mod) for config.json / model.py at the next save (forced resume)
         self.perm, self.cursor, self.step, self.elapsed, self.history = None, 0, 0, 0.0, []
         self.cpu = 0.0  # CPU seconds of this process spent in training (a load-independent budget)
         if len(self.x) < cfg.fit.batch_size:
@@ -231,7 +232,7 @@ class TrainLoop:
     def evaluate(self, eval_puzzles: int) -> dict:
         """Validity of one prior sample and one guide sample per held-out puzzle; the training RNG
         is untouched (forked)."""
-        report = self.trainer.validity(self.data.task, self.data.test, eval_puzzles, self.cfg.fit.seed + 1)
+        report = self.trainer.validity(self.data.task, self.data.test, eval_puzzles, seed_for(self.cfg, "eval"))
         record = {"step": self.step, "seconds": round(self.elapsed, 3), "cpu_seconds": round(self.cpu, 3)}
         record["eval"] = report
         self.history.append(record)
@@ -248,6 +249,9 @@ class TrainLoop:
     def save(self, folder: Path) -> None:
         with _signals_deferred():  # a Ctrl-C during the write lands after it, where the loop saves cleanly
             write_checkpoint(folder, self.checkpoint())
+            if self.pending_run_files is not None:  # a forced resume's new config and model file, recorded
+                write_run_files(folder, *self.pending_run_files)  # with the first checkpoint trained under them
+                self.pending_run_files = None
 
     def restore(self, ckpt: Checkpoint, folder: Path) -> None:
         """The trainer, data order, counters and history from a checkpoint (`read_checkpoint`)."""

@@ -1,7 +1,7 @@
 """The run-folder format: create, write, load, check, lock (docs/formats.md).
 
 A run folder holds config.json (the GramConfig, priors filled in), model.py (the model file's
-source), checkpoint.pt and history.json. What the format guarantees:
+source), priors.py (the PRIORS block's file, models/priors.py), checkpoint.pt and history.json. What the format guarantees:
 
 - **One atomic commit.** checkpoint.pt is one file holding the training state, the history and
   the config it was trained with, plus the sha256 of all of it: written under a temporary name,
@@ -37,7 +37,7 @@ from gram_ppl.config import ConfigError, GramConfig, gram_config_from_dict, to_d
 
 FORMAT = 3  # 1: checkpoint.pt + checkpoint.sha256 + history.json written one after another;
 # 2: one torch.save file for both backends; 3: one zip, each backend's own serialiser inside
-WRITTEN = ("config.json", "model.py", "checkpoint.pt", "history.json", "checkpoint.sha256", ".lock")
+WRITTEN = ("config.json", "model.py", "priors.py", "checkpoint.pt", "history.json", "checkpoint.sha256", ".lock")
 
 
 class RunError(ValueError):
@@ -63,9 +63,18 @@ def sha256(data: bytes) -> str:
 def writer_lock(folder: Path):
     """Hold the folder's exclusive writer lock (fcntl.flock on `.lock`) for the `with` block."""
     import fcntl
+    import stat
 
     folder = Path(folder)
-    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:  # never through a link: a `.lock` symlink would have us truncate and write its target
+        fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise RunError(f"{folder / '.lock'} is a symbolic link; refusing to use it as the writer lock") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO, device or folder named .lock
+        os.close(fd)
+        raise RunError(f"{folder / '.lock'} is not a regular file; refusing to use it as the writer lock")
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -91,7 +100,7 @@ def create_run(folder: Path, cfg: GramConfig, mod, force: bool) -> None:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise RunError(f"{folder} exists and is not a folder")
-    if not is_empty(folder) and not force:
+    if not nothing_to_lose(folder) and not force:
         raise RunError(f"{folder} exists and is not empty (--resume to continue it, --force to overwrite)")
     folder.mkdir(parents=True, exist_ok=True)
     for stale in ("checkpoint.pt", "checkpoint.sha256", "history.json"):
@@ -105,18 +114,44 @@ def is_empty(folder: Path) -> bool:
     return not folder.exists() or all(p.name == ".lock" for p in folder.iterdir())
 
 
+def nothing_to_lose(folder: Path) -> bool:
+    """No folder, or one holding only what a run writes before its first checkpoint (config.json,
+    model.py, the writer lock, temporaries of a killed write): a start killed that early is
+    started again by the same command, without --force."""
+    folder = Path(folder)
+    if not folder.exists():
+        return True
+    if not folder.is_dir():
+        return False
+    early = {"config.json", "model.py", "priors.py", ".lock"}
+    return all(p.name in early or (p.name.startswith(".") and p.name.endswith(".tmp")) for p in folder.iterdir())
+
+
 def write_run_files(folder: Path, cfg: GramConfig, mod) -> None:
+    """config.json, the model file as model.py and the PRIORS block's file as priors.py: the
+    whole generative story the run was trained with (the resume check compares both files)."""
     atomic_write(folder / "config.json", json.dumps(to_dict(cfg), indent=1) + "\n")
     atomic_write(folder / "model.py", inspect.getsource(mod))
+    atomic_write(folder / "priors.py", _priors_source())
+
+
+def _priors_source() -> str:
+    from gram_ppl.models import priors
+
+    return inspect.getsource(priors)
 
 
 def load_config(folder: str | Path) -> GramConfig:
     path = Path(folder) / "config.json"
     try:
-        return gram_config_from_dict(json.loads(path.read_text()))
+        data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RunError(f"{path}: cannot be read ({e})") from None
-    except (ConfigError, TypeError) as e:
+    try:
+        if not isinstance(data, dict):
+            raise ConfigError(f"a JSON object is expected, not a {type(data).__name__}")
+        return gram_config_from_dict(data)
+    except (ConfigError, TypeError, AttributeError) as e:
         raise RunError(f"{path}: not a valid config ({e})") from None
 
 
@@ -141,6 +176,11 @@ def check_resume(
     model_file = Path(folder) / "model.py"
     if not model_file.is_file() or model_file.read_text() != inspect.getsource(mod):
         problems.append(f"the model file {inspect.getsourcefile(mod)} differs from {model_file}")
+    priors_file = Path(folder) / "priors.py"  # runs written before it was recorded have none
+    if priors_file.is_file() and priors_file.read_text() != _priors_source():
+        from gram_ppl.models import priors
+
+        problems.append(f"the PRIORS file {inspect.getsourcefile(priors)} differs from {priors_file}")
     if problems and not force:
         raise RunError("refusing to resume, the run changed (--force to resume anyway):\n  " + "\n  ".join(problems))
     return cfg if (cfg is not None and force) else stored
@@ -233,6 +273,9 @@ def read_checkpoint(folder: Path) -> Checkpoint:
             raise RunError(f"{path}: corrupted or truncated checkpoint ({type(e).__name__}: {e})") from None
     if any(sha256(data) != meta["sha256"][name] for name, data in members.items()):
         raise RunError(f"{path}: checksum mismatch (corrupted or truncated checkpoint)")
+    problem = _check_meta(meta)
+    if problem:
+        raise RunError(f"{path}: cannot be loaded ({problem})")
     try:
         perm = np.load(io.BytesIO(members["perm.npy"]), allow_pickle=False) if "perm.npy" in members else None
         backend = meta["backend"]
@@ -240,6 +283,27 @@ def read_checkpoint(folder: Path) -> Checkpoint:
                           gram_config_from_dict(meta["config"]))  # fmt: skip
     except (KeyError, ValueError, TypeError, ConfigError) as e:
         raise RunError(f"{path}: cannot be loaded ({type(e).__name__}: {e})") from None
+
+
+def _check_meta(meta) -> str | None:
+    """What is wrong with checkpoint.json's fields (types and the format number), or None: a
+    checkpoint from a newer gram_ppl, or with a field of the wrong type, is refused before use."""
+    if not isinstance(meta, dict):
+        return "checkpoint.json is not a JSON object"
+    fmt = meta.get("format")
+    if not isinstance(fmt, int) or isinstance(fmt, bool) or not 3 <= fmt <= FORMAT:
+        return f"format {fmt!r}: this gram_ppl reads checkpoint format {FORMAT} (a newer version wrote it?)"
+    loop = meta.get("loop")
+    if not isinstance(loop, dict):
+        return "loop: not a JSON object"
+    for key, kinds in (("step", int), ("cursor", int), ("elapsed", (int, float)), ("cpu_seconds", (int, float)),
+                       ("data_rng", dict)):  # fmt: skip
+        v = loop.get(key)
+        if not isinstance(v, kinds) or isinstance(v, bool) or (not isinstance(v, dict) and v < 0):
+            return f"loop.{key} is {v!r}, expected a non-negative {getattr(kinds, '__name__', 'number')}"
+    if not isinstance(meta.get("history"), list) or not all(isinstance(r, dict) for r in meta["history"]):
+        return "history: not a list of records"
+    return None
 
 
 def _read_torch(folder: Path) -> Checkpoint:

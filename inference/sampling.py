@@ -10,7 +10,8 @@ import numpy as np
 
 from gram_ppl.config import ConfigError
 from gram_ppl.inference.backend import get_backend
-from gram_ppl.inference.resources import check_sampling
+from gram_ppl.inference.resources import check_depth, check_memory, check_sampling, sample_bytes, sample_chunks
+from gram_ppl.seeds import seed_for
 from gram_ppl.tasks import Task, task_for
 
 
@@ -30,8 +31,31 @@ def rollout(
     otherwise every trajectory runs `depth` steps. `temperature` scales the prior's σ
     (inference/tempering.py)."""
     x = np.asarray(x)
+    task = task_for(cfg.task)
+    check_depth(depth)
+    chunks = sample_chunks(cfg, task, num_samples, x.shape[0])
+    rows = num_samples * x.shape[0]
+    check_sampling(cfg, task, chunks[0] * x.shape[0])
+    # the answer is kept whole: every trajectory's board after each step and at its end (int64)
+    check_memory(8 * (depth + 1) * rows * task.y_len + sample_bytes(cfg, task, chunks[0] * x.shape[0]),
+                 f"sampling {rows:,} trajectories (their boards at each of {depth} steps)")  # fmt: skip
+    if len(chunks) == 1:
+        return _rollout(mod, net, cfg, x, num_samples, depth, halt, temperature, seed)
+    parts = [
+        _rollout(mod, net, cfg, x, n, depth, halt, temperature, seed + CHUNK_SEED * i) for i, n in enumerate(chunks)
+    ]
+    S = max(len(p.per_step) for p in parts)  # a chunk whose trajectories all halted early repeats its last boards
+    per_step = [np.concatenate([p.per_step, np.repeat(p.per_step[-1:], S - len(p.per_step), 0)]) for p in parts]
+    return Rollout(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("boards", "halt_step", "value")),
+                   np.concatenate(per_step, axis=1))  # fmt: skip
+
+
+CHUNK_SEED = 1_000_003  # chunk i of a large sampling call draws with seed + i * CHUNK_SEED (chunk 0: seed)
+
+
+def _rollout(mod, net, cfg, x, num_samples, depth, halt, temperature, seed) -> Rollout:
+    """`rollout` for one chunk of trajectories that fits in memory at once."""
     B, rows = x.shape[0], num_samples * x.shape[0]
-    check_sampling(cfg, task_for(cfg.task), rows)
     steps_iter = get_backend(cfg.backend).prior_steps(mod, net, cfg, x, num_samples, seed, temperature)
     boards = np.zeros((rows, net.y_len), np.int64)  # (N*B, L_y)
     steps = np.full(rows, depth)
@@ -77,7 +101,9 @@ def sample_puzzles(
         return []
     task, cfg = run.task, run.config
     x = np.stack(puzzles)  # (B, L_x)
-    r = rollout(run.mod, run.net, cfg, x, num_samples, depth or cfg.fit.n_sup, halt, temperature, cfg.fit.seed + 3)
+    r = rollout(
+        run.mod, run.net, cfg, x, num_samples, depth or cfg.fit.n_sup, halt, temperature, seed_for(cfg, "sample")
+    )
     chosen = select(task, r.boards, r.value, how)
     valid = task.is_valid(x[None], r.boards)  # (N, B)
     return [
@@ -114,8 +140,14 @@ def generate(run, num: int, depth: int | None = None, temperature: float = 1.0) 
     if cfg.task.mode == "conditional":  # x is a class label: the blank input was never trained on
         raise ConfigError("a class-conditional run draws samples for a label: use gram sample (or "
                           "inference.api.sample) with label inputs, not generate (the blank input)")  # fmt: skip
-    check_sampling(cfg, task, num)
-    boards = get_backend(cfg.backend).sample(
-        run.mod, run.net, cfg, None, num_samples=num, depth=depth, seed=cfg.fit.seed + 4, temperature=temperature
-    )[:, 0]  # (num, L_y)
+    if depth is not None:
+        check_depth(depth)
+    chunks = sample_chunks(cfg, task, num, 1)
+    check_sampling(cfg, task, chunks[0])
+    backend, seed = get_backend(cfg.backend), seed_for(cfg, "generate")
+    boards = np.concatenate([
+        backend.sample(run.mod, run.net, cfg, None, num_samples=n, depth=depth, seed=seed + CHUNK_SEED * i,
+                       temperature=temperature)[:, 0]
+        for i, n in enumerate(chunks)
+    ])  # (num, L_y)  # fmt: skip
     return Generated(boards, task.is_valid(np.ones(task.x_len, dtype=np.uint8), boards))

@@ -34,17 +34,19 @@ from gram_ppl.inference.backend import NonFiniteLoss, StepInfo
 from gram_ppl.inference.objective import Recording, kl_ceiling
 from gram_ppl.inference.tempering import check_temperature, numpyro_temper
 from gram_ppl.networks import flax_nets
+from gram_ppl.seeds import part
 
 PARAMS = "gram$params"
 
 
 class Terms(NamedTuple):
-    loss: jax.Array  # scalar that is minimised
+    loss: jax.Array  # scalar that is minimised: the sum of `parts`
     nll: jax.Array  # (B,)
     kl: jax.Array  # (S,) KL of each supervision step, mean over puzzles
     h: jax.Array  # (B, L, D)
     l: jax.Array  # (B, L, D)
     logits: jax.Array  # (B, L_y, V_y) at the last step
+    parts: dict  # the loss's named, weighted terms: nll, kl (β·KL), kl_cap (as svi_pyro.LossTerms)
 
 
 def trajectory_loss(
@@ -79,7 +81,8 @@ def trajectory_loss(
         penalty_cap = 0.0
     nll = nll.sum(0)  # (B,)
     logits = f(h, method="decode")  # (B, L_y, V_y)
-    return Terms(nll.mean() + fit.beta * penalty.sum() + penalty_cap, nll, kl.mean(1), h, l, logits)
+    parts = {"nll": nll.mean(), "kl": fit.beta * penalty.sum(), "kl_cap": jnp.asarray(penalty_cap, jnp.float32)}
+    return Terms(sum(parts.values()), nll, kl.mean(1), h, l, logits, parts)
 
 
 def _step_terms(fit, guide_tr, model_tr, B: int):
@@ -206,8 +209,8 @@ def _make_update(mod, net, cfg, priors, segment, first):
     def loss_fn(params, key, x, y, carry, cap):
         terms = trajectory_loss(params, key, mod, net, cfg, priors, x, y, carry, segment, truncate, cap)
         halt, value, exact = head_losses(net, params, terms.h, terms.logits, y)
-        loss = terms.loss + fit.halt_weight * halt + fit.value_weight * value
-        return loss, (terms, halt, value, exact)
+        parts = {**terms.parts, "halt": fit.halt_weight * halt, "value": fit.value_weight * value}
+        return sum(parts.values()), (terms._replace(parts=parts), halt, value, exact)
 
     def update(params, opt_state, ema, key, x, y, carry, cap, lr_scale):
         TRACES[0] += 1  # runs only while tracing
@@ -315,10 +318,14 @@ class Trainer:
         bound = self.sampling_net()
 
         def draw(x, y):
-            return sample(self.mod, bound, self.cfg, x, y, seed=seed if y is None else seed + 1)[0]  # (B, L_y)
+            return sample(self.mod, bound, self.cfg, x, y, seed=seed if y is None else part(seed, "guide"))[
+                0
+            ]  # (B, L_y)
 
         def log_lik(x, y):
-            return log_likelihood(self.mod, bound, self.cfg, x, y, num_samples=8, seed=seed + 2)  # (8, B)
+            return log_likelihood(
+                self.mod, bound, self.cfg, x, y, num_samples=8, seed=part(seed, "likelihood")
+            )  # (8, B)
 
         return validity_report(task, test, puzzles, draw, self.cfg.fit.variant != "deterministic", log_lik)
 
@@ -330,7 +337,7 @@ class Trainer:
         if self.shardings is not None:  # the batch split over the devices; XLA partitions the step (GSPMD)
             x, y, cap = jax.device_put((x, y, cap), self.shardings[0])
         segments = [range(fit.n_sup)] if fit.objective == "elbo" else [range(n, n + 1) for n in range(fit.n_sup)]
-        carry, losses, kls = None, [], []
+        carry, losses, kls, totals = None, [], [], {}
         for i, seg in enumerate(segments):
             self.key, sub = jax.random.split(self.key)
             update = update_program(self.mod, self.net, self.cfg, self.priors, seg, first=i == 0)
@@ -344,9 +351,12 @@ class Trainer:
             carry = (jax.lax.stop_gradient(terms.h), jax.lax.stop_gradient(terms.l))
             losses.append(float(loss))
             kls.extend(np.asarray(terms.kl).tolist())
-        return StepInfo(
-            float(np.mean(losses)), float(terms.nll.mean()), kls, float(halt), float(value), float(exact.mean())
-        )
+            for k, v in terms.parts.items():  # summed over the segments, like the loss
+                totals[k] = totals.get(k, 0.0) + float(v)
+        stats = {"loss": float(np.mean(losses)), "ce": float(terms.nll.mean()), "halt": float(halt),
+                 "value": float(value), "exact": float(exact.mean()),
+                 **{f"terms.{k}": v / len(segments) for k, v in totals.items()}}  # fmt: skip
+        return StepInfo.from_stats(stats, kls)
 
 
 class Bound(NamedTuple):
@@ -479,7 +489,19 @@ def sampling_net(cfg: GramConfig, task, state: bytes) -> Bound:
     if not isinstance(raw, dict) or "params" not in raw:
         raise KeyError("not a NumPyro trainer state (a Pyro run? convert it with gram convert)")
     params = jax.tree_util.tree_map(jnp.asarray, raw["ema"] if cfg.fit.ema else raw["params"])
-    return Bound(flax_nets.build_net(cfg, task), params)
+    net = flax_nets.build_net(cfg, task)
+    check_shapes(params, jax.eval_shape(lambda: flax_nets.init_params(net, 0)))
+    return Bound(net, params)
+
+
+def check_shapes(params, expected) -> None:
+    """ValueError naming the first parameter whose path or shape is not what the config's
+    networks have (a tampered or foreign state), before any sampling call would trip on it."""
+    got = {jax.tree_util.keystr(k): np.shape(v) for k, v in jax.tree_util.tree_leaves_with_path(params)}
+    want = {jax.tree_util.keystr(k): tuple(v.shape) for k, v in jax.tree_util.tree_leaves_with_path(expected)}
+    for name in sorted(set(got) | set(want)):
+        if got.get(name) != want.get(name):
+            raise ValueError(f"parameter {name}: shape {got.get(name)}, the config's networks need {want.get(name)}")
 
 
 def weights(bound: Bound) -> dict[str, np.ndarray]:

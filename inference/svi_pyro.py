@@ -36,21 +36,24 @@ from pyro import poutine
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
+from gram_ppl import sites
 from gram_ppl.config import GramConfig, PriorConfig
 from gram_ppl.inference.backend import NonFiniteLoss, StepInfo
 from gram_ppl.inference.objective import Recording, kl_ceiling
 from gram_ppl.inference.parallel import Parallel, from_env
 from gram_ppl.inference.tempering import pyro_temper
 from gram_ppl.networks.torch_nets import build_net
+from gram_ppl.seeds import part
 
 
 class LossTerms(NamedTuple):
-    loss: torch.Tensor  # scalar that is minimised (CE + β·KL with free bits)
+    loss: torch.Tensor  # scalar that is minimised: the sum of `parts`
     nll: torch.Tensor  # (B,) −log p(y | h) summed over the observed sites
     kl: torch.Tensor  # (S,) KL of each supervision step, averaged over puzzles (nats)
     h: torch.Tensor  # (B, L, D) final high-level state (attached)
     l: torch.Tensor  # (B, L, D) final low-level state (attached)
     logits: torch.Tensor  # (B, L_y, V_y) decoder logits of the last observed step
+    parts: dict[str, torch.Tensor]  # the loss's named, weighted terms: nll, kl (β·KL), kl_cap
 
 
 class SharedCore:
@@ -102,7 +105,8 @@ def trajectory_loss(
         k = balanced_kl(q["fn"], site["fn"], q["value"], fit.kl_balance)  # (B,)
         if fit.kl_reduction == "mean":
             k = k / q["value"][0].numel()
-        kl[int(name.split("_")[1])] += k
+        if sites.step_of(site) in kl:  # transition noise: credited to its supervision step (its tag)
+            kl[sites.step_of(site)] += k
         penalised = torch.clamp(k, min=fit.free_bits) if fit.free_bits else k  # free bits, per transition
         penalty = penalty + penalised.mean()
     if fit.kl_cap_weight:  # the KL ceiling: λ·relu(KL of the step − C_i) per puzzle
@@ -113,8 +117,9 @@ def trajectory_loss(
     else:
         penalty_cap = 0.0
     h, l = model_tr.nodes["_RETURN"]["value"]
-    loss = nll.mean() + fit.beta * penalty + penalty_cap
-    return LossTerms(loss, nll, torch.stack([v.mean() for v in kl.values()]).detach(), h, l, logits)
+    parts = {"nll": nll.mean(), "kl": fit.beta * penalty, "kl_cap": torch.as_tensor(penalty_cap)}
+    kl_steps = torch.stack([v.mean() for v in kl.values()]).detach()  # (S,)
+    return LossTerms(sum(parts.values()), nll, kl_steps, h, l, logits, parts)
 
 
 def balanced_kl(q, p, value, alpha: float) -> torch.Tensor:
@@ -239,10 +244,10 @@ class Trainer:
         net = self.sampling_net()
 
         def draw(x, y):
-            return sample(self.mod, net, self.cfg, x, y, seed=seed if y is None else seed + 1)[0]  # (B, L_y)
+            return sample(self.mod, net, self.cfg, x, y, seed=seed if y is None else part(seed, "guide"))[0]  # (B, L_y)
 
         def log_lik(x, y):
-            return log_likelihood(self.mod, net, self.cfg, x, y, num_samples=8, seed=seed + 2)  # (8, B)
+            return log_likelihood(self.mod, net, self.cfg, x, y, num_samples=8, seed=part(seed, "likelihood"))  # (8, B)
 
         return validity_report(task, test, puzzles, draw, self.cfg.fit.variant != "deterministic", log_lik)
 
@@ -272,7 +277,7 @@ class Trainer:
             segments = [range(fit.n_sup)]
         else:
             segments = [range(n, n + 1) for n in range(fit.n_sup)]
-        carry, losses, kls = None, [], []
+        carry, losses, kls, totals = None, [], [], {}
         pp = _PriorPath(self, x, y) if fit.prior_path_weight else None
         noise = ShardedNoise(self.par) if self.par.world > 1 else contextlib.nullcontext()
         for steps in segments:
@@ -281,23 +286,27 @@ class Trainer:
                 truncate = fit.objective == "surrogate"
                 terms = trajectory_loss(self.mod, self.net, self.cfg, self.priors, x, y, carry, steps, truncate, cap)
             halt, value, exact = head_losses(self.net, terms.h, terms.logits, y)
-            loss = terms.loss + fit.halt_weight * halt + fit.value_weight * value
+            parts = {**terms.parts, "halt": fit.halt_weight * halt, "value": fit.value_weight * value}
             if pp is not None:
-                loss = loss + fit.prior_path_weight * pp.step(steps)
+                parts["prior_path"] = fit.prior_path_weight * pp.step(steps)
+            loss = sum(parts.values())  # a new term is one more entry of `parts`: logged under its name
             self._update(loss)
             carry = (terms.h.detach(), terms.l.detach())
             losses.append(loss.item())
             kls.extend(terms.kl.tolist())
+            for k, v in parts.items():  # summed over the segments, like the loss
+                totals[k] = totals.get(k, 0.0) + float(v.detach() if isinstance(v, torch.Tensor) else v)
         reward = None
         if fit.reward_weight:
             with pyro.validation_enabled(False):
                 loss, reward = reward_loss(self, x)
             self._update(fit.reward_weight * loss)
-        stats = [float(np.mean(losses)), terms.nll.mean().item(), halt.item(), value.item(), exact.mean().item(), *kls]
-        if self.par.world > 1:  # the whole batch's numbers, as one process would log them
-            stats = _all_reduce_mean([torch.tensor(stats, dtype=torch.float64)])[0].tolist()
-        loss, ce, halt, value, exact, *kls = stats
-        return StepInfo(loss, ce, kls, halt, value, exact, reward)
+        stats = {"loss": float(np.mean(losses)), "ce": terms.nll.mean().item(), "halt": halt.item(),
+                 "value": value.item(), "exact": exact.mean().item(),
+                 **{f"terms.{k}": v / len(segments) for k, v in totals.items()}}  # fmt: skip
+        if self.par.world > 1:  # the whole batch's numbers, as one process would log them (by name)
+            stats, kls = _all_reduce_named(stats, kls)
+        return StepInfo.from_stats(stats, kls, reward)
 
     def any_rank(self, flag: bool) -> bool:
         """True on every rank when it is true on one (a budget ran out): ranks stop together."""
@@ -320,7 +329,7 @@ class ShardedNoise(Messenger):
         self.par = par
 
     def _pyro_sample(self, msg):
-        if msg["is_observed"] or msg["value"] is not None or not msg["name"].startswith("eps_"):
+        if msg["is_observed"] or msg["value"] is not None or not sites.is_noise(msg):
             return
         base = _base(msg["fn"])
         if isinstance(base, dist.Delta):
@@ -328,6 +337,14 @@ class ShardedNoise(Messenger):
         b, P = base.batch_shape[0], self.par.world
         full = type(base)(**{k: torch.cat([getattr(base, k)] * P) for k in base.arg_constraints})  # (P·b, ...)
         msg["value"] = full.rsample()[self.par.rank * b : (self.par.rank + 1) * b]  # (b, ...): this rank's rows
+
+
+def _all_reduce_named(stats: dict[str, float], kls: list[float]) -> tuple[dict[str, float], list[float]]:
+    """Named statistics and the KL list averaged over the ranks (one all-reduce, in name order)."""
+    names = sorted(stats)
+    flat = torch.tensor([stats[k] for k in names] + list(kls), dtype=torch.float64)
+    flat = _all_reduce_mean([flat])[0].tolist()
+    return dict(zip(names, flat[: len(names)], strict=True)), flat[len(names) :]
 
 
 def _all_reduce_mean(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -384,8 +401,8 @@ def checker_reward(task, x: np.ndarray, boards: np.ndarray, bonus: float) -> np.
 
 def _noise_log_density(tr) -> torch.Tensor:
     """Σ over the noise sites of a trace of log p(ε_t | u_t), per row (B,)."""
-    sites = [s for n, s in tr.nodes.items() if n.startswith("eps_") and s["type"] == "sample"]
-    return sum(s["fn"].log_prob(s["value"]) for s in sites)
+    noise = [s for s in tr.nodes.values() if s["type"] == "sample" and sites.is_noise(s)]
+    return sum(s["fn"].log_prob(s["value"]) for s in noise)
 
 
 class _PriorPath:
@@ -435,7 +452,8 @@ class _PriorPath:
         kw = dict(net=t.net, cfg=t.cfg, priors=t.priors, carry=self.carry, steps=steps, truncate=True)
         with pyro.validation_enabled(False):
             tr = poutine.trace(t.mod.model).get_trace(self.x, self.y, observe="last", **kw)
-        log_p = self._log_p(tr.nodes[f"y_{steps[-1]}"])  # (K, P) log p(y | τ_k, x)
+        y_site = next(s for s in tr.nodes.values() if s.get("is_observed") and sites.step_of(s) == steps[-1])
+        log_p = self._log_p(y_site)  # (K, P) log p(y | τ_k, x)
         h, l = tr.nodes["_RETURN"]["value"]
         self.carry = (h.detach(), l.detach())
         return -(torch.logsumexp(log_p, 0) - np.log(self.K)).mean()

@@ -1,6 +1,6 @@
 """Sampling temperature τ for prior rollouts, as an effect handler over the model's noise sites.
 
-τ scales the prior's σ of every transition noise site `eps_*` at sampling time only: τ < 1 trades
+τ scales the prior's σ of every transition noise site (tagged as noise: gram_ppl/sites.py) at sampling time only: τ < 1 trades
 diversity for precision, τ > 1 the reverse, τ = 1 is the model itself, and τ = 0 takes the prior
 mean μ_θ(u_t) (a Delta, so every trajectory of a puzzle is the same). The model file is untouched:
 the handler rewrites the site's distribution before it is sampled, in Pyro (`pyro_temper`) and in
@@ -10,6 +10,8 @@ NumPyro (`numpyro_temper`, which reaches inside `scan`). Training never uses it.
 from __future__ import annotations
 
 import math
+
+from gram_ppl import sites
 
 
 def check_temperature(tau: float) -> float:
@@ -46,7 +48,7 @@ def pyro_temper(tau: float):
 
     class Temper(Messenger):
         def _pyro_sample(self, msg):
-            if tau != 1 and msg["name"].startswith("eps_") and not msg["is_observed"]:
+            if tau != 1 and sites.is_noise(msg) and not msg["is_observed"]:
                 msg["fn"] = _tempered(msg["fn"], tau, dist)
 
     return Temper()
@@ -62,7 +64,7 @@ def numpyro_temper(fn=None, tau: float = 1.0):
     tau = check_temperature(tau)
 
     def draw(site):
-        if tau == 1 or not site["name"].startswith("eps_") or site.get("is_observed"):
+        if tau == 1 or not sites.is_noise(site) or site.get("is_observed"):
             return None
         key = site["kwargs"].get("rng_key")
         if key is None:

@@ -16,8 +16,10 @@ import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
+from gram_ppl import sites as gram_sites
 from gram_ppl.config import GramConfig, with_priors
 from gram_ppl.diagnostics import Trajectories, pca_per_puzzle
+from gram_ppl.inference.resources import check_depth, check_trajectories
 from gram_ppl.inference.svi_pyro import SharedCore
 from gram_ppl.networks.torch_nets import build_net
 
@@ -46,6 +48,8 @@ def collect(
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")
     depth = depth or cfg.fit.n_sup
     B, N = len(x), num_samples
+    check_depth(depth)
+    check_trajectories(cfg, task, N * B, depth)  # every step's h is kept: refused, with the estimate, if too big
     dev = net.z0.device
     xs = torch.as_tensor(np.asarray(x).astype(np.int64), device=dev).repeat(N, 1)  # (N*B, L_x)
     ys = None if y is None else torch.as_tensor(np.asarray(y).astype(np.int64), device=dev).repeat(N, 1)  # (N*B, L_y)
@@ -95,21 +99,21 @@ def _steps(mod, net, cfg, xs, ys, depth, source) -> dict[str, list]:
             model_tr = poutine.trace(replayed).get_trace(xs, ys, net=shared.replay(), **step_kw)
         else:
             guide_tr, model_tr = None, poutine.trace(mod.model).get_trace(xs, ys, net=net, **step_kw)
-        sigma, kl, sites = zero.clone(), zero.clone(), 0
+        sigma, kl, count = zero.clone(), zero.clone(), 0
         for name, site in model_tr.nodes.items():
-            if site["type"] != "sample" or site_is_subsample(site) or site["is_observed"] or name.startswith("y_"):
+            if site["type"] != "sample" or site_is_subsample(site) or not gram_sites.is_noise(site):
                 continue
             p = site["fn"]
             base = p.base_dist if isinstance(p, torch.distributions.Independent) else p
             sigma += base.scale.flatten(1).mean(1) if hasattr(base, "scale") else 0.0
-            sites += 1
+            count += 1
             if guide_tr is not None:
                 q, v = guide_tr.nodes[name]["fn"], site["value"]
                 log_ratio = p.log_prob(v) - q.log_prob(v)  # (N*B,)
                 log_w += log_ratio
                 kl += _kl(q, p, v)
         carry = model_tr.nodes["_RETURN"]["value"]
-        _record(rec, net, carry[0], ys, sigma=sigma / max(sites, 1), kl=kl)
+        _record(rec, net, carry[0], ys, sigma=sigma / max(count, 1), kl=kl)
         rec["halt"].append(net.halt(carry[0]))
     rec["log_w"] = log_w
     return rec

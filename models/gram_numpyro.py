@@ -31,6 +31,7 @@ import numpyro.distributions as dist
 from numpyro.contrib.control_flow import scan
 from numpyro.contrib.module import flax_module
 
+from gram_ppl import sites
 from gram_ppl.config import PriorConfig
 
 # ---- PRIORS: the block in models/priors.py (both backends read it; edit it there) ----------
@@ -70,12 +71,13 @@ def model_step(f, e_x, y, state, n, *, cfg, priors, steps, truncate, observe):
             if variant == "deterministic":
                 h = u
             else:
-                eps = numpyro.sample(f"eps_{t}", noise_dist(priors, *_cut(f(u, method="prior"), cut), variant))
+                prior = noise_dist(priors, *_cut(f(u, method="prior"), cut), variant)
+                eps = numpyro.sample(f"eps_{t}", prior, infer=sites.noise(None, t))  # the step axis: the scan's
                 h = u + eps  # (B, L, D)
         if observe != "none":
             y_dist = dist.Categorical(logits=f(h, method="decode")).to_event(1)  # (B,) over (L_y,)
             obs_dist = y_dist.mask(n == steps[-1]) if observe == "last" else y_dist
-            numpyro.sample("y", obs_dist, obs=y)
+            numpyro.sample("y", obs_dist, obs=y, infer=sites.observation(None))
     return (h, l), None
 
 
@@ -102,14 +104,15 @@ def guide_step(f, e_x, y, state, n, *, cfg, priors, steps, truncate, observe):
             on = _guided(cfg.fit, steps, n, t)
             prior = _cut(f(u, method="prior"), cut)
             if on is False:
-                eps = numpyro.sample(f"eps_{t}", noise_dist(priors, *prior, variant))
+                q = noise_dist(priors, *prior, variant)
             else:
                 post = _cut(f(u, y, method="posterior"), cut)
                 if on is not True:  # a traced step index: mix parameters per step
                     if priors.family != "normal" and variant != "mean_only":
                         raise ValueError("one scan across guide_steps needs the normal prior family")
                     post = tuple(jnp.where(on, q, p) for q, p in zip(post, prior, strict=True))
-                eps = numpyro.sample(f"eps_{t}", _posterior_dist(*post, variant))
+                q = _posterior_dist(*post, variant)
+            eps = numpyro.sample(f"eps_{t}", q, infer=sites.noise(None, t))
             h = u + eps  # (B, L, D)
     return (h, l), None
 

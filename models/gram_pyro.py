@@ -18,7 +18,8 @@ Sudoku "generate" data sets are built that way.
 Glossary: K low-level updates per transition; T transitions per supervision step; N_sup
 supervision steps (`FitConfig.n_sup`); h the high-level state (the only one decoded), l the
 low-level state; u_t the deterministic update before noise; β the KL weight (`FitConfig.beta`).
-Sites: `eps_{n}_{t}` (B, L, D) per transition ((B, P, D) with noise on P register tokens only), `y_{n}` (B, L_y) at the end of each step.
+Sites: `eps_{n}_{t}` (B, L, D) per transition ((B, P, D) with noise on P register tokens only), `y_{n}` (B, L_y) at the end of each step;
+each carries its role and step in its `infer` tag (gram_ppl/sites.py), which inference reads.
 
 Where this departs from the paper or decides what it leaves open (gram-paper-notes §13):
 - How y enters q_φ: concat(u_t, embed(y)) by default (`NetConfig.posterior_input`; the paper's
@@ -58,6 +59,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
+from gram_ppl import sites
 from gram_ppl.config import PriorConfig
 
 # ---- PRIORS: the block in models/priors.py (both backends read it; edit it there) ----------
@@ -90,11 +92,12 @@ def model(x, y=None, *, net, cfg, priors=PRIORS, carry=None, steps=range(1), tru
                     if variant == "deterministic":
                         h = u
                     else:
-                        eps = pyro.sample(f"eps_{n}_{t}", noise_dist(priors, *net.prior(u), variant))
+                        prior = noise_dist(priors, *net.prior(u), variant)
+                        eps = pyro.sample(f"eps_{n}_{t}", prior, infer=sites.noise(n, t))
                         h = net.add_noise(u, eps)  # (B, L, D): u + ε
             if observe == "every" or n == steps[-1]:
                 logits = net.decode(h)  # (B, L_y, V_y)
-                pyro.sample(f"y_{n}", dist.Categorical(logits=logits).to_event(1), obs=y)
+                pyro.sample(f"y_{n}", dist.Categorical(logits=logits).to_event(1), obs=y, infer=sites.observation(n))
     return h, l
 
 
@@ -111,9 +114,10 @@ def guide(x, y, *, net, cfg, priors=PRIORS, carry=None, steps=range(1), truncate
                 with torch.set_grad_enabled(torch.is_grad_enabled() and not (truncate and t < T - 1)):
                     u, l = net.transition(h, l, e_x)  # (B, L, D) each
                     if _guided(cfg.fit, n, t):
-                        eps = pyro.sample(f"eps_{n}_{t}", _posterior_dist(net, u, y, variant))
+                        q = _posterior_dist(net, u, y, variant)
                     else:
-                        eps = pyro.sample(f"eps_{n}_{t}", noise_dist(priors, *net.prior(u), variant))
+                        q = noise_dist(priors, *net.prior(u), variant)
+                    eps = pyro.sample(f"eps_{n}_{t}", q, infer=sites.noise(n, t))
                     h = net.add_noise(u, eps)  # (B, L, D): u + ε
 
 

@@ -4,6 +4,18 @@
 Resolution (the same for the CLI, the Python API and both backends): a fit uses this block;
 `--set priors.FIELD=VALUE` (or `GramConfig.priors`) changes single fields on top of it; a resumed
 run keeps the priors recorded in its config.json. `gram fit` prints the priors in force at start.
+Every run folder keeps a copy of this file (priors.py); resuming after an edit is refused unless
+forced, like an edit of the model file.
+
+The whole prior over a trajectory, with these fields:
+    z_0 = (h_0, l_0) ~ Normal(0, init_scale² I)        drawn once per model (seed fit.seed), then fixed
+    ε_t | u_t ~ family(μ_θ(u_t), σ_θ(u_t))             per token and channel (df for studentt)
+    μ_θ(u) = W_μ · SwiGLU(u)                           starts at 0 (zero-initialised output layer)
+    σ_θ(u) = exp(log min_scale + (log max_scale − log min_scale) · sigmoid(r_θ(u) + b)),
+             b chosen so that σ starts at `scale`      scale_mode "network" (r_θ a SwiGLU head),
+             "learned" (r_θ one scalar), "fixed" (σ = scale)
+The maps μ_θ, r_θ are gram_ppl/networks/torch_nets.Guidance and its flax twin (flax_nets.Guidance);
+the densities are drawn in the model files (noise_dist).
 """
 
 from gram_ppl.config import PriorConfig

@@ -180,3 +180,22 @@ def test_compare_elpd_ranks_runs_with_standard_errors_of_the_differences(tmp_pat
     assert np.isclose(dse, np.sqrt(5 * np.var(a - b, ddof=1)), atol=0.06)
     with pytest.raises(ValueError, match="different numbers of puzzles"):
         elpd_table({"a": a, "b": b[:3]}, 4)
+
+
+@pytest.mark.parametrize("name", ["pyro", "numpyro"])
+def test_the_loss_terms_are_reported_by_name_in_both_backends(name):
+    """Each backend's loss is the sum of its named, weighted terms; StepInfo and the history
+    carry them under their names (a new term is one more entry, logged without more code)."""
+    from gram_ppl import build_dataset
+    from gram_ppl.config import with_priors
+    from gram_ppl.models import get_model
+
+    mod = get_model(name)
+    cfg = with_priors(dataclasses.replace(tiny_config(kl_cap_weight=10.0), backend=name), mod.PRIORS)
+    data = build_dataset(cfg.task)
+    trainer = get_backend(name).make_trainer(mod, cfg, data.task)
+    info = trainer.train_batch(data.train.x[:8], data.train.y[:8], data.train.num_solutions[:8])
+    assert set(info.terms) == {"nll", "kl", "kl_cap", "halt", "value"}
+    assert sum(info.terms.values()) == pytest.approx(info.loss, rel=1e-5)  # the loss is their sum
+    assert info.terms["kl"] == pytest.approx(cfg.fit.beta * sum(info.kl) / cfg.fit.n_sup, rel=1e-4)
+    assert json.loads(json.dumps(info._asdict()))["terms"] == info.terms  # recorded as it is

@@ -115,3 +115,21 @@ def test_paper_presets_and_the_preset_flag(tmp_path):
         fit_config(parse(["fit", "--preset", "paper-nqueens8", "--resume", "--out", str(tmp_path)]))
     with pytest.raises(ConfigError, match="preset"):
         preset_config("paper-mnist")
+
+
+def test_the_task_lists_agree_with_the_one_registry():
+    """TASK_NAMES, TASK_SIZES, gram_ppl.tasks.TASKS, the CLI's --task choices and the per-task
+    default counts all come from config.TASK_REGISTRY: a new task is one module and one line."""
+    from gram_ppl.cli import build_parser
+    from gram_ppl.config import _DEFAULT_COUNTS, TASK_NAMES, TASK_REGISTRY, TASK_SIZES
+    from gram_ppl.tasks import TASKS
+
+    assert tuple(TASKS) == TASK_NAMES == tuple(TASK_REGISTRY) and set(TASK_SIZES) == set(TASK_NAMES)
+    for name, cls in TASKS.items():
+        assert cls.name == name, (name, cls)
+        for size in sorted({TASK_SIZES[name][0], TASK_SIZES[name][-1]}):
+            task = cls(size)
+            assert task.size == size and task.relations().shape == (task.seq_len, task.seq_len)
+    assert {task for task, _ in _DEFAULT_COUNTS} <= {n.removesuffix("_rows") for n in TASK_NAMES}
+    fit = next(a for a in build_parser()._subparsers._group_actions[0].choices["fit"]._actions if a.dest == "task")
+    assert tuple(fit.choices) == TASK_NAMES

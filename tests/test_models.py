@@ -226,3 +226,42 @@ def test_colouring_outputs_live_on_appended_slots():
     y = torch.as_tensor(ds.train.y[:4].astype(np.int64))  # (4, 5) colours
     terms = trajectory_loss(gram_pyro, net, cfg, cfg.priors, x, y, None, range(2), truncate=True)
     assert terms.h.shape == (4, 15, 16) and terms.logits.shape == (4, 5, 6)
+
+
+def test_noise_sites_are_known_by_their_tag_not_their_name():
+    """A latent site added to the model (here `scale_0`, a name the old `eps_{n}_{t}` parsing
+    would have credited to step 0) is neither transition noise nor any step's KL; the loss still
+    pays its KL. Every noise site carries its role and step."""
+    import types
+
+    from gram_ppl import sites
+    from gram_ppl.models.priors import PRIORS
+    from gram_ppl.tasks import get_task
+
+    cfg = dataclasses.replace(tiny_config(), priors=PRIORS)
+    task = get_task("nqueens", 5)
+    torch.manual_seed(0)
+    net = build_net(cfg, task)
+    base = gram_pyro
+
+    def model(x, y=None, **kw):
+        out = base.model(x, y, **kw)
+        pyro.sample("scale_0", dist.Normal(0.0, 1.0))  # a global latent, prior N(0, 1), drawn after the noise
+        return out
+
+    def guide(x, y=None, **kw):
+        base.guide(x, y, **kw)
+        pyro.sample("scale_0", dist.Normal(1.0, 1.0))  # KL(N(1, 1) || N(0, 1)) = 0.5 nats
+
+    extra = types.SimpleNamespace(model=model, guide=guide, PRIORS=PRIORS)
+    x = torch.as_tensor(np.random.default_rng(0).integers(1, 3, (4, task.x_len)))
+    y = torch.as_tensor(np.random.default_rng(1).integers(1, 3, (4, task.y_len)))
+    terms = {}
+    for name, m in (("plain", base), ("extra", extra)):
+        torch.manual_seed(3)
+        terms[name] = trajectory_loss(m, net, cfg, PRIORS, x, y, None, range(2), True)
+    torch.testing.assert_close(terms["extra"].kl, terms["plain"].kl)  # no step was credited with it
+    assert terms["extra"].loss.item() == pytest.approx(terms["plain"].loss.item() + cfg.fit.beta * 0.5, rel=1e-5)
+    tr = poutine.trace(base.model).get_trace(x, y, net=net, cfg=cfg, priors=PRIORS, steps=range(2))
+    noise = {n: sites.step_of(s) for n, s in tr.nodes.items() if s["type"] == "sample" and sites.is_noise(s)}
+    assert noise == {f"eps_{n}_{t}": n for n in range(2) for t in range(cfg.fit.T)}

@@ -136,6 +136,8 @@ def cmd_verify(args) -> int:
     task = get_task(args.task, args.size)
     puzzles = list(read_puzzles(task, args.puzzles))
     solutions = list(read_puzzles(task, args.solutions, parse=task.parse_solution))
+    if not puzzles:
+        raise PuzzleError(f"{args.puzzles}: no puzzles (blank lines and # comments only); nothing verified")
     if len(puzzles) != len(solutions):
         raise ValueError(f"{len(puzzles)} puzzles but {len(solutions)} solutions")
     bad = 0

@@ -7,6 +7,9 @@ binarised digits (scikit-learn's images, no checker: gram_ppl.tasks.digits).
 `gram_ppl.tasks.base.Task` for what each provides.
 """
 
+import importlib
+
+from gram_ppl.config import TASK_REGISTRY
 from gram_ppl.tasks.arc import Arc, Arc1, Arc2
 from gram_ppl.tasks.base import PuzzleError, Split, Task
 from gram_ppl.tasks.coloring import Coloring, ColoringRows
@@ -14,9 +17,13 @@ from gram_ppl.tasks.digits import Digits
 from gram_ppl.tasks.nqueens import NQueens, NQueensRows
 from gram_ppl.tasks.sudoku import Sudoku
 
-TASKS: dict[str, type[Task]] = {"nqueens": NQueens, "nqueens_rows": NQueensRows, "sudoku": Sudoku, "coloring": Coloring,
-                             "coloring_rows": ColoringRows,
-                             "digits": Digits, "arc1": Arc1, "arc2": Arc2}  # fmt: skip
+
+def _task_class(path: str) -> type[Task]:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+TASKS: dict[str, type[Task]] = {name: _task_class(path) for name, (path, _) in TASK_REGISTRY.items()}  # the registry
 
 
 def get_task(name: str, size: int) -> Task:

@@ -157,6 +157,8 @@ class Arc(Task):
     def from_config(cls, cfg) -> Arc:
         return cls(cfg.size, cfg)
 
+    drawing = "canvas"
+
     @property
     def seq_len(self) -> int:
         return self.size * self.size  # the identifier is not a position: it fills the first prefix token

@@ -163,6 +163,19 @@ class Task(abc.ABC):
 
     relation_bias: bool = False  # NetConfig.relation_bias=None takes this (on where it was measured to win)
 
+    # ---- drawing (gram_ppl/plots.py asks these; no task name is tested there) ----------------
+    drawing: str = "grid"  # how a board is drawn: grid (a character per cell) | queens | graph | canvas
+
+    def drawn(self, x: np.ndarray, y: np.ndarray):
+        """(task, x, y) in the encoding a board is drawn in: this task's own, or another's (the row
+        and vertex encodings are drawn as the cell board and the graph they stand for)."""
+        return self, x, y
+
+    def conflict_cells(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """(L_y,) bool: the positions of board y (for puzzle x) that break a constraint, shaded when
+        an invalid board is drawn; none by default."""
+        return np.zeros(len(y), bool)
+
     def relations(self) -> np.ndarray:
         """(seq_len, seq_len) int64: a small relation id for each ordered pair of positions, telling
         which constraints link them (the relation bias of the attention, NetConfig.relation_bias).

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from gram_ppl.config import TASK_SIZES
+from gram_ppl.config import TASK_SIZES, ConfigError
 from gram_ppl.tasks.base import PuzzleError, Split, Task, expand_targets, hold_out_orbits
 
 NO_EDGE, EDGE, COLOR0 = 1, 2, 3
@@ -51,6 +51,14 @@ class Coloring(Task):
         second = np.concatenate([self.pairs[:, 1], slots])
         kind = np.concatenate([np.zeros(self.x_len, dtype=np.int64), np.ones(self.size, dtype=np.int64)])
         return [first, second, kind]
+
+    drawing = "graph"
+
+    @property
+    def seq_len(self) -> int:
+        """The edge tokens, then one output slot per vertex (always apart: with 3 vertices there are
+        as many edges as vertices, which the base rule would take for outputs on the inputs)."""
+        return self.x_len + self.y_len
 
     def relations(self) -> np.ndarray:
         """Shared vertices (0, 1 or 2) of the two positions' vertex sets (an edge token (u, v):
@@ -173,11 +181,25 @@ class Coloring(Task):
         return json.dumps({"colors": (np.asarray(y).astype(np.int64) - COLOR0).tolist()})
 
     # ---- data sets ----------------------------------------------------------------------
+    def colourable_graphs(self) -> int | None:
+        """How many distinct 3-colourable graphs on the n labelled vertices exist (counted by
+        enumeration up to n = 6, 2^15 graphs); None above that (more than any data set asks)."""
+        if self.x_len > 15:
+            return None
+        bits = (np.arange(2**self.x_len)[:, None] >> np.arange(self.x_len)) & 1  # (2^E, E) every graph
+        return int(self.proper_mask(np.where(bits == 1, EDGE, NO_EDGE).astype(np.uint8)).any(1).sum())
+
     def build_splits(self, cfg, rng: np.random.Generator) -> tuple[Split, Split]:
         """Distinct 3-colourable G(n, p) graphs, p = cfg.edge_prob, split into train and test
         graphs. Train has a pair per canonical colouring of each graph (cfg.targets); a test
         graph stores one canonical colouring drawn at random and its number of them."""
         n_train, n_test = cfg.num_train, cfg.num_test
+        exist = self.colourable_graphs()
+        if exist is not None and n_train + n_test > exist:
+            raise ConfigError(
+                f"coloring size {self.size}: {n_train} training + {n_test} test graphs asked for, but only {exist} "
+                f"distinct 3-colourable graphs on {self.size} labelled vertices exist (set task.num_train / num_test)"
+            )
         graphs, seen = [], set()
         while len(graphs) < n_train + n_test:
             batch = np.where(rng.random((4096, self.x_len)) < cfg.edge_prob, EDGE, NO_EDGE).astype(np.uint8)
@@ -273,6 +295,13 @@ class ColoringRows(Coloring):
 
     def position_features(self) -> list[np.ndarray]:
         return [np.arange(self.size)]  # the vertex index
+
+    def drawn(self, x, y):
+        return self.triangle, self.to_triangle(x), y
+
+    @property
+    def seq_len(self) -> int:
+        return self.size  # one token per vertex, the output on it
 
     def relations(self) -> np.ndarray:
         """A vertex and itself, or two vertices: which vertices are adjacent depends on the input

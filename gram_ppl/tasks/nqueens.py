@@ -42,6 +42,15 @@ class NQueens(Task):
             axis=1,
         ).astype(np.int64)  # (n*n, 6n-2)
 
+    drawing = "queens"
+
+    def conflict_cells(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """A queen sharing a row, column or diagonal with another, or a given queen left out."""
+        x, y = np.asarray(x), np.asarray(y)
+        q = y == QUEEN
+        crowded = (q.astype(np.int64) @ self._lines) >= 2  # (lines,) with two or more queens
+        return (q & ((self._lines @ crowded) > 0)) | ((x == QUEEN) & ~q)
+
     def augment(self, rng: np.random.Generator):
         """One of the 8 symmetries of the square board (rotations and reflections)."""
         k, flip, n = int(rng.integers(4)), bool(rng.integers(2)), self.size
@@ -243,6 +252,12 @@ class NQueensRows(NQueens):
 
     def position_features(self) -> list[np.ndarray]:
         return [np.arange(self.size)]  # the row index
+
+    def drawn(self, x, y):
+        return self.cells, self.to_cells(x), self.to_cells(y)
+
+    def conflict_cells(self, x, y) -> np.ndarray:
+        return self.cells.conflict_cells(self.to_cells(x), self.to_cells(y))
 
     def relations(self) -> np.ndarray:
         """The row distance |i − j|: queens in rows i and j attack on a diagonal when their
