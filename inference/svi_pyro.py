@@ -56,6 +56,22 @@ class LossTerms(NamedTuple):
     parts: dict[str, torch.Tensor]  # the loss's named, weighted terms: nll, kl (β·KL), kl_cap
 
 
+class EmbedOnce:
+    """The networks with e_x = embed(x) computed once for a rollout of the same inputs `x`
+    (B, L_x) (each supervision step calls the model again); everything else is the network's."""
+
+    def __init__(self, net, x: torch.Tensor):
+        self._net, self._x = net, x
+        with torch.no_grad():
+            self._e = net.embed(x)  # (B, L, D)
+
+    def __getattr__(self, name):
+        return getattr(self._net, name)
+
+    def embed(self, x):
+        return self._e if x is self._x else self._net.embed(x)
+
+
 class SharedCore:
     """The networks as the guide sees them, recording its deterministic updates (the input
     embedding and every transition, in call order); `replay()` gives the networks as the model,
@@ -476,7 +492,7 @@ def sample(mod, net, cfg: GramConfig, x, y=None, num_samples: int = 1, depth=Non
         torch.manual_seed(seed)
         if y is None:
             with pyro_temper(temperature):
-                h, _ = mod.model(xs, None, net=net, **kw)
+                h, _ = mod.model(xs, None, net=net, **{**kw, "observe": "none"})  # no y is drawn
         else:
             ys, shared = _tensor(y, device).repeat(num_samples, 1), SharedCore(net)  # (N*B, L_y)
             guide_tr = poutine.trace(mod.guide).get_trace(xs, ys, net=shared, **kw)
@@ -491,7 +507,7 @@ def log_likelihood(mod, net, cfg: GramConfig, x, y, num_samples: int = 8, depth=
     device = net.z0.device
     x, y = _tensor(x, device), _tensor(y, device)
     xs, ys = x.repeat(num_samples, 1), y.repeat(num_samples, 1)  # (K*B, L_x), (K*B, L_y)
-    kw = dict(cfg=cfg, priors=cfg.priors, steps=range(depth or cfg.fit.n_sup), truncate=False, observe="last")
+    kw = dict(cfg=cfg, priors=cfg.priors, steps=range(depth or cfg.fit.n_sup), truncate=False, observe="none")
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         h, _ = mod.model(xs, None, net=net, **kw)
@@ -504,7 +520,7 @@ def prior_steps(mod, net, cfg: GramConfig, x, num_samples: int, seed: int = 0, t
     logits and LPRM values of all N·B trajectories (numpy), for as long as asked. The steps draw
     from their own torch RNG stream, seeded with `seed` (the caller's is untouched)."""
     xs = _tensor(x, net.z0.device).repeat(num_samples, 1)  # (N*B, L_x)
-    kw = dict(net=net, cfg=cfg, priors=cfg.priors, truncate=False, observe="last")
+    kw = dict(net=EmbedOnce(net, xs), cfg=cfg, priors=cfg.priors, truncate=False, observe="none")  # no y drawn
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         rng = torch.get_rng_state()

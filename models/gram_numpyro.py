@@ -48,10 +48,11 @@ def noise_dist(priors: PriorConfig, loc, scale, variant: str = "gram"):
     return family(loc, scale).to_event(2)
 
 
-def model(x, y=None, *, net, cfg, priors=PRIORS, carry=None, steps=range(1), truncate=True, observe="every"):
-    """p_θ(τ, y | x) over supervision steps `steps`, from `carry` (default z_0); returns (h, l).
-    y is observed after every step, or only after the last (observe="last"), or not at all
-    (observe="none": prior rollouts)."""
+def model(x, y=None, *, net, cfg, priors=PRIORS, carry=None, steps=None, truncate=True, observe="every"):
+    """p_θ(τ, y | x) over supervision steps `steps` (default: all N_sup), from `carry` (default z_0);
+    returns (h, l). y is observed after every step, or only after the last (observe="last"), or not
+    at all (observe="none": prior rollouts)."""
+    steps = range(cfg.fit.n_sup) if steps is None else steps
     f = _register(net)
     e_x = f(x, method="embed")  # (B, L, D)
     carry = carry if carry is not None else f(x.shape[0], method="initial_state")  # (h, l): (B, L, D) each
@@ -81,10 +82,11 @@ def model_step(f, e_x, y, state, n, *, cfg, priors, steps, truncate, observe):
     return (h, l), None
 
 
-def guide(x, y, *, net, cfg, priors=PRIORS, carry=None, steps=range(1), truncate=True, observe="every"):
+def guide(x, y, *, net, cfg, priors=PRIORS, carry=None, steps=None, truncate=True, observe="every"):
     """q_φ(τ | x, y): the model's transitions with ε_t ~ q_φ(ε_t | u_t, y) (prior where off)."""
     if cfg.fit.variant == "deterministic":
         return
+    steps = range(cfg.fit.n_sup) if steps is None else steps
     f = _register(net)
     e_x = f(x, method="embed")  # (B, L, D)
     carry = carry if carry is not None else f(x.shape[0], method="initial_state")

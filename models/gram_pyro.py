@@ -76,12 +76,13 @@ def noise_dist(priors: PriorConfig, loc, scale, variant: str = "gram"):
     return family(loc, scale).to_event(2)
 
 
-def model(x, y=None, *, net, cfg, priors=PRIORS, carry=None, steps=range(1), truncate=True, observe="every"):
-    """p_θ(τ, y | x) over supervision steps `steps`, from `carry` (default z_0); returns (h, l).
-
-    y is observed at the end of every step (deep supervision) or, with observe="last", once.
+def model(x, y=None, *, net, cfg, priors=PRIORS, carry=None, steps=None, truncate=True, observe="every"):
+    """p_θ(τ, y | x) over supervision steps `steps` (default: all N_sup), from `carry` (default z_0);
+    returns (h, l). y is observed at the end of every step (deep supervision), with observe="last"
+    once, with observe="none" never (prior rollouts: no y is drawn).
     """
     variant, T = cfg.fit.variant, cfg.fit.T
+    steps = range(cfg.fit.n_sup) if steps is None else steps
     e_x = net.embed(x)  # (B, L, D)
     h, l = carry if carry is not None else net.initial_state(e_x.shape[0])  # (B, L, D) each
     with pyro.plate("puzzles", e_x.shape[0]):
@@ -95,15 +96,16 @@ def model(x, y=None, *, net, cfg, priors=PRIORS, carry=None, steps=range(1), tru
                         prior = noise_dist(priors, *net.prior(u), variant)
                         eps = pyro.sample(f"eps_{n}_{t}", prior, infer=sites.noise(n, t))
                         h = net.add_noise(u, eps)  # (B, L, D): u + ε
-            if observe == "every" or n == steps[-1]:
+            if observe == "every" or (observe == "last" and n == steps[-1]):
                 logits = net.decode(h)  # (B, L_y, V_y)
                 pyro.sample(f"y_{n}", dist.Categorical(logits=logits).to_event(1), obs=y, infer=sites.observation(n))
     return h, l
 
 
-def guide(x, y, *, net, cfg, priors=PRIORS, carry=None, steps=range(1), truncate=True, observe="every"):
+def guide(x, y, *, net, cfg, priors=PRIORS, carry=None, steps=None, truncate=True, observe="every"):
     """q_φ(τ | x, y): the model's transitions with ε_t ~ q_φ(ε_t | u_t, y) (prior where off)."""
     variant, T = cfg.fit.variant, cfg.fit.T
+    steps = range(cfg.fit.n_sup) if steps is None else steps
     if variant == "deterministic":
         return
     e_x = net.embed(x)  # (B, L, D)

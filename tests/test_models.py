@@ -265,3 +265,14 @@ def test_noise_sites_are_known_by_their_tag_not_their_name():
     tr = poutine.trace(base.model).get_trace(x, y, net=net, cfg=cfg, priors=PRIORS, steps=range(2))
     noise = {n: sites.step_of(s) for n, s in tr.nodes.items() if s["type"] == "sample" and sites.is_noise(s)}
     assert noise == {f"eps_{n}_{t}": n for n in range(2) for t in range(cfg.fit.T)}
+
+
+def test_the_model_runs_every_step_by_default_and_draws_no_y_when_asked_not_to(data):
+    """steps=None is all N_sup supervision steps (not one); observe="none" draws no y (sampling)."""
+    cfg, net, x, _ = setup(data)
+    tr = poutine.trace(gram_pyro.model).get_trace(x, None, net=net, cfg=cfg, priors=cfg.priors)
+    names = [n for n, s in tr.nodes.items() if s["type"] == "sample" and not n.startswith("puzzles")]
+    assert sum(n.startswith("eps_") for n in names) == cfg.fit.n_sup * cfg.fit.T
+    assert [n for n in names if n.startswith("y_")] == [f"y_{n}" for n in range(cfg.fit.n_sup)]
+    tr = poutine.trace(gram_pyro.model).get_trace(x, None, net=net, cfg=cfg, priors=cfg.priors, observe="none")
+    assert not [n for n in tr.nodes if n.startswith("y_")]
