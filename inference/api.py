@@ -17,13 +17,26 @@ from typing import NamedTuple
 
 import numpy as np
 
+from gram_ppl.inference.backend import NonFiniteLoss
 from gram_ppl.inference.evaluate import evaluate_run
-from gram_ppl.inference.loading import LoadedRun, convert_loaded, load_run
+from gram_ppl.inference.loading import LoadedRun, convert_loaded, convert_run, load_run
+from gram_ppl.inference.parallel import from_env
 from gram_ppl.inference.run import FitResult, fit
-from gram_ppl.inference.sampling import rollout
+from gram_ppl.inference.runfolder import load_config, model_file_note
+from gram_ppl.inference.sampling import generate, rollout, sample_puzzles
 from gram_ppl.seeds import part
 
-__all__ = ["Samples", "as_run", "compare", "evaluate", "fit", "load_run", "sample", "to_inference_data"]
+__all__ = ["Samples", "as_run", "compare", "evaluate", "fit", "load_run", "sample", "to_inference_data",
+           # what the command line uses besides (gram_ppl/cli imports the library through this module only)
+           "NonFiniteLoss", "convert_run", "diagnose", "evaluate_run", "from_env", "generate", "load_config",
+           "model_file_note", "sample_puzzles"]  # fmt: skip
+
+
+def diagnose(*args, **kwargs):
+    """inference/diagnose.py's `diagnose` (imported on first use: it brings matplotlib and ArviZ)."""
+    from gram_ppl.inference.diagnose import diagnose as run_diagnose
+
+    return run_diagnose(*args, **kwargs)
 
 
 class Samples(NamedTuple):

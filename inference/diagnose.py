@@ -66,19 +66,9 @@ def diagnose(
         raise RunError(f"{out}: a report is already there (force to replace it)")
     run = load_run(folder, as_backend="pyro")  # trajectories are read off Pyro traces
     cfg, task = run.config, run.data.task
-    if x is None:
-        test = run.data.test
-        x, y, counts = test.x[:num_puzzles], test.y[:num_puzzles], test.num_solutions[:num_puzzles]
-    else:
-        if solutions is None or len(solutions) != len(x):
-            raise ValueError("give the exact solutions of every puzzle")
-        y, counts = np.stack([s[0] for s in solutions]), np.array([len(s) for s in solutions])
     if baseline is not None and not task.checker:
         raise RunError(f"{task.name} has no exact solutions, and a baseline is drawn on coverage curves against them")
-    if solutions is None and task.checker:
-        solutions = [task.solutions(p) for p in x]  # a task without a checker (digits) has no solution set
-    if len(x) == 0:
-        raise ValueError("no puzzles to diagnose")
+    x, y, counts, solutions = _puzzles(run, x, solutions, num_puzzles)
     depth = depth or cfg.fit.n_sup
     seed = seed_for(cfg, "diagnose")
     kw = dict(num_samples=num_samples, depth=depth, latents=latents)
@@ -100,37 +90,12 @@ def diagnose(
     out.mkdir(parents=True, exist_ok=True)
     idata.to_netcdf(str(out / "trajectories.nc"))
 
-    if task.checker:  # fan: puzzle 0's trajectories coloured by the exact solution each reaches (None: invalid)
-        metrics, keys = (
-            _metrics(task, x, y, counts, prior.board),
-            plots.solution_keys(task, x[0], prior.board[:, 0, -1]),
-        )
-    else:
-        metrics, keys = _image_metrics(run.data, x, prior.board)
-    curves = {f"{cfg.fit.variant} ({Path(folder).name})": metrics}
-    if baseline is not None:
-        base = load_run(baseline, as_backend="pyro")
-        if base.config.task != cfg.task:
-            raise RunError(f"{baseline}: trained on another task than {folder}")
-        b = collect(base.mod, base.net, base.config, task, x, y, num_samples, depth, "prior", seed=part(seed, "prior"))
-        curves[f"{base.config.fit.variant} ({Path(baseline).name})"] = _metrics(task, x, y, counts, b.board)
+    metrics, keys, curves = _curves(run, folder, baseline, x, y, counts, prior, num_samples, depth, seed)
 
     rhat = _rhat(fits, folder, cfg, task, x, y, prior, num_samples, depth, seed) if fits else None
     deterministic = bool(np.ptp(guide.log_weight, axis=0).max() < 1e-9)
     ps = None if deterministic or cfg.fit.variant == "mean_only" else psis(guide.log_weight)
-    history = read_history(folder)
-    figs = {
-        "gallery.png": plots.hypothesis_gallery(task, x[0], prior.board[:, 0, -1]),
-        "fan.png": plots.trajectory_fan(prior.h_pca[:, 0], keys, named=not task.checker),
-        "entropy.png": plots.entropy_heatmap(prior.board[:, 0], task.y_vocab, task.board_shape),
-        "hamming.png": plots.hamming_histogram(None, {"prior": prior.board[:, 0, -1], "guide": guide.board[:, 0, -1]}),
-        "traces.png": plots.training_traces(history),
-    }
-    if task.checker:  # against the exact solution sets
-        figs["solutions.png"] = plots.solution_coverage(task, x[0], prior.board[:, 0, -1], solutions[0])
-        figs["coverage.png"] = plots.coverage_and_depth(curves)
-    if ps is not None:
-        figs["khat.png"] = plots.khat_plot(ps.khat, ps.threshold)
+    figs = _figures(task, x, solutions, guide, prior, keys, curves, ps, read_history(folder))
     for name, fig in figs.items():
         fig.savefig(out / name, dpi=90)
     summary = _summary(task, idata, guide, prior, untrained, ps, metrics, counts, figs, folder, num_samples, depth)
@@ -144,6 +109,59 @@ def diagnose(
         "files": sorted(figs),
         "rhat": None if rhat is None else {k: v.tolist() for k, v in rhat.items()},
     }
+
+
+def _curves(run, folder, baseline, x, y, counts, prior, num_samples, depth, seed):
+    """The prior draws' metrics, the solution key of each of puzzle 0's draws (the fan's colours;
+    None: invalid) and the coverage curves of the run and of `baseline` (drawn the same way)."""
+    cfg, task = run.config, run.data.task
+    if not task.checker:
+        return (*_image_metrics(run.data, x, prior.board), {})
+    metrics = _metrics(task, x, y, counts, prior.board)
+    keys = plots.solution_keys(task, x[0], prior.board[:, 0, -1])
+    curves = {f"{cfg.fit.variant} ({Path(folder).name})": metrics}
+    if baseline is not None:
+        base = load_run(baseline, as_backend="pyro")
+        if base.config.task != cfg.task:
+            raise RunError(f"{baseline}: trained on another task than {folder}")
+        b = collect(base.mod, base.net, base.config, task, x, y, num_samples, depth, "prior", seed=part(seed, "prior"))
+        curves[f"{base.config.fit.variant} ({Path(baseline).name})"] = _metrics(task, x, y, counts, b.board)
+    return metrics, keys, curves
+
+
+def _puzzles(run, x, solutions, num_puzzles):
+    """(x, y, counts, solution sets) to diagnose: the given puzzles with their exact solutions
+    (the first one the reference y), or the first `num_puzzles` held-out puzzles."""
+    task = run.data.task
+    if x is None:
+        test = run.data.test
+        x, y, counts = test.x[:num_puzzles], test.y[:num_puzzles], test.num_solutions[:num_puzzles]
+    else:
+        if solutions is None or len(solutions) != len(x):
+            raise ValueError("give the exact solutions of every puzzle")
+        y, counts = np.stack([s[0] for s in solutions]), np.array([len(s) for s in solutions])
+    if solutions is None and task.checker:
+        solutions = [task.solutions(p) for p in x]  # a task without a checker (digits) has no solution set
+    if len(x) == 0:
+        raise ValueError("no puzzles to diagnose")
+    return x, y, counts, solutions
+
+
+def _figures(task, x, solutions, guide, prior, keys, curves, ps, history) -> dict:
+    """The report's figures by file name (puzzle 0's trajectories; curves over all puzzles)."""
+    figs = {
+        "gallery.png": plots.hypothesis_gallery(task, x[0], prior.board[:, 0, -1]),
+        "fan.png": plots.trajectory_fan(prior.h_pca[:, 0], keys, named=not task.checker),
+        "entropy.png": plots.entropy_heatmap(prior.board[:, 0], task.y_vocab, task.board_shape),
+        "hamming.png": plots.hamming_histogram(None, {"prior": prior.board[:, 0, -1], "guide": guide.board[:, 0, -1]}),
+        "traces.png": plots.training_traces(history),
+    }
+    if task.checker:  # against the exact solution sets
+        figs["solutions.png"] = plots.solution_coverage(task, x[0], prior.board[:, 0, -1], solutions[0])
+        figs["coverage.png"] = plots.coverage_and_depth(curves)
+    if ps is not None:
+        figs["khat.png"] = plots.khat_plot(ps.khat, ps.threshold)
+    return figs
 
 
 def _rhat(fits, folder, cfg, task, x, y, prior, num_samples, depth, seed) -> dict:

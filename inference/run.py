@@ -92,12 +92,33 @@ def fit(
             folder.mkdir(parents=True, exist_ok=True)
     lock = writer_lock(folder) if folder is not None and par.main else contextlib.nullcontext()
     with lock, _terminate_as_interrupt():
-        return _fit(cfg, folder, mod, data, resume, force, steps, minutes, cpu_minutes, progress, eval_every_s,
-                    checkpoint_every_s, eval_puzzles, log, par)  # fmt: skip
+        steps = steps if steps is not None else (None if minutes is not None or cpu_minutes is not None else 100)
+        budget = Budget(steps, minutes, cpu_minutes)
+        schedule = Schedule(
+            progress and par.main, eval_every_s, checkpoint_every_s, eval_puzzles, log if par.main else None
+        )
+        return _fit(cfg, folder, mod, data, resume, force, budget, schedule, par)
 
 
-def _fit(cfg, folder, mod, data, resume, force, steps, minutes, cpu_minutes, progress, eval_every_s,
-         checkpoint_every_s, eval_puzzles, log, par) -> FitResult:  # fmt: skip
+class Budget(NamedTuple):
+    """When training stops: whichever of these runs out first (None: no limit of that kind)."""
+
+    steps: int | None  # batches in all
+    minutes: float | None  # wall minutes of training in all
+    cpu_minutes: float | None  # CPU minutes of this process in all
+
+
+class Schedule(NamedTuple):
+    """What happens around the batches: the progress bar, evaluations, checkpoints, the log."""
+
+    progress: bool
+    eval_every_s: float
+    checkpoint_every_s: float
+    eval_puzzles: int
+    log: object  # a callable receiving one line per evaluation, or None
+
+
+def _fit(cfg, folder, mod, data, resume, force, budget: Budget, schedule: Schedule, par) -> FitResult:
     if resume:  # the checkpoint is read once: its config is checked, then its state restored
         ckpt = read_checkpoint(folder)
         cfg = check_resume(folder, cfg, mod, force, ckpt.config)
@@ -109,7 +130,7 @@ def _fit(cfg, folder, mod, data, resume, force, steps, minutes, cpu_minutes, pro
         backend.init_parallel(par)
     data = data or build_dataset(cfg.task)
     trainer = backend.make_trainer(mod, cfg, data.task, par)
-    loop = TrainLoop(trainer, data, cfg, log if par.main else None, par)  # all validated before the folder is touched
+    loop = TrainLoop(trainer, data, cfg, schedule.log, par)  # all validated before the folder is touched
     if resume:
         loop.restore(ckpt, folder)
         if force:  # the run continues under the new config and model file: apply them now, record them with
@@ -117,9 +138,9 @@ def _fit(cfg, folder, mod, data, resume, force, steps, minutes, cpu_minutes, pro
             loop.pending_run_files = (cfg, mod)
     elif folder is not None and par.main:
         create_run(folder, cfg, mod, force)
-    steps = steps if steps is not None else (None if minutes is not None or cpu_minutes is not None else 100)
     writes = folder if par.main else None  # rank 0 alone writes the run folder
-    loop.run(writes, steps, minutes, progress and par.main, eval_every_s, checkpoint_every_s, eval_puzzles, cpu_minutes)
+    loop.run(writes, budget.steps, budget.minutes, schedule.progress, schedule.eval_every_s,
+             schedule.checkpoint_every_s, schedule.eval_puzzles, budget.cpu_minutes)  # fmt: skip
     if par.world > 1:
         backend.close_parallel(par)  # every rank finished: leave the group before the interpreter exits
     return FitResult(trainer.sampling_net(), trainer, loop.history, cfg, folder)
@@ -170,16 +191,7 @@ class TrainLoop:
         start, start_elapsed = time.monotonic(), self.elapsed
         cpu_start, start_cpu = time.process_time(), self.cpu
         try:
-            while True:
-                done = not (
-                    (steps is None or self.step < steps)
-                    and (minutes is None or self.elapsed < 60 * minutes)
-                    and (cpu_minutes is None or self.cpu < 60 * cpu_minutes)
-                )
-                if self.par.world > 1:  # ranks' clocks differ: they stop together, when the first one's budget ends
-                    done = self.trainer.any_rank(done)
-                if done:
-                    break
+            while not self.budget_spent(steps, minutes, cpu_minutes):
                 if self.cfg.fit.lr_decay:
                     self.trainer.set_lr_scale(self.cfg.fit.lr_scale(self.progress(steps, minutes, cpu_minutes)))
                 pending = (self.perm, self.cursor, self.rng.bit_generator.state)  # the data order before this batch
@@ -202,12 +214,7 @@ class TrainLoop:
                     last_ckpt = now
         except KeyboardInterrupt:  # Ctrl-C, wherever it lands: keep what was trained
             bar.close()
-            self.history = [r for r in self.history if r["step"] <= self.step]  # a record counts with its batch
-            if pending is not None:  # a batch cut short is drawn again on resume: no data is skipped
-                self.perm, self.cursor, self.rng.bit_generator.state = pending
-            if folder is not None and self.step > 0:
-                self.save(folder)
-                raise Interrupted(f"interrupted after batch {self.step}; checkpoint saved in {folder}") from None
+            self.interrupted(folder, pending)
             raise
         except NonFiniteLoss:
             bar.close()
@@ -217,6 +224,25 @@ class TrainLoop:
             self.evaluate(eval_puzzles)
         if folder is not None:
             self.save(folder)
+
+    def budget_spent(self, steps, minutes, cpu_minutes) -> bool:
+        """Whether any budget has run out (under torchrun: on any rank, so the ranks stop together)."""
+        done = not (
+            (steps is None or self.step < steps)
+            and (minutes is None or self.elapsed < 60 * minutes)
+            and (cpu_minutes is None or self.cpu < 60 * cpu_minutes)
+        )
+        return self.trainer.any_rank(done) if self.par.world > 1 else done
+
+    def interrupted(self, folder, pending) -> None:
+        """After Ctrl-C: drop a cut batch's records, restore its data order (it is drawn again on
+        resume: no data is skipped) and save; raises Interrupted once something was saved."""
+        self.history = [r for r in self.history if r["step"] <= self.step]  # a record counts with its batch
+        if pending is not None:
+            self.perm, self.cursor, self.rng.bit_generator.state = pending
+        if folder is not None and self.step > 0:
+            self.save(folder)
+            raise Interrupted(f"interrupted after batch {self.step}; checkpoint saved in {folder}") from None
 
     def progress(self, steps, minutes, cpu_minutes) -> float:
         """The share of the training budget used so far (the budget that ends first); under

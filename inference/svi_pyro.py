@@ -18,6 +18,10 @@ Objectives (FitConfig.objective):
   earlier ones add their value but no gradient).
 - "elbo" (Eq. 13): the whole trajectory in one graph, y observed once at the end, every KL with
   gradient, one optimiser step per batch (memory grows with N_sup · T).
+
+The loss lives in inference/objective_pyro.py, the prior-path and reward terms in
+inference/finetune_pyro.py, torch.distributed in inference/parallel_pyro.py; this module holds the
+trainer, sampling and the backend interface (inference/backend.py).
 """
 
 from __future__ import annotations
@@ -25,159 +29,40 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-from typing import NamedTuple
 
 import numpy as np
 import pyro
-import pyro.distributions as dist
 import torch
-import torch.nn.functional as F
 from pyro import poutine
-from pyro.poutine.messenger import Messenger
-from pyro.poutine.util import site_is_subsample
 
-from gram_ppl import sites
-from gram_ppl.config import GramConfig, PriorConfig
+from gram_ppl.config import GramConfig
 from gram_ppl.inference.backend import NonFiniteLoss, StepInfo
-from gram_ppl.inference.objective import Recording, kl_ceiling
-from gram_ppl.inference.parallel import Parallel, from_env
+from gram_ppl.inference.finetune_pyro import _PriorPath, reward_loss
+from gram_ppl.inference.objective import kl_ceiling
+from gram_ppl.inference.objective_pyro import (
+    EmbedOnce,
+    LossTerms,
+    SharedCore,
+    balanced_kl,
+    head_losses,
+    trajectory_loss,
+)
+from gram_ppl.inference.parallel import Parallel
+from gram_ppl.inference.parallel_pyro import (
+    ShardedNoise,
+    _all_reduce_mean,
+    _all_reduce_named,
+    close_parallel,
+    device,
+    init_parallel,
+)
 from gram_ppl.inference.tempering import pyro_temper
 from gram_ppl.networks.torch_nets import build_net
 from gram_ppl.seeds import part
 
-
-class LossTerms(NamedTuple):
-    loss: torch.Tensor  # scalar that is minimised: the sum of `parts`
-    nll: torch.Tensor  # (B,) −log p(y | h) summed over the observed sites
-    kl: torch.Tensor  # (S,) KL of each supervision step, averaged over puzzles (nats)
-    h: torch.Tensor  # (B, L, D) final high-level state (attached)
-    l: torch.Tensor  # (B, L, D) final low-level state (attached)
-    logits: torch.Tensor  # (B, L_y, V_y) decoder logits of the last observed step
-    parts: dict[str, torch.Tensor]  # the loss's named, weighted terms: nll, kl (β·KL), kl_cap
-
-
-class EmbedOnce:
-    """The networks with e_x = embed(x) computed once for a rollout of the same inputs `x`
-    (B, L_x) (each supervision step calls the model again); everything else is the network's."""
-
-    def __init__(self, net, x: torch.Tensor):
-        self._net, self._x = net, x
-        with torch.no_grad():
-            self._e = net.embed(x)  # (B, L, D)
-
-    def __getattr__(self, name):
-        return getattr(self._net, name)
-
-    def embed(self, x):
-        return self._e if x is self._x else self._net.embed(x)
-
-
-class SharedCore:
-    """The networks as the guide sees them, recording its deterministic updates (the input
-    embedding and every transition, in call order); `replay()` gives the networks as the model,
-    replayed on the guide's noise, sees them: the same updates handed back in the same order
-    (the core is shared, §3, so training runs f_L / f_H once, not twice). Calls beyond the
-    recording are computed (the deterministic variant has no guide). Everything else is the
-    wrapped network's, so the model file never knows."""
-
-    def __init__(self, net, recording: Recording | None = None):
-        self._net, self._rec = net, recording or Recording()
-
-    def __getattr__(self, name):
-        return getattr(self._net, name)
-
-    def replay(self) -> SharedCore:
-        return SharedCore(self._net, self._rec.replay())
-
-    def embed(self, x):
-        return self._rec.call("embed", self._net.embed, x)
-
-    def transition(self, h, l, e_x):
-        return self._rec.call("transition", self._net.transition, h, l, e_x)
-
-
-def trajectory_loss(
-    mod, net, cfg: GramConfig, priors: PriorConfig, x, y, carry, steps, truncate, cap=None
-) -> LossTerms:
-    """Trace the guide, replay the model on its noise, and assemble the loss terms; `cap` (B,)
-    the KL ceiling C_i of each puzzle in nats (inference/objective.py), used when kl_cap_weight > 0."""
-    fit = cfg.fit
-    observe = "every" if fit.objective == "surrogate" else "last"
-    kw = dict(cfg=cfg, priors=priors, carry=carry, steps=steps, truncate=truncate, observe=observe)
-    shared = SharedCore(net)
-    guide_tr = poutine.trace(mod.guide).get_trace(x, y, net=shared, **kw)
-    model_tr = poutine.trace(poutine.replay(mod.model, trace=guide_tr)).get_trace(x, y, net=shared.replay(), **kw)
-    nll = x.new_zeros(x.shape[0], dtype=torch.float32)
-    kl = {n: x.new_zeros(x.shape[0], dtype=torch.float32) for n in steps}
-    penalty = x.new_zeros((), dtype=torch.float32)
-    for name, site in model_tr.nodes.items():
-        if site["type"] != "sample" or site_is_subsample(site):
-            continue
-        if site["is_observed"]:
-            nll = nll - site["fn"].log_prob(site["value"])  # (B,)
-            logits = site["fn"].base_dist.logits
-            continue
-        q = guide_tr.nodes[name]
-        k = balanced_kl(q["fn"], site["fn"], q["value"], fit.kl_balance)  # (B,)
-        if fit.kl_reduction == "mean":
-            k = k / q["value"][0].numel()
-        if sites.step_of(site) in kl:  # transition noise: credited to its supervision step (its tag)
-            kl[sites.step_of(site)] += k
-        penalised = torch.clamp(k, min=fit.free_bits) if fit.free_bits else k  # free bits, per transition
-        penalty = penalty + penalised.mean()
-    if fit.kl_cap_weight:  # the KL ceiling: λ·relu(KL of the step − C_i) per puzzle
-        if cap is None:
-            raise ValueError("fit.kl_cap_weight > 0: pass cap, the ceiling of each puzzle (inference.objective)")
-        over = sum(torch.relu(k - cap) for k in kl.values())  # (B,)
-        penalty_cap = fit.kl_cap_weight * over.mean()
-    else:
-        penalty_cap = 0.0
-    h, l = model_tr.nodes["_RETURN"]["value"]
-    parts = {"nll": nll.mean(), "kl": fit.beta * penalty, "kl_cap": torch.as_tensor(penalty_cap)}
-    kl_steps = torch.stack([v.mean() for v in kl.values()]).detach()  # (S,)
-    return LossTerms(sum(parts.values()), nll, kl_steps, h, l, logits, parts)
-
-
-def balanced_kl(q, p, value, alpha: float) -> torch.Tensor:
-    """α·KL(sg(q) ‖ p) + (1 − α)·KL(q ‖ sg(p)) per puzzle (B,), summed over the event."""
-    qd, pd = _detached(q), _detached(p)
-    if isinstance(_base(q), dist.Delta):  # mean-only ablation: ½‖μ_q − μ_p‖²
-
-        def kl(a, b):
-            return 0.5 * (_base(a).v - _base(b).v).pow(2).sum((-2, -1))
-    else:
-        try:
-            torch.distributions.kl_divergence(qd, p)
-            kl = torch.distributions.kl_divergence
-        except NotImplementedError:  # no closed form: one-sample Monte Carlo at the guide's draw
-            v = value.detach()
-
-            def kl(a, b):
-                return a.log_prob(v if a is qd else value) - b.log_prob(v if a is qd else value)
-
-    return alpha * kl(qd, p) + (1 - alpha) * kl(q, pd)
-
-
-def _base(d):
-    return d.base_dist if isinstance(d, torch.distributions.Independent) else d
-
-
-def _detached(d):
-    """The same distribution with its parameters cut from the graph."""
-    if isinstance(d, torch.distributions.Independent):
-        return dist.Independent(_detached(d.base_dist), d.reinterpreted_batch_ndims)
-    return type(d)(**{k: getattr(d, k).detach() for k in d.arg_constraints})
-
-
-def head_losses(net, h: torch.Tensor, logits: torch.Tensor, y: torch.Tensor):
-    """ACT halt (BCE against exact match) and LPRM value (squared error against token accuracy)
-    losses; the heads read a detached h, so no gradient reaches the core. Also returns exact."""
-    pred = logits.detach().argmax(-1)  # (B, L_y)
-    exact = (pred == y).all(-1).float()  # (B,)
-    acc = (pred == y).float().mean(-1)  # (B,)
-    halt = F.binary_cross_entropy_with_logits(net.halt(h), exact)
-    value = F.mse_loss(net.value(h), acc)
-    return halt, value, exact
+__all__ = ["EmbedOnce", "LossTerms", "SharedCore", "Trainer", "balanced_kl", "close_parallel", "device", "head_losses",
+           "init_parallel", "log_likelihood", "make_trainer", "prior_steps", "sample", "sampling_net", "setup",
+           "trajectory_loss", "weights", "net_from_weights"]  # fmt: skip
 
 
 class Trainer:
@@ -335,146 +220,6 @@ class Trainer:
         return float(t.item())
 
 
-class ShardedNoise(Messenger):
-    """Under torchrun: each unobserved noise site draws the whole batch's noise from the shared
-    torch RNG and keeps this rank's rows, so shard r gets exactly the noise a single process
-    would draw for those puzzles (and every rank's RNG stays in step)."""
-
-    def __init__(self, par: Parallel):
-        super().__init__()
-        self.par = par
-
-    def _pyro_sample(self, msg):
-        if msg["is_observed"] or msg["value"] is not None or not sites.is_noise(msg):
-            return
-        base = _base(msg["fn"])
-        if isinstance(base, dist.Delta):
-            return
-        b, P = base.batch_shape[0], self.par.world
-        full = type(base)(**{k: torch.cat([getattr(base, k)] * P) for k in base.arg_constraints})  # (P·b, ...)
-        msg["value"] = full.rsample()[self.par.rank * b : (self.par.rank + 1) * b]  # (b, ...): this rank's rows
-
-
-def _all_reduce_named(stats: dict[str, float], kls: list[float]) -> tuple[dict[str, float], list[float]]:
-    """Named statistics and the KL list averaged over the ranks (one all-reduce, in name order)."""
-    names = sorted(stats)
-    flat = torch.tensor([stats[k] for k in names] + list(kls), dtype=torch.float64)
-    flat = _all_reduce_mean([flat])[0].tolist()
-    return dict(zip(names, flat[: len(names)], strict=True)), flat[len(names) :]
-
-
-def _all_reduce_mean(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """In place: each tensor becomes its mean over the ranks (one flat all-reduce)."""
-    if not tensors:
-        return tensors
-    flat = torch.cat([t.reshape(-1) for t in tensors])
-    torch.distributed.all_reduce(flat)
-    flat /= torch.distributed.get_world_size()
-    offset = 0
-    for t in tensors:
-        t.copy_(flat[offset : offset + t.numel()].view_as(t))
-        offset += t.numel()
-    return tensors
-
-
-def reward_loss(trainer: Trainer, x: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """Verifier-reward fine-tuning (FitConfig.reward_*): K prior rollouts of P inputs over all
-    N_sup steps, scored by the task's exact checker; the leave-one-out REINFORCE loss on log p_θ(τ)
-    (the noise log-densities along the drawn trajectory, the drawn noise held fixed), the reward
-    lowered by reward_kl·(log p_θ(τ) − log p_ref(τ)). Returns the loss and the mean checker reward."""
-    fit, net, mod = trainer.cfg.fit, trainer.net, trainer.mod
-    P, K = min(fit.reward_puzzles, x.shape[0]), fit.reward_samples
-    xs = x[:P].repeat(K, 1)  # (K*P, L_x), k-major
-    kw = dict(cfg=trainer.cfg, priors=trainer.priors, steps=range(fit.n_sup), truncate=False, observe="last")
-    with torch.no_grad():  # draw τ, decode, score
-        drawn = poutine.trace(mod.model).get_trace(xs, None, net=net, **kw)
-        boards = net.decode(drawn.nodes["_RETURN"]["value"][0]).argmax(-1).view(K, P, -1).cpu().numpy()
-        log_ref = _noise_log_density(poutine.trace(poutine.replay(mod.model, trace=drawn)).get_trace(
-            xs, None, net=trainer.reference, **kw))  # fmt: skip
-    log_p = _noise_log_density(poutine.trace(poutine.replay(mod.model, trace=drawn)).get_trace(xs, None, net=net, **kw))
-    score = torch.as_tensor(
-        checker_reward(trainer.task, x[:P].cpu().numpy(), boards, fit.reward_bonus), device=x.device
-    )
-    total = score - fit.reward_kl * (log_p.detach() - log_ref).view(K, P)  # (K, P)
-    baseline = (total.sum(0, keepdim=True) - total) / (K - 1)  # leave-one-out: the other K-1 samples' mean
-    return -((total - baseline) * log_p.view(K, P)).mean(), float(score.mean())
-
-
-def checker_reward(task, x: np.ndarray, boards: np.ndarray, bonus: float) -> np.ndarray:
-    """(K, P) rewards of boards (K, P, L_y) for puzzles x (P, L_x): 1 if valid, plus `bonus` if
-    valid and not among the same input's earlier samples (colourings compared up to colour names)."""
-    valid = task.is_valid(x[None], boards)  # (K, P)
-    reward = valid.astype(np.float32)
-    for p in range(boards.shape[1]):
-        seen = set()
-        for k in range(boards.shape[0]):
-            key = task.canonical(boards[k, p]).tobytes()
-            if valid[k, p] and key not in seen:
-                reward[k, p] += bonus
-            seen.add(key)
-    return reward
-
-
-def _noise_log_density(tr) -> torch.Tensor:
-    """Σ over the noise sites of a trace of log p(ε_t | u_t), per row (B,)."""
-    noise = [s for s in tr.nodes.values() if s["type"] == "sample" and sites.is_noise(s)]
-    return sum(s["fn"].log_prob(s["value"]) for s in noise)
-
-
-class _PriorPath:
-    """The prior-path term: K prior rollouts of P training inputs, advanced one supervision step
-    at a time beside the guided batch (their own detached carry), each step scored by
-    −log (1/K) Σ_k p(y | τ_k, x) through the model's own observed site."""
-
-    MAX_SOLUTIONS = 64  # prior_path_target="nearest": at most this many exact solutions per input
-
-    def __init__(self, trainer: Trainer, x: torch.Tensor, y: torch.Tensor):
-        fit = trainer.cfg.fit
-        P, K = min(fit.prior_path_puzzles, x.shape[0]), fit.prior_path_samples
-        self.trainer, self.K, self.P = trainer, K, P
-        self.x, self.y = x[:P].repeat(K, 1), y[:P].repeat(K, 1)  # (K*P, L_x), (K*P, L_y): k-major
-        self.carry = None
-        self.targets = self._solutions(x[:P]) if fit.prior_path_target == "nearest" else None  # (P, M, L_y)
-
-    def _solutions(self, x: torch.Tensor) -> torch.Tensor:
-        """Every exact solution of each input (at most MAX_SOLUTIONS, cached per input), padded to
-        a common count by repeating the first."""
-        t = self.trainer
-        if t.task is None:
-            raise ValueError('fit.prior_path_target="nearest" needs the task (its exact solutions)')
-        sols = []
-        for row in x.cpu().numpy():
-            key = row.tobytes()
-            if key not in t.solution_cache:
-                t.solution_cache[key] = t.task.solutions(row, limit=self.MAX_SOLUTIONS)  # (m, L_y)
-            sols.append(t.solution_cache[key])
-        M = max(len(s) for s in sols)
-        padded = np.stack([np.concatenate([s, np.repeat(s[:1], M - len(s), 0)]) for s in sols])  # (P, M, L_y)
-        return torch.as_tensor(padded.astype(np.int64), device=x.device)
-
-    def _log_p(self, site) -> torch.Tensor:
-        """log p(target | τ_k, x) per rollout, (K, P): the pair's y, or the most likely of the
-        input's exact solutions under that rollout (the nearest in log-likelihood)."""
-        if self.targets is None:
-            return site["fn"].log_prob(self.y).view(self.K, self.P)
-        logits = site["fn"].base_dist.logits  # (K*P, L_y, V)
-        logp = logits.log_softmax(-1).view(self.K, self.P, *logits.shape[1:])  # (K, P, L_y, V)
-        onehot = F.one_hot(self.targets, logits.shape[-1]).to(logp.dtype)  # (P, M, L_y, V)
-        per_solution = torch.einsum("kplv,pmlv->kpm", logp, onehot)  # (K, P, M)
-        return per_solution.max(-1).values  # (K, P): the best of the M solutions
-
-    def step(self, steps: range) -> torch.Tensor:
-        t = self.trainer
-        kw = dict(net=t.net, cfg=t.cfg, priors=t.priors, carry=self.carry, steps=steps, truncate=True)
-        with pyro.validation_enabled(False):
-            tr = poutine.trace(t.mod.model).get_trace(self.x, self.y, observe="last", **kw)
-        y_site = next(s for s in tr.nodes.values() if s.get("is_observed") and sites.step_of(s) == steps[-1])
-        log_p = self._log_p(y_site)  # (K, P) log p(y | τ_k, x)
-        h, l = tr.nodes["_RETURN"]["value"]
-        self.carry = (h.detach(), l.detach())
-        return -(torch.logsumexp(log_p, 0) - np.log(self.K)).mean()
-
-
 def sample(mod, net, cfg: GramConfig, x, y=None, num_samples: int = 1, depth=None, seed: int = 0, temperature=1.0):
     """Decoded boards argmax f_dec(h) after `depth` supervision steps (default N_sup) for
     `num_samples` trajectories per puzzle: from the prior p_θ(τ | x), or through the guide
@@ -537,43 +282,12 @@ def prior_steps(mod, net, cfg: GramConfig, x, num_samples: int, seed: int = 0, t
 
 
 # ---- the backend interface (inference/backend.py) ----------------------------------------
+
+
 def setup(threads: int) -> None:
     """Explicit thread count (shared cores fight) and flushed denormals (deep RMSNorm recursion)."""
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
-
-
-def device() -> torch.device:
-    """The CUDA device of this rank (LOCAL_RANK under torchrun, else the first) when torch sees
-    one, else the CPU (no flag needed)."""
-    if not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda", from_env().local_rank)
-
-
-def init_parallel(par: Parallel) -> None:
-    """Join torchrun's process group: NCCL on GPUs, gloo on CPUs (a no-op for one process)."""
-    if par.world == 1 or torch.distributed.is_initialized():
-        return
-    if torch.cuda.is_available():
-        torch.cuda.set_device(par.local_rank)
-    torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-
-
-def close_parallel(par: Parallel) -> None:
-    """Leave the process group after a run that ended normally on every rank: a barrier (rank 0
-    may still be evaluating or writing its last checkpoint), then destroy_process_group().
-
-    Without it the group is torn down during interpreter finalisation, where gloo's worker
-    threads can still hold work objects: a rank then dies with SIGABRT ("terminate called without
-    an active exception", pytorch/pytorch#190489), torchrun sends SIGTERM to the others (exit
-    130), and the run fails at its very end, more often on a loaded machine. Not called after an
-    error: a barrier with a rank gone would wait for the collective timeout (torchrun stops the
-    others instead)."""
-    if par.world == 1 or not torch.distributed.is_initialized():
-        return
-    torch.distributed.barrier()
-    torch.distributed.destroy_process_group()
 
 
 def make_trainer(mod, cfg: GramConfig, task, par: Parallel | None = None) -> Trainer:

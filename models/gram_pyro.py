@@ -29,14 +29,16 @@ Where this departs from the paper or decides what it leaves open (gram-paper-not
   through transitions whose KL the truncated surrogate never sees (our calibration runs). It may
   also act only in the first `FitConfig.guide_steps` supervision steps, so the later steps are
   prior rollouts that must reach the solution the early noise chose.
-- Default recipe (docs/recipe.md): the guide acts only in supervision step 1 (`guide_steps=1`),
-  β = 1 with the KL summed, and a ceiling on what the guide may carry: each step's KL per
-  puzzle above ln(n_i) + 1 nats (n_i the input's number of solutions) pays 10 per nat
-  (`FitConfig.kl_cap_*`, inference/objective.py). Without it the guide wrote the answer cell by
-  cell into the noise (14–19 nats per 8-Queens puzzle) and prior samples were 13% valid; with
-  it 50–53% (cells) and 61–70% (row tokens) after 30 CPU minutes. With the guide in every step
-  (the paper's reading) y leaked: on 4x4 Sudoku with 2-6 solutions, guide samples were 100% valid and prior samples 17%, against 41%
-  prior-sample validity and 71% coverage@20 for guide_steps=1 after 5 CPU minutes.
+- Default recipe (docs/recipe.md, where every choice is measured): the guide acts only in
+  supervision step 1 (`guide_steps=1`), β = 1 with the KL summed, and a ceiling on what the guide
+  may carry: each step's KL per puzzle above ln(n_i) + 1 nats (n_i the input's number of
+  solutions) pays 10 per nat (`FitConfig.kl_cap_*`, inference/objective.py). Without the ceiling
+  the guide writes the answer cell by cell into the noise and prior samples are far less valid
+  than guide samples; with the guide in every step (the paper's reading) y leaks the same way.
+- The core's attention may carry a relation bias (`NetConfig.relation_bias`; on for Sudoku): a
+  learned scalar per head for each relation between two positions (same row / column / box...,
+  `Task.relations`), added to the attention logits, so the core is told which cells constrain
+  each other (gram_ppl/networks/torch_nets.Attention).
 - A low-dimensional global channel (`NetConfig.noise_tokens = P`, `posterior_input="pooled"`):
   the noise falls on P prefix (register) tokens only and q_φ reads all of y through one
   projection, so what the guide can say about y is P·D numbers, not one per cell.

@@ -11,8 +11,9 @@ import torch
 from tiny import gram_in_process, tiny_config
 
 from gram_ppl import PuzzleError, TaskConfig, build_dataset, load_dataset, save_dataset
-from gram_ppl.config import ConfigError, preset_config
+from gram_ppl.config import ConfigError
 from gram_ppl.inference.run import load_run
+from gram_ppl.presets import preset_config
 from gram_ppl.tasks import get_task, task_for
 from gram_ppl.tasks.arc import EOS, PAD, augmentations, collection, from_canvas, inverse, to_canvas, transform
 

@@ -98,7 +98,7 @@ def test_data_build_takes_unset_fields_from_task_config(tmp_path):
 def test_paper_presets_and_the_preset_flag(tmp_path):
     from gram_ppl.cli import build_parser
     from gram_ppl.cli.runs import fit_config
-    from gram_ppl.config import PRESETS, preset_config
+    from gram_ppl.presets import PRESETS, preset_config
 
     betas = {"paper-nqueens8": 0.07, "paper-nqueens10": 0.045, "paper-coloring8": 0.5, "paper-coloring10": 0.45,
              "paper-sudoku": 0.1, "paper-sudoku-generate": 0.05, "paper-arc1": 0.04, "paper-arc2": 0.1}  # Table B.2  # fmt: skip
@@ -121,7 +121,7 @@ def test_the_task_lists_agree_with_the_one_registry():
     """TASK_NAMES, TASK_SIZES, gram_ppl.tasks.TASKS, the CLI's --task choices and the per-task
     default counts all come from config.TASK_REGISTRY: a new task is one module and one line."""
     from gram_ppl.cli import build_parser
-    from gram_ppl.config import _DEFAULT_COUNTS, TASK_NAMES, TASK_REGISTRY, TASK_SIZES
+    from gram_ppl.config import DEFAULT_COUNTS, TASK_NAMES, TASK_REGISTRY, TASK_SIZES
     from gram_ppl.tasks import TASKS
 
     assert tuple(TASKS) == TASK_NAMES == tuple(TASK_REGISTRY) and set(TASK_SIZES) == set(TASK_NAMES)
@@ -130,6 +130,6 @@ def test_the_task_lists_agree_with_the_one_registry():
         for size in sorted({TASK_SIZES[name][0], TASK_SIZES[name][-1]}):
             task = cls(size)
             assert task.size == size and task.relations().shape == (task.seq_len, task.seq_len)
-    assert {task for task, _ in _DEFAULT_COUNTS} <= {n.removesuffix("_rows") for n in TASK_NAMES}
+    assert {task for task, _ in DEFAULT_COUNTS} <= {n.removesuffix("_rows") for n in TASK_NAMES}
     fit = next(a for a in build_parser()._subparsers._group_actions[0].choices["fit"]._actions if a.dest == "task")
     assert tuple(fit.choices) == TASK_NAMES

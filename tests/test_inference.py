@@ -195,7 +195,8 @@ def test_cli_fit_evaluate_and_errors(tmp_path):
 
 
 def test_config_overrides_are_validated():
-    from gram_ppl.config import ConfigError, GramConfig, apply_overrides
+    from gram_ppl.config import ConfigError, GramConfig
+    from gram_ppl.overrides import apply_overrides
 
     cfg = apply_overrides(
         GramConfig(), ["fit.beta=0.5", "net.dim=32", 'task.mode="multi"', "task.name=sudoku", "task.size=4"][:2]

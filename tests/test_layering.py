@@ -159,3 +159,13 @@ def test_the_command_line_sits_above_what_it_calls():
             mods |= {a.name for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Import) for a in n.names}
             bad += [f"{where}: {m}" for m in mods if m and (m == "gram_ppl.cli" or m.startswith("gram_ppl.cli."))]
     assert not bad, bad
+
+
+def test_the_command_line_reaches_the_library_through_the_one_facade():
+    """gram_ppl/cli imports inference code from inference/api.py only (one public facade)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "gram_ppl" / "cli"
+    used = {m for p in root.glob("*.py") for m in re.findall(r"from gram_ppl\.inference\.(\w+) import", p.read_text())}
+    assert used == {"api"}, used

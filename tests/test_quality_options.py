@@ -191,8 +191,9 @@ def test_cli_temperature_and_evaluate_out(tmp_path):
 
 
 def test_set_priors_applies_on_top_of_the_priors_block(tmp_path):
-    from gram_ppl.config import GramConfig, PriorConfig, apply_overrides
+    from gram_ppl.config import GramConfig, PriorConfig
     from gram_ppl.models.priors import PRIORS
+    from gram_ppl.overrides import apply_overrides
 
     block = PriorConfig(family="studentt", scale=0.3)
     cfg = apply_overrides(GramConfig(), ["priors.family=laplace"], block)

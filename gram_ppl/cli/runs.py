@@ -15,15 +15,14 @@ from gram_ppl.cli.common import temperature as temperature_type
 from gram_ppl.config import (
     BACKENDS,
     OBJECTIVES,
-    PRESETS,
     TASK_NAMES,
     VARIANTS,
     ConfigError,
     GramConfig,
-    apply_overrides,
-    preset_config,
     with_priors,
 )
+from gram_ppl.overrides import apply_overrides
+from gram_ppl.presets import PRESETS, preset_config
 from gram_ppl.tasks import task_for
 
 
@@ -141,7 +140,7 @@ def fit_config(args) -> GramConfig:
     if args.resume and args.preset is not None:
         raise ConfigError("--preset starts a new run; a resumed run keeps its own config")
     if args.resume:
-        from gram_ppl.inference.run import load_config
+        from gram_ppl.inference.api import load_config
 
         cfg = apply_overrides(load_config(args.out), sets, PRIORS)
     elif args.preset is not None:
@@ -155,9 +154,7 @@ def fit_config(args) -> GramConfig:
 
 
 def cmd_fit(args) -> int:
-    from gram_ppl.inference.backend import NonFiniteLoss
-    from gram_ppl.inference.parallel import from_env
-    from gram_ppl.inference.run import fit
+    from gram_ppl.inference.api import NonFiniteLoss, fit, from_env
 
     cfg = fit_config(args)
     main = from_env().main  # under torchrun, rank 0 alone reports (every rank trains)
@@ -216,7 +213,7 @@ def _log_line(text: str) -> None:
 
 
 def _warn_model_file(run) -> None:
-    from gram_ppl.inference.runfolder import model_file_note
+    from gram_ppl.inference.api import model_file_note
 
     note = model_file_note(run)
     if note:
@@ -224,7 +221,7 @@ def _warn_model_file(run) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from gram_ppl.inference.run import evaluate_run
+    from gram_ppl.inference.api import evaluate_run
 
     _warn_model_file(args.run)
     with _status(f"evaluate: {args.puzzles or 'all'} held-out puzzles x {args.num_samples} prior samples"):
@@ -238,8 +235,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from gram_ppl.inference.run import load_run
-    from gram_ppl.inference.sampling import sample_puzzles
+    from gram_ppl.inference.api import load_run, sample_puzzles
 
     _warn_model_file(args.run)
     run = load_run(args.run)
@@ -259,8 +255,7 @@ def cmd_sample(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from gram_ppl.inference.run import load_run
-    from gram_ppl.inference.sampling import generate
+    from gram_ppl.inference.api import generate, load_run
 
     _warn_model_file(args.run)
     run = load_run(args.run)
@@ -287,8 +282,7 @@ def cmd_compare(args) -> int:
 def cmd_diagnose(args) -> int:
     import numpy as np
 
-    from gram_ppl.inference.diagnose import diagnose
-    from gram_ppl.inference.run import load_config
+    from gram_ppl.inference.api import diagnose, load_config
 
     cfg = load_config(args.run)
     x = sols = None
@@ -309,7 +303,7 @@ def cmd_diagnose(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from gram_ppl.inference.run import convert_run
+    from gram_ppl.inference.api import convert_run
 
     out = convert_run(args.run, args.out, args.to, force=args.force)
     print(f"{out}: {args.to} run converted from {args.run}", file=sys.stderr)

