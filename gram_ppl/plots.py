@@ -94,7 +94,8 @@ def draw_board(ax, task: Task, x: np.ndarray, y: np.ndarray, valid: bool = True)
         return
     n = task.size
     chars = task.format_solution(y)
-    given = np.asarray([c not in ".0" for c in task.format_puzzle(x)]) if len(x) == len(y) else np.zeros(n * n, bool)
+    puzzle = task.format_puzzle(x)  # a given is a character of the puzzle's own grid (digits: a label, no grid)
+    given = np.asarray([c not in ".0" for c in puzzle]) if len(puzzle) == len(chars) else np.zeros(len(chars), bool)
     ax.set_xlim(0, n)
     ax.set_ylim(n, 0)
     ax.set_aspect("equal")

@@ -394,3 +394,22 @@ def test_arviz_plot_functions_work_on_the_export(idata):
         az.plot_dist(idata.sample_stats["log_weight"].values.ravel())
     finally:
         plt.close("all")
+
+
+def test_a_digit_image_with_ink_is_drawn_without_givens():
+    """Digits' puzzle text is a label, not a grid: no cell counts as a given (an inked pixel once
+    indexed the one-character label)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from gram_ppl import get_task
+
+    task = get_task("digits", 8)
+    y = np.ones(64, np.uint8)
+    y[[7, 20, 63]] = 2  # inked pixels
+    fig, ax = plt.subplots()
+    plots.draw_board(ax, task, np.ones(64, np.uint8), y, valid=True)
+    assert len(ax.texts) == 3 and all(t.get_fontweight() == "normal" for t in ax.texts)
+    plt.close(fig)

@@ -98,8 +98,12 @@ def test_a_folder_with_its_own_models_and_inference_does_not_shadow_ours(tmp_pat
     assert r.returncode == 0, r.stderr
 
 
-def test_config_imports_only_the_standard_library():
-    assert {top(m) for m in imported_modules(ROOT / "gram_ppl" / "config.py")} <= set(STDLIB) | {"__future__"}
+@pytest.mark.parametrize("name", ["config", "task_defaults", "presets", "overrides", "sites", "seeds"])
+def test_config_imports_only_the_standard_library(name):
+    """The config modules (and what they import of gram_ppl) import the standard library only."""
+    ours = {"gram_ppl.config", "gram_ppl.task_defaults"}
+    mods = imported_modules(ROOT / "gram_ppl" / f"{name}.py")
+    assert {top(m) for m in mods if m not in ours} <= set(STDLIB) | {"__future__"}
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "gram_ppl" / "tasks").glob("*.py")), ids=lambda p: p.name)

@@ -308,7 +308,7 @@ def test_global_channel_puts_noise_on_the_register_tokens_only():
 
 def test_verifier_reward_scores_valid_and_new_solutions():
     from gram_ppl import get_task
-    from gram_ppl.inference.svi_pyro import checker_reward
+    from gram_ppl.inference.finetune_pyro import checker_reward
 
     task = get_task("nqueens", 4)
     x = np.ones((1, 16), np.uint8)  # the empty 4x4 board: two solutions
@@ -322,7 +322,7 @@ def test_reward_fine_tuning_gradient_and_reference(tmp_path, monkeypatch):
     """The leave-one-out REINFORCE loss: zero for equal rewards (the baseline removes them), a
     gradient on the prior heads only for unequal ones; the reference is the network fine-tuning
     started from, kept in the checkpoint."""
-    from gram_ppl.inference import svi_pyro
+    from gram_ppl.inference import finetune_pyro, svi_pyro
     from gram_ppl.inference.run import fit
 
     cfg = dataclasses.replace(tiny_config(reward_weight=1.0, reward_samples=4, reward_puzzles=4, reward_kl=0.0),
@@ -336,7 +336,7 @@ def test_reward_fine_tuning_gradient_and_reference(tmp_path, monkeypatch):
     loss, reward = svi_pyro.reward_loss(trainer, x)  # untrained: every board invalid, every reward 0
     assert loss.item() == 0.0 and reward == 0.0
     ranked = lambda task, x, boards, bonus: np.arange(boards.shape[0], dtype=np.float32)[:, None].repeat(4, 1)  # noqa: E731
-    monkeypatch.setattr(svi_pyro, "checker_reward", ranked)  # rewards 0..K-1: non-zero advantages
+    monkeypatch.setattr(finetune_pyro, "checker_reward", ranked)  # rewards 0..K-1: non-zero advantages
     loss, reward = svi_pyro.reward_loss(trainer, x)
     assert torch.isfinite(loss) and reward == 1.5
     loss.backward()
