@@ -23,7 +23,8 @@ A backend is a module (inference/svi_pyro.py, inference/svi_numpyro.py) that pro
 A Trainer has `cfg`, `mod`, `train_batch(x, y, num_solutions) -> StepInfo` (numpy in),
 `state() -> bytes` / `load_state(bytes)` (weights, optimiser, EMA, RNG, in the backend's own
 serialisation: torch.save for Pyro, flax msgpack for NumPyro), `set_weights(weights)`
-(sampling weights in, fresh optimiser), `sampling_net()`, `validity(task, split, puzzles, seed)`,
+(sampling weights in, fresh optimiser), `sampling_net()` (the training loop scores it with
+`inference.evaluate.held_out_validity`, through the module's `sample` and `log_likelihood`),
 `apply_hyperparameters()` (after a forced resume) and `set_lr_scale(scale)` with its `lr_scale`
 (the learning-rate schedule, FitConfig.lr_decay). Both raise the exceptions below.
 """

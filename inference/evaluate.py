@@ -6,7 +6,7 @@ from collections import Counter
 
 import numpy as np
 
-from gram_ppl.seeds import seed_for
+from gram_ppl.seeds import part, seed_for
 from gram_ppl.tasks import Split, Task
 
 
@@ -73,6 +73,21 @@ def validity_report(task: Task, test: Split, puzzles: int, draw, guided: bool, l
     if log_lik is not None:
         report["heldout_log_p"] = float(iw_bound(log_lik(x, y)).mean())
     return report
+
+
+def held_out_validity(backend, trainer, task: Task, test: Split, puzzles: int, seed: int) -> dict[str, float]:
+    """`validity_report` for a trainer of either backend (the module `backend`: its `sample` and
+    `log_likelihood`), from its sampling networks: one prior draw (stream `seed`), one guide draw
+    and 8 prior trajectories for the bound (its sub-streams); the training RNG is untouched."""
+    net, mod, cfg = trainer.sampling_net(), trainer.mod, trainer.cfg
+
+    def draw(x, y):
+        return backend.sample(mod, net, cfg, x, y, seed=seed if y is None else part(seed, "guide"))[0]  # (B, L_y)
+
+    def log_lik(x, y):
+        return backend.log_likelihood(mod, net, cfg, x, y, num_samples=8, seed=part(seed, "likelihood"))  # (8, B)
+
+    return validity_report(task, test, puzzles, draw, cfg.fit.variant != "deterministic", log_lik)
 
 
 def iw_bound(log_lik: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from gram_ppl.config import GramConfig, augments, with_priors
 from gram_ppl.data import Dataset, build_dataset
 from gram_ppl.inference import parallel
 from gram_ppl.inference.backend import NonFiniteLoss, get_backend
-from gram_ppl.inference.evaluate import evaluate_run
+from gram_ppl.inference.evaluate import evaluate_run, held_out_validity
 from gram_ppl.inference.loading import LoadedRun, checkpoint_errors, convert_run, default_model, load_run
 from gram_ppl.inference.resources import check_fit
 from gram_ppl.inference.runfolder import (
@@ -258,7 +258,9 @@ class TrainLoop:
     def evaluate(self, eval_puzzles: int) -> dict:
         """Validity of one prior sample and one guide sample per held-out puzzle; the training RNG
         is untouched (forked)."""
-        report = self.trainer.validity(self.data.task, self.data.test, eval_puzzles, seed_for(self.cfg, "eval"))
+        backend = get_backend(self.cfg.backend)
+        report = held_out_validity(backend, self.trainer, self.data.task, self.data.test, eval_puzzles,
+                                   seed_for(self.cfg, "eval"))  # fmt: skip
         record = {"step": self.step, "seconds": round(self.elapsed, 3), "cpu_seconds": round(self.cpu, 3)}
         record["eval"] = report
         self.history.append(record)

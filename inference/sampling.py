@@ -50,6 +50,12 @@ def rollout(
                    np.concatenate(per_step, axis=1))  # fmt: skip
 
 
+def halts(halt_logit):
+    """The halting rule (the paper's simplified ACT): stop where σ(q) > 0.5, i.e. the halt logit q > 0
+    (numpy arrays or torch tensors; inference/trajectories.py reads the same rule)."""
+    return halt_logit > 0
+
+
 CHUNK_SEED = 1_000_003  # chunk i of a large sampling call draws with seed + i * CHUNK_SEED (chunk 0: seed)
 
 
@@ -64,7 +70,7 @@ def _rollout(mod, net, cfg, x, num_samples, depth, halt, temperature, seed) -> R
     per_step = []
     for n, (board, halt_logit, v) in zip(range(depth), steps_iter, strict=False):
         per_step.append(board.reshape(num_samples, B, -1))  # (N, B, L_y)
-        stop = running & (halt_logit > 0) if halt else np.zeros_like(running)  # σ(q) > 0.5
+        stop = running & halts(halt_logit) if halt else np.zeros_like(running)
         if n == depth - 1:
             stop = running.copy()
         boards[stop], value[stop], steps[stop] = board[stop], v[stop], n + 1
@@ -140,14 +146,8 @@ def generate(run, num: int, depth: int | None = None, temperature: float = 1.0) 
     if cfg.task.mode == "conditional":  # x is a class label: the blank input was never trained on
         raise ConfigError("a class-conditional run draws samples for a label: use gram sample (or "
                           "inference.api.sample) with label inputs, not generate (the blank input)")  # fmt: skip
-    if depth is not None:
-        check_depth(depth)
-    chunks = sample_chunks(cfg, task, num, 1)
-    check_sampling(cfg, task, chunks[0])
-    backend, seed = get_backend(cfg.backend), seed_for(cfg, "generate")
-    boards = np.concatenate([
-        backend.sample(run.mod, run.net, cfg, None, num_samples=n, depth=depth, seed=seed + CHUNK_SEED * i,
-                       temperature=temperature)[:, 0]
-        for i, n in enumerate(chunks)
-    ])  # (num, L_y)  # fmt: skip
-    return Generated(boards, task.is_valid(np.ones(task.x_len, dtype=np.uint8), boards))
+    blank = np.ones((1, task.x_len), dtype=np.uint8)  # the empty input: every token 1 (blank cell)
+    r = rollout(run.mod, run.net, cfg, blank, num, depth or cfg.fit.n_sup, temperature=temperature,
+                seed=seed_for(cfg, "generate"))  # the one sampling path, chunked when large  # fmt: skip
+    boards = r.boards[:, 0]  # (num, L_y)
+    return Generated(boards, task.is_valid(blank[0], boards))

@@ -32,7 +32,6 @@ from gram_ppl.inference.backend import NonFiniteLoss, StepInfo
 from gram_ppl.inference.objective import kl_ceiling
 from gram_ppl.inference.tempering import check_temperature, numpyro_temper
 from gram_ppl.networks import flax_nets
-from gram_ppl.seeds import part
 
 PARAMS = "gram$params"
 
@@ -173,24 +172,6 @@ class Trainer:
         """The next batches' learning rate is fit.lr · scale (the schedule: FitConfig.lr_scale);
         a traced argument of the update, so changing it compiles nothing."""
         self.lr_scale = float(scale)
-
-    def validity(self, task, test, puzzles: int, seed: int) -> dict[str, float]:
-        """Validity of one prior and one guide sample for each of the first `puzzles` held out."""
-        from gram_ppl.inference.evaluate import validity_report
-
-        bound = self.sampling_net()
-
-        def draw(x, y):
-            return sample(self.mod, bound, self.cfg, x, y, seed=seed if y is None else part(seed, "guide"))[
-                0
-            ]  # (B, L_y)
-
-        def log_lik(x, y):
-            return log_likelihood(
-                self.mod, bound, self.cfg, x, y, num_samples=8, seed=part(seed, "likelihood")
-            )  # (8, B)
-
-        return validity_report(task, test, puzzles, draw, self.cfg.fit.variant != "deterministic", log_lik)
 
     def train_batch(self, x, y, num_solutions=None) -> StepInfo:
         """One batch: x (B, L_x), y (B, L_y); num_solutions (B,) of each input, for the KL ceiling."""

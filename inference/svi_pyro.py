@@ -58,7 +58,6 @@ from gram_ppl.inference.parallel_pyro import (
 )
 from gram_ppl.inference.tempering import pyro_temper
 from gram_ppl.networks.torch_nets import build_net
-from gram_ppl.seeds import part
 
 __all__ = ["EmbedOnce", "LossTerms", "SharedCore", "Trainer", "balanced_kl", "close_parallel", "device", "head_losses",
            "init_parallel", "log_likelihood", "make_trainer", "prior_steps", "sample", "sampling_net", "setup",
@@ -136,21 +135,6 @@ class Trainer:
         self.lr_scale = float(scale)
         for group in self.opt.param_groups:
             group["lr"] = self.cfg.fit.lr * self.lr_scale
-
-    def validity(self, task, test, puzzles: int, seed: int) -> dict[str, float]:
-        """Validity of one prior and one guide sample for each of the first `puzzles` held out
-        (the training RNG untouched: forked)."""
-        from gram_ppl.inference.evaluate import validity_report
-
-        net = self.sampling_net()
-
-        def draw(x, y):
-            return sample(self.mod, net, self.cfg, x, y, seed=seed if y is None else part(seed, "guide"))[0]  # (B, L_y)
-
-        def log_lik(x, y):
-            return log_likelihood(self.mod, net, self.cfg, x, y, num_samples=8, seed=part(seed, "likelihood"))  # (8, B)
-
-        return validity_report(task, test, puzzles, draw, self.cfg.fit.variant != "deterministic", log_lik)
 
     def _update(self, loss: torch.Tensor) -> None:
         if not torch.isfinite(loss):

@@ -20,6 +20,7 @@ from gram_ppl import sites as gram_sites
 from gram_ppl.config import GramConfig, with_priors
 from gram_ppl.diagnostics import Trajectories, pca_per_puzzle
 from gram_ppl.inference.resources import check_depth, check_trajectories
+from gram_ppl.inference.sampling import halts
 from gram_ppl.inference.svi_pyro import SharedCore
 from gram_ppl.networks.torch_nets import build_net
 
@@ -64,7 +65,7 @@ def collect(
     }
     h_np = h.view(N, B, depth + 1, *h.shape[2:]).cpu().numpy()
     halt_logits = torch.stack(rec["halt"], 1)  # (N*B, S): steps 1..S
-    stops = torch.sigmoid(halt_logits) > 0.5
+    stops = halts(halt_logits)  # (N*B, S): the rollouts' halting rule
     halt_step = torch.where(
         stops.any(1), stops.float().argmax(1) + 1, torch.full_like(stops[:, 0], depth, dtype=torch.long)
     )

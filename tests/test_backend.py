@@ -21,7 +21,7 @@ from gram_ppl.inference.runfolder import read_checkpoint
 QUIET = dict(progress=False, eval_puzzles=4)
 INTERFACE = ("setup", "make_trainer", "sampling_net", "weights", "net_from_weights", "prior_steps", "sample",
              "log_likelihood")  # fmt: skip
-TRAINER = ("train_batch", "state", "load_state", "set_weights", "sampling_net", "validity", "apply_hyperparameters",
+TRAINER = ("train_batch", "state", "load_state", "set_weights", "sampling_net", "apply_hyperparameters",
            "set_lr_scale")  # fmt: skip
 
 

@@ -173,3 +173,19 @@ def test_the_command_line_reaches_the_library_through_the_one_facade():
     root = Path(__file__).resolve().parents[1] / "gram_ppl" / "cli"
     used = {m for p in root.glob("*.py") for m in re.findall(r"from gram_ppl\.inference\.(\w+) import", p.read_text())}
     assert used == {"api"}, used
+
+
+def test_random_streams_are_named_in_one_place():
+    """Every sampling call takes its seed from gram_ppl/seeds.py by name: no offset from fit.seed
+    is written anywhere else, and no two streams share a seed."""
+    import re
+
+    from gram_ppl.config import GramConfig
+    from gram_ppl.seeds import STREAMS, seed_for
+
+    code = [p for d in ("gram_ppl", "inference", "models", "benchmarks") for p in (ROOT / d).rglob("*.py")]
+    offenders = [str(p) for p in code if p.name != "seeds.py" and re.search(r"fit\.seed\s*\+", p.read_text())]
+    assert offenders == []
+    cfg = GramConfig()
+    seeds = [seed_for(cfg, s) for s in STREAMS]
+    assert len(set(seeds)) == len(seeds)
