@@ -50,6 +50,8 @@ demo: $(STAMP)
 	$(BIN)/gram fit $(DEMO_TASK) --steps $(DEMO_STEPS) --quiet --out $(DEMO)/deterministic --variant deterministic & d=$$!; \
 	wait $$g && wait $$d
 	$(BIN)/gram compare $(DEMO)/gram $(DEMO)/deterministic --num-samples 20
+	@echo "--- test-time scaling of both runs: validity against depth, and a vote over N samples against width:"
+	$(BIN)/python benchmarks/width_depth.py $(DEMO)/gram $(DEMO)/deterministic --samples 20 --puzzles 100 --out $(DEMO)/width-depth.png
 	@echo "--- demo done: data sets and runs under $(DEMO)/"
 
 bench: $(STAMP)

@@ -22,6 +22,7 @@ SCRIPTS = {
     "startup.py",
     "scaling.py",
     "temperature.py",
+    "width_depth.py",
 }
 
 
@@ -124,3 +125,18 @@ def test_startup_benchmark(tmp_path):
     out = run("startup.py", "--size", "4", "--repeats", "1", "--json", str(tmp_path / "s.json"))
     row = json.loads((tmp_path / "s.json").read_text())
     assert "gram sample (sudoku 4x4" in out and row["sample_median_s"] > 0 and row["imports_median_s"] > 0
+
+
+def test_width_depth_curves(tmp_path):
+    from gram_ppl.config import TaskConfig
+    from gram_ppl.inference.run import fit
+
+    cfg = tiny_config()
+    cfg = cfg.__class__(task=TaskConfig(name="sudoku", size=4, mode="multi"), net=cfg.net, fit=cfg.fit)
+    fit(cfg, tmp_path / "a", steps=2, progress=False, eval_puzzles=4)
+    out = run("width_depth.py", str(tmp_path / "a"), "--samples", "4", "--puzzles", "3", "--max-depth", "3",
+              "--out", str(tmp_path / "c.png"), "--json", str(tmp_path / "c.json"))  # fmt: skip
+    rows = json.loads((tmp_path / "c.json").read_text())
+    assert "vote@4" in out and "depth 3" in out and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(rows[0]["valid_by_depth"]) == 3 and set(rows[0]["vote_by_width"]) == {"1", "2", "4"}
+    assert all(0 <= v <= 1 for v in rows[0]["valid_by_depth"])

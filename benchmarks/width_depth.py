@@ -1,0 +1,109 @@
+"""Test-time scaling of trained runs: the share of held-out inputs solved against depth (supervision
+steps, up to --max-depth) and against width (a majority vote over N prior samples), side by side.
+
+    .venv/bin/python benchmarks/width_depth.py RUN [RUN ...] [--samples 20] [--puzzles 100]
+        [--max-depth 8] [--out curves.png] [--json out.json]
+
+For each run folder: `--samples` prior trajectories of each of the first `--puzzles` held-out
+inputs, run to `--max-depth` steps (seed stream "evaluate", gram_ppl/seeds.py). Depth curve: the
+share of single samples that are valid after each step (on unique-solution puzzles, valid =
+exact). Width curve: the share of inputs whose voted board (the most frequent of the first N
+samples at the training depth) is valid, for N = 1, 2, 4, 8, 16, 20. Prints a markdown table;
+`--out` draws both curves (`make demo` shows them for its 4x4 Sudoku runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_json  # noqa: E402
+
+from gram_ppl.inference.api import load_run  # noqa: E402
+from gram_ppl.inference.sampling import rollout, select  # noqa: E402
+from gram_ppl.seeds import seed_for  # noqa: E402
+
+WIDTHS = (1, 2, 4, 8, 16, 20)
+
+
+def curves(folder: str, samples: int, puzzles: int, max_depth: int) -> dict:
+    run = load_run(folder)
+    cfg, task, test = run.config, run.data.task, run.data.test
+    x = test.x[:puzzles]
+    r = rollout(run.mod, run.net, cfg, x, samples, max_depth, seed=seed_for(cfg, "evaluate"))
+    depth = [float(task.is_valid(x[None], b).mean()) for b in r.per_step]  # (S,) single-sample validity
+    at = r.per_step[min(cfg.fit.n_sup, len(r.per_step)) - 1]  # (N, B, L_y) at the training depth
+    width = {}
+    for n in (w for w in WIDTHS if w <= samples):
+        voted = select(task, at[:n], np.zeros((n, len(x))), "vote")  # (B, L_y)
+        width[n] = float(task.is_valid(x, voted).mean())
+    name = f"{Path(folder).name} ({cfg.fit.variant})"
+    return {
+        "run": name,
+        "train_depth": cfg.fit.n_sup,
+        "puzzles": len(x),
+        "valid_by_depth": depth,
+        "vote_by_width": width,
+    }
+
+
+def table(rows: list[dict]) -> str:
+    widths = sorted({n for r in rows for n in r["vote_by_width"]})
+    depth = max(len(r["valid_by_depth"]) for r in rows)
+    head = ["run", *[f"depth {d + 1}" for d in range(depth)], *[f"vote@{n}" for n in widths]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [f"{v:.1%}" for v in r["valid_by_depth"]] + [f"{r['vote_by_width'][n]:.1%}" for n in widths]
+        lines.append("| " + " | ".join([r["run"], *cells]) + " |")
+    return "\n".join(lines)
+
+
+def figure(rows: list[dict], out: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for r in rows:
+        d = np.arange(1, len(r["valid_by_depth"]) + 1)
+        a.plot(d, 100 * np.array(r["valid_by_depth"]), marker="o", label=r["run"])
+        n = sorted(r["vote_by_width"])
+        b.plot(n, [100 * r["vote_by_width"][k] for k in n], marker="o", label=r["run"])
+    train = rows[0]["train_depth"]
+    a.axvline(train, color="0.6", ls="--", lw=1, label=f"training depth {train}")
+    a.set(xlabel="supervision steps (depth)", ylabel="valid, one sample (%)", title="depth", ylim=(0, 101))
+    b.set(xlabel="samples voted on (width)", ylabel="inputs solved by the vote (%)", title="width", ylim=(0, 101))
+    b.set_xscale("log", base=2)
+    a.legend(fontsize=7)
+    b.legend(fontsize=7)
+    fig.suptitle(f"prior samples of {rows[0]['puzzles']} held-out inputs", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+")
+    ap.add_argument("--samples", type=int, default=20)
+    ap.add_argument("--puzzles", type=int, default=100)
+    ap.add_argument("--max-depth", type=int, default=8)
+    ap.add_argument("--out", help="a PNG of both curves")
+    ap.add_argument("--json")
+    args = ap.parse_args(argv)
+    rows = [curves(r, args.samples, args.puzzles, args.max_depth) for r in args.runs]
+    print(table(rows))
+    if args.out:
+        figure(rows, args.out)
+        print(f"curves: {args.out}")
+    write_json(args.json, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
