@@ -79,6 +79,8 @@ def figure(rows: list[dict], out: str) -> None:
     a.set(xlabel="supervision steps (depth)", ylabel="valid, one sample (%)", title="depth", ylim=(0, 101))
     b.set(xlabel="samples voted on (width)", ylabel="inputs solved by the vote (%)", title="width", ylim=(0, 101))
     b.set_xscale("log", base=2)
+    ticks = sorted({k for r in rows for k in r["vote_by_width"]})
+    b.set_xticks(ticks, [str(k) for k in ticks])
     a.legend(fontsize=7)
     b.legend(fontsize=7)
     fig.suptitle(f"prior samples of {rows[0]['puzzles']} held-out inputs", fontsize=9)
