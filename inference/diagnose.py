@@ -75,17 +75,7 @@ def diagnose(
     guide = collect(run.mod, run.net, cfg, task, x, y, source="guide", seed=part(seed, "guide"), **kw)
     prior = collect(run.mod, run.net, cfg, task, x, y, source="prior", seed=part(seed, "prior"), **kw)
     untrained = prior_predictive(cfg, task, x, min(num_samples, 32), depth, mod=run.mod, seed=part(seed, "untrained"))
-    attrs = {
-        "run": str(folder),
-        "variant": cfg.fit.variant,
-        "backend": cfg.backend,
-        "priors": to_dict(cfg.priors),
-        "config": to_dict(cfg),
-        "seed": seed,
-        "depth": depth,
-        "versions": _versions(),
-        "log_weight": "log p(y, tau | x) - log q(tau | x, y), y observed after the last step",
-    }
+    attrs = _attrs(folder, cfg, seed, depth)
     idata = to_inference_data(x, y, posterior=guide, prior=prior, task=task, solutions=solutions, attrs=attrs)
     out.mkdir(parents=True, exist_ok=True)
     idata.to_netcdf(str(out / "trajectories.nc"))
@@ -108,6 +98,21 @@ def diagnose(
         "khat": None if ps is None else ps.khat.tolist(),
         "files": sorted(figs),
         "rhat": None if rhat is None else {k: v.tolist() for k, v in rhat.items()},
+    }
+
+
+def _attrs(folder, cfg, seed: int, depth: int) -> dict:
+    """What the exported InferenceData records about the run it came from."""
+    return {
+        "run": str(folder),
+        "variant": cfg.fit.variant,
+        "backend": cfg.backend,
+        "priors": to_dict(cfg.priors),
+        "config": to_dict(cfg),
+        "seed": seed,
+        "depth": depth,
+        "versions": _versions(),
+        "log_weight": "log p(y, tau | x) - log q(tau | x, y), y observed after the last step",
     }
 
 
