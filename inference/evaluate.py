@@ -110,14 +110,12 @@ def heldout_elpd(run, num_samples: int, puzzles: int | None = None, seed: int | 
     run = run if isinstance(run, LoadedRun) else load_run(run)
     test, cfg = run.data.test, run.config
     x, y = test.x[:puzzles], test.y[:puzzles]
-    from gram_ppl.inference.resources import sample_chunks
-    from gram_ppl.inference.sampling import CHUNK_SEED
+    from gram_ppl.inference.sampling import chunk_seeds
 
     seed = seed_for(cfg, "elpd") if seed is None else seed
     backend = get_backend(cfg.backend)
-    chunks = sample_chunks(cfg, run.task, num_samples, len(x))  # (K, B) log-likelihoods are small; h is not
-    log_lik = [backend.log_likelihood(run.mod, run.net, cfg, x, y, n, seed=seed + CHUNK_SEED * i)
-               for i, n in enumerate(chunks)]  # fmt: skip
+    chunks = chunk_seeds(cfg, run.task, num_samples, len(x), seed)  # (K, B) log-likelihoods are small; h is not
+    log_lik = [backend.log_likelihood(run.mod, run.net, cfg, x, y, n, seed=s) for n, s in chunks]
     return iw_bound(np.concatenate(log_lik))
 
 

@@ -72,7 +72,7 @@ def check_depth(depth: int) -> None:
 
 
 def check_trajectories(cfg, task, rows: int, depth: int) -> None:
-    _check(trajectory_bytes(cfg, task, rows, depth),
+    check_memory(trajectory_bytes(cfg, task, rows, depth),
            f"keeping every step of {rows:,} trajectories (depth {depth}, dim {cfg.net.dim}; fewer --num-samples)")  # fmt: skip
 
 
@@ -82,7 +82,8 @@ def check_threads(threads: int) -> None:
         raise RunError(f"fit.threads={threads} exceeds this machine's {cores} cores (threads would fight over them)")
 
 
-def _check(need: float, what: str) -> None:
+def check_memory(need: float, what: str) -> None:
+    """Refuse `what` with its estimate when it needs more than SHARE of the machine's memory."""
     have = machine_bytes()
     if need > SHARE * have:
         raise RunError(f"{what} needs an estimated {need / 2**30:,.1f} GiB; this machine has {have / 2**30:,.1f} GiB")
@@ -91,15 +92,6 @@ def _check(need: float, what: str) -> None:
 def check_fit(cfg, task) -> None:
     f, n = cfg.fit, cfg.net
     check_threads(f.threads)
-    _check(
+    check_memory(
         fit_bytes(cfg, task), f"training with batch {f.batch_size}, K {f.K}, T {f.T}, dim {n.dim}, layers {n.layers}"
     )
-
-
-def check_sampling(cfg, task, rows: int) -> None:
-    _check(sample_bytes(cfg, task, rows), f"sampling {rows:,} trajectories at once (dim {cfg.net.dim})")
-
-
-def check_memory(need: float, what: str) -> None:
-    """Refuse `what` when it needs more than SHARE of the machine's memory."""
-    _check(need, what)

@@ -10,7 +10,7 @@ import numpy as np
 
 from gram_ppl.config import ConfigError
 from gram_ppl.inference.backend import get_backend
-from gram_ppl.inference.resources import check_depth, check_memory, check_sampling, sample_bytes, sample_chunks
+from gram_ppl.inference.resources import check_depth, check_memory, sample_bytes, sample_chunks
 from gram_ppl.seeds import seed_for
 from gram_ppl.tasks import Task, task_for
 
@@ -33,17 +33,14 @@ def rollout(
     x = np.asarray(x)
     task = task_for(cfg.task)
     check_depth(depth)
-    chunks = sample_chunks(cfg, task, num_samples, x.shape[0])
+    chunks = chunk_seeds(cfg, task, num_samples, x.shape[0], seed)
     rows = num_samples * x.shape[0]
-    check_sampling(cfg, task, chunks[0] * x.shape[0])
-    # the answer is kept whole: every trajectory's board after each step and at its end (int64)
-    check_memory(8 * (depth + 1) * rows * task.y_len + sample_bytes(cfg, task, chunks[0] * x.shape[0]),
+    # one chunk's sampling pass, and the answer kept whole: every trajectory's board after each step and at its end (int64)
+    check_memory(8 * (depth + 1) * rows * task.y_len + sample_bytes(cfg, task, chunks[0][0] * x.shape[0]),
                  f"sampling {rows:,} trajectories (their boards at each of {depth} steps)")  # fmt: skip
-    if len(chunks) == 1:
-        return _rollout(mod, net, cfg, x, num_samples, depth, halt, temperature, seed)
-    parts = [
-        _rollout(mod, net, cfg, x, n, depth, halt, temperature, seed + CHUNK_SEED * i) for i, n in enumerate(chunks)
-    ]
+    parts = [_rollout(mod, net, cfg, x, n, depth, halt, temperature, s) for n, s in chunks]
+    if len(parts) == 1:
+        return parts[0]
     S = max(len(p.per_step) for p in parts)  # a chunk whose trajectories all halted early repeats its last boards
     per_step = [np.concatenate([p.per_step, np.repeat(p.per_step[-1:], S - len(p.per_step), 0)]) for p in parts]
     return Rollout(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("boards", "halt_step", "value")),
@@ -57,6 +54,12 @@ def halts(halt_logit):
 
 
 CHUNK_SEED = 1_000_003  # chunk i of a large sampling call draws with seed + i * CHUNK_SEED (chunk 0: seed)
+
+
+def chunk_seeds(cfg, task, num_samples: int, puzzles: int, seed: int) -> list[tuple[int, int]]:
+    """(samples, seed) of each chunk a call of `num_samples` trajectories per puzzle runs in
+    (resources.sample_chunks: each chunk's pass fits in memory; one chunk, the whole call, when it fits)."""
+    return [(n, seed + CHUNK_SEED * i) for i, n in enumerate(sample_chunks(cfg, task, num_samples, puzzles))]
 
 
 def _rollout(mod, net, cfg, x, num_samples, depth, halt, temperature, seed) -> Rollout:
