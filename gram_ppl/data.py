@@ -146,7 +146,8 @@ def load_dataset(folder: str | Path) -> Dataset:
         if _sha256_file(path) != manifest["files"].get(path.name):
             raise DatasetError(f"{path}: checksum mismatch (the file was modified or truncated)")
         try:
-            arrays = {k: _read_member(path, k, manifest["arrays"].get(f"{name}/{k}")) for k in ARRAYS}
+            with zipfile.ZipFile(path) as zf:
+                arrays = {k: _read_member(zf, k, manifest["arrays"].get(f"{name}/{k}")) for k in ARRAYS}
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
             raise DatasetError(f"{path}: unreadable ({e})") from None
         for k, v in arrays.items():
@@ -182,24 +183,21 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
                 np.lib.format.write_array(f, np.ascontiguousarray(value), allow_pickle=False)
 
 
-def _read_member(path: Path, key: str, record) -> np.ndarray:
-    """Array `key` of an npz file, its .npy header checked against the manifest's record (dtype,
-    shape) and against the member's stored size before anything is allocated: a header that
-    claims more than the file holds is refused, never read."""
-    with zipfile.ZipFile(path) as zf:
-        info = zf.getinfo(f"{key}.npy")
-        with zf.open(info) as f:
-            version = np.lib.format.read_magic(f)
-            read_header = (
-                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            )
-            shape, _, dtype = read_header(f)
-            if not isinstance(record, dict) or [dtype.str, list(shape)] != [record.get("dtype"), record.get("shape")]:
-                raise ValueError(f"array {key!r}: header {dtype.str} {list(shape)} does not match the manifest")
-            if dtype.hasobject or int(np.prod(shape, dtype=object)) * dtype.itemsize > info.file_size:
-                raise ValueError(f"array {key!r}: header claims more data than the file holds")
-        with zf.open(info) as f:
-            return np.lib.format.read_array(f, allow_pickle=False)
+def _read_member(zf: zipfile.ZipFile, key: str, record) -> np.ndarray:
+    """Array `key` of an open npz file, its .npy header checked against the manifest's record
+    (dtype, shape) and against the member's stored size before anything is allocated: a header
+    that claims more than the file holds is refused, never read."""
+    info = zf.getinfo(f"{key}.npy")
+    with zf.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+        if not isinstance(record, dict) or [dtype.str, list(shape)] != [record.get("dtype"), record.get("shape")]:
+            raise ValueError(f"array {key!r}: header {dtype.str} {list(shape)} does not match the manifest")
+        if dtype.hasobject or int(np.prod(shape, dtype=object)) * dtype.itemsize > info.file_size:
+            raise ValueError(f"array {key!r}: header claims more data than the file holds")
+    with zf.open(info) as f:
+        return np.lib.format.read_array(f, allow_pickle=False)
 
 
 def _array_record(a: np.ndarray) -> dict:
