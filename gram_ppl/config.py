@@ -178,7 +178,7 @@ BACKENDS = ("pyro", "numpyro")
 
 @dataclass(frozen=True)
 class PriorConfig:
-    """The priors a statistician edits: the PRIORS block at the top of models/gram_*.py."""
+    """The priors a statistician edits: the PRIORS block of models/priors.py (both backends read it)."""
 
     family: str = "normal"  # transition noise ε_t: normal | studentt | laplace
     scale_mode: str = "network"  # network: σ_θ(u_t) per token (paper); learned: one scale; fixed: constant
@@ -281,6 +281,11 @@ class FitConfig:
     kl_reduction: str = "sum"  # sum the KL over positions and channels, or average it
     guide_transitions: str = "all"  # where q_φ replaces the prior: all transitions | last of each step
     guide_steps: int = 1  # q_φ acts only in the first this-many supervision steps (prior after); 0: all (paper)
+    # The family of q_φ(ε_t | u_t, y): None = the prior's (priors.family, with its df), so editing
+    # the prior family adds no KL floor (a Normal guide under a studentt prior pays ≥ 0.046 nats per
+    # dimension at equal scale whatever it learns); "normal" etc. pick one (`gram fit` warns when the
+    # floor this leaves at initialisation exceeds the KL ceiling; inference.objective.kl_floor).
+    guide_family: str | None = None
     free_bits: float = 0.0  # nats per puzzle below which the KL of a transition is not penalised
     # KL ceiling (inference/objective.py): λ·relu(KL_step − C_i) per puzzle and supervision step, on
     # top of β·KL: a cap on what the posterior may carry about y. λ = kl_cap_weight (0: off); C_i =
@@ -340,6 +345,8 @@ class FitConfig:
         _choice("variant", self.variant, VARIANTS)
         _choice("objective", self.objective, OBJECTIVES)
         _choice("guide_transitions", self.guide_transitions, GUIDE_TRANSITIONS)
+        if self.guide_family is not None:
+            _choice("guide_family", self.guide_family, NOISE_FAMILIES)
         _choice("kl_reduction", self.kl_reduction, KL_REDUCTIONS)
         _choice("prior_path_target", self.prior_path_target, PRIOR_PATH_TARGETS)
         for name in ("K", "T", "n_sup", "batch_size", "threads"):
@@ -422,7 +429,7 @@ def to_dict(cfg) -> dict:
 
 # Fields added after runs were first written, with the value that reproduces those runs (a
 # missing field otherwise takes today's default, which may train differently on --resume).
-_BEFORE = {"FitConfig": {"lr_decay": 0.0}, "NetConfig": {"relation_bias": False}}
+_BEFORE = {"FitConfig": {"lr_decay": 0.0, "guide_family": "normal"}, "NetConfig": {"relation_bias": False}}
 
 
 def from_dict(cls, data: dict):
@@ -440,6 +447,7 @@ __all__ = [
     "FitConfig",
     "with_priors",
     "augments",
+    "guide_family",
     "GramConfig",
     "NetConfig",
     "PriorConfig",
@@ -454,6 +462,11 @@ __all__ = [
     "gram_config_from_dict",
     "to_dict",
 ]
+
+
+def guide_family(fit: FitConfig, priors: PriorConfig) -> str:
+    """The family of q_φ: fit.guide_family, or where it is None the prior's (priors.family)."""
+    return priors.family if fit.guide_family is None else fit.guide_family
 
 
 def augments(cfg: GramConfig) -> bool:

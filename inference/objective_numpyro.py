@@ -112,6 +112,8 @@ def balanced_kl(q, p, value, alpha: float):
         kl = kl_divergence
     elif isinstance(_base(q), dist.Normal) and isinstance(_base(p), dist.Laplace):
         kl = _kl_normal_laplace  # closed form, as torch registers it (Pyro's backend uses that one)
+    elif type(_base(q)) is type(_base(p)) is dist.Laplace:
+        kl = _kl_laplace_laplace
     else:  # no closed form: one-sample Monte Carlo at the guide's draw
         v = jax.lax.stop_gradient(value)
 
@@ -130,6 +132,15 @@ def _kl_normal_laplace(q, p):
         d / (sigma * jnp.sqrt(2))
     )
     kl = -0.5 * jnp.log(2 * jnp.pi * jnp.e * sigma**2) + jnp.log(2 * b) + abs_mean / b
+    return kl.sum((-2, -1))
+
+
+def _kl_laplace_laplace(q, p):
+    """KL(Laplace(m₁, b₁) ‖ Laplace(m₂, b₂)) summed over the (L, D) event (torch's closed form):
+    log(b₂ / b₁) + |m₁ − m₂| / b₂ + (b₁ / b₂)·exp(−|m₁ − m₂| / b₁) − 1."""
+    m1, b1, m2, b2 = _base(q).loc, _base(q).scale, _base(p).loc, _base(p).scale
+    d = jnp.abs(m1 - m2)
+    kl = jnp.log(b2 / b1) + d / b2 + (b1 / b2) * jnp.exp(-d / b1) - 1
     return kl.sum((-2, -1))
 
 

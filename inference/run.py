@@ -15,17 +15,19 @@ import contextlib
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from gram_ppl.config import GramConfig, augments, with_priors
+from gram_ppl.config import GramConfig, augments, guide_family, with_priors
 from gram_ppl.data import Dataset, build_dataset
 from gram_ppl.inference import parallel
 from gram_ppl.inference.backend import NonFiniteLoss, get_backend
 from gram_ppl.inference.evaluate import evaluate_run, held_out_validity
 from gram_ppl.inference.loading import LoadedRun, checkpoint_errors, convert_run, default_model, load_run
+from gram_ppl.inference.objective import guided_dims, kl_floor
 from gram_ppl.inference.resources import check_fit
 from gram_ppl.inference.runfolder import (
     Checkpoint,
@@ -131,6 +133,10 @@ def _fit(cfg, folder, mod, data, resume, force, budget: Budget, schedule: Schedu
     data = data or build_dataset(cfg.task)
     trainer = backend.make_trainer(mod, cfg, data.task, par)
     loop = TrainLoop(trainer, data, cfg, schedule.log, par)  # all validated before the folder is touched
+    if par.main:
+        _warn_kl_floor(cfg, data)
+        if schedule.progress or schedule.log:
+            print(start_line(cfg, folder, resume), file=sys.stderr, flush=True)
     if resume:
         loop.restore(ckpt, folder)
         if force:  # the run continues under the new config and model file: apply them now, record them with
@@ -144,6 +150,38 @@ def _fit(cfg, folder, mod, data, resume, force, budget: Budget, schedule: Schedu
     if par.world > 1:
         backend.close_parallel(par)  # every rank finished: leave the group before the interpreter exits
     return FitResult(trainer.sampling_net(), trainer, loop.history, cfg, folder)
+
+
+def start_line(cfg: GramConfig, folder, resume: bool) -> str:
+    """What a fit states when it starts: the run folder and the priors in force (they shape every
+    sample), and the guide's family."""
+    p = cfg.priors
+    df = f", df {p.df}" if p.family == "studentt" else ""
+    where = f"{'resuming' if resume else 'run folder'} {folder}" if folder is not None else "no run folder (not saved)"
+    return (f"{where}; priors: {p.family}{df}, σ {p.scale_mode} (scale {p.scale}, in [{p.min_scale}, "
+            f"{p.max_scale}]), z_0 ~ N(0, {p.init_scale}²); guide: {guide_family(cfg.fit, p)}")  # fmt: skip
+
+
+def _warn_kl_floor(cfg: GramConfig, data: Dataset) -> None:
+    """Warn when a guide outside the prior's family pays, at initialisation, a KL above the ceiling
+    of every training input (the comparison of priors would then measure the guide family)."""
+    family = guide_family(cfg.fit, cfg.priors)
+    if cfg.fit.variant != "gram" or not cfg.fit.kl_cap_weight or family == cfg.priors.family:
+        return
+    at_init, best = kl_floor(family, cfg.priors.family, cfg.priors.df)
+    positions = cfg.net.noise_tokens or (cfg.net.prefix_tokens + data.task.seq_len)
+    dims = guided_dims(cfg.fit, positions, cfg.net.dim)
+    n = np.asarray(data.train.num_solutions, np.float64)
+    top = float(np.log(n[n >= 1].max())) if (n >= 1).any() and cfg.fit.kl_cap_per_example else 0.0
+    ceiling = top + cfg.fit.kl_cap
+    if at_init * dims > ceiling:
+        warnings.warn(
+            f"a {family} guide under the {cfg.priors.family} prior pays a KL floor of {at_init * dims:.1f} nats per "
+            f"supervision step at initialisation ({best * dims:.1f} at its best scale; {dims} dimensions), above the KL "
+            f"ceiling of at most {ceiling:.1f} nats: the fit will be shaped by the guide family, not the prior "
+            "(fit.guide_family=null puts the guide in the prior's family)",
+            stacklevel=3,
+        )
 
 
 class TrainLoop:

@@ -16,8 +16,8 @@ idiom (ppl-notes §1, §6):
   model's step on the same transitions (inference/svi_numpyro.py: f_L / f_H run once per step, as
   Pyro's `svi_pyro.SharedCore` does).
 - When one scan spans steps on both sides of `FitConfig.guide_steps`, the guide picks the
-  posterior or the prior per step with `jnp.where` on their parameters, which needs the Normal
-  family (the guide is Normal); training (one supervision step per call) has no such limit.
+  posterior or the prior per step with `jnp.where` on their parameters, which needs the guide in
+  the prior's family (the default); training (one supervision step per call) has no such limit.
 """
 
 from __future__ import annotations
@@ -32,20 +32,21 @@ from numpyro.contrib.control_flow import scan
 from numpyro.contrib.module import flax_module
 
 from gram_ppl import sites
-from gram_ppl.config import PriorConfig
+from gram_ppl.config import PriorConfig, guide_family
 
 # ---- PRIORS: the block in models/priors.py (both backends read it; edit it there) ----------
 from gram_ppl.models.priors import PRIORS  # noqa: E402
 
 
-def noise_dist(priors: PriorConfig, loc, scale, variant: str = "gram"):
-    """The density of one transition's noise over the (L, D) state of each puzzle."""
+def noise_dist(priors: PriorConfig, loc, scale, variant: str = "gram", family: str | None = None):
+    """The density of one transition's noise over the (L, D) state of each puzzle, in `family`
+    (default the prior's, priors.family; studentt with priors.df)."""
+    family = family or priors.family
     if variant == "mean_only":
         return dist.Delta(loc).to_event(2)
-    if priors.family == "studentt":
+    if family == "studentt":
         return dist.StudentT(priors.df, loc, scale).to_event(2)
-    family = {"normal": dist.Normal, "laplace": dist.Laplace}[priors.family]
-    return family(loc, scale).to_event(2)
+    return {"normal": dist.Normal, "laplace": dist.Laplace}[family](loc, scale).to_event(2)
 
 
 def model(x, y=None, *, net, cfg, priors=PRIORS, carry=None, steps=None, truncate=True, observe="every"):
@@ -109,11 +110,12 @@ def guide_step(f, e_x, y, state, n, *, cfg, priors, steps, truncate, observe):
                 q = noise_dist(priors, *prior, variant)
             else:
                 post = _cut(f(u, y, method="posterior"), cut)
+                family = guide_family(cfg.fit, priors)  # q_φ in the prior's family unless fit.guide_family says
                 if on is not True:  # a traced step index: mix parameters per step
-                    if priors.family != "normal" and variant != "mean_only":
-                        raise ValueError("one scan across guide_steps needs the normal prior family")
+                    if family != priors.family and variant != "mean_only":
+                        raise ValueError("one scan across guide_steps needs the guide in the prior's family")
                     post = tuple(jnp.where(on, q, p) for q, p in zip(post, prior, strict=True))
-                q = _posterior_dist(*post, variant)
+                q = noise_dist(priors, *post, variant, family)
             eps = numpyro.sample(f"eps_{t}", q, infer=sites.noise(None, t))
             h = u + eps  # (B, L, D)
     return (h, l), None
@@ -134,10 +136,6 @@ def _guided(fit, steps, n, t):
     if steps[0] >= fit.guide_steps:
         return False
     return n < fit.guide_steps
-
-
-def _posterior_dist(loc, scale, variant):
-    return dist.Delta(loc).to_event(2) if variant == "mean_only" else dist.Normal(loc, scale).to_event(2)
 
 
 def _cut(values, cut):

@@ -10,7 +10,8 @@ Generative story (Baek et al., arXiv:2605.19376, §2-3), for a puzzle x and its 
         ε_t ~ p_θ(ε_t | u_t) = family(μ_θ(u_t), σ_θ(u_t))  the only randomness: noise on h
         h <- u_t + ε_t
         (end of step n) y ~ Categorical(f_dec(h))          observed y: deep supervision
-    guide q_φ(ε_t | u_t, y) = Normal(μ_φ(u_t, y), σ_φ(u_t, y)), sharing f_enc, f_L, f_H, z_0.
+    guide q_φ(ε_t | u_t, y) = family(μ_φ(u_t, y), σ_φ(u_t, y)), sharing f_enc, f_L, f_H, z_0
+                                                           (the prior's family: FitConfig.guide_family)
 
 Unconditional generation p(x) (§4.3) is the same model with x an all-blank board: the
 Sudoku "generate" data sets are built that way.
@@ -44,9 +45,11 @@ Where this departs from the paper or decides what it leaves open (gram-paper-not
   projection, so what the guide can say about y is P·D numbers, not one per cell.
 - σ: a sigmoid on log σ between min_scale and max_scale, starting at `scale` (zero-initialised
   heads); the KL is summed over positions and channels by default (`FitConfig.kl_reduction`).
-- The KL against the Normal guide is in closed form for the normal and laplace families (torch
-  registers both pairs); the studentt family has none, and the loss uses a one-sample Monte
-  Carlo estimate for it (inference/svi_pyro.py).
+- The guide is in the prior's family (studentt with the prior's df), so changing the prior adds
+  no KL floor (`FitConfig.guide_family` picks another; a Normal guide under a studentt prior
+  pays ≥ 0.046 nats per dimension). The KL is in closed form for normal–normal, laplace–laplace
+  and normal–laplace; studentt has none, and the loss uses a one-sample Monte Carlo estimate
+  (inference/objective_pyro.py).
 - Variants are config fields, never copies of this file: `deterministic` (no noise sites,
   TRM-like), `noise_only` (μ ≡ 0 in prior and guide), `mean_only` (ε = μ, a Delta: the KL
   becomes ½‖μ_φ − μ_θ‖²).
@@ -62,20 +65,21 @@ import pyro.distributions as dist
 import torch
 
 from gram_ppl import sites
-from gram_ppl.config import PriorConfig
+from gram_ppl.config import PriorConfig, guide_family
 
 # ---- PRIORS: the block in models/priors.py (both backends read it; edit it there) ----------
 from gram_ppl.models.priors import PRIORS  # noqa: E402
 
 
-def noise_dist(priors: PriorConfig, loc, scale, variant: str = "gram"):
-    """The density of one transition's noise over the (L, D) state of each puzzle."""
+def noise_dist(priors: PriorConfig, loc, scale, variant: str = "gram", family: str | None = None):
+    """The density of one transition's noise over the (L, D) state of each puzzle, in `family`
+    (default the prior's, priors.family; studentt with priors.df)."""
+    family = family or priors.family
     if variant == "mean_only":
         return dist.Delta(loc).to_event(2)
-    if priors.family == "studentt":
+    if family == "studentt":
         return dist.StudentT(torch.as_tensor(priors.df, dtype=loc.dtype), loc, scale).to_event(2)
-    family = {"normal": dist.Normal, "laplace": dist.Laplace}[priors.family]
-    return family(loc, scale).to_event(2)
+    return {"normal": dist.Normal, "laplace": dist.Laplace}[family](loc, scale).to_event(2)
 
 
 def model(x, y=None, *, net, cfg, priors=PRIORS, carry=None, steps=None, truncate=True, observe="every"):
@@ -117,8 +121,8 @@ def guide(x, y, *, net, cfg, priors=PRIORS, carry=None, steps=None, truncate=Tru
             for t in pyro.markov(range(T)):
                 with torch.set_grad_enabled(torch.is_grad_enabled() and not (truncate and t < T - 1)):
                     u, l = net.transition(h, l, e_x)  # (B, L, D) each
-                    if _guided(cfg.fit, n, t):
-                        q = _posterior_dist(net, u, y, variant)
+                    if _guided(cfg.fit, n, t):  # q_φ in the prior's family unless fit.guide_family says
+                        q = noise_dist(priors, *net.posterior(u, y), variant, guide_family(cfg.fit, priors))
                     else:
                         q = noise_dist(priors, *net.prior(u), variant)
                     eps = pyro.sample(f"eps_{n}_{t}", q, infer=sites.noise(n, t))
@@ -129,8 +133,3 @@ def _guided(fit, n, t):
     """Whether q_φ (rather than the prior) draws the noise of transition t of step n."""
     step_ok = fit.guide_steps == 0 or n < fit.guide_steps
     return step_ok and (fit.guide_transitions == "all" or t == fit.T - 1)
-
-
-def _posterior_dist(net, u, y, variant):
-    loc, scale = net.posterior(u, y)  # (B, L, D) each
-    return dist.Delta(loc).to_event(2) if variant == "mean_only" else dist.Normal(loc, scale).to_event(2)

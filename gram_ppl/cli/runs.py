@@ -158,12 +158,7 @@ def cmd_fit(args) -> int:
 
     cfg = fit_config(args)
     main = from_env().main  # under torchrun, rank 0 alone reports (every rank trains)
-    p = cfg.priors  # the priors in force, always stated (they shape every sample)
-    if main:
-        print(f"priors: {p.family}, σ {p.scale_mode} (scale {p.scale}, in [{p.min_scale}, {p.max_scale}])"
-              + (f", df {p.df}" if p.family == "studentt" else "") + f", z_0 ~ N(0, {p.init_scale}²)",
-              file=sys.stderr)  # fmt: skip
-    try:
+    try:  # fit states the run folder and the priors in force when it starts (inference.run.start_line)
         result = fit(
             cfg, args.out, steps=args.steps, minutes=args.minutes, cpu_minutes=args.cpu_minutes,
             resume=args.resume, force=args.force,
