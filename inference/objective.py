@@ -22,7 +22,6 @@ guide's noise, reuses the guide's deterministic updates instead of running f_L /
 from __future__ import annotations
 
 import collections
-
 import math
 
 import numpy as np
