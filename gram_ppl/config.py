@@ -427,6 +427,20 @@ def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
+def config_differences(a: GramConfig, b: GramConfig, ignore=("fit.seed", "fit.threads")) -> list[str]:
+    """The dotted fields (`fit.beta`, `priors.family`) in which two configs differ, except the
+    `ignore`d ones (by default the training seed and the thread count: fits of the same model)."""
+
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in (d or {}).items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    fa, fb = flat(to_dict(a)), flat(to_dict(b))
+    return sorted(k for k in fa.keys() | fb.keys() if k not in ignore and fa.get(k) != fb.get(k))
+
+
 # Fields added after runs were first written, with the value that reproduces those runs (a
 # missing field otherwise takes today's default, which may train differently on --resume).
 _BEFORE = {"FitConfig": {"lr_decay": 0.0, "guide_family": "normal"}, "NetConfig": {"relation_bias": False}}
@@ -447,6 +461,7 @@ __all__ = [
     "FitConfig",
     "with_priors",
     "augments",
+    "config_differences",
     "guide_family",
     "GramConfig",
     "NetConfig",

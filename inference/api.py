@@ -6,7 +6,7 @@ inference/diagnose.py): fit, load_run, sample, evaluate, compare, to_inference_d
     result = gp.fit(cfg, "runs/r", steps=200)             # SVI into a run folder
     s = gp.sample(result, x, num_samples=20)              # prior samples: s.boards, s.valid
     gp.evaluate("runs/r")["coverage"]                     # held-out inputs, exact ground truth
-    print(gp.compare({"a": "runs/r", "b": "runs/s"}, elpd=32))  # side by side, as `gram compare`
+    print(gp.compare({"a": ["runs/r0", "runs/r1"], "b": "runs/s"}, elpd=32))  # arms of seeds, as `gram compare`
     idata = gp.to_inference_data("runs/r")                # ArviZ InferenceData (docs/diagnostics.md)
 """
 
@@ -17,18 +17,19 @@ from typing import NamedTuple
 
 import numpy as np
 
+from gram_ppl.config import config_differences
 from gram_ppl.inference.backend import NonFiniteLoss
 from gram_ppl.inference.evaluate import evaluate_run
 from gram_ppl.inference.loading import LoadedRun, convert_loaded, convert_run, load_run
 from gram_ppl.inference.parallel import from_env
 from gram_ppl.inference.run import FitResult, fit
-from gram_ppl.inference.runfolder import load_config, model_file_note
+from gram_ppl.inference.runfolder import check_fits, check_report_folder, load_config, model_file_note
 from gram_ppl.inference.sampling import generate, rollout, sample_puzzles
 from gram_ppl.seeds import part
 
 __all__ = ["Samples", "as_run", "compare", "evaluate", "fit", "load_run", "sample", "to_inference_data",
            # what the command line uses besides (gram_ppl/cli imports the library through this module only)
-           "NonFiniteLoss", "convert_run", "diagnose", "evaluate_run", "from_env", "generate", "load_config",
+           "NonFiniteLoss", "check_fits", "check_report_folder", "convert_run", "diagnose", "evaluate_run", "from_env", "generate", "load_config",
            "model_file_note", "sample_puzzles"]  # fmt: skip
 
 
@@ -83,27 +84,48 @@ def evaluate(run, num_samples: int = 20, *, puzzles: int | None = None, depth: i
 
 def compare(runs, num_samples: int = 20, *, puzzles: int | None = None, elpd: int = 0,
             temperature: float = 1.0) -> str:  # fmt: skip
-    """Runs side by side on their held-out puzzles, as `gram compare` prints them: a markdown
-    table of validity and coverage@N from prior samples and, with elpd=K, held-out log p(y | x)
-    (importance-weighted over K prior trajectories per puzzle) ranked as az.compare ranks models,
-    with the standard error of each difference. `runs`: a dict name -> run, or a list of folders."""
+    """Arms side by side on their held-out puzzles, as `gram compare` prints them: a markdown table
+    of validity and coverage@N from prior samples and, with elpd=K, held-out log p(y | x)
+    (importance-weighted over K prior trajectories per puzzle) ranked as az.compare ranks models.
+    `runs`: a dict arm -> run or arm -> list of runs (fits of one model with different seeds), or
+    a list of runs (one arm each). Each metric is the mean over an arm's seeds ± its standard error,
+    and the elpd's standard errors include the seed-to-seed spread (inference/evaluate.elpd_table);
+    an arm of one seed says so. The runs of an arm must differ in the seed alone."""
     from gram_ppl.inference.evaluate import comparison_table, elpd_table, heldout_elpd
 
     named = list(runs.items()) if isinstance(runs, dict) else [(str(r), r) for r in runs]
     if not named:
         raise ValueError("compare needs at least one run")
-    loaded = [(name, as_run(r)) for name, r in named]
+    arms = [(name, _arm(name, r)) for name, r in named]
     rows = [
-        (name, r.config.fit.variant, evaluate_run(r, num_samples=num_samples, puzzles=puzzles, temperature=temperature))
-        for name, r in loaded
-    ]
+        (name, fits[0].config.fit.variant,
+         [evaluate_run(r, num_samples=num_samples, puzzles=puzzles, temperature=temperature) for r in fits])
+        for name, fits in arms
+    ]  # fmt: skip
     table = comparison_table(rows, num_samples)
     if elpd:
-        if len({name for name, _ in loaded}) < len(loaded):
+        if len({name for name, _ in arms}) < len(arms):
             raise ValueError("compare --elpd needs distinct runs (a run listed twice has no difference to score)")
-        scores = {name: heldout_elpd(r, elpd, puzzles=puzzles) for name, r in loaded}
+        scores = {name: [heldout_elpd(r, elpd, puzzles=puzzles) for r in fits] for name, fits in arms}
         table += "\n\n" + elpd_table(scores, elpd)
     return table
+
+
+def _arm(name: str, runs) -> list[LoadedRun]:
+    """The loaded runs of one arm: one run, or several fits of the same model (configs that differ
+    in the seed alone, each seed once)."""
+    fits = [as_run(r) for r in (runs if isinstance(runs, list) or type(runs) is tuple else [runs])]
+    if not fits:
+        raise ValueError(f"arm {name!r} has no runs")
+    for other in fits[1:]:
+        diff = config_differences(fits[0].config, other.config)
+        if diff:
+            raise ValueError(f"arm {name!r}: its runs differ in {', '.join(diff)}, not only in the seed "
+                             "(an arm holds fits of one model; make another arm for another config)")  # fmt: skip
+    seeds = [f.config.fit.seed for f in fits]
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f"arm {name!r}: seed {max(seeds, key=seeds.count)} appears twice (seeds must differ)")
+    return fits
 
 
 def to_inference_data(

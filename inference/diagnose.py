@@ -28,7 +28,7 @@ from gram_ppl.diagnostics import (
 )
 from gram_ppl.inference.evaluate import sample_metrics
 from gram_ppl.inference.run import RunError, load_run
-from gram_ppl.inference.runfolder import read_history
+from gram_ppl.inference.runfolder import check_fits, check_report_folder, read_history
 from gram_ppl.inference.trajectories import collect, prior_predictive
 from gram_ppl.seeds import part, seed_for
 
@@ -57,13 +57,13 @@ def diagnose(
     baseline: str | Path | None = None,
     force: bool = False,
     fits: list[str | Path] = (),
+    mixed: bool = False,
 ) -> dict:
     """Report on `folder`'s run for puzzles x (B, L_x) with their exact solution sets (the first
     one is the reference y for the guide), or the first `num_puzzles` held-out puzzles. `fits`:
-    further independent fits of the same task (other seeds), for R-hat across fits."""
-    out = Path(out)
-    if (out / "summary.md").exists() and not force:
-        raise RunError(f"{out}: a report is already there (force to replace it)")
+    further independent fits of the same model (configs that differ in the seed alone; `mixed`
+    allows other differences), for R-hat across fits."""
+    check_report_folder(out, force)
     run = load_run(folder, as_backend="pyro")  # trajectories are read off Pyro traces
     cfg, task = run.config, run.data.task
     if baseline is not None and not task.checker:
@@ -82,7 +82,7 @@ def diagnose(
 
     metrics, keys, curves = _curves(run, folder, baseline, x, y, counts, prior, num_samples, depth, seed)
 
-    rhat = _rhat(fits, folder, cfg, task, x, y, prior, num_samples, depth, seed) if fits else None
+    rhat = _rhat(fits, folder, cfg, task, x, y, prior, num_samples, depth, seed, mixed) if fits else None
     deterministic = bool(np.ptp(guide.log_weight, axis=0).max() < 1e-9)
     ps = None if deterministic or cfg.fit.variant == "mean_only" else psis(guide.log_weight)
     figs = _figures(task, x, solutions, guide, prior, keys, curves, ps, read_history(folder))
@@ -169,13 +169,12 @@ def _figures(task, x, solutions, guide, prior, keys, curves, ps, history) -> dic
     return figs
 
 
-def _rhat(fits, folder, cfg, task, x, y, prior, num_samples, depth, seed) -> dict:
+def _rhat(fits, folder, cfg, task, x, y, prior, num_samples, depth, seed, mixed=False) -> dict:
     """R-hat across this run and `fits` (each a chain), on the prior draws' identifiable quantities."""
+    check_fits(folder, fits, mixed)
     chains = [to_inference_data(x, y, prior=prior, task=task)]
     for other in fits:
         run = load_run(other, as_backend="pyro")
-        if run.config.task != cfg.task:
-            raise RunError(f"{other}: trained on another task than {folder}")
         t = collect(run.mod, run.net, run.config, task, x, y, num_samples, depth, "prior", seed=part(seed, "prior"))
         chains.append(to_inference_data(x, y, prior=t, task=task))
     return rhat_across_fits(concat_fits(chains))

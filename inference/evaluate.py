@@ -119,42 +119,76 @@ def heldout_elpd(run, num_samples: int, puzzles: int | None = None, seed: int | 
     return iw_bound(np.concatenate(log_lik))
 
 
-def elpd_table(scores: dict[str, np.ndarray], num_samples: int) -> str:
-    """A markdown table in az.compare's shape: runs ranked by summed held-out log p(y | x), the
-    difference to the best with its standard error sqrt(B · var(pointwise differences))."""
-    sizes = {len(v) for v in scores.values()}
+def elpd_table(scores: dict[str, list[np.ndarray]], num_samples: int) -> str:
+    """A markdown table in az.compare's shape: arms ranked by summed held-out log p(y | x), each arm
+    one run or several fits of the same model (seeds), scored on the same B puzzles.
+
+    Per arm, ē(i) is the mean over its k seeds of puzzle i's score and T_s each seed's total; the
+    arm's elpd is Σ_i ē(i). Its standard error adds two variance components: the puzzles',
+    B·var_i(ē(i)), and the seeds', var_s(T_s)/k (k ≥ 2; with one seed it is unknown and left out,
+    the row says so). A difference to the best arm has dse² = B·var_i(ē_best(i) − ē(i)) + the seed
+    components of both arms (a two-way random-effects approximation: puzzles and seeds independent,
+    no interaction). A single array per arm is one seed."""
+    scores = {k: [v] if isinstance(v, np.ndarray) else list(v) for k, v in scores.items()}
+    sizes = {len(r) for runs in scores.values() for r in runs}
     if len(sizes) != 1:
         raise ValueError("the runs were scored on different numbers of puzzles (another task or data set?)")
-    ranked = sorted(scores, key=lambda k: -scores[k].sum())
-    best = scores[ranked[0]]
-    B = len(best)
+    mean = {k: np.mean(runs, axis=0) for k, runs in scores.items()}  # (B,) ē per arm
+
+    def seed_var(runs):  # the seed component of the variance of an arm's total, 0 with one seed
+        return float(np.var([r.sum() for r in runs], ddof=1) / len(runs)) if len(runs) > 1 else 0.0
+
+    ranked = sorted(mean, key=lambda k: -mean[k].sum())
+    best = ranked[0]
+    B = sizes.pop()
     lines = [
-        f"held-out log p(y | x), importance-weighted over {num_samples} prior trajectories, {B} puzzles",
+        f"held-out log p(y | x), importance-weighted over {num_samples} prior trajectories, {B} puzzles; "
+        "se and dse include the spread between seeds where an arm has several (method: inference/evaluate.elpd_table)",
         "",
-        "| rank | run | elpd | se | elpd_diff | dse |",
-        "|---|---|---|---|---|---|",
+        "| rank | run | seeds | elpd | se | elpd_diff | dse |",
+        "|---|---|---|---|---|---|---|",
     ]
     for i, name in enumerate(ranked):
-        v = scores[name]
-        diff = best - v
-        dse = float(np.sqrt(B * diff.var(ddof=1))) if B > 1 else float("nan")
-        se = float(np.sqrt(B * v.var(ddof=1))) if B > 1 else float("nan")
-        lines.append(f"| {i} | {name} | {v.sum():.1f} | {se:.1f} | {diff.sum():.1f} | {dse:.1f} |")
+        v, k = mean[name], len(scores[name])
+        diff = mean[best] - v
+        puzzles_var = B * diff.var(ddof=1) if B > 1 else float("nan")
+        extra = seed_var(scores[best]) + seed_var(scores[name]) if name != best else 0.0
+        dse = float(np.sqrt(puzzles_var + extra))
+        se = float(np.sqrt((B * v.var(ddof=1) if B > 1 else float("nan")) + seed_var(scores[name])))
+        seeds = f"{k}" if k > 1 else "1 (seed spread unknown)"
+        lines.append(f"| {i} | {name} | {seeds} | {v.sum():.1f} | {se:.1f} | {diff.sum():.1f} | {dse:.1f} |")
     return "\n".join(lines)
 
 
-def comparison_table(rows: list[tuple[str, str, dict]], num_samples: int) -> str:
-    """A markdown table of (run, variant, `evaluate_run` metrics) rows, as `gram compare` prints it."""
+RATES = ("valid", "any_valid", "coverage")  # shares; distinct_valid is a count
+
+
+def comparison_table(rows: list[tuple[str, str, list[dict]]], num_samples: int) -> str:
+    """A markdown table of (arm, variant, `evaluate_run` metrics of each of its seeds) rows, as
+    `gram compare` prints it: each metric the mean over seeds ± its standard error (s.d./√k);
+    with one seed, the binomial standard error over puzzles × samples (one-sample validity) or
+    puzzles (the others), and the row says the seed spread is not included."""
     n = num_samples
     lines = [
-        f"held-out puzzles: {rows[0][2]['puzzles']}, {n} prior samples each",
+        f"held-out puzzles: {rows[0][2][0]['puzzles']}, {n} prior samples each; mean ± standard error",
         "",
-        f"| run | variant | valid (1 sample) | puzzles solved@{n} | distinct valid@{n} | coverage@{n} |",
-        "|---|---|---|---|---|---|",
+        f"| run | variant | seeds | valid (1 sample) | puzzles solved@{n} | distinct valid@{n} | coverage@{n} |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for run, variant, m in rows:
-        lines.append(f"| {run} | {variant} | {m['valid']:.1%} | {m['any_valid']:.1%} | {m['distinct_valid']:.2f} "
-                     f"| {m['coverage']:.1%} |")  # fmt: skip
+    for run, variant, ms in rows:
+        cells = []
+        for key in (*RATES[:2], "distinct_valid", "coverage"):
+            v = np.array([m[key] for m in ms], dtype=np.float64)
+            if len(v) > 1:
+                se = v.std(ddof=1) / np.sqrt(len(v))
+            elif key in RATES:  # one seed: the binomial error of the rate over its trials
+                trials = ms[0]["puzzles"] * (n if key == "valid" else 1)
+                se = np.sqrt(v[0] * (1 - v[0]) / max(trials, 1))
+            else:
+                se = float("nan")
+            cells.append(f"{v.mean():.1%} ± {se:.1%}" if key in RATES else f"{v.mean():.2f} ± {se:.2f}")
+        seeds = f"{len(ms)}" if len(ms) > 1 else "1 (seed spread unknown)"
+        lines.append(f"| {run} | {variant} | {seeds} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

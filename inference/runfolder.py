@@ -33,7 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from gram_ppl import fileio
-from gram_ppl.config import ConfigError, GramConfig, gram_config_from_dict, to_dict, with_priors
+from gram_ppl.config import ConfigError, GramConfig, config_differences, gram_config_from_dict, to_dict, with_priors
 
 FORMAT = 3  # 1: checkpoint.pt + checkpoint.sha256 + history.json written one after another;
 # 2: one torch.save file for both backends; 3: one zip, each backend's own serialiser inside
@@ -360,3 +360,21 @@ def read_history(folder: str | Path) -> list[dict]:
     if not path.is_file():
         raise RunError(f"{folder}: no checkpoint and no history.json")
     return json.loads(path.read_text())
+
+
+def check_report_folder(out, force: bool) -> None:
+    """Refuse, before any work, to write a report over another one (unless `force`)."""
+    if (Path(out) / "summary.md").exists() and not force:
+        raise RunError(f"{out}: a report is already there (force to replace it)")
+
+
+def check_fits(folder, fits, mixed: bool = False) -> None:
+    """R-hat compares chains of one posterior: refuse fits whose configs differ from `folder`'s
+    in more than the seed (naming the fields), unless `mixed`; another task is always refused."""
+    cfg = load_config(folder)
+    for other in fits:
+        diff = config_differences(cfg, load_config(other))
+        if any(d.startswith("task.") for d in diff) or (diff and not mixed):
+            raise RunError(f"{other}: its config differs from {folder}'s in {', '.join(diff)}; R-hat across fits "
+                           "needs fits of one model that differ in the seed alone (mixed=True / --mixed-configs "
+                           "to compute it anyway)")  # fmt: skip

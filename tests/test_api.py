@@ -1,6 +1,7 @@
 """The Python API exported by gram_ppl (inference/api.py): a run is a folder, a LoadedRun or a
 FitResult; the names load lazily, so `import gram_ppl` loads no inference code."""
 
+import dataclasses
 import subprocess
 import sys
 
@@ -58,3 +59,19 @@ def test_compare_tables_runs_side_by_side_with_elpd(result):
         gp.compare({})
     with pytest.raises(ValueError, match="distinct runs"):
         gp.compare([result.folder, result.folder], num_samples=2, puzzles=3, elpd=2)
+
+
+def test_compare_arms_of_several_seeds(result, tmp_path):
+    other = gp.fit(dataclasses.replace(result.config, fit=dataclasses.replace(result.config.fit, seed=5)),
+                   tmp_path / "s5", steps=1, progress=False)  # fmt: skip
+    table = gp.compare({"two": [result, other], "one": result}, num_samples=2, puzzles=3, elpd=2)
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| two") or
+            line.startswith("| one")}  # fmt: skip
+    assert "| 2 |" in rows["two"] and "seed spread unknown" in rows["one"] and " ± " in rows["two"]
+    assert "| two | 2 |" in table and "seed spread unknown" in table.split("held-out log p")[1]
+    with pytest.raises(ValueError, match="seed 0 appears twice"):
+        gp.compare({"a": [result, result.folder]}, num_samples=2, puzzles=3)
+    beta = gp.fit(dataclasses.replace(result.config, fit=dataclasses.replace(result.config.fit, beta=2.0)),
+                  tmp_path / "beta", steps=1, progress=False)  # fmt: skip
+    with pytest.raises(ValueError, match="differ in fit.beta, not only in the seed"):
+        gp.compare({"a": [result, beta]}, num_samples=2, puzzles=3)

@@ -175,11 +175,34 @@ def test_compare_elpd_ranks_runs_with_standard_errors_of_the_differences(tmp_pat
     assert main(["compare", str(tmp_path / "r0"), str(tmp_path / "r1"), "--num-samples", "2", "--puzzles", "5",
                  "--elpd", "4"]) == 0  # fmt: skip
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 0 ") or line.startswith("| 1 ")]
-    assert len(rows) == 2 and rows[0].split("|")[5].strip() == "0.0"  # the best run's difference to itself
-    dse = float(rows[1].split("|")[6])
+    assert len(rows) == 2 and rows[0].split("|")[6].strip() == "0.0"  # the best run's difference to itself
+    assert "seed spread unknown" in rows[0]
+    dse = float(rows[1].split("|")[7])
     assert np.isclose(dse, np.sqrt(5 * np.var(a - b, ddof=1)), atol=0.06)
     with pytest.raises(ValueError, match="different numbers of puzzles"):
         elpd_table({"a": a, "b": b[:3]}, 4)
+    arm = f"both={tmp_path / 'r0'},{tmp_path / 'r1'}"
+    assert main(["compare", "--arm", arm, "--num-samples", "2", "--puzzles", "5"]) == 0
+    assert "| both | gram | 2 |" in capsys.readouterr().out
+    assert main(["compare", "--arm", "nameless", "--num-samples", "2"]) == 2
+    assert "expected NAME=RUN" in capsys.readouterr().err
+
+
+def test_elpd_standard_errors_include_the_seed_spread():
+    from gram_ppl.inference.evaluate import elpd_table
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(-5, 1, 40)  # (B,) puzzles
+    arm_a = [base + rng.normal(0, 0.1, 40) + shift for shift in (0.0, 0.5)]  # two seeds, totals 20 apart
+    arm_b = [base - 0.2 + rng.normal(0, 0.1, 40) for _ in range(2)]
+    rows = {r.split("|")[2].strip(): r.split("|") for r in elpd_table({"a": arm_a, "b": arm_b}, 8).splitlines()
+            if r.startswith("| 0 ") or r.startswith("| 1 ")}  # fmt: skip
+    ea, eb = np.mean(arm_a, 0), np.mean(arm_b, 0)
+    puzzles = 40 * np.var(ea - eb, ddof=1)
+    seeds = np.var([r.sum() for r in arm_a], ddof=1) / 2 + np.var([r.sum() for r in arm_b], ddof=1) / 2
+    assert float(rows["b"][7]) == pytest.approx(np.sqrt(puzzles + seeds), abs=0.06)
+    assert float(rows["b"][7]) > 5 * np.sqrt(puzzles)  # here the seeds dominate: without them the dse misleads
+    assert rows["a"][3].strip() == "2" and float(rows["a"][4]) == pytest.approx(ea.sum(), abs=0.06)
 
 
 @pytest.mark.parametrize("name", ["pyro", "numpyro"])

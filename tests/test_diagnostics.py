@@ -357,13 +357,25 @@ def test_gram_diagnose_end_to_end(runs, tmp_path, capsys):
     assert "Priors: transition noise normal, σ network (scale 0.1" in summary  # the PRIORS block in force
     back = az.from_netcdf(str(out / "trajectories.nc"))
     assert back.posterior.sizes["puzzle"] == 3 and back.posterior.sizes["draw"] == 8
-    assert main(args) == 2  # an existing report is kept
-    assert "already there" in capsys.readouterr().err
+    assert main(args) == 2  # an existing report is kept, refused before any work is announced
+    err = capsys.readouterr().err
+    assert "already there" in err and "trajectories per puzzle" not in err
     across = tmp_path / "across"
     assert main(["diagnose", str(runs / "gram"), str(runs / "gram1"), "--out", str(across), "--num-samples", "8",
                  "--num-puzzles", "3"]) == 0  # fmt: skip
     text = (across / "summary.md").read_text()
     assert "## R-hat across 2 fits" in text and "| valid |" in text and "| log_lik |" in text
+
+
+def test_diagnose_refuses_r_hat_across_different_models_unless_asked(runs, tmp_path, capsys):
+    out = tmp_path / "mixed"
+    args = ["diagnose", str(runs / "gram"), str(runs / "det"), "--out", str(out), "--num-samples", "4",
+            "--num-puzzles", "2"]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "fit.variant" in err and "differ in the seed alone" in err and not out.exists()
+    assert main([*args, "--mixed-configs"]) == 0
+    assert "## R-hat across 2 fits" in (out / "summary.md").read_text()
 
 
 def test_gram_diagnose_with_a_puzzle_file_and_bad_lines(runs, tmp_path, capsys):

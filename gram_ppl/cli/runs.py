@@ -95,7 +95,10 @@ def _sampling_commands(sub) -> None:
     g.set_defaults(func=cmd_generate)
 
     c = sub.add_parser("compare", help="evaluate several runs on their held-out puzzles, side by side")
-    c.add_argument("runs", type=Path, nargs="+")
+    c.add_argument("runs", type=Path, nargs="*", help="runs, one arm each")
+    c.add_argument("--arm", action="append", default=[], metavar="NAME=RUN[,RUN...]",
+                   help="an arm of several fits of one model (other seeds): metrics as mean ± s.e. over them, "
+                        "elpd standard errors with the seed spread")  # fmt: skip
     c.add_argument("--num-samples", type=positive_int, default=20)
     c.add_argument("--puzzles", type=positive_int, help="at most this many held-out puzzles")
     _temperature_arg(c)
@@ -108,7 +111,11 @@ def _sampling_commands(sub) -> None:
 def _report_commands(sub) -> None:
     dg = sub.add_parser("diagnose", help="ArviZ export, PSIS k̂, plots and summary.md for a trained run")
     dg.add_argument("run", type=Path)
-    dg.add_argument("fits", type=Path, nargs="*", help="further fits of the same task (other seeds): R-hat across fits")
+    dg.add_argument(
+        "fits", type=Path, nargs="*", help="further fits of the same model (other seeds): R-hat across fits"
+    )
+    dg.add_argument("--mixed-configs", action="store_true",
+                    help="allow R-hat across fits whose configs differ in more than the seed")  # fmt: skip
     dg.add_argument("--puzzles", help="puzzle file ('-' for stdin); default: the run's first held-out puzzles")
     dg.add_argument("--num-puzzles", type=positive_int, default=8, help="held-out puzzles when no --puzzles")
     dg.add_argument("--num-samples", type=positive_int, default=64, help="trajectories per puzzle and source")
@@ -269,7 +276,17 @@ def cmd_generate(args) -> int:
 def cmd_compare(args) -> int:
     from gram_ppl.inference.api import compare
 
-    print(compare([str(r) for r in args.runs], args.num_samples, puzzles=args.puzzles, elpd=args.elpd,
+    arms = [str(r) for r in args.runs]  # one arm each (a run may be listed twice)
+    if args.arm:
+        arms = {r: r for r in arms}
+        for spec in args.arm:
+            name, sep, runs = spec.partition("=")
+            if not sep or not name or not runs.strip(",") or name in arms:
+                raise ConfigError(f"--arm {spec!r}: expected NAME=RUN[,RUN...] with a name not used before")
+            arms[name] = [r for r in runs.split(",") if r]
+    elif not arms:
+        raise ConfigError("compare needs runs: RUN ... or --arm NAME=RUN,RUN")
+    print(compare(arms, args.num_samples, puzzles=args.puzzles, elpd=args.elpd,
                   temperature=args.temperature))  # fmt: skip
     return 0
 
@@ -277,8 +294,10 @@ def cmd_compare(args) -> int:
 def cmd_diagnose(args) -> int:
     import numpy as np
 
-    from gram_ppl.inference.api import diagnose, load_config
+    from gram_ppl.inference.api import check_fits, check_report_folder, diagnose, load_config
 
+    check_report_folder(args.out, args.force)  # before any work
+    check_fits(args.run, args.fits, args.mixed_configs)
     cfg = load_config(args.run)
     x = sols = None
     if args.puzzles is not None:
@@ -292,6 +311,7 @@ def cmd_diagnose(args) -> int:
         report = diagnose(
             args.run, args.out, x, sols, num_puzzles=args.num_puzzles, num_samples=args.num_samples,
             depth=args.depth, latents=args.latents, baseline=args.baseline, force=args.force, fits=args.fits,
+            mixed=args.mixed_configs,
         )  # fmt: skip
     print(f"{args.out}/summary.md: {report['headline']}", file=sys.stderr)
     return 0
