@@ -33,6 +33,8 @@ class Trajectories(NamedTuple):
 
     source: str  # "guide" (q_φ(τ | x, y)) or "prior" (p_θ(τ | x))
     board: np.ndarray  # (N, B, S+1, L_y) argmax f_dec(h) after each step
+    board_draw: np.ndarray  # (N, B, L_y) a board drawn from the likelihood p(y | τ, x) after the last step
+    log_lik_cells: np.ndarray  # (N, B, L_y) log p(y_c | τ, x) per cell of the reference y (nan without y)
     h_norm: np.ndarray  # (N, B, S+1) root mean square of h over tokens and channels
     sigma: np.ndarray  # (N, B, S+1) mean prior noise scale σ_θ(u) of the step's transitions
     kl: np.ndarray  # (N, B, S+1) KL(q ‖ p) of the step's transitions (0 where the prior draws)
@@ -163,11 +165,13 @@ def to_inference_data(
     az = import_arviz()
     given = _check_export(x, y, posterior, prior, solutions)
     steps = ["puzzle", "step"]
+    board_stats = ("valid", "conflicts", "match", "distance")
     dims = {
-        "h_norm": steps, "sigma": steps, "kl": steps, "h_pca": [*steps, "pc"], "h": [*steps, "token", "channel"],
-        "board": ["puzzle", "cell"], "valid": ["puzzle"], "conflicts": ["puzzle"], "match": ["puzzle"],
-        "distance": ["puzzle"], "log_weight": ["puzzle"], "halt_step": ["puzzle"], "lprm": ["puzzle"],
-        "log_lik": ["puzzle"], "x": ["puzzle", "input"],
+        "h_norm": ["puzzle"], "h_norm_by_step": steps, "sigma": steps, "kl": steps, "h_pca": [*steps, "pc"],
+        "h": [*steps, "token", "channel"], "board": ["puzzle", "cell"], "board_argmax": ["puzzle", "cell"],
+        "log_weight": ["puzzle"], "halt_step": ["puzzle"], "lprm": ["puzzle"], "log_lik": ["puzzle"],
+        "x": ["puzzle", "input"], **{k: ["puzzle"] for k in board_stats},
+        **{f"{k}_argmax": ["puzzle"] for k in board_stats},
     }  # fmt: skip
     depth = given[0].depth
     coords = {"puzzle": np.arange(len(x)), "step": np.arange(1, depth + 1), "pc": [0, 1]}
@@ -177,25 +181,47 @@ def to_inference_data(
     if posterior is not None:
         groups["posterior"] = _latents(posterior)
         groups["posterior_predictive"] = _predictive(posterior, x, y, task, solutions)
-        groups["log_likelihood"] = _chain({"board": posterior.log_lik[:, :, -1]})
-        groups["sample_stats"] = _chain({"log_weight": posterior.log_weight, "kl": posterior.kl[:, :, 1:],
-                                         "halt_step": posterior.halt_step, "lprm": posterior.lprm})  # fmt: skip
+        groups["log_likelihood"] = _chain({"board": posterior.log_lik_cells})  # per cell, as observed_data's board
+        groups["sample_stats"] = _chain({**_trajectory_stats(posterior), "log_weight": posterior.log_weight,
+                                         "kl": posterior.kl[:, :, 1:]})  # fmt: skip
     if prior is not None:
         groups["prior"] = _latents(prior)
         groups["prior_predictive"] = _predictive(prior, x, y, task, solutions)
-        stats = {"halt_step": prior.halt_step, "lprm": prior.lprm}
+        stats = _trajectory_stats(prior)
         if y is not None:
             stats["log_lik"] = prior.log_lik[:, :, -1]
         groups["sample_stats_prior"] = _chain(stats)
-    meta = {"step_note": STEP_NOTE, **{k: _attr(v) for k, v in (attrs or {}).items()}}
+    meta = {"step_note": STEP_NOTE, "loo": LOO_NOTE, **{k: _attr(v) for k, v in (attrs or {}).items()}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "More chains (1) than draws" style shape hints
         idata = az.from_dict(**groups, coords=coords, dims=dims, attrs=meta)
     for name in idata.groups():
         idata[name].attrs.update(meta)
         for var in idata[name].data_vars:
-            idata[name][var].attrs["description"] = DESCRIPTIONS.get((name, var)) or DESCRIPTIONS[var]
+            idata[name][var].attrs["description"] = DESCRIPTIONS.get((name, var)) or _describe(var)
     return idata
+
+
+def _describe(var: str) -> str:
+    if var.endswith("_argmax"):
+        return DESCRIPTIONS[var.removesuffix("_argmax")] + " (of the argmax decode, board_argmax)"
+    return DESCRIPTIONS[var]
+
+
+LOO_NOTE = (
+    "az.loo / az.compare / az.plot_loo_pit here: log_likelihood holds log p(y_c | tau_s, x) per cell c of the "
+    "reference solution y, for guide draws tau_s ~ q(tau | x, y) that have seen all of y. They do not estimate "
+    "predictive accuracy on new puzzles, and az.compare rankings of runs from them mean nothing; use "
+    "gram compare --elpd (held-out log p(y | x) from prior trajectories). gram_ppl.diagnostics.explain_loo says so."
+)
+
+
+def explain_loo(idata=None) -> str:
+    """What az.loo, az.compare and az.plot_loo_pit mean on `gp.to_inference_data`'s export (the
+    `loo` attr it stores), and what to use instead for comparing fits."""
+    if idata is not None and "loo" not in idata.attrs:
+        return "this InferenceData was not written by gram_ppl.to_inference_data: no statement about az.loo"
+    return LOO_NOTE
 
 
 def _check_export(x, y, posterior, prior, solutions) -> list[Trajectories]:
@@ -215,12 +241,16 @@ def _check_export(x, y, posterior, prior, solutions) -> list[Trajectories]:
 
 STEP_NOTE = "step n is the state after supervision step n (z_0, the same for every draw, is left out)"
 DESCRIPTIONS = {
-    "h_norm": "root mean square of the high-level state h over tokens and channels",
+    "h_norm": "root mean square of the high-level state h over tokens and channels, after the last step "
+    "(the state that is decoded)",
+    "h_norm_by_step": "root mean square of the high-level state h over tokens and channels, after each step",
     "sigma": "mean prior noise scale σ_θ(u_t) of the step's transitions",
     "h_pca": "h projected on its first two principal components (per puzzle, over draws and steps)",
     "h": "the full high-level state h (opt-in)",
     "kl": "KL(q ‖ p) of the step's transition noise, nats (0 where the prior drew it)",
-    "board": "decoded board argmax f_dec(h) after the last step (token ids, docs/data.md)",
+    "board": "a board drawn from the likelihood, y ~ Categorical(f_dec(h)) cell by cell, after the last step "
+    "(token ids, docs/data.md)",
+    "board_argmax": "the argmax decode argmax f_dec(h) after the last step (what gram sample returns; token ids)",
     ("observed_data", "board"): "the reference solution y (token ids, docs/data.md)",
     "valid": "1 where the board satisfies every constraint and keeps the givens",
     "conflicts": "number of violated constraints of the board",
@@ -228,8 +258,8 @@ DESCRIPTIONS = {
     "distance": "Hamming distance to the nearest exact solution of the puzzle (cells)",
     "log_weight": "log p(y, τ | x) − log q(τ | x, y): importance weight of the guide draw (PSIS k̂, log p(y | x))",
     "log_lik": "log p(y | τ, x) of the reference y after the last step, for a prior draw τ",
-    ("log_likelihood", "board"): "log p(y | τ_s, x) of the observed y given the guide's sampled trajectory τ_s "
-    "(conditional on τ_s, not the marginal log p(y | x))",
+    ("log_likelihood", "board"): "log p(y_c | τ_s, x) of each cell c of the observed y given the guide's sampled "
+    "trajectory τ_s (summed over cells: log p(y | τ_s, x); conditional on τ_s, not the marginal log p(y | x))",
     "halt_step": "first supervision step whose halt head says σ(q) > 0.5 (the depth if none)",
     "lprm": "LPRM value v_ψ(h) after the last step",
     "x": "the puzzle (input token ids)",
@@ -237,16 +267,29 @@ DESCRIPTIONS = {
 
 
 def _latents(t: Trajectories) -> dict:
-    out = _chain({"h_norm": t.h_norm[:, :, 1:], "sigma": t.sigma[:, :, 1:], "h_pca": t.h_pca[:, :, 1:]})
+    """The posterior / prior group: real-valued summaries of the latent trajectory that vary across
+    draws (per step quantities and projections are trajectory statistics: `_trajectory_stats`)."""
+    out = _chain({"h_norm": t.h_norm[:, :, -1]})
     if t.h is not None:
         out["h"] = t.h[None, :, :, 1:]
     return out
 
 
+def _trajectory_stats(t: Trajectories) -> dict:
+    return {"h_norm_by_step": t.h_norm[:, :, 1:], "sigma": t.sigma[:, :, 1:], "h_pca": t.h_pca[:, :, 1:],
+            "halt_step": t.halt_step, "lprm": t.lprm}  # fmt: skip
+
+
 def _predictive(t: Trajectories, x, y, task, solutions) -> dict:
-    board = t.board[:, :, -1]  # (N, B, L_y) the final decoded boards
-    out = {"board": board, "valid": t.valid.astype(np.int8)}
-    out.update(_board_stats(x, board, y, task, solutions))
+    """Boards drawn from the likelihood (`board`, the predictive draws ArviZ expects) and the argmax
+    decode (`board_argmax`, what sampling returns), each with its statistics."""
+    argmax = t.board[:, :, -1]  # (N, B, L_y)
+    out = {"board": t.board_draw, "board_argmax": argmax}
+    for suffix, board in (("", t.board_draw), ("_argmax", argmax)):
+        valid = task.is_valid(x[None], board) if task is not None else (t.valid if suffix else None)
+        if valid is not None:
+            out[f"valid{suffix}"] = np.asarray(valid).astype(np.int8)
+        out.update({f"{k}{suffix}": v for k, v in _board_stats(x, board, y, task, solutions).items()})
     return _chain(out)
 
 

@@ -139,9 +139,12 @@ def to_inference_data(
     given (the first is the reference y). Trajectories are read off Pyro traces (a NumPyro run
     is converted in memory)."""
     from gram_ppl.diagnostics import to_inference_data as export
+    from gram_ppl.inference.diagnose import run_attrs
     from gram_ppl.inference.trajectories import collect
 
+    folder = run if isinstance(run, str | Path) else getattr(run, "folder", None)
     run = as_run(run)
+    trained_with = run.config.backend
     if run.config.backend != "pyro":
         run = convert_loaded(run, "pyro")
     task, cfg = run.task, run.config
@@ -154,5 +157,5 @@ def to_inference_data(
     kw = dict(num_samples=num_samples, depth=depth, latents=latents)
     guide = collect(run.mod, run.net, cfg, task, x, y, source="guide", seed=part(seed, "guide"), **kw)
     prior = collect(run.mod, run.net, cfg, task, x, y, source="prior", seed=part(seed, "prior"), **kw)
-    attrs = {"variant": cfg.fit.variant, "backend": cfg.backend, "seed": seed, "depth": guide.depth}
+    attrs = run_attrs(folder, cfg, seed, guide.depth, trained_with)
     return export(x, y, posterior=guide, prior=prior, task=task, solutions=solutions, attrs=attrs)

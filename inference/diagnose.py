@@ -9,12 +9,12 @@ with `force`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import platform
 from pathlib import Path
 
 import numpy as np
-import pyro
-import torch
 
 from gram_ppl import __version__, plots
 from gram_ppl.config import to_dict
@@ -28,7 +28,7 @@ from gram_ppl.diagnostics import (
 )
 from gram_ppl.inference.evaluate import sample_metrics
 from gram_ppl.inference.run import RunError, load_run
-from gram_ppl.inference.runfolder import check_fits, check_report_folder, read_history
+from gram_ppl.inference.runfolder import check_fits, check_report_folder, load_config, read_history
 from gram_ppl.inference.trajectories import collect, prior_predictive
 from gram_ppl.seeds import part, seed_for
 
@@ -75,7 +75,7 @@ def diagnose(
     guide = collect(run.mod, run.net, cfg, task, x, y, source="guide", seed=part(seed, "guide"), **kw)
     prior = collect(run.mod, run.net, cfg, task, x, y, source="prior", seed=part(seed, "prior"), **kw)
     untrained = prior_predictive(cfg, task, x, min(num_samples, 32), depth, mod=run.mod, seed=part(seed, "untrained"))
-    attrs = _attrs(folder, cfg, seed, depth)
+    attrs = run_attrs(folder, cfg, seed, depth, load_config(folder).backend)
     idata = to_inference_data(x, y, posterior=guide, prior=prior, task=task, solutions=solutions, attrs=attrs)
     out.mkdir(parents=True, exist_ok=True)
     idata.to_netcdf(str(out / "trajectories.nc"))
@@ -101,14 +101,18 @@ def diagnose(
     }
 
 
-def _attrs(folder, cfg, seed: int, depth: int) -> dict:
-    """What the exported InferenceData records about the run it came from."""
+def run_attrs(folder, cfg, seed: int, depth: int, backend: str | None = None) -> dict:
+    """What an exported InferenceData records about the run it came from: the folder, the backend
+    it was trained with (`backend`, where the draws come from a converted copy), the priors, the
+    whole config and its hash, the seed and depth of the draws, the package versions."""
+    config = to_dict(cfg)
     return {
-        "run": str(folder),
+        "run": str(folder) if folder is not None else "",
         "variant": cfg.fit.variant,
-        "backend": cfg.backend,
+        "backend": backend or cfg.backend,
         "priors": to_dict(cfg.priors),
-        "config": to_dict(cfg),
+        "config": config,
+        "config_sha256": hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest(),
         "seed": seed,
         "depth": depth,
         "versions": _versions(),
@@ -220,15 +224,16 @@ def _image_metrics(data, x, board) -> tuple[dict, list[str]]:
 
 
 def _versions() -> dict:
-    az = import_arviz()
-    return {
-        "gram_ppl": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "pyro": pyro.__version__,
-        "arviz": az.__version__,
-        "numpy": np.__version__,
-    }
+    from importlib import metadata
+
+    def version(name):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    return {"gram_ppl": __version__, "python": platform.python_version(),
+            **{name: version(name) for name in ("torch", "pyro-ppl", "numpyro", "jax", "arviz", "numpy")}}  # fmt: skip
 
 
 def _priors_line(priors_json) -> str:
@@ -288,10 +293,10 @@ def _summary(task, idata, guide, prior, untrained, ps, metrics, counts, figs, fo
     ]
     for r in prior_check_table(untrained):
         lines.append(f"| {r['step']} | {r['sigma']:.3f} | {r['h_rms']:.3f} | {r['distinct_boards']:.2f} |")
-    stats = az.summary(idata, var_names=["h_norm", "sigma"], kind="stats", coords={"puzzle": [0]})
+    stats = az.summary(idata, kind="stats")
     lines += [
         "",
-        "## Posterior summaries, puzzle 0 (`az.summary(kind='stats')`)",
+        "## Posterior summaries (`az.summary(idata, kind='stats')`: RMS of h after the last step per puzzle)",
         "",
         "```\n" + stats.to_string() + "\n```",
     ]

@@ -57,7 +57,13 @@ def collect(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         rec = _steps(mod, net, cfg, xs, ys, depth, source)
+        drawn = torch.distributions.Categorical(logits=rec["logits"]).sample()  # (N*B, L_y): y ~ p(y | τ, x)
     shape = (N, B)
+    cells = (
+        torch.full(drawn.shape, float("nan"))
+        if ys is None
+        else torch.distributions.Categorical(logits=rec["logits"]).log_prob(ys)
+    )  # (N*B, L_y) log p(y_c | τ, x) of the reference board's cells
     board = torch.stack(rec["board"], 1).view(N, B, depth + 1, -1).cpu().numpy()  # (N, B, S+1, L_y)
     h = torch.stack(rec["h"], 1)  # (N*B, S+1, L, D)
     per_step = {
@@ -72,6 +78,8 @@ def collect(
     return Trajectories(
         source=source,
         board=board,
+        board_draw=drawn.view(N, B, -1).cpu().numpy(),
+        log_lik_cells=cells.view(N, B, -1).cpu().numpy(),
         **per_step,
         log_weight=(rec["log_w"] + rec["log_lik"][-1]).view(shape).cpu().numpy(),
         valid=task.is_valid(np.asarray(x)[None], board[:, :, -1]),
@@ -117,6 +125,7 @@ def _steps(mod, net, cfg, xs, ys, depth, source) -> dict[str, list]:
         _record(rec, net, carry[0], ys, sigma=sigma / max(count, 1), kl=kl)
         rec["halt"].append(net.halt(carry[0]))
     rec["log_w"] = log_w
+    rec["logits"] = net.decode(carry[0]) if depth else net.decode(h)  # (N*B, L_y, V_y) after the last step
     return rec
 
 

@@ -10,6 +10,7 @@ from gram_ppl import plots
 from gram_ppl.cli import main
 from gram_ppl.diagnostics import (
     concat_fits,
+    explain_loo,
     import_arviz,
     khat_threshold,
     pca_per_puzzle,
@@ -117,49 +118,73 @@ def test_export_follows_arviz_schema(idata, runs):
         "sample_stats", "sample_stats_prior", "constant_data",
     }  # fmt: skip
     stats = {"board", "valid", "conflicts", "match", "distance"}
-    for group in ("posterior_predictive", "prior_predictive", "observed_data"):
-        assert set(idata[group].data_vars) == stats, group  # the same names as the observed data
+    assert set(idata.observed_data.data_vars) == stats
+    for group in ("posterior_predictive", "prior_predictive"):  # the observed names, and the argmax decode's
+        assert set(idata[group].data_vars) == stats | {f"{k}_argmax" for k in stats}, group
     assert idata.posterior_predictive["board"].dims == ("chain", "draw", "puzzle", "cell")
     assert idata.observed_data["board"].dims == ("puzzle", "cell")
     assert (idata.observed_data["valid"] == 1).all() and (idata.observed_data["distance"] == 0).all()
-    assert idata.log_likelihood["board"].dims == ("chain", "draw", "puzzle")
-    assert set(idata.posterior.data_vars) == {"h_norm", "sigma", "h_pca"}  # continuous: no token ids
-    assert idata.posterior["h_pca"].dims == ("chain", "draw", "puzzle", "step", "pc")
-    assert list(idata.posterior.pc.values) == [0, 1] and list(idata.posterior.step.values) == list(range(1, S + 1))
+    assert idata.log_likelihood["board"].dims == ("chain", "draw", "puzzle", "cell")  # per cell, as observed
+    assert set(idata.posterior.data_vars) == {"h_norm"}  # real-valued, varies across draws: az.summary is short
+    assert idata.sample_stats["h_pca"].dims == ("chain", "draw", "puzzle", "step", "pc")
+    assert list(idata.sample_stats.pc.values) == [0, 1] and list(idata.sample_stats.step.values) == list(
+        range(1, S + 1)
+    )
     assert idata.sample_stats["log_weight"].dims == ("chain", "draw", "puzzle")
     assert idata.posterior.sizes["draw"] == 6 and idata.posterior.sizes["puzzle"] == 3
     assert "h" not in idata.posterior  # full states are opt-in
-    assert "z_0" in idata.posterior.attrs["step_note"]
+    assert "z_0" in idata.posterior.attrs["step_note"] and "gram compare --elpd" in idata.attrs["loo"]
     for group in idata.groups():
         assert all(idata[group][v].attrs.get("description") for v in idata[group].data_vars), group
     pp = idata.prior_predictive
-    boards = pp["board"].values[0]  # (N, B, L_y)
-    assert np.array_equal(pp["valid"].values[0], r.data.task.is_valid(r.data.test.x[:3][None], boards))
-    assert ((pp["distance"] == 0) == (pp["valid"] == 1)).all()  # valid exactly when at an exact solution
+    x = r.data.test.x[:3]
+    for name in ("board", "board_argmax"):
+        suffix = name.removeprefix("board")
+        boards = pp[name].values[0]  # (N, B, L_y)
+        assert np.array_equal(pp[f"valid{suffix}"].values[0], r.data.task.is_valid(x[None], boards))
+        assert ((pp[f"distance{suffix}"] == 0) == (pp[f"valid{suffix}"] == 1)).all()  # valid exactly at a solution
 
 
+def test_predictive_boards_are_likelihood_draws_and_the_log_likelihood_is_per_cell(runs):
+    r, x, y, guide = draws(runs / "gram", "guide", n=64)
+    assert np.isfinite(guide.log_lik_cells).all()
+    np.testing.assert_allclose(guide.log_lik_cells.sum(-1), guide.log_lik[:, :, -1], rtol=1e-4, atol=1e-4)
+    argmax = guide.board[:, :, -1]
+    assert guide.board_draw.shape == argmax.shape
+    assert (guide.board_draw != argmax).any()  # drawn cell by cell, not the mode (a barely trained decoder)
+    again = draws(runs / "gram", "guide", n=64)[3]
+    np.testing.assert_array_equal(again.board_draw, guide.board_draw)  # seeded
+
+
+@pytest.mark.filterwarnings("ignore:Passing a dict or None as alias_mapping:matplotlib.MatplotlibDeprecationWarning")
 def test_arviz_functions_work_without_warnings(idata, runs):
-    """az.summary, az.loo and az.plot_ppc on the export, warnings as errors (no floods)."""
+    """az.summary and az.plot_posterior defaults, az.loo, az.plot_loo_pit and az.plot_ppc (with the
+    observed data, for the posterior and the prior) on the export, warnings as errors (no floods)."""
+    import warnings
+
     import matplotlib.pyplot as plt
 
     az = import_arviz()
     summary = az.summary(idata, kind="stats")
+    assert list(summary.index) == [f"h_norm[{b}]" for b in range(3)]  # one real-valued row per puzzle
     assert np.isfinite(summary["mean"].values).all()
-    assert not any(name.startswith(("board", "valid")) for name in summary.index)  # token ids are not reals
-    import warnings
-
     with warnings.catch_warnings():  # with 6 draws its Pareto-k warning is the diagnostic itself, not noise
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto", category=UserWarning)
         loo = az.loo(idata, pointwise=True)
-    assert loo.pareto_k.shape == (3,)
-    try:
-        axes = az.plot_ppc(idata, group="prior", var_names=["conflicts"], num_pp_samples=4)
-        assert np.asarray(axes).size >= 1
-    finally:
-        plt.close("all")
+        assert loo.pareto_k.shape == (3, idata.observed_data.sizes["cell"])  # one observation per cell
+        try:
+            az.plot_loo_pit(idata, y="board")
+            axes = az.plot_posterior(idata)
+            assert np.asarray(axes).size == 3
+            for group in ("posterior", "prior"):
+                axes = az.plot_ppc(idata, group=group, observed=True, var_names=["conflicts"], num_pp_samples=4)
+                assert any(line.get_label() == "Observed" for ax in np.ravel(axes) for line in ax.get_lines())
+        finally:
+            plt.close("all")
     fig = plots.arviz_plot(az.plot_ppc, idata, group="prior", var_names=["conflicts"], num_pp_samples=4)
     assert isinstance(fig, plots.PlotFigure) and fig._repr_png_()[:4] == b"\x89PNG" and len(fig.axes) >= 1
     assert plt.get_fignums() == []  # drawn into its own figure, not pyplot's
+    assert "gram compare --elpd" in explain_loo(idata) and "not written by gram_ppl" in explain_loo(az.from_dict({}))
 
 
 def test_netcdf_round_trip(idata, tmp_path):
@@ -171,7 +196,7 @@ def test_netcdf_round_trip(idata, tmp_path):
     np.testing.assert_array_equal(back.prior_predictive["board"].values, idata.prior_predictive["board"].values)
     assert back.posterior.attrs["priors"] == '{"a": 1}'
     summary = az.summary(back, var_names=["h_norm"], kind="stats")
-    assert len(summary) == 3 * back.posterior.sizes["step"]
+    assert len(summary) == 3
 
 
 def test_export_refuses_inconsistent_input(runs):
@@ -400,9 +425,9 @@ def test_arviz_plot_functions_work_on_the_export(idata):
 
     az = import_arviz()
     try:
-        axes = az.plot_posterior(idata, var_names=["h_norm"], coords={"puzzle": [0], "step": [1, 2]})
+        axes = az.plot_posterior(idata, var_names=["h_norm"], coords={"puzzle": [0, 1]})
         assert np.asarray(axes).size == 2
-        az.plot_forest(idata, var_names=["sigma"], coords={"step": [1]}, combined=True)
+        az.plot_forest(idata, var_names=["h_norm"], combined=True)
         az.plot_dist(idata.sample_stats["log_weight"].values.ravel())
     finally:
         plt.close("all")
