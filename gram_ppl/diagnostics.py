@@ -52,21 +52,38 @@ class Trajectories(NamedTuple):
 
 
 def pca_per_puzzle(h: np.ndarray, components: int = 2) -> np.ndarray:
-    """Project h (N, B, S+1, ...) on the first principal components of each puzzle's states after
-    step 0: (N, B, S+1, components). z_0 (step 0, the same for every draw) is projected but not
-    fitted, so the axes show how trajectories spread. The axes are fitted per puzzle: compare
-    shapes, not coordinates, across puzzles (and never across fits: latent spaces are
-    identified only up to rotation)."""
+    """Project h (N, B, S+1, ...) of every step on the first principal components of each puzzle's
+    *final* states (N, ...): (N, B, S+1, components). The axes are where the draws end up apart
+    (which solution they reach), so a fan shows the split into solutions instead of the common
+    step-to-step drift; earlier steps are projected on the same axes. Fitted per puzzle: compare
+    shapes, not coordinates, across puzzles (and never across fits: latent spaces are identified
+    only up to rotation)."""
     N, B, S = h.shape[:3]
     flat = h.reshape(N, B, S, -1).astype(np.float64)
     out = np.zeros((N, B, S, components))
     for b in range(B):
-        fit = flat[:, b, 1:] if S > 1 else flat[:, b]
-        fit = fit.reshape(-1, fit.shape[-1])  # (N*S, L*D)
-        mean = fit.mean(0)
-        axes = _principal_axes(fit - mean, components)  # (L*D, components)
+        final = flat[:, b, -1]  # (N, L*D)
+        mean = final.mean(0)
+        axes = _principal_axes(final - mean, components)  # (L*D, components)
         out[:, b] = (flat[:, b] - mean) @ axes
     return out
+
+
+def commit_steps(boards: np.ndarray) -> np.ndarray:
+    """For boards (N, S+1, L_y) of N trajectories after each step (step 0: z_0's decode), the
+    step from which each trajectory's decoded board no longer changes: (N,) in 0..S."""
+    boards = np.asarray(boards)
+    same = (boards == boards[:, -1:]).all(-1)  # (N, S+1): equal to the final board
+    changed_after = np.flip(np.cumsum(np.flip(~same, 1), 1), 1) > 0  # (N, S+1): a differing step at or after s
+    return changed_after.sum(1)  # the first step s with no differing step from s on
+
+
+def board_entropy(boards: np.ndarray, vocab: int) -> np.ndarray:
+    """Per-cell entropy (nats) of the tokens of N boards (N, ..., L_y) over the draws: (..., L_y)."""
+    boards = np.asarray(boards)
+    counts = np.stack([(boards == v).mean(0) for v in range(vocab)], -1)  # (..., L_y, V)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -np.where(counts > 0, counts * np.log(counts), 0.0).sum(-1)
 
 
 def _principal_axes(rows: np.ndarray, k: int) -> np.ndarray:

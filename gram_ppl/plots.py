@@ -52,7 +52,10 @@ def arviz_plot(plot, *args, figsize=(5.6, 3.4), **kwargs) -> PlotFigure:
 def hypothesis_gallery(task: Task, x: np.ndarray, samples: np.ndarray, max_boards: int = 12) -> PlotFigure:
     """The distinct boards among samples (N, L_y) for the puzzle x (L_x): valid ones first, then
     invalid, each group most frequent first, each with its count; invalid boards framed and titled
-    in red with their conflicting cells marked. Colourings are grouped up to colour names."""
+    in red with their conflicting cells marked. Colourings are grouped up to colour names. When
+    not all fit, the `max_boards` panels are shared between valid and invalid boards in the
+    proportion of samples each holds (at least one each where the samples have any), so the
+    gallery shows what a sample looks like, not only the successes."""
     samples = np.asarray(samples)
     if samples.ndim != 2 or len(samples) == 0:
         raise ValueError(f"samples must be (N ≥ 1, L_y), got shape {samples.shape}")
@@ -60,7 +63,14 @@ def hypothesis_gallery(task: Task, x: np.ndarray, samples: np.ndarray, max_board
     every = Counter(keys)
     first = {k: samples[keys.index(k)] for k in every}
     valid = {k: bool(task.is_valid(x, first[k])) for k in every}
-    counts = sorted(every.items(), key=lambda kc: (not valid[kc[0]], -kc[1]))[:max_boards]  # valid first
+    ranked = sorted(every.items(), key=lambda kc: (not valid[kc[0]], -kc[1]))  # valid first, frequent first
+    good = [kc for kc in ranked if valid[kc[0]]]
+    bad = [kc for kc in ranked if not valid[kc[0]]]
+    share_valid = sum(c for _, c in good) / len(samples)
+    slots = min(len(good), max(int(round(max_boards * share_valid)), 1 if good else 0))
+    slots = min(slots, max_boards - min(len(bad), 1)) if bad else slots  # an invalid panel where there are any
+    shown_bad = bad[: max_boards - slots]
+    counts = good[: max_boards - len(shown_bad)] + shown_bad  # slots one group cannot fill go to the other
     cols = min(4, len(counts))
     rows = -(-len(counts) // cols)
     fig = PlotFigure(figsize=(max(2.6 * cols, 6.0), 2.8 * rows), layout="constrained")  # room for the title
@@ -196,33 +206,110 @@ def solution_keys(task: Task, x: np.ndarray, boards: np.ndarray) -> list:
 def trajectory_fan(
     h_pca: np.ndarray, final_keys: list, title: str = "", *, with_z0: bool = True, named: bool = False
 ) -> PlotFigure:
-    """PCA of h over steps (N, S+1, 2) for N trajectories of one puzzle, coloured by the final
-    solution each reaches (`final_keys`, e.g. the final board's bytes; None for invalid).
-    with_z0=False: h_pca holds steps 1..S only (the InferenceData's `h_pca`). named=True: the
-    keys are names to show in the legend (e.g. the class a digit classifier gives each image)."""
+    """N trajectories of one puzzle, h projected per step (N, S+1, 2) on axes fitted on the final
+    states (`diagnostics.pca_per_puzzle`), each coloured by the solution it ends in (`final_keys`,
+    e.g. the final board's bytes; None for invalid), legend in order of frequency. Right: per
+    step, how far apart the solution groups are, as the ratio of the between-group to the
+    within-group mean squared distance in the projection; the step where it first exceeds 1 is
+    where the trajectories split. with_z0=False: h_pca holds steps 1..S only (the InferenceData's
+    `h_pca`). named=True: the keys are names for the legend (a digit classifier's classes)."""
     h_pca = np.asarray(h_pca)
     if h_pca.ndim != 3 or h_pca.shape[-1] < 2 or len(final_keys) != len(h_pca):
         raise ValueError("h_pca must be (N, steps, ≥2) with one final key per trajectory")
-    fig = PlotFigure(figsize=(5.6, 4.4), layout="constrained")
-    ax = fig.subplots()
+    fig = PlotFigure(figsize=(9.6, 4.2), layout="constrained")
+    ax, ax_split = fig.subplots(1, 2, width_ratios=[1.6, 1])
     ranked = [k for k, _ in Counter(k for k in final_keys if k is not None).most_common()]
     start = 1 if with_z0 and h_pca.shape[1] > 2 else 0  # z_0 (step 0) is far from the rest: left out
-    labelled = set()
+    first = start if with_z0 else 1
+    handles = {}
     for traj, key in zip(h_pca, final_keys, strict=True):
         rank = ranked.index(key) if key is not None else None
         color = "0.75" if rank is None else (PALETTE[rank] if rank < len(PALETTE) else "0.4")
         label = "invalid" if rank is None else (f"solution {rank + 1}" if rank < len(PALETTE) else "other solutions")
         label = str(key) if named and rank is not None and rank < len(PALETTE) else label
         pts = traj[start:]
-        ax.plot(pts[:, 0], pts[:, 1], color=color, lw=0.8, alpha=0.8, label=None if label in labelled else label)
-        labelled.add(label)
+        (line,) = ax.plot(pts[:, 0], pts[:, 1], color=color, lw=0.8, alpha=0.8)
+        order = len(PALETTE) + 1 if rank is None else min(rank, len(PALETTE))
+        handles.setdefault(order, (line, f"{label} ({final_keys.count(key)})" if not named or rank is None else label))
         ax.scatter(pts[:, 0], pts[:, 1], c=np.arange(len(pts)), cmap="Greys", vmin=-2, vmax=len(pts), s=8, zorder=3)
         ax.scatter(pts[-1, 0], pts[-1, 1], color=color, s=18, zorder=4, edgecolors="black", linewidths=0.4)
-    first, last = (start, h_pca.shape[1] - 1) if with_z0 else (1, h_pca.shape[1])
-    steps = f"steps {first}–{last}, light to dark" + (" (z_0 left out)" if first else "")
-    ax.set(xlabel="PC 1", ylabel="PC 2", title=title or f"trajectories of h: {steps}")
-    ax.legend(fontsize=7, title="final board", title_fontsize=7)
+    last = first + len(h_pca[0, start:]) - 1
+    steps = f"steps {first}–{last}, light to dark" + (" (z_0 left out)" if first and with_z0 else "")
+    ax.set(xlabel="PC 1 (of the final states)", ylabel="PC 2", title=title or f"trajectories of h: {steps}")
+    ordered = [handles[k] for k in sorted(handles)]
+    ax.legend([h for h, _ in ordered], [t for _, t in ordered], fontsize=7, title="final board", title_fontsize=7)
+    ratio = split_ratio(h_pca[:, start:], final_keys)
+    xs = np.arange(first, first + len(ratio))
+    if np.isfinite(ratio).any():
+        ax_split.plot(xs, ratio, marker="o", ms=3, color=PALETTE[0])
+        ax_split.axhline(1.0, color="0.5", ls="--", lw=0.8, label="between = within")
+        split = next((int(x) for x, r in zip(xs, ratio, strict=True) if r > 1), None)
+        if split is not None:
+            ax_split.axvline(split, color=INVALID, lw=1, label=f"split at step {split}")
+        ax_split.set_yscale("log")
+        ax_split.legend(fontsize=7)
+        what = "ratio between / within solutions"
+    else:
+        ax_split.text(0.5, 0.5, "fewer than two solutions\nreached by 2+ draws", ha="center", va="center",
+                      transform=ax_split.transAxes, fontsize=8)  # fmt: skip
+        what = "no split to show"
+    ax_split.set(xlabel="supervision step", ylabel=what, title="when the trajectories split")
     return fig
+
+
+def split_ratio(h_pca: np.ndarray, final_keys: list) -> np.ndarray:
+    """Per step, the mean squared distance between the centres of the solution groups (valid
+    final boards reached by at least 2 draws) over the mean squared distance of draws to their
+    group's centre, in the projection h_pca (N, steps, 2): (steps,), nan with fewer than 2 groups."""
+    groups = [k for k, c in Counter(k for k in final_keys if k is not None).items() if c >= 2]
+    if len(groups) < 2:
+        return np.full(h_pca.shape[1], np.nan)
+    idx = [np.array([i for i, k in enumerate(final_keys) if k == g]) for g in groups]
+    centres = np.stack([h_pca[i].mean(0) for i in idx])  # (G, steps, 2)
+    within = np.mean([((h_pca[i] - c) ** 2).sum(-1).mean(0) for i, c in zip(idx, centres, strict=True)], 0)
+    between = ((centres - centres.mean(0)) ** 2).sum(-1).mean(0)  # (steps,)
+    return between / np.maximum(within, 1e-12)
+
+
+def commit_plot(boards: np.ndarray, valid: np.ndarray, vocab: int, title: str = "") -> PlotFigure:
+    """When N trajectories of one puzzle commit to their answer, boards (N, S+1, L_y) decoded after
+    each step and valid (N, S+1): left, the step from which each draw's board no longer changes
+    (`diagnostics.commit_steps`); right, per step, the share of draws whose board is valid and
+    the mean per-cell entropy of the decoded boards over the draws (nats)."""
+    from gram_ppl.diagnostics import board_entropy, commit_steps
+
+    boards, valid = np.asarray(boards), np.asarray(valid, dtype=bool)
+    N, S1 = boards.shape[:2]
+    commit = commit_steps(boards)
+    fig = PlotFigure(figsize=(9.0, 3.2), layout="constrained")
+    ax1, ax2 = fig.subplots(1, 2)
+    for ok, color, label in ((True, PALETTE[0], "valid at the end"), (False, INVALID, "invalid at the end")):
+        sel = valid[:, -1] == ok
+        if sel.any():
+            ax1.hist(commit[sel], bins=np.arange(S1 + 1) - 0.5, color=color, alpha=0.7, label=f"{label} ({sel.sum()})")
+    ax1.set(xlabel="step from which the decoded board stays the same", ylabel="draws", xticks=range(S1),
+            title=title or f"commit step of {N} draws")  # fmt: skip
+    ax1.legend(fontsize=7)
+    steps = np.arange(S1)
+    lo, hi = binomial_interval(valid.sum(0), N)
+    ax2.plot(steps, valid.mean(0), marker="o", ms=3, color=PALETTE[0], label="valid share (95% interval)")
+    ax2.fill_between(steps, lo, hi, color=PALETTE[0], alpha=0.2)
+    ax2.set(xlabel="supervision step", ylabel="share valid", ylim=(0, 1), xticks=steps, title="decoded board per step")
+    twin = ax2.twinx()
+    twin.plot(steps, board_entropy(boards, vocab).mean(-1), marker="s", ms=3, color=PALETTE[1], label="entropy")
+    twin.set_ylabel("mean cell entropy over draws (nats)")
+    lines = ax2.get_lines()[:1] + twin.get_lines()
+    ax2.legend(lines, [line.get_label() for line in lines], fontsize=7, loc="center right")
+    return fig
+
+
+def binomial_interval(successes, trials, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval (95% by default) of a binomial share: (lower, upper)."""
+    k, n = np.asarray(successes, dtype=np.float64), np.maximum(np.asarray(trials, dtype=np.float64), 1)
+    p = k / n
+    centre = (p + z**2 / (2 * n)) / (1 + z**2 / n)
+    half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / (1 + z**2 / n)
+    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
 
 
 def solution_coverage(task: Task, x: np.ndarray, samples: np.ndarray, solutions: np.ndarray) -> PlotFigure:
@@ -278,33 +365,49 @@ def image_gallery(panels: dict[str, np.ndarray], per_row: int = 10, side: int = 
 def entropy_heatmap(boards: np.ndarray, vocab: int, shape: tuple[int, int] | None = None) -> PlotFigure:
     """Per-cell entropy (nats) of the sampled tokens at every step, boards (N, S+1, L_y); one
     panel per step, cells laid out in `shape` (default one row)."""
+    from gram_ppl.diagnostics import board_entropy
+
     boards = np.asarray(boards)
     N, S1, L = boards.shape
     shape = shape or (1, L)
-    counts = np.stack([(boards == v).sum(0) for v in range(vocab)], -1) / N  # (S+1, L, V)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ent = -np.where(counts > 0, counts * np.log(counts), 0.0).sum(-1)  # (S+1, L)
+    ent = board_entropy(boards, vocab)  # (S+1, L)
     fig = PlotFigure(figsize=(2.2 * S1, 2.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, S1, squeeze=False)).ravel()
     top = max(float(ent.max()), 1e-6)
     for s, ax in enumerate(axes):
         im = ax.imshow(ent[s].reshape(shape), vmin=0, vmax=top, cmap="viridis")
         ax.set(title=f"step {s}", xticks=[], yticks=[])
+        ax.set_xticks(np.arange(-0.5, shape[1]), minor=True)  # the cell grid
+        ax.set_yticks(np.arange(-0.5, shape[0]), minor=True)
+        ax.grid(which="minor", color="white", lw=0.6)
+        ax.tick_params(which="minor", length=0)
     fig.colorbar(im, ax=axes.tolist(), shrink=0.8, label="entropy (nats)")
     return fig
 
 
-def hamming_histogram(samples: np.ndarray, labels: dict[str, np.ndarray] | None = None) -> PlotFigure:
+def hamming_histogram(
+    samples: np.ndarray, labels: dict[str, np.ndarray] | None = None, solutions: np.ndarray | None = None
+) -> PlotFigure:
     """Histogram of pairwise Hamming distances between the samples (N, L_y) of one puzzle, or of
-    several sets given as `labels` {name: (N, L_y)} on the same axes."""
+    several sets given as `labels` {name: (N, L_y)} on the same axes; with the puzzle's exact
+    `solutions` (m, L_y), the distances between them as the reference (what a sampler that covers
+    the solution set shows; 0 only for copies of one board)."""
     sets = labels or {"samples": np.asarray(samples)}
     fig = PlotFigure(figsize=(5, 3.4), layout="constrained")
     ax = fig.subplots()
     L = next(iter(sets.values())).shape[1]
+    bins = np.arange(L + 2) - 0.5
     for name, s in sets.items():
         d = (s[:, None] != s[None]).sum(-1)[np.triu_indices(len(s), 1)]
-        ax.hist(d, bins=np.arange(L + 2) - 0.5, alpha=0.6, label=name)
-    ax.set(xlabel="Hamming distance between two samples (cells)", ylabel="pairs")
+        ax.hist(d, bins=bins, alpha=0.6, density=True, label=f"{name} ({len(s)} samples)")
+    if solutions is not None and len(solutions) > 1:
+        sol = np.asarray(solutions)
+        d = (sol[:, None] != sol[None]).sum(-1)[np.triu_indices(len(sol), 1)]
+        ax.hist(d, bins=bins, density=True, histtype="step", color="black", lw=1.2,
+                label=f"between the {len(sol)} exact solutions")  # fmt: skip
+    elif solutions is not None:
+        ax.axvline(0, color="black", lw=1.2, label="one exact solution: 0")
+    ax.set(xlabel="Hamming distance between two samples (cells)", ylabel="share of pairs")
     ax.legend(fontsize=8)
     return fig
 
@@ -348,15 +451,20 @@ def training_traces(history: list[dict]) -> PlotFigure:
 
 
 def khat_plot(khat: np.ndarray, threshold: float) -> PlotFigure:
-    """PSIS k̂ per puzzle with the sample-size-aware threshold and the 0.5 / 0.7 lines."""
+    """PSIS k̂ per puzzle against the sample-size-aware threshold min(1 − 1/log10 S, 0.7) that the
+    report uses (red above it), and 0.7, above which no number of draws makes the estimate reliable."""
     khat = np.asarray(khat)
     fig = PlotFigure(figsize=(6, 3.2), layout="constrained")
     ax = fig.subplots()
-    colors = np.where(khat > threshold, INVALID, PALETTE[0])
-    ax.scatter(np.arange(len(khat)), khat, c=colors, s=18)
-    for level, style, what in ((0.5, ":", "0.5: good"), (0.7, "--", "0.7: unreliable")):
-        ax.axhline(level, color="0.5", ls=style, lw=0.8, label=f"k̂ = {what}")
-    ax.axhline(threshold, color=INVALID, lw=1, label=f"sample-size threshold {threshold:.2f}")
-    ax.set(xlabel="puzzle", ylabel="Pareto k̂", title="PSIS k̂ of the guide per puzzle")
+    bad = khat > threshold
+    ax.scatter(np.arange(len(khat)), khat, c=np.where(bad, INVALID, PALETTE[0]), s=18)
+    ax.axhline(threshold, color=INVALID, lw=1, label=f"threshold for these draws: {threshold:.2f} (above: unreliable)")
+    if threshold < 0.7:
+        ax.axhline(0.7, color="0.5", ls="--", lw=0.8, label="0.7: unreliable for any number of draws")
+    ax.set(
+        xlabel="puzzle",
+        ylabel="Pareto k̂",
+        title=f"PSIS k̂ of the guide per puzzle: {int(bad.sum())} of {len(khat)} above",
+    )
     ax.legend(fontsize=8)
     return fig

@@ -33,14 +33,21 @@ from gram_ppl.inference.trajectories import collect, prior_predictive
 from gram_ppl.seeds import part, seed_for
 
 FIGURES = {
-    "gallery.png": "distinct boards sampled from the prior for puzzle 0, valid first, conflicting cells marked",
-    "solutions.png": "how often each exact solution of puzzle 0 was sampled from the prior, against the uniform share",
+    "gallery.png": "distinct boards sampled from the prior for the shown puzzle, valid and invalid in their "
+    "proportion among the samples, conflicting cells marked",
+    "solutions.png": "how often each exact solution of the shown puzzle was sampled from the prior, against the "
+    "uniform share",
     "coverage.png": "coverage against the number of samples and validity against depth",
-    "fan.png": "trajectory fan: PCA of h over steps for puzzle 0, coloured by final solution (digits: by the class a digit classifier gives)",
-    "entropy.png": "per-cell entropy of the prior samples over steps, puzzle 0",
-    "hamming.png": "pairwise Hamming distances between samples of puzzle 0, prior and guide",
-    "traces.png": "training traces: loss, cross-entropy, KL per supervision step, held-out validity and log p(y | x) bound",
-    "khat.png": "PSIS k̂ of the guide per puzzle with the sample-size-aware threshold",
+    "fan.png": "trajectory fan of the shown puzzle: h per step on the principal axes of the final states, coloured "
+    "by final solution (digits: by the class a digit classifier gives), and the step where the solutions split",
+    "commit.png": "the step from which each prior draw's decoded board stays the same, and validity and cell "
+    "entropy of the decoded boards per step",
+    "entropy.png": "per-cell entropy of the prior samples over steps, the shown puzzle",
+    "hamming.png": "pairwise Hamming distances between samples of the shown puzzle, prior and guide, against the "
+    "distances between its exact solutions",
+    "traces.png": "training traces: loss with its running mean, learning rate, KL per supervision step, held-out "
+    "validity with 95% intervals and the log p(y | x) bound",
+    "khat.png": "PSIS k̂ of the guide per puzzle against the sample-size-aware threshold",
 }
 
 
@@ -58,11 +65,14 @@ def diagnose(
     force: bool = False,
     fits: list[str | Path] = (),
     mixed: bool = False,
+    puzzle: int | None = None,
 ) -> dict:
     """Report on `folder`'s run for puzzles x (B, L_x) with their exact solution sets (the first
     one is the reference y for the guide), or the first `num_puzzles` held-out puzzles. `fits`:
     further independent fits of the same model (configs that differ in the seed alone; `mixed`
-    allows other differences), for R-hat across fits."""
+    allows other differences), for R-hat across fits. `puzzle`: the index of the puzzle whose
+    trajectories the per-puzzle figures show (default `pick_puzzle`: one with several solutions
+    that the prior draws reach)."""
     check_report_folder(out, force)
     run = load_run(folder, as_backend="pyro")  # trajectories are read off Pyro traces
     cfg, task = run.config, run.data.task
@@ -78,17 +88,22 @@ def diagnose(
     attrs = run_attrs(folder, cfg, seed, depth, load_config(folder).backend)
     idata = to_inference_data(x, y, posterior=guide, prior=prior, task=task, solutions=solutions, attrs=attrs)
     out.mkdir(parents=True, exist_ok=True)
-    idata.to_netcdf(str(out / "trajectories.nc"))
+    tmp = out / ".trajectories.nc.tmp"  # written aside, then renamed: a report open elsewhere is not truncated
+    idata.to_netcdf(str(tmp))
+    tmp.replace(out / "trajectories.nc")
 
-    metrics, keys, curves = _curves(run, folder, baseline, x, y, counts, prior, num_samples, depth, seed)
+    i = pick_puzzle(task, x, prior, solutions) if puzzle is None else puzzle
+    if not 0 <= i < len(x):
+        raise RunError(f"puzzle {i} is not among the {len(x)} diagnosed puzzles (0..{len(x) - 1})")
+    metrics, keys, curves = _curves(run, folder, baseline, x, y, counts, prior, num_samples, depth, seed, i)
 
     rhat = _rhat(fits, folder, cfg, task, x, y, prior, num_samples, depth, seed, mixed) if fits else None
     deterministic = bool(np.ptp(guide.log_weight, axis=0).max() < 1e-9)
     ps = None if deterministic or cfg.fit.variant == "mean_only" else psis(guide.log_weight)
-    figs = _figures(task, x, solutions, guide, prior, keys, curves, ps, read_history(folder))
+    figs = _figures(task, x, solutions, guide, prior, keys, curves, ps, read_history(folder), i)
     for name, fig in figs.items():
         fig.savefig(out / name, dpi=90)
-    summary = _summary(task, idata, guide, prior, untrained, ps, metrics, counts, figs, folder, num_samples, depth)
+    summary = _summary(task, idata, guide, prior, untrained, ps, metrics, counts, figs, folder, num_samples, depth, i)
     if rhat is not None:
         summary += _rhat_section(rhat, [folder, *fits])
     (out / "summary.md").write_text(summary)
@@ -97,6 +112,7 @@ def diagnose(
         "headline": _prior_line(task, metrics, guide, num_samples),
         "khat": None if ps is None else ps.khat.tolist(),
         "files": sorted(figs),
+        "puzzle": i,
         "rhat": None if rhat is None else {k: v.tolist() for k, v in rhat.items()},
     }
 
@@ -120,14 +136,30 @@ def run_attrs(folder, cfg, seed: int, depth: int, backend: str | None = None) ->
     }
 
 
-def _curves(run, folder, baseline, x, y, counts, prior, num_samples, depth, seed):
-    """The prior draws' metrics, the solution key of each of puzzle 0's draws (the fan's colours;
+def pick_puzzle(task, x, prior, solutions) -> int:
+    """The puzzle the per-puzzle figures show by default: the one whose prior draws reach the most
+    distinct exact solutions (ties: more solutions, then more valid draws, then the first), so the
+    fan has several solutions to split into; puzzle 0 for a task without exact solutions."""
+    if not task.checker or solutions is None:
+        return 0
+
+    def score(b):
+        final = prior.board[:, b, -1]
+        ok = prior.valid[:, b]
+        reached = len({task.canonical(v).tobytes() for v, good in zip(final, ok, strict=True) if good})
+        return reached, len(solutions[b]), int(ok.sum()), -b
+
+    return max(range(len(x)), key=score)
+
+
+def _curves(run, folder, baseline, x, y, counts, prior, num_samples, depth, seed, i=0):
+    """The prior draws' metrics, the solution key of each of puzzle i's draws (the fan's colours;
     None: invalid) and the coverage curves of the run and of `baseline` (drawn the same way)."""
     cfg, task = run.config, run.data.task
     if not task.checker:
-        return (*_image_metrics(run.data, x, prior.board), {})
+        return (*_image_metrics(run.data, x, prior.board, i), {})
     metrics = _metrics(task, x, y, counts, prior.board)
-    keys = plots.solution_keys(task, x[0], prior.board[:, 0, -1])
+    keys = plots.solution_keys(task, x[i], prior.board[:, i, -1])
     curves = {f"{cfg.fit.variant} ({Path(folder).name})": metrics}
     if baseline is not None:
         base = load_run(baseline, as_backend="pyro")
@@ -156,17 +188,24 @@ def _puzzles(run, x, solutions, num_puzzles):
     return x, y, counts, solutions
 
 
-def _figures(task, x, solutions, guide, prior, keys, curves, ps, history) -> dict:
-    """The report's figures by file name (puzzle 0's trajectories; curves over all puzzles)."""
+def _figures(task, x, solutions, guide, prior, keys, curves, ps, history, i=0) -> dict:
+    """The report's figures by file name (puzzle i's trajectories; curves over all puzzles)."""
+    final = prior.board[:, i, -1]
+    per_step_valid = np.stack([task.is_valid(x[i][None], prior.board[:, i, s]) for s in range(prior.board.shape[2])], 1)
     figs = {
-        "gallery.png": plots.hypothesis_gallery(task, x[0], prior.board[:, 0, -1]),
-        "fan.png": plots.trajectory_fan(prior.h_pca[:, 0], keys, named=not task.checker),
-        "entropy.png": plots.entropy_heatmap(prior.board[:, 0], task.y_vocab, task.board_shape),
-        "hamming.png": plots.hamming_histogram(None, {"prior": prior.board[:, 0, -1], "guide": guide.board[:, 0, -1]}),
+        "gallery.png": plots.hypothesis_gallery(task, x[i], final),
+        "fan.png": plots.trajectory_fan(
+            prior.h_pca[:, i], keys, f"puzzle {i}: prior trajectories of h", named=not task.checker
+        ),  # fmt: skip
+        "commit.png": plots.commit_plot(prior.board[:, i], per_step_valid, task.y_vocab, f"puzzle {i}: commit step"),
+        "entropy.png": plots.entropy_heatmap(prior.board[:, i], task.y_vocab, task.board_shape),
+        "hamming.png": plots.hamming_histogram(
+            None, {"prior": final, "guide": guide.board[:, i, -1]}, solutions[i] if solutions is not None else None
+        ),  # fmt: skip
         "traces.png": plots.training_traces(history),
     }
     if task.checker:  # against the exact solution sets
-        figs["solutions.png"] = plots.solution_coverage(task, x[0], prior.board[:, 0, -1], solutions[0])
+        figs["solutions.png"] = plots.solution_coverage(task, x[i], final, solutions[i])
         figs["coverage.png"] = plots.coverage_and_depth(curves)
     if ps is not None:
         figs["khat.png"] = plots.khat_plot(ps.khat, ps.threshold)
@@ -212,15 +251,15 @@ def _prior_line(task, metrics, guide, N) -> str:
             f" coverage@{N} {metrics['coverage']:.1%}; guide samples: {guide.valid.mean():.1%} valid.")  # fmt: skip
 
 
-def _image_metrics(data, x, board) -> tuple[dict, list[str]]:
+def _image_metrics(data, x, board, i=0) -> tuple[dict, list[str]]:
     """A task without a checker (digits): the judge's scores of the prior's final images (N, B,
     S+1, L_y) (gram_ppl.tasks.digits.image_metrics), and the class it gives each image of
-    puzzle 0 (what the trajectory fan colours by)."""
+    puzzle i (what the trajectory fan colours by)."""
     from gram_ppl.tasks.digits import image_metrics, judge_for
 
     final, judge = board[:, :, -1], judge_for(data.train.y)  # (N, B, L_y)
     metrics = image_metrics(final, data.train.y, judge, data.task.sample_labels(x, final.shape[:2]))
-    return metrics, [f"digit {c}" for c in judge.proba(final[:, 0]).argmax(-1)]  # (N,)
+    return metrics, [f"digit {c}" for c in judge.proba(final[:, i]).argmax(-1)]  # (N,)
 
 
 def _versions() -> dict:
@@ -246,7 +285,7 @@ def _priors_line(priors_json) -> str:
             f"[{p['min_scale']}, {p['max_scale']}]), z_0 ~ N(0, {p['init_scale']}²).")  # fmt: skip
 
 
-def _summary(task, idata, guide, prior, untrained, ps, metrics, counts, figs, folder, N, depth) -> str:
+def _summary(task, idata, guide, prior, untrained, ps, metrics, counts, figs, folder, N, depth, i=0) -> str:
     az = import_arviz()
     ok = "valid" if task.checker else "well-formed"  # images: no checker, every image is well formed
     lines = [
@@ -300,7 +339,7 @@ def _summary(task, idata, guide, prior, untrained, ps, metrics, counts, figs, fo
         "",
         "```\n" + stats.to_string() + "\n```",
     ]
-    lines += ["", "## Figures", ""]
+    lines += ["", f"## Figures (per-puzzle figures: puzzle {i})", ""]
     for name in figs:
         lines += [f"- {FIGURES[name]}: ![{name}]({name})"]
     return "\n".join(lines) + "\n"

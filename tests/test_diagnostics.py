@@ -272,12 +272,41 @@ def test_pca_recovers_a_plane_and_survives_flushed_denormals():
     finally:
         torch.set_flush_denormal(False)
     fitted = p[:, 0, 1:].reshape(-1, 2)
-    target = coords[:, 0, 1:].reshape(-1, 2)
-    target = target - target.mean(0)
+    target = coords[:, 0, 1:].reshape(-1, 2) - coords[:, 0, -1].mean(0)  # centred on the final states
     # same plane: the scores are an orthogonal transform of the true coordinates
     assert np.allclose(
         np.sort(np.linalg.svd(fitted, compute_uv=False)), np.sort(np.linalg.svd(target, compute_uv=False))
     )
+
+
+def test_pca_axes_are_fitted_on_the_final_states_and_the_fan_shows_the_split():
+    rng = np.random.default_rng(1)
+    N, S1 = 40, 5
+    drift = np.linspace(0, 50, S1)[None, :, None] * np.array([1.0, 0.0, 0.0])  # every draw moves along axis 0
+    side = np.where(np.arange(N) < N // 2, -1.0, 1.0)[:, None]  # two solutions apart along axis 1 ...
+    split = np.clip(np.arange(S1) - 2, 0, None)[None, :] * side  # ... from step 3 on
+    h = drift + np.stack([np.zeros((N, S1)), split, np.zeros((N, S1))], -1) + 0.01 * rng.standard_normal((N, S1, 3))
+    p = pca_per_puzzle(h[:, None])[:, 0]  # (N, S+1, 2)
+    assert abs(np.corrcoef(p[:, -1, 0], side[:, 0])[0, 1]) > 0.99  # PC 1 separates the final solutions
+    keys = [b"a" if v < 0 else b"b" for v in side[:, 0]]
+    ratio = plots.split_ratio(p, keys)
+    assert (ratio[:3] < 1).all() and (ratio[3:] > 1).all()
+    fig = plots.trajectory_fan(p, keys)
+    assert any("split at step 3" in t.get_text() for t in fig.axes[1].get_legend().get_texts())
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["solution 1 (20)", "solution 2 (20)"]  # in rank order
+
+
+def test_commit_steps_and_the_commit_plot():
+    from gram_ppl.diagnostics import commit_steps
+
+    boards = np.array([[[0], [1], [2], [2]], [[0], [2], [1], [2]], [[2], [2], [2], [2]]])  # (N, S+1, L)
+    assert commit_steps(boards).tolist() == [2, 3, 0]
+    valid = boards[..., 0] == 2
+    fig = plots.commit_plot(boards, valid, vocab=3)
+    assert len(fig.axes) == 3 and fig._repr_png_()[:4] == b"\x89PNG"
+    lo, hi = plots.binomial_interval(np.array([0, 5, 10]), 10)
+    assert lo[0] == 0 and hi[-1] == pytest.approx(1) and lo[1] < 0.5 < hi[1]
 
 
 # ---- plots --------------------------------------------------------------------------------------
@@ -347,6 +376,11 @@ def test_gallery_puts_valid_boards_first_and_marks_conflicting_cells():
     bad[1] = bad[0]  # a digit repeated in row 0 (and so in its column or box too)
     fig = plots.hypothesis_gallery(task, x, np.stack([bad, bad, bad, good]))
     assert fig.axes[0].get_title().endswith("(valid)") and fig.axes[1].get_title().endswith("(invalid)")
+    others = [s for s in task.solutions(x, limit=12)]  # 12 valid boards, one each, and 12 copies of `bad`:
+    fig = plots.hypothesis_gallery(task, x, np.stack(others + [bad] * 12), max_boards=4)  # half the samples
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert sum(t.endswith("(invalid)") for t in titles) == 1 and len(titles) == 4  # shown, with its count
+    assert "12/24 (invalid)" in titles
     marked = plots.conflict_cells(task, x, bad)
     assert marked[0] and marked[1] and marked.sum() >= 2 and not plots.conflict_cells(task, x, good).any()
     queens = get_task("nqueens", 4)
@@ -375,7 +409,7 @@ def test_gram_diagnose_end_to_end(runs, tmp_path, capsys):
     assert main([*args, "--baseline", str(runs / "det")]) == 0
     assert "summary.md" in capsys.readouterr().err
     for name in ("summary.md", "trajectories.nc", "gallery.png", "solutions.png", "coverage.png", "fan.png", "entropy.png",
-                 "hamming.png", "traces.png", "khat.png"):  # fmt: skip
+                 "hamming.png", "traces.png", "khat.png", "commit.png"):  # fmt: skip
         assert (out / name).is_file(), name
     summary = (out / "summary.md").read_text()
     assert "k̂ threshold for 8 draws" in summary and "(khat.png)" in summary
@@ -385,6 +419,11 @@ def test_gram_diagnose_end_to_end(runs, tmp_path, capsys):
     assert main(args) == 2  # an existing report is kept, refused before any work is announced
     err = capsys.readouterr().err
     assert "already there" in err and "trajectories per puzzle" not in err
+    assert main([*args[:-2], "--num-puzzles", "3", "--puzzle", "7", "--out", str(tmp_path / "p7")]) == 2
+    assert "puzzle 7 is not among the 3" in capsys.readouterr().err
+    assert main([*args, "--puzzle", "2", "--force"]) == 0
+    assert "(figures of puzzle 2)" in capsys.readouterr().err
+    assert "per-puzzle figures: puzzle 2" in (out / "summary.md").read_text()
     across = tmp_path / "across"
     assert main(["diagnose", str(runs / "gram"), str(runs / "gram1"), "--out", str(across), "--num-samples", "8",
                  "--num-puzzles", "3"]) == 0  # fmt: skip

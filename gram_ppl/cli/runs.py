@@ -119,6 +119,9 @@ def _report_commands(sub) -> None:
     dg.add_argument("--puzzles", help="puzzle file ('-' for stdin); default: the run's first held-out puzzles")
     dg.add_argument("--num-puzzles", type=positive_int, default=8, help="held-out puzzles when no --puzzles")
     dg.add_argument("--num-samples", type=positive_int, default=64, help="trajectories per puzzle and source")
+    dg.add_argument("--puzzle", type=int, metavar="I",
+                    help="the puzzle (index among the diagnosed) whose trajectories the figures show; default: "
+                         "one with several solutions that the prior draws reach")  # fmt: skip
     dg.add_argument("--depth", type=positive_int, help="supervision steps (default: the training N_sup)")
     dg.add_argument("--latents", action="store_true", help="also export the full states h (large)")
     dg.add_argument("--baseline", type=Path, help="a second run drawn on the same coverage/depth axes")
@@ -311,9 +314,9 @@ def cmd_diagnose(args) -> int:
         report = diagnose(
             args.run, args.out, x, sols, num_puzzles=args.num_puzzles, num_samples=args.num_samples,
             depth=args.depth, latents=args.latents, baseline=args.baseline, force=args.force, fits=args.fits,
-            mixed=args.mixed_configs,
+            mixed=args.mixed_configs, puzzle=args.puzzle,
         )  # fmt: skip
-    print(f"{args.out}/summary.md: {report['headline']}", file=sys.stderr)
+    print(f"{args.out}/summary.md: {report['headline']} (figures of puzzle {report['puzzle']})", file=sys.stderr)
     return 0
 
 
