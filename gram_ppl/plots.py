@@ -412,41 +412,62 @@ def hamming_histogram(
     return fig
 
 
+def running_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over the last `window` values (fewer at the start), as Pyro's SVI tutorials
+    smooth their ELBO traces."""
+    values = np.asarray(values, dtype=float)
+    c = np.cumsum(np.insert(values, 0, 0.0))
+    idx = np.arange(1, len(values) + 1)
+    lo = np.maximum(idx - window, 0)
+    return (c[idx] - c[lo]) / (idx - lo)
+
+
 def training_traces(history: list[dict]) -> PlotFigure:
-    """Loss (the surrogate negative ELBO), cross-entropy and the KL of every supervision step per
-    batch; the held-out validity of prior (and guide) samples and the held-out importance-weighted
-    bound on log p(y | x) (8 prior trajectories per puzzle) at each evaluation, from a run's
-    history.json. Loss and cross-entropy on a log axis when positive (readable ticks), else linear."""
+    """A run's history.json in the layout of Pyro's SVI tutorials: the loss (the surrogate negative
+    ELBO plus head losses) and the cross-entropy per batch with their running means, the KL of
+    every supervision step (running means), the learning rate; the held-out validity of prior
+    (and guide) samples with 95% Wilson intervals and the held-out importance-weighted bound on
+    log p(y | x) (8 prior trajectories per puzzle) at each evaluation. Log axes where positive."""
     rows = [r for r in history if "loss" in r]
     if not rows:
         raise ValueError("the history has no training records")
     evals = [r for r in history if "eval" in r]
     step = np.array([r["step"] for r in rows])
-    fig = PlotFigure(figsize=(17, 3.2), layout="constrained")
-    ax1, ax2, ax3, ax4, ax5 = fig.subplots(1, 5)
+    window = max(1, len(rows) // 50)
+    fig = PlotFigure(figsize=(13, 6.2), layout="constrained")
+    (ax1, ax2, ax3), (ax4, ax5, ax6) = fig.subplots(2, 3)
     for ax, key, title in ((ax1, "loss", "−ELBO surrogate + heads"), (ax2, "ce", "cross-entropy")):
         values = np.array([r[key] for r in rows], dtype=float)
-        ax.plot(step, values, lw=0.7)
+        ax.plot(step, values, lw=0.5, color="0.75", label="per batch")
+        ax.plot(step, running_mean(values, window), lw=1.2, color=PALETTE[0], label=f"running mean ({window})")
         ax.set(xlabel="batch", ylabel="nats per puzzle", title=title)
+        ax.legend(fontsize=7)
         if (values > 0).all():
             ax.set_yscale("log")
-    kl = np.array([r["kl"] for r in rows])  # (steps, N_sup)
+    kl = np.array([r["kl"] for r in rows], dtype=float).reshape(len(rows), -1)  # (steps, N_sup)
     for n in range(kl.shape[1]):
-        ax3.plot(step, kl[:, n], lw=0.7, label=f"step {n + 1}")
-    ax3.set(xlabel="batch", ylabel="nats per puzzle", title="KL(q ‖ p) per supervision step")
+        ax3.plot(step, running_mean(kl[:, n], window), lw=0.9, label=f"step {n + 1}")
+    ax3.set(xlabel="batch", ylabel="nats per puzzle", title=f"KL(q ‖ p) per supervision step (running mean {window})")
     if kl.shape[1]:
         ax3.legend(fontsize=7)
+    if all("lr" in r for r in rows):
+        ax4.plot(step, [r["lr"] for r in rows], lw=1, color=PALETTE[2])
+    ax4.set(xlabel="batch", ylabel="learning rate", title="learning rate")
     for key, label, color in (("prior_valid", "prior samples", PALETTE[0]), ("guide_valid", "guide samples", "0.6")):
-        pts = [(r["step"], r["eval"][key]) for r in evals if key in r["eval"]]
+        pts = [(r["step"], r["eval"][key], r.get("eval_puzzles")) for r in evals if key in r["eval"]]
         if pts:
-            ax4.plot(*zip(*pts, strict=True), marker="o", ms=3, lw=1, color=color, label=label)
-    ax4.set(xlabel="batch", ylabel="share valid (1 sample)", title="held-out validity", ylim=(0, 1))
+            xs, ps, ns = (np.array(v, dtype=float) for v in zip(*[(a, b, c or np.nan) for a, b, c in pts], strict=True))
+            ax5.plot(xs, ps, marker="o", ms=3, lw=1, color=color, label=label)
+            if np.isfinite(ns).all():
+                lo, hi = binomial_interval(np.round(ps * ns), ns)
+                ax5.fill_between(xs, lo, hi, color=color, alpha=0.2)
+    ax5.set(xlabel="batch", ylabel="share valid (1 sample)", title="held-out validity (95% intervals)", ylim=(0, 1))
     if evals:
-        ax4.legend(fontsize=7)
+        ax5.legend(fontsize=7)
     pts = [(r["step"], r["eval"]["heldout_log_p"]) for r in evals if "heldout_log_p" in r["eval"]]
     if pts:
-        ax5.plot(*zip(*pts, strict=True), marker="o", ms=3, lw=1, color=PALETTE[0])
-    ax5.set(xlabel="batch", ylabel="nats per puzzle", title="held-out log p(y | x), IW bound (8 prior draws)")
+        ax6.plot(*zip(*pts, strict=True), marker="o", ms=3, lw=1, color=PALETTE[0])
+    ax6.set(xlabel="batch", ylabel="nats per puzzle", title="held-out log p(y | x), IW bound (8 prior draws)")
     return fig
 
 

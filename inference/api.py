@@ -12,6 +12,8 @@ inference/diagnose.py): fit, load_run, sample, evaluate, compare, to_inference_d
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from pathlib import Path
 from typing import NamedTuple
 
@@ -79,7 +81,23 @@ def evaluate(run, num_samples: int = 20, *, puzzles: int | None = None, depth: i
     """Prior samples of the run's held-out inputs scored against exact ground truth (the
     `gram evaluate` metrics: valid, any_valid, coverage, distinct_valid, by depth and by the
     inputs' numbers of solutions)."""
-    return evaluate_run(as_run(run), num_samples=num_samples, depth=depth, puzzles=puzzles, temperature=temperature)
+    with _work("evaluate", 1) as bar:
+        out = evaluate_run(as_run(run), num_samples=num_samples, depth=depth, puzzles=puzzles, temperature=temperature)
+        bar.update()
+    return out
+
+
+@contextlib.contextmanager
+def _work(what: str, units: int):
+    """A progress bar on stderr that shows only when the work takes more than 2 seconds, redrawn
+    at most once a second (evaluate, compare and the ArviZ export can take minutes)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=units, desc=what, delay=2.0, mininterval=1.0, leave=False)
+    try:
+        yield bar
+    finally:
+        bar.close()
 
 
 def compare(runs, num_samples: int = 20, *, puzzles: int | None = None, elpd: int = 0,
@@ -97,17 +115,24 @@ def compare(runs, num_samples: int = 20, *, puzzles: int | None = None, elpd: in
     if not named:
         raise ValueError("compare needs at least one run")
     arms = [(name, _arm(name, r)) for name, r in named]
-    rows = [
-        (name, fits[0].config.fit.variant,
-         [evaluate_run(r, num_samples=num_samples, puzzles=puzzles, temperature=temperature) for r in fits])
-        for name, fits in arms
-    ]  # fmt: skip
-    table = comparison_table(rows, num_samples)
-    if elpd:
-        if len({name for name, _ in arms}) < len(arms):
-            raise ValueError("compare --elpd needs distinct runs (a run listed twice has no difference to score)")
-        scores = {name: [heldout_elpd(r, elpd, puzzles=puzzles) for r in fits] for name, fits in arms}
-        table += "\n\n" + elpd_table(scores, elpd)
+    if elpd and len({name for name, _ in arms}) < len(arms):
+        raise ValueError("compare --elpd needs distinct runs (a run listed twice has no difference to score)")
+    runs_in_all = sum(len(fits) for _, fits in arms) * (2 if elpd else 1)
+    with _work("compare (runs scored)", runs_in_all) as bar:
+
+        def scored(fn, r):
+            out = fn(r)
+            bar.update()
+            return out
+
+        def metrics(r):
+            return evaluate_run(r, num_samples=num_samples, puzzles=puzzles, temperature=temperature)
+
+        rows = [(name, fits[0].config.fit.variant, [scored(metrics, r) for r in fits]) for name, fits in arms]
+        table = comparison_table(rows, num_samples)
+        if elpd:
+            score = functools.partial(heldout_elpd, num_samples=elpd, puzzles=puzzles)
+            table += "\n\n" + elpd_table({name: [scored(score, r) for r in fits] for name, fits in arms}, elpd)
     return table
 
 
@@ -155,7 +180,10 @@ def to_inference_data(
         raise ValueError("every puzzle needs at least one solution (the reference y)")
     y = np.stack([s[0] for s in solutions])  # (B, L_y)
     kw = dict(num_samples=num_samples, depth=depth, latents=latents)
-    guide = collect(run.mod, run.net, cfg, task, x, y, source="guide", seed=part(seed, "guide"), **kw)
-    prior = collect(run.mod, run.net, cfg, task, x, y, source="prior", seed=part(seed, "prior"), **kw)
+    with _work("to_inference_data (guide, prior draws)", 2) as bar:
+        guide = collect(run.mod, run.net, cfg, task, x, y, source="guide", seed=part(seed, "guide"), **kw)
+        bar.update()
+        prior = collect(run.mod, run.net, cfg, task, x, y, source="prior", seed=part(seed, "prior"), **kw)
+        bar.update()
     attrs = run_attrs(folder, cfg, seed, guide.depth, trained_with)
     return export(x, y, posterior=guide, prior=prior, task=task, solutions=solutions, attrs=attrs)

@@ -68,14 +68,19 @@ def fit(
     mod=None,
     data: Dataset | None = None,
     progress: bool = True,
-    eval_every_s: float = 120.0,
+    eval_every: int | None = 200,
+    eval_every_s: float | None = None,
     checkpoint_every_s: float = 120.0,
     eval_puzzles: int = 128,
     log=None,
 ) -> FitResult:
     """Train until `steps` batches (each N_sup optimiser steps), `minutes` of training or
     `cpu_minutes` of this process's CPU time (a budget machine load does not change).
-    `log(str)` receives a line per evaluation (e.g. print); the progress bar is `progress`."""
+    `log(str)` receives a line per evaluation (e.g. print); the progress bar is `progress`.
+    Held-out evaluations every `eval_every` batches (curves comparable across machines), or, when
+    `eval_every_s` is given, every that many seconds instead; and once at the end."""
+    if eval_every is not None and (isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 1):
+        raise RunError(f"eval_every must be a number of batches >= 1, got {eval_every!r}")
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
         raise RunError(f"steps must be an integer >= 0, got {steps!r}")
     for name, v in (("minutes", minutes), ("cpu_minutes", cpu_minutes)):
@@ -96,9 +101,8 @@ def fit(
     with lock, _terminate_as_interrupt():
         steps = steps if steps is not None else (None if minutes is not None or cpu_minutes is not None else 100)
         budget = Budget(steps, minutes, cpu_minutes)
-        schedule = Schedule(
-            progress and par.main, eval_every_s, checkpoint_every_s, eval_puzzles, log if par.main else None
-        )
+        every = (None, eval_every_s) if eval_every_s is not None else (eval_every, None)
+        schedule = Schedule(progress and par.main, *every, checkpoint_every_s, eval_puzzles, log if par.main else None)
         return _fit(cfg, folder, mod, data, resume, force, budget, schedule, par)
 
 
@@ -114,7 +118,8 @@ class Schedule(NamedTuple):
     """What happens around the batches: the progress bar, evaluations, checkpoints, the log."""
 
     progress: bool
-    eval_every_s: float
+    eval_every: int | None  # batches between held-out evaluations (None: by time)
+    eval_every_s: float | None  # seconds between them instead
     checkpoint_every_s: float
     eval_puzzles: int
     log: object  # a callable receiving one line per evaluation, or None
@@ -145,8 +150,7 @@ def _fit(cfg, folder, mod, data, resume, force, budget: Budget, schedule: Schedu
     elif folder is not None and par.main:
         create_run(folder, cfg, mod, force)
     writes = folder if par.main else None  # rank 0 alone writes the run folder
-    loop.run(writes, budget.steps, budget.minutes, schedule.progress, schedule.eval_every_s,
-             schedule.checkpoint_every_s, schedule.eval_puzzles, budget.cpu_minutes)  # fmt: skip
+    loop.run(writes, budget, schedule)
     if par.world > 1:
         backend.close_parallel(par)  # every rank finished: leave the group before the interpreter exits
     return FitResult(trainer.sampling_net(), trainer, loop.history, cfg, folder)
@@ -213,13 +217,17 @@ class TrainLoop:
             x, y = self.data.task.augment(self.rng)(x, y)
         return self.par.shard(x, y, n)  # one process: the whole batch
 
-    def run(
-        self, folder, steps, minutes, progress, eval_every_s, checkpoint_every_s, eval_puzzles, cpu_minutes=None
-    ) -> None:
-        """Train until `steps` batches, `minutes` of wall time or `cpu_minutes` of this process's
-        CPU time (whichever comes first; budgets count from the start of the run, across resumes)."""
+    def run(self, folder, budget: Budget, schedule: Schedule) -> None:
+        """Train until the budget's batches, wall minutes or CPU minutes of this process run out
+        (whichever comes first; budgets count from the start of the run, across resumes)."""
         from tqdm import tqdm  # text bar everywhere (tqdm.auto warns in notebooks without ipywidgets)
 
+        steps, minutes, cpu_minutes = budget
+        progress, eval_puzzles, checkpoint_every_s = (
+            schedule.progress,
+            schedule.eval_puzzles,
+            schedule.checkpoint_every_s,
+        )
         bar = _Progress(tqdm, steps, minutes, cpu_minutes, self, disable=not progress)
         if progress and getattr(self.trainer, "compiles_first", lambda: False)():
             tqdm.write("fit: compiling the NumPyro training step on the first batch (one program per supervision "
@@ -244,7 +252,10 @@ class TrainLoop:
                 pending = None
                 bar.advance(loss=f"{info.loss:.3f}", ce=f"{info.ce:.3f}", kl=f"{sum(info.kl):.3f}")
                 now = time.monotonic()
-                if self.par.main and now - last_eval >= eval_every_s:
+                due = (schedule.eval_every is not None and self.step % schedule.eval_every == 0) or (
+                    schedule.eval_every_s is not None and now - last_eval >= schedule.eval_every_s
+                )
+                if self.par.main and due:
                     self.evaluate(eval_puzzles)
                     last_eval = now
                 if folder is not None and now - last_ckpt >= checkpoint_every_s:
@@ -258,10 +269,14 @@ class TrainLoop:
             bar.close()
             raise
         bar.close()
-        if self.par.main:
+        if self.par.main and not (self.history and "eval" in self.history[-1]):  # unless the last batch had one
             self.evaluate(eval_puzzles)
         if folder is not None:
             self.save(folder)
+        if progress:  # one line that stays (the bar itself is redrawn at most once a second)
+            ev = next((r["eval"] for r in reversed(self.history) if "eval" in r), {})
+            tqdm.write(f"fit: {self.step} batches, {self.elapsed:.0f} s; " + ", ".join(
+                f"{k} {v:.3f}" for k, v in ev.items()), file=sys.stderr)  # fmt: skip
 
     def budget_spent(self, steps, minutes, cpu_minutes) -> bool:
         """Whether any budget has run out (under torchrun: on any rank, so the ranks stop together)."""
@@ -301,6 +316,7 @@ class TrainLoop:
                                    seed_for(self.cfg, "eval"))  # fmt: skip
         record = {"step": self.step, "seconds": round(self.elapsed, 3), "cpu_seconds": round(self.cpu, 3)}
         record["eval"] = report
+        record["eval_puzzles"] = min(eval_puzzles, len(self.data.test.x))  # the trials behind each share
         self.history.append(record)
         if self.log is not None:
             self.log(f"step {self.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in report.items()))
@@ -404,7 +420,7 @@ class _Progress:
         )
         self.bar = tqdm(total=total, initial=initial, disable=disable, desc="fit" if self.clock is None else
                         ("fit (wall budget)" if self.clock == "elapsed" else "fit (CPU budget)"), unit=unit,
-                        bar_format=fmt)  # fmt: skip
+                        bar_format=fmt, mininterval=1.0)  # fmt: skip
 
     def advance(self, **postfix) -> None:
         if self.clock is None:
@@ -413,7 +429,7 @@ class _Progress:
             used = self.loop.elapsed if self.clock == "elapsed" else self.loop.cpu
             self.bar.update(min(used, self.bar.total) - self.bar.n)
             postfix = {"batch": self.loop.step, **postfix}
-        self.bar.set_postfix(**postfix)
+        self.bar.set_postfix(**postfix, refresh=False)  # redrawn with the bar, at most once a second
 
     def close(self) -> None:
         self.bar.close()

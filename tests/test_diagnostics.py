@@ -333,8 +333,13 @@ def test_plot_functions_return_figures_without_pyplot(name, size):
         plots.hamming_histogram(samples),
         plots.training_traces(
             [
-                {"step": 1, "loss": 2.0, "ce": 1.5, "kl": [0.1, 0.2]},
-                {"step": 2, "loss": 1.0, "ce": 0.5, "kl": [0.1, 0.0]},
+                {"step": 1, "loss": 2.0, "ce": 1.5, "kl": [0.1, 0.2], "lr": 1e-3},
+                {"step": 2, "loss": 1.0, "ce": 0.5, "kl": [0.1, 0.0], "lr": 5e-4},
+                {
+                    "step": 2,
+                    "eval": {"prior_valid": 0.25, "guide_valid": 0.5, "heldout_log_p": -3.0},
+                    "eval_puzzles": 8,
+                },
             ]
         ),
         plots.khat_plot(np.array([0.2, 0.9]), 0.5),
@@ -345,6 +350,41 @@ def test_plot_functions_return_figures_without_pyplot(name, size):
     assert plt.get_fignums() == []  # nothing registered with pyplot, nothing shown
     title = figs[0].texts[0].get_text()
     assert "distinct boards" in title
+
+
+def test_training_traces_show_running_means_learning_rate_and_intervals():
+    history = [{"step": i, "loss": 5.0 + (i % 2), "ce": 1.0, "kl": [0.5], "lr": 1e-3 * (1 - i / 200)}
+               for i in range(1, 201)]  # fmt: skip
+    history.append({"step": 200, "eval": {"prior_valid": 0.5}, "eval_puzzles": 100})
+    fig = plots.training_traces(history)
+    loss_ax = fig.axes[0]
+    smooth = loss_ax.get_lines()[1].get_ydata()
+    assert np.allclose(smooth[10:], 5.5, atol=0.13)  # the running mean of an alternating 5, 6
+    assert fig.axes[3].get_lines()[0].get_ydata()[-1] == pytest.approx(0.0)  # the learning rate, decayed
+    band = fig.axes[4].collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(0.404, abs=0.01) and band.max() == pytest.approx(
+        0.596, abs=0.01
+    )  # Wilson, n=100
+    assert plots.running_mean(np.array([1.0, 3.0, 5.0]), 2).tolist() == [1.0, 2.0, 4.0]
+
+
+def test_fit_evaluates_every_n_batches(tmp_path):
+    result = fit(tiny_config(), None, steps=6, progress=False, eval_every=2, eval_puzzles=4)
+    assert [r["step"] for r in result.history if "eval" in r] == [2, 4, 6]  # and none twice at the end
+    assert all(r["eval_puzzles"] == 4 for r in result.history if "eval" in r)
+    with pytest.raises(ValueError, match="eval_every"):
+        fit(tiny_config(), None, steps=1, progress=False, eval_every=0)
+
+
+def test_the_progress_bar_redraws_at_most_about_once_a_second_and_leaves_a_summary(capsys):
+    import time
+
+    start = time.monotonic()
+    fit(tiny_config(), None, steps=40, progress=True, eval_every=1000, eval_puzzles=4)
+    seconds = time.monotonic() - start
+    err = capsys.readouterr().err
+    assert err.count("\r") <= seconds + 4  # not one redraw per batch (a notebook kept 2 outputs per batch)
+    assert "fit: 40 batches" in err.splitlines()[-1] and "prior_valid" in err.splitlines()[-1]
 
 
 def test_solution_coverage_counts_samples_whatever_their_integer_type():

@@ -58,7 +58,14 @@ def _fit_command(sub) -> None:
                    help="any config field, e.g. fit.beta=0.5 or net.dim=128 (repeatable)")  # fmt: skip
     f.add_argument("--resume", action="store_true", help="continue the run in --out")
     f.add_argument("--force", action="store_true", help="overwrite --out, or resume despite changes")
-    f.add_argument("--eval-minutes", type=finite_positive, default=2.0, help="prior-sample validity every M minutes")
+    f.add_argument(
+        "--eval-every",
+        type=positive_int,
+        default=200,
+        metavar="N",
+        help="held-out validity and bound every N batches (comparable across machines)",
+    )
+    f.add_argument("--eval-minutes", type=finite_positive, help="every M minutes instead of every N batches")
     f.add_argument("--checkpoint-minutes", type=finite_positive, default=2.0)
     f.add_argument("--quiet", action="store_true", help="no progress bar")
     f.set_defaults(func=cmd_fit)
@@ -172,7 +179,8 @@ def cmd_fit(args) -> int:
         result = fit(
             cfg, args.out, steps=args.steps, minutes=args.minutes, cpu_minutes=args.cpu_minutes,
             resume=args.resume, force=args.force,
-            progress=not args.quiet, eval_every_s=60 * args.eval_minutes,
+            progress=not args.quiet, eval_every=args.eval_every,
+            eval_every_s=None if args.eval_minutes is None else 60 * args.eval_minutes,
             checkpoint_every_s=60 * args.checkpoint_minutes, log=_log_line,
         )  # fmt: skip
     except NonFiniteLoss as e:
