@@ -271,26 +271,28 @@ def split_ratio(h_pca: np.ndarray, final_keys: list) -> np.ndarray:
     return between / np.maximum(within, 1e-12)
 
 
-def commit_plot(boards: np.ndarray, valid: np.ndarray, vocab: int, title: str = "") -> PlotFigure:
-    """When N trajectories of one puzzle commit to their answer, boards (N, S+1, L_y) decoded after
-    each step and valid (N, S+1): left, the step from which each draw's board no longer changes
-    (`diagnostics.commit_steps`); right, per step, the share of draws whose board is valid and
-    the mean per-cell entropy of the decoded boards over the draws (nats)."""
+def commit_plot(boards: np.ndarray, valid: np.ndarray, vocab: int, title: str = "", first_step: int = 0) -> PlotFigure:
+    """When N trajectories of one puzzle commit to their answer, boards (N, steps, L_y) decoded
+    after each step (the first is step `first_step`: 0 for z_0's decode) and valid (N, steps):
+    left, the step from which each draw's board no longer changes (`diagnostics.commit_steps`);
+    right, per step, the share of draws whose board is valid (95% interval) and the mean per-cell
+    entropy of the decoded boards over the draws (nats)."""
     from gram_ppl.diagnostics import board_entropy, commit_steps
 
     boards, valid = np.asarray(boards), np.asarray(valid, dtype=bool)
     N, S1 = boards.shape[:2]
-    commit = commit_steps(boards)
+    commit = commit_steps(boards) + first_step
     fig = PlotFigure(figsize=(9.0, 3.2), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
     for ok, color, label in ((True, PALETTE[0], "valid at the end"), (False, INVALID, "invalid at the end")):
         sel = valid[:, -1] == ok
         if sel.any():
-            ax1.hist(commit[sel], bins=np.arange(S1 + 1) - 0.5, color=color, alpha=0.7, label=f"{label} ({sel.sum()})")
-    ax1.set(xlabel="step from which the decoded board stays the same", ylabel="draws", xticks=range(S1),
+            bins = np.arange(first_step, first_step + S1 + 1) - 0.5
+            ax1.hist(commit[sel], bins=bins, color=color, alpha=0.7, label=f"{label} ({sel.sum()})")
+    steps = np.arange(first_step, first_step + S1)
+    ax1.set(xlabel="step from which the decoded board stays the same", ylabel="draws", xticks=steps,
             title=title or f"commit step of {N} draws")  # fmt: skip
     ax1.legend(fontsize=7)
-    steps = np.arange(S1)
     lo, hi = binomial_interval(valid.sum(0), N)
     ax2.plot(steps, valid.mean(0), marker="o", ms=3, color=PALETTE[0], label="valid share (95% interval)")
     ax2.fill_between(steps, lo, hi, color=PALETTE[0], alpha=0.2)
@@ -468,6 +470,52 @@ def training_traces(history: list[dict]) -> PlotFigure:
     if pts:
         ax6.plot(*zip(*pts, strict=True), marker="o", ms=3, lw=1, color=PALETTE[0])
     ax6.set(xlabel="batch", ylabel="nats per puzzle", title="held-out log p(y | x), IW bound (8 prior draws)")
+    return fig
+
+
+def prior_check(stats: dict[str, dict[str, np.ndarray]], num_cells: int | None = None) -> PlotFigure:
+    """The prior predictive check of several PRIORS blocks side by side
+    (`inference.trajectories.prior_predictive_check`): the share of valid boards with its 95%
+    interval, the distributions of conflicts, of the distance to the nearest exact solution and
+    of the number of distinct boards per puzzle, and the RMS of h per step (median and 10-90%
+    band over draws and networks), one colour per block."""
+    names = list(stats)
+    if not names:
+        raise ValueError("prior_check needs at least one block")
+    fig = PlotFigure(figsize=(15, 3.4), layout="constrained")
+    axes = fig.subplots(1, 5)
+    colors = [PALETTE[i % len(PALETTE)] for i in range(len(names))]
+    pos = np.arange(len(names))
+    valid = [stats[n]["valid"] for n in names]
+    share = np.array([v.mean() for v in valid])
+    lo, hi = binomial_interval(np.array([v.sum() for v in valid]), np.array([len(v) for v in valid]))
+    axes[0].bar(pos, share, color=colors, yerr=[share - lo, hi - share], capsize=3)
+    axes[0].set(
+        ylabel="share of draws", title="valid boards (95% interval)", ylim=(0, max(0.05, float(hi.max()) * 1.2))
+    )
+    for ax, key, title in ((axes[1], "conflicts", "violated constraints"),
+                           (axes[2], "distance", "distance to the nearest solution (cells)"),
+                           (axes[3], "distinct", "distinct boards per puzzle and network")):  # fmt: skip
+        data = [stats[n].get(key) for n in names]
+        if any(d is None or len(d) == 0 for d in data):
+            ax.text(0.5, 0.5, "not computed (no solution sets)", ha="center", va="center", transform=ax.transAxes)
+        else:
+            parts = ax.violinplot(data, positions=pos, showmedians=True)
+            for body, color in zip(parts["bodies"], colors, strict=True):
+                body.set_facecolor(color)
+        ax.set(title=title)
+    if num_cells:
+        axes[2].axhline(num_cells, color="0.5", ls=":", lw=0.8)
+    for ax in axes[:4]:
+        ax.set_xticks(pos, [f"{i + 1}" for i in pos])
+        ax.set_xlabel("block")
+    for i, n in enumerate(names):
+        h = stats[n]["h_norm"]  # (draws, S+1)
+        steps = np.arange(h.shape[1])
+        axes[4].plot(steps, np.median(h, 0), color=colors[i], marker="o", ms=3, label=f"{i + 1}: {n}")
+        axes[4].fill_between(steps, np.percentile(h, 10, 0), np.percentile(h, 90, 0), color=colors[i], alpha=0.15)
+    axes[4].set(xlabel="supervision step (0: z_0)", ylabel="RMS of h", title="h per step (median, 10-90%)")
+    axes[4].legend(fontsize=7)
     return fig
 
 

@@ -11,6 +11,8 @@ untrained network: what the PRIORS block implies before any fit.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 from pyro import poutine
@@ -164,3 +166,37 @@ def prior_predictive(
         torch.manual_seed(cfg.fit.seed)
         net = build_net(cfg, task).eval()
     return collect(mod, net, cfg, task, x, None, num_samples, depth, source="prior", seed=seed)
+
+
+def prior_predictive_check(
+    cfg: GramConfig, task, x: np.ndarray, priors: dict, *, solutions=None, inits: int = 4, num_samples: int = 16,
+    depth: int | None = None, mod=None, seed: int = 0,
+) -> dict[str, dict[str, np.ndarray]]:  # fmt: skip
+    """The prior predictive check of several PRIORS blocks side by side, before any fit: for each
+    block (name -> PriorConfig), `inits` freshly initialised networks (weight seeds 0..inits-1)
+    each with its own noise seed, `num_samples` prior draws per puzzle x (B, L_x). Per block, the
+    statistics pooled over networks and draws: valid (draws,), conflicts (draws,), distance to the
+    nearest exact solution (draws,; with `solutions`), distinct boards per puzzle and network
+    (inits·B,), and the RMS of h after each step (draws, S+1). `plots.prior_check` draws them."""
+    from gram_ppl.seeds import part
+
+    out = {}
+    for name, block in priors.items():
+        stats = {"valid": [], "conflicts": [], "distance": [], "distinct": [], "h_norm": []}
+        for k in range(inits):
+            c = dataclasses.replace(cfg, priors=block, fit=dataclasses.replace(cfg.fit, seed=k))
+            t = prior_predictive(c, task, x, num_samples, depth, mod=mod, seed=part(seed + k, "untrained"))
+            final = t.board[:, :, -1]  # (N, B, L_y)
+            stats["valid"].append(t.valid.ravel())
+            stats["conflicts"].append(np.asarray(task.conflicts(x[None], final)).ravel())
+            stats["distinct"].append([len({v.tobytes() for v in final[:, b]}) for b in range(len(x))])
+            stats["h_norm"].append(t.h_norm.reshape(-1, t.h_norm.shape[-1]))
+            if solutions is not None:
+                d = np.empty(final.shape[:2], np.int64)
+                for b, sols in enumerate(solutions):
+                    canon = np.stack([task.canonical(s) for s in sols])
+                    drawn = np.stack([task.canonical(v) for v in final[:, b]])
+                    d[:, b] = (drawn[:, None] != canon[None]).sum(-1).min(1)
+                stats["distance"].append(d.ravel())
+        out[name] = {k: np.concatenate(v) if k != "distinct" else np.asarray(v).ravel() for k, v in stats.items() if v}
+    return out

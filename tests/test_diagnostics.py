@@ -1,5 +1,7 @@
 """ArviZ export, PSIS, R-hat across fits, trajectory collection, plots and `gram diagnose`."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,7 @@ from tiny import tiny_config
 
 from gram_ppl import plots
 from gram_ppl.cli import main
+from gram_ppl.data import build_dataset
 from gram_ppl.diagnostics import (
     concat_fits,
     explain_loo,
@@ -22,6 +25,7 @@ from gram_ppl.diagnostics import (
 from gram_ppl.inference.run import fit, load_run
 from gram_ppl.inference.svi_pyro import trajectory_loss
 from gram_ppl.inference.trajectories import collect, prior_predictive
+from gram_ppl.models import gram_pyro
 from gram_ppl.tasks import get_task
 
 QUIET = dict(progress=False, eval_puzzles=8)
@@ -385,6 +389,28 @@ def test_the_progress_bar_redraws_at_most_about_once_a_second_and_leaves_a_summa
     err = capsys.readouterr().err
     assert err.count("\r") <= seconds + 4  # not one redraw per batch (a notebook kept 2 outputs per batch)
     assert "fit: 40 batches" in err.splitlines()[-1] and "prior_valid" in err.splitlines()[-1]
+
+
+def test_prior_predictive_check_pools_networks_and_draws_per_block():
+    from gram_ppl.inference.trajectories import prior_predictive_check
+
+    cfg = tiny_config()
+    task = get_task("nqueens", 5)
+    data = build_dataset(cfg.task)
+    x = data.test.x[:3]
+    sols = [task.solutions(p) for p in x]
+    blocks = {"normal": gram_pyro.PRIORS, "wide studentt": dataclasses.replace(gram_pyro.PRIORS, family="studentt",
+                                                                               scale=0.9)}  # fmt: skip
+    stats = prior_predictive_check(cfg, task, x, blocks, solutions=sols, inits=2, num_samples=5)
+    for name in blocks:
+        st = stats[name]
+        assert st["valid"].shape == st["conflicts"].shape == st["distance"].shape == (2 * 5 * 3,)
+        assert st["distinct"].shape == (2 * 3,) and st["h_norm"].shape == (2 * 5 * 3, cfg.fit.n_sup + 1)
+        assert ((st["distance"] == 0) == st["valid"]).all()
+    a, b = np.split(stats["normal"]["h_norm"][:, 0], 2)  # z_0 of each network: the inits differ
+    assert not np.allclose(a, b)
+    fig = plots.prior_check(stats, num_cells=task.y_len)
+    assert len(fig.axes) == 5 and fig._repr_png_()[:4] == b"\x89PNG"
 
 
 def test_solution_coverage_counts_samples_whatever_their_integer_type():

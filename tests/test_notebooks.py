@@ -25,8 +25,9 @@ def test_notebooks_are_stored_without_outputs():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_executes(path, monkeypatch):
+def test_notebook_executes(path, monkeypatch, tmp_path):
     monkeypatch.setenv("GRAM_SMOKE", "1")
+    monkeypatch.setenv("GRAM_RUNS", str(tmp_path))  # the notebooks' named run folder, here a temporary one
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(FOLDER)}}).execute()
@@ -39,3 +40,4 @@ def test_notebook_executes(path, monkeypatch):
     assert not [o for o in outputs if o.get("output_type") == "error"]
     warned = [o["text"] for o in outputs if o.get("name") == "stderr" and "Warning" in o.get("text", "")]
     assert not warned, warned  # e.g. ArviZ's once-a-day FutureWarning (the cache folder is fresh)
+    assert (tmp_path / path.stem).is_dir()  # runs under the one named folder the notebook prints
