@@ -12,7 +12,7 @@ which cannot know the answer, decode into inconsistent boards (docs/recipe.md).
 
 The KL floor (`kl_floor`): a guide outside the prior's family (`FitConfig.guide_family`) cannot
 match the prior, so every guided dimension pays at least a fixed KL whatever the guide learns
-(Normal guide, studentt df 4 prior: 0.046 nats per dimension at equal scale, 0.027 at the best
+(Normal guide, studentt df 4 prior: 0.046 nats per dimension at equal scale, 0.026 at the best
 scale); summed over a step's noise dimensions this can exceed the ceiling by far.
 
 `Recording` is the shared core's bookkeeping for both backends (§3: the model, replayed on the

@@ -4,7 +4,7 @@ The same objective as inference/svi_pyro.py (read its docstring): in one `lax.sc
 supervision steps, each step's guide (`guide_step` of the model file) is traced and the model's
 step replayed on the guide's noise (`handlers.replay`) and on its transitions (`_SharedCore`, so
 f_L / f_H run once per step, not once for the guide and again for the model), −log p(y | h) read off the observed
-sites and a balanced KL off every noise site (closed form for Normal/Normal and Normal/Laplace,
+sites and a balanced KL off every noise site (closed form for Normal/Normal, Laplace/Laplace and Normal/Laplace,
 as torch has them; one-sample Monte Carlo for studentt; ½‖Δμ‖² for mean_only). Parameters are one flax tree ("gram$params", shared by model
 and guide, substituted in); optax AdamW with the torch defaults (β = (0.9, 0.95), decay on
 matrices only, never on z_0) after global-norm clipping.

@@ -4,7 +4,7 @@ The loss is built from Pyro's own machinery: the guide is traced, the model is r
 guide's noise (`poutine.trace(poutine.replay(model, guide_trace))`), and the terms are read off
 the two traces: −log p(y | h) from the observed sites, and for every noise site a KL between the
 guide's and the model's site distributions — closed form where torch has one (Normal/Normal,
-Normal/Laplace), a one-sample Monte Carlo estimate otherwise (the studentt prior),
+Laplace/Laplace, Normal/Laplace), a one-sample Monte Carlo estimate otherwise (studentt),
 ½‖μ_φ − μ_θ‖² for the mean-only ablation. No global parameter store is used: the networks are plain torch modules
 owned by the caller, so two fits in one process never share weights.
 
