@@ -180,7 +180,9 @@ def _draw_graph(ax, task, x, y):
 
 def coverage_and_depth(results: dict[str, dict]) -> PlotFigure:
     """Coverage against the number of samples and validity against depth for several runs on the
-    same axes; each value is a `gram evaluate` metrics dict (coverage_curve, valid_by_depth)."""
+    same axes; each value is a `gram evaluate` metrics dict (coverage_curve, valid_by_depth).
+    Where the dict says how many puzzles and samples it holds (`puzzles`, `num_samples`), the
+    validity carries its 95% Wilson interval over those draws."""
     if not results:
         raise ValueError("no results to plot")
     fig = PlotFigure(figsize=(9, 3.4), layout="constrained")
@@ -188,8 +190,12 @@ def coverage_and_depth(results: dict[str, dict]) -> PlotFigure:
     for label, m in results.items():
         curve = m["coverage_curve"]
         ax1.plot(np.arange(1, len(curve) + 1), curve, marker=".", label=label)
-        depth = m["valid_by_depth"]
-        ax2.plot(np.arange(1, len(depth) + 1), depth, marker="o", label=label)
+        depth = np.asarray(m["valid_by_depth"], dtype=float)
+        (line,) = ax2.plot(np.arange(1, len(depth) + 1), depth, marker="o", label=label)
+        if "puzzles" in m and "num_samples" in m:
+            n = m["puzzles"] * m["num_samples"]
+            lo, hi = binomial_interval(np.round(depth * n), n)
+            ax2.fill_between(np.arange(1, len(depth) + 1), lo, hi, color=line.get_color(), alpha=0.2)
     ax1.set(xlabel="samples per puzzle N", ylabel="coverage@N", ylim=(0, 1.02), title="coverage against width")
     ax2.set(xlabel="supervision steps", ylabel="valid (one sample)", ylim=(0, 1.02), title="validity against depth")
     ax1.legend(fontsize=8)
@@ -330,8 +336,13 @@ def solution_coverage(task: Task, x: np.ndarray, samples: np.ndarray, solutions:
     share = counts / len(samples)
     fig = PlotFigure(figsize=(max(4, 0.5 * len(solutions) + 2), 3.2), layout="constrained")
     ax = fig.subplots()
-    ax.bar(np.arange(len(solutions)), share, color=PALETTE[0], label="sampled share")
-    ax.bar([len(solutions)], [1 - share.sum()], color=INVALID, alpha=0.6, label="invalid")
+    every = np.append(counts, len(samples) - counts.sum())
+    lo, hi = binomial_interval(every, len(samples))
+    err = [every / len(samples) - lo, hi - every / len(samples)]
+    ax.bar(np.arange(len(solutions)), share, color=PALETTE[0], label="sampled share (95% interval)",
+           yerr=[e[:-1] for e in err], capsize=2)  # fmt: skip
+    ax.bar([len(solutions)], [1 - share.sum()], color=INVALID, alpha=0.6, label="invalid",
+           yerr=[e[-1:] for e in err], capsize=2)  # fmt: skip
     ax.axhline(1 / len(solutions), color="black", ls="--", lw=1, label=f"uniform 1/{len(solutions)}")
     ax.set_xticks(list(range(len(solutions) + 1)), [str(i + 1) for i in range(len(solutions))] + ["✗"])
     ax.set(xlabel="exact solution", ylabel="share of samples", ylim=(0, 1),

@@ -161,6 +161,9 @@ def test_predictive_boards_are_likelihood_draws_and_the_log_likelihood_is_per_ce
 
 
 @pytest.mark.filterwarnings("ignore:Passing a dict or None as alias_mapping:matplotlib.MatplotlibDeprecationWarning")
+@pytest.mark.filterwarnings(
+    "ignore:The inplace keyword in DataFrame.sort_values:pandas.errors.Pandas4Warning"
+)  # az.compare
 def test_arviz_functions_work_without_warnings(idata, runs):
     """az.summary and az.plot_posterior defaults, az.loo, az.plot_loo_pit and az.plot_ppc (with the
     observed data, for the posterior and the prior) on the export, warnings as errors (no floods)."""
@@ -172,10 +175,12 @@ def test_arviz_functions_work_without_warnings(idata, runs):
     summary = az.summary(idata, kind="stats")
     assert list(summary.index) == [f"h_norm[{b}]" for b in range(3)]  # one real-valued row per puzzle
     assert np.isfinite(summary["mean"].values).all()
+    assert len(az.summary(idata)) == 3  # the defaults too (ArviZ logs that one chain has no R-hat)
     with warnings.catch_warnings():  # with 6 draws its Pareto-k warning is the diagnostic itself, not noise
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto", category=UserWarning)
         loo = az.loo(idata, pointwise=True)
         assert loo.pareto_k.shape == (3, idata.observed_data.sizes["cell"])  # one observation per cell
+        assert len(az.compare({"a": idata, "b": idata.copy()})) == 2
         try:
             az.plot_loo_pit(idata, y="board")
             axes = az.plot_posterior(idata)
