@@ -24,8 +24,9 @@ Tasks (paper Table 1 and §10, our data protocols in docs/data.md):
   evaluation puzzles whose grids fit, 8 augmented versions each, one puzzle-embedding token):
   per-row exact accuracy and pass@2 over the versions of each held-out test pair;
 - digits: unconditional generation of binarised 8x8 digits (docs/data.md); the judge's
-  recognisable share, class entropy, copies of training images and distinct share of
-  samples x puzzles images.
+  recognisable share, the Fréchet distance of its features to held-out digits (with the
+  training digits' and uniform noise's as references), class entropy, copies of training images
+  and distinct share of samples x puzzles images.
 
 Each (task, variant, seed) trains into OUT/{task}-{variant}-s{seed}; a finished folder is
 reused, a shorter one resumed up to its budget, so the benchmark can be interrupted and re-run.
@@ -162,7 +163,9 @@ def table(results: dict) -> str:
             return [r[key] for r in runs]
 
         if name == "digits":
-            res = (f"recognisable {_ms([100 * v for v in get('recognisable')], '{:.1f}')}%, class entropy "
+            res = (f"recognisable {_ms([100 * v for v in get('recognisable')], '{:.1f}')}%, Fréchet "
+                   f"{_ms(get('frechet'), '{:.2f}')} (training digits {runs[0]['frechet_real']:.2f}, noise "
+                   f"{runs[0]['frechet_noise']:.1f}), class entropy "
                    f"{_ms(get('class_entropy'), '{:.2f}')}, copies {_ms([100 * v for v in get('copies')], '{:.1f}')}%, "
                    f"distinct {_ms([100 * v for v in get('distinct')], '{:.1f}')}% of {runs[0]['samples']} samples")  # fmt: skip
         elif name in SOLVED:

@@ -10,7 +10,7 @@ from tiny import gram_in_process as _gram
 from gram_ppl import PuzzleError, TaskConfig, build_dataset
 from gram_ppl.config import ConfigError
 from gram_ppl.tasks import Digits
-from gram_ppl.tasks.digits import THRESHOLD, image_metrics, judge_for, load_images
+from gram_ppl.tasks.digits import THRESHOLD, frechet_distance, image_metrics, judge_for, load_images
 
 
 @pytest.fixture(scope="module")
@@ -71,16 +71,26 @@ def test_text_format_and_errors():
 
 
 def test_real_digits_score_as_recognisable_and_noise_does_not(data, judge):
-    """The judge never saw the generation training digits: scored as samples they are mostly
-    recognisable, of their own label, spread over all 10 classes, and copies by definition."""
+    """The judge is fitted on the generation training digits and is >= 95% accurate on the
+    held-out ones; real digits are recognisable, of their own label, spread over all 10 classes
+    (the training ones copies by definition), close to the held-out digits in the Fréchet
+    distance where noise is far."""
     real = image_metrics(data.train.y, data.train.y, judge, labels=data.train.x[:, 0] - 2)
-    assert judge.accuracy > 0.8 and real["label_accuracy"] > 0.8
+    assert judge.accuracy >= 0.95 and real["label_accuracy"] > 0.95
     assert real["recognisable"] > 0.5 and real["class_entropy"] > 0.97 and real["classes"] == 10
     assert real["copies"] == 1.0 and real["nn_distance"] == 0.0
     held = image_metrics(data.test.y, data.train.y, judge)
     assert held["copies"] < 0.1 and held["nn_distance"] > 2  # real but new images are not copies
+    assert held["recognisable"] > 0.8
     noise = image_metrics(np.random.default_rng(0).integers(1, 3, (400, 64)), data.train.y, judge)
     assert noise["recognisable"] < 0.3 and noise["nn_distance"] > 15
+    assert real["frechet"] == pytest.approx(real["frechet_real"], rel=0.05)  # the reference: the training digits
+    assert held["frechet"] < 1.0 and real["frechet"] < 1.0 and noise["frechet"] > 20
+    assert noise["frechet_noise"] > 20  # the reference: uniform noise, far from the digits
+    assert frechet_distance(np.eye(3), np.eye(3)) == pytest.approx(0.0, abs=1e-9)
+    shifted = frechet_distance(np.eye(3) + 2.0, np.eye(3))
+    assert shifted == pytest.approx(12.0, abs=1e-6)  # ‖μ₁ − μ₂‖² = 3 · 2², equal covariances
+    assert frechet_distance(np.ones((5, 3)), np.ones((4, 3))) == pytest.approx(0.0, abs=1e-12)  # singular: defined
     one = image_metrics(np.repeat(data.train.y[:1], 50, axis=0), data.train.y, judge)
     assert one["class_entropy"] == 0.0 and one["classes"] == 1 and one["distinct"] == 1 / 50
 
