@@ -23,6 +23,7 @@ SCRIPTS = {
     "scaling.py",
     "temperature.py",
     "width_depth.py",
+    "digits_vae.py",
 }
 
 
@@ -140,3 +141,10 @@ def test_width_depth_curves(tmp_path):
     assert "vote@4" in out and "depth 3" in out and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     assert len(rows[0]["valid_by_depth"]) == 3 and set(rows[0]["vote_by_width"]) == {"1", "2", "4"}
     assert all(0 <= v <= 1 for v in rows[0]["valid_by_depth"])
+
+
+def test_digits_vae_baseline(tmp_path):
+    out = run("digits_vae.py", "--steps", "5", "--samples", "50", "--json", str(tmp_path / "v.json"))
+    row = json.loads((tmp_path / "v.json").read_text())
+    assert "Pyro VAE" in out and "Fréchet distance" in out
+    assert row["batches"] == 5 and row["samples"] == 50 and row["frechet"] > 0 and 0 <= row["recognisable"] <= 1
