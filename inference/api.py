@@ -21,7 +21,7 @@ import numpy as np
 
 from gram_ppl.config import config_differences
 from gram_ppl.inference.backend import NonFiniteLoss
-from gram_ppl.inference.evaluate import evaluate_run
+from gram_ppl.inference.evaluate import describe_generation, evaluate_run, generation_report
 from gram_ppl.inference.loading import LoadedRun, convert_loaded, convert_run, load_run
 from gram_ppl.inference.parallel import from_env
 from gram_ppl.inference.run import FitResult, fit
@@ -31,8 +31,9 @@ from gram_ppl.seeds import part
 
 __all__ = ["Samples", "as_run", "compare", "evaluate", "fit", "load_run", "sample", "to_inference_data",
            # what the command line uses besides (gram_ppl/cli imports the library through this module only)
-           "NonFiniteLoss", "check_fits", "check_report_folder", "convert_run", "diagnose", "evaluate_run", "from_env", "generate", "load_config",
-           "model_file_note", "sample_puzzles"]  # fmt: skip
+           "NonFiniteLoss", "check_fits", "check_report_folder", "convert_run", "describe_generation", "diagnose",
+           "evaluate_run", "from_env", "generate", "generation_report", "load_config", "model_file_note",
+           "sample_puzzles"]  # fmt: skip
 
 
 def diagnose(*args, **kwargs):

@@ -192,6 +192,34 @@ def comparison_table(rows: list[tuple[str, str, list[dict]]], num_samples: int) 
     return "\n".join(lines)
 
 
+def generation_report(boards: np.ndarray, valid: np.ndarray, train_y: np.ndarray, test_y: np.ndarray) -> dict:
+    """What unconditional samples (M, L_y) with their validity (M,) are worth as generated boards:
+    the valid share, distinct valid boards and their share of the valid samples (1: no valid board
+    drawn twice), the share of valid samples that copy a training grid, and how many of the
+    held-out grids (never trained on) were generated."""
+    boards, valid = np.asarray(boards), np.asarray(valid, dtype=bool)
+    keys = [b.astype(np.uint8).tobytes() for b in boards[valid]]
+    train = {y.astype(np.uint8).tobytes() for y in np.asarray(train_y)}
+    test = {y.astype(np.uint8).tobytes() for y in np.asarray(test_y)}
+    distinct = set(keys)
+    return {
+        "samples": int(len(boards)),
+        "valid": float(valid.mean()),
+        "distinct_valid": len(distinct),
+        "distinct_share": len(distinct) / max(len(keys), 1),
+        "copies": float(np.mean([k in train for k in keys])) if keys else 0.0,
+        "held_out_generated": len(distinct & test),
+        "held_out": len(test),
+    }
+
+
+def describe_generation(m: dict) -> str:
+    """One line of generation_report for a person."""
+    return (f"{m['samples']} samples: {m['valid']:.1%} valid, {m['distinct_valid']} distinct valid "
+            f"({m['distinct_share']:.1%} of the valid samples distinct), {m['copies']:.1%} of the valid samples copy "
+            f"a training grid, {m['held_out_generated']} of the {m['held_out']} held-out grids generated")  # fmt: skip
+
+
 def evaluate_run(
     folder, num_samples: int = 20, depth: int | None = None, puzzles: int | None = None, temperature: float = 1.0
 ) -> dict:
@@ -222,4 +250,8 @@ def evaluate_run(
             m = sample_metrics(task, x[sel], test.y[:puzzles][sel], r.boards[:, sel], n_sol[sel])
             by_count[name] = {"puzzles": int(sel.sum()), "valid": m["valid"], "coverage": m["coverage"]}
     votes = task.vote_report(x, r.boards, r.value)  # ARC: pass@2 over each test pair's augmented versions
-    return {**head, **metrics, **votes, "valid_by_depth": by_depth, "by_num_solutions": by_count}
+    out = {**head, **metrics, **votes, "valid_by_depth": by_depth, "by_num_solutions": by_count}
+    if cfg.task.resolved().mode == "generate":  # blank inputs: the samples as generated boards, against the grid sets
+        flat, ok = r.boards.reshape(-1, r.boards.shape[-1]), task.is_valid(x[None], r.boards).reshape(-1)
+        out["generation"] = generation_report(flat, ok, data.train.y, test.y)
+    return out

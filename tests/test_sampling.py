@@ -107,7 +107,12 @@ def test_generate_unconditional_boards(tmp_path, capsys):
     lines = out.read_text().splitlines()
     task = get_task("sudoku", 4)
     assert len(lines) == 7 and all(len(task.parse_solution(line)) == 16 for line in lines)
-    assert "7 samples:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "7 samples:" in err and "copy a training grid" in err and "held-out grids generated" in err
+    assert main(["evaluate", str(tmp_path / "gen"), "--num-samples", "3", "--puzzles", "2"]) == 0
+    gen = json.loads(capsys.readouterr().out)["generation"]
+    assert gen["samples"] == 6 and 0 <= gen["valid"] <= 1 and gen["held_out"] == 58
+
     from gram_ppl.inference.run import load_run
     from gram_ppl.inference.sampling import generate
 
@@ -115,3 +120,13 @@ def test_generate_unconditional_boards(tmp_path, capsys):
     assert g.boards.shape == (7, 16) and g.valid.shape == (7,) and g.valid.dtype == bool
     assert g.valid.tolist() == [bool(task.is_valid(np.ones(16, np.uint8), b)) for b in g.boards]
     assert g.distinct_valid == len({b.tobytes() for b in g.boards[g.valid]}) and 0 <= g.share_valid <= 1
+
+
+def test_generation_report_counts_distinct_copies_and_held_out_grids():
+    from gram_ppl.inference.evaluate import generation_report
+
+    a, b, c = np.array([1, 2]), np.array([2, 1]), np.array([3, 3])
+    boards = np.stack([a, a, b, c])
+    r = generation_report(boards, np.array([True, True, True, False]), train_y=np.stack([a]), test_y=np.stack([b, c]))
+    assert r == {"samples": 4, "valid": 0.75, "distinct_valid": 2, "distinct_share": 2 / 3, "copies": 2 / 3,
+                 "held_out_generated": 1, "held_out": 2}  # fmt: skip

@@ -268,7 +268,7 @@ def cmd_sample(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from gram_ppl.inference.api import generate, load_run
+    from gram_ppl.inference.api import describe_generation, generate, generation_report, load_run
 
     _warn_model_file(args.run)
     run = load_run(args.run)
@@ -279,6 +279,10 @@ def cmd_generate(args) -> int:
         from gram_ppl.tasks.digits import describe, judge_run_samples
 
         print(f"{args.num} samples: {describe(judge_run_samples(run.data, g.boards))}", file=sys.stderr)
+        return 0
+    if run.config.task.resolved().mode == "generate":
+        report = generation_report(g.boards, g.valid, run.data.train.y, run.data.test.y)
+        print(describe_generation(report), file=sys.stderr)
         return 0
     print(f"{args.num} samples: {g.share_valid:.1%} valid, {g.distinct_valid} distinct valid", file=sys.stderr)
     return 0
