@@ -484,6 +484,32 @@ def training_traces(history: list[dict]) -> PlotFigure:
     return fig
 
 
+def distinct_growth(boards: np.ndarray, valid: np.ndarray, total: int | None = None, title: str = "") -> PlotFigure:
+    """How many distinct valid boards appear as the number of samples grows, for samples (M, L_y)
+    in the order drawn with their validity (M,); with the size `total` of the set of valid boards
+    (288 for 4×4 Sudoku), the expectation under uniform sampling of that set, K(1 − (1 − 1/K)^n),
+    and the same at the samples' valid share p, K(1 − (1 − p/K)^n): a sampler that covers the
+    set evenly follows the latter; one that repeats favourites falls below it."""
+    boards, valid = np.asarray(boards), np.asarray(valid, dtype=bool)
+    seen, curve = set(), []
+    for b, ok in zip(boards, valid, strict=True):
+        if ok:
+            seen.add(b.tobytes())
+        curve.append(len(seen))
+    n = np.arange(1, len(boards) + 1)
+    fig = PlotFigure(figsize=(5.6, 3.6), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(n, curve, color=PALETTE[0], lw=1.5, label=f"samples ({valid.mean():.0%} valid)")
+    if total:
+        p = max(float(valid.mean()), 1e-12)
+        ax.plot(n, total * (1 - (1 - 1 / total) ** n), color="black", ls="--", lw=1, label="uniform, all valid")
+        ax.plot(n, total * (1 - (1 - p / total) ** n), color="0.5", ls=":", lw=1, label=f"uniform at {p:.0%} valid")
+        ax.axhline(total, color="0.7", lw=0.8)
+    ax.set(xlabel="samples", ylabel="distinct valid boards", title=title or "distinct valid boards against samples")
+    ax.legend(fontsize=7)
+    return fig
+
+
 def prior_check(stats: dict[str, dict[str, np.ndarray]], num_cells: int | None = None) -> PlotFigure:
     """The prior predictive check of several PRIORS blocks side by side
     (`inference.trajectories.prior_predictive_check`): the share of valid boards with its 95%

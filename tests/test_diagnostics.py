@@ -418,6 +418,14 @@ def test_prior_predictive_check_pools_networks_and_draws_per_block():
     assert len(fig.axes) == 5 and fig._repr_png_()[:4] == b"\x89PNG"
 
 
+def test_distinct_growth_counts_new_valid_boards_against_the_uniform_expectation():
+    boards = np.array([[1], [1], [2], [3], [2]])
+    fig = plots.distinct_growth(boards, np.array([True, True, False, True, True]), total=4)
+    lines = fig.axes[0].get_lines()
+    assert lines[0].get_ydata().tolist() == [1, 1, 1, 2, 3]
+    assert lines[1].get_ydata()[0] == pytest.approx(1.0) and lines[1].get_ydata()[-1] < 4  # K(1 − (1 − 1/K)^n)
+
+
 def test_solution_coverage_counts_samples_whatever_their_integer_type():
     task = get_task("sudoku", 4)
     x = np.ones(16, dtype=np.uint8)
