@@ -325,13 +325,19 @@ def _board_stats(x, board, y, task, solutions) -> dict:
     if y is not None:
         out["match"] = (board == y[None]).mean(-1)
     if task is not None and solutions is not None:
-        dist = np.empty(board.shape[:2], np.int64)
-        for b, sols in enumerate(solutions):
-            canon = np.stack([task.canonical(s) for s in sols])  # (m, L_y)
-            drawn = np.stack([task.canonical(v) for v in board[:, b]])  # (N, L_y)
-            dist[:, b] = (drawn[:, None] != canon[None]).sum(-1).min(1)
-        out["distance"] = dist
+        out["distance"] = nearest_distance(task, board, solutions)
     return out
+
+
+def nearest_distance(task, board: np.ndarray, solutions: list[np.ndarray]) -> np.ndarray:
+    """Hamming distance (cells) of boards (N, B, L_y) to the nearest exact solution of their
+    puzzle (`solutions[b]`, (m, L_y)), compared in the task's canonical form: (N, B)."""
+    dist = np.empty(board.shape[:2], np.int64)
+    for b, sols in enumerate(solutions):
+        canon = np.stack([task.canonical(s) for s in sols])  # (m, L_y)
+        drawn = np.stack([task.canonical(v) for v in board[:, b]])  # (N, L_y)
+        dist[:, b] = (drawn[:, None] != canon[None]).sum(-1).min(1)
+    return dist
 
 
 def _chain(d: dict) -> dict:

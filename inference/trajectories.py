@@ -20,7 +20,7 @@ from pyro.poutine.util import site_is_subsample
 
 from gram_ppl import sites as gram_sites
 from gram_ppl.config import GramConfig, with_priors
-from gram_ppl.diagnostics import Trajectories, pca_per_puzzle
+from gram_ppl.diagnostics import Trajectories, nearest_distance, pca_per_puzzle
 from gram_ppl.inference.resources import check_depth, check_trajectories
 from gram_ppl.inference.sampling import halts
 from gram_ppl.inference.svi_pyro import SharedCore
@@ -192,11 +192,6 @@ def prior_predictive_check(
             stats["distinct"].append([len({v.tobytes() for v in final[:, b]}) for b in range(len(x))])
             stats["h_norm"].append(t.h_norm.reshape(-1, t.h_norm.shape[-1]))
             if solutions is not None:
-                d = np.empty(final.shape[:2], np.int64)
-                for b, sols in enumerate(solutions):
-                    canon = np.stack([task.canonical(s) for s in sols])
-                    drawn = np.stack([task.canonical(v) for v in final[:, b]])
-                    d[:, b] = (drawn[:, None] != canon[None]).sum(-1).min(1)
-                stats["distance"].append(d.ravel())
+                stats["distance"].append(nearest_distance(task, final, solutions).ravel())
         out[name] = {k: np.concatenate(v) if k != "distinct" else np.asarray(v).ravel() for k, v in stats.items() if v}
     return out
