@@ -1,4 +1,4 @@
-"""User-editable GRAM model files, one per backend (priors at the top of each file).
+"""User-editable GRAM model files, one per backend, and the PRIORS block both read (priors.py).
 
 `get_model(backend)` is the module inference uses by default ("pyro": gram_pyro.py, "numpyro":
 gram_numpyro.py, imported on first use so the Pyro path never loads JAX); pass an edited copy
