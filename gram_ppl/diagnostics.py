@@ -36,6 +36,7 @@ class Trajectories(NamedTuple):
     board_draw: np.ndarray  # (N, B, L_y) a board drawn from the likelihood p(y | τ, x) after the last step
     log_lik_cells: np.ndarray  # (N, B, L_y) log p(y_c | τ, x) per cell of the reference y (nan without y)
     h_norm: np.ndarray  # (N, B, S+1) root mean square of h over tokens and channels
+    eps_rms: np.ndarray  # (N, B, S+1) root mean square of the noise ε drawn in each step (0 at step 0)
     sigma: np.ndarray  # (N, B, S+1) mean prior noise scale σ_θ(u) of the step's transitions
     kl: np.ndarray  # (N, B, S+1) KL(q ‖ p) of the step's transitions (0 where the prior draws)
     log_lik: np.ndarray  # (N, B, S+1) log p(y | h) of the reference board y after each step
@@ -184,7 +185,7 @@ def to_inference_data(
     steps = ["puzzle", "step"]
     board_stats = ("valid", "conflicts", "match", "distance")
     dims = {
-        "h_norm": ["puzzle"], "h_norm_by_step": steps, "sigma": steps, "kl": steps, "h_pca": [*steps, "pc"],
+        "noise_rms": ["puzzle"], "noise_rms_by_step": steps, "h_norm": ["puzzle"], "h_norm_by_step": steps, "sigma": steps, "kl": steps, "h_pca": [*steps, "pc"],
         "h": [*steps, "token", "channel"], "board": ["puzzle", "cell"], "board_argmax": ["puzzle", "cell"],
         "log_weight": ["puzzle"], "halt_step": ["puzzle"], "lprm": ["puzzle"], "log_lik": ["puzzle"],
         "x": ["puzzle", "input"], **{k: ["puzzle"] for k in board_stats},
@@ -258,8 +259,11 @@ def _check_export(x, y, posterior, prior, solutions) -> list[Trajectories]:
 
 STEP_NOTE = "step n is the state after supervision step n (z_0, the same for every draw, is left out)"
 DESCRIPTIONS = {
+    "noise_rms": "root mean square of the transition noise ε drawn along the whole trajectory (the latent "
+    "variables themselves, summarised; how far the draw departs from the noiseless path)",
+    "noise_rms_by_step": "root mean square of the transition noise ε drawn in each supervision step",
     "h_norm": "root mean square of the high-level state h over tokens and channels, after the last step "
-    "(the state that is decoded)",
+    "(the state that is decoded; RMSNorm keeps it near 1)",
     "h_norm_by_step": "root mean square of the high-level state h over tokens and channels, after each step",
     "sigma": "mean prior noise scale σ_θ(u_t) of the step's transitions",
     "h_pca": "h projected on its first two principal components (per puzzle, over draws and steps)",
@@ -284,17 +288,18 @@ DESCRIPTIONS = {
 
 
 def _latents(t: Trajectories) -> dict:
-    """The posterior / prior group: real-valued summaries of the latent trajectory that vary across
-    draws (per step quantities and projections are trajectory statistics: `_trajectory_stats`)."""
-    out = _chain({"h_norm": t.h_norm[:, :, -1]})
+    """The posterior / prior group: the latent noise of each draw summarised by one real number per
+    puzzle, its root mean square over the whole trajectory (per-step values, h and projections
+    are trajectory statistics: `_trajectory_stats`)."""
+    out = _chain({"noise_rms": np.sqrt((t.eps_rms[:, :, 1:] ** 2).mean(-1))})
     if t.h is not None:
         out["h"] = t.h[None, :, :, 1:]
     return out
 
 
 def _trajectory_stats(t: Trajectories) -> dict:
-    return {"h_norm_by_step": t.h_norm[:, :, 1:], "sigma": t.sigma[:, :, 1:], "h_pca": t.h_pca[:, :, 1:],
-            "halt_step": t.halt_step, "lprm": t.lprm}  # fmt: skip
+    return {"noise_rms_by_step": t.eps_rms[:, :, 1:], "h_norm": t.h_norm[:, :, -1], "h_norm_by_step": t.h_norm[:, :, 1:],
+            "sigma": t.sigma[:, :, 1:], "h_pca": t.h_pca[:, :, 1:], "halt_step": t.halt_step, "lprm": t.lprm}  # fmt: skip
 
 
 def _predictive(t: Trajectories, x, y, task, solutions) -> dict:

@@ -403,7 +403,9 @@ def _signals_deferred():
 
 class _Progress:
     """The fit's progress bar: batches against `steps`, or seconds against a `minutes` /
-    `cpu_minutes` budget (so tqdm shows the time left), batches and losses in the postfix."""
+    `cpu_minutes` budget (so tqdm shows the time left), batches and losses in the postfix. Redrawn
+    at most once a second on a terminal, once every 10 seconds elsewhere (a notebook keeps every
+    redraw as an output; a log file every line)."""
 
     def __init__(self, tqdm, steps, minutes, cpu_minutes, loop, disable: bool):
         self.loop = loop
@@ -420,7 +422,7 @@ class _Progress:
         )
         self.bar = tqdm(total=total, initial=initial, disable=disable, desc="fit" if self.clock is None else
                         ("fit (wall budget)" if self.clock == "elapsed" else "fit (CPU budget)"), unit=unit,
-                        bar_format=fmt, mininterval=1.0)  # fmt: skip
+                        bar_format=fmt, mininterval=1.0 if sys.stderr.isatty() else 10.0)  # fmt: skip
 
     def advance(self, **postfix) -> None:
         if self.clock is None:

@@ -69,7 +69,8 @@ def collect(
     board = torch.stack(rec["board"], 1).view(N, B, depth + 1, -1).cpu().numpy()  # (N, B, S+1, L_y)
     h = torch.stack(rec["h"], 1)  # (N*B, S+1, L, D)
     per_step = {
-        k: torch.stack(rec[k], 1).view(N, B, depth + 1).cpu().numpy() for k in ("h_norm", "sigma", "kl", "log_lik")
+        k: torch.stack(rec[k], 1).view(N, B, depth + 1).cpu().numpy()
+        for k in ("h_norm", "sigma", "kl", "log_lik", "eps_rms")
     }
     h_np = h.view(N, B, depth + 1, *h.shape[2:]).cpu().numpy()
     halt_logits = torch.stack(rec["halt"], 1)  # (N*B, S): steps 1..S
@@ -98,7 +99,7 @@ def _steps(mod, net, cfg, xs, ys, depth, source) -> dict[str, list]:
     kw = dict(cfg=cfg, priors=cfg.priors, truncate=False, observe="every")
     h, _ = net.initial_state(rows)  # (N*B, L, D)
     zero = torch.zeros(rows, device=h.device)
-    rec = {"board": [], "h": [], "h_norm": [], "sigma": [], "kl": [], "log_lik": [], "halt": []}
+    rec = {"board": [], "h": [], "h_norm": [], "sigma": [], "kl": [], "log_lik": [], "halt": [], "eps_rms": [zero]}
     _record(rec, net, h, ys, sigma=torch.full((rows,), cfg.priors.init_scale, device=h.device), kl=zero)
     carry, log_w = None, zero.clone()
     for n in range(depth):
@@ -110,13 +111,14 @@ def _steps(mod, net, cfg, xs, ys, depth, source) -> dict[str, list]:
             model_tr = poutine.trace(replayed).get_trace(xs, ys, net=shared.replay(), **step_kw)
         else:
             guide_tr, model_tr = None, poutine.trace(mod.model).get_trace(xs, ys, net=net, **step_kw)
-        sigma, kl, count = zero.clone(), zero.clone(), 0
+        sigma, kl, count, eps_ms = zero.clone(), zero.clone(), 0, zero.clone()
         for name, site in model_tr.nodes.items():
             if site["type"] != "sample" or site_is_subsample(site) or not gram_sites.is_noise(site):
                 continue
             p = site["fn"]
             base = p.base_dist if isinstance(p, torch.distributions.Independent) else p
             sigma += base.scale.flatten(1).mean(1) if hasattr(base, "scale") else 0.0
+            eps_ms += site["value"].flatten(1).pow(2).mean(1)  # (N*B,) mean square of the noise drawn
             count += 1
             if guide_tr is not None:
                 q, v = guide_tr.nodes[name]["fn"], site["value"]
@@ -125,6 +127,7 @@ def _steps(mod, net, cfg, xs, ys, depth, source) -> dict[str, list]:
                 kl += _kl(q, p, v)
         carry = model_tr.nodes["_RETURN"]["value"]
         _record(rec, net, carry[0], ys, sigma=sigma / max(count, 1), kl=kl)
+        rec["eps_rms"].append((eps_ms / max(count, 1)).sqrt())
         rec["halt"].append(net.halt(carry[0]))
     rec["log_w"] = log_w
     rec["logits"] = net.decode(carry[0]) if depth else net.decode(h)  # (N*B, L_y, V_y) after the last step

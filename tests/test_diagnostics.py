@@ -53,7 +53,7 @@ def test_collect_shapes_and_step_zero_is_the_initial_state(runs):
     S = r.config.fit.n_sup
     assert t.board.shape == (6, 3, S + 1, r.data.task.y_len)
     assert t.h.shape == (6, 3, S + 1, *r.net.z0.shape[1:])
-    for name in ("h_norm", "sigma", "kl", "log_lik"):
+    for name in ("h_norm", "sigma", "kl", "log_lik", "eps_rms"):
         assert getattr(t, name).shape == (6, 3, S + 1)
     assert t.h_pca.shape == (6, 3, S + 1, 2)
     assert np.allclose(t.h[:, :, 0], r.net.z0[0].numpy())  # step 0: h_0 for every draw
@@ -129,7 +129,8 @@ def test_export_follows_arviz_schema(idata, runs):
     assert idata.observed_data["board"].dims == ("puzzle", "cell")
     assert (idata.observed_data["valid"] == 1).all() and (idata.observed_data["distance"] == 0).all()
     assert idata.log_likelihood["board"].dims == ("chain", "draw", "puzzle", "cell")  # per cell, as observed
-    assert set(idata.posterior.data_vars) == {"h_norm"}  # real-valued, varies across draws: az.summary is short
+    assert set(idata.posterior.data_vars) == {"noise_rms"}  # real-valued, varies across draws: az.summary is short
+    assert (idata.posterior["noise_rms"] > 0).all() and float(idata.posterior["noise_rms"].std("draw").min()) > 0
     assert idata.sample_stats["h_pca"].dims == ("chain", "draw", "puzzle", "step", "pc")
     assert list(idata.sample_stats.pc.values) == [0, 1] and list(idata.sample_stats.step.values) == list(
         range(1, S + 1)
@@ -173,7 +174,7 @@ def test_arviz_functions_work_without_warnings(idata, runs):
 
     az = import_arviz()
     summary = az.summary(idata, kind="stats")
-    assert list(summary.index) == [f"h_norm[{b}]" for b in range(3)]  # one real-valued row per puzzle
+    assert list(summary.index) == [f"noise_rms[{b}]" for b in range(3)]  # one real-valued row per puzzle
     assert np.isfinite(summary["mean"].values).all()
     assert len(az.summary(idata)) == 3  # the defaults too (ArviZ logs that one chain has no R-hat)
     with warnings.catch_warnings():  # with 6 draws its Pareto-k warning is the diagnostic itself, not noise
@@ -204,7 +205,7 @@ def test_netcdf_round_trip(idata, tmp_path):
     assert set(back.groups()) == set(idata.groups())
     np.testing.assert_array_equal(back.prior_predictive["board"].values, idata.prior_predictive["board"].values)
     assert back.posterior.attrs["priors"] == '{"a": 1}'
-    summary = az.summary(back, var_names=["h_norm"], kind="stats")
+    summary = az.summary(back, var_names=["noise_rms"], kind="stats")
     assert len(summary) == 3
 
 
@@ -543,9 +544,9 @@ def test_arviz_plot_functions_work_on_the_export(idata):
 
     az = import_arviz()
     try:
-        axes = az.plot_posterior(idata, var_names=["h_norm"], coords={"puzzle": [0, 1]})
+        axes = az.plot_posterior(idata, var_names=["noise_rms"], coords={"puzzle": [0, 1]})
         assert np.asarray(axes).size == 2
-        az.plot_forest(idata, var_names=["h_norm"], combined=True)
+        az.plot_forest(idata, var_names=["noise_rms"], combined=True)
         az.plot_dist(idata.sample_stats["log_weight"].values.ravel())
     finally:
         plt.close("all")
