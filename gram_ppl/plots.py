@@ -252,7 +252,7 @@ def trajectory_fan(
         split = next((int(x) for x, r in zip(xs, ratio, strict=True) if r > 1), None)
         if split is not None:
             ax_split.axvline(split, color=INVALID, lw=1, label=f"split at step {split}")
-        ax_split.set_yscale("log")
+        ax_split.set(xticks=xs, ylim=(0, None))
         ax_split.legend(fontsize=7)
         what = "ratio between / within solutions"
     else:
@@ -290,11 +290,10 @@ def commit_plot(boards: np.ndarray, valid: np.ndarray, vocab: int, title: str = 
     commit = commit_steps(boards) + first_step
     fig = PlotFigure(figsize=(9.0, 3.2), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
-    for ok, color, label in ((True, PALETTE[0], "valid at the end"), (False, INVALID, "invalid at the end")):
-        sel = valid[:, -1] == ok
-        if sel.any():
-            bins = np.arange(first_step, first_step + S1 + 1) - 0.5
-            ax1.hist(commit[sel], bins=bins, color=color, alpha=0.7, label=f"{label} ({sel.sum()})")
+    ok = valid[:, -1]
+    bins = np.arange(first_step, first_step + S1 + 1) - 0.5
+    ax1.hist([commit[ok], commit[~ok]], bins=bins, stacked=True, color=[PALETTE[0], INVALID], alpha=0.8,
+             label=[f"valid at the end ({ok.sum()})", f"invalid at the end ({(~ok).sum()})"])  # fmt: skip
     steps = np.arange(first_step, first_step + S1)
     ax1.set(xlabel="step from which the decoded board stays the same", ylabel="draws", xticks=steps,
             title=title or f"commit step of {N} draws")  # fmt: skip
@@ -304,8 +303,9 @@ def commit_plot(boards: np.ndarray, valid: np.ndarray, vocab: int, title: str = 
     ax2.fill_between(steps, lo, hi, color=PALETTE[0], alpha=0.2)
     ax2.set(xlabel="supervision step", ylabel="share valid", ylim=(0, 1), xticks=steps, title="decoded board per step")
     twin = ax2.twinx()
-    twin.plot(steps, board_entropy(boards, vocab).mean(-1), marker="s", ms=3, color=PALETTE[1], label="entropy")
-    twin.set_ylabel("mean cell entropy over draws (nats)")
+    entropy = board_entropy(boards, vocab).mean(-1)
+    twin.plot(steps, entropy, marker="s", ms=3, color=PALETTE[1], label="entropy")
+    twin.set(ylabel="mean cell entropy over draws (nats)", ylim=(0, max(float(entropy.max()) * 1.15, 1e-3)))
     lines = ax2.get_lines()[:1] + twin.get_lines()
     ax2.legend(lines, [line.get_label() for line in lines], fontsize=7, loc="center right")
     return fig
