@@ -531,8 +531,8 @@ def prior_check(stats: dict[str, dict[str, np.ndarray]], num_cells: int | None =
         ylabel="share of draws", title="valid boards (95% interval)", ylim=(0, max(0.05, float(hi.max()) * 1.2))
     )
     for ax, key, title in ((axes[1], "conflicts", "violated constraints"),
-                           (axes[2], "distance", "distance to the nearest solution (cells)"),
-                           (axes[3], "distinct", "distinct boards per puzzle and network")):  # fmt: skip
+                           (axes[2], "distance", "cells to the nearest solution"),
+                           (axes[3], "distinct", "distinct boards per puzzle")):  # fmt: skip
         data = [stats[n].get(key) for n in names]
         if any(d is None or len(d) == 0 for d in data):
             ax.text(0.5, 0.5, "not computed (no solution sets)", ha="center", va="center", transform=ax.transAxes)
@@ -549,7 +549,8 @@ def prior_check(stats: dict[str, dict[str, np.ndarray]], num_cells: int | None =
     for i, n in enumerate(names):
         h = stats[n]["h_norm"]  # (draws, S+1)
         steps = np.arange(h.shape[1])
-        axes[4].plot(steps, np.median(h, 0), color=colors[i], marker="o", ms=3, label=f"{i + 1}: {n}")
+        axes[4].plot(steps, np.median(h, 0), color=colors[i], marker="o", ms=3, label=f"{i + 1}: {n}",
+                     ls=("-", "--", "-.", ":")[i % 4])  # blocks that coincide stay visible  # fmt: skip
         axes[4].fill_between(steps, np.percentile(h, 10, 0), np.percentile(h, 90, 0), color=colors[i], alpha=0.15)
     axes[4].set(xlabel="supervision step (0: z_0)", ylabel="RMS of h", title="h per step (median, 10-90%)")
     axes[4].legend(fontsize=7)
