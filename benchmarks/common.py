@@ -43,3 +43,30 @@ def twin_networks(cfg, seed: int = 0):
     params = convert.torch_to_flax({k: v.numpy() for k, v in tnet.state_dict().items()}, cfg.net.share_core)
     ncfg = dataclasses.replace(cfg, backend="numpyro")
     return data, tnet, ncfg, flax_nets.build_net(ncfg, data.task), params
+
+
+def baseline_args(parser, cpu_minutes: float, samples: int) -> None:
+    """The arguments every baseline script takes: a CPU-time (or batch) budget, the training seed,
+    how many samples to score, and where to write the JSON row."""
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--cpu-minutes", type=float, default=cpu_minutes)
+    budget.add_argument("--steps", type=int, help="batches instead (smoke runs)")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (the data set is the default one)")
+    parser.add_argument("--samples", type=int, default=samples)
+    parser.add_argument("--json")
+
+
+def budget_left(steps, cpu_minutes, done: int, cpu_start: float) -> bool:
+    """Whether a baseline's training loop goes on: fewer than `steps` batches done, or less than
+    `cpu_minutes` of this process's CPU time since `cpu_start` (time.process_time())."""
+    if steps is not None:
+        return done < steps
+    return time.process_time() - cpu_start < 60 * cpu_minutes
+
+
+def one_core() -> None:
+    """Torch as the house runs it on shared CPUs: one thread, denormals flushed."""
+    import torch
+
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)

@@ -31,7 +31,7 @@ from pyro.infer import Trace_ELBO
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_json  # noqa: E402
+from common import baseline_args, budget_left, one_core, write_json  # noqa: E402
 
 from gram_ppl.config import TaskConfig  # noqa: E402
 from gram_ppl.data import build_dataset  # noqa: E402
@@ -75,7 +75,7 @@ def train(x: torch.Tensor, z_dim: int, hidden: int, steps, cpu_minutes, seed: in
     opt = torch.optim.Adam([*decoder.parameters(), *encoder.parameters()], lr=1e-3)
     elbo, rng = Trace_ELBO(), np.random.default_rng(seed)
     start, done, losses = time.process_time(), 0, []
-    while (steps is None or done < steps) and (cpu_minutes is None or time.process_time() - start < 60 * cpu_minutes):
+    while budget_left(steps, cpu_minutes, done, start):
         idx = torch.as_tensor(rng.choice(len(x), batch, replace=False))
         loss = (
             elbo.differentiable_loss(lambda xb: model(xb, decoder, z_dim), lambda xb: guide(xb, encoder), x[idx])
@@ -91,17 +91,11 @@ def train(x: torch.Tensor, z_dim: int, hidden: int, steps, cpu_minutes, seed: in
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--cpu-minutes", type=float, default=10.0)
-    budget.add_argument("--steps", type=int, help="batches instead (smoke runs)")
-    p.add_argument("--seed", type=int, default=0, help="training seed (the data set is the default one)")
-    p.add_argument("--samples", type=int, default=1000)
+    baseline_args(p, cpu_minutes=10.0, samples=1000)
     p.add_argument("--z-dim", type=int, default=16)
     p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--json")
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(True)
+    one_core()
     data = build_dataset(TaskConfig(name="digits", size=8))  # the data GRAM's digits runs use (data seed 0)
     x = torch.as_tensor((data.train.y == ON).astype(np.float32))  # (1200, 64) pixels 0/1
     cpu = None if args.steps else args.cpu_minutes

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_json  # noqa: E402
+from common import baseline_args, budget_left, one_core, write_json  # noqa: E402
 
 from gram_ppl.config import FitConfig, GramConfig, TaskConfig  # noqa: E402
 from gram_ppl.data import build_dataset  # noqa: E402
@@ -55,7 +55,7 @@ def train(net, grids: torch.Tensor, n_sup: int, steps, cpu_minutes, seed: int, b
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.1, betas=(0.9, 0.95))
     g = torch.Generator().manual_seed(seed)
     start, done, losses = time.process_time(), 0, []
-    while (steps is None or done < steps) and (cpu_minutes is None or time.process_time() - start < 60 * cpu_minutes):
+    while budget_left(steps, cpu_minutes, done, start):
         y = grids[torch.randint(len(grids), (batch,), generator=g)]  # (B, L)
         t = torch.rand(batch, 1, generator=g).clamp(min=1.0 / y.shape[1])  # (B, 1) masking rate
         masked = torch.rand(y.shape, generator=g) < t  # (B, L)
@@ -93,16 +93,10 @@ def sample(net, num: int, length: int, n_sup: int, steps: int, seed: int, chunk:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--size", type=int, choices=(4, 6, 9), default=4)
-    budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--cpu-minutes", type=float, default=30.0)
-    budget.add_argument("--steps", type=int, help="batches instead (smoke runs)")
-    p.add_argument("--seed", type=int, default=0, help="training seed (the data set is the default one)")
-    p.add_argument("--samples", type=int, default=5000)
+    baseline_args(p, cpu_minutes=30.0, samples=5000)
     p.add_argument("--denoise-steps", type=int, default=16)
-    p.add_argument("--json")
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
-    torch.set_flush_denormal(True)
+    one_core()
     cfg = GramConfig(task=TaskConfig(name="sudoku", size=args.size, mode="generate"),
                      fit=FitConfig(variant="deterministic", seed=args.seed), priors=PRIORS)  # fmt: skip
     cfg = dataclasses.replace(cfg, task=cfg.task.resolved())
