@@ -25,6 +25,7 @@ SCRIPTS = {
     "width_depth.py",
     "digits_vae.py",
     "gen_diffusion.py",
+    "depth_metric.py",
 }
 
 
@@ -179,3 +180,23 @@ def test_masked_diffusion_sampling_fills_every_cell_with_a_digit():
 
     boards = sample(Uniform(), 30, 16, 1, 5, seed=0)
     assert boards.shape == (30, 16) and ((boards >= 2) & (boards <= 5)).all()
+
+
+def test_depth_metric_curve(tmp_path):
+    import dataclasses
+
+    from gram_ppl.config import TaskConfig
+    from gram_ppl.inference.run import fit
+
+    cfg = dataclasses.replace(tiny_config(), task=TaskConfig(name="sudoku", size=4))
+    fit(cfg, tmp_path / "gen", steps=1, progress=False, eval_puzzles=4)
+    out = run("depth_metric.py", str(tmp_path / "gen"), "--multiples", "1,2", "--samples", "10",
+              "--out", str(tmp_path / "c.png"), "--json", str(tmp_path / "c.json"))  # fmt: skip
+    rows = json.loads((tmp_path / "c.json").read_text())
+    assert [r["depth"] for r in rows] == [2, 4] and "| depth | valid |" in out
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    digits = dataclasses.replace(tiny_config(), task=TaskConfig(name="digits", size=8))
+    fit(digits, tmp_path / "dig", steps=1, progress=False, eval_puzzles=4)
+    out = run("depth_metric.py", str(tmp_path / "dig"), "--multiples", "1,2", "--samples", "20",
+              "--out", str(tmp_path / "d.png"))  # fmt: skip
+    assert "| depth | recognisable | frechet |" in out and (tmp_path / "d.png").is_file()
