@@ -184,7 +184,7 @@ def _warn_kl_floor(cfg: GramConfig, data: Dataset) -> None:
             f"supervision step at initialisation ({best * dims:.1f} at its best scale; {dims} dimensions), above the KL "
             f"ceiling of at most {ceiling:.1f} nats: the fit will be shaped by the guide family, not the prior "
             "(fit.guide_family=null puts the guide in the prior's family)",
-            stacklevel=3,
+            stacklevel=4,
         )
 
 
