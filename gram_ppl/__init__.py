@@ -6,8 +6,8 @@ private and may change:
 - data: `TaskConfig`, `build_dataset`, `save_dataset`, `load_dataset`, `get_task`, `Task`, ...
 - configs: `GramConfig`, `NetConfig`, `FitConfig`, `PriorConfig` (frozen; `dataclasses.replace`)
 - models: `fit(cfg, folder, steps=...)`, `load_run(folder)`, `sample(run, x, num_samples)`,
-  `evaluate(run)`, `compare(runs, elpd=K)`, `to_inference_data(run)` (ArviZ), `diagnose(run, out)`
-  (a report folder).
+  `evaluate(run)`, `compare(runs, elpd=K)`, `to_inference_data(run)` (ArviZ), `explain_loo(idata)`
+  (what az.loo / az.compare mean on it), `diagnose(run, out)` (a report folder).
 
 The model and inference names resolve on first use (PEP 562), so `import gram_ppl` and the
 data side load neither torch nor JAX; the repository's models/ and inference/ folders install
@@ -30,6 +30,7 @@ _LAZY = {
     "compare": "gram_ppl.inference.api",
     "to_inference_data": "gram_ppl.inference.api",
     "diagnose": "gram_ppl.inference.diagnose",
+    "explain_loo": "gram_ppl.diagnostics",
 }
 
 
