@@ -462,6 +462,7 @@ __all__ = [
     "with_priors",
     "augments",
     "config_differences",
+    "describe_priors",
     "guide_family",
     "GramConfig",
     "NetConfig",
@@ -477,6 +478,13 @@ __all__ = [
     "gram_config_from_dict",
     "to_dict",
 ]
+
+
+def describe_priors(p: PriorConfig) -> str:
+    """A PRIORS block in words: family (with df), σ's form and range, z_0."""
+    df = f", df {p.df}" if p.family == "studentt" else ""
+    return (f"{p.family}{df}, σ {p.scale_mode} (scale {p.scale}, in [{p.min_scale}, {p.max_scale}]), "
+            f"z_0 ~ N(0, {p.init_scale}²)")  # fmt: skip
 
 
 def guide_family(fit: FitConfig, priors: PriorConfig) -> str:

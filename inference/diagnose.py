@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from gram_ppl import __version__, plots
-from gram_ppl.config import to_dict
+from gram_ppl.config import PriorConfig, describe_priors, from_dict, to_dict
 from gram_ppl.diagnostics import (
     concat_fits,
     import_arviz,
@@ -280,9 +280,7 @@ def _priors_line(priors_json) -> str:
     import json
 
     p = json.loads(priors_json) if isinstance(priors_json, str) else priors_json
-    df = f", df {p['df']}" if p["family"] == "studentt" else ""
-    return (f"Priors: transition noise {p['family']}{df}, σ {p['scale_mode']} (scale {p['scale']}, in "
-            f"[{p['min_scale']}, {p['max_scale']}]), z_0 ~ N(0, {p['init_scale']}²).")  # fmt: skip
+    return f"Priors: transition noise {describe_priors(from_dict(PriorConfig, p))}."
 
 
 def _summary(task, idata, guide, prior, untrained, ps, metrics, counts, figs, folder, N, depth, i=0) -> str:

@@ -21,13 +21,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from gram_ppl.config import GramConfig, augments, guide_family, with_priors
+from gram_ppl.config import GramConfig, augments, describe_priors, guide_family, with_priors
 from gram_ppl.data import Dataset, build_dataset
 from gram_ppl.inference import parallel
 from gram_ppl.inference.backend import NonFiniteLoss, get_backend
 from gram_ppl.inference.evaluate import evaluate_run, held_out_validity
 from gram_ppl.inference.loading import LoadedRun, checkpoint_errors, convert_run, default_model, load_run
-from gram_ppl.inference.objective import guided_dims, kl_floor
+from gram_ppl.inference.objective import guided_dims, kl_ceiling, kl_floor
 from gram_ppl.inference.resources import check_fit
 from gram_ppl.inference.runfolder import (
     Checkpoint,
@@ -159,11 +159,8 @@ def _fit(cfg, folder, mod, data, resume, force, budget: Budget, schedule: Schedu
 def start_line(cfg: GramConfig, folder, resume: bool) -> str:
     """What a fit states when it starts: the run folder and the priors in force (they shape every
     sample), and the guide's family."""
-    p = cfg.priors
-    df = f", df {p.df}" if p.family == "studentt" else ""
     where = f"{'resuming' if resume else 'run folder'} {folder}" if folder is not None else "no run folder (not saved)"
-    return (f"{where}; priors: {p.family}{df}, σ {p.scale_mode} (scale {p.scale}, in [{p.min_scale}, "
-            f"{p.max_scale}]), z_0 ~ N(0, {p.init_scale}²); guide: {guide_family(cfg.fit, p)}")  # fmt: skip
+    return f"{where}; priors: {describe_priors(cfg.priors)}; guide: {guide_family(cfg.fit, cfg.priors)}"
 
 
 def _warn_kl_floor(cfg: GramConfig, data: Dataset) -> None:
@@ -175,9 +172,8 @@ def _warn_kl_floor(cfg: GramConfig, data: Dataset) -> None:
     at_init, best = kl_floor(family, cfg.priors.family, cfg.priors.df)
     positions = cfg.net.noise_tokens or (cfg.net.prefix_tokens + data.task.seq_len)
     dims = guided_dims(cfg.fit, positions, cfg.net.dim)
-    n = np.asarray(data.train.num_solutions, np.float64)
-    top = float(np.log(n[n >= 1].max())) if (n >= 1).any() and cfg.fit.kl_cap_per_example else 0.0
-    ceiling = top + cfg.fit.kl_cap
+    caps = kl_ceiling(cfg.fit, data.train.num_solutions, len(data.train.num_solutions))  # (T,) inf: no ceiling
+    ceiling = float(caps[np.isfinite(caps)].max()) if np.isfinite(caps).any() else cfg.fit.kl_cap
     if at_init * dims > ceiling:
         warnings.warn(
             f"a {family} guide under the {cfg.priors.family} prior pays a KL floor of {at_init * dims:.1f} nats per "

@@ -153,8 +153,7 @@ class Judge:
 
     def nearest(self, images: np.ndarray) -> np.ndarray:
         """Hamming distance (pixels) of each image (M, 64) to the nearest digit the judge was fitted on."""
-        on = _pixels(np.asarray(images).reshape(-1, 64))
-        return (on @ (1 - self._train_on).T + (1 - on) @ self._train_on.T).min(1)
+        return nearest_hamming(images, self._train_on)
 
     def recognisable(self, images: np.ndarray) -> np.ndarray:
         """(M,) bool: the judge gives one class probability >= CONFIDENT (0.8), and the image is no
@@ -200,6 +199,13 @@ def judge_for(train_images: np.ndarray, seed: int = 0) -> Judge:
     return Judge(images[~held], labels[~held], images[held], labels[held], seed)
 
 
+def nearest_hamming(images: np.ndarray, reference_on: np.ndarray) -> np.ndarray:
+    """Hamming distance (pixels) of each image (M, 64) to the nearest of the reference images,
+    given as 0/1 pixels (T, 64): (M,)."""
+    on = _pixels(np.asarray(images).reshape(-1, 64))  # (M, 64)
+    return (on @ (1 - reference_on).T + (1 - on) @ reference_on.T).min(1)  # (M, T) distances, nearest
+
+
 def _pixels(images: np.ndarray) -> np.ndarray:
     return (np.asarray(images) == ON).astype(np.float64)  # (M, 64) 0/1
 
@@ -234,9 +240,7 @@ def image_metrics(samples: np.ndarray, train_images: np.ndarray, judge: Judge, l
     pred = p.argmax(1)
     share = np.bincount(pred, minlength=10) / len(pred)
     nz = share[share > 0]
-    on, train_on = _pixels(samples), _pixels(train_images)  # (M, 64), (T, 64)
-    dist = on @ (1 - train_on).T + (1 - on) @ train_on.T  # (M, T) Hamming distances
-    nearest = dist.min(1)
+    nearest = nearest_hamming(samples, _pixels(train_images))  # (M,)
     out = {
         "samples": int(len(samples)),
         "recognisable": float(judge.recognisable(samples).mean()),
