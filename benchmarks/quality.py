@@ -11,6 +11,9 @@ Tasks (paper Table 1 and §10, our data protocols in docs/data.md):
   over the test set, accuracy and coverage@20 (colourings up to colour names);
 - gen4: unconditional 4×4 Sudoku, trained on 230 of the 288 grids; validity and uniqueness of
   5,000 samples, how many of the 288 grids and of the 58 held-out grids appear;
+- gen6, gen9 (not in the default list): unconditional 6×6 / 9×9 Sudoku from 10,000 random
+  training grids (1,000 held out); validity, distinct valid boards, the share of valid samples
+  that copy a training grid, held-out grids generated (inference.evaluate.generation_report);
 - sudoku6: 6×6 Sudoku completion with unique solutions; exact accuracy against depth (up to
   twice the training depth) and against width (majority vote over N prior samples);
 - nqueens10_rows, coloring10 (not in the default list: 30-minute runs each): 10-Queens in the
@@ -48,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_json  # noqa: E402
 
 from gram_ppl.config import FitConfig, GramConfig, NetConfig, TaskConfig  # noqa: E402
+from gram_ppl.inference.evaluate import generation_report  # noqa: E402
 from gram_ppl.inference.run import evaluate_run, fit, load_config, load_run  # noqa: E402
 from gram_ppl.inference.sampling import generate, rollout, select  # noqa: E402
 from gram_ppl.overrides import apply_overrides  # noqa: E402
@@ -57,6 +61,8 @@ TASKS = {
     "nqueens8": TaskConfig(name="nqueens", size=8),
     "coloring8": TaskConfig(name="coloring", size=8),
     "gen4": TaskConfig(name="sudoku", size=4, mode="generate"),
+    "gen6": TaskConfig(name="sudoku", size=6, mode="generate"),
+    "gen9": TaskConfig(name="sudoku", size=9, mode="generate"),
     "sudoku6": TaskConfig(name="sudoku", size=6, mode="unique"),
     "nqueens10_rows": TaskConfig(name="nqueens_rows", size=10),
     "coloring10": TaskConfig(name="coloring", size=10),
@@ -67,6 +73,7 @@ TASKS = {
 }
 NETS = {"arc1_10": NetConfig(prefix_tokens=1)}  # the puzzle embedding's token; the default network otherwise
 DEFAULT_TASKS = ("nqueens8", "coloring8", "gen4", "sudoku6")
+GENERATE = ("gen4", "gen6", "gen9")  # unconditional Sudoku grids: inference.evaluate.generation_report
 SOLVED = (
     "nqueens8",
     "coloring8",
@@ -122,13 +129,11 @@ def evaluate(name: str, folder: Path, samples: int, puzzles: int | None, gen: in
         keys = ("valid", "exact", "any_valid", "coverage", "conflicts_sum", "conflicts_mean", "tv_uniform", "puzzles",
                 "pass@2", "pass@1", "test_pairs")  # fmt: skip
         return {**info, **{k: m[k] for k in keys if k in m}}
-    if name == "gen4":
+    if name in GENERATE:
         g = generate(run, gen)
-        held_out = {y.tobytes() for y in run.data.test.y.astype(g.boards.dtype)}
-        good = {b.tobytes() for b in g.boards[g.valid]}
-        return {**info, "valid": g.share_valid, "distinct_valid": g.distinct_valid,
-                "unique_share": g.distinct_valid / max(1, gen), "held_out_seen": len(good & held_out),
-                "held_out": len(held_out), "samples": gen}  # fmt: skip
+        report = generation_report(g.boards, g.valid, run.data.train.y, run.data.test.y)
+        return {**info, **report, "unique_share": report["distinct_valid"] / max(1, gen),
+                "held_out_seen": report["held_out_generated"]}  # fmt: skip
     # sudoku6: exact accuracy against depth and width (unique solutions: valid == exact)
     task, test, cfg = run.data.task, run.data.test, run.config
     x, y = test.x[:puzzles], test.y[:puzzles]
@@ -176,9 +181,11 @@ def table(results: dict) -> str:
                 )
             if name.startswith("coloring"):
                 res += f", conflicts {_ms(get('conflicts_sum'), '{:.0f}')} over {runs[0]['puzzles']} graphs"
-        elif name == "gen4":
-            res = (f"valid {_ms([100 * v for v in get('valid')], '{:.1f}')}%, grids seen {_ms(get('distinct_valid'), '{:.0f}')}/288, "
-                   f"held-out seen {_ms(get('held_out_seen'), '{:.0f}')}/{runs[0]['held_out']} in {runs[0]['samples']} samples")  # fmt: skip
+        elif name in GENERATE:
+            res = (f"valid {_ms([100 * v for v in get('valid')], '{:.1f}')}%, distinct valid "
+                   f"{_ms(get('distinct_valid'), '{:.0f}')}{'/288' if name == 'gen4' else ''}, copies of training grids "
+                   f"{_ms([100 * v for v in get('copies')], '{:.1f}')}% of valid, held-out seen "
+                   f"{_ms(get('held_out_seen'), '{:.0f}')}/{runs[0]['held_out']} in {runs[0]['samples']} samples")  # fmt: skip
         else:
             depth = " / ".join(f"{100 * statistics.fmean(v):.1f}" for v in zip(*get("exact_by_depth"), strict=True))
             width = " / ".join(
@@ -203,7 +210,7 @@ def main(argv=None) -> int:
     budget.add_argument("--steps", type=int, help="training batches per model instead (smoke runs)")
     p.add_argument("--samples", type=int, default=20, help="prior samples per puzzle")
     p.add_argument("--puzzles", type=int, help="at most this many held-out puzzles (default all)")
-    p.add_argument("--gen", type=int, default=5000, help="samples for gen4")
+    p.add_argument("--gen", type=int, default=5000, help="samples for the generation tasks (gen4, gen6, gen9)")
     p.add_argument("--set", action="append", default=[], help="config override for every run, e.g. net.dim=128")
     p.add_argument("--out", type=Path, default=Path("runs/quality"))
     p.add_argument("--json")

@@ -2,13 +2,14 @@
 steps, up to --max-depth) and against width (a majority vote over N prior samples), side by side.
 
     .venv/bin/python benchmarks/width_depth.py RUN [RUN ...] [--samples 20] [--puzzles 100]
-        [--max-depth 8] [--out curves.png] [--json out.json]
+        [--max-depth 8] [--vote-depth D] [--out curves.png] [--json out.json]
 
 For each run folder: `--samples` prior trajectories of each of the first `--puzzles` held-out
 inputs, run to `--max-depth` steps (seed stream "evaluate", gram_ppl/seeds.py). Depth curve: the
 share of single samples that are valid after each step (on unique-solution puzzles, valid =
 exact). Width curve: the share of inputs whose voted board (the most frequent of the first N
-samples at the training depth) is valid, for N = 1, 2, 4, 8, 16, 20. Prints a markdown table;
+samples after `--vote-depth` steps, default the training depth) is valid, for N = 1, 2, 4, 8, 16,
+20. Prints a markdown table;
 `--out` draws both curves (`make demo` shows them for its 4x4 Sudoku runs).
 """
 
@@ -30,13 +31,16 @@ from gram_ppl.seeds import seed_for  # noqa: E402
 WIDTHS = (1, 2, 4, 8, 16, 20)
 
 
-def curves(folder: str, samples: int, puzzles: int, max_depth: int) -> dict:
+def curves(folder: str, samples: int, puzzles: int, max_depth: int, vote_depth: int | None = None) -> dict:
     run = load_run(folder)
     cfg, task, test = run.config, run.data.task, run.data.test
+    vote_depth = cfg.fit.n_sup if vote_depth is None else vote_depth
+    if not 1 <= vote_depth <= max_depth:
+        raise SystemExit(f"--vote-depth must be between 1 and --max-depth ({max_depth}), got {vote_depth}")
     x = test.x[:puzzles]
     r = rollout(run.mod, run.net, cfg, x, samples, max_depth, seed=seed_for(cfg, "evaluate"))
     depth = [float(task.is_valid(x[None], b).mean()) for b in r.per_step]  # (S,) single-sample validity
-    at = r.per_step[min(cfg.fit.n_sup, len(r.per_step)) - 1]  # (N, B, L_y) at the training depth
+    at = r.per_step[vote_depth - 1]  # (N, B, L_y) after vote_depth steps
     width = {}
     for n in (w for w in WIDTHS if w <= samples):
         voted = select(task, at[:n], np.zeros((n, len(x))), "vote")  # (B, L_y)
@@ -45,6 +49,7 @@ def curves(folder: str, samples: int, puzzles: int, max_depth: int) -> dict:
     return {
         "run": name,
         "train_depth": cfg.fit.n_sup,
+        "vote_depth": vote_depth,
         "puzzles": len(x),
         "valid_by_depth": depth,
         "vote_by_width": width,
@@ -54,7 +59,9 @@ def curves(folder: str, samples: int, puzzles: int, max_depth: int) -> dict:
 def table(rows: list[dict]) -> str:
     widths = sorted({n for r in rows for n in r["vote_by_width"]})
     depth = max(len(r["valid_by_depth"]) for r in rows)
-    head = ["run", *[f"depth {d + 1}" for d in range(depth)], *[f"vote@{n}" for n in widths]]
+    votes = {r["vote_depth"] for r in rows}
+    at = f" (depth {votes.pop()})" if len(votes) == 1 else ""
+    head = ["run", *[f"depth {d + 1}" for d in range(depth)], *[f"vote@{n}{at}" for n in widths]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [f"{v:.1%}" for v in r["valid_by_depth"]] + [f"{r['vote_by_width'][n]:.1%}" for n in widths]
@@ -77,7 +84,9 @@ def figure(rows: list[dict], out: str) -> None:
     train = rows[0]["train_depth"]
     a.axvline(train, color="0.6", ls="--", lw=1, label=f"training depth {train}")
     a.set(xlabel="supervision steps (depth)", ylabel="valid, one sample (%)", title="depth", ylim=(0, 101))
-    b.set(xlabel="samples voted on (width)", ylabel="inputs solved by the vote (%)", title="width", ylim=(0, 101))
+    votes = sorted({r["vote_depth"] for r in rows})
+    title = f"width (vote after {', '.join(map(str, votes))} steps)"
+    b.set(xlabel="samples voted on (width)", ylabel="inputs solved by the vote (%)", title=title, ylim=(0, 101))
     b.set_xscale("log", base=2)
     ticks = sorted({k for r in rows for k in r["vote_by_width"]})
     b.set_xticks(ticks, [str(k) for k in ticks])
@@ -95,10 +104,11 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=20)
     ap.add_argument("--puzzles", type=int, default=100)
     ap.add_argument("--max-depth", type=int, default=8)
+    ap.add_argument("--vote-depth", type=int, help="steps before the vote (default: the training depth)")
     ap.add_argument("--out", help="a PNG of both curves")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
-    rows = [curves(r, args.samples, args.puzzles, args.max_depth) for r in args.runs]
+    rows = [curves(r, args.samples, args.puzzles, args.max_depth, args.vote_depth) for r in args.runs]
     print(table(rows))
     if args.out:
         figure(rows, args.out)

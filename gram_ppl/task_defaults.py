@@ -28,7 +28,7 @@ SPLIT_RULES = ("input", "orbit")  # how test inputs are held out
 
 # Defaults that depend on the task and size: (num_train, num_test) per task/mode and size.
 DEFAULT_COUNTS = {
-    ("sudoku", "generate"): {4: (230, 58), 6: (1000, 200), 9: (1000, 200)},
+    ("sudoku", "generate"): {4: (230, 58), 6: (10000, 1000), 9: (10000, 1000)},  # 9x9: 27 s to build
     ("sudoku", "unique"): {4: (200, 50), 6: (800, 200), 9: (100, 20)},
     ("sudoku", "multi"): {4: (400, 100), 6: (800, 200), 9: (80, 20)},
     ("coloring", None): {8: (7002, 255), 10: (13465, 192)},  # the paper's sizes

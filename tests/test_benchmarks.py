@@ -143,6 +143,15 @@ def test_width_depth_curves(tmp_path):
     assert "vote@4" in out and "depth 3" in out and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     assert len(rows[0]["valid_by_depth"]) == 3 and set(rows[0]["vote_by_width"]) == {"1", "2", "4"}
     assert all(0 <= v <= 1 for v in rows[0]["valid_by_depth"])
+    assert rows[0]["vote_depth"] == 2  # the tiny run's training depth
+    out = run("width_depth.py", str(tmp_path / "a"), "--samples", "1", "--puzzles", "3", "--max-depth", "3",
+              "--vote-depth", "3", "--json", str(tmp_path / "v.json"))  # fmt: skip
+    rows = json.loads((tmp_path / "v.json").read_text())
+    assert "vote@1 (depth 3)" in out and rows[0]["vote_depth"] == 3
+    assert rows[0]["vote_by_width"]["1"] == rows[0]["valid_by_depth"][2]  # one sample: its own validity at depth 3
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "width_depth.py"), str(tmp_path / "a"),
+                          "--max-depth", "3", "--vote-depth", "4"], capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode != 0 and "--vote-depth must be between 1 and --max-depth (3)" in bad.stderr
 
 
 def test_digits_vae_baseline(tmp_path):
