@@ -168,7 +168,7 @@ SCALE_MODES = ("network", "learned", "fixed")
 MIXERS = ("attention", "mlp")
 POSITIONS = ("1d", "2d")
 POSTERIOR_INPUTS = ("concat", "add", "pooled")
-PRIOR_PATH_TARGETS = ("y", "nearest")
+PRIOR_PATH_TARGETS = ("y", "nearest", "batch")
 VARIANTS = ("gram", "deterministic", "noise_only", "mean_only")
 OBJECTIVES = ("surrogate", "elbo")
 GUIDE_TRANSITIONS = ("all", "last")
@@ -301,6 +301,9 @@ class FitConfig:
     # prior_path_target "nearest" scores each rollout against the input's exact solution that is
     # most likely under that rollout (the nearest in log-likelihood) instead of the training pair's
     # y: no rollout is pulled away from a valid solution just because the pair holds another.
+    # "batch" scores it against the nearest of the batch's targets for the same input: for
+    # generation (every input blank, solution sets too large to list) the nearest training grid of
+    # the batch, so prior samples learn to be repaired into some valid grid, not a given one.
     prior_path_weight: float = 0.0
     prior_path_samples: int = 4
     prior_path_puzzles: int = 16

@@ -75,7 +75,12 @@ class _PriorPath:
         self.trainer, self.K, self.P = trainer, K, P
         self.x, self.y = x[:P].repeat(K, 1), y[:P].repeat(K, 1)  # (K*P, L_x), (K*P, L_y): k-major
         self.carry = None
-        self.targets = self._solutions(x[:P]) if fit.prior_path_target == "nearest" else None  # (P, M, L_y)
+        self.targets, self.same_input = None, None
+        if fit.prior_path_target == "nearest":
+            self.targets = self._solutions(x[:P])  # (P, M, L_y)
+        elif fit.prior_path_target == "batch":  # the batch's targets, those of the same input only
+            self.targets = y[None].expand(P, -1, -1)  # (P, B, L_y)
+            self.same_input = (x[:P, None] == x[None]).all(-1)  # (P, B): True at least at b = p
 
     def _solutions(self, x: torch.Tensor) -> torch.Tensor:
         """Every exact solution of each input (at most MAX_SOLUTIONS, cached per input), padded to
@@ -94,14 +99,17 @@ class _PriorPath:
         return torch.as_tensor(padded.astype(np.int64), device=x.device)
 
     def _log_p(self, site) -> torch.Tensor:
-        """log p(target | τ_k, x) per rollout, (K, P): the pair's y, or the most likely of the
-        input's exact solutions under that rollout (the nearest in log-likelihood)."""
+        """log p(target | τ_k, x) per rollout, (K, P): the pair's y, or the most likely under that
+        rollout (the nearest in log-likelihood) of the input's exact solutions ("nearest") or of
+        the batch's targets for the same input ("batch")."""
         if self.targets is None:
             return site["fn"].log_prob(self.y).view(self.K, self.P)
         logits = site["fn"].base_dist.logits  # (K*P, L_y, V)
         logp = logits.log_softmax(-1).view(self.K, self.P, *logits.shape[1:])  # (K, P, L_y, V)
         onehot = F.one_hot(self.targets, logits.shape[-1]).to(logp.dtype)  # (P, M, L_y, V)
         per_solution = torch.einsum("kplv,pmlv->kpm", logp, onehot)  # (K, P, M)
+        if self.same_input is not None:
+            per_solution = per_solution.masked_fill(~self.same_input, float("-inf"))  # (K, P, M)
         return per_solution.max(-1).values  # (K, P): the best of the M solutions
 
     def step(self, steps: range) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 from tiny import tiny_config
 
 from gram_ppl import build_dataset
-from gram_ppl.config import ConfigError, FitConfig
+from gram_ppl.config import ConfigError, FitConfig, TaskConfig
 from gram_ppl.inference.objective import kl_ceiling
 from gram_ppl.models import gram_pyro
 from gram_ppl.networks.torch_nets import build_net
@@ -268,6 +268,44 @@ def test_nearest_target_scores_each_rollout_against_its_best_exact_solution():
         _PriorPath(Trainer(gram_pyro, trainer.net, cfg), x, y)
     with pytest.raises(ConfigError, match="prior_path_target"):
         FitConfig(prior_path_target="closest")
+
+
+def test_batch_target_takes_the_nearest_target_of_the_same_input():
+    """prior_path_target="batch": for generation (every input blank) each rollout is scored against
+    the most likely grid of the batch, never worse than its own pair's; where every input of the
+    batch differs, it is exactly the "y" term."""
+    from gram_ppl.inference.svi_pyro import Trainer, _PriorPath
+
+    def term(cfg, target, x, y, seed=1):
+        fit = dataclasses.replace(cfg.fit, prior_path_target=target)
+        torch.manual_seed(seed)
+        return _PriorPath(Trainer(gram_pyro, net, dataclasses.replace(cfg, fit=fit)), x, y).step(range(1))
+
+    base = tiny_config(prior_path_weight=1.0, prior_path_samples=3, prior_path_puzzles=8, prior_path_target="batch")
+    gen = dataclasses.replace(base, task=TaskConfig(name="sudoku", size=4, mode="generate"), priors=gram_pyro.PRIORS)
+    data, x, y, _ = _batch(gen)
+    assert (x == x[0]).all() and len({r.numpy().tobytes() for r in y}) == 8  # blank inputs, 8 grids
+    torch.manual_seed(0)
+    net = build_net(gen, data.task)
+    with torch.no_grad():
+        for p in net.decoder.parameters():  # an untrained decoder is near uniform: give it a view
+            p.normal_(0, 1.0)
+    pp = _PriorPath(Trainer(gram_pyro, net, gen), x, y)
+    assert pp.same_input.all() and pp.targets.shape == (8, 8, 16)
+    nearest, own = term(gen, "batch", x, y), term(gen, "y", x, y)
+    assert torch.isfinite(nearest) and nearest < own
+    nearest.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.prior_head.parameters())
+    solve = dataclasses.replace(base, priors=gram_pyro.PRIORS)
+    data, x, y, _ = _batch(solve, n=32)
+    net = build_net(solve, data.task)
+    pp = _PriorPath(Trainer(gram_pyro, net, solve), x, y)
+    pairs = [(i, j) for i in range(8) for j in range(32) if i != j and torch.equal(x[i], x[j])]
+    assert pairs and all(pp.same_input[i, j] for i, j in pairs)  # an input's other targets count
+    assert int(pp.same_input.sum()) == 8 + len(pairs)  # and no other input's
+    first = sorted({r.numpy().tobytes(): i for i, r in reversed(list(enumerate(x)))}.values())[:8]
+    x, y = x[first], y[first]  # 8 distinct inputs: only the pair's own target counts
+    torch.testing.assert_close(term(solve, "batch", x, y), term(solve, "y", x, y))
 
 
 def test_global_channel_puts_noise_on_the_register_tokens_only():
