@@ -43,7 +43,7 @@ DIGIT0 = 2  # token of digit 1
 
 def denoise(net, x: torch.Tensor, n_sup: int) -> torch.Tensor:
     """Logits (B, L_y, V) for every cell of the masked grids x (B, L_x): the core run n_sup times."""
-    e = net.embed(x)  # (B, L, D)
+    e = net.embed(x)  # Embedded: e (B, L, D), relation ids
     h, l = net.initial_state(x.shape[0])  # (B, L, D) each
     for _ in range(n_sup):
         h, l = net.transition(h, l, e)

@@ -69,7 +69,7 @@ def pyro_step(trainer, x, y, n):
 def torch_step(trainer, x, y):
     """The same networks and loss in plain torch: no traces, no distribution objects."""
     net, fit = trainer.net, trainer.cfg.fit
-    e_x = net.embed(x)  # (B, L, D)
+    e_x = net.embed(x)  # Embedded: e (B, L, D), relation ids
     h, l = net.initial_state(x.shape[0])
     u, l = net.transition(h, l, e_x)
     q_loc, q_scale = net.posterior(u, y)

@@ -40,7 +40,7 @@ def trajectory_loss(
     observe = "every" if fit.objective == "surrogate" else "last"
     kw = dict(cfg=cfg, priors=priors, steps=steps, truncate=truncate, observe=observe)
     f = functools.partial(net.apply, {"params": params})
-    e_x = f(x, method="embed")  # (B, L, D)
+    e_x = f(x, method="embed")  # Embedded: e (B, L, D), relation ids
     carry = carry if carry is not None else f(x.shape[0], method="initial_state")  # (h, l): (B, L, D) each
 
     def step(state, n):

@@ -34,7 +34,7 @@ class EmbedOnce:
     def __init__(self, net, x: torch.Tensor):
         self._net, self._x = net, x
         with torch.no_grad():
-            self._e = net.embed(x)  # (B, L, D)
+            self._e = net.embed(x)  # Embedded: e (B, L, D), relation ids
 
     def __getattr__(self, name):
         return getattr(self._net, name)

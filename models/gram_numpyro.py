@@ -55,7 +55,7 @@ def model(x, y=None, *, net, cfg, priors=PRIORS, carry=None, steps=None, truncat
     at all (observe="none": prior rollouts)."""
     steps = range(cfg.fit.n_sup) if steps is None else steps
     f = _register(net)
-    e_x = f(x, method="embed")  # (B, L, D)
+    e_x = f(x, method="embed")  # e (B, L, D), relation ids
     carry = carry if carry is not None else f(x.shape[0], method="initial_state")  # (h, l): (B, L, D) each
     kw = dict(cfg=cfg, priors=priors, steps=steps, truncate=truncate, observe=observe)
     (h, l), _ = scan(functools.partial(model_step, f, e_x, y, **kw), carry, jnp.arange(steps.start, steps.stop))
@@ -66,7 +66,7 @@ def model_step(f, e_x, y, state, n, *, cfg, priors, steps, truncate, observe):
     """One supervision step n of the model from state = (h, l): T transitions, each followed by
     the noise ε_t ~ p_θ(ε_t | u_t), then y ~ p_θ(y | h). Returns ((h, l), None)."""
     variant, (h, l) = cfg.fit.variant, state
-    with numpyro.plate("puzzles", e_x.shape[0]):
+    with numpyro.plate("puzzles", h.shape[0]):
         for t in range(cfg.fit.T):
             cut = truncate and t < cfg.fit.T - 1
             u, l = _cut(f(h, l, e_x, method="transition"), cut)  # (B, L, D) each
@@ -89,7 +89,7 @@ def guide(x, y, *, net, cfg, priors=PRIORS, carry=None, steps=None, truncate=Tru
         return
     steps = range(cfg.fit.n_sup) if steps is None else steps
     f = _register(net)
-    e_x = f(x, method="embed")  # (B, L, D)
+    e_x = f(x, method="embed")  # e (B, L, D), relation ids
     carry = carry if carry is not None else f(x.shape[0], method="initial_state")
     kw = dict(cfg=cfg, priors=priors, steps=steps, truncate=truncate, observe=observe)
     scan(functools.partial(guide_step, f, e_x, y, **kw), carry, jnp.arange(steps.start, steps.stop))
@@ -100,7 +100,7 @@ def guide_step(f, e_x, y, state, n, *, cfg, priors, steps, truncate, observe):
     variant, (h, l) = cfg.fit.variant, state
     if variant == "deterministic":
         return (h, l), None
-    with numpyro.plate("puzzles", e_x.shape[0]):
+    with numpyro.plate("puzzles", h.shape[0]):
         for t in range(cfg.fit.T):
             cut = truncate and t < cfg.fit.T - 1
             u, l = _cut(f(h, l, e_x, method="transition"), cut)  # (B, L, D) each

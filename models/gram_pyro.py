@@ -39,7 +39,9 @@ Where this departs from the paper or decides what it leaves open (gram-paper-not
 - The core's attention may carry a relation bias (`NetConfig.relation_bias`; on for Sudoku): a
   learned scalar per head for each relation between two positions (same row / column / box...,
   `Task.relations`), added to the attention logits, so the core is told which cells constrain
-  each other (gram_ppl/networks/torch_nets.Attention).
+  each other (gram_ppl/networks/torch_nets.Attention). Where the constraints depend on the
+  input (colouring's vertex tokens: which vertices are adjacent), e_x carries the input's own
+  relation ids (`Task.input_relations`).
 - A low-dimensional global channel (`NetConfig.noise_tokens = P`, `posterior_input="pooled"`):
   the noise falls on P prefix (register) tokens only and q_φ reads all of y through one
   projection, so what the guide can say about y is P·D numbers, not one per cell.
@@ -89,9 +91,9 @@ def model(x, y=None, *, net, cfg, priors=PRIORS, carry=None, steps=None, truncat
     """
     variant, T = cfg.fit.variant, cfg.fit.T
     steps = range(cfg.fit.n_sup) if steps is None else steps
-    e_x = net.embed(x)  # (B, L, D)
-    h, l = carry if carry is not None else net.initial_state(e_x.shape[0])  # (B, L, D) each
-    with pyro.plate("puzzles", e_x.shape[0]):
+    e_x = net.embed(x)  # e (B, L, D), relation ids
+    h, l = carry if carry is not None else net.initial_state(x.shape[0])  # (B, L, D) each
+    with pyro.plate("puzzles", x.shape[0]):
         for n in steps:
             for t in pyro.markov(range(T)):
                 with torch.set_grad_enabled(torch.is_grad_enabled() and not (truncate and t < T - 1)):
@@ -114,9 +116,9 @@ def guide(x, y, *, net, cfg, priors=PRIORS, carry=None, steps=None, truncate=Tru
     steps = range(cfg.fit.n_sup) if steps is None else steps
     if variant == "deterministic":
         return
-    e_x = net.embed(x)  # (B, L, D)
-    h, l = carry if carry is not None else net.initial_state(e_x.shape[0])  # (B, L, D) each
-    with pyro.plate("puzzles", e_x.shape[0]):
+    e_x = net.embed(x)  # e (B, L, D), relation ids
+    h, l = carry if carry is not None else net.initial_state(x.shape[0])  # (B, L, D) each
+    with pyro.plate("puzzles", x.shape[0]):
         for n in steps:
             for t in pyro.markov(range(T)):
                 with torch.set_grad_enabled(torch.is_grad_enabled() and not (truncate and t < T - 1)):

@@ -174,15 +174,15 @@ def test_the_puzzle_embedding_fills_the_prefix_in_both_backends(data):
     with torch.no_grad():
         net.tok_id.weight.normal_()
     x = torch.as_tensor(data.test.x[:2].astype(np.int64))
-    e = net.embed(x)
+    e = net.embed(x).e
     assert e.shape == (2, 2 + 36, 16)
     same_canvas = torch.cat([x[1:, :1], x[:1, 1:]], 1)  # puzzle 2's identifier on puzzle 1's canvas
-    e2 = net.embed(same_canvas)
+    e2 = net.embed(same_canvas).e
     assert torch.equal(e2[:, 1:], e[:1, 1:]) and not torch.equal(e2[:, :1], e[:1, :1])
     assert torch.equal(e[:, 0], net.tok_id(x[:, 0]) * 4.0) and (e[:, 1] == 0).all()  # sqrt(D) = 4; TRM pads with 0
     fnet = flax_nets.build_net(cfg, task)
     params = convert.torch_to_flax({k: v.detach().numpy() for k, v in net.state_dict().items()}, False)
-    fe = fnet.apply({"params": params}, np.asarray(x), method=fnet.embed)
+    fe = fnet.apply({"params": params}, np.asarray(x), method=fnet.embed).e
     np.testing.assert_allclose(np.asarray(fe), e.detach().numpy(), atol=1e-5)
 
 

@@ -26,6 +26,8 @@ VARIANTS = [
     {"task": ("sudoku", 4)},  # the relation bias on by the task's default
     {"task": ("coloring", 6), "net": {"relation_bias": True, "prefix_tokens": 2, "share_core": True}},
     {"net": {"relation_bias": True}},  # N-Queens cells: row, column, diagonals
+    {"task": ("coloring_rows", 6), "net": {"relation_bias": True}},  # relation ids that depend on the input
+    {"task": ("coloring_rows", 5), "net": {"relation_bias": True, "prefix_tokens": 2}},
 ]
 
 
@@ -85,7 +87,11 @@ def test_forward_pass_agrees_within_float32_rounding(change):
     fe = apply(fnet.embed, jnp.asarray(x))
     fh, fl = apply(fnet.initial_state, 3)
     fu, fl1 = apply(fnet.transition, fh, fl, fe)
-    got = [fe, fu, fl1, *apply(fnet.prior, fu), *apply(fnet.posterior, fu, jnp.asarray(y)), apply(fnet.decode, fu)]
+    assert (fe.rel is None) is (e.rel is None)  # relation ids travel with the input where they depend on it
+    if e.rel is not None:
+        np.testing.assert_array_equal(np.asarray(fe.rel), e.rel.numpy())
+    expected[0] = e.e
+    got = [fe.e, fu, fl1, *apply(fnet.prior, fu), *apply(fnet.posterior, fu, jnp.asarray(y)), apply(fnet.decode, fu)]
     got += [apply(fnet.halt, fu), apply(fnet.value, fu)]
     for name, a, b in zip(["e_x", "u", "l", "prior loc", "prior scale", "post loc", "post scale", "logits", "halt", "value"], expected, got, strict=True):  # fmt: skip
         np.testing.assert_allclose(np.asarray(b), a.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)

@@ -117,3 +117,34 @@ def test_config_defaults_and_old_runs():
 def test_augmentation_follows_the_split_unless_set(task, fit, split, augmented):
     cfg = GramConfig(task=task, fit=fit)
     assert task.resolved().split == split and augments(cfg) is augmented
+
+
+def test_vertex_token_relations_come_from_the_input_graph():
+    """coloring_rows: ids per input (1 itself, 2 adjacent, 0 otherwise) in numpy, torch and jax
+    alike; with the bias the network reads adjacency through them, and the prefix keeps its id."""
+    import jax.numpy as jnp
+
+    task = get_task("coloring_rows", 5)
+    rng = np.random.default_rng(0)
+    adj = np.triu(rng.random((3, 5, 5)) < 0.5, 1)
+    adj = adj | adj.transpose(0, 2, 1)  # (B, n, n) symmetric, no self-loops
+    x = 1 + adj.astype(np.int64) @ (1 << np.arange(5))  # (B, n): 1 + neighbour mask
+    expected = np.where(np.eye(5, dtype=bool), 1, np.where(adj, 2, 0))  # (B, n, n)
+    np.testing.assert_array_equal(task.input_relations(x, np), expected)
+    np.testing.assert_array_equal(task.input_relations(torch.as_tensor(x), torch).numpy(), expected)
+    np.testing.assert_array_equal(np.asarray(task.input_relations(jnp.asarray(x), jnp)), expected)
+    assert task.num_relations() == 3 and relation_ids(task, 2).max() == 3  # prefix pairs: id 3
+
+    cfg = tiny_config()
+    cfg = dataclasses.replace(cfg, priors=PRIORS, net=dataclasses.replace(cfg.net, relation_bias=True, prefix_tokens=1))
+    torch.manual_seed(0)
+    net = build_net(cfg, task)
+    xt = torch.as_tensor(x)
+    e = net.embed(xt)
+    assert e.rel.shape == (3, 6, 6) and (e.rel[:, 0] == 3).all() and (e.rel[:, 1:, 1:].numpy() == expected).all()
+    with torch.no_grad():
+        before = _transition(net, xt)
+        net.f_L.blocks[0].mix.rel[2, 0] = 5.0  # the "adjacent" id, head 0: the output moves
+        assert (_transition(net, xt) - before).abs().max() > 1e-3
+    plain = dataclasses.replace(cfg, net=dataclasses.replace(cfg.net, relation_bias=False))
+    assert build_net(plain, task).embed(xt).rel is None  # no bias: no ids carried

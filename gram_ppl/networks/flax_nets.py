@@ -12,6 +12,7 @@ a constant, like the torch buffer.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -19,7 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from gram_ppl.config import GramConfig, NetConfig, PriorConfig
-from gram_ppl.tasks.base import relation_ids, uses_relation_bias
+from gram_ppl.networks import Embedded
+from gram_ppl.tasks.base import relation_count, relation_ids, uses_relation_bias
 
 EPS = float(np.finfo(np.float32).eps)  # torch.nn.functional.rms_norm's default eps in float32
 
@@ -45,26 +47,28 @@ class SwiGLU(nn.Module):
 
 class Attention(nn.Module):
     """Bidirectional multi-head self-attention over the L positions, with the relation bias when
-    `relations` (L rows of L ids) is given (see torch_nets.Attention)."""
+    `relations` (L rows of L ids, `num_ids` kinds) is given; ids `rel` (B, L, L) given with the
+    input replace them (see torch_nets.Attention)."""
 
     dim: int
     heads: int
     relations: tuple | None = None
+    num_ids: int = 0
 
     def setup(self):
         self.qkv = nn.Dense(3 * self.dim, use_bias=False)
         self.out = nn.Dense(self.dim, use_bias=False)
         if self.relations is not None:
-            n = max(max(row) for row in self.relations) + 1
-            self.rel = self.param("rel", nn.initializers.zeros, (n, self.heads))  # (R, H)
+            self.rel = self.param("rel", nn.initializers.zeros, (self.num_ids, self.heads))  # (R, H)
 
-    def __call__(self, x):
+    def __call__(self, x, rel=None):
         B, L, D = x.shape
         H = self.heads
         q, k, v = self.qkv(x).reshape(B, L, 3, H, D // H).transpose(2, 0, 3, 1, 4)  # (B, H, L, D/H) each
         logits = q @ k.swapaxes(-1, -2) / math.sqrt(D // H)  # (B, H, L, L)
         if self.relations is not None:
-            logits = logits + self.rel[np.asarray(self.relations)].transpose(2, 0, 1)  # + (H, L, L)
+            ids = np.asarray(self.relations) if rel is None else rel  # (L, L) or (B, L, L)
+            logits = logits + jnp.moveaxis(self.rel[ids], -1, -3)  # + (H, L, L) or (B, H, L, L)
         att = jax.nn.softmax(logits, axis=-1)  # (B, H, L, L)
         return self.out((att @ v).transpose(0, 2, 1, 3).reshape(B, L, D))  # (B, L, D)
 
@@ -88,15 +92,19 @@ class Block(nn.Module):
     cfg: NetConfig
     length: int
     relations: tuple | None = None
+    num_ids: int = 0
 
     def setup(self):
         c = self.cfg
-        attention = c.mixer == "attention"
-        self.mix = Attention(c.dim, c.heads, self.relations) if attention else TokenMLP(self.length, c.expansion)
+        if c.mixer == "attention":
+            self.mix = Attention(c.dim, c.heads, self.relations, self.num_ids)
+        else:
+            self.mix = TokenMLP(self.length, c.expansion)
         self.mlp = SwiGLU(int(c.expansion * c.dim), c.dim)
 
-    def __call__(self, x):
-        x = rms_norm(x + self.mix(x))  # (B, L, D)
+    def __call__(self, x, rel=None):
+        mixed = self.mix(x, rel) if self.cfg.mixer == "attention" else self.mix(x)  # (B, L, D)
+        x = rms_norm(x + mixed)  # (B, L, D)
         return rms_norm(x + self.mlp(x))  # (B, L, D)
 
 
@@ -106,14 +114,15 @@ class Reasoner(nn.Module):
     cfg: NetConfig
     length: int
     relations: tuple | None = None
+    num_ids: int = 0
 
     def setup(self):
-        self.blocks = [Block(self.cfg, self.length, self.relations) for _ in range(self.cfg.layers)]
+        self.blocks = [Block(self.cfg, self.length, self.relations, self.num_ids) for _ in range(self.cfg.layers)]
 
-    def __call__(self, state, injection):
+    def __call__(self, state, injection, rel=None):
         x = state + injection  # (B, L, D)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, rel)
         return x
 
 
@@ -160,6 +169,9 @@ class GramNet(nn.Module):
     positions: tuple  # one tuple of position ids per position feature (task.position_features())
     num_ids: int = 0  # > 0: x[:, 0] is a puzzle identifier (ARC), embedded into the prefix tokens
     relations: tuple | None = None  # (L, L) relation ids (tasks/base.relation_ids) when the bias is on
+    num_relations: int = 0  # how many relation ids (tasks/base.relation_count)
+    input_relations: Callable | None = None  # x, xp -> (B, L_seq, L_seq) ids: Task.input_relations, if any
+    prefix_id: int = 0  # the relation id of pairs with a prefix token
 
     def setup(self):
         net, D = self.cfg, self.cfg.dim
@@ -168,8 +180,8 @@ class GramNet(nn.Module):
         if self.num_ids:  # the puzzle embedding: one D-vector per identifier (zero at the start, as in torch)
             self.tok_id = nn.Embed(self.num_ids, D, embedding_init=nn.initializers.zeros)
         self.pos = [nn.Embed(int(max(f)) + 1, D) for f in self.positions]
-        self.f_L = Reasoner(net, length, self.relations)
-        self.f_H = self.f_L if net.share_core else Reasoner(net, length, self.relations)
+        self.f_L = Reasoner(net, length, self.relations, self.num_relations)
+        self.f_H = self.f_L if net.share_core else Reasoner(net, length, self.relations, self.num_relations)
         hidden = net.guidance_hidden or D
         self.prior_head = Guidance(D, hidden, self.priors, self.priors.scale_mode, self.zero_mean)
         self.tok_y = nn.Embed(self.y_vocab, net.posterior_bottleneck or D)
@@ -195,23 +207,28 @@ class GramNet(nn.Module):
         return jnp.broadcast_to(h0, (batch, *h0.shape)), jnp.broadcast_to(l0, (batch, *l0.shape))
 
     def embed(self, x):
-        B, D = x.shape[0], self.cfg.dim
+        """Embedded: the input's embedding (B, L, D), with its relation ids (B, L, L) where they depend on it."""
+        B, D, P = x.shape[0], self.cfg.dim, self.cfg.prefix_tokens
         ident, x = (x[:, 0], x[:, 1:]) if self.num_ids else (None, x)  # (B,), (B, L_x - 1)
         pad = len(self.positions[0]) - x.shape[1]
         if pad:
             x = jnp.concatenate([x, jnp.zeros((B, pad), x.dtype)], axis=1)  # (B, L_seq)
+        rel = None
+        if self.input_relations is not None:
+            rel = self.input_relations(x, jnp)  # (B, L_seq, L_seq)
+            rel = jnp.pad(rel, ((0, 0), (P, 0), (P, 0)), constant_values=self.prefix_id)  # (B, L, L)
         e = self.tok_x(x) * math.sqrt(D)  # (B, L_seq, D)
         for emb, ids in zip(self.pos, self.positions, strict=True):
             e = e + emb(jnp.asarray(ids))
         if ident is None:
-            return jnp.pad(e, ((0, 0), (self.cfg.prefix_tokens, 0), (0, 0)))  # (B, L, D)
+            return Embedded(jnp.pad(e, ((0, 0), (P, 0), (0, 0))), rel)  # (B, L, D)
         puzzle = self.tok_id(ident)[:, None] * math.sqrt(D)  # (B, 1, D): prefix token 0
-        return jnp.concatenate([puzzle, jnp.pad(e, ((0, 0), (self.cfg.prefix_tokens - 1, 0), (0, 0)))], axis=1)
+        return Embedded(jnp.concatenate([puzzle, jnp.pad(e, ((0, 0), (P - 1, 0), (0, 0)))], axis=1), rel)
 
     def transition(self, h, l, e_x):
         for _ in range(self.K):
-            l = self.f_L(l, h + e_x)  # (B, L, D)
-        return self.f_H(h, l), l  # u_t, l_t
+            l = self.f_L(l, h + e_x.e, e_x.rel)  # (B, L, D)
+        return self.f_H(h, l, e_x.rel), l  # u_t, l_t
 
     def prior(self, u):
         return self.prior_head(u)
@@ -240,11 +257,14 @@ def build_net(cfg: GramConfig, task) -> GramNet:
     positions = tuple(tuple(int(v) for v in f) for f in feats)
     zero_mean = cfg.fit.variant == "noise_only"
     task.check_net(cfg.net)
-    rel = None
+    rel, num_ids, input_relations = None, 0, None
     if uses_relation_bias(cfg.net, task):
         rel = tuple(tuple(int(v) for v in row) for row in relation_ids(task, cfg.net.prefix_tokens))  # (L, L)
+        num_ids = relation_count(task, cfg.net.prefix_tokens)
+        input_relations = task.input_relations if task.input_dependent_relations else None
     return GramNet(cfg.net, cfg.priors, cfg.fit.K, zero_mean, task.x_vocab, task.y_vocab, task.x_len, task.y_len,
-                   positions, task.num_ids if task.id_tokens else 0, rel)  # fmt: skip
+                   positions, task.num_ids if task.id_tokens else 0, rel, num_ids, input_relations,
+                   task.num_relations())  # fmt: skip
 
 
 def init_params(net: GramNet, seed: int) -> dict:

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from gram_ppl.config import GramConfig, NetConfig, PriorConfig
-from gram_ppl.tasks.base import relation_ids, uses_relation_bias
+from gram_ppl.networks import Embedded
+from gram_ppl.tasks.base import relation_count, relation_ids, uses_relation_bias
 
 
 class SwiGLU(nn.Module):
@@ -34,23 +35,27 @@ class SwiGLU(nn.Module):
 
 class Attention(nn.Module):
     """Bidirectional multi-head self-attention over the L positions. With `relations` (L, L) ids
-    (tasks/base.relation_ids), a learned scalar per head and relation id, zero at the start, is
-    added to each pair's attention logit: the relation bias."""
+    (tasks/base.relation_ids) of `num_ids` kinds, a learned scalar per head and relation id, zero
+    at the start, is added to each pair's attention logit: the relation bias. Ids `rel` (B, L, L)
+    given with the input (an input-dependent task's) replace the fixed ones."""
 
-    def __init__(self, dim: int, heads: int, relations: np.ndarray | None = None):
+    def __init__(self, dim: int, heads: int, relations: np.ndarray | None = None, num_ids: int = 0):
         super().__init__()
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.out = nn.Linear(dim, dim, bias=False)
         self.rel = None
         if relations is not None:
-            self.rel = nn.Parameter(torch.zeros(int(relations.max()) + 1, heads))  # (R, H)
+            self.rel = nn.Parameter(torch.zeros(num_ids, heads))  # (R, H)
             self.register_buffer("rel_ids", torch.as_tensor(relations, dtype=torch.long), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rel: torch.Tensor | None = None) -> torch.Tensor:
         B, L, D = x.shape
         q, k, v = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # (B, H, L, D/H)
-        bias = None if self.rel is None else self.rel[self.rel_ids].permute(2, 0, 1)  # (H, L, L)
+        bias = None
+        if self.rel is not None:
+            ids = self.rel_ids if rel is None else rel  # (L, L) or (B, L, L)
+            bias = self.rel[ids].movedim(-1, -3)  # (H, L, L) or (B, H, L, L)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)  # (B, H, L, D/H)
         return self.out(y.transpose(1, 2).reshape(B, L, D))  # (B, L, D)
 
@@ -69,28 +74,32 @@ class TokenMLP(nn.Module):
 class Block(nn.Module):
     """Post-norm residual block: token mixer then SwiGLU, each followed by RMSNorm."""
 
-    def __init__(self, cfg: NetConfig, length: int, relations: np.ndarray | None = None):
+    def __init__(self, cfg: NetConfig, length: int, relations: np.ndarray | None = None, num_ids: int = 0):
         super().__init__()
-        attention = cfg.mixer == "attention"
-        self.mix = Attention(cfg.dim, cfg.heads, relations) if attention else TokenMLP(length, cfg.expansion)
+        self.attention = cfg.mixer == "attention"
+        if self.attention:
+            self.mix = Attention(cfg.dim, cfg.heads, relations, num_ids)
+        else:
+            self.mix = TokenMLP(length, cfg.expansion)
         self.mlp = SwiGLU(cfg.dim, int(cfg.expansion * cfg.dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.rms_norm(x + self.mix(x), x.shape[-1:])  # (B, L, D)
+    def forward(self, x: torch.Tensor, rel: torch.Tensor | None = None) -> torch.Tensor:
+        mixed = self.mix(x, rel) if self.attention else self.mix(x)  # (B, L, D)
+        x = F.rms_norm(x + mixed, x.shape[-1:])  # (B, L, D)
         return F.rms_norm(x + self.mlp(x), x.shape[-1:])  # (B, L, D)
 
 
 class Reasoner(nn.Module):
     """One recursive update, f(state, injection) = blocks(state + injection): f_L or f_H."""
 
-    def __init__(self, cfg: NetConfig, length: int, relations: np.ndarray | None = None):
+    def __init__(self, cfg: NetConfig, length: int, relations: np.ndarray | None = None, num_ids: int = 0):
         super().__init__()
-        self.blocks = nn.ModuleList(Block(cfg, length, relations) for _ in range(cfg.layers))
+        self.blocks = nn.ModuleList(Block(cfg, length, relations, num_ids) for _ in range(cfg.layers))
 
-    def forward(self, state: torch.Tensor, injection: torch.Tensor) -> torch.Tensor:
+    def forward(self, state: torch.Tensor, injection: torch.Tensor, rel: torch.Tensor | None = None) -> torch.Tensor:
         x = state + injection  # (B, L, D)
         for block in self.blocks:
-            x = block(x)
+            x = block(x, rel)
         return x
 
 
@@ -131,6 +140,7 @@ class GramNet(nn.Module):
     """All GRAM networks for one task: what models/gram_pyro.py calls.
 
     - embed(x): e_x = f_enc(x), token + position embeddings, prefix tokens prepended  (B, L, D)
+      (an Embedded, with the relation ids (B, L, L) of a task whose relations depend on x)
       (zero; the first holds the puzzle embedding of x[:, 0] when the task has identifiers: ARC)
     - transition(h, l, e_x): K updates l <- f_L(l, h + e_x), then u = f_H(h, l)       (B, L, D) x 2
     - prior(u): loc and scale of p_θ(ε_t | u_t) on the noised positions L_ε (all L, or the
@@ -157,9 +167,13 @@ class GramNet(nn.Module):
         self.pos = nn.ModuleList(nn.Embedding(int(f.max()) + 1, D) for f in feats)
         for i, f in enumerate(feats):
             self.register_buffer(f"pos_ids_{i}", torch.as_tensor(np.asarray(f), dtype=torch.long), persistent=False)
-        rel = relation_ids(task, net.prefix_tokens) if uses_relation_bias(net, task) else None  # (L, L)
-        self.f_L = Reasoner(net, length, rel)
-        self.f_H = self.f_L if net.share_core else Reasoner(net, length, rel)
+        biased = uses_relation_bias(net, task)
+        rel = relation_ids(task, net.prefix_tokens) if biased else None  # (L, L)
+        num_ids = relation_count(task, net.prefix_tokens) if biased else 0
+        self.input_relations = task.input_relations if biased and task.input_dependent_relations else None
+        self.prefix_id = task.num_relations()  # the id of pairs with a prefix token
+        self.f_L = Reasoner(net, length, rel, num_ids)
+        self.f_H = self.f_L if net.share_core else Reasoner(net, length, rel, num_ids)
         hidden = net.guidance_hidden or D
         self.prior_head = Guidance(D, D, hidden, priors, priors.scale_mode, zero_mean)
         y_width = net.posterior_bottleneck or D
@@ -179,23 +193,29 @@ class GramNet(nn.Module):
         h0, l0 = self.z0  # (L, D) each
         return h0.expand(batch, -1, -1), l0.expand(batch, -1, -1)  # (B, L, D) each
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
+    def embed(self, x: torch.Tensor) -> Embedded:
+        """The input's embedding (B, L, D), with its relation ids (B, L, L) where they depend on it."""
         B, D = x.shape[0], self.tok_x.embedding_dim
         ident, x = (x[:, 0], x[:, 1:]) if self.id_tokens else (None, x)  # (B,), (B, L_x - 1)
         if self.pad_x:
             x = torch.cat([x, x.new_zeros(B, self.pad_x)], dim=1)  # (B, L_seq): output slots are pad
+        rel = None
+        if self.input_relations is not None:
+            rel = self.input_relations(x, torch)  # (B, L_seq, L_seq)
+            rel = F.pad(rel, (self.prefix, 0, self.prefix, 0), value=self.prefix_id)  # (B, L, L)
         e = self.tok_x(x) * math.sqrt(D)  # (B, L_seq, D)
         for i, emb in enumerate(self.pos):
             e = e + emb(getattr(self, f"pos_ids_{i}"))  # (B, L_seq, D)
         if ident is None:
-            return F.pad(e, (0, 0, self.prefix, 0))  # (B, L, D): zero prefix tokens first
+            return Embedded(F.pad(e, (0, 0, self.prefix, 0)), rel)  # (B, L, D): zero prefix tokens first
         puzzle = self.tok_id(ident)[:, None] * math.sqrt(D)  # (B, 1, D): the puzzle embedding, prefix token 0
-        return torch.cat([puzzle, F.pad(e, (0, 0, self.prefix - 1, 0))], dim=1)  # (B, L, D): other prefix tokens 0
+        e = torch.cat([puzzle, F.pad(e, (0, 0, self.prefix - 1, 0))], dim=1)  # (B, L, D): other prefix tokens 0
+        return Embedded(e, rel)
 
-    def transition(self, h: torch.Tensor, l: torch.Tensor, e_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def transition(self, h: torch.Tensor, l: torch.Tensor, e_x: Embedded) -> tuple[torch.Tensor, torch.Tensor]:
         for _ in range(self.K):
-            l = self.f_L(l, h + e_x)  # (B, L, D)
-        return self.f_H(h, l), l  # u_t, l_t: (B, L, D) each
+            l = self.f_L(l, h + e_x.e, e_x.rel)  # (B, L, D)
+        return self.f_H(h, l, e_x.rel), l  # u_t, l_t: (B, L, D) each
 
     def noised(self, u: torch.Tensor) -> torch.Tensor:
         return u[:, : self.noise_tokens] if self.noise_tokens else u  # (B, L_ε, D): the positions that get noise

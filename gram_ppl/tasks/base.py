@@ -183,12 +183,27 @@ class Task(abc.ABC):
         (Sudoku: same row + 2·same column + 4·same box; N-Queens cells: row, column, diagonal,
         anti-diagonal; digits and ARC: row and column). Tasks whose constraints are not equalities
         of position features override it (N-Queens rows: the row distance; colouring: shared
-        vertices). Ids depend on positions only, never on an input."""
+        vertices). These ids depend on positions only; a task whose constraints depend on the
+        input adds `input_relations`."""
         rel = np.zeros((self.seq_len, self.seq_len), dtype=np.int64)
         for bit, f in enumerate(self.position_features()):
             f = np.asarray(f)
             rel |= (f[:, None] == f[None, :]).astype(np.int64) << bit
         return rel
+
+    def num_relations(self) -> int:
+        """How many relation ids the task's positions use (ids 0 .. num_relations() - 1), with
+        `input_relations` included."""
+        return int(self.relations().max()) + 1
+
+    input_dependent_relations = False  # True: input_relations gives ids per input
+
+    def input_relations(self, x, xp):
+        """(B, seq_len, seq_len) relation ids of each input x (B, seq_len) of network tokens, for a
+        task whose constraints depend on the input (colouring's vertex tokens: which vertices are
+        adjacent), computed with the array module xp (torch or jax.numpy, so both backends read the
+        same rule); below num_relations(). Only called where input_dependent_relations is True."""
+        raise NotImplementedError(f"{self.name} has no input-dependent relations")
 
     # ---- data sets ----------------------------------------------------------------------
     @abc.abstractmethod
@@ -253,12 +268,21 @@ def relation_ids(task: Task, prefix_tokens: int) -> np.ndarray:
     task's `relations()` on its positions, and one more id for every pair that involves a prefix
     (register) token. The number of ids is `ids.max() + 1`; both backends build the same array."""
     rel = np.asarray(task.relations(), dtype=np.int64)
-    if rel.shape != (task.seq_len, task.seq_len) or (rel < 0).any():
-        raise ValueError(f"{task.name}.relations() must be a ({task.seq_len}, {task.seq_len}) array of ids >= 0")
+    count = task.num_relations()
+    if rel.shape != (task.seq_len, task.seq_len) or (rel < 0).any() or rel.max() >= count:
+        raise ValueError(
+            f"{task.name}.relations() must be a ({task.seq_len}, {task.seq_len}) array of ids in 0..{count - 1}"
+        )
     n = prefix_tokens + task.seq_len
-    out = np.full((n, n), int(rel.max()) + 1, dtype=np.int64)  # (L, L): pairs with a prefix token
+    out = np.full((n, n), count, dtype=np.int64)  # (L, L): pairs with a prefix token
     out[prefix_tokens:, prefix_tokens:] = rel  # (seq_len, seq_len)
     return out
+
+
+def relation_count(task: Task, prefix_tokens: int) -> int:
+    """The number of relation ids of the network's positions: the task's, and one for pairs with a
+    prefix token when there are any (the bias holds one learned scalar per id and head)."""
+    return task.num_relations() + (1 if prefix_tokens else 0)
 
 
 def uses_relation_bias(net, task: Task) -> bool:

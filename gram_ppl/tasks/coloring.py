@@ -303,10 +303,23 @@ class ColoringRows(Coloring):
     def seq_len(self) -> int:
         return self.size  # one token per vertex, the output on it
 
+    input_dependent_relations = True  # adjacency is the input
+
     def relations(self) -> np.ndarray:
-        """A vertex and itself, or two vertices: which vertices are adjacent depends on the input
-        (each token is its vertex's neighbour mask), and relation ids depend on positions only."""
+        """The part that depends on positions only: 1 for a vertex and itself, 0 for two vertices
+        (`input_relations` adds adjacency)."""
         return Task.relations(self)
+
+    def num_relations(self) -> int:
+        return 3  # another vertex, itself, a neighbour
+
+    def input_relations(self, x, xp):
+        """(B, n, n) ids: 0 two vertices that are not adjacent, 1 a vertex and itself, 2 two
+        adjacent vertices (bit j of vertex i's token − 1: the constraint "colours differ" is there)."""
+        bits = xp.asarray(self._bits)  # (n,)
+        adjacent = ((x[..., :, None] - 1) & bits) != 0  # (B, n, n): j in i's neighbour set
+        itself = xp.asarray(self.relations()) == 1  # (n, n); a self-loop bit (not a valid input) is ignored
+        return xp.where(itself, 1, xp.where(adjacent, 2, 0))  # (B, n, n)
 
     def build_splits(self, cfg, rng: np.random.Generator) -> tuple[Split, Split]:
         """Exactly `coloring`'s splits (same seed, same graphs), in the vertex encoding."""
