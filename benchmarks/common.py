@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from pathlib import Path
+
+import numpy as np
 
 
 def median_seconds(fn, repeats: int, warmup: bool = False) -> float:
@@ -54,6 +57,14 @@ def baseline_args(parser, cpu_minutes: float, samples: int) -> None:
     parser.add_argument("--seed", type=int, default=0, help="training seed (the data set is the default one)")
     parser.add_argument("--samples", type=int, default=samples)
     parser.add_argument("--json")
+    parser.add_argument("--save-samples", help="a .npy file for the samples' tokens (M, L), to draw them")
+
+
+def save_samples(path, samples: np.ndarray) -> None:
+    """Write a baseline's samples (M, L) of tokens as .npy where --save-samples asks (a folder is made)."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, np.asarray(samples))
 
 
 def budget_left(steps, cpu_minutes, done: int, cpu_start: float) -> bool:

@@ -4,7 +4,7 @@ CPU time, and scored by the same judge (gram_ppl.tasks.digits.image_metrics: rec
 Fréchet distance to held-out digits, copies, distinct).
 
     .venv/bin/python benchmarks/digits_vae.py [--cpu-minutes 10 | --steps N] [--seed 0]
-        [--samples 1000] [--z-dim 16] [--hidden 256] [--json runs/vae.json]
+        [--samples 1000] [--z-dim 16] [--hidden 256] [--json runs/vae.json] [--save-samples vae.npy]
 
 The generative story (Kingma and Welling 2014, as in Pyro's VAE tutorial):
 
@@ -31,7 +31,7 @@ from pyro.infer import Trace_ELBO
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import baseline_args, budget_left, one_core, write_json  # noqa: E402
+from common import baseline_args, budget_left, one_core, save_samples, write_json  # noqa: E402
 
 from gram_ppl.config import TaskConfig  # noqa: E402
 from gram_ppl.data import build_dataset  # noqa: E402
@@ -111,6 +111,7 @@ def main(argv=None) -> int:
     print(f"Pyro VAE, seed {args.seed}, {batches} batches in {seconds / 60:.1f} CPU minutes (-ELBO {loss:.1f} "
           f"nats per image): {describe(metrics)}")  # fmt: skip
     write_json(args.json, row)
+    save_samples(args.save_samples, samples)
     return 0
 
 

@@ -5,7 +5,7 @@ NetConfig, run deterministically for N_sup steps), trained on the same grids for
 and scored by the same report as `gram generate` (inference.evaluate.generation_report).
 
     .venv/bin/python benchmarks/gen_diffusion.py --size 4 [--cpu-minutes 30 | --steps N] [--seed 0]
-        [--samples 5000] [--denoise-steps 16] [--json runs/d3pm.json]
+        [--samples 5000] [--denoise-steps 16] [--json runs/d3pm.json] [--save-samples d3pm.npy]
 
 Forward process: each cell of a grid y is replaced by the blank token (the absorbing "mask",
 token 1, which is what an unsolved cell is in every Sudoku data set here) with probability t,
@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import baseline_args, budget_left, one_core, write_json  # noqa: E402
+from common import baseline_args, budget_left, one_core, save_samples, write_json  # noqa: E402
 
 from gram_ppl.config import FitConfig, GramConfig, TaskConfig  # noqa: E402
 from gram_ppl.data import build_dataset  # noqa: E402
@@ -118,6 +118,7 @@ def main(argv=None) -> int:
           f"{seconds / 60:.1f} CPU minutes (loss {loss:.3f} nats per cell), {args.denoise_steps} reverse steps: "
           f"{describe_generation(report)}")  # fmt: skip
     write_json(args.json, row)
+    save_samples(args.save_samples, boards)
     return 0
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from tiny import tiny_config
 
@@ -155,16 +156,21 @@ def test_width_depth_curves(tmp_path):
 
 
 def test_digits_vae_baseline(tmp_path):
-    out = run("digits_vae.py", "--steps", "5", "--samples", "50", "--json", str(tmp_path / "v.json"))
+    out = run("digits_vae.py", "--steps", "5", "--samples", "50", "--json", str(tmp_path / "v.json"),
+              "--save-samples", str(tmp_path / "s" / "v.npy"))  # fmt: skip
     row = json.loads((tmp_path / "v.json").read_text())
+    images = np.load(tmp_path / "s" / "v.npy")
+    assert images.shape == (50, 64) and set(np.unique(images)) <= {1, 2}  # digits tokens: 1 off, 2 on
     assert "Pyro VAE" in out and "Fréchet distance" in out
     assert row["batches"] == 5 and row["samples"] == 50 and row["frechet"] > 0 and 0 <= row["recognisable"] <= 1
 
 
 def test_masked_diffusion_baseline(tmp_path):
     out = run("gen_diffusion.py", "--size", "4", "--steps", "3", "--samples", "20", "--denoise-steps", "4",
-              "--json", str(tmp_path / "d.json"))  # fmt: skip
+              "--json", str(tmp_path / "d.json"), "--save-samples", str(tmp_path / "d.npy"))  # fmt: skip
     row = json.loads((tmp_path / "d.json").read_text())
+    boards = np.load(tmp_path / "d.npy")
+    assert boards.shape == (20, 16) and boards.min() >= 2 and boards.max() <= 5  # digits 1-4 as tokens 2-5
     assert "masked diffusion, 4x4" in out and "held-out grids generated" in out
     assert row["batches"] == 3 and row["samples"] == 20 and row["held_out"] == 58 and 0 <= row["valid"] <= 1
 
