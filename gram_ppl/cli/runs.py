@@ -96,7 +96,8 @@ def _sampling_commands(sub) -> None:
     g = sub.add_parser("generate", help="unconditional samples from p(x) of a trained run, one per line")
     g.add_argument("run", type=Path)
     g.add_argument("--num", type=positive_int, required=True)
-    g.add_argument("--depth", type=positive_int)
+    g.add_argument("--depth", type=positive_int, help="supervision steps (default: the training N_sup; a run trained "
+                   "with the prior-path term is far more often valid sampled 2-4x deeper, docs/recipe.md)")  # fmt: skip
     _temperature_arg(g)
     g.add_argument("--out", type=Path, required=True, help="output file ('-' for stdout)")
     g.set_defaults(func=cmd_generate)
@@ -282,7 +283,8 @@ def cmd_generate(args) -> int:
         return 0
     if run.config.task.resolved().mode == "generate":
         report = generation_report(g.boards, g.valid, run.data.train.y, run.data.test.y)
-        print(describe_generation(report), file=sys.stderr)
+        depth = args.depth or run.config.fit.n_sup
+        print(f"depth {depth}: {describe_generation(report)}", file=sys.stderr)
         return 0
     print(f"{args.num} samples: {g.share_valid:.1%} valid, {g.distinct_valid} distinct valid", file=sys.stderr)
     return 0
