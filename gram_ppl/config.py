@@ -293,7 +293,7 @@ class FitConfig:
     kl_cap_weight: float = 10.0
     kl_cap: float = 1.0
     kl_cap_per_example: bool = True
-    # Prior-path objective (inference/svi_pyro.py, Pyro backend): at every supervision step,
+    # Prior-path objective (both backends; inference/svi_pyro.py): at every supervision step,
     # prior_path_samples rollouts from the prior p(τ | x) of the batch's first prior_path_puzzles
     # inputs, trained by −log (1/K) Σ_k p(y | τ_k, x) (the importance-weighted bound with the prior
     # as proposal: a soft best-of-K) at weight prior_path_weight (0: off). It trains the sampler
@@ -410,8 +410,6 @@ class GramConfig:
     def __post_init__(self):
         _check_types(self)
         _choice("backend", self.backend, BACKENDS)
-        if self.backend == "numpyro" and self.fit.prior_path_weight:
-            raise ConfigError("fit.prior_path_weight is implemented for the pyro backend only")
         if self.backend == "numpyro" and self.fit.reward_weight:
             raise ConfigError("fit.reward_weight is implemented for the pyro backend only")
         if self.backend == "numpyro" and (self.net.noise_tokens or self.net.posterior_input == "pooled"):

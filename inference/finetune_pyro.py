@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from pyro import poutine
 
 from gram_ppl import sites
+from gram_ppl.inference.objective import PRIOR_PATH_MAX_SOLUTIONS, prior_path_targets
 
 if TYPE_CHECKING:
     from gram_ppl.inference.svi_pyro import Trainer
@@ -67,50 +68,34 @@ class _PriorPath:
     at a time beside the guided batch (their own detached carry), each step scored by
     −log (1/K) Σ_k p(y | τ_k, x) through the model's own observed site."""
 
-    MAX_SOLUTIONS = 64  # prior_path_target="nearest": at most this many exact solutions per input
-
     def __init__(self, trainer: Trainer, x: torch.Tensor, y: torch.Tensor):
         fit = trainer.cfg.fit
         P, K = min(fit.prior_path_puzzles, x.shape[0]), fit.prior_path_samples
         self.trainer, self.K, self.P = trainer, K, P
         self.x, self.y = x[:P].repeat(K, 1), y[:P].repeat(K, 1)  # (K*P, L_x), (K*P, L_y): k-major
         self.carry = None
-        self.targets, self.same_input = None, None
-        if fit.prior_path_target == "nearest":
-            self.targets = self._solutions(x[:P])  # (P, M, L_y)
-        elif fit.prior_path_target == "batch":  # the batch's targets, those of the same input only
-            self.targets = y[None].expand(P, -1, -1)  # (P, B, L_y)
-            self.same_input = (x[:P, None] == x[None]).all(-1)  # (P, B): True at least at b = p
+        solutions = self._solutions if trainer.task is not None else None
+        targets, mask = prior_path_targets(fit, x.cpu().numpy(), y.cpu().numpy(), solutions)
+        self.targets = torch.as_tensor(targets.astype(np.int64), device=x.device)  # (P, M, L_y)
+        self.mask = torch.as_tensor(mask, device=x.device)  # (P, M): the candidates that count
 
-    def _solutions(self, x: torch.Tensor) -> torch.Tensor:
-        """Every exact solution of each input (at most MAX_SOLUTIONS, cached per input), padded to
-        a common count by repeating the first."""
-        t = self.trainer
-        if t.task is None:
-            raise ValueError('fit.prior_path_target="nearest" needs the task (its exact solutions)')
-        sols = []
-        for row in x.cpu().numpy():
-            key = row.tobytes()
-            if key not in t.solution_cache:
-                t.solution_cache[key] = t.task.solutions(row, limit=self.MAX_SOLUTIONS)  # (m, L_y)
-            sols.append(t.solution_cache[key])
-        M = max(len(s) for s in sols)
-        padded = np.stack([np.concatenate([s, np.repeat(s[:1], M - len(s), 0)]) for s in sols])  # (P, M, L_y)
-        return torch.as_tensor(padded.astype(np.int64), device=x.device)
+    def _solutions(self, row: np.ndarray) -> np.ndarray:
+        """Every exact solution of one input (at most PRIOR_PATH_MAX_SOLUTIONS), cached per input."""
+        t, key = self.trainer, row.tobytes()
+        if key not in t.solution_cache:
+            t.solution_cache[key] = t.task.solutions(row, limit=PRIOR_PATH_MAX_SOLUTIONS)  # (m, L_y)
+        return t.solution_cache[key]
 
     def _log_p(self, site) -> torch.Tensor:
-        """log p(target | τ_k, x) per rollout, (K, P): the pair's y, or the most likely under that
-        rollout (the nearest in log-likelihood) of the input's exact solutions ("nearest") or of
-        the batch's targets for the same input ("batch")."""
-        if self.targets is None:
-            return site["fn"].log_prob(self.y).view(self.K, self.P)
+        """log p(target | τ_k, x) per rollout, (K, P): the most likely under that rollout (the
+        nearest in log-likelihood) of the input's candidates (objective.prior_path_targets: the
+        pair's y, the batch's targets of the same input, or the input's exact solutions)."""
         logits = site["fn"].base_dist.logits  # (K*P, L_y, V)
         logp = logits.log_softmax(-1).view(self.K, self.P, *logits.shape[1:])  # (K, P, L_y, V)
         onehot = F.one_hot(self.targets, logits.shape[-1]).to(logp.dtype)  # (P, M, L_y, V)
-        per_solution = torch.einsum("kplv,pmlv->kpm", logp, onehot)  # (K, P, M)
-        if self.same_input is not None:
-            per_solution = per_solution.masked_fill(~self.same_input, float("-inf"))  # (K, P, M)
-        return per_solution.max(-1).values  # (K, P): the best of the M solutions
+        per_target = torch.einsum("kplv,pmlv->kpm", logp, onehot)  # (K, P, M)
+        per_target = per_target.masked_fill(~self.mask, float("-inf"))  # (K, P, M)
+        return per_target.max(-1).values  # (K, P): the best of the M candidates
 
     def step(self, steps: range) -> torch.Tensor:
         t = self.trainer

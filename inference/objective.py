@@ -99,3 +99,28 @@ def guided_dims(fit, noised_positions: int, dim: int) -> int:
     """Noise dimensions the guide draws per supervision step: positions × channels × guided
     transitions (all T with guide_transitions "all", else the last)."""
     return noised_positions * dim * (fit.T if fit.guide_transitions == "all" else 1)
+
+
+PRIOR_PATH_MAX_SOLUTIONS = 64  # prior_path_target="nearest": at most this many exact solutions per input
+
+
+def prior_path_targets(fit, x: np.ndarray, y: np.ndarray, solutions=None) -> tuple[np.ndarray, np.ndarray]:
+    """What each of the batch's first P = min(prior_path_puzzles, B) inputs is scored against by
+    the prior-path term (FitConfig.prior_path_target), for both backends: targets (P, M, L_y)
+    and mask (P, M) bool, the candidates that count. "y": the pair's own y (M = 1); "batch": every
+    target of the batch, those of the same input only; "nearest": `solutions(x_row)` -> (m, L_y),
+    the input's exact solutions, padded to a common M by repeating the first. The term takes the
+    best candidate under each rollout (the nearest in log-likelihood)."""
+    x, y = np.asarray(x), np.asarray(y)
+    P = min(fit.prior_path_puzzles, len(x))
+    if fit.prior_path_target == "batch":
+        targets = np.broadcast_to(y[None], (P, *y.shape))  # (P, B, L_y)
+        return targets, (x[:P, None] == x[None]).all(-1)  # (P, B): True at least at its own pair
+    if fit.prior_path_target == "nearest":
+        if solutions is None:
+            raise ValueError('fit.prior_path_target="nearest" needs the task (its exact solutions)')
+        sols = [np.asarray(solutions(row)) for row in x[:P]]
+        M = max(len(s) for s in sols)
+        padded = np.stack([np.concatenate([s, np.repeat(s[:1], M - len(s), 0)]) for s in sols])  # (P, M, L_y)
+        return padded, np.ones((P, M), dtype=bool)
+    return y[:P, None], np.ones((P, 1), dtype=bool)  # (P, 1, L_y): the pair's y

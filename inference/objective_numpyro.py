@@ -65,6 +65,35 @@ def trajectory_loss(
     return Terms(sum(parts.values()), nll, kl.mean(1), h, l, logits, parts)
 
 
+class PriorPath(NamedTuple):
+    """The prior-path term's inputs for one batch (as svi_pyro's _PriorPath): the first P inputs
+    repeated K times (k-major) and each input's candidate targets (objective.prior_path_targets)."""
+
+    x: jax.Array  # (K*P, L_x)
+    targets: jax.Array  # (P, M, L_y)
+    mask: jax.Array  # (P, M) bool: the candidates that count
+
+
+def prior_path_term(params, key, mod, net, cfg: GramConfig, priors: PriorConfig, pp: PriorPath, carry, steps):
+    """−log (1/K) Σ_k max_m p(target_m | τ_k, x) of K prior rollouts of P inputs advanced over
+    `steps` from `carry` (None: z_0), with truncated gradients, as svi_pyro's prior path; returns
+    the term and the new (detached) carry."""
+    f = functools.partial(net.apply, {"params": params})
+    e_x = f(pp.x, method="embed")  # Embedded: e (K*P, L, D), relation ids
+    state = carry if carry is not None else f(pp.x.shape[0], method="initial_state")  # (h, l)
+    kw = dict(cfg=cfg, priors=priors, steps=steps, truncate=True, observe="none")
+    for n in steps:
+        state, _ = handlers.seed(mod.model_step, jax.random.fold_in(key, n))(f, e_x, None, state, n, **kw)
+    P = pp.targets.shape[0]
+    logits = f(state[0], method="decode")  # (K*P, L_y, V)
+    logp = jax.nn.log_softmax(logits, -1).reshape(-1, P, *logits.shape[1:])  # (K, P, L_y, V)
+    picked = jnp.take_along_axis(logp[:, :, None], pp.targets[None, :, :, :, None], axis=-1)  # (K, P, M, L_y, 1)
+    per_target = jnp.where(pp.mask[None], picked[..., 0].sum(-1), -jnp.inf)  # (K, P, M)
+    log_p = per_target.max(-1)  # (K, P): the best candidate under each rollout
+    term = -(jax.scipy.special.logsumexp(log_p, 0) - jnp.log(log_p.shape[0])).mean()
+    return term, jax.lax.stop_gradient(state)
+
+
 def _step_terms(fit, guide_tr, model_tr, B: int):
     """One supervision step's −log p(y | h) (B,), KL (B,) and its free-bits penalty (scalar)."""
     nll, kl, penalty = jnp.zeros(B), jnp.zeros(B), jnp.zeros(())

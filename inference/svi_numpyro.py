@@ -29,14 +29,21 @@ from numpyro import handlers
 
 from gram_ppl.config import GramConfig, PriorConfig
 from gram_ppl.inference.backend import NonFiniteLoss, StepInfo
-from gram_ppl.inference.objective import kl_ceiling
+from gram_ppl.inference.objective import PRIOR_PATH_MAX_SOLUTIONS, kl_ceiling, prior_path_targets
 from gram_ppl.inference.tempering import check_temperature, numpyro_temper
 from gram_ppl.networks import flax_nets
 
 PARAMS = "gram$params"
 
 
-from gram_ppl.inference.objective_numpyro import Terms, balanced_kl, head_losses, trajectory_loss  # noqa: E402,F401
+from gram_ppl.inference.objective_numpyro import (  # noqa: E402,F401
+    PriorPath,
+    Terms,
+    balanced_kl,
+    head_losses,
+    prior_path_term,
+    trajectory_loss,
+)
 
 
 def optimizer(cfg: GramConfig):
@@ -68,16 +75,22 @@ def update_program(mod, net, cfg: GramConfig, priors: PriorConfig, segment: rang
 def _make_update(mod, net, cfg, priors, segment, first):
     fit, truncate, tx = cfg.fit, cfg.fit.objective == "surrogate", optimizer(cfg)
 
-    def loss_fn(params, key, x, y, carry, cap):
+    def loss_fn(params, key, x, y, carry, cap, pp, pp_carry):
+        if pp is not None:  # its own key: without the term the stream is what it always was
+            key, k_pp = jax.random.split(key)
         terms = trajectory_loss(params, key, mod, net, cfg, priors, x, y, carry, segment, truncate, cap)
         halt, value, exact = head_losses(net, params, terms.h, terms.logits, y)
         parts = {**terms.parts, "halt": fit.halt_weight * halt, "value": fit.value_weight * value}
-        return sum(parts.values()), (terms._replace(parts=parts), halt, value, exact)
+        if pp is not None:
+            term, pp_carry = prior_path_term(params, k_pp, mod, net, cfg, priors, pp, pp_carry, segment)
+            parts["prior_path"] = fit.prior_path_weight * term
+        return sum(parts.values()), (terms._replace(parts=parts), halt, value, exact, pp_carry)
 
-    def update(params, opt_state, ema, key, x, y, carry, cap, lr_scale):
+    def update(params, opt_state, ema, key, x, y, carry, cap, lr_scale, pp=None, pp_carry=None):
         TRACES[0] += 1  # runs only while tracing
         carry = None if first else carry
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, key, x, y, carry, cap)
+        pp_carry = None if first else pp_carry
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, key, x, y, carry, cap, pp, pp_carry)
         updates, opt_state = tx.update(grads, opt_state, params)
         # the schedule scales the whole AdamW step, decoupled decay included (torch: lr · decay)
         updates = jax.tree_util.tree_map(lambda u: lr_scale * u, updates)
@@ -111,8 +124,9 @@ class Trainer:
     """Parameters, optimiser state and EMA of one NumPyro fit; `train_batch` runs N_sup steps
     (the backend interface: inference/backend.py)."""
 
-    def __init__(self, mod, net, cfg: GramConfig, params=None):
-        self.mod, self.net, self.cfg, self.priors = mod, net, cfg, cfg.priors
+    def __init__(self, mod, net, cfg: GramConfig, params=None, task=None):
+        self.mod, self.net, self.cfg, self.priors, self.task = mod, net, cfg, cfg.priors, task
+        self.solution_cache: dict[bytes, np.ndarray] = {}  # exact solutions per input (prior_path_target="nearest")
         self.params = params if params is not None else flax_nets.init_params(net, cfg.fit.seed)
         self.tx = optimizer(cfg)
         self.opt_state = self.tx.init(self.params)
@@ -181,13 +195,15 @@ class Trainer:
         if self.shardings is not None:  # the batch split over the devices; XLA partitions the step (GSPMD)
             x, y, cap = jax.device_put((x, y, cap), self.shardings[0])
         segments = [range(fit.n_sup)] if fit.objective == "elbo" else [range(n, n + 1) for n in range(fit.n_sup)]
-        carry, losses, kls, totals = None, [], [], {}
+        pp = self._prior_path(x, y) if fit.prior_path_weight else None
+        carry, pp_carry, losses, kls, totals = None, None, [], [], {}
         for i, seg in enumerate(segments):
             self.key, sub = jax.random.split(self.key)
             update = update_program(self.mod, self.net, self.cfg, self.priors, seg, first=i == 0)
             dummy = carry if carry is not None else (jnp.zeros(()), jnp.zeros(()))
-            params, opt_state, ema, loss, ok, (terms, halt, value, exact) = update(
-                self.params, self.opt_state, self.ema, sub, x, y, dummy, cap, jnp.float32(self.lr_scale)
+            pp_dummy = pp_carry if pp_carry is not None or pp is None else (jnp.zeros(()), jnp.zeros(()))
+            params, opt_state, ema, loss, ok, (terms, halt, value, exact, pp_carry) = update(
+                self.params, self.opt_state, self.ema, sub, x, y, dummy, cap, jnp.float32(self.lr_scale), pp, pp_dummy
             )
             if not bool(ok):
                 raise NonFiniteLoss(f"loss is {float(loss)}; stopping before the update (last checkpoint kept)")
@@ -201,6 +217,23 @@ class Trainer:
                  "value": float(value), "exact": float(exact.mean()),
                  **{f"terms.{k}": v / len(segments) for k, v in totals.items()}}  # fmt: skip
         return StepInfo.from_stats(stats, kls)
+
+    def _prior_path(self, x, y) -> PriorPath:
+        """The prior-path term's inputs for this batch (objective.prior_path_targets)."""
+        fit, xn, yn = self.cfg.fit, np.asarray(x), np.asarray(y)
+        solutions = None
+        if self.task is not None:
+
+            def solutions(row):
+                key = row.tobytes()
+                if key not in self.solution_cache:
+                    self.solution_cache[key] = self.task.solutions(row, limit=PRIOR_PATH_MAX_SOLUTIONS)
+                return self.solution_cache[key]
+
+        targets, mask = prior_path_targets(fit, xn, yn, solutions)
+        P = targets.shape[0]
+        xs = np.tile(xn[:P], (fit.prior_path_samples, 1))  # (K*P, L_x): k-major
+        return PriorPath(jnp.asarray(xs, jnp.int32), jnp.asarray(targets, jnp.int32), jnp.asarray(mask))
 
 
 class Bound(NamedTuple):
@@ -322,7 +355,7 @@ def setup(threads: int) -> None:
 
 
 def make_trainer(mod, cfg: GramConfig, task, par=None) -> Trainer:
-    return Trainer(mod, flax_nets.build_net(cfg, task), cfg)
+    return Trainer(mod, flax_nets.build_net(cfg, task), cfg, task=task)
 
 
 def sampling_net(cfg: GramConfig, task, state: bytes) -> Bound:
