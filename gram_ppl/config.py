@@ -276,6 +276,9 @@ class FitConfig:
     K: int = 2  # low-level updates of l per transition
     T: int = 1  # transitions per supervision step
     n_sup: int = 4  # supervision steps N_sup (paper: 16)
+    # supervision steps a sample takes unless asked (--depth): None is N_sup, or 4·N_sup for
+    # generation trained with the prior-path term, whose later steps repair (config.sample_depth)
+    sample_depth: int | None = None
     beta: float = 1.0  # weight of the KL
     kl_balance: float = 0.8  # share of the KL gradient that moves the prior (0.5: plain KL)
     kl_reduction: str = "sum"  # sum the KL over positions and channels, or average it
@@ -304,10 +307,12 @@ class FitConfig:
     # "batch" scores it against the nearest of the batch's targets for the same input: for
     # generation (every input blank, solution sets too large to list) the nearest training grid of
     # the batch, so prior samples learn to be repaired into some valid grid, not a given one.
-    prior_path_weight: float = 0.0
+    # None (the default): on at weight 1 with "batch" for unconditional generation, where it was
+    # measured to win (docs/recipe.md), off elsewhere (`prior_path(cfg)` resolves it).
+    prior_path_weight: float | None = None
     prior_path_samples: int = 4
     prior_path_puzzles: int = 16
-    prior_path_target: str = "y"
+    prior_path_target: str | None = None
     # Verifier-reward fine-tuning (inference/svi_pyro.py, Pyro backend), meant for after SVI
     # (`gram fit --resume --force --set fit.reward_weight=1`): once per batch, reward_samples
     # prior rollouts of each of the batch's first reward_puzzles inputs, scored by the task's
@@ -351,7 +356,12 @@ class FitConfig:
         if self.guide_family is not None:
             _choice("guide_family", self.guide_family, NOISE_FAMILIES)
         _choice("kl_reduction", self.kl_reduction, KL_REDUCTIONS)
-        _choice("prior_path_target", self.prior_path_target, PRIOR_PATH_TARGETS)
+        if self.prior_path_target is not None:
+            _choice("prior_path_target", self.prior_path_target, PRIOR_PATH_TARGETS)
+        if self.sample_depth is not None and (
+            isinstance(self.sample_depth, bool) or not isinstance(self.sample_depth, int) or self.sample_depth < 1
+        ):
+            raise ConfigError(f"sample_depth must be an integer >= 1 or null, got {self.sample_depth!r}")
         for name in ("K", "T", "n_sup", "batch_size", "threads"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
@@ -366,8 +376,11 @@ class FitConfig:
                 f"kl_cap_weight and kl_cap must be finite and >= 0, kl_cap_per_example true or false; "
                 f"got {self.kl_cap_weight!r}, {self.kl_cap!r}, {self.kl_cap_per_example!r}"
             )
-        if self.prior_path_weight < 0 or self.prior_path_samples < 1 or self.prior_path_puzzles < 1:
-            raise ConfigError("prior_path_weight must be >= 0, prior_path_samples and prior_path_puzzles >= 1")
+        weight = self.prior_path_weight
+        if weight is not None and not (isinstance(weight, int | float) and math.isfinite(weight) and weight >= 0):
+            raise ConfigError(f"prior_path_weight must be a number >= 0 or null, got {weight!r}")
+        if self.prior_path_samples < 1 or self.prior_path_puzzles < 1:
+            raise ConfigError("prior_path_samples and prior_path_puzzles must be >= 1")
         if self.prior_path_weight and (self.variant == "deterministic" or self.objective != "surrogate"):
             raise ConfigError("prior_path_weight needs the surrogate objective and a stochastic variant")
         if self.reward_weight < 0 or self.reward_bonus < 0 or self.reward_kl < 0:
@@ -444,7 +457,16 @@ def config_differences(a: GramConfig, b: GramConfig, ignore=("fit.seed", "fit.th
 
 # Fields added after runs were first written, with the value that reproduces those runs (a
 # missing field otherwise takes today's default, which may train differently on --resume).
-_BEFORE = {"FitConfig": {"lr_decay": 0.0, "guide_family": "normal"}, "NetConfig": {"relation_bias": False}}
+_BEFORE = {
+    "FitConfig": {
+        "lr_decay": 0.0,
+        "guide_family": "normal",
+        "prior_path_weight": 0.0,
+        "prior_path_target": "y",
+        "sample_depth": None,
+    },
+    "NetConfig": {"relation_bias": False},
+}
 
 
 def from_dict(cls, data: dict):
@@ -491,6 +513,31 @@ def describe_priors(p: PriorConfig) -> str:
 def guide_family(fit: FitConfig, priors: PriorConfig) -> str:
     """The family of q_φ: fit.guide_family, or where it is None the prior's (priors.family)."""
     return priors.family if fit.guide_family is None else fit.guide_family
+
+
+def prior_path(cfg: GramConfig) -> tuple[float, str]:
+    """The prior-path term's weight and target rule in force: fit.prior_path_weight and
+    fit.prior_path_target, or where None the measured default: on at weight 1 with the "batch"
+    rule for unconditional generation (blank inputs: prior samples learn to be repaired into the
+    nearest training target of the batch; docs/recipe.md), off with "y" elsewhere. A default-on
+    term stays off where it cannot run (the deterministic variant, the ELBO objective)."""
+    fit, generation = cfg.fit, cfg.task.resolved().mode == "generate"
+    weight = fit.prior_path_weight
+    if weight is None:
+        weight = 1.0 if generation and fit.variant != "deterministic" and fit.objective == "surrogate" else 0.0
+    target = fit.prior_path_target or ("batch" if generation else "y")
+    return float(weight), target
+
+
+def sample_depth(cfg: GramConfig) -> int:
+    """Supervision steps a sample takes when none is asked for: fit.sample_depth, or where None
+    N_sup, except for generation trained with the prior-path term: 4·N_sup (its later steps learn
+    to repair a drawn board; 4x4 grids, two seeds: 54% valid at N_sup, 96-97% at 4·N_sup,
+    docs/recipe.md)."""
+    if cfg.fit.sample_depth is not None:
+        return cfg.fit.sample_depth
+    generation = cfg.task.resolved().mode == "generate"
+    return 4 * cfg.fit.n_sup if generation and prior_path(cfg)[0] else cfg.fit.n_sup
 
 
 def augments(cfg: GramConfig) -> bool:

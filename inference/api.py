@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from gram_ppl.config import config_differences
+from gram_ppl.config import config_differences, sample_depth
 from gram_ppl.inference.backend import NonFiniteLoss
 from gram_ppl.inference.evaluate import describe_generation, evaluate_run, generation_report
 from gram_ppl.inference.loading import LoadedRun, convert_loaded, convert_run, load_run
@@ -73,7 +73,9 @@ def sample(
     x = x[None] if x.ndim == 1 else x  # (B, L_x)
     for p in x:
         run.task.check_givens(p)
-    r = rollout(run.mod, run.net, run.config, x, num_samples, depth or run.config.fit.n_sup, halt, temperature, seed)
+    r = rollout(
+        run.mod, run.net, run.config, x, num_samples, depth or sample_depth(run.config), halt, temperature, seed
+    )
     return Samples(r.boards, run.task.is_valid(x[None], r.boards), r.per_step, r.halt_step, r.value)
 
 

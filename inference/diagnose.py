@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from gram_ppl import __version__, plots
-from gram_ppl.config import PriorConfig, describe_priors, from_dict, to_dict
+from gram_ppl.config import PriorConfig, describe_priors, from_dict, sample_depth, to_dict
 from gram_ppl.diagnostics import (
     concat_fits,
     import_arviz,
@@ -79,7 +79,7 @@ def diagnose(
     if baseline is not None and not task.checker:
         raise RunError(f"{task.name} has no exact solutions, and a baseline is drawn on coverage curves against them")
     x, y, counts, solutions = _puzzles(run, x, solutions, num_puzzles)
-    depth = depth or cfg.fit.n_sup
+    depth = depth or sample_depth(cfg)
     seed = seed_for(cfg, "diagnose")
     kw = dict(num_samples=num_samples, depth=depth, latents=latents)
     guide = collect(run.mod, run.net, cfg, task, x, y, source="guide", seed=part(seed, "guide"), **kw)

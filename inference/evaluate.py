@@ -6,6 +6,7 @@ from collections import Counter
 
 import numpy as np
 
+from gram_ppl.config import sample_depth
 from gram_ppl.seeds import part, seed_for
 from gram_ppl.tasks import Split, Task
 
@@ -233,7 +234,7 @@ def evaluate_run(
 
     cfg, net, data, mod = folder if isinstance(folder, LoadedRun) else load_run(folder)
     test, task = data.test, data.task
-    x, depth = test.x[:puzzles], depth or cfg.fit.n_sup
+    x, depth = test.x[:puzzles], depth or sample_depth(cfg)
     r = rollout(mod, net, cfg, x, num_samples, depth, temperature=temperature, seed=seed_for(cfg, "evaluate"))
     head = {"puzzles": len(x), "num_samples": num_samples, "depth": depth, "temperature": temperature}
     if not task.checker:  # images (digits): a classifier on held-out real digits judges the samples

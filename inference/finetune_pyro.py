@@ -75,7 +75,7 @@ class _PriorPath:
         self.x, self.y = x[:P].repeat(K, 1), y[:P].repeat(K, 1)  # (K*P, L_x), (K*P, L_y): k-major
         self.carry = None
         solutions = self._solutions if trainer.task is not None else None
-        targets, mask = prior_path_targets(fit, x.cpu().numpy(), y.cpu().numpy(), solutions)
+        targets, mask = prior_path_targets(trainer.cfg, x.cpu().numpy(), y.cpu().numpy(), solutions)
         self.targets = torch.as_tensor(targets.astype(np.int64), device=x.device)  # (P, M, L_y)
         self.mask = torch.as_tensor(mask, device=x.device)  # (P, M): the candidates that count
 

@@ -104,19 +104,21 @@ def guided_dims(fit, noised_positions: int, dim: int) -> int:
 PRIOR_PATH_MAX_SOLUTIONS = 64  # prior_path_target="nearest": at most this many exact solutions per input
 
 
-def prior_path_targets(fit, x: np.ndarray, y: np.ndarray, solutions=None) -> tuple[np.ndarray, np.ndarray]:
+def prior_path_targets(cfg, x: np.ndarray, y: np.ndarray, solutions=None) -> tuple[np.ndarray, np.ndarray]:
     """What each of the batch's first P = min(prior_path_puzzles, B) inputs is scored against by
-    the prior-path term (FitConfig.prior_path_target), for both backends: targets (P, M, L_y)
+    the prior-path term (the target rule in force, config.prior_path), for both backends: targets (P, M, L_y)
     and mask (P, M) bool, the candidates that count. "y": the pair's own y (M = 1); "batch": every
     target of the batch, those of the same input only; "nearest": `solutions(x_row)` -> (m, L_y),
     the input's exact solutions, padded to a common M by repeating the first. The term takes the
     best candidate under each rollout (the nearest in log-likelihood)."""
-    x, y = np.asarray(x), np.asarray(y)
-    P = min(fit.prior_path_puzzles, len(x))
-    if fit.prior_path_target == "batch":
+    from gram_ppl.config import prior_path
+
+    x, y, target = np.asarray(x), np.asarray(y), prior_path(cfg)[1]
+    P = min(cfg.fit.prior_path_puzzles, len(x))
+    if target == "batch":
         targets = np.broadcast_to(y[None], (P, *y.shape))  # (P, B, L_y)
         return targets, (x[:P, None] == x[None]).all(-1)  # (P, B): True at least at its own pair
-    if fit.prior_path_target == "nearest":
+    if target == "nearest":
         if solutions is None:
             raise ValueError('fit.prior_path_target="nearest" needs the task (its exact solutions)')
         sols = [np.asarray(solutions(row)) for row in x[:P]]

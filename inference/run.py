@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from gram_ppl.config import GramConfig, augments, describe_priors, guide_family, with_priors
+from gram_ppl.config import GramConfig, augments, describe_priors, guide_family, prior_path, with_priors
 from gram_ppl.data import Dataset, build_dataset
 from gram_ppl.inference import parallel
 from gram_ppl.inference.backend import NonFiniteLoss, get_backend
@@ -158,9 +158,13 @@ def _fit(cfg, folder, mod, data, resume, force, budget: Budget, schedule: Schedu
 
 def start_line(cfg: GramConfig, folder, resume: bool) -> str:
     """What a fit states when it starts: the run folder and the priors in force (they shape every
-    sample), and the guide's family."""
+    sample), the guide's family, and the prior-path term where it is on."""
     where = f"{'resuming' if resume else 'run folder'} {folder}" if folder is not None else "no run folder (not saved)"
-    return f"{where}; priors: {describe_priors(cfg.priors)}; guide: {guide_family(cfg.fit, cfg.priors)}"
+    line = f"{where}; priors: {describe_priors(cfg.priors)}; guide: {guide_family(cfg.fit, cfg.priors)}"
+    weight, target = prior_path(cfg)
+    if weight:
+        line += f"; prior path: weight {weight:g}, target {target!r}"
+    return line
 
 
 def _warn_kl_floor(cfg: GramConfig, data: Dataset) -> None:

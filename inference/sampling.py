@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from gram_ppl.config import ConfigError
+from gram_ppl.config import ConfigError, sample_depth
 from gram_ppl.inference.backend import get_backend
 from gram_ppl.inference.resources import check_depth, check_memory, sample_bytes, sample_chunks
 from gram_ppl.seeds import seed_for
@@ -111,7 +111,7 @@ def sample_puzzles(
     task, cfg = run.task, run.config
     x = np.stack(puzzles)  # (B, L_x)
     r = rollout(
-        run.mod, run.net, cfg, x, num_samples, depth or cfg.fit.n_sup, halt, temperature, seed_for(cfg, "sample")
+        run.mod, run.net, cfg, x, num_samples, depth or sample_depth(cfg), halt, temperature, seed_for(cfg, "sample")
     )
     chosen = select(task, r.boards, r.value, how)
     valid = task.is_valid(x[None], r.boards)  # (N, B)
@@ -150,7 +150,7 @@ def generate(run, num: int, depth: int | None = None, temperature: float = 1.0) 
         raise ConfigError("a class-conditional run draws samples for a label: use gram sample (or "
                           "inference.api.sample) with label inputs, not generate (the blank input)")  # fmt: skip
     blank = np.ones((1, task.x_len), dtype=np.uint8)  # the empty input: every token 1 (blank cell)
-    r = rollout(run.mod, run.net, cfg, blank, num, depth or cfg.fit.n_sup, temperature=temperature,
+    r = rollout(run.mod, run.net, cfg, blank, num, depth or sample_depth(cfg), temperature=temperature,
                 seed=seed_for(cfg, "generate"))  # the one sampling path, chunked when large  # fmt: skip
     boards = r.boards[:, 0]  # (num, L_y)
     return Generated(boards, task.is_valid(blank[0], boards))

@@ -27,7 +27,7 @@ import numpy as np
 import optax
 from numpyro import handlers
 
-from gram_ppl.config import GramConfig, PriorConfig
+from gram_ppl.config import GramConfig, PriorConfig, prior_path, sample_depth
 from gram_ppl.inference.backend import NonFiniteLoss, StepInfo
 from gram_ppl.inference.objective import PRIOR_PATH_MAX_SOLUTIONS, kl_ceiling, prior_path_targets
 from gram_ppl.inference.tempering import check_temperature, numpyro_temper
@@ -83,7 +83,7 @@ def _make_update(mod, net, cfg, priors, segment, first):
         parts = {**terms.parts, "halt": fit.halt_weight * halt, "value": fit.value_weight * value}
         if pp is not None:
             term, pp_carry = prior_path_term(params, k_pp, mod, net, cfg, priors, pp, pp_carry, segment)
-            parts["prior_path"] = fit.prior_path_weight * term
+            parts["prior_path"] = prior_path(cfg)[0] * term
         return sum(parts.values()), (terms._replace(parts=parts), halt, value, exact, pp_carry)
 
     def update(params, opt_state, ema, key, x, y, carry, cap, lr_scale, pp=None, pp_carry=None):
@@ -195,7 +195,7 @@ class Trainer:
         if self.shardings is not None:  # the batch split over the devices; XLA partitions the step (GSPMD)
             x, y, cap = jax.device_put((x, y, cap), self.shardings[0])
         segments = [range(fit.n_sup)] if fit.objective == "elbo" else [range(n, n + 1) for n in range(fit.n_sup)]
-        pp = self._prior_path(x, y) if fit.prior_path_weight else None
+        pp = self._prior_path(x, y) if prior_path(self.cfg)[0] else None
         carry, pp_carry, losses, kls, totals = None, None, [], [], {}
         for i, seg in enumerate(segments):
             self.key, sub = jax.random.split(self.key)
@@ -230,7 +230,7 @@ class Trainer:
                     self.solution_cache[key] = self.task.solutions(row, limit=PRIOR_PATH_MAX_SOLUTIONS)
                 return self.solution_cache[key]
 
-        targets, mask = prior_path_targets(fit, xn, yn, solutions)
+        targets, mask = prior_path_targets(self.cfg, xn, yn, solutions)
         P = targets.shape[0]
         xs = np.tile(xn[:P], (fit.prior_path_samples, 1))  # (K*P, L_x): k-major
         return PriorPath(jnp.asarray(xs, jnp.int32), jnp.asarray(targets, jnp.int32), jnp.asarray(mask))
@@ -298,7 +298,7 @@ def sample(
     params, xs, ys = _spread(bound.params, xs, ys)
     boards = _boards(
         params, jax.random.key(seed), xs, ys, mod=mod, net=bound.net, cfg=cfg,
-        depth=depth or cfg.fit.n_sup, temperature=check_temperature(temperature),
+        depth=depth or sample_depth(cfg), temperature=check_temperature(temperature),
     )  # fmt: skip
     return np.asarray(boards).reshape(num_samples, B, -1)
 
@@ -318,7 +318,7 @@ def log_likelihood(mod, bound: Bound, cfg: GramConfig, x, y, num_samples: int = 
     ys = jnp.asarray(np.tile(np.asarray(y), (num_samples, 1)), jnp.int32)  # (K*B, L_y)
     params, xs, ys = _spread(bound.params, xs, ys)
     out = _log_lik(params, jax.random.key(seed), xs, ys, mod=mod, net=bound.net, cfg=cfg,
-                   depth=depth or cfg.fit.n_sup)  # fmt: skip
+                   depth=depth or sample_depth(cfg))  # fmt: skip
     return np.asarray(out).reshape(num_samples, B)
 
 

@@ -19,7 +19,7 @@ from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 
 from gram_ppl import sites as gram_sites
-from gram_ppl.config import GramConfig, with_priors
+from gram_ppl.config import GramConfig, sample_depth, with_priors
 from gram_ppl.diagnostics import Trajectories, nearest_distance, pca_per_puzzle
 from gram_ppl.inference.resources import check_depth, check_trajectories
 from gram_ppl.inference.sampling import halts
@@ -49,7 +49,7 @@ def collect(
         raise ValueError("guide trajectories need the reference solutions y")
     if num_samples < 1:
         raise ValueError(f"num_samples must be at least 1, got {num_samples}")
-    depth = depth or cfg.fit.n_sup
+    depth = depth or sample_depth(cfg)
     B, N = len(x), num_samples
     check_depth(depth)
     check_trajectories(cfg, task, N * B, depth)  # every step's h is kept: refused, with the estimate, if too big

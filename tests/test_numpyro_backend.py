@@ -280,7 +280,7 @@ def test_the_prior_path_term_agrees_between_backends(target):
     with torch.no_grad():
         pp = _PriorPath(Trainer(gram_pyro, tnet, cfg, task), torch.as_tensor(x), torch.as_tensor(y))
         expected = [pp.step(range(n, n + 1)).item() for n in range(2)]
-    targets, mask = prior_path_targets(fit, x, y, lambda row: task.solutions(row, limit=64))
+    targets, mask = prior_path_targets(cfg, x, y, lambda row: task.solutions(row, limit=64))
     np.testing.assert_array_equal(targets, pp.targets.numpy())
     inputs = PriorPath(jnp.asarray(np.tile(x[:4], (3, 1))), jnp.asarray(targets), jnp.asarray(mask))
     carry, got = None, []

@@ -137,10 +137,12 @@ def test_a_malicious_pickle_is_refused_with_a_message(tmp_path):
 def ctrl_c_delivered():
     """Ctrl-C reaches Python even where the suite was started with SIGINT ignored (a background
     job of a shell without job control, e.g. `nohup make test &`: Python then installs no
-    KeyboardInterrupt handler, and the tests below would wait for a signal nobody hears). Returns
-    what a child process should run before exec to hear it too."""
+    KeyboardInterrupt handler, and the tests below would wait for a signal nobody hears). A child
+    started meanwhile hears it too: exec resets a handled signal to SIG_DFL (an ignored one would
+    stay ignored), and Python installs its handler over SIG_DFL. No preexec_fn: that would make
+    subprocess fork, which JAX (imported by other tests of the worker) warns against."""
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python installs its handler over SIG_DFL
+    yield
     signal.signal(signal.SIGINT, previous)
 
 
@@ -150,8 +152,7 @@ def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_130(tmp_path, sig, ctrl_
     args = ["fit", "--task", "nqueens", "--size", "5", "--steps", "100000", "--quiet", "--out", str(run),
             "--set", "fit.batch_size=8", "--set", "net.dim=16", "--set", "net.heads=2", "--eval-minutes", "100",
             "--checkpoint-minutes", "0.0001"]  # fmt: skip
-    p = subprocess.Popen([sys.executable, "-m", "gram_ppl", *args], stderr=subprocess.PIPE, text=True,
-                         preexec_fn=ctrl_c_delivered)  # fmt: skip
+    p = subprocess.Popen([sys.executable, "-m", "gram_ppl", *args], stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not (run / "checkpoint.pt").exists() and time.monotonic() < deadline:  # training has begun
         time.sleep(0.2)

@@ -19,6 +19,7 @@ from gram_ppl.config import (
     VARIANTS,
     ConfigError,
     GramConfig,
+    sample_depth,
     with_priors,
 )
 from gram_ppl.overrides import apply_overrides
@@ -75,7 +76,9 @@ def _sampling_commands(sub) -> None:
     ev = sub.add_parser("evaluate", help="sample from the prior on a run's held-out puzzles and score them")
     ev.add_argument("run", type=Path)
     ev.add_argument("--num-samples", type=positive_int, default=20)
-    ev.add_argument("--depth", type=positive_int, help="supervision steps (default: the training N_sup)")
+    ev.add_argument(
+        "--depth", type=positive_int, help="supervision steps (default: the run's sample depth, config.sample_depth)"
+    )
     ev.add_argument("--puzzles", type=positive_int, help="at most this many held-out puzzles")
     _temperature_arg(ev)
     ev.add_argument("--out", type=Path, help="also write the metrics to this JSON file")
@@ -85,7 +88,9 @@ def _sampling_commands(sub) -> None:
     sp.add_argument("run", type=Path)
     sp.add_argument("--puzzles", required=True, help="a file with one puzzle per line, or - for stdin")
     sp.add_argument("--num-samples", type=positive_int, default=20)
-    sp.add_argument("--depth", type=positive_int, help="supervision steps (default: the training N_sup)")
+    sp.add_argument(
+        "--depth", type=positive_int, help="supervision steps (default: the run's sample depth, config.sample_depth)"
+    )
     sp.add_argument("--halt", action="store_true", help="stop each trajectory when its halt head says so")
     sp.add_argument("--select", choices=("none", "vote", "lprm"), default="vote")
     _temperature_arg(sp)
@@ -96,8 +101,8 @@ def _sampling_commands(sub) -> None:
     g = sub.add_parser("generate", help="unconditional samples from p(x) of a trained run, one per line")
     g.add_argument("run", type=Path)
     g.add_argument("--num", type=positive_int, required=True)
-    g.add_argument("--depth", type=positive_int, help="supervision steps (default: the training N_sup; a run trained "
-                   "with the prior-path term is far more often valid sampled 2-4x deeper, docs/recipe.md)")  # fmt: skip
+    g.add_argument("--depth", type=positive_int, help="supervision steps (default: the run's sample depth: N_sup, "
+                   "or 4·N_sup for generation trained with the prior-path term, config.sample_depth)")  # fmt: skip
     _temperature_arg(g)
     g.add_argument("--out", type=Path, required=True, help="output file ('-' for stdout)")
     g.set_defaults(func=cmd_generate)
@@ -130,7 +135,9 @@ def _report_commands(sub) -> None:
     dg.add_argument("--puzzle", type=int, metavar="I",
                     help="the puzzle (index among the diagnosed) whose trajectories the figures show; default: "
                          "one with several solutions that the prior draws reach")  # fmt: skip
-    dg.add_argument("--depth", type=positive_int, help="supervision steps (default: the training N_sup)")
+    dg.add_argument(
+        "--depth", type=positive_int, help="supervision steps (default: the run's sample depth, config.sample_depth)"
+    )
     dg.add_argument("--latents", action="store_true", help="also export the full states h (large)")
     dg.add_argument("--baseline", type=Path, help="a second run drawn on the same coverage/depth axes")
     dg.add_argument("--skip-invalid", action="store_true", help="diagnose the valid lines, report the rest")
@@ -283,7 +290,7 @@ def cmd_generate(args) -> int:
         return 0
     if run.config.task.resolved().mode == "generate":
         report = generation_report(g.boards, g.valid, run.data.train.y, run.data.test.y)
-        depth = args.depth or run.config.fit.n_sup
+        depth = args.depth or sample_depth(run.config)
         print(f"depth {depth}: {describe_generation(report)}", file=sys.stderr)
         return 0
     print(f"{args.num} samples: {g.share_valid:.1%} valid, {g.distinct_valid} distinct valid", file=sys.stderr)
