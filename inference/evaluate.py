@@ -193,11 +193,14 @@ def comparison_table(rows: list[tuple[str, str, list[dict]]], num_samples: int) 
     return "\n".join(lines)
 
 
-def generation_report(boards: np.ndarray, valid: np.ndarray, train_y: np.ndarray, test_y: np.ndarray) -> dict:
+def generation_report(
+    boards: np.ndarray, valid: np.ndarray, train_y: np.ndarray, test_y: np.ndarray, conflicts=None
+) -> dict:
     """What unconditional samples (M, L_y) with their validity (M,) are worth as generated boards:
     the valid share, distinct valid boards and their share of the valid samples (1: no valid board
     drawn twice), the share of valid samples that copy a training grid, and how many of the
-    held-out grids (never trained on) were generated."""
+    held-out grids (never trained on) were generated; with `conflicts` (M,) (Task.conflicts of each
+    sample) also their mean, how far the samples are from valid where few or none are."""
     boards, valid = np.asarray(boards), np.asarray(valid, dtype=bool)
     keys = [b.astype(np.uint8).tobytes() for b in boards[valid]]
     train = {y.astype(np.uint8).tobytes() for y in np.asarray(train_y)}
@@ -211,12 +214,14 @@ def generation_report(boards: np.ndarray, valid: np.ndarray, train_y: np.ndarray
         "copies": float(np.mean([k in train for k in keys])) if keys else 0.0,
         "held_out_generated": len(distinct & test),
         "held_out": len(test),
+        **({"conflicts_mean": float(np.mean(conflicts))} if conflicts is not None else {}),
     }
 
 
 def describe_generation(m: dict) -> str:
     """One line of generation_report for a person."""
-    return (f"{m['samples']} samples: {m['valid']:.1%} valid, {m['distinct_valid']} distinct valid "
+    conflicts = f", {m['conflicts_mean']:.1f} conflicts per sample" if "conflicts_mean" in m else ""
+    return (f"{m['samples']} samples: {m['valid']:.1%} valid{conflicts}, {m['distinct_valid']} distinct valid "
             f"({m['distinct_share']:.1%} of the valid samples distinct), {m['copies']:.1%} of the valid samples copy "
             f"a training grid, {m['held_out_generated']} of the {m['held_out']} held-out grids generated")  # fmt: skip
 
@@ -254,5 +259,6 @@ def evaluate_run(
     out = {**head, **metrics, **votes, "valid_by_depth": by_depth, "by_num_solutions": by_count}
     if cfg.task.resolved().mode == "generate":  # blank inputs: the samples as generated boards, against the grid sets
         flat, ok = r.boards.reshape(-1, r.boards.shape[-1]), task.is_valid(x[None], r.boards).reshape(-1)
-        out["generation"] = generation_report(flat, ok, data.train.y, test.y)
+        bad = task.conflicts(x[:1], flat)  # (M,): every input is the same blank board
+        out["generation"] = generation_report(flat, ok, data.train.y, test.y, bad)
     return out

@@ -126,10 +126,12 @@ def test_generate_unconditional_boards(tmp_path, capsys):
 
 
 def test_generation_report_counts_distinct_copies_and_held_out_grids():
-    from gram_ppl.inference.evaluate import generation_report
+    from gram_ppl.inference.evaluate import describe_generation, generation_report
 
     a, b, c = np.array([1, 2]), np.array([2, 1]), np.array([3, 3])
     boards = np.stack([a, a, b, c])
     r = generation_report(boards, np.array([True, True, True, False]), train_y=np.stack([a]), test_y=np.stack([b, c]))
     assert r == {"samples": 4, "valid": 0.75, "distinct_valid": 2, "distinct_share": 2 / 3, "copies": 2 / 3,
                  "held_out_generated": 1, "held_out": 2}  # fmt: skip
+    r = generation_report(boards, np.ones(4, bool), np.stack([a]), np.stack([b]), conflicts=np.array([0, 0, 1, 3]))
+    assert r["conflicts_mean"] == 1.0 and "1.0 conflicts per sample" in describe_generation(r)
