@@ -470,29 +470,28 @@ def test_lr_schedule_reaches_the_optimiser(backend, tmp_path):
     assert any(not np.array_equal(before[k], v) for k, v in weights().items())
 
 
-def test_the_prior_path_is_on_by_default_for_generation_only():
-    """fit.prior_path_weight / prior_path_target None: weight 1 with the "batch" rule for
-    unconditional generation (Sudoku grids, digits), off with "y" elsewhere and where it cannot
-    run; explicit values win; runs written before the defaults resume without it."""
+def test_the_prior_path_target_rule_and_default():
+    """The prior path is off by default; its target rule (fit.prior_path_target None) is "batch"
+    for unconditional generation and "y" elsewhere; explicit values win; runs written before the
+    target field existed keep "y"."""
     from gram_ppl.config import GramConfig, from_dict, prior_path, to_dict
 
     gen = GramConfig(task=TaskConfig(name="sudoku", size=4))  # 4x4: generation by default
-    assert prior_path(gen) == (1.0, "batch")
-    assert prior_path(GramConfig(task=TaskConfig(name="digits", size=8))) == (1.0, "batch")
+    assert prior_path(gen) == (0.0, "batch")
+    assert prior_path(GramConfig(task=TaskConfig(name="digits", size=8))) == (0.0, "batch")
     assert prior_path(GramConfig(task=TaskConfig(name="sudoku", size=6))) == (0.0, "y")  # puzzles
-    assert prior_path(GramConfig(task=TaskConfig(name="nqueens", size=8))) == (0.0, "y")
-    off = dataclasses.replace(gen, fit=FitConfig(variant="deterministic"))
-    assert prior_path(off) == (0.0, "batch")  # nothing to roll out from the prior
-    assert prior_path(dataclasses.replace(gen, fit=FitConfig(objective="elbo")))[0] == 0.0
-    assert prior_path(dataclasses.replace(gen, fit=FitConfig(prior_path_weight=0.0)))[0] == 0.0
-    set_ = dataclasses.replace(gen, fit=FitConfig(prior_path_weight=2.0, prior_path_target="y"))
-    assert prior_path(set_) == (2.0, "y")
-    with pytest.raises(ConfigError, match="prior_path_weight must be a number"):
-        FitConfig(prior_path_weight=-1.0)
-    old = to_dict(FitConfig())
-    del old["prior_path_weight"], old["prior_path_target"]  # a config.json written before the fields existed
-    fit = from_dict(FitConfig, old)
-    assert prior_path(dataclasses.replace(gen, fit=fit)) == (0.0, "y")
+    on = dataclasses.replace(gen, fit=FitConfig(prior_path_weight=1.0))
+    assert prior_path(on) == (1.0, "batch")
+    assert prior_path(dataclasses.replace(gen, fit=FitConfig(prior_path_weight=2.0, prior_path_target="y"))) == (
+        2.0,
+        "y",
+    )
+    for bad in (-1.0, True, float("nan")):
+        with pytest.raises(ConfigError, match="prior_path_weight must be"):
+            FitConfig(prior_path_weight=bad)
+    old = to_dict(FitConfig(prior_path_weight=1.0))
+    del old["prior_path_target"], old["sample_depth"]  # a config.json written before the fields existed
+    assert prior_path(dataclasses.replace(gen, fit=from_dict(FitConfig, old))) == (1.0, "y")
 
 
 def test_the_sample_depth_default():
@@ -500,9 +499,10 @@ def test_the_sample_depth_default():
     from gram_ppl.config import GramConfig, sample_depth
 
     gen = GramConfig(task=TaskConfig(name="sudoku", size=4))
-    assert sample_depth(gen) == 16  # N_sup 4, the prior path on by default
-    assert sample_depth(GramConfig(task=TaskConfig(name="sudoku", size=6))) == 4  # puzzles: the training depth
-    assert sample_depth(dataclasses.replace(gen, fit=FitConfig(prior_path_weight=0.0))) == 4
+    assert sample_depth(gen) == 4  # N_sup: the prior path is off by default
+    pp = dataclasses.replace(gen, fit=FitConfig(prior_path_weight=1.0))
+    assert sample_depth(pp) == 16  # generation trained with the prior path: 4·N_sup
+    assert sample_depth(GramConfig(task=TaskConfig(name="sudoku", size=6), fit=pp.fit)) == 4  # puzzles
     assert sample_depth(dataclasses.replace(gen, fit=FitConfig(sample_depth=6))) == 6
     for bad in (0, 2.5, True):
         with pytest.raises(ConfigError, match="sample_depth"):
