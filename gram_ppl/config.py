@@ -314,6 +314,9 @@ class FitConfig:
     prior_path_samples: int = 4
     prior_path_puzzles: int = 16
     prior_path_target: str | None = None
+    # false: the term's gradient stops at the prior's noise heads μ_θ, σ_θ (only the transitions
+    # and the decoder learn to repair what the prior draws; the prior stays what the KL makes it)
+    prior_path_noise_grad: bool = True
     # Verifier-reward fine-tuning (inference/svi_pyro.py, Pyro backend), meant for after SVI
     # (`gram fit --resume --force --set fit.reward_weight=1`): once per batch, reward_samples
     # prior rollouts of each of the batch's first reward_puzzles inputs, scored by the task's
@@ -380,6 +383,8 @@ class FitConfig:
         weight = self.prior_path_weight
         if isinstance(weight, bool) or not (isinstance(weight, int | float) and math.isfinite(weight) and weight >= 0):
             raise ConfigError(f"prior_path_weight must be a number >= 0, got {weight!r}")
+        if not isinstance(self.prior_path_noise_grad, bool):
+            raise ConfigError(f"prior_path_noise_grad must be true or false, got {self.prior_path_noise_grad!r}")
         if self.prior_path_samples < 1 or self.prior_path_puzzles < 1:
             raise ConfigError("prior_path_samples and prior_path_puzzles must be >= 1")
         if self.prior_path_weight and (self.variant == "deterministic" or self.objective != "surrogate"):

@@ -63,6 +63,21 @@ def _noise_log_density(tr) -> torch.Tensor:
     return sum(s["fn"].log_prob(s["value"]) for s in noise)
 
 
+class _ConstantPrior:
+    """The networks with the prior's noise heads seen as constants (fit.prior_path_noise_grad
+    false): the prior-path term then trains the transitions and the decoder to repair what the
+    prior draws, never the prior's μ_θ, σ_θ themselves."""
+
+    def __init__(self, net):
+        self._net = net
+
+    def __getattr__(self, name):
+        return getattr(self._net, name)
+
+    def prior(self, u):
+        return tuple(t.detach() for t in self._net.prior(u))  # loc, scale: (B, L, D) each
+
+
 class _PriorPath:
     """The prior-path term: K prior rollouts of P training inputs, advanced one supervision step
     at a time beside the guided batch (their own detached carry), each step scored by
@@ -99,7 +114,8 @@ class _PriorPath:
 
     def step(self, steps: range) -> torch.Tensor:
         t = self.trainer
-        kw = dict(net=t.net, cfg=t.cfg, priors=t.priors, carry=self.carry, steps=steps, truncate=True)
+        net = t.net if t.cfg.fit.prior_path_noise_grad else _ConstantPrior(t.net)
+        kw = dict(net=net, cfg=t.cfg, priors=t.priors, carry=self.carry, steps=steps, truncate=True)
         with pyro.validation_enabled(False):
             tr = poutine.trace(t.mod.model).get_trace(self.x, self.y, observe="last", **kw)
         y_site = next(s for s in tr.nodes.values() if s.get("is_observed") and sites.step_of(s) == steps[-1])

@@ -81,6 +81,13 @@ def prior_path_term(params, key, mod, net, cfg: GramConfig, priors: PriorConfig,
     f = functools.partial(net.apply, {"params": params})
     e_x = f(pp.x, method="embed")  # Embedded: e (K*P, L, D), relation ids
     state = carry if carry is not None else f(pp.x.shape[0], method="initial_state")  # (h, l)
+    if not cfg.fit.prior_path_noise_grad:  # the prior's noise heads as constants: only the rest learns
+        apply = f
+
+        def f(*args, method):
+            out = apply(*args, method=method)
+            return jax.lax.stop_gradient(out) if method == "prior" else out
+
     kw = dict(cfg=cfg, priors=priors, steps=steps, truncate=True, observe="none")
     for n in steps:
         state, _ = handlers.seed(mod.model_step, jax.random.fold_in(key, n))(f, e_x, None, state, n, **kw)

@@ -507,3 +507,50 @@ def test_the_sample_depth_default():
     for bad in (0, 2.5, True):
         with pytest.raises(ConfigError, match="sample_depth"):
             FitConfig(sample_depth=bad)
+
+
+def test_the_prior_path_can_leave_the_prior_noise_heads_alone():
+    """fit.prior_path_noise_grad false: the term's gradient reaches the core and the decoder but
+    not the prior's μ_θ, σ_θ heads, in both backends; the term's value is unchanged."""
+    import jax
+
+    from gram_ppl.inference.svi_numpyro import PriorPath, prior_path_term
+    from gram_ppl.inference.svi_pyro import Trainer, _PriorPath
+    from gram_ppl.models import gram_numpyro
+    from gram_ppl.networks import convert, flax_nets
+
+    base = tiny_config(prior_path_weight=1.0, prior_path_samples=2, prior_path_puzzles=4)
+    base = dataclasses.replace(base, task=TaskConfig(name="sudoku", size=4, mode="generate"), priors=gram_pyro.PRIORS)
+    data, x, y, _ = _batch(base)
+    torch.manual_seed(0)
+    net = build_net(base, data.task)
+    with torch.no_grad():
+        for head in (net.prior_head, net.posterior_head):
+            head.net.w_out.weight.normal_(0, 0.05)
+    terms = {}
+    for grad in (True, False):
+        cfg = dataclasses.replace(base, fit=dataclasses.replace(base.fit, prior_path_noise_grad=grad))
+        net.zero_grad()
+        torch.manual_seed(1)
+        term = _PriorPath(Trainer(gram_pyro, net, cfg, data.task), x, y).step(range(1))
+        term.backward()
+        terms[grad] = term.item()
+        prior = sum(float(p.grad.abs().sum()) for p in net.prior_head.parameters() if p.grad is not None)
+        core = sum(float(p.grad.abs().sum()) for p in net.f_H.parameters() if p.grad is not None)
+        assert (prior > 0) is grad and core > 0
+    assert terms[True] == pytest.approx(terms[False], rel=1e-6)  # the same draws, the same value
+
+    params = convert.torch_to_flax({k: v.detach().numpy() for k, v in net.state_dict().items()}, False)
+    fnet = flax_nets.build_net(base, data.task)
+    pp = PriorPath(np.tile(x.numpy()[:4], (2, 1)), y.numpy()[None].repeat(4, 0), np.ones((4, 8), bool))
+    for grad in (True, False):
+        cfg = dataclasses.replace(base, fit=dataclasses.replace(base.fit, prior_path_noise_grad=grad))
+
+        def loss(p, cfg=cfg):
+            return prior_path_term(p, jax.random.key(0), gram_numpyro, fnet, cfg, cfg.priors, pp, None, range(1))[0]
+
+        g = jax.grad(loss)(params)
+        prior = sum(float(np.abs(v).sum()) for v in jax.tree_util.tree_leaves(g["prior_head"]))
+        assert (prior > 0) is grad
+    with pytest.raises(ConfigError, match="prior_path_noise_grad"):
+        FitConfig(prior_path_noise_grad="no")
