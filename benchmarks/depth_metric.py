@@ -33,8 +33,7 @@ def depth_rows(folder: str, multiples: list[int], samples: int) -> list[dict]:
     for m in multiples:
         g = generate(run, samples, depth=m * base)
         if run.task.checker:
-            bad = run.task.conflicts(np.ones((1, run.task.x_len), np.uint8), g.boards)  # (M,)
-            row = generation_report(g.boards, g.valid, run.data.train.y, run.data.test.y, bad)
+            row = generation_report(g.boards, g.valid, run.data.train.y, run.data.test.y, g.conflicts)
         else:
             from gram_ppl.tasks.digits import image_metrics, judge_for
 

@@ -134,8 +134,7 @@ def evaluate(name: str, folder: Path, samples: int, puzzles: int | None, gen: in
         return {**info, **{k: m[k] for k in keys if k in m}}
     if name in GENERATE:
         g = generate(run, gen)
-        bad = run.task.conflicts(np.ones((1, run.task.x_len), np.uint8), g.boards)  # (gen,)
-        report = generation_report(g.boards, g.valid, run.data.train.y, run.data.test.y, bad)
+        report = generation_report(g.boards, g.valid, run.data.train.y, run.data.test.y, g.conflicts)
         return {**info, **report, "unique_share": report["distinct_valid"] / max(1, gen),
                 "held_out_seen": report["held_out_generated"]}  # fmt: skip
     # sudoku6: exact accuracy against depth and width (unique solutions: valid == exact)

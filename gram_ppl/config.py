@@ -540,7 +540,7 @@ def sample_depth(cfg: GramConfig) -> int:
     if cfg.fit.sample_depth is not None:
         return cfg.fit.sample_depth
     generation = cfg.task.resolved().mode == "generate"
-    return 4 * cfg.fit.n_sup if generation and prior_path(cfg)[0] else cfg.fit.n_sup
+    return 4 * cfg.fit.n_sup if generation and cfg.fit.prior_path_weight else cfg.fit.n_sup
 
 
 def augments(cfg: GramConfig) -> bool:

@@ -16,9 +16,11 @@ A backend is a module (inference/svi_pyro.py, inference/svi_numpyro.py) that pro
   numpy, one supervision step per iteration, yielding numpy (boards (N·B, L_y), halt logits
   (N·B,), LPRM values (N·B,)).
 - `log_likelihood(mod, net, cfg, x, y, num_samples=8, depth=None, seed=0)`: (K, B) numpy
-  log p(y | τ_k, x) of K prior trajectories per puzzle (inference/evaluate.py: iw_bound).
+  log p(y | τ_k, x) of K prior trajectories per puzzle (inference/evaluate.py: iw_bound), after
+  `depth` steps, by default the model's own N_sup (so held-out bounds compare across runs).
 - `sample(mod, net, cfg, x, y=None, num_samples=1, depth=None, seed=0, temperature=1.0)`:
-  decoded boards (num_samples, B, L_y) numpy, from the prior, or through the guide when y is given.
+  decoded boards (num_samples, B, L_y) numpy, from the prior, or through the guide when y is given,
+  after `depth` steps, by default the run's sample depth (config.sample_depth).
 
 A Trainer has `cfg`, `mod`, `train_batch(x, y, num_solutions) -> StepInfo` (numpy in),
 `state() -> bytes` / `load_state(bytes)` (weights, optimiser, EMA, RNG, in the backend's own

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from pyro import poutine
 
 from gram_ppl import sites
-from gram_ppl.inference.objective import PRIOR_PATH_MAX_SOLUTIONS, prior_path_targets
+from gram_ppl.inference.objective import cached_solutions, prior_path_targets
 
 if TYPE_CHECKING:
     from gram_ppl.inference.svi_pyro import Trainer
@@ -89,17 +89,10 @@ class _PriorPath:
         self.trainer, self.K, self.P = trainer, K, P
         self.x, self.y = x[:P].repeat(K, 1), y[:P].repeat(K, 1)  # (K*P, L_x), (K*P, L_y): k-major
         self.carry = None
-        solutions = self._solutions if trainer.task is not None else None
+        solutions = cached_solutions(trainer.task, trainer.solution_cache)
         targets, mask = prior_path_targets(trainer.cfg, x.cpu().numpy(), y.cpu().numpy(), solutions)
         self.targets = torch.as_tensor(targets.astype(np.int64), device=x.device)  # (P, M, L_y)
         self.mask = torch.as_tensor(mask, device=x.device)  # (P, M): the candidates that count
-
-    def _solutions(self, row: np.ndarray) -> np.ndarray:
-        """Every exact solution of one input (at most PRIOR_PATH_MAX_SOLUTIONS), cached per input."""
-        t, key = self.trainer, row.tobytes()
-        if key not in t.solution_cache:
-            t.solution_cache[key] = t.task.solutions(row, limit=PRIOR_PATH_MAX_SOLUTIONS)  # (m, L_y)
-        return t.solution_cache[key]
 
     def _log_p(self, site) -> torch.Tensor:
         """log p(target | τ_k, x) per rollout, (K, P): the most likely under that rollout (the

@@ -26,6 +26,8 @@ import math
 
 import numpy as np
 
+from gram_ppl.config import prior_path
+
 
 class Recording:
     """Results of calls in the order they were made, or, from `replay()`, the same results handed
@@ -104,6 +106,21 @@ def guided_dims(fit, noised_positions: int, dim: int) -> int:
 PRIOR_PATH_MAX_SOLUTIONS = 64  # prior_path_target="nearest": at most this many exact solutions per input
 
 
+def cached_solutions(task, cache: dict):
+    """task.solutions of one input row (at most PRIOR_PATH_MAX_SOLUTIONS), cached per input in
+    `cache` (a trainer's, both backends); None without a task."""
+    if task is None:
+        return None
+
+    def solutions(row: np.ndarray) -> np.ndarray:
+        key = row.tobytes()
+        if key not in cache:
+            cache[key] = task.solutions(row, limit=PRIOR_PATH_MAX_SOLUTIONS)  # (m, L_y)
+        return cache[key]
+
+    return solutions
+
+
 def prior_path_targets(cfg, x: np.ndarray, y: np.ndarray, solutions=None) -> tuple[np.ndarray, np.ndarray]:
     """What each of the batch's first P = min(prior_path_puzzles, B) inputs is scored against by
     the prior-path term (the target rule in force, config.prior_path), for both backends: targets (P, M, L_y)
@@ -111,8 +128,6 @@ def prior_path_targets(cfg, x: np.ndarray, y: np.ndarray, solutions=None) -> tup
     target of the batch, those of the same input only; "nearest": `solutions(x_row)` -> (m, L_y),
     the input's exact solutions, padded to a common M by repeating the first. The term takes the
     best candidate under each rollout (the nearest in log-likelihood)."""
-    from gram_ppl.config import prior_path
-
     x, y, target = np.asarray(x), np.asarray(y), prior_path(cfg)[1]
     P = min(cfg.fit.prior_path_puzzles, len(x))
     if target == "batch":

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-from gram_ppl.config import ConfigError, GramConfig, prior_path
+from gram_ppl.config import ConfigError, GramConfig
 
 
 class Parallel(NamedTuple):
@@ -68,8 +68,5 @@ def check(cfg: GramConfig, par: Parallel) -> None:
         )
     if cfg.fit.batch_size % par.world:
         raise ConfigError(f"batch_size {cfg.fit.batch_size} must be divisible by the {par.world} ranks")
-    if prior_path(cfg)[0] or cfg.fit.reward_weight:
-        raise ConfigError(
-            "the prior-path term and fit.reward_weight are single-process only (not under torchrun); the prior "
-            "path is on by default for generation: --set fit.prior_path_weight=0 trains without it"
-        )
+    if cfg.fit.prior_path_weight or cfg.fit.reward_weight:
+        raise ConfigError("fit.prior_path_weight and fit.reward_weight are single-process only (not under torchrun)")

@@ -129,10 +129,15 @@ def sample_puzzles(
 
 
 class Generated(NamedTuple):
-    """Unconditional samples: the boards and which of them the task's checker accepts."""
+    """Unconditional samples: the boards, how many constraints each breaks, and so which of them
+    the task's checker accepts."""
 
     boards: np.ndarray  # (num, L_y) tokens
-    valid: np.ndarray  # (num,) bool, against the empty input
+    conflicts: np.ndarray  # (num,) Task.conflicts against the empty input
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.conflicts == 0  # (num,) bool: Task.is_valid
 
     @property
     def share_valid(self) -> float:
@@ -153,4 +158,4 @@ def generate(run, num: int, depth: int | None = None, temperature: float = 1.0) 
     r = rollout(run.mod, run.net, cfg, blank, num, depth or sample_depth(cfg), temperature=temperature,
                 seed=seed_for(cfg, "generate"))  # the one sampling path, chunked when large  # fmt: skip
     boards = r.boards[:, 0]  # (num, L_y)
-    return Generated(boards, task.is_valid(blank[0], boards))
+    return Generated(boards, task.conflicts(blank[0], boards))

@@ -27,9 +27,9 @@ import numpy as np
 import optax
 from numpyro import handlers
 
-from gram_ppl.config import GramConfig, PriorConfig, prior_path, sample_depth
+from gram_ppl.config import GramConfig, PriorConfig, sample_depth
 from gram_ppl.inference.backend import NonFiniteLoss, StepInfo
-from gram_ppl.inference.objective import PRIOR_PATH_MAX_SOLUTIONS, kl_ceiling, prior_path_targets
+from gram_ppl.inference.objective import cached_solutions, kl_ceiling, prior_path_targets
 from gram_ppl.inference.tempering import check_temperature, numpyro_temper
 from gram_ppl.networks import flax_nets
 
@@ -83,7 +83,7 @@ def _make_update(mod, net, cfg, priors, segment, first):
         parts = {**terms.parts, "halt": fit.halt_weight * halt, "value": fit.value_weight * value}
         if pp is not None:
             term, pp_carry = prior_path_term(params, k_pp, mod, net, cfg, priors, pp, pp_carry, segment)
-            parts["prior_path"] = prior_path(cfg)[0] * term
+            parts["prior_path"] = fit.prior_path_weight * term
         return sum(parts.values()), (terms._replace(parts=parts), halt, value, exact, pp_carry)
 
     def update(params, opt_state, ema, key, x, y, carry, cap, lr_scale, pp=None, pp_carry=None):
@@ -195,13 +195,13 @@ class Trainer:
         if self.shardings is not None:  # the batch split over the devices; XLA partitions the step (GSPMD)
             x, y, cap = jax.device_put((x, y, cap), self.shardings[0])
         segments = [range(fit.n_sup)] if fit.objective == "elbo" else [range(n, n + 1) for n in range(fit.n_sup)]
-        pp = self._prior_path(x, y) if prior_path(self.cfg)[0] else None
+        pp = self._prior_path(x, y) if fit.prior_path_weight else None
         carry, pp_carry, losses, kls, totals = None, None, [], [], {}
         for i, seg in enumerate(segments):
             self.key, sub = jax.random.split(self.key)
             update = update_program(self.mod, self.net, self.cfg, self.priors, seg, first=i == 0)
-            dummy = carry if carry is not None else (jnp.zeros(()), jnp.zeros(()))
-            pp_dummy = pp_carry if pp_carry is not None or pp is None else (jnp.zeros(()), jnp.zeros(()))
+            empty = (jnp.zeros(()), jnp.zeros(()))  # the first step's carries: unused (z_0)
+            dummy, pp_dummy = (c if c is not None else empty for c in (carry, pp_carry))
             params, opt_state, ema, loss, ok, (terms, halt, value, exact, pp_carry) = update(
                 self.params, self.opt_state, self.ema, sub, x, y, dummy, cap, jnp.float32(self.lr_scale), pp, pp_dummy
             )
@@ -221,16 +221,7 @@ class Trainer:
     def _prior_path(self, x, y) -> PriorPath:
         """The prior-path term's inputs for this batch (objective.prior_path_targets)."""
         fit, xn, yn = self.cfg.fit, np.asarray(x), np.asarray(y)
-        solutions = None
-        if self.task is not None:
-
-            def solutions(row):
-                key = row.tobytes()
-                if key not in self.solution_cache:
-                    self.solution_cache[key] = self.task.solutions(row, limit=PRIOR_PATH_MAX_SOLUTIONS)
-                return self.solution_cache[key]
-
-        targets, mask = prior_path_targets(self.cfg, xn, yn, solutions)
+        targets, mask = prior_path_targets(self.cfg, xn, yn, cached_solutions(self.task, self.solution_cache))
         P = targets.shape[0]
         xs = np.tile(xn[:P], (fit.prior_path_samples, 1))  # (K*P, L_x): k-major
         return PriorPath(jnp.asarray(xs, jnp.int32), jnp.asarray(targets, jnp.int32), jnp.asarray(mask))
@@ -318,7 +309,7 @@ def log_likelihood(mod, bound: Bound, cfg: GramConfig, x, y, num_samples: int = 
     ys = jnp.asarray(np.tile(np.asarray(y), (num_samples, 1)), jnp.int32)  # (K*B, L_y)
     params, xs, ys = _spread(bound.params, xs, ys)
     out = _log_lik(params, jax.random.key(seed), xs, ys, mod=mod, net=bound.net, cfg=cfg,
-                   depth=depth or sample_depth(cfg))  # fmt: skip
+                   depth=depth or cfg.fit.n_sup)  # fmt: skip
     return np.asarray(out).reshape(num_samples, B)
 
 

@@ -35,7 +35,7 @@ import pyro
 import torch
 from pyro import poutine
 
-from gram_ppl.config import GramConfig, prior_path, sample_depth
+from gram_ppl.config import GramConfig, sample_depth
 from gram_ppl.inference.backend import NonFiniteLoss, StepInfo
 from gram_ppl.inference.finetune_pyro import _PriorPath, reward_loss
 from gram_ppl.inference.objective import kl_ceiling
@@ -163,8 +163,7 @@ class Trainer:
         else:
             segments = [range(n, n + 1) for n in range(fit.n_sup)]
         carry, losses, kls, totals = None, [], [], {}
-        pp_weight = prior_path(self.cfg)[0]
-        pp = _PriorPath(self, x, y) if pp_weight else None
+        pp = _PriorPath(self, x, y) if fit.prior_path_weight else None
         noise = ShardedNoise(self.par) if self.par.world > 1 else contextlib.nullcontext()
         for steps in segments:
             # argument validation off: faster, and a NaN then reaches the loss check below
@@ -174,7 +173,7 @@ class Trainer:
             halt, value, exact = head_losses(self.net, terms.h, terms.logits, y)
             parts = {**terms.parts, "halt": fit.halt_weight * halt, "value": fit.value_weight * value}
             if pp is not None:
-                parts["prior_path"] = pp_weight * pp.step(steps)
+                parts["prior_path"] = fit.prior_path_weight * pp.step(steps)
             loss = sum(parts.values())  # a new term is one more entry of `parts`: logged under its name
             self._update(loss)
             carry = (terms.h.detach(), terms.l.detach())
@@ -237,7 +236,7 @@ def log_likelihood(mod, net, cfg: GramConfig, x, y, num_samples: int = 8, depth=
     device = net.z0.device
     x, y = _tensor(x, device), _tensor(y, device)
     xs, ys = x.repeat(num_samples, 1), y.repeat(num_samples, 1)  # (K*B, L_x), (K*B, L_y)
-    kw = dict(cfg=cfg, priors=cfg.priors, steps=range(depth or sample_depth(cfg)), truncate=False, observe="none")
+    kw = dict(cfg=cfg, priors=cfg.priors, steps=range(depth or cfg.fit.n_sup), truncate=False, observe="none")
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         h, _ = mod.model(xs, None, net=net, **kw)
