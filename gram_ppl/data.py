@@ -48,6 +48,13 @@ class Dataset:
         return task_for(self.config)
 
 
+def fingerprint(ds: Dataset) -> dict:
+    """What identifies a data set: its resolved TaskConfig and the dtype, shape and sha256 of
+    every array of both splits (the manifest's records; run folders keep it as data.json)."""
+    arrays = {f"{name}/{k}": _array_record(v) for name in SPLITS for k, v in getattr(ds, name).arrays().items()}
+    return {"config": to_dict(ds.config), "arrays": arrays}
+
+
 def build_dataset(cfg: TaskConfig) -> Dataset:
     """Generate the train and test splits for `cfg`; deterministic in cfg.seed."""
     cfg = cfg.resolved()
@@ -104,11 +111,8 @@ def _write_folder(ds: Dataset, out: Path) -> None:
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a data set is as readable as any folder
     try:
-        arrays = {}
         for name in SPLITS:
-            split = getattr(ds, name)
-            _write_npz(tmp / f"{name}.npz", split.arrays())
-            arrays |= {f"{name}/{k}": _array_record(v) for k, v in split.arrays().items()}
+            _write_npz(tmp / f"{name}.npz", getattr(ds, name).arrays())
         manifest = {
             "format": FORMAT_VERSION,
             "gram_ppl_version": __version__,
@@ -119,7 +123,7 @@ def _write_folder(ds: Dataset, out: Path) -> None:
             "counts": {name: len(getattr(ds, name)) for name in SPLITS},
             "test_num_solutions": ds.test.num_solutions.tolist(),
             "files": {f"{name}.npz": _sha256_file(tmp / f"{name}.npz") for name in SPLITS},
-            "arrays": arrays,
+            "arrays": fingerprint(ds)["arrays"],
         }
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         old = None

@@ -6,14 +6,18 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import warnings
 from pathlib import Path
 
 from gram_ppl.config import GramConfig
 from gram_ppl.data import Dataset, build_dataset
 from gram_ppl.inference.backend import get_backend
 from gram_ppl.inference.runfolder import (
+    DATA_FILE,
     RunError,
+    atomic_write,
     create_run,
+    data_changes,
     is_empty,
     load_config,
     read_checkpoint,
@@ -47,8 +51,9 @@ class LoadedRun:
     when `data` is first used (sampling user puzzles never needs it). Unpacks as
     (config, net, data, mod)."""
 
-    def __init__(self, config: GramConfig, net, mod, data: Dataset | None = None):
+    def __init__(self, config: GramConfig, net, mod, data: Dataset | None = None, folder: Path | None = None):
         self.config, self.net, self.mod, self._data = config, net, mod, data
+        self.folder = folder  # the run folder it was loaded from (its data.json checks the data set built)
 
     @functools.cached_property
     def task(self):
@@ -58,10 +63,33 @@ class LoadedRun:
     def data(self) -> Dataset:
         if self._data is None:
             self._data = build_dataset(self.config.task)
+            if self.folder is not None:
+                _warn_data_drift(self.folder, self.config, self._data)
         return self._data
 
     def __iter__(self):
         return iter((self.config, self.net, self.data, self.mod))
+
+
+def _warn_data_drift(folder, cfg: GramConfig, data: Dataset) -> None:
+    """Warn when the data set built now is not the one the run was trained on: data.json's
+    arrays differ (a task generator changed), or a run from before data.json whose config left
+    the data set's sizes to defaults (they are today's, which may not be the run's)."""
+    changed = data_changes(folder, data)
+    if changed:
+        warnings.warn(
+            f"{folder}: the data set built now differs from the one the run was trained on (data.json; the task's "
+            f"generator changed?): held-out scores are not comparable and may include training inputs: "
+            + "; ".join(changed[:4]),
+            stacklevel=3,
+        )
+    elif not (Path(folder) / DATA_FILE).is_file() and cfg.task != cfg.task.resolved():
+        filled = {k: v for k, v in dataclasses.asdict(cfg.task.resolved()).items() if getattr(cfg.task, k) != v}
+        warnings.warn(
+            f"{folder} records neither its data set nor its sizes (a run from before data.json): built with "
+            f"today's defaults {filled}, which may not be those it was trained with",
+            stacklevel=3,
+        )
 
 
 def load_run(folder: str | Path, mod=None, as_backend: str | None = None) -> LoadedRun:
@@ -78,7 +106,7 @@ def load_run(folder: str | Path, mod=None, as_backend: str | None = None) -> Loa
         raise RunError(f"{folder}: config.json says {cfg.backend}, the checkpoint is {ckpt.backend}")
     with checkpoint_errors(folder):
         net = backend.sampling_net(cfg, task_for(cfg.task), ckpt.trainer)
-    run = LoadedRun(cfg, net, mod)
+    run = LoadedRun(cfg, net, mod, folder=Path(folder))
     return run if as_backend in (None, cfg.backend) else convert_loaded(run, as_backend)
 
 
@@ -89,7 +117,7 @@ def convert_loaded(run: LoadedRun, backend: str) -> LoadedRun:
     target = get_backend(backend)
     target.setup(cfg.fit.threads)
     net = target.net_from_weights(cfg, run.task, get_backend(run.config.backend).weights(run.net))
-    return LoadedRun(cfg, net, default_model(cfg), run._data)
+    return LoadedRun(cfg, net, default_model(cfg), run._data, run.folder)
 
 
 def convert_run(folder: str | Path, out: str | Path, backend: str, force: bool = False) -> Path:
@@ -121,5 +149,7 @@ def convert_run(folder: str | Path, out: str | Path, backend: str, force: bool =
     out.mkdir(parents=True, exist_ok=True)
     with writer_lock(out):  # a run being trained there holds the lock: refused, not overwritten
         create_run(out, new, mod, force)
+        if (Path(folder) / DATA_FILE).is_file():  # the same data set: its fingerprint moves over
+            atomic_write(out / DATA_FILE, (Path(folder) / DATA_FILE).read_bytes())
         write_checkpoint(out, ckpt._replace(backend=backend, trainer=state, config=new))
     return out

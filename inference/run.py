@@ -30,14 +30,18 @@ from gram_ppl.inference.loading import LoadedRun, checkpoint_errors, convert_run
 from gram_ppl.inference.objective import guided_dims, kl_ceiling, kl_floor
 from gram_ppl.inference.resources import check_fit
 from gram_ppl.inference.runfolder import (
+    DATA_FILE,
     Checkpoint,
     RunError,
     check_resume,
     create_run,
+    data_changes,
     load_config,
     nothing_to_lose,
     read_checkpoint,
+    resolve_task,
     write_checkpoint,
+    write_data_record,
     write_run_files,
     writer_lock,
 )
@@ -129,13 +133,17 @@ def _fit(cfg, folder, mod, data, resume, force, budget: Budget, schedule: Schedu
     if resume:  # the checkpoint is read once: its config is checked, then its state restored
         ckpt = read_checkpoint(folder)
         cfg = check_resume(folder, cfg, mod, force, ckpt.config)
-    cfg = with_priors(cfg, mod.PRIORS)
+    cfg = resolve_task(with_priors(cfg, mod.PRIORS))  # stored resolved: later default changes leave it as it is
     check_fit(cfg, task_for(cfg.task))  # before any memory is taken
     backend = get_backend(cfg.backend)
     backend.setup(cfg.fit.threads)
     if par.world > 1:
         backend.init_parallel(par)
     data = data or build_dataset(cfg.task)
+    changed = data_changes(folder, data) if resume else []
+    if changed and not force:
+        raise RunError(f"refusing to resume {folder}: the data set built now differs from the one it was trained on "
+                       f"(data.json; the task's generator changed?), --force to resume anyway:\n  " + "\n  ".join(changed))  # fmt: skip
     trainer = backend.make_trainer(mod, cfg, data.task, par)
     loop = TrainLoop(trainer, data, cfg, schedule.log, par)  # all validated before the folder is touched
     if par.main:
@@ -146,9 +154,11 @@ def _fit(cfg, folder, mod, data, resume, force, budget: Budget, schedule: Schedu
         loop.restore(ckpt, folder)
         if force:  # the run continues under the new config and model file: apply them now, record them with
             trainer.apply_hyperparameters()  # the first checkpoint (killed before it, the run resumes as it was)
-            loop.pending_run_files = (cfg, mod)
+            loop.pending_run_files = (cfg, mod, data if changed else None)  # changed data: data.json too
+        if par.main and not changed and not (Path(folder) / DATA_FILE).is_file():  # a run from before data.json
+            write_data_record(folder, data)  # records what it continues on
     elif folder is not None and par.main:
-        create_run(folder, cfg, mod, force)
+        create_run(folder, cfg, mod, force, data)
     writes = folder if par.main else None  # rank 0 alone writes the run folder
     loop.run(writes, budget, schedule)
     if par.world > 1:
@@ -198,7 +208,7 @@ class TrainLoop:
         self.n = data.train.num_solutions  # (N,) exact number of solutions of each training input
         self.rng = np.random.default_rng(cfg.fit.seed)
         self.augment = augments(cfg)  # fit.augment, or on under the orbit split (config.augments)
-        self.pending_run_files = None  # (cfg, mod) for config.json / model.py at the next save (forced resume)
+        self.pending_run_files = None  # (cfg, mod, data or None): run files to write at the next save (forced resume)
         self.perm, self.cursor, self.step, self.elapsed, self.history = None, 0, 0, 0.0, []
         self.cpu = 0.0  # CPU seconds of this process spent in training (a load-independent budget)
         if len(self.x) < cfg.fit.batch_size:

@@ -1,7 +1,8 @@
 """The run-folder format: create, write, load, check, lock (docs/formats.md).
 
 A run folder holds config.json (the GramConfig, priors filled in), model.py (the model file's
-source), priors.py (the PRIORS block's file, models/priors.py), checkpoint.pt and history.json. What the format guarantees:
+source), priors.py (the PRIORS block's file, models/priors.py), data.json (the data set's
+fingerprint), checkpoint.pt and history.json. What the format guarantees:
 
 - **One atomic commit.** checkpoint.pt is one file holding the training state, the history and
   the config it was trained with, plus the sha256 of all of it: written under a temporary name,
@@ -12,7 +13,10 @@ source), priors.py (the PRIORS block's file, models/priors.py), checkpoint.pt an
   a second writer is refused with the holder's pid. Readers take no lock: they only ever see a
   committed checkpoint.
 - **What was trained is what is recorded.** On resume the checkpoint's config is compared with
-  config.json (hand edits are refused unless forced) and with the config asked for.
+  config.json (hand edits are refused unless forced) and with the config asked for. The task's
+  config is stored resolved (every size default filled in) and data.json holds the sha256 of
+  every array of the data set, so a later change of defaults or of a task's generator cannot
+  silently change the data a run resumes or is evaluated on.
 - Loading never unpickles objects: checkpoint.json is JSON, perm.npy is loaded without pickle,
   the trainer's file is read by its backend (`torch.load(weights_only=True)`, flax msgpack).
 """
@@ -20,6 +24,7 @@ source), priors.py (the PRIORS block's file, models/priors.py), checkpoint.pt an
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import inspect
@@ -37,7 +42,10 @@ from gram_ppl.config import ConfigError, GramConfig, config_differences, gram_co
 
 FORMAT = 3  # 1: checkpoint.pt + checkpoint.sha256 + history.json written one after another;
 # 2: one torch.save file for both backends; 3: one zip, each backend's own serialiser inside
-WRITTEN = ("config.json", "model.py", "priors.py", "checkpoint.pt", "history.json", "checkpoint.sha256", ".lock")
+WRITTEN = (
+    "config.json", "model.py", "priors.py", "data.json", "checkpoint.pt", "history.json", "checkpoint.sha256", ".lock",
+)  # fmt: skip
+DATA_FILE = "data.json"  # the data set's fingerprint (gram_ppl.data.fingerprint)
 
 
 class RunError(ValueError):
@@ -94,7 +102,7 @@ def writer_lock(folder: Path):
 
 
 # ---- config and model file -----------------------------------------------------------------
-def create_run(folder: Path, cfg: GramConfig, mod, force: bool) -> None:
+def create_run(folder: Path, cfg: GramConfig, mod, force: bool, data=None) -> None:
     """A new run folder; an existing non-empty one only with `force`, and then only the files
     this tool writes are removed (anything else in it is kept)."""
     folder = Path(folder)
@@ -103,9 +111,9 @@ def create_run(folder: Path, cfg: GramConfig, mod, force: bool) -> None:
     if not nothing_to_lose(folder) and not force:
         raise RunError(f"{folder} exists and is not empty (--resume to continue it, --force to overwrite)")
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in ("checkpoint.pt", "checkpoint.sha256", "history.json"):
+    for stale in ("checkpoint.pt", "checkpoint.sha256", "history.json", DATA_FILE):
         (folder / stale).unlink(missing_ok=True)
-    write_run_files(folder, cfg, mod)
+    write_run_files(folder, cfg, mod, data)
 
 
 def is_empty(folder: Path) -> bool:
@@ -123,22 +131,74 @@ def nothing_to_lose(folder: Path) -> bool:
         return True
     if not folder.is_dir():
         return False
-    early = {"config.json", "model.py", "priors.py", ".lock"}
+    early = {"config.json", "model.py", "priors.py", DATA_FILE, ".lock"}
     return all(p.name in early or (p.name.startswith(".") and p.name.endswith(".tmp")) for p in folder.iterdir())
 
 
-def write_run_files(folder: Path, cfg: GramConfig, mod) -> None:
+def write_run_files(folder: Path, cfg: GramConfig, mod, data=None) -> None:
     """config.json, the model file as model.py and the PRIORS block's file as priors.py: the
-    whole generative story the run was trained with (the resume check compares both files)."""
+    whole generative story the run was trained with (the resume check compares both files);
+    with `data`, data.json, its fingerprint."""
     atomic_write(folder / "config.json", json.dumps(to_dict(cfg), indent=1) + "\n")
     atomic_write(folder / "model.py", inspect.getsource(mod))
     atomic_write(folder / "priors.py", _priors_source())
+    if data is not None:
+        write_data_record(folder, data)
 
 
 def _priors_source() -> str:
     from gram_ppl.models import priors
 
     return inspect.getsource(priors)
+
+
+def write_data_record(folder: Path, data) -> None:
+    """data.json: the fingerprint of the data set the run trains on (resolved task config, the
+    sha256 of every array)."""
+    from gram_ppl.data import fingerprint
+
+    atomic_write(Path(folder) / DATA_FILE, json.dumps(fingerprint(data), indent=1) + "\n")
+
+
+def data_changes(folder: str | Path, data) -> list[str]:
+    """How `data`, built now from the run's config, differs from the data set the run was
+    trained on (data.json): the arrays whose bytes changed. Empty when they agree or when the
+    run predates data.json."""
+    from gram_ppl.data import fingerprint
+
+    path = Path(folder) / DATA_FILE
+    if not path.is_file():
+        return []
+    try:
+        recorded = json.loads(path.read_text())["arrays"]
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise RunError(f"{path}: cannot be read ({e})") from None
+    now = fingerprint(data)["arrays"]
+    return [
+        f"{k}: {_shape(recorded.get(k))} -> {_shape(now.get(k))}" for k in sorted(set(recorded) | set(now))
+        if recorded.get(k) != now.get(k)
+    ]  # fmt: skip
+
+
+def _shape(record) -> str:
+    if not isinstance(record, dict):
+        return "absent"
+    return f"{record.get('dtype')} {tuple(record.get('shape', ()))} sha256 {str(record.get('sha256'))[:12]}"
+
+
+def resolve_task(cfg: GramConfig) -> GramConfig:
+    """`cfg` with its task config resolved (every size and mode default filled in): how a run
+    stores it, so that a later change of the defaults leaves the run's data as it was."""
+    return dataclasses.replace(cfg, task=cfg.task.resolved())
+
+
+def _defaults_from(asked, stored):
+    """The task config `asked` for, its fields left to defaults (None) taken from the run's
+    `stored` one where that is the same task and size."""
+    if (asked.name, asked.size) != (stored.name, stored.size):
+        return asked
+    names = [f.name for f in dataclasses.fields(asked) if getattr(asked, f.name) is None]
+    return dataclasses.replace(asked, **{k: getattr(stored, k) for k in names})
 
 
 def load_config(folder: str | Path) -> GramConfig:
@@ -165,14 +225,15 @@ def check_resume(
         raise RunError("resume needs a run folder")
     stored = load_config(folder)
     problems = []
-    if trained is not None:
+    if trained is not None:  # compared resolved: runs written before the task was stored resolved
         problems += [
             f"config.json {k}: {b!r}, but the checkpoint was trained with {a!r}"
-            for k, a, b in _diff(to_dict(trained), to_dict(stored))
+            for k, a, b in _diff(to_dict(resolve_task(trained)), to_dict(resolve_task(stored)))
         ]
-    if cfg is not None:
-        wanted = with_priors(cfg, stored.priors)
-        problems += [f"config {k}: {a!r} -> {b!r}" for k, a, b in _diff(to_dict(stored), to_dict(wanted))]
+    if cfg is not None:  # what the request leaves to defaults is what the run has (a later release may default otherwise)
+        cfg = dataclasses.replace(cfg, task=_defaults_from(cfg.task, stored.task))
+        wanted = resolve_task(with_priors(cfg, stored.priors))
+        problems += [f"config {k}: {a!r} -> {b!r}" for k, a, b in _diff(to_dict(resolve_task(stored)), to_dict(wanted))]
     model_file = Path(folder) / "model.py"
     if not model_file.is_file() or model_file.read_text() != inspect.getsource(mod):
         problems.append(f"the model file {inspect.getsourcefile(mod)} differs from {model_file}")

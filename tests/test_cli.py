@@ -266,6 +266,8 @@ def test_blank_grids_for_a_completion_run_warn_and_data_info_prints_the_mode(tmp
     assert "have clues" in mode_mismatch(TaskConfig(name="sudoku", size=4, mode="generate"), [clue])
     assert mode_mismatch(TaskConfig(name="sudoku", size=4, mode="multi"), [clue]) is None
     assert mode_mismatch(TaskConfig(name="nqueens", size=5), [np.ones(25, np.uint8)]) is None
+    assert "have clues" in mode_mismatch(TaskConfig(name="sudoku", size=4), [clue])  # mode None: 4x4 generates
+    assert mode_mismatch(TaskConfig(name="sudoku", size=4), [blank]) is None
     assert main(["data", "build", "--task", "sudoku", "--size", "4", "--mode", "multi", "--num-train", "4",
                  "--num-test", "2", "--out", str(tmp_path / "d")]) == 0  # fmt: skip
     assert "mode multi" in capsys.readouterr().out

@@ -254,3 +254,57 @@ def test_resource_checks_refuse_with_an_estimate(tmp_path):
     x = loaded.data.test.x[:1]
     with pytest.raises(RunError, match=r"sampling 100,000,000 trajectories .*needs an estimated"):
         rollout(loaded.mod, loaded.net, loaded.config, np.asarray(x), 100_000_000, 1)
+
+
+def _sudoku_gen_config():
+    import dataclasses
+
+    from gram_ppl.config import TaskConfig
+
+    return dataclasses.replace(tiny_config(), task=TaskConfig(name="sudoku", size=4))  # sizes left to the defaults
+
+
+def test_a_run_keeps_its_data_set_when_the_defaults_change(tmp_path, monkeypatch):
+    from gram_ppl.config import DEFAULT_COUNTS
+    from gram_ppl.data import build_dataset, fingerprint
+
+    run = tmp_path / "run"
+    fit(_sudoku_gen_config(), run, steps=1, **QUIET)
+    stored = json.loads((run / "config.json").read_text())["task"]
+    assert (stored["mode"], stored["num_train"], stored["num_test"]) == ("generate", 230, 58)  # resolved
+    trained = build_dataset(_sudoku_gen_config().task)
+    assert json.loads((run / "data.json").read_text()) == fingerprint(trained)
+    monkeypatch.setitem(DEFAULT_COUNTS, ("sudoku", "generate"), {4: (100, 20)})  # a later release's defaults
+    assert len(build_dataset(_sudoku_gen_config().task).train) == 100
+    loaded = load_run(run)
+    assert fingerprint(loaded.data) == fingerprint(trained)  # no warning (warnings are errors here)
+    resumed = fit(_sudoku_gen_config(), run, steps=2, resume=True, **QUIET)  # the request resolves as it did
+    assert resumed.config.task.num_train == 230
+
+
+def test_a_changed_data_set_is_refused_on_resume_and_named_on_load(tmp_path):
+    run = tmp_path / "run"
+    fit(tiny_config(), run, steps=1, **QUIET)
+    record = json.loads((run / "data.json").read_text())
+    record["arrays"]["train/x"]["sha256"] = "0" * 64  # as if the task's generator had changed since
+    (run / "data.json").write_text(json.dumps(record))
+    with pytest.raises(RunError, match="data set built now differs(.|\n)*train/x"):
+        fit(tiny_config(), run, steps=2, resume=True, **QUIET)
+    with pytest.warns(UserWarning, match="differs from the one the run was trained on.*train/x"):
+        load_run(run).data
+    fit(tiny_config(), run, steps=2, resume=True, force=True, **QUIET)  # forced: the new data is recorded
+    assert json.loads((run / "data.json").read_text())["arrays"]["train/x"]["sha256"] != "0" * 64
+    load_run(run).data  # and agrees again: no warning
+
+
+def test_a_run_from_before_data_json_warns_that_its_sizes_are_todays(tmp_path):
+    run = tmp_path / "run"
+    fit(_sudoku_gen_config(), run, steps=1, **QUIET)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["task"].update(mode=None, num_train=None, num_test=None, clues=None, min_effort=None)  # the old format
+    (run / "config.json").write_text(json.dumps(cfg))
+    (run / "data.json").unlink()
+    with pytest.warns(UserWarning, match="records neither its data set nor its sizes.*num_train"):
+        load_run(run).data
+    fit(_sudoku_gen_config(), run, steps=2, resume=True, **QUIET)  # resumes, and records what it continues on
+    assert (run / "data.json").is_file()

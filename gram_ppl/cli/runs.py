@@ -216,6 +216,7 @@ def mode_mismatch(task_cfg, puzzles: list) -> str | None:
     (generation inputs) for a completion run, or puzzles with clues for a generation run."""
     if task_cfg.name != "sudoku" or not puzzles:
         return None
+    task_cfg = task_cfg.resolved()  # mode None: generate for 4x4, unique otherwise (runs from before it was stored)
     blank = sum(bool((p == 1).all()) for p in puzzles)  # token 1: an empty cell
     if task_cfg.mode != "generate" and blank:
         return (f"{blank} of {len(puzzles)} puzzles are blank grids, but the run was trained on completion puzzles "
