@@ -66,9 +66,16 @@ def validity_report(task: Task, test: Split, puzzles: int, draw, guided: bool, l
     `puzzles` held out; `draw(x, y)` returns one board per puzzle (B, L_y) as numpy, from the
     prior when y is None and through the guide otherwise (each backend's trainer supplies it).
     With `log_lik(x, y)` ((K, B) log p(y | τ_k, x) of K prior trajectories), also the held-out
-    importance-weighted bound `heldout_log_p` (`iw_bound`)."""
+    importance-weighted bound `heldout_log_p` (`iw_bound`). Where every input is the same
+    (generation: the blank board) also `prior_distinct_valid`, the distinct valid boards among
+    the prior draws as a share of the draws: a prior collapsing onto a few boards shows there
+    while its validity looks fine."""
     x, y = test.x[:puzzles], test.y[:puzzles]
-    report = {"prior_valid": float(task.is_valid(x, draw(x, None)).mean())}
+    prior = draw(x, None)  # (B, L_y)
+    valid = task.is_valid(x, prior)  # (B,)
+    report = {"prior_valid": float(valid.mean())}
+    if len(x) > 1 and (x == x[:1]).all():
+        report["prior_distinct_valid"] = len({b.tobytes() for b in prior[valid]}) / len(x)
     if guided:
         report["guide_valid"] = float(task.is_valid(x, draw(x, y)).mean())
     if log_lik is not None:

@@ -57,3 +57,17 @@ def test_colourings_are_compared_up_to_colour_names():
     m = sample_metrics(task, x[None], samples[0], samples, np.array([len(task.solutions(x))]))
     assert len(task.solutions(x)) == 3  # vertex 2 takes vertex 0's colour, vertex 1's, or the third
     assert m["distinct_valid"] == 2 and m["coverage"] == pytest.approx(2 / 3)
+
+
+def test_the_logged_evaluation_counts_distinct_valid_boards_for_one_repeated_input():
+    from gram_ppl.inference.evaluate import validity_report
+    from gram_ppl.tasks import Split
+
+    x = np.stack([EMPTY] * 4)  # one input, drawn for four times: generation's blank board
+    split = Split(x=x, y=np.stack([S1] * 4), num_solutions=np.full(4, 2))
+    collapsed = validity_report(TASK, split, 4, lambda x, y: np.stack([S1, S1, S1, BAD]), guided=False)
+    assert collapsed == {"prior_valid": 0.75, "prior_distinct_valid": 0.25}  # valid, but one board
+    diverse = validity_report(TASK, split, 4, lambda x, y: np.stack([S1, S2, S1, S2]), guided=False)
+    assert diverse["prior_distinct_valid"] == 0.5 and diverse["prior_valid"] == 1
+    other = Split(x=np.stack([EMPTY, S1]), y=np.stack([S1, S1]), num_solutions=np.full(2, 2))  # two inputs
+    assert "prior_distinct_valid" not in validity_report(TASK, other, 2, lambda x, y: np.stack([S1, S1]), False)
