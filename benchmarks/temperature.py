@@ -40,7 +40,7 @@ def score(run, tau: float, num_samples: int, puzzles: int | None) -> dict:
     """Validity and coverage of one run's prior samples at temperature tau."""
     if not run.task.checker:
         raise SystemExit(f"{run.config.task.name}: no checker, so no validity against temperature")
-    if run.config.task.mode == "generate":  # Sudoku generation: the share of the task's grid set drawn
+    if run.config.task.generates:  # Sudoku generation: the share of the task's grid set drawn
         n = num_samples * (puzzles or 1)
         g = generate(run, n, temperature=tau)
         total = GRID_COUNTS[run.task.size]

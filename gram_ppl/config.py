@@ -138,6 +138,11 @@ class TaskConfig:
         if self.max_sources < 1 or self.max_solutions < 2 or self.max_targets < 1:
             raise ConfigError("max_sources and max_targets must be >= 1, max_solutions >= 2")
 
+    @property
+    def generates(self) -> bool:
+        """Unconditional generation (Sudoku grids, digits): every input is the blank board."""
+        return self.resolved().mode == "generate"
+
     def resolved(self) -> TaskConfig:
         """A copy with every None replaced by its task- and size-dependent default (ARC's puzzle
         counts stay None: every puzzle of the collection that fits the canvas)."""
@@ -528,8 +533,7 @@ def prior_path(cfg: GramConfig) -> tuple[float, str]:
     elsewhere. Off by default everywhere: on 4x4 grids it lifted one sample from 44% to 96-97%
     valid after 1,300 batches (two seeds), but a 600-batch run collapsed onto a few grids, and on
     digits every sample collapsed onto one image (docs/recipe.md)."""
-    generation = cfg.task.resolved().mode == "generate"
-    return float(cfg.fit.prior_path_weight), cfg.fit.prior_path_target or ("batch" if generation else "y")
+    return float(cfg.fit.prior_path_weight), cfg.fit.prior_path_target or ("batch" if cfg.task.generates else "y")
 
 
 def sample_depth(cfg: GramConfig) -> int:
@@ -539,8 +543,7 @@ def sample_depth(cfg: GramConfig) -> int:
     docs/recipe.md)."""
     if cfg.fit.sample_depth is not None:
         return cfg.fit.sample_depth
-    generation = cfg.task.resolved().mode == "generate"
-    return 4 * cfg.fit.n_sup if generation and cfg.fit.prior_path_weight else cfg.fit.n_sup
+    return 4 * cfg.fit.n_sup if cfg.task.generates and cfg.fit.prior_path_weight else cfg.fit.n_sup
 
 
 def augments(cfg: GramConfig) -> bool:

@@ -264,7 +264,7 @@ def evaluate_run(
             by_count[name] = {"puzzles": int(sel.sum()), "valid": m["valid"], "coverage": m["coverage"]}
     votes = task.vote_report(x, r.boards, r.value)  # ARC: pass@2 over each test pair's augmented versions
     out = {**head, **metrics, **votes, "valid_by_depth": by_depth, "by_num_solutions": by_count}
-    if cfg.task.resolved().mode == "generate":  # blank inputs: the samples as generated boards, against the grid sets
+    if cfg.task.generates:  # blank inputs: the samples as generated boards, against the grid sets
         flat = r.boards.reshape(-1, r.boards.shape[-1])  # (M, L_y)
         bad = task.conflicts(x[:1], flat)  # (M,): every input is the same blank board
         out["generation"] = generation_report(flat, bad == 0, data.train.y, test.y, bad)

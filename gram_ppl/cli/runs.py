@@ -289,7 +289,7 @@ def cmd_generate(args) -> int:
 
         print(f"{args.num} samples: {describe(judge_run_samples(run.data, g.boards))}", file=sys.stderr)
         return 0
-    if run.config.task.resolved().mode == "generate":
+    if run.config.task.generates:
         report = generation_report(g.boards, g.valid, run.data.train.y, run.data.test.y, g.conflicts)
         depth = args.depth or sample_depth(run.config)
         print(f"depth {depth}: {describe_generation(report)}", file=sys.stderr)
