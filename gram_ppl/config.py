@@ -173,7 +173,7 @@ SCALE_MODES = ("network", "learned", "fixed")
 MIXERS = ("attention", "mlp")
 POSITIONS = ("1d", "2d")
 POSTERIOR_INPUTS = ("concat", "add", "pooled")
-PRIOR_PATH_TARGETS = ("y", "nearest", "batch")
+PRIOR_PATH_TARGETS = ("y", "nearest", "batch", "train")
 VARIANTS = ("gram", "deterministic", "noise_only", "mean_only")
 OBJECTIVES = ("surrogate", "elbo")
 GUIDE_TRANSITIONS = ("all", "last")
@@ -312,6 +312,8 @@ class FitConfig:
     # "batch" scores it against the nearest of the batch's targets for the same input: for
     # generation (every input blank, solution sets too large to list) the nearest training grid of
     # the batch, so prior samples learn to be repaired into some valid grid, not a given one.
+    # "train" scores it against the nearest target of the whole training split for the same input
+    # (generation: every training grid; a rollout already on a training grid is left where it is).
     # For Sudoku generation `--set fit.prior_path_weight=1` is measured to win after 1,300 batches
     # and to collapse onto a few grids after 600 (docs/recipe.md): not yet the default.
     # prior_path_target None: "batch" for generation, "y" elsewhere (`prior_path(cfg)`).

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from pyro import poutine
 
 from gram_ppl import sites
-from gram_ppl.inference.objective import cached_solutions, prior_path_targets
+from gram_ppl.inference.objective import cached_solutions, candidate_onehot, prior_path_targets
 
 if TYPE_CHECKING:
     from gram_ppl.inference.svi_pyro import Trainer
@@ -90,20 +90,25 @@ class _PriorPath:
         self.x, self.y = x[:P].repeat(K, 1), y[:P].repeat(K, 1)  # (K*P, L_x), (K*P, L_y): k-major
         self.carry = None
         solutions = cached_solutions(trainer.task, trainer.solution_cache)
-        targets, mask = prior_path_targets(trainer.cfg, x.cpu().numpy(), y.cpu().numpy(), solutions)
-        self.targets = torch.as_tensor(targets.astype(np.int64), device=x.device)  # (P, M, L_y)
-        self.mask = torch.as_tensor(mask, device=x.device)  # (P, M): the candidates that count
+        targets, mask = prior_path_targets(trainer.cfg, x.cpu().numpy(), y.cpu().numpy(), solutions, trainer.target_pool)
+        self.targets = torch.as_tensor(targets.astype(np.int64), device=x.device)  # (M, L_y) the candidates
+        self.mask = torch.as_tensor(mask, device=x.device)  # (P, M): those that count for each input
+        self.onehot = None  # (M, L_y * V), built at the first step (V: the decoder's vocabulary)
 
     def _log_p(self, site) -> torch.Tensor:
         """log p(target | τ_k, x) per rollout, (K, P): the most likely under that rollout (the
         nearest in log-likelihood) of the input's candidates (objective.prior_path_targets: the
-        pair's y, the batch's targets of the same input, or the input's exact solutions)."""
+        pair's y, the batch's targets of the same input, the input's exact solutions or the
+        training split's targets), picked without a gradient, then scored with one."""
         logits = site["fn"].base_dist.logits  # (K*P, L_y, V)
-        logp = logits.log_softmax(-1).view(self.K, self.P, *logits.shape[1:])  # (K, P, L_y, V)
-        onehot = F.one_hot(self.targets, logits.shape[-1]).to(logp.dtype)  # (P, M, L_y, V)
-        per_target = torch.einsum("kplv,pmlv->kpm", logp, onehot)  # (K, P, M)
-        per_target = per_target.masked_fill(~self.mask, float("-inf"))  # (K, P, M)
-        return per_target.max(-1).values  # (K, P): the best of the M candidates
+        logp = logits.log_softmax(-1)  # (K*P, L_y, V)
+        if self.onehot is None:
+            self.onehot = torch.as_tensor(candidate_onehot(self.targets.cpu().numpy(), logits.shape[-1]), device=logp.device)
+        with torch.no_grad():
+            scores = (logp.flatten(1) @ self.onehot.T).view(self.K, self.P, -1)  # (K, P, M)
+            best = scores.masked_fill(~self.mask, float("-inf")).argmax(-1)  # (K, P)
+        chosen = self.targets[best].view(self.K * self.P, -1, 1)  # (K*P, L_y, 1)
+        return logp.gather(-1, chosen).sum((-2, -1)).view(self.K, self.P)  # (K, P)
 
     def step(self, steps: range) -> torch.Tensor:
         t = self.trainer

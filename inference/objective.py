@@ -121,23 +121,40 @@ def cached_solutions(task, cache: dict):
     return solutions
 
 
-def prior_path_targets(cfg, x: np.ndarray, y: np.ndarray, solutions=None) -> tuple[np.ndarray, np.ndarray]:
+def prior_path_targets(cfg, x: np.ndarray, y: np.ndarray, solutions=None, pool=None) -> tuple[np.ndarray, np.ndarray]:
     """What each of the batch's first P = min(prior_path_puzzles, B) inputs is scored against by
-    the prior-path term (the target rule in force, config.prior_path), for both backends: targets (P, M, L_y)
-    and mask (P, M) bool, the candidates that count. "y": the pair's own y (M = 1); "batch": every
-    target of the batch, those of the same input only; "nearest": `solutions(x_row)` -> (m, L_y),
-    the input's exact solutions, padded to a common M by repeating the first. The term takes the
-    best candidate under each rollout (the nearest in log-likelihood)."""
+    the prior-path term (the target rule in force, config.prior_path), for both backends: the
+    candidate targets (M, L_y) and mask (P, M) bool, those that count for each input. "y": the
+    pair's own y; "batch": every target of the batch for the same input; "nearest":
+    `solutions(x_row)` -> (m, L_y), the input's exact solutions; "train": every target of `pool`
+    = (x, y) of the training split for the same input (generation: every training grid), and the
+    pair's own y (an augmented input may not be in the pool). The term takes the best candidate
+    under each rollout (the nearest in log-likelihood; each backend picks it without a gradient
+    through `candidate_onehot`, then scores it: the value and gradient of the max)."""
     x, y, target = np.asarray(x), np.asarray(y), prior_path(cfg)[1]
     P = min(cfg.fit.prior_path_puzzles, len(x))
+    own = np.eye(P, dtype=bool)  # (P, P): each input's own pair
     if target == "batch":
-        targets = np.broadcast_to(y[None], (P, *y.shape))  # (P, B, L_y)
-        return targets, (x[:P, None] == x[None]).all(-1)  # (P, B): True at least at its own pair
+        return y, (x[:P, None] == x[None]).all(-1)  # (B, L_y), (P, B): True at least at its own pair
     if target == "nearest":
         if solutions is None:
             raise ValueError('fit.prior_path_target="nearest" needs the task (its exact solutions)')
-        sols = [np.asarray(solutions(row)) for row in x[:P]]
-        M = max(len(s) for s in sols)
-        padded = np.stack([np.concatenate([s, np.repeat(s[:1], M - len(s), 0)]) for s in sols])  # (P, M, L_y)
-        return padded, np.ones((P, M), dtype=bool)
-    return y[:P, None], np.ones((P, 1), dtype=bool)  # (P, 1, L_y): the pair's y
+        sols = [np.asarray(solutions(row)) for row in x[:P]]  # (m_p, L_y) each
+        owner = np.repeat(np.arange(P), [len(s) for s in sols])  # (M,)
+        return np.concatenate(sols), owner[None] == np.arange(P)[:, None]  # (M, L_y), (P, M)
+    if target == "train":
+        if pool is None:
+            raise ValueError('fit.prior_path_target="train" needs the training split (the trainer\'s target_pool)')
+        px, py = (np.asarray(a) for a in pool)  # (N, L_x), (N, L_y)
+        same = (px[None] == x[:P, None]).all(-1) if (px != px[:1]).any() else np.ones((P, len(px)), bool)  # (P, N)
+        return np.concatenate([y[:P], py]), np.concatenate([own, same], 1)  # (P + N, L_y), (P, P + N)
+    return y[:P], own  # (P, L_y): the pair's y
+
+
+def candidate_onehot(targets: np.ndarray, vocab: int) -> np.ndarray:
+    """The candidates (M, L_y) as one-hot rows (M, L_y * vocab) float32: a rollout's
+    log-likelihood of every candidate is one matrix product with its log-probabilities."""
+    M, L = targets.shape
+    out = np.zeros((M, L * vocab), np.float32)
+    out[np.arange(M)[:, None], np.arange(L) * vocab + targets] = 1.0
+    return out

@@ -70,8 +70,8 @@ class PriorPath(NamedTuple):
     repeated K times (k-major) and each input's candidate targets (objective.prior_path_targets)."""
 
     x: jax.Array  # (K*P, L_x)
-    targets: jax.Array  # (P, M, L_y)
-    mask: jax.Array  # (P, M) bool: the candidates that count
+    targets: jax.Array  # (M, L_y) the candidates
+    mask: jax.Array  # (P, M) bool: those that count for each input
 
 
 def prior_path_term(params, key, mod, net, cfg: GramConfig, priors: PriorConfig, pp: PriorPath, carry, steps):
@@ -91,12 +91,14 @@ def prior_path_term(params, key, mod, net, cfg: GramConfig, priors: PriorConfig,
     kw = dict(cfg=cfg, priors=priors, steps=steps, truncate=True, observe="none")
     for n in steps:
         state, _ = handlers.seed(mod.model_step, jax.random.fold_in(key, n))(f, e_x, None, state, n, **kw)
-    P = pp.targets.shape[0]
+    P = pp.mask.shape[0]
     logits = f(state[0], method="decode")  # (K*P, L_y, V)
-    logp = jax.nn.log_softmax(logits, -1).reshape(-1, P, *logits.shape[1:])  # (K, P, L_y, V)
-    picked = jnp.take_along_axis(logp[:, :, None], pp.targets[None, :, :, :, None], axis=-1)  # (K, P, M, L_y, 1)
-    per_target = jnp.where(pp.mask[None], picked[..., 0].sum(-1), -jnp.inf)  # (K, P, M)
-    log_p = per_target.max(-1)  # (K, P): the best candidate under each rollout
+    logp = jax.nn.log_softmax(logits, -1)  # (K*P, L_y, V)
+    onehot = jax.nn.one_hot(pp.targets, logits.shape[-1], dtype=logp.dtype).reshape(pp.targets.shape[0], -1)  # (M, L_y*V)
+    scores = jax.lax.stop_gradient(logp.reshape(logp.shape[0], -1) @ onehot.T).reshape(-1, P, onehot.shape[0])  # (K, P, M)
+    best = jnp.where(pp.mask[None], scores, -jnp.inf).argmax(-1)  # (K, P): the nearest candidate, picked without a gradient
+    chosen = pp.targets[best].reshape(logp.shape[0], -1, 1)  # (K*P, L_y, 1)
+    log_p = jnp.take_along_axis(logp, chosen, axis=-1).sum((-2, -1)).reshape(-1, P)  # (K, P), scored with one
     term = -(jax.scipy.special.logsumexp(log_p, 0) - jnp.log(log_p.shape[0])).mean()
     return term, jax.lax.stop_gradient(state)
 

@@ -208,6 +208,7 @@ class TrainLoop:
         self.n = data.train.num_solutions  # (N,) exact number of solutions of each training input
         self.rng = np.random.default_rng(cfg.fit.seed)
         self.augment = augments(cfg)  # fit.augment, or on under the orbit split (config.augments)
+        trainer.target_pool = (self.x, self.y)  # the prior-path term's candidates under prior_path_target="train"
         self.pending_run_files = None  # (cfg, mod, data or None): run files to write at the next save (forced resume)
         self.perm, self.cursor, self.step, self.elapsed, self.history = None, 0, 0, 0.0, []
         self.cpu = 0.0  # CPU seconds of this process spent in training (a load-independent budget)

@@ -127,6 +127,7 @@ class Trainer:
     def __init__(self, mod, net, cfg: GramConfig, params=None, task=None):
         self.mod, self.net, self.cfg, self.priors, self.task = mod, net, cfg, cfg.priors, task
         self.solution_cache: dict[bytes, np.ndarray] = {}  # exact solutions per input (prior_path_target="nearest")
+        self.target_pool = None  # (x, y) of the training split, set by the training loop (prior_path_target="train")
         self.params = params if params is not None else flax_nets.init_params(net, cfg.fit.seed)
         self.tx = optimizer(cfg)
         self.opt_state = self.tx.init(self.params)
@@ -221,9 +222,9 @@ class Trainer:
     def _prior_path(self, x, y) -> PriorPath:
         """The prior-path term's inputs for this batch (objective.prior_path_targets)."""
         fit, xn, yn = self.cfg.fit, np.asarray(x), np.asarray(y)
-        targets, mask = prior_path_targets(self.cfg, xn, yn, cached_solutions(self.task, self.solution_cache))
-        P = targets.shape[0]
-        xs = np.tile(xn[:P], (fit.prior_path_samples, 1))  # (K*P, L_x): k-major
+        solutions = cached_solutions(self.task, self.solution_cache)
+        targets, mask = prior_path_targets(self.cfg, xn, yn, solutions, self.target_pool)  # (M, L_y), (P, M)
+        xs = np.tile(xn[: mask.shape[0]], (fit.prior_path_samples, 1))  # (K*P, L_x): k-major
         return PriorPath(jnp.asarray(xs, jnp.int32), jnp.asarray(targets, jnp.int32), jnp.asarray(mask))
 
 

@@ -72,6 +72,7 @@ class Trainer:
         self.mod, self.net, self.cfg, self.priors, self.task = mod, net, cfg, cfg.priors, task
         self.par = par or Parallel()  # torchrun data parallel: this rank trains on its shard of each batch
         self.solution_cache: dict[bytes, np.ndarray] = {}  # exact solutions per input (prior_path_target="nearest")
+        self.target_pool = None  # (x, y) of the training split, set by the training loop (prior_path_target="train")
         decay = [p for n, p in net.named_parameters() if p.ndim >= 2]
         no_decay = [p for n, p in net.named_parameters() if p.ndim < 2]
         groups = [{"params": decay, "weight_decay": cfg.fit.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

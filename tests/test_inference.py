@@ -76,7 +76,7 @@ def test_an_interrupted_run_with_the_lr_schedule_resumes_bit_identically(tmp_pat
 def test_run_folder_contents(tmp_path):
     fit(tiny_config(), tmp_path / "run", steps=2, **QUIET)
     names = {p.name for p in (tmp_path / "run").iterdir()}
-    assert names == {"config.json", "model.py", "priors.py", "checkpoint.pt", "history.json", ".lock"}
+    assert names == {"config.json", "model.py", "priors.py", "data.json", "checkpoint.pt", "history.json", ".lock"}
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["priors"]["family"] == gram_pyro.PRIORS.family  # the PRIORS block is recorded
     assert (tmp_path / "run" / "model.py").read_text() == Path(gram_pyro.__file__).read_text()

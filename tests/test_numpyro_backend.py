@@ -262,7 +262,7 @@ def test_the_training_loss_agrees_for_the_same_guide_noise(case):
         np.testing.assert_allclose(float(b.loss), a.loss.item(), rtol=1e-5, atol=1e-4, err_msg=objective)
 
 
-@pytest.mark.parametrize("target", ["y", "batch", "nearest"])
+@pytest.mark.parametrize("target", ["y", "batch", "nearest", "train"])
 def test_the_prior_path_term_agrees_between_backends(target):
     """With deterministic prior rollouts (mean_only: ε = μ) the NumPyro prior-path term equals the
     Pyro one, over two supervision steps from the carried state, for every target rule."""
@@ -277,10 +277,13 @@ def test_the_prior_path_term_agrees_between_backends(target):
     data = build_dataset(dataclasses.replace(cfg.task, num_train=16, num_test=4))
     x, y = data.train.x[:6].astype(np.int64), data.train.y[:6].astype(np.int64)
     x[3] = x[1]  # two pairs of one input: the "batch" rule lets each take the other's target
+    pool = (data.train.x, data.train.y)  # the "train" rule's candidates
     with torch.no_grad():
-        pp = _PriorPath(Trainer(gram_pyro, tnet, cfg, task), torch.as_tensor(x), torch.as_tensor(y))
+        trainer = Trainer(gram_pyro, tnet, cfg, task)
+        trainer.target_pool = pool
+        pp = _PriorPath(trainer, torch.as_tensor(x), torch.as_tensor(y))
         expected = [pp.step(range(n, n + 1)).item() for n in range(2)]
-    targets, mask = prior_path_targets(cfg, x, y, lambda row: task.solutions(row, limit=64))
+    targets, mask = prior_path_targets(cfg, x, y, lambda row: task.solutions(row, limit=64), pool)
     np.testing.assert_array_equal(targets, pp.targets.numpy())
     inputs = PriorPath(jnp.asarray(np.tile(x[:4], (3, 1))), jnp.asarray(targets), jnp.asarray(mask))
     carry, got = None, []

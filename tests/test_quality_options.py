@@ -252,9 +252,9 @@ def test_nearest_target_scores_each_rollout_against_its_best_exact_solution():
         for p in trainer.net.decoder.parameters():  # an untrained decoder is near uniform: give it a view
             p.normal_(0, 1.0)
     pp = _PriorPath(trainer, x, y)
-    assert pp.targets.shape[:2] == (8, int(n.max()))
-    for p_ in range(8):  # every stored target is an exact solution of its input
-        assert data.task.is_valid(x[p_].numpy()[None], pp.targets[p_].numpy()).all()
+    assert pp.targets.shape[0] == int(n[:8].sum()) and (pp.mask.sum(1).numpy() == n[:8]).all()
+    for p_ in range(8):  # every candidate that counts for an input is an exact solution of it
+        assert data.task.is_valid(x[p_].numpy()[None], pp.targets[pp.mask[p_]].numpy()).all()
     torch.manual_seed(1)
     nearest = pp.step(range(1))
     torch.manual_seed(1)
@@ -290,7 +290,7 @@ def test_batch_target_takes_the_nearest_target_of_the_same_input():
         for p in net.decoder.parameters():  # an untrained decoder is near uniform: give it a view
             p.normal_(0, 1.0)
     pp = _PriorPath(Trainer(gram_pyro, net, gen), x, y)
-    assert pp.mask.all() and pp.targets.shape == (8, 8, 16)
+    assert pp.mask.all() and pp.targets.shape == (8, 16)
     nearest, own = term(gen, "batch", x, y), term(gen, "y", x, y)
     assert torch.isfinite(nearest) and nearest < own
     nearest.backward()
@@ -305,6 +305,43 @@ def test_batch_target_takes_the_nearest_target_of_the_same_input():
     first = sorted({r.numpy().tobytes(): i for i, r in reversed(list(enumerate(x)))}.values())[:8]
     x, y = x[first], y[first]  # 8 distinct inputs: only the pair's own target counts
     torch.testing.assert_close(term(solve, "batch", x, y), term(solve, "y", x, y))
+
+
+def test_train_target_takes_the_nearest_grid_of_the_whole_training_split():
+    """prior_path_target="train": each rollout is scored against the most likely target of the
+    whole training split for the same input (generation: every training grid), so never worse
+    than under "batch"; a rollout whose board is a training grid is scored against that grid."""
+    from gram_ppl.inference.objective import prior_path_targets
+    from gram_ppl.inference.svi_pyro import Trainer, _PriorPath
+
+    base = tiny_config(prior_path_weight=1.0, prior_path_samples=3, prior_path_puzzles=8)
+    gen = dataclasses.replace(base, task=TaskConfig(name="sudoku", size=4, mode="generate"), priors=gram_pyro.PRIORS)
+    data, x, y, _ = _batch(gen)
+    torch.manual_seed(0)
+    net = build_net(gen, data.task)
+    with torch.no_grad():
+        for p in net.decoder.parameters():  # an untrained decoder is near uniform: give it a view
+            p.normal_(0, 1.0)
+
+    def term(target, pool=None):
+        trainer = Trainer(gram_pyro, net, dataclasses.replace(gen, fit=dataclasses.replace(gen.fit, prior_path_target=target)))
+        trainer.target_pool = pool
+        torch.manual_seed(1)
+        return _PriorPath(trainer, x, y).step(range(1))
+
+    pool = (data.train.x, data.train.y)  # 230 grids
+    assert torch.isfinite(term("train", pool)) and term("train", pool) <= term("batch") <= term("y")
+    with pytest.raises(ValueError, match="needs the training split"):
+        term("train")
+    train = dataclasses.replace(gen, fit=dataclasses.replace(gen.fit, prior_path_target="train"))
+    targets, mask = prior_path_targets(train, x.numpy(), y.numpy(), pool=pool)
+    assert targets.shape == (8 + 230, 16) and mask[:, 8:].all()  # the pair's own grid, then every training grid
+    solve = dataclasses.replace(base, fit=dataclasses.replace(base.fit, prior_path_target="train"))
+    sdata, sx, sy, _ = _batch(solve, n=32)
+    targets, mask = prior_path_targets(solve, sx.numpy(), sy.numpy(), pool=(sdata.train.x, sdata.train.y))
+    for p_ in range(8):  # puzzles: the training targets of the same input only, each a solution of it
+        assert mask[p_, p_] and sdata.task.is_valid(sx[p_].numpy()[None], targets[mask[p_]]).all()
+        assert mask[p_, 8:].sum() == (sdata.train.x == sx[p_].numpy()).all(-1).sum()
 
 
 def test_global_channel_puts_noise_on_the_register_tokens_only():
@@ -542,7 +579,7 @@ def test_the_prior_path_can_leave_the_prior_noise_heads_alone():
 
     params = convert.torch_to_flax({k: v.detach().numpy() for k, v in net.state_dict().items()}, False)
     fnet = flax_nets.build_net(base, data.task)
-    pp = PriorPath(np.tile(x.numpy()[:4], (2, 1)), y.numpy()[None].repeat(4, 0), np.ones((4, 8), bool))
+    pp = PriorPath(np.tile(x.numpy()[:4], (2, 1)), y.numpy(), np.ones((4, 8), bool))  # candidates (8, L_y)
     for grad in (True, False):
         cfg = dataclasses.replace(base, fit=dataclasses.replace(base.fit, prior_path_noise_grad=grad))
 
