@@ -324,6 +324,11 @@ class FitConfig:
     # false: the term's gradient stops at the prior's noise heads μ_θ, σ_θ (only the transitions
     # and the decoder learn to repair what the prior draws; the prior stays what the KL makes it)
     prior_path_noise_grad: bool = True
+    # true: each rollout's target is chosen once, at the first supervision step, from the board
+    # that step drew (the nearest candidate), and kept; the later steps are trained to repair the
+    # drawn board into that target and the first step is not scored. A rollout cannot move to
+    # whichever grid is easiest, so the term stops rewarding a prior that draws few boards.
+    prior_path_anchor: bool = False
     # Verifier-reward fine-tuning (inference/svi_pyro.py, Pyro backend), meant for after SVI
     # (`gram fit --resume --force --set fit.reward_weight=1`): once per batch, reward_samples
     # prior rollouts of each of the batch's first reward_puzzles inputs, scored by the task's
@@ -390,8 +395,9 @@ class FitConfig:
         weight = self.prior_path_weight
         if isinstance(weight, bool) or not (isinstance(weight, int | float) and math.isfinite(weight) and weight >= 0):
             raise ConfigError(f"prior_path_weight must be a number >= 0, got {weight!r}")
-        if not isinstance(self.prior_path_noise_grad, bool):
-            raise ConfigError(f"prior_path_noise_grad must be true or false, got {self.prior_path_noise_grad!r}")
+        for name in ("prior_path_noise_grad", "prior_path_anchor"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.prior_path_samples < 1 or self.prior_path_puzzles < 1:
             raise ConfigError("prior_path_samples and prior_path_puzzles must be >= 1")
         if self.prior_path_weight and (self.variant == "deterministic" or self.objective != "surrogate"):

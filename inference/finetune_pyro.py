@@ -94,6 +94,7 @@ class _PriorPath:
         self.targets = torch.as_tensor(targets.astype(np.int64), device=x.device)  # (M, L_y) the candidates
         self.mask = torch.as_tensor(mask, device=x.device)  # (P, M): those that count for each input
         self.onehot = None  # (M, L_y * V), built at the first step (V: the decoder's vocabulary)
+        self.anchor = None  # (K, P) candidate chosen at the first step (fit.prior_path_anchor)
 
     def _log_p(self, site) -> torch.Tensor:
         """log p(target | τ_k, x) per rollout, (K, P): the most likely under that rollout (the
@@ -104,9 +105,14 @@ class _PriorPath:
         logp = logits.log_softmax(-1)  # (K*P, L_y, V)
         if self.onehot is None:
             self.onehot = torch.as_tensor(candidate_onehot(self.targets.cpu().numpy(), logits.shape[-1]), device=logp.device)
-        with torch.no_grad():
-            scores = (logp.flatten(1) @ self.onehot.T).view(self.K, self.P, -1)  # (K, P, M)
-            best = scores.masked_fill(~self.mask, float("-inf")).argmax(-1)  # (K, P)
+        best = self.anchor
+        if best is None:
+            with torch.no_grad():
+                scores = (logp.flatten(1) @ self.onehot.T).view(self.K, self.P, -1)  # (K, P, M)
+                best = scores.masked_fill(~self.mask, float("-inf")).argmax(-1)  # (K, P)
+            if self.trainer.cfg.fit.prior_path_anchor:  # kept for the later steps; the first is not scored
+                self.anchor = best
+                return None
         chosen = self.targets[best].view(self.K * self.P, -1, 1)  # (K*P, L_y, 1)
         return logp.gather(-1, chosen).sum((-2, -1)).view(self.K, self.P)  # (K, P)
 
@@ -117,7 +123,9 @@ class _PriorPath:
         with pyro.validation_enabled(False):
             tr = poutine.trace(t.mod.model).get_trace(self.x, self.y, observe="last", **kw)
         y_site = next(s for s in tr.nodes.values() if s.get("is_observed") and sites.step_of(s) == steps[-1])
-        log_p = self._log_p(y_site)  # (K, P) log p(y | τ_k, x)
+        log_p = self._log_p(y_site)  # (K, P) log p(y | τ_k, x); None: the anchoring step
         h, l = tr.nodes["_RETURN"]["value"]
         self.carry = (h.detach(), l.detach())
+        if log_p is None:
+            return torch.zeros((), device=h.device)
         return -(torch.logsumexp(log_p, 0) - np.log(self.K)).mean()

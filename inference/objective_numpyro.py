@@ -77,10 +77,12 @@ class PriorPath(NamedTuple):
 def prior_path_term(params, key, mod, net, cfg: GramConfig, priors: PriorConfig, pp: PriorPath, carry, steps):
     """−log (1/K) Σ_k max_m p(target_m | τ_k, x) of K prior rollouts of P inputs advanced over
     `steps` from `carry` (None: z_0), with truncated gradients, as svi_pyro's prior path; returns
-    the term and the new (detached) carry."""
+    the term and the new (detached) carry: (h, l), and with fit.prior_path_anchor the (K, P)
+    candidates chosen at the first step (which is then not scored)."""
     f = functools.partial(net.apply, {"params": params})
     e_x = f(pp.x, method="embed")  # Embedded: e (K*P, L, D), relation ids
-    state = carry if carry is not None else f(pp.x.shape[0], method="initial_state")  # (h, l)
+    anchored, first = cfg.fit.prior_path_anchor, carry is None
+    state = f(pp.x.shape[0], method="initial_state") if first else tuple(carry[:2])  # (h, l)
     if not cfg.fit.prior_path_noise_grad:  # the prior's noise heads as constants: only the rest learns
         apply = f
 
@@ -97,10 +99,15 @@ def prior_path_term(params, key, mod, net, cfg: GramConfig, priors: PriorConfig,
     onehot = jax.nn.one_hot(pp.targets, logits.shape[-1], dtype=logp.dtype).reshape(pp.targets.shape[0], -1)  # (M, L_y*V)
     scores = jax.lax.stop_gradient(logp.reshape(logp.shape[0], -1) @ onehot.T).reshape(-1, P, onehot.shape[0])  # (K, P, M)
     best = jnp.where(pp.mask[None], scores, -jnp.inf).argmax(-1)  # (K, P): the nearest candidate, picked without a gradient
+    if anchored and not first:
+        best = carry[2]  # the candidate the first step chose
     chosen = pp.targets[best].reshape(logp.shape[0], -1, 1)  # (K*P, L_y, 1)
     log_p = jnp.take_along_axis(logp, chosen, axis=-1).sum((-2, -1)).reshape(-1, P)  # (K, P), scored with one
     term = -(jax.scipy.special.logsumexp(log_p, 0) - jnp.log(log_p.shape[0])).mean()
-    return term, jax.lax.stop_gradient(state)
+    state = jax.lax.stop_gradient(state)
+    if anchored:
+        return (jnp.zeros(()) if first else term), (*state, best)
+    return term, state
 
 
 def _step_terms(fit, guide_tr, model_tr, B: int):

@@ -262,17 +262,19 @@ def test_the_training_loss_agrees_for_the_same_guide_noise(case):
         np.testing.assert_allclose(float(b.loss), a.loss.item(), rtol=1e-5, atol=1e-4, err_msg=objective)
 
 
-@pytest.mark.parametrize("target", ["y", "batch", "nearest", "train"])
-def test_the_prior_path_term_agrees_between_backends(target):
+@pytest.mark.parametrize("target,anchor", [("y", False), ("batch", False), ("nearest", False), ("train", False),
+                                           ("train", True)])  # fmt: skip
+def test_the_prior_path_term_agrees_between_backends(target, anchor):
     """With deterministic prior rollouts (mean_only: ε = μ) the NumPyro prior-path term equals the
-    Pyro one, over two supervision steps from the carried state, for every target rule."""
+    Pyro one, over two supervision steps from the carried state, for every target rule, with the
+    target chosen at every step or anchored at the first."""
     from gram_ppl.inference.objective import prior_path_targets
     from gram_ppl.inference.svi_numpyro import PriorPath, prior_path_term
     from gram_ppl.inference.svi_pyro import Trainer, _PriorPath
 
     cfg, task, tnet, fnet, params = pair("normal", "network", "mean_only")
     fit = dataclasses.replace(cfg.fit, prior_path_weight=1.0, prior_path_samples=3, prior_path_puzzles=4,
-                              prior_path_target=target)  # fmt: skip
+                              prior_path_target=target, prior_path_anchor=anchor)  # fmt: skip
     cfg = dataclasses.replace(cfg, fit=fit)
     data = build_dataset(dataclasses.replace(cfg.task, num_train=16, num_test=4))
     x, y = data.train.x[:6].astype(np.int64), data.train.y[:6].astype(np.int64)
@@ -292,7 +294,7 @@ def test_the_prior_path_term_agrees_between_backends(target):
                                       range(n, n + 1))  # fmt: skip
         got.append(float(term))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
-    assert all(np.isfinite(got)) and got[0] > 0
+    assert all(np.isfinite(got)) and (got[0] == 0 if anchor else got[0] > 0) and got[1] > 0
 
 
 def test_a_numpyro_fit_with_the_prior_path_term(tmp_path):

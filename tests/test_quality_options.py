@@ -344,6 +344,34 @@ def test_train_target_takes_the_nearest_grid_of_the_whole_training_split():
         assert mask[p_, 8:].sum() == (sdata.train.x == sx[p_].numpy()).all(-1).sum()
 
 
+def test_an_anchored_target_is_chosen_at_the_first_step_and_kept():
+    """prior_path_anchor: the first step is not scored and fixes each rollout's candidate; a later
+    step is scored against it, so never better than re-choosing the nearest there."""
+    from gram_ppl.inference.svi_pyro import Trainer, _PriorPath
+
+    base = tiny_config(prior_path_weight=1.0, prior_path_samples=3, prior_path_puzzles=8, prior_path_target="batch")
+    gen = dataclasses.replace(base, task=TaskConfig(name="sudoku", size=4, mode="generate"), priors=gram_pyro.PRIORS)
+    data, x, y, _ = _batch(gen)
+    torch.manual_seed(0)
+    net = build_net(gen, data.task)
+    with torch.no_grad():
+        for p in net.decoder.parameters():  # an untrained decoder is near uniform: give it a view
+            p.normal_(0, 1.0)
+    terms = {}
+    for anchor in (True, False):
+        cfg = dataclasses.replace(gen, fit=dataclasses.replace(gen.fit, prior_path_anchor=anchor))
+        pp = _PriorPath(Trainer(gram_pyro, net, cfg), x, y)
+        torch.manual_seed(1)
+        terms[anchor] = [pp.step(range(n, n + 1)) for n in range(2)]
+        if anchor:
+            assert pp.anchor.shape == (3, 8) and terms[True][0].item() == 0  # chosen, not scored
+    assert torch.isfinite(terms[True][1]) and terms[True][1] >= terms[False][1]
+    terms[True][1].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.decoder.parameters())
+    with pytest.raises(ConfigError, match="prior_path_anchor"):
+        FitConfig(prior_path_anchor=1)
+
+
 def test_global_channel_puts_noise_on_the_register_tokens_only():
     """NetConfig.noise_tokens = P: the noise sites are (B, P, D), the other positions of h are the
     deterministic update, and the guide reads y through the pooled projection."""
