@@ -307,6 +307,20 @@ def test_batch_target_takes_the_nearest_target_of_the_same_input():
     torch.testing.assert_close(term(solve, "batch", x, y), term(solve, "y", x, y))
 
 
+def _generation_net(**fit):
+    """A 4x4 generation config with the prior-path term, its first 8 training pairs (blank inputs)
+    and a fresh network whose decoder is given a view (an untrained one is near uniform)."""
+    base = tiny_config(prior_path_weight=1.0, prior_path_samples=3, prior_path_puzzles=8, **fit)
+    gen = dataclasses.replace(base, task=TaskConfig(name="sudoku", size=4, mode="generate"), priors=gram_pyro.PRIORS)
+    data, x, y, _ = _batch(gen)
+    torch.manual_seed(0)
+    net = build_net(gen, data.task)
+    with torch.no_grad():
+        for p in net.decoder.parameters():
+            p.normal_(0, 1.0)
+    return gen, data, x, y, net
+
+
 def test_train_target_takes_the_nearest_grid_of_the_whole_training_split():
     """prior_path_target="train": each rollout is scored against the most likely target of the
     whole training split for the same input (generation: every training grid), so never worse
@@ -314,14 +328,8 @@ def test_train_target_takes_the_nearest_grid_of_the_whole_training_split():
     from gram_ppl.inference.objective import prior_path_targets
     from gram_ppl.inference.svi_pyro import Trainer, _PriorPath
 
+    gen, data, x, y, net = _generation_net()
     base = tiny_config(prior_path_weight=1.0, prior_path_samples=3, prior_path_puzzles=8)
-    gen = dataclasses.replace(base, task=TaskConfig(name="sudoku", size=4, mode="generate"), priors=gram_pyro.PRIORS)
-    data, x, y, _ = _batch(gen)
-    torch.manual_seed(0)
-    net = build_net(gen, data.task)
-    with torch.no_grad():
-        for p in net.decoder.parameters():  # an untrained decoder is near uniform: give it a view
-            p.normal_(0, 1.0)
 
     def term(target, pool=None):
         trainer = Trainer(gram_pyro, net, dataclasses.replace(gen, fit=dataclasses.replace(gen.fit, prior_path_target=target)))
@@ -349,14 +357,7 @@ def test_an_anchored_target_is_chosen_at_the_first_step_and_kept():
     step is scored against it, so never better than re-choosing the nearest there."""
     from gram_ppl.inference.svi_pyro import Trainer, _PriorPath
 
-    base = tiny_config(prior_path_weight=1.0, prior_path_samples=3, prior_path_puzzles=8, prior_path_target="batch")
-    gen = dataclasses.replace(base, task=TaskConfig(name="sudoku", size=4, mode="generate"), priors=gram_pyro.PRIORS)
-    data, x, y, _ = _batch(gen)
-    torch.manual_seed(0)
-    net = build_net(gen, data.task)
-    with torch.no_grad():
-        for p in net.decoder.parameters():  # an untrained decoder is near uniform: give it a view
-            p.normal_(0, 1.0)
+    gen, data, x, y, net = _generation_net(prior_path_target="batch")
     terms = {}
     for anchor in (True, False):
         cfg = dataclasses.replace(gen, fit=dataclasses.replace(gen.fit, prior_path_anchor=anchor))
