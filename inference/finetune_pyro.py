@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyro
 import torch
-import torch.nn.functional as F
 from pyro import poutine
 
 from gram_ppl import sites
@@ -90,7 +89,9 @@ class _PriorPath:
         self.x, self.y = x[:P].repeat(K, 1), y[:P].repeat(K, 1)  # (K*P, L_x), (K*P, L_y): k-major
         self.carry = None
         solutions = cached_solutions(trainer.task, trainer.solution_cache)
-        targets, mask = prior_path_targets(trainer.cfg, x.cpu().numpy(), y.cpu().numpy(), solutions, trainer.target_pool)
+        targets, mask = prior_path_targets(
+            trainer.cfg, x.cpu().numpy(), y.cpu().numpy(), solutions, trainer.target_pool
+        )
         self.targets = torch.as_tensor(targets.astype(np.int64), device=x.device)  # (M, L_y) the candidates
         self.mask = torch.as_tensor(mask, device=x.device)  # (P, M): those that count for each input
         self.onehot = None  # (M, L_y * V), built at the first step (V: the decoder's vocabulary)
@@ -104,7 +105,9 @@ class _PriorPath:
         logits = site["fn"].base_dist.logits  # (K*P, L_y, V)
         logp = logits.log_softmax(-1)  # (K*P, L_y, V)
         if self.onehot is None:
-            self.onehot = torch.as_tensor(candidate_onehot(self.targets.cpu().numpy(), logits.shape[-1]), device=logp.device)
+            self.onehot = torch.as_tensor(
+                candidate_onehot(self.targets.cpu().numpy(), logits.shape[-1]), device=logp.device
+            )
         best = self.anchor
         if best is None:
             with torch.no_grad():

@@ -96,9 +96,15 @@ def prior_path_term(params, key, mod, net, cfg: GramConfig, priors: PriorConfig,
     P = pp.mask.shape[0]
     logits = f(state[0], method="decode")  # (K*P, L_y, V)
     logp = jax.nn.log_softmax(logits, -1)  # (K*P, L_y, V)
-    onehot = jax.nn.one_hot(pp.targets, logits.shape[-1], dtype=logp.dtype).reshape(pp.targets.shape[0], -1)  # (M, L_y*V)
-    scores = jax.lax.stop_gradient(logp.reshape(logp.shape[0], -1) @ onehot.T).reshape(-1, P, onehot.shape[0])  # (K, P, M)
-    best = jnp.where(pp.mask[None], scores, -jnp.inf).argmax(-1)  # (K, P): the nearest candidate, picked without a gradient
+    onehot = jax.nn.one_hot(pp.targets, logits.shape[-1], dtype=logp.dtype).reshape(
+        pp.targets.shape[0], -1
+    )  # (M, L_y*V)
+    scores = jax.lax.stop_gradient(logp.reshape(logp.shape[0], -1) @ onehot.T).reshape(
+        -1, P, onehot.shape[0]
+    )  # (K, P, M)
+    best = jnp.where(pp.mask[None], scores, -jnp.inf).argmax(
+        -1
+    )  # (K, P): the nearest candidate, picked without a gradient
     if anchored and not first:
         best = carry[2]  # the candidate the first step chose
     chosen = pp.targets[best].reshape(logp.shape[0], -1, 1)  # (K*P, L_y, 1)

@@ -332,7 +332,9 @@ def test_train_target_takes_the_nearest_grid_of_the_whole_training_split():
     base = tiny_config(prior_path_weight=1.0, prior_path_samples=3, prior_path_puzzles=8)
 
     def term(target, pool=None):
-        trainer = Trainer(gram_pyro, net, dataclasses.replace(gen, fit=dataclasses.replace(gen.fit, prior_path_target=target)))
+        trainer = Trainer(
+            gram_pyro, net, dataclasses.replace(gen, fit=dataclasses.replace(gen.fit, prior_path_target=target))
+        )
         trainer.target_pool = pool
         torch.manual_seed(1)
         return _PriorPath(trainer, x, y).step(range(1))
