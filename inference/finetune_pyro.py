@@ -12,6 +12,7 @@ import torch
 from pyro import poutine
 
 from gram_ppl import sites
+from gram_ppl.config import prior_path
 from gram_ppl.inference.objective import cached_solutions, candidate_onehot, prior_path_targets
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ class _PriorPath:
         self.targets = torch.as_tensor(targets.astype(np.int64), device=x.device)  # (M, L_y) the candidates
         self.mask = torch.as_tensor(mask, device=x.device)  # (P, M): those that count for each input
         self.onehot = None  # (M, L_y * V), built at the first step (V: the decoder's vocabulary)
-        self.anchor = None  # (K, P) candidate chosen at the first step (fit.prior_path_anchor)
+        self.anchor = None  # (K, P) candidate chosen at the first step (config.prior_path: anchor)
 
     def _log_p(self, site) -> torch.Tensor:
         """log p(target | τ_k, x) per rollout, (K, P): the most likely under that rollout (the
@@ -113,7 +114,7 @@ class _PriorPath:
             with torch.no_grad():
                 scores = (logp.flatten(1) @ self.onehot.T).view(self.K, self.P, -1)  # (K, P, M)
                 best = scores.masked_fill(~self.mask, float("-inf")).argmax(-1)  # (K, P)
-            if self.trainer.cfg.fit.prior_path_anchor:  # kept for the later steps; the first is not scored
+            if prior_path(self.trainer.cfg).anchor:  # kept for the later steps; the first is not scored
                 self.anchor = best
                 return None
         chosen = self.targets[best].view(self.K * self.P, -1, 1)  # (K*P, L_y, 1)

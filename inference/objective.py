@@ -131,7 +131,7 @@ def prior_path_targets(cfg, x: np.ndarray, y: np.ndarray, solutions=None, pool=N
     pair's own y (an augmented input may not be in the pool). The term takes the best candidate
     under each rollout (the nearest in log-likelihood; each backend picks it without a gradient
     through `candidate_onehot`, then scores it: the value and gradient of the max)."""
-    x, y, target = np.asarray(x), np.asarray(y), prior_path(cfg)[1]
+    x, y, target = np.asarray(x), np.asarray(y), prior_path(cfg).target
     P = min(cfg.fit.prior_path_puzzles, len(x))
     own = np.eye(P, dtype=bool)  # (P, P): each input's own pair
     if target == "batch":

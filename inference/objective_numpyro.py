@@ -15,7 +15,7 @@ import optax
 from numpyro import handlers
 from numpyro.distributions.kl import kl_divergence
 
-from gram_ppl.config import GramConfig, PriorConfig
+from gram_ppl.config import GramConfig, PriorConfig, prior_path
 from gram_ppl.inference.objective import Recording
 
 
@@ -77,11 +77,11 @@ class PriorPath(NamedTuple):
 def prior_path_term(params, key, mod, net, cfg: GramConfig, priors: PriorConfig, pp: PriorPath, carry, steps):
     """−log (1/K) Σ_k max_m p(target_m | τ_k, x) of K prior rollouts of P inputs advanced over
     `steps` from `carry` (None: z_0), with truncated gradients, as svi_pyro's prior path; returns
-    the term and the new (detached) carry: (h, l), and with fit.prior_path_anchor the (K, P)
+    the term and the new (detached) carry: (h, l), and with an anchored target (config.prior_path) the (K, P)
     candidates chosen at the first step (which is then not scored)."""
     f = functools.partial(net.apply, {"params": params})
     e_x = f(pp.x, method="embed")  # Embedded: e (K*P, L, D), relation ids
-    anchored, first = cfg.fit.prior_path_anchor, carry is None
+    anchored, first = prior_path(cfg).anchor, carry is None
     state = f(pp.x.shape[0], method="initial_state") if first else tuple(carry[:2])  # (h, l)
     if not cfg.fit.prior_path_noise_grad:  # the prior's noise heads as constants: only the rest learns
         apply = f

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-from gram_ppl.config import ConfigError, GramConfig
+from gram_ppl.config import ConfigError, GramConfig, prior_path
 
 
 class Parallel(NamedTuple):
@@ -68,5 +68,6 @@ def check(cfg: GramConfig, par: Parallel) -> None:
         )
     if cfg.fit.batch_size % par.world:
         raise ConfigError(f"batch_size {cfg.fit.batch_size} must be divisible by the {par.world} ranks")
-    if cfg.fit.prior_path_weight or cfg.fit.reward_weight:
-        raise ConfigError("fit.prior_path_weight and fit.reward_weight are single-process only (not under torchrun)")
+    if prior_path(cfg).weight or cfg.fit.reward_weight:
+        raise ConfigError("the prior-path term (on by default for Sudoku generation) and fit.reward_weight are "
+                          "single-process only (not under torchrun): --set fit.prior_path_weight=0 / fit.reward_weight=0")  # fmt: skip

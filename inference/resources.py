@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+from gram_ppl.config import prior_path
 from gram_ppl.inference.runfolder import RunError
 
 SHARE = 0.8  # refuse above this share of the physical memory
@@ -40,7 +41,7 @@ def fit_bytes(cfg, task) -> float:
     fit = cfg.fit
     params = 4 * parameter_count(cfg, task) * (5 + (1 if fit.ema else 0))  # weights, grads, Adam, EMA
     calls = (fit.K + 1) * cfg.net.layers * (fit.T if fit.objective == "surrogate" else fit.T * fit.n_sup)
-    rows = fit.batch_size + (fit.prior_path_samples * fit.prior_path_puzzles if fit.prior_path_weight else 0)
+    rows = fit.batch_size + (fit.prior_path_samples * fit.prior_path_puzzles if prior_path(cfg).weight else 0)
     return params + 4 * rows * calls * _per_row_activation(cfg, task)
 
 

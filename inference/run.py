@@ -171,9 +171,9 @@ def start_line(cfg: GramConfig, folder, resume: bool) -> str:
     sample), the guide's family, and the prior-path term where it is on."""
     where = f"{'resuming' if resume else 'run folder'} {folder}" if folder is not None else "no run folder (not saved)"
     line = f"{where}; priors: {describe_priors(cfg.priors)}; guide: {guide_family(cfg.fit, cfg.priors)}"
-    weight, target = prior_path(cfg)
-    if weight:
-        line += f"; prior path: weight {weight:g}, target {target!r}"
+    rule = prior_path(cfg)
+    if rule.weight:
+        line += f"; prior path: weight {rule.weight:g}, target {rule.target!r}{', anchored' if rule.anchor else ''}"
     return line
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import optax
 from numpyro import handlers
 
-from gram_ppl.config import GramConfig, PriorConfig, sample_depth
+from gram_ppl.config import GramConfig, PriorConfig, prior_path, sample_depth
 from gram_ppl.inference.backend import NonFiniteLoss, StepInfo
 from gram_ppl.inference.objective import cached_solutions, kl_ceiling, prior_path_targets
 from gram_ppl.inference.tempering import check_temperature, numpyro_temper
@@ -83,7 +83,7 @@ def _make_update(mod, net, cfg, priors, segment, first):
         parts = {**terms.parts, "halt": fit.halt_weight * halt, "value": fit.value_weight * value}
         if pp is not None:
             term, pp_carry = prior_path_term(params, k_pp, mod, net, cfg, priors, pp, pp_carry, segment)
-            parts["prior_path"] = fit.prior_path_weight * term
+            parts["prior_path"] = prior_path(cfg).weight * term
         return sum(parts.values()), (terms._replace(parts=parts), halt, value, exact, pp_carry)
 
     def update(params, opt_state, ema, key, x, y, carry, cap, lr_scale, pp=None, pp_carry=None):
@@ -196,7 +196,7 @@ class Trainer:
         if self.shardings is not None:  # the batch split over the devices; XLA partitions the step (GSPMD)
             x, y, cap = jax.device_put((x, y, cap), self.shardings[0])
         segments = [range(fit.n_sup)] if fit.objective == "elbo" else [range(n, n + 1) for n in range(fit.n_sup)]
-        pp = self._prior_path(x, y) if fit.prior_path_weight else None
+        pp = self._prior_path(x, y) if prior_path(self.cfg).weight else None
         carry, pp_carry, losses, kls, totals = None, None, [], [], {}
         for i, seg in enumerate(segments):
             self.key, sub = jax.random.split(self.key)

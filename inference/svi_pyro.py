@@ -35,7 +35,7 @@ import pyro
 import torch
 from pyro import poutine
 
-from gram_ppl.config import GramConfig, sample_depth
+from gram_ppl.config import GramConfig, prior_path, sample_depth
 from gram_ppl.inference.backend import NonFiniteLoss, StepInfo
 from gram_ppl.inference.finetune_pyro import _PriorPath, reward_loss
 from gram_ppl.inference.objective import kl_ceiling
@@ -164,7 +164,7 @@ class Trainer:
         else:
             segments = [range(n, n + 1) for n in range(fit.n_sup)]
         carry, losses, kls, totals = None, [], [], {}
-        pp = _PriorPath(self, x, y) if fit.prior_path_weight else None
+        pp = _PriorPath(self, x, y) if prior_path(self.cfg).weight else None
         noise = ShardedNoise(self.par) if self.par.world > 1 else contextlib.nullcontext()
         for steps in segments:
             # argument validation off: faster, and a NaN then reaches the loss check below
@@ -174,7 +174,7 @@ class Trainer:
             halt, value, exact = head_losses(self.net, terms.h, terms.logits, y)
             parts = {**terms.parts, "halt": fit.halt_weight * halt, "value": fit.value_weight * value}
             if pp is not None:
-                parts["prior_path"] = fit.prior_path_weight * pp.step(steps)
+                parts["prior_path"] = prior_path(self.cfg).weight * pp.step(steps)
             loss = sum(parts.values())  # a new term is one more entry of `parts`: logged under its name
             self._update(loss)
             carry = (terms.h.detach(), terms.l.detach())

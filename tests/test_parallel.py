@@ -2,6 +2,7 @@
 the checks, 2 gloo ranks against one process on the full batch, and a killed 2-rank run resumed."""
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gram_ppl.config import ConfigError, FitConfig, GramConfig
+from gram_ppl.config import ConfigError, FitConfig, GramConfig, TaskConfig
 from gram_ppl.inference.parallel import Parallel, check, from_env
 
 ARGS = ["--task", "nqueens", "--size", "5", "--set", "net.dim=16", "--set", "net.layers=1",
@@ -81,6 +82,10 @@ def test_what_data_parallel_refuses():
         check(GramConfig(fit=FitConfig(batch_size=7)), two)
     with pytest.raises(ConfigError, match="single-process"):
         check(GramConfig(fit=FitConfig(prior_path_weight=1.0)), two)
+    generation = GramConfig(task=TaskConfig(name="sudoku", size=4))  # the term is on there by default
+    with pytest.raises(ConfigError, match="prior_path_weight=0"):
+        check(generation, two)
+    check(dataclasses.replace(generation, fit=FitConfig(prior_path_weight=0.0)), two)
 
 
 @pytest.mark.slow

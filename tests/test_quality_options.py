@@ -280,7 +280,14 @@ def test_batch_target_takes_the_nearest_target_of_the_same_input():
         torch.manual_seed(seed)
         return _PriorPath(Trainer(gram_pyro, net, dataclasses.replace(cfg, fit=fit)), x, y).step(range(1))
 
-    base = tiny_config(prior_path_weight=1.0, prior_path_samples=3, prior_path_puzzles=8, prior_path_target="batch")
+    # the target chosen at every step (no anchor), so the first step is scored
+    base = tiny_config(
+        prior_path_weight=1.0,
+        prior_path_samples=3,
+        prior_path_puzzles=8,
+        prior_path_target="batch",
+        prior_path_anchor=False,
+    )
     gen = dataclasses.replace(base, task=TaskConfig(name="sudoku", size=4, mode="generate"), priors=gram_pyro.PRIORS)
     data, x, y, _ = _batch(gen)
     assert (x == x[0]).all() and len({r.numpy().tobytes() for r in y}) == 8  # blank inputs, 8 grids
@@ -310,7 +317,9 @@ def test_batch_target_takes_the_nearest_target_of_the_same_input():
 def _generation_net(**fit):
     """A 4x4 generation config with the prior-path term, its first 8 training pairs (blank inputs)
     and a fresh network whose decoder is given a view (an untrained one is near uniform)."""
-    base = tiny_config(prior_path_weight=1.0, prior_path_samples=3, prior_path_puzzles=8, **fit)
+    base = tiny_config(
+        prior_path_weight=1.0, prior_path_samples=3, prior_path_puzzles=8, **{"prior_path_anchor": False, **fit}
+    )
     gen = dataclasses.replace(base, task=TaskConfig(name="sudoku", size=4, mode="generate"), priors=gram_pyro.PRIORS)
     data, x, y, _ = _batch(gen)
     torch.manual_seed(0)
@@ -538,39 +547,42 @@ def test_lr_schedule_reaches_the_optimiser(backend, tmp_path):
     assert any(not np.array_equal(before[k], v) for k, v in weights().items())
 
 
-def test_the_prior_path_target_rule_and_default():
-    """The prior path is off by default; its target rule (fit.prior_path_target None) is "batch"
-    for unconditional generation and "y" elsewhere; explicit values win; runs written before the
-    target field existed keep "y"."""
+def test_the_prior_path_rule_and_its_defaults():
+    """On by default for Sudoku generation only (stochastic variant, surrogate objective), with
+    the "train" target anchored at the first step; generation's target rule is "train" and its
+    anchor on wherever the term is asked for (digits), "y" and no anchor elsewhere; explicit
+    values win; runs written before the fields existed keep what they trained with."""
     from gram_ppl.config import GramConfig, from_dict, prior_path, to_dict
 
     gen = GramConfig(task=TaskConfig(name="sudoku", size=4))  # 4x4: generation by default
-    assert prior_path(gen) == (0.0, "batch")
-    assert prior_path(GramConfig(task=TaskConfig(name="digits", size=8))) == (0.0, "batch")
-    assert prior_path(GramConfig(task=TaskConfig(name="sudoku", size=6))) == (0.0, "y")  # puzzles
-    on = dataclasses.replace(gen, fit=FitConfig(prior_path_weight=1.0))
-    assert prior_path(on) == (1.0, "batch")
-    assert prior_path(dataclasses.replace(gen, fit=FitConfig(prior_path_weight=2.0, prior_path_target="y"))) == (
-        2.0,
-        "y",
-    )
+    assert prior_path(gen) == (1.0, "train", True)
+    assert prior_path(GramConfig(task=TaskConfig(name="digits", size=8))) == (0.0, "train", True)  # off for digits
+    assert prior_path(GramConfig(task=TaskConfig(name="sudoku", size=6))) == (0.0, "y", False)  # puzzles
+    for off in (FitConfig(variant="deterministic"), FitConfig(objective="elbo"), FitConfig(prior_path_weight=0.0)):
+        assert prior_path(dataclasses.replace(gen, fit=off)).weight == 0.0
+    explicit = FitConfig(prior_path_weight=2.0, prior_path_target="batch", prior_path_anchor=False)
+    assert prior_path(dataclasses.replace(gen, fit=explicit)) == (2.0, "batch", False)
     for bad in (-1.0, True, float("nan")):
         with pytest.raises(ConfigError, match="prior_path_weight must be"):
             FitConfig(prior_path_weight=bad)
-    old = to_dict(FitConfig(prior_path_weight=1.0))
-    del old["prior_path_target"], old["sample_depth"]  # a config.json written before the fields existed
-    assert prior_path(dataclasses.replace(gen, fit=from_dict(FitConfig, old))) == (1.0, "y")
+    with pytest.raises(ConfigError, match="prior_path_weight needs the surrogate"):
+        FitConfig(prior_path_weight=1.0, variant="deterministic")  # asked for where it cannot work
+    old = to_dict(FitConfig())
+    del old["prior_path_weight"], old["prior_path_target"], old["prior_path_anchor"]  # a config.json from before
+    assert prior_path(dataclasses.replace(gen, fit=from_dict(FitConfig, old))) == (0.0, "y", False)
 
 
 def test_the_sample_depth_default():
-    """config.sample_depth: N_sup, 4·N_sup for generation trained with the prior path, or the field."""
+    """config.sample_depth: N_sup; for generation trained with the prior path 4·N_sup with the
+    anchored target (the default), 8·N_sup without it; or the field."""
     from gram_ppl.config import GramConfig, sample_depth
 
     gen = GramConfig(task=TaskConfig(name="sudoku", size=4))
-    assert sample_depth(gen) == 4  # N_sup: the prior path is off by default
-    pp = dataclasses.replace(gen, fit=FitConfig(prior_path_weight=1.0))
-    assert sample_depth(pp) == 16  # generation trained with the prior path: 4·N_sup
-    assert sample_depth(GramConfig(task=TaskConfig(name="sudoku", size=6), fit=pp.fit)) == 4  # puzzles
+    assert sample_depth(gen) == 16  # generation trains with the anchored prior path by default: 4·N_sup
+    assert sample_depth(dataclasses.replace(gen, fit=FitConfig(prior_path_anchor=False))) == 32  # 8·N_sup
+    assert sample_depth(dataclasses.replace(gen, fit=FitConfig(prior_path_weight=0.0))) == 4  # without it: N_sup
+    assert sample_depth(GramConfig(task=TaskConfig(name="sudoku", size=6))) == 4  # puzzles
+    assert sample_depth(GramConfig(task=TaskConfig(name="digits", size=8))) == 4  # digits: the term is off
     assert sample_depth(dataclasses.replace(gen, fit=FitConfig(sample_depth=6))) == 6
     for bad in (0, 2.5, True):
         with pytest.raises(ConfigError, match="sample_depth"):
@@ -587,7 +599,13 @@ def test_the_prior_path_can_leave_the_prior_noise_heads_alone():
     from gram_ppl.models import gram_numpyro
     from gram_ppl.networks import convert, flax_nets
 
-    base = tiny_config(prior_path_weight=1.0, prior_path_samples=2, prior_path_puzzles=4)
+    base = tiny_config(
+        prior_path_weight=1.0,
+        prior_path_samples=2,
+        prior_path_puzzles=4,
+        prior_path_anchor=False,
+        prior_path_target="batch",
+    )
     base = dataclasses.replace(base, task=TaskConfig(name="sudoku", size=4, mode="generate"), priors=gram_pyro.PRIORS)
     data, x, y, _ = _batch(base)
     torch.manual_seed(0)
