@@ -229,7 +229,7 @@ class NetConfig:
     # Relation bias: every attention layer adds a learned scalar per head to the attention logit of
     # each pair of positions, one per relation id of the pair (Task.relations: which constraints
     # link two positions; zero-initialised). None: the task's default (Task.relation_bias: on for
-    # Sudoku, where it was measured to win; docs/recipe.md).
+    # Sudoku and colouring's vertex tokens, where it was measured to win; docs/recipe.md).
     relation_bias: bool | None = None
 
     def __post_init__(self):

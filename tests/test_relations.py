@@ -1,6 +1,6 @@
 """The relation bias (NetConfig.relation_bias): each task's relation ids, the bias reaching the
 attention logits only through them, a zero bias reproducing the plain network, the defaults
-(on for Sudoku), and the leak-free default protocol (orbit split + augmentation for Sudoku)."""
+(on for Sudoku and colouring's vertex tokens), and the leak-free default protocol (orbit split + augmentation for Sudoku)."""
 
 import dataclasses
 
@@ -93,6 +93,8 @@ def test_the_relation_bias_learns():
 def test_config_defaults_and_old_runs():
     assert uses_relation_bias(NetConfig(), get_task("sudoku", 9))  # None: the task's default
     assert not uses_relation_bias(NetConfig(), get_task("nqueens", 8))
+    assert uses_relation_bias(NetConfig(), get_task("coloring_rows", 10))  # vertex tokens: adjacency per input
+    assert not uses_relation_bias(NetConfig(relation_bias=False), get_task("coloring_rows", 10))
     assert uses_relation_bias(NetConfig(relation_bias=True), get_task("nqueens", 8))
     assert not uses_relation_bias(NetConfig(relation_bias=True, mixer="mlp"), get_task("sudoku", 4))  # no logits
     with pytest.raises(ConfigError, match="relation_bias"):

@@ -231,6 +231,7 @@ class ColoringRows(Coloring):
     triangle to be checked)."""
 
     name = "coloring_rows"
+    relation_bias = True  # adjacency ids per input: colouring-10 81.8 / 81.1% valid against 48.5 / 66.3% (docs/recipe.md)
 
     def __init__(self, size: int):
         super().__init__(size)
