@@ -231,7 +231,8 @@ class ColoringRows(Coloring):
     triangle to be checked)."""
 
     name = "coloring_rows"
-    relation_bias = True  # adjacency ids per input: colouring-10 81.8 / 81.1% valid against 48.5 / 66.3% (docs/recipe.md)
+    # adjacency ids per input: colouring-10 81.8 / 81.1% valid against 48.5 / 66.3% (docs/recipe.md)
+    relation_bias = True
 
     def __init__(self, size: int):
         super().__init__(size)
