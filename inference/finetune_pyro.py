@@ -96,7 +96,8 @@ class _PriorPath:
         self.targets = torch.as_tensor(targets.astype(np.int64), device=x.device)  # (M, L_y) the candidates
         self.mask = torch.as_tensor(mask, device=x.device)  # (P, M): those that count for each input
         self.onehot = None  # (M, L_y * V), built at the first step (V: the decoder's vocabulary)
-        self.anchor = None  # (K, P) candidate chosen at the first step (config.prior_path: anchor)
+        self.anchored = prior_path(trainer.cfg).anchor  # the target chosen at the first step and kept
+        self.anchor = None  # (K, P) the candidates chosen there
 
     def _log_p(self, site) -> torch.Tensor:
         """log p(target | τ_k, x) per rollout, (K, P): the most likely under that rollout (the
@@ -114,7 +115,7 @@ class _PriorPath:
             with torch.no_grad():
                 scores = (logp.flatten(1) @ self.onehot.T).view(self.K, self.P, -1)  # (K, P, M)
                 best = scores.masked_fill(~self.mask, float("-inf")).argmax(-1)  # (K, P)
-            if prior_path(self.trainer.cfg).anchor:  # kept for the later steps; the first is not scored
+            if self.anchored:  # kept for the later steps; the first is not scored
                 self.anchor = best
                 return None
         chosen = self.targets[best].view(self.K * self.P, -1, 1)  # (K*P, L_y, 1)

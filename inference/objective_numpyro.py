@@ -77,8 +77,8 @@ class PriorPath(NamedTuple):
 def prior_path_term(params, key, mod, net, cfg: GramConfig, priors: PriorConfig, pp: PriorPath, carry, steps):
     """−log (1/K) Σ_k max_m p(target_m | τ_k, x) of K prior rollouts of P inputs advanced over
     `steps` from `carry` (None: z_0), with truncated gradients, as svi_pyro's prior path; returns
-    the term and the new (detached) carry: (h, l), and with an anchored target (config.prior_path) the (K, P)
-    candidates chosen at the first step (which is then not scored)."""
+    the term and the new (detached) carry: (h, l), and with an anchored target (config.prior_path)
+    the (K, P) candidates chosen at the first step (which is then not scored)."""
     f = functools.partial(net.apply, {"params": params})
     e_x = f(pp.x, method="embed")  # Embedded: e (K*P, L, D), relation ids
     anchored, first = prior_path(cfg).anchor, carry is None
@@ -96,17 +96,13 @@ def prior_path_term(params, key, mod, net, cfg: GramConfig, priors: PriorConfig,
     P = pp.mask.shape[0]
     logits = f(state[0], method="decode")  # (K*P, L_y, V)
     logp = jax.nn.log_softmax(logits, -1)  # (K*P, L_y, V)
-    onehot = jax.nn.one_hot(pp.targets, logits.shape[-1], dtype=logp.dtype).reshape(
-        pp.targets.shape[0], -1
-    )  # (M, L_y*V)
-    scores = jax.lax.stop_gradient(logp.reshape(logp.shape[0], -1) @ onehot.T).reshape(
-        -1, P, onehot.shape[0]
-    )  # (K, P, M)
-    best = jnp.where(pp.mask[None], scores, -jnp.inf).argmax(
-        -1
-    )  # (K, P): the nearest candidate, picked without a gradient
     if anchored and not first:
-        best = carry[2]  # the candidate the first step chose
+        best = carry[2]  # (K, P): the candidates the first step chose
+    else:  # the nearest candidate under each rollout, picked without a gradient
+        M = pp.targets.shape[0]
+        onehot = jax.nn.one_hot(pp.targets, logits.shape[-1], dtype=logp.dtype).reshape(M, -1)  # (M, L_y*V)
+        scores = jax.lax.stop_gradient(logp.reshape(logp.shape[0], -1) @ onehot.T).reshape(-1, P, M)  # (K, P, M)
+        best = jnp.where(pp.mask[None], scores, -jnp.inf).argmax(-1)  # (K, P)
     chosen = pp.targets[best].reshape(logp.shape[0], -1, 1)  # (K*P, L_y, 1)
     log_p = jnp.take_along_axis(logp, chosen, axis=-1).sum((-2, -1)).reshape(-1, P)  # (K, P), scored with one
     term = -(jax.scipy.special.logsumexp(log_p, 0) - jnp.log(log_p.shape[0])).mean()

@@ -230,9 +230,8 @@ def check_resume(
             f"config.json {k}: {b!r}, but the checkpoint was trained with {a!r}"
             for k, a, b in _diff(to_dict(resolve_task(trained)), to_dict(resolve_task(stored)))
         ]
-    if (
-        cfg is not None
-    ):  # what the request leaves to defaults is what the run has (a later release may default otherwise)
+    if cfg is not None:
+        # what the request leaves to defaults is what the run has (a later release may default otherwise)
         cfg = dataclasses.replace(cfg, task=_defaults_from(cfg.task, stored.task))
         wanted = resolve_task(with_priors(cfg, stored.priors))
         problems += [f"config {k}: {a!r} -> {b!r}" for k, a, b in _diff(to_dict(resolve_task(stored)), to_dict(wanted))]

@@ -164,7 +164,8 @@ class Trainer:
         else:
             segments = [range(n, n + 1) for n in range(fit.n_sup)]
         carry, losses, kls, totals = None, [], [], {}
-        pp = _PriorPath(self, x, y) if prior_path(self.cfg).weight else None
+        pp_weight = prior_path(self.cfg).weight  # resolved once per batch, not per supervision step
+        pp = _PriorPath(self, x, y) if pp_weight else None
         noise = ShardedNoise(self.par) if self.par.world > 1 else contextlib.nullcontext()
         for steps in segments:
             # argument validation off: faster, and a NaN then reaches the loss check below
@@ -174,7 +175,7 @@ class Trainer:
             halt, value, exact = head_losses(self.net, terms.h, terms.logits, y)
             parts = {**terms.parts, "halt": fit.halt_weight * halt, "value": fit.value_weight * value}
             if pp is not None:
-                parts["prior_path"] = prior_path(self.cfg).weight * pp.step(steps)
+                parts["prior_path"] = pp_weight * pp.step(steps)
             loss = sum(parts.values())  # a new term is one more entry of `parts`: logged under its name
             self._update(loss)
             carry = (terms.h.detach(), terms.l.detach())
