@@ -23,6 +23,7 @@ fingerprint), checkpoint.pt and history.json. What the format guarantees:
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
 import errno
@@ -236,10 +237,10 @@ def check_resume(
         wanted = resolve_task(with_priors(cfg, stored.priors))
         problems += [f"config {k}: {a!r} -> {b!r}" for k, a, b in _diff(to_dict(resolve_task(stored)), to_dict(wanted))]
     model_file = Path(folder) / "model.py"
-    if not model_file.is_file() or model_file.read_text() != inspect.getsource(mod):
+    if not model_file.is_file() or not same_code(model_file.read_text(), inspect.getsource(mod)):
         problems.append(f"the model file {inspect.getsourcefile(mod)} differs from {model_file}")
     priors_file = Path(folder) / "priors.py"  # runs written before it was recorded have none
-    if priors_file.is_file() and priors_file.read_text() != _priors_source():
+    if priors_file.is_file() and not same_code(priors_file.read_text(), _priors_source()):
         from gram_ppl.models import priors
 
         problems.append(f"the PRIORS file {inspect.getsourcefile(priors)} differs from {priors_file}")
@@ -255,9 +256,31 @@ def model_file_note(folder: str | Path) -> str | None:
 
     mod = get_model(load_config(folder).backend)
     saved = Path(folder) / "model.py"
-    if saved.is_file() and saved.read_text() == inspect.getsource(mod):
+    if saved.is_file() and same_code(saved.read_text(), inspect.getsource(mod)):
         return None
     return f"{inspect.getsourcefile(mod)} differs from {saved}: sampling with the current model file"
+
+
+def same_code(saved: str, now: str) -> bool:
+    """Whether two versions of a model (or PRIORS) file hold the same code: their syntax trees
+    compared with docstrings left out (comments and layout never reach the tree), so a reworded
+    docstring does not mark every run as trained with another generative story, while any change
+    to a statement, a name or a constant does. A file that does not parse is compared as text."""
+    try:
+        return ast.dump(_without_docstrings(ast.parse(saved))) == ast.dump(_without_docstrings(ast.parse(now)))
+    except SyntaxError:
+        return saved == now
+
+
+def _without_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if not isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) or not body:
+            continue
+        first = body[0]
+        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return tree
 
 
 def _diff(a: dict, b: dict, prefix: str = ""):

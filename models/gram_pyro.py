@@ -36,12 +36,13 @@ Where this departs from the paper or decides what it leaves open (gram-paper-not
   solutions) pays 10 per nat (`FitConfig.kl_cap_*`, inference/objective.py). Without the ceiling
   the guide writes the answer cell by cell into the noise and prior samples are far less valid
   than guide samples; with the guide in every step (the paper's reading) y leaks the same way.
-- The core's attention may carry a relation bias (`NetConfig.relation_bias`; on for Sudoku): a
-  learned scalar per head for each relation between two positions (same row / column / box...,
-  `Task.relations`), added to the attention logits, so the core is told which cells constrain
-  each other (gram_ppl/networks/torch_nets.Attention). Where the constraints depend on the
-  input (colouring's vertex tokens: which vertices are adjacent), e_x carries the input's own
-  relation ids (`Task.input_relations`).
+- The core's attention may carry a relation bias (`NetConfig.relation_bias`; by default on for
+  Sudoku and colouring's vertex tokens, `Task.relation_bias`): a learned scalar per head for each
+  relation between two positions (same row / column / box..., `Task.relations`), added to the
+  attention logits, so the core is told which cells constrain each other
+  (gram_ppl/networks/torch_nets.Attention). Where the constraints depend on the input
+  (colouring's vertex tokens: which vertices are adjacent), e_x carries the input's own relation
+  ids (`Task.input_relations`).
 - A low-dimensional global channel (`NetConfig.noise_tokens = P`, `posterior_input="pooled"`):
   the noise falls on P prefix (register) tokens only and q_φ reads all of y through one
   projection, so what the guide can say about y is P·D numbers, not one per cell.

@@ -232,9 +232,31 @@ def test_sampling_warns_when_the_model_file_differs_from_the_runs(tmp_path):
     fit(tiny_config(), run, steps=1, **QUIET)
     ok = _gram("evaluate", str(run), "--num-samples", "2", "--puzzles", "2")
     assert ok.returncode == 0 and "warning" not in ok.stderr
-    (run / "model.py").write_text((run / "model.py").read_text() + "\n# trained with something else\n")
+    saved = (run / "model.py").read_text()
+    (run / "model.py").write_text(saved + "\n# a comment, and a docstring reworded\n")
+    quiet = _gram("evaluate", str(run), "--num-samples", "2", "--puzzles", "2")
+    assert quiet.returncode == 0 and "warning" not in quiet.stderr  # the same code
+    (run / "model.py").write_text(saved + "\nTRAINED_WITH = 'something else'\n")
     r = _gram("evaluate", str(run), "--num-samples", "2", "--puzzles", "2")
     assert r.returncode == 0 and "gram: warning:" in r.stderr and "differs from" in r.stderr
+
+
+def test_model_files_are_compared_by_code_not_by_docstrings_or_comments():
+    from gram_ppl.inference.runfolder import same_code
+
+    base = '"""The story."""\n\ndef model(x):\n    """Draw."""\n    return x + 1  # one\n'
+    assert same_code(base, base.replace("The story.", "Another story.").replace("# one", "# two"))
+    assert same_code(
+        base, base.replace('    """Draw."""\n', "").replace("    return x + 1  # one", "\n    return (x + 1)")
+    )
+    assert not same_code(base, base.replace("x + 1", "x + 2"))
+    assert not same_code(base, base.replace("x + 1", "1 + x"))
+    assert not same_code(base, base.replace("def model(x)", "def model(y)"))
+    assert not same_code(base, base + "\nSCALE = 0.1\n")
+    assert not same_code(
+        base, base.replace('    """Draw."""\n', '    "Draw."\n    "Twice."\n')
+    )  # a second string is code
+    assert same_code("def (:", "def (:") and not same_code("def (:", "def  (:")  # unparsable: compared as text
 
 
 def test_resource_checks_refuse_with_an_estimate(tmp_path):
