@@ -95,7 +95,7 @@ class _PriorPath:
         )
         self.targets = torch.as_tensor(targets.astype(np.int64), device=x.device)  # (M, L_y) the candidates
         self.mask = torch.as_tensor(mask, device=x.device)  # (P, M): those that count for each input
-        self.onehot = None  # (M, L_y * V), built at the first step (V: the decoder's vocabulary)
+        self.onehot = None  # blocks of (M, L_y * V), built at the first step (V: the decoder's vocabulary)
         self.anchored = prior_path(trainer.cfg).anchor  # the target chosen at the first step and kept
         self.anchor = None  # (K, P) the candidates chosen there
 
@@ -107,19 +107,27 @@ class _PriorPath:
         logits = site["fn"].base_dist.logits  # (K*P, L_y, V)
         logp = logits.log_softmax(-1)  # (K*P, L_y, V)
         if self.onehot is None:
-            self.onehot = torch.as_tensor(
-                candidate_onehot(self.targets.cpu().numpy(), logits.shape[-1]), device=logp.device
-            )
+            self.onehot = [b.to(logp.device) for b in self._onehot(logits.shape[-1])]  # blocks (M_i, L_y * V)
         best = self.anchor
         if best is None:
             with torch.no_grad():
-                scores = (logp.flatten(1) @ self.onehot.T).view(self.K, self.P, -1)  # (K, P, M)
+                flat = logp.flatten(1)  # (K*P, L_y * V)
+                scores = torch.cat([flat @ b.T for b in self.onehot], -1).view(self.K, self.P, -1)  # (K, P, M)
                 best = scores.masked_fill(~self.mask, float("-inf")).argmax(-1)  # (K, P)
             if self.anchored:  # kept for the later steps; the first is not scored
                 self.anchor = best
                 return None
         chosen = self.targets[best].view(self.K * self.P, -1, 1)  # (K*P, L_y, 1)
         return logp.gather(-1, chosen).sum((-2, -1)).view(self.K, self.P)  # (K, P)
+
+    def _onehot(self, vocab: int) -> list[torch.Tensor]:
+        """The candidates as one-hot rows, in blocks that stack to (M, L_y * V); under the "train"
+        rule the P pairs' own targets, then the training split's rows from the trainer's cache
+        (Trainer.pool_onehot: built once, not every batch)."""
+        if prior_path(self.trainer.cfg).target != "train":
+            return [torch.as_tensor(candidate_onehot(self.targets.cpu().numpy(), vocab))]  # (M, L_y * V)
+        own = torch.as_tensor(candidate_onehot(self.targets[: self.P].cpu().numpy(), vocab))  # (P, L_y * V)
+        return [own, self.trainer.pool_onehot(vocab)]  # (P, L_y * V), (N, L_y * V)
 
     def step(self, steps: range) -> torch.Tensor:
         t = self.trainer

@@ -363,6 +363,37 @@ def test_train_target_takes_the_nearest_grid_of_the_whole_training_split():
         assert mask[p_, 8:].sum() == (sdata.train.x == sx[p_].numpy()).all(-1).sum()
 
 
+def test_the_training_splits_one_hot_rows_are_built_once_per_pool_and_vocabulary():
+    """Trainer.pool_onehot: the "train" rule's pool rows are cached across batches (the same
+    tensor while the pool and vocabulary stay), rebuilt for a new pool, and give the term the value
+    the uncached candidates give."""
+    from gram_ppl.inference.objective import candidate_onehot, prior_path_targets
+    from gram_ppl.inference.svi_pyro import Trainer, _PriorPath
+
+    gen, data, x, y, net = _generation_net()
+    cfg = dataclasses.replace(gen, fit=dataclasses.replace(gen.fit, prior_path_target="train", prior_path_anchor=False))
+    trainer = Trainer(gram_pyro, net, cfg)
+    trainer.target_pool = pool = (data.train.x, data.train.y)
+    V = int(data.train.y.max()) + 1
+    rows = trainer.pool_onehot(V)  # (230, 16 * V)
+    assert rows is trainer.pool_onehot(V) and torch.equal(rows, torch.as_tensor(candidate_onehot(data.train.y, V)))
+    assert trainer.pool_onehot(V + 1).shape == (230, 16 * (V + 1))
+    trainer.target_pool = (data.train.x[:10], data.train.y[:10])
+    assert trainer.pool_onehot(V).shape == (10, 16 * V)
+    trainer.target_pool = pool
+    torch.manual_seed(1)
+    cached = _PriorPath(trainer, x, y)
+    got = cached.step(range(1))
+    targets, _ = prior_path_targets(cfg, x.numpy(), y.numpy(), pool=pool)
+    V = cached.onehot[0].shape[1] // targets.shape[1]  # the decoder's vocabulary
+    assert len(cached.onehot) == 2 and cached.onehot[1] is trainer.pool_onehot(V)
+    assert torch.equal(torch.cat(cached.onehot), torch.as_tensor(candidate_onehot(targets, V)))
+    torch.manual_seed(1)
+    uncached = _PriorPath(trainer, x, y)
+    uncached.onehot = [torch.as_tensor(candidate_onehot(targets, V))]  # one block, built from scratch
+    assert got > 0 and torch.allclose(got, uncached.step(range(1)))  # a score (not anchored: the first step counts)
+
+
 def test_an_anchored_target_is_chosen_at_the_first_step_and_kept():
     """prior_path_anchor: the first step is not scored and fixes each rollout's candidate; a later
     step is scored against it, so never better than re-choosing the nearest there."""
