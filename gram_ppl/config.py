@@ -299,9 +299,13 @@ class FitConfig:
     # KL ceiling (inference/objective.py): λ·relu(KL_step − C_i) per puzzle and supervision step, on
     # top of β·KL: a cap on what the posterior may carry about y. λ = kl_cap_weight (0: off); C_i =
     # kl_cap nats, or ln(n_i) + kl_cap with kl_cap_per_example (n_i: solutions of training input i).
+    # kl_cap_spread: ln(n_i) shared out over the S supervision steps the guide acts in (guide_steps,
+    # or N_sup where it is 0): C_i = ln(n_i) / S + kl_cap, so no one step may carry the whole answer
+    # and the prior learns it as S smaller conditional choices, a step at a time.
     kl_cap_weight: float = 10.0
     kl_cap: float = 1.0
     kl_cap_per_example: bool = True
+    kl_cap_spread: bool = False
     # Prior-path objective (both backends; inference/svi_pyro.py): at every supervision step,
     # prior_path_samples rollouts from the prior p(τ | x) of the batch's first prior_path_puzzles
     # inputs, trained by −log (1/K) Σ_k p(y | τ_k, x) (the importance-weighted bound with the prior
@@ -386,6 +390,8 @@ class FitConfig:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.guide_steps < 0:
             raise ConfigError(f"guide_steps must be >= 0, got {self.guide_steps}")
+        if not isinstance(self.kl_cap_spread, bool):
+            raise ConfigError(f"kl_cap_spread must be true or false, got {self.kl_cap_spread!r}")
         if self.beta < 0 or self.lr <= 0 or self.clip <= 0 or self.free_bits < 0:
             raise ConfigError("beta and free_bits must be >= 0; lr and clip > 0")
         if not all(math.isfinite(v) and v >= 0 for v in (self.kl_cap_weight, self.kl_cap)) or not isinstance(

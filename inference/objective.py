@@ -5,7 +5,9 @@ step's KL(q ‖ p) per puzzle pays λ·relu(KL − C_i) on top of β·KL. Free b
 the posterior must carry; this is a ceiling on what it may carry. Choosing one of the n_i
 solutions of training input i needs ln(n_i) nats, so with `kl_cap_per_example` the ceiling is
 C_i = ln(n_i) + kl_cap (kl_cap is then the slack; an unknown count, stored as -1 where it does
-not fit in int64, means no ceiling for that input); otherwise C_i = kl_cap for every puzzle.
+not fit in int64, means no ceiling for that input); otherwise C_i = kl_cap for every puzzle. With
+`kl_cap_spread`, ln(n_i) is shared out over the S steps the guide acts in: C_i = ln(n_i)/S + kl_cap
+per step, so the answer is carried a part per step rather than all at the first.
 Without it the guide writes the answer cell by cell into the noise (14–19 nats per 8-Queens
 puzzle where ln(n) averages 0.32), the decoder learns to read that, and samples from the prior,
 which cannot know the answer, decode into inconsistent boards (docs/recipe.md).
@@ -64,8 +66,10 @@ def kl_ceiling(fit, num_solutions, batch: int) -> np.ndarray:
     n = np.asarray(num_solutions, np.float64).reshape(-1)
     if n.shape != (batch,) or not ((n >= 1) | (n == -1)).all():
         raise ValueError(f"num_solutions must be {batch} counts >= 1 (or -1: unknown), got shape {n.shape}")
+    # kl_cap_spread: ln(n_i) shared out over the S steps the guide acts in
+    share = (fit.guide_steps or fit.n_sup) if fit.kl_cap_spread else 1
     # -1: a count too large to store (9x9 generation): no ceiling for that input
-    return np.where(n >= 1, np.log(np.maximum(n, 1)) + fit.kl_cap, np.inf).astype(np.float32)
+    return np.where(n >= 1, np.log(np.maximum(n, 1)) / share + fit.kl_cap, np.inf).astype(np.float32)
 
 
 def _log_density(family: str, x: np.ndarray, scale: float, df: float) -> np.ndarray:

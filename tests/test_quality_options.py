@@ -40,6 +40,20 @@ def test_kl_ceiling_values_and_bad_input():
     assert FitConfig().kl_cap_weight == 10.0 and FitConfig().kl_cap_per_example  # the default recipe
 
 
+def test_a_spread_kl_ceiling_shares_ln_n_over_the_guided_steps():
+    """kl_cap_spread: C_i = ln(n_i) / S + kl_cap with S the steps the guide acts in (guide_steps,
+    or N_sup where it is 0); with one guided step it is the plain ceiling."""
+    n = np.array([1, 6, 288, -1])
+    for steps, n_sup, share in ((0, 4, 4), (2, 4, 2), (0, 16, 16), (1, 4, 1)):
+        fit = FitConfig(kl_cap=0.5, kl_cap_spread=True, guide_steps=steps, n_sup=n_sup)
+        got = kl_ceiling(fit, n, 4)
+        assert np.allclose(got[:3], np.log([1, 6, 288]) / share + 0.5) and np.isinf(got[3])
+    plain = FitConfig(kl_cap=0.5, guide_steps=0, n_sup=4)
+    assert np.allclose(kl_ceiling(plain, n[:3], 3), np.log([1, 6, 288]) + 0.5)  # off by default
+    with pytest.raises(ConfigError, match="kl_cap_spread"):
+        FitConfig(kl_cap_spread=1)
+
+
 def test_kl_ceiling_adds_lambda_times_the_excess_to_the_loss():
     from gram_ppl.inference.svi_pyro import trajectory_loss
 
