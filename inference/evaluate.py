@@ -240,12 +240,16 @@ def evaluate_run(
     (inference.evaluate.sample_metrics), plus single-sample validity after each step and the
     metrics split by the inputs' numbers of solutions (1, 2-3, 4+). `temperature` scales the
     prior's σ (inference/tempering.py). A task without a checker (digits) is scored by
-    gram_ppl.tasks.digits.image_metrics over all num_samples x puzzles images instead."""
+    gram_ppl.tasks.digits.image_metrics over all num_samples x puzzles images instead. For
+    unconditional generation every held-out input is the same blank one, so `puzzles` left as
+    None means one: num_samples boards, not num_samples for each of the held-out inputs."""
     from gram_ppl.inference.loading import LoadedRun, load_run
     from gram_ppl.inference.sampling import rollout
 
     cfg, net, data, mod = folder if isinstance(folder, LoadedRun) else load_run(folder)
     test, task = data.test, data.task
+    if puzzles is None and cfg.task.generates:  # blank inputs, all the same: num_samples boards
+        puzzles = 1
     x, depth = test.x[:puzzles], depth or sample_depth(cfg)
     r = rollout(mod, net, cfg, x, num_samples, depth, temperature=temperature, seed=seed_for(cfg, "evaluate"))
     head = {"puzzles": len(x), "num_samples": num_samples, "depth": depth, "temperature": temperature}

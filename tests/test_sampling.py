@@ -115,6 +115,10 @@ def test_generate_unconditional_boards(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "gen"), "--num-samples", "3", "--puzzles", "2"]) == 0
     gen = json.loads(capsys.readouterr().out)["generation"]
     assert gen["samples"] == 6 and 0 <= gen["valid"] <= 1 and gen["held_out"] == 58
+    assert main(["evaluate", str(tmp_path / "gen"), "--num-samples", "5"]) == 0  # not 5 for each of 58 blank inputs
+    out, err = capsys.readouterr()
+    assert json.loads(out)["generation"]["samples"] == 5 and json.loads(out)["puzzles"] == 1
+    assert "5 boards generated from the blank input" in err
 
     from gram_ppl.inference.run import load_run
     from gram_ppl.inference.sampling import generate

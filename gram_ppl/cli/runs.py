@@ -75,11 +75,17 @@ def _fit_command(sub) -> None:
 def _sampling_commands(sub) -> None:
     ev = sub.add_parser("evaluate", help="sample from the prior on a run's held-out puzzles and score them")
     ev.add_argument("run", type=Path)
-    ev.add_argument("--num-samples", type=positive_int, default=20)
+    ev.add_argument(
+        "--num-samples", type=positive_int, default=20,
+        help="prior samples per held-out puzzle (default 20); for unconditional generation the number of boards",
+    )  # fmt: skip
     ev.add_argument(
         "--depth", type=positive_int, help="supervision steps (default: the run's sample depth, config.sample_depth)"
     )
-    ev.add_argument("--puzzles", type=positive_int, help="at most this many held-out puzzles")
+    ev.add_argument(
+        "--puzzles", type=positive_int,
+        help="at most this many held-out puzzles (default: all; for generation one, the blank input)",
+    )  # fmt: skip
     _temperature_arg(ev)
     ev.add_argument("--out", type=Path, help="also write the metrics to this JSON file")
     ev.set_defaults(func=cmd_evaluate)
@@ -242,11 +248,25 @@ def _warn_model_file(run) -> None:
         print(f"gram: warning: {note}", file=sys.stderr)
 
 
+def _generates(run) -> bool:
+    """Whether a run folder holds an unconditional generation run (False where its config cannot
+    be read: the evaluation itself then names the problem)."""
+    from gram_ppl.inference.runfolder import RunError, load_config
+
+    try:
+        return load_config(run).task.generates
+    except RunError:
+        return False
+
+
 def cmd_evaluate(args) -> int:
     from gram_ppl.inference.api import evaluate_run
 
     _warn_model_file(args.run)
-    with _status(f"evaluate: {args.puzzles or 'all'} held-out puzzles x {args.num_samples} prior samples"):
+    what = f"{args.puzzles or 'all'} held-out puzzles x {args.num_samples} prior samples"
+    if args.puzzles is None and _generates(args.run):
+        what = f"{args.num_samples} boards generated from the blank input"
+    with _status(f"evaluate: {what}"):
         metrics = evaluate_run(
             args.run, num_samples=args.num_samples, depth=args.depth, puzzles=args.puzzles, temperature=args.temperature
         )
