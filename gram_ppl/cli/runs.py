@@ -251,11 +251,11 @@ def _warn_model_file(run) -> None:
 def _generates(run) -> bool:
     """Whether a run folder holds an unconditional generation run (False where its config cannot
     be read: the evaluation itself then names the problem)."""
-    from gram_ppl.inference.runfolder import RunError, load_config
+    from gram_ppl.inference.api import load_config
 
     try:
         return load_config(run).task.generates
-    except RunError:
+    except ValueError:  # RunError: an unreadable config.json
         return False
 
 
