@@ -4,8 +4,9 @@ The KL ceiling (`FitConfig.kl_cap_weight`, `kl_cap`, `kl_cap_per_example`): each
 step's KL(q ‖ p) per puzzle pays λ·relu(KL − C_i) on top of β·KL. Free bits are a floor on what
 the posterior must carry; this is a ceiling on what it may carry. Choosing one of the n_i
 solutions of training input i needs ln(n_i) nats, so with `kl_cap_per_example` the ceiling is
-C_i = ln(n_i) + kl_cap (kl_cap is then the slack; an unknown count, stored as -1 where it does
-not fit in int64, means no ceiling for that input); otherwise C_i = kl_cap for every puzzle. With
+C_i = ln(n_i) + kl_cap (kl_cap is then the slack; a count stored as -1, too large for int64 or
+not known, takes the task's `log_count_unknown`: ln of the 9x9 grid count, or no ceiling where
+the count is not known); otherwise C_i = kl_cap for every puzzle. With
 `kl_cap_spread`, ln(n_i) is shared out over the S steps the guide acts in: C_i = ln(n_i)/S + kl_cap
 per step, so the answer is carried a part per step rather than all at the first.
 Without it the guide writes the answer cell by cell into the noise (14–19 nats per 8-Queens
@@ -56,9 +57,16 @@ class Recording:
         return out
 
 
-def kl_ceiling(fit, num_solutions, batch: int) -> np.ndarray:
+def log_count_unknown(task) -> float:
+    """The task's ln n for counts stored as -1 (Task.log_count_unknown); inf without a task."""
+    return math.inf if task is None else task.log_count_unknown
+
+
+def kl_ceiling(fit, num_solutions, batch: int, log_unknown: float = math.inf) -> np.ndarray:
     """C_i in nats for each of the `batch` puzzles (float32, (B,)); `num_solutions` (B,) the exact
-    number of solutions of each training input (needed with `kl_cap_per_example`, else ignored)."""
+    number of solutions of each training input (needed with `kl_cap_per_example`, else ignored),
+    -1 where it does not fit in int64: then ln n_i is `log_unknown` (Task.log_count_unknown: the
+    9x9 grid count; inf, no ceiling, where the count is not known)."""
     if not fit.kl_cap_per_example:
         return np.full(batch, fit.kl_cap, np.float32)
     if num_solutions is None:
@@ -68,8 +76,8 @@ def kl_ceiling(fit, num_solutions, batch: int) -> np.ndarray:
         raise ValueError(f"num_solutions must be {batch} counts >= 1 (or -1: unknown), got shape {n.shape}")
     # kl_cap_spread: ln(n_i) shared out over the S steps the guide acts in
     share = (fit.guide_steps or fit.n_sup) if fit.kl_cap_spread else 1
-    # -1: a count too large to store (9x9 generation): no ceiling for that input
-    return np.where(n >= 1, np.log(np.maximum(n, 1)) / share + fit.kl_cap, np.inf).astype(np.float32)
+    log_n = np.where(n >= 1, np.log(np.maximum(n, 1)), log_unknown)  # -1: a count too large to store
+    return (log_n / share + fit.kl_cap).astype(np.float32)
 
 
 def _log_density(family: str, x: np.ndarray, scale: float, df: float) -> np.ndarray:

@@ -27,7 +27,7 @@ from gram_ppl.inference import parallel
 from gram_ppl.inference.backend import NonFiniteLoss, get_backend
 from gram_ppl.inference.evaluate import evaluate_run, held_out_validity
 from gram_ppl.inference.loading import LoadedRun, checkpoint_errors, convert_run, default_model, load_run
-from gram_ppl.inference.objective import guided_dims, kl_ceiling, kl_floor
+from gram_ppl.inference.objective import guided_dims, kl_ceiling, kl_floor, log_count_unknown
 from gram_ppl.inference.resources import check_fit
 from gram_ppl.inference.runfolder import (
     DATA_FILE,
@@ -186,7 +186,8 @@ def _warn_kl_floor(cfg: GramConfig, data: Dataset) -> None:
     at_init, best = kl_floor(family, cfg.priors.family, cfg.priors.df)
     positions = cfg.net.noise_tokens or (cfg.net.prefix_tokens + data.task.seq_len)
     dims = guided_dims(cfg.fit, positions, cfg.net.dim)
-    caps = kl_ceiling(cfg.fit, data.train.num_solutions, len(data.train.num_solutions))  # (T,) inf: no ceiling
+    counts = data.train.num_solutions  # (T,)
+    caps = kl_ceiling(cfg.fit, counts, len(counts), log_count_unknown(data.task))  # (T,) inf: no ceiling
     ceiling = float(caps[np.isfinite(caps)].max()) if np.isfinite(caps).any() else cfg.fit.kl_cap
     if at_init * dims > ceiling:
         warnings.warn(

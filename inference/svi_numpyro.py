@@ -29,7 +29,7 @@ from numpyro import handlers
 
 from gram_ppl.config import GramConfig, PriorConfig, prior_path, sample_depth
 from gram_ppl.inference.backend import NonFiniteLoss, StepInfo
-from gram_ppl.inference.objective import cached_solutions, kl_ceiling, prior_path_targets
+from gram_ppl.inference.objective import cached_solutions, kl_ceiling, log_count_unknown, prior_path_targets
 from gram_ppl.inference.tempering import check_temperature, numpyro_temper
 from gram_ppl.networks import flax_nets
 
@@ -192,7 +192,8 @@ class Trainer:
         """One batch: x (B, L_x), y (B, L_y); num_solutions (B,) of each input, for the KL ceiling."""
         fit = self.cfg.fit
         x, y = jnp.asarray(np.asarray(x), jnp.int32), jnp.asarray(np.asarray(y), jnp.int32)
-        cap = jnp.asarray(kl_ceiling(fit, num_solutions, x.shape[0]) if fit.kl_cap_weight else np.zeros(x.shape[0]))
+        caps = kl_ceiling(fit, num_solutions, x.shape[0], log_count_unknown(self.task)) if fit.kl_cap_weight else None
+        cap = jnp.asarray(np.zeros(x.shape[0]) if caps is None else caps)  # (B,)
         if self.shardings is not None:  # the batch split over the devices; XLA partitions the step (GSPMD)
             x, y, cap = jax.device_put((x, y, cap), self.shardings[0])
         segments = [range(fit.n_sup)] if fit.objective == "elbo" else [range(n, n + 1) for n in range(fit.n_sup)]

@@ -38,7 +38,7 @@ from pyro import poutine
 from gram_ppl.config import GramConfig, prior_path, sample_depth
 from gram_ppl.inference.backend import NonFiniteLoss, StepInfo
 from gram_ppl.inference.finetune_pyro import _PriorPath, reward_loss
-from gram_ppl.inference.objective import candidate_onehot, kl_ceiling
+from gram_ppl.inference.objective import candidate_onehot, kl_ceiling, log_count_unknown
 from gram_ppl.inference.objective_pyro import (
     EmbedOnce,
     LossTerms,
@@ -168,7 +168,8 @@ class Trainer:
         x, y = _tensor(x, self.net.z0.device), _tensor(y, self.net.z0.device)  # (B, L_x), (B, L_y)
         cap = None
         if fit.kl_cap_weight:
-            cap = torch.as_tensor(kl_ceiling(fit, num_solutions, x.shape[0]), device=x.device)  # (B,)
+            caps = kl_ceiling(fit, num_solutions, x.shape[0], log_count_unknown(self.task))  # (B,)
+            cap = torch.as_tensor(caps, device=x.device)  # (B,)
         if fit.objective == "elbo":
             segments = [range(fit.n_sup)]
         else:

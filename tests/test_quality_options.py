@@ -33,7 +33,29 @@ def test_kl_ceiling_values_and_bad_input():
         kl_ceiling(fit, None, 3)
     with pytest.raises(ValueError, match="counts >= 1"):
         kl_ceiling(fit, np.array([1, 0, 2]), 3)
-    assert np.isinf(kl_ceiling(fit, np.array([1, -1, 2]), 3)[1])  # unknown count (9x9 generation): no ceiling
+    assert np.isinf(kl_ceiling(fit, np.array([1, -1, 2]), 3)[1])  # a count not known: no ceiling
+    assert np.allclose(kl_ceiling(fit, np.array([1, -1, 2]), 3, 49.9), np.log([1, 1, 2]) + [0.0, 49.9, 0.0] + 0.5)
+
+
+def test_nine_by_nine_generation_has_a_kl_ceiling_from_the_grid_count():
+    """9x9 grids (6.67e21) do not fit the int64 counts, which hold -1; the task knows the count, so
+    the ceiling is ln(6.67e21) + kl_cap = 51.3 nats rather than none; other -1 counts (digits:
+    no count) keep no ceiling."""
+    import math
+
+    from gram_ppl.inference.objective import log_count_unknown
+    from gram_ppl.tasks import get_task
+
+    nine = get_task("sudoku", 9)
+    assert (
+        nine.log_count_unknown
+        == pytest.approx(math.log(6_670_903_752_021_072_936_960))
+        == pytest.approx(50.25, abs=0.01)
+    )
+    assert math.isinf(get_task("sudoku", 6).log_count_unknown) and math.isinf(get_task("digits", 8).log_count_unknown)
+    assert math.isinf(log_count_unknown(None))
+    cap = kl_ceiling(FitConfig(), np.array([-1]), 1, log_count_unknown(nine))
+    assert cap[0] == pytest.approx(51.25, abs=0.01)
     for bad in ({"kl_cap_weight": -1.0}, {"kl_cap": float("nan")}, {"kl_cap_weight": float("inf")}):
         with pytest.raises(ConfigError, match="kl_cap"):
             FitConfig(**bad)

@@ -11,6 +11,7 @@ This module, like the whole of `gram_ppl.tasks`, imports numpy and the standard 
 from __future__ import annotations
 
 import abc
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -162,6 +163,9 @@ class Task(abc.ABC):
         return [r, c, r - c + n - 1, r + c]
 
     relation_bias: bool = False  # NetConfig.relation_bias=None takes this (on where it was measured to win)
+    # ln of the number of solutions an input has where Split.num_solutions holds -1 because the
+    # count, though known, does not fit in int64 (9x9 Sudoku grids); inf: not known (no KL ceiling)
+    log_count_unknown: float = math.inf
 
     # ---- drawing (gram_ppl/plots.py asks these; no task name is tested there) ----------------
     drawing: str = "grid"  # how a board is drawn: grid (a character per cell) | queens | graph | canvas

@@ -29,6 +29,7 @@ training one (`orbit_keys`: exact for 4x4 and 6x6, an orbit invariant for 9x9).
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 
@@ -37,7 +38,8 @@ from gram_ppl.tasks.base import PuzzleError, Split, Task, expand_targets, hold_o
 PAD, BLANK = 0, 1
 BOXES = {4: (2, 2), 6: (2, 3), 9: (3, 3)}
 MODES = ("generate", "unique", "multi")
-GRID_COUNTS = {4: 288, 6: 28_200_960}  # complete grids of each size (9x9: 6,670,903,752,021,072,936,960)
+GRID_COUNTS = {4: 288, 6: 28_200_960}  # complete grids of each size (9x9: GRID_COUNT_9, above int64)
+GRID_COUNT_9 = 6_670_903_752_021_072_936_960
 
 
 class Sudoku(Task):
@@ -368,6 +370,11 @@ class Sudoku(Task):
         n = len(self.solve(puzzle, limit=cfg.max_solutions + 1)[0])
         return (puzzle, n) if 2 <= n <= cfg.max_solutions else None
 
+    @property
+    def log_count_unknown(self) -> float:
+        """ln of the 9x9 grid count, which num_solutions stores as -1 (Task.log_count_unknown)."""
+        return math.log(GRID_COUNT_9) if self.size == 9 else math.inf
+
     def _generation_splits(self, n_train: int, n_test: int, rng: np.random.Generator) -> tuple[Split, Split]:
         s = self.size
         if s == 4:
@@ -379,7 +386,7 @@ class Sudoku(Task):
                 g = self.random_grid(rng)
                 seen.setdefault(g.tobytes(), g)
             grids = np.array(list(seen.values()))
-        total = GRID_COUNTS.get(s, -1)  # -1: the 9x9 count (6.67e21) does not fit in int64
+        total = GRID_COUNTS.get(s, -1)  # -1: the 9x9 count does not fit in int64 (log_count_unknown)
         grids = (grids + 1).astype(np.uint8)
         test, train = grids[:n_test], grids[n_test : n_test + n_train]
         blank = np.full(s * s, BLANK, dtype=np.uint8)
