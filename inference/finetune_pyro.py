@@ -96,7 +96,8 @@ class _PriorPath:
         self.targets = torch.as_tensor(targets.astype(np.int64), device=x.device)  # (M, L_y) the candidates
         self.mask = torch.as_tensor(mask, device=x.device)  # (P, M): those that count for each input
         self.onehot = None  # blocks of (M, L_y * V), built at the first step (V: the decoder's vocabulary)
-        self.anchored = prior_path(trainer.cfg).anchor  # the target chosen at the first step and kept
+        self.rule = prior_path(trainer.cfg)  # weight, target rule, anchor: read once per batch
+        self.anchored = self.rule.anchor  # the target chosen at the first step and kept
         self.anchor = None  # (K, P) the candidates chosen there
 
     def _log_p(self, site) -> torch.Tensor:
@@ -124,7 +125,7 @@ class _PriorPath:
         """The candidates as one-hot rows, in blocks that stack to (M, L_y * V); under the "train"
         rule the P pairs' own targets, then the training split's rows from the trainer's cache
         (Trainer.pool_onehot: built once, not every batch)."""
-        if prior_path(self.trainer.cfg).target != "train":
+        if self.rule.target != "train":
             return [torch.as_tensor(candidate_onehot(self.targets.cpu().numpy(), vocab))]  # (M, L_y * V)
         own = torch.as_tensor(candidate_onehot(self.targets[: self.P].cpu().numpy(), vocab))  # (P, L_y * V)
         return [own, self.trainer.pool_onehot(vocab)]  # (P, L_y * V), (N, L_y * V)
