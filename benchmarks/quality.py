@@ -93,7 +93,8 @@ PAPER = {  # paper Table 1 (GRAM / TRM), where it reports the task
 WIDTHS = (1, 2, 4, 8, 16, 20)
 
 
-def train(name: str, variant: str, seed: int, minutes, steps, out: Path, overrides, cpu_minutes=None) -> Path:
+def train(name: str, variant: str, seed: int, minutes, steps, out: Path, overrides, cpu_minutes=None,
+          eval_minutes: float = 5.0) -> Path:  # fmt: skip
     """Train (or resume, or reuse) one run folder."""
     folder = out / f"{name}-{variant}-s{seed}"
     cfg = GramConfig(task=TASKS[name], net=NETS.get(name, NetConfig()), fit=FitConfig(variant=variant, seed=seed))
@@ -113,7 +114,7 @@ def train(name: str, variant: str, seed: int, minutes, steps, out: Path, overrid
         ):
             return folder  # finished: reused as it is (even if the model file was edited since)
     fit(cfg, folder, minutes=minutes, steps=steps, cpu_minutes=cpu_minutes, resume=resume, progress=False,
-        eval_every_s=300)  # fmt: skip
+        eval_every_s=60 * eval_minutes)  # fmt: skip
     return folder
 
 
@@ -135,8 +136,9 @@ def evaluate(name: str, folder: Path, samples: int, puzzles: int | None, gen: in
     if name in GENERATE:
         g = generate(run, gen)
         report = generation_report(g.boards, g.valid, run.data.train.y, run.data.test.y, g.conflicts)
+        kept = {"kept_best": run.best} if run.best is not None else {}  # fit.keep_best: the evaluation sampled
         return {**info, **report, "unique_share": report["distinct_valid"] / max(1, gen),
-                "held_out_seen": report["held_out_generated"]}  # fmt: skip
+                "held_out_seen": report["held_out_generated"], **kept}  # fmt: skip
     # sudoku6: exact accuracy against depth and width (unique solutions: valid == exact)
     task, test, cfg = run.data.task, run.data.test, run.config
     x, y = test.x[:puzzles], test.y[:puzzles]
@@ -213,6 +215,12 @@ def main(argv=None) -> int:
     budget.add_argument("--steps", type=int, help="training batches per model instead (smoke runs)")
     p.add_argument("--samples", type=int, default=20, help="prior samples per puzzle")
     p.add_argument("--puzzles", type=int, help="at most this many held-out puzzles (default all)")
+    p.add_argument(
+        "--eval-minutes",
+        type=float,
+        default=5.0,
+        help="wall minutes between the training runs' held-out evaluations (fit.keep_best selects among them)",
+    )
     p.add_argument("--gen", type=int, default=5000, help="samples for the generation tasks (gen4, gen6, gen9)")
     p.add_argument("--set", action="append", default=[], help="config override for every run, e.g. net.dim=128")
     p.add_argument("--out", type=Path, default=Path("runs/quality"))
@@ -228,7 +236,8 @@ def main(argv=None) -> int:
         for variant in args.variants.split(","):
             runs = []
             for seed in (int(s) for s in args.seeds.split(",")):
-                folder = train(name, variant, seed, minutes, args.steps, args.out, args.set, args.cpu_minutes)
+                folder = train(name, variant, seed, minutes, args.steps, args.out, args.set, args.cpu_minutes,
+                               args.eval_minutes)  # fmt: skip
                 runs.append(evaluate(name, folder, args.samples, args.puzzles, args.gen))
                 print(f"{folder}: {json.dumps(runs[-1])}", file=sys.stderr)
             results[(name, variant)] = runs

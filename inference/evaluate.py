@@ -246,13 +246,16 @@ def evaluate_run(
     from gram_ppl.inference.loading import LoadedRun, load_run
     from gram_ppl.inference.sampling import rollout
 
-    cfg, net, data, mod = folder if isinstance(folder, LoadedRun) else load_run(folder)
+    run = folder if isinstance(folder, LoadedRun) else load_run(folder)
+    cfg, net, data, mod = run
     test, task = data.test, data.task
     if puzzles is None and cfg.task.generates:  # blank inputs, all the same: num_samples boards
         puzzles = 1
     x, depth = test.x[:puzzles], depth or sample_depth(cfg)
     r = rollout(mod, net, cfg, x, num_samples, depth, temperature=temperature, seed=seed_for(cfg, "evaluate"))
     head = {"puzzles": len(x), "num_samples": num_samples, "depth": depth, "temperature": temperature}
+    if run.best is not None:  # fit.keep_best: which evaluation's weights were sampled
+        head["kept_best"] = run.best
     if not task.checker:  # images (digits): a classifier on held-out real digits judges the samples
         from gram_ppl.tasks.digits import judge_run_samples
 

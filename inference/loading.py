@@ -51,9 +51,11 @@ class LoadedRun:
     when `data` is first used (sampling user puzzles never needs it). Unpacks as
     (config, net, data, mod)."""
 
-    def __init__(self, config: GramConfig, net, mod, data: Dataset | None = None, folder: Path | None = None):
+    def __init__(self, config: GramConfig, net, mod, data: Dataset | None = None, folder: Path | None = None,
+                 best: dict | None = None):  # fmt: skip
         self.config, self.net, self.mod, self._data = config, net, mod, data
         self.folder = folder  # the run folder it was loaded from (its data.json checks the data set built)
+        self.best = best  # fit.keep_best: {step, prior_valid} of the evaluation whose weights `net` holds
 
     @functools.cached_property
     def task(self):
@@ -93,7 +95,8 @@ def _warn_data_drift(folder, cfg: GramConfig, data: Dataset) -> None:
 
 
 def load_run(folder: str | Path, mod=None, as_backend: str | None = None) -> LoadedRun:
-    """Config, sampling network and model module of a finished or checkpointed run: the
+    """Config, sampling network and model module of a finished or checkpointed run (under
+    fit.keep_best the weights of its best evaluation, once there was one): the
     networks and their weights only (no optimiser; the data set is not rebuilt: `LoadedRun.data`
     builds it on first use). With `as_backend` the weights are converted to that backend's
     networks in memory (the forward passes agree to float32 rounding, tests/test_flax_nets.py)."""
@@ -104,9 +107,13 @@ def load_run(folder: str | Path, mod=None, as_backend: str | None = None) -> Loa
     ckpt = read_checkpoint(Path(folder))
     if ckpt.backend != cfg.backend:
         raise RunError(f"{folder}: config.json says {cfg.backend}, the checkpoint is {ckpt.backend}")
+    best = ckpt.loop.get("best") if cfg.fit.keep_best and ckpt.best is not None else None
     with checkpoint_errors(folder):
-        net = backend.sampling_net(cfg, task_for(cfg.task), ckpt.trainer)
-    run = LoadedRun(cfg, net, mod, folder=Path(folder))
+        if best is not None:  # the best evaluation's weights (fit.keep_best)
+            net = backend.net_from_weights(cfg, task_for(cfg.task), ckpt.best)
+        else:
+            net = backend.sampling_net(cfg, task_for(cfg.task), ckpt.trainer)
+    run = LoadedRun(cfg, net, mod, folder=Path(folder), best=best)
     return run if as_backend in (None, cfg.backend) else convert_loaded(run, as_backend)
 
 
@@ -117,7 +124,7 @@ def convert_loaded(run: LoadedRun, backend: str) -> LoadedRun:
     target = get_backend(backend)
     target.setup(cfg.fit.threads)
     net = target.net_from_weights(cfg, run.task, get_backend(run.config.backend).weights(run.net))
-    return LoadedRun(cfg, net, default_model(cfg), run._data, run.folder)
+    return LoadedRun(cfg, net, default_model(cfg), run._data, run.folder, run.best)
 
 
 def convert_run(folder: str | Path, out: str | Path, backend: str, force: bool = False) -> Path:

@@ -53,7 +53,8 @@ __all__ = ["FitResult", "Interrupted", "LoadedRun", "RunError", "convert_run", "
 
 
 class FitResult(NamedTuple):
-    net: object  # the networks to sample from (the EMA copy when enabled): a torch module or svi_numpyro.Bound
+    net: object  # the networks to sample from (the EMA copy when enabled, the best evaluation's under fit.keep_best):
+    # a torch module or svi_numpyro.Bound
     trainer: object  # the backend's Trainer (inference/backend.py)
     history: list[dict]
     config: GramConfig
@@ -163,7 +164,7 @@ def _fit(cfg, folder, mod, data, resume, force, budget: Budget, schedule: Schedu
     loop.run(writes, budget, schedule)
     if par.world > 1:
         backend.close_parallel(par)  # every rank finished: leave the group before the interpreter exits
-    return FitResult(trainer.sampling_net(), trainer, loop.history, cfg, folder)
+    return FitResult(loop.sampling_net(), trainer, loop.history, cfg, folder)
 
 
 def start_line(cfg: GramConfig, folder, resume: bool) -> str:
@@ -213,6 +214,7 @@ class TrainLoop:
         self.pending_run_files = None  # (cfg, mod, data or None): run files to write at the next save (forced resume)
         self.perm, self.cursor, self.step, self.elapsed, self.history = None, 0, 0, 0.0, []
         self.cpu = 0.0  # CPU seconds of this process spent in training (a load-independent budget)
+        self.best, self.best_info = None, None  # fit.keep_best: the best evaluation's weights, {step, prior_valid}
         if len(self.x) < cfg.fit.batch_size:
             raise RunError(f"batch_size {cfg.fit.batch_size} exceeds the {len(self.x)} training examples")
 
@@ -330,15 +332,30 @@ class TrainLoop:
         record["eval"] = report
         record["eval_puzzles"] = min(eval_puzzles, len(self.data.test.x))  # the trials behind each share
         self.history.append(record)
+        if self.cfg.fit.keep_best and (
+            self.best_info is None or report["prior_valid"] >= self.best_info["prior_valid"]
+        ):
+            weights = backend.weights(self.trainer.sampling_net())  # views of the live parameters: copied
+            self.best = {k: np.array(v, copy=True) for k, v in weights.items()}
+            self.best_info = {"step": self.step, "prior_valid": report["prior_valid"]}  # ties: the later weights
         if self.log is not None:
             self.log(f"step {self.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in report.items()))
         return report
+
+    def sampling_net(self):
+        """The networks to sample from: the best evaluation's weights under fit.keep_best (once
+        there was one), else the trainer's own."""
+        if self.best is None:
+            return self.trainer.sampling_net()
+        return get_backend(self.cfg.backend).net_from_weights(self.cfg, self.data.task, self.best)
 
     # ---- checkpoints -------------------------------------------------------------------
     def checkpoint(self) -> Checkpoint:
         loop = {"data_rng": self.rng.bit_generator.state, "cursor": self.cursor, "step": self.step,
                 "elapsed": self.elapsed, "cpu_seconds": self.cpu}  # fmt: skip
-        return Checkpoint(self.cfg.backend, self.trainer.state(), loop, self.perm, self.history, self.cfg)
+        if self.best_info is not None:
+            loop["best"] = self.best_info
+        return Checkpoint(self.cfg.backend, self.trainer.state(), loop, self.perm, self.history, self.cfg, self.best)
 
     def save(self, folder: Path) -> None:
         with _signals_deferred():  # a Ctrl-C during the write lands after it, where the loop saves cleanly
@@ -358,6 +375,8 @@ class TrainLoop:
             self.perm = ckpt.perm
             self.cursor, self.step, self.elapsed = loop["cursor"], loop["step"], loop["elapsed"]
             self.cpu = float(loop["cpu_seconds"])
+            if ckpt.best is not None:
+                self.best, self.best_info = ckpt.best, dict(loop["best"])
         self.history = ckpt.history
 
 

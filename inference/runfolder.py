@@ -302,6 +302,9 @@ class Checkpoint(NamedTuple):
     perm: np.ndarray | None  # (N,) the current epoch's permutation of the training set
     history: list[dict]  # every batch and evaluation record so far
     config: GramConfig | None  # the config it was trained with (None: format 1)
+    # fit.keep_best: the sampling weights of the best evaluation (numpy, named as torch names them:
+    # backend-neutral; loop["best"] says which evaluation), or None
+    best: dict[str, np.ndarray] | None = None
 
 
 STATE_FILES = {"pyro": "trainer.pt", "numpyro": "trainer.msgpack"}
@@ -309,13 +312,17 @@ STATE_FILES = {"pyro": "trainer.pt", "numpyro": "trainer.msgpack"}
 
 def write_checkpoint(folder: Path, ckpt: Checkpoint) -> None:
     """Commit the trainer state, loop state, history and config in one atomic step: one zip
-    archive (checkpoint.json, the trainer's file, perm.npy), checkpoint.json holding the sha256
-    of the other members."""
+    archive (checkpoint.json, the trainer's file, perm.npy, best.npz under fit.keep_best),
+    checkpoint.json holding the sha256 of the other members."""
     members = {STATE_FILES[ckpt.backend]: ckpt.trainer}
     if ckpt.perm is not None:
         buf = io.BytesIO()
         np.save(buf, np.asarray(ckpt.perm, dtype=np.int64), allow_pickle=False)
         members["perm.npy"] = buf.getvalue()
+    if ckpt.best is not None:
+        buf = io.BytesIO()
+        np.savez(buf, **ckpt.best)
+        members["best.npz"] = buf.getvalue()
     meta = {
         "format": FORMAT,
         "backend": ckpt.backend,
@@ -363,10 +370,14 @@ def read_checkpoint(folder: Path) -> Checkpoint:
         raise RunError(f"{path}: cannot be loaded ({problem})")
     try:
         perm = np.load(io.BytesIO(members["perm.npy"]), allow_pickle=False) if "perm.npy" in members else None
+        best = None
+        if "best.npz" in members:
+            with np.load(io.BytesIO(members["best.npz"]), allow_pickle=False) as f:
+                best = {name: f[name] for name in f.files}
         backend = meta["backend"]
         return Checkpoint(backend, members[STATE_FILES[backend]], meta["loop"], perm, meta["history"],
-                          gram_config_from_dict(meta["config"]))  # fmt: skip
-    except (KeyError, ValueError, TypeError, ConfigError) as e:
+                          gram_config_from_dict(meta["config"]), best)  # fmt: skip
+    except (KeyError, ValueError, TypeError, ConfigError, zipfile.BadZipFile) as e:
         raise RunError(f"{path}: cannot be loaded ({type(e).__name__}: {e})") from None
 
 

@@ -330,3 +330,50 @@ def test_a_run_from_before_data_json_warns_that_its_sizes_are_todays(tmp_path):
         assert len(load_run(run).data.train)
     fit(_sudoku_gen_config(), run, steps=2, resume=True, **QUIET)  # resumes, and records what it continues on
     assert (run / "data.json").is_file()
+
+
+def test_keep_best_samples_from_the_best_evaluation_and_keeps_it_across_resume(tmp_path, monkeypatch):
+    import dataclasses
+
+    import numpy as np
+
+    from gram_ppl.inference import run as run_module
+    from gram_ppl.inference import svi_pyro
+
+    scores, seen = iter([0.1, 0.5, 0.2, 0.0, 0.5, 0.3, 0.9, 0.9]), []
+
+    def scripted(backend, trainer, task, test, puzzles, seed):  # the weights each evaluation saw, and a score
+        seen.append({k: v.copy() for k, v in svi_pyro.weights(trainer.sampling_net()).items()})
+        return {"prior_valid": next(scores)}
+
+    monkeypatch.setattr(run_module, "held_out_validity", scripted)
+    cfg = _sudoku_gen_config()
+    cfg = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, keep_best=True))
+    folder = tmp_path / "run"
+
+    def same(net, w):
+        return all(np.array_equal(v, w[k]) for k, v in svi_pyro.weights(net).items())
+
+    result = fit(cfg, folder, steps=4, eval_every=1, progress=False)
+    assert read_checkpoint(folder).loop["best"] == {"step": 2, "prior_valid": 0.5}
+    assert not same(result.trainer.sampling_net(), seen[1])  # trained on after the best evaluation
+    assert same(result.net, seen[1]) and same(load_run(folder).net, seen[1])  # its weights are sampled from
+    # resumed: the tie 0.5 at batch 5 takes the later weights, 0.3 at batch 6 keeps them
+    fit(cfg, folder, steps=6, eval_every=1, progress=False, resume=True)
+    assert read_checkpoint(folder).loop["best"] == {"step": 5, "prior_valid": 0.5}
+    assert same(load_run(folder).net, seen[4]) and not same(load_run(folder).net, seen[5])
+    assert load_run(folder).best == {"step": 5, "prior_valid": 0.5}  # evaluate_run reports it as kept_best
+    # gram convert carries the best weights: the NumPyro run samples from them too
+    from gram_ppl.inference import svi_numpyro
+    from gram_ppl.inference.run import convert_run
+
+    moved = load_run(convert_run(folder, tmp_path / "moved", "numpyro"))
+    assert all(np.allclose(v, seen[4][k]) for k, v in svi_numpyro.weights(moved.net).items())
+    # without keep_best the same run folder samples from the latest weights
+    plain = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, keep_best=False))
+    assert read_checkpoint(fit(plain, tmp_path / "plain", steps=2, eval_every=1, progress=False).folder).best is None
+
+
+def test_keep_best_is_refused_where_the_evaluation_scores_held_out_inputs():
+    with pytest.raises(ConfigError, match="keep_best"):
+        tiny_config(keep_best=True)  # N-Queens: the evaluation's inputs are the test puzzles
