@@ -363,10 +363,10 @@ class FitConfig:
     weight_decay: float = 0.1
     clip: float = 1.0  # gradient-norm clipping
     ema: float = 0.0  # EMA decay of the weights used for sampling; 0: off
-    # Sample from the weights of the held-out evaluation with the highest prior validity (checkpoint
+    # Sample from the weights of the evaluation with the most distinct valid prior boards (checkpoint
     # selection, kept in the checkpoint beside the latest weights, which training resumes from).
-    # Unconditional generation only: there the score is the validity of boards drawn from the blank
-    # input, which no held-out data enters; on inputs it would select on the test puzzles.
+    # Unconditional generation only: there the score counts boards drawn from the blank input, which
+    # no held-out data enters; on inputs it would select on the test puzzles.
     keep_best: bool = False
     halt_weight: float = 0.1  # ACT halt-head loss weight (its gradient never reaches the core)
     value_weight: float = 0.1  # LPRM value-head loss weight (likewise)
@@ -465,7 +465,7 @@ class GramConfig:
             raise ConfigError("net.noise_tokens and posterior_input='pooled' are implemented for the pyro backend only")
         if self.fit.keep_best and not self.task.generates:
             raise ConfigError(
-                "fit.keep_best selects on the prior validity of the held-out evaluation: for a task "
+                "fit.keep_best selects on the prior validity of the evaluation's inputs: for a task "
                 "with inputs those are the test puzzles (a leak); it is for unconditional generation"
             )
 

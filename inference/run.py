@@ -332,15 +332,23 @@ class TrainLoop:
         record["eval"] = report
         record["eval_puzzles"] = min(eval_puzzles, len(self.data.test.x))  # the trials behind each share
         self.history.append(record)
-        if self.cfg.fit.keep_best and (
-            self.best_info is None or report["prior_valid"] >= self.best_info["prior_valid"]
-        ):
-            weights = backend.weights(self.trainer.sampling_net())  # views of the live parameters: copied
-            self.best = {k: np.array(v, copy=True) for k, v in weights.items()}
-            self.best_info = {"step": self.step, "prior_valid": report["prior_valid"]}  # ties: the later weights
+        if self.cfg.fit.keep_best:
+            self.keep_if_best(backend, report)
         if self.log is not None:
             self.log(f"step {self.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in report.items()))
         return report
+
+    def keep_if_best(self, backend, report: dict) -> None:
+        """fit.keep_best: copy the sampling weights when this evaluation scores at least the best so far
+        (ties: the later weights). The score is the distinct valid boards among the prior draws
+        (`prior_distinct_valid`: a prior collapsed onto one grid scores 1/draws, not 100%), or the
+        prior validity where that is not reported (a single evaluation input)."""
+        metric = "prior_distinct_valid" if "prior_distinct_valid" in report else "prior_valid"
+        if self.best_info is not None and report[metric] < self.best_info["value"]:
+            return
+        weights = backend.weights(self.trainer.sampling_net())  # views of the live parameters: copied
+        self.best = {k: np.array(v, copy=True) for k, v in weights.items()}
+        self.best_info = {"step": self.step, "metric": metric, "value": report[metric]}
 
     def sampling_net(self):
         """The networks to sample from: the best evaluation's weights under fit.keep_best (once

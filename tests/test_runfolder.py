@@ -344,7 +344,7 @@ def test_keep_best_samples_from_the_best_evaluation_and_keeps_it_across_resume(t
 
     def scripted(backend, trainer, task, test, puzzles, seed):  # the weights each evaluation saw, and a score
         seen.append({k: v.copy() for k, v in svi_pyro.weights(trainer.sampling_net()).items()})
-        return {"prior_valid": next(scores)}
+        return {"prior_valid": 1.0, "prior_distinct_valid": next(scores)}  # validity alone would not tell
 
     monkeypatch.setattr(run_module, "held_out_validity", scripted)
     cfg = _sudoku_gen_config()
@@ -355,14 +355,18 @@ def test_keep_best_samples_from_the_best_evaluation_and_keeps_it_across_resume(t
         return all(np.array_equal(v, w[k]) for k, v in svi_pyro.weights(net).items())
 
     result = fit(cfg, folder, steps=4, eval_every=1, progress=False)
-    assert read_checkpoint(folder).loop["best"] == {"step": 2, "prior_valid": 0.5}
+    assert read_checkpoint(folder).loop["best"] == {"step": 2, "metric": "prior_distinct_valid", "value": 0.5}
     assert not same(result.trainer.sampling_net(), seen[1])  # trained on after the best evaluation
     assert same(result.net, seen[1]) and same(load_run(folder).net, seen[1])  # its weights are sampled from
     # resumed: the tie 0.5 at batch 5 takes the later weights, 0.3 at batch 6 keeps them
     fit(cfg, folder, steps=6, eval_every=1, progress=False, resume=True)
-    assert read_checkpoint(folder).loop["best"] == {"step": 5, "prior_valid": 0.5}
+    assert read_checkpoint(folder).loop["best"] == {"step": 5, "metric": "prior_distinct_valid", "value": 0.5}
     assert same(load_run(folder).net, seen[4]) and not same(load_run(folder).net, seen[5])
-    assert load_run(folder).best == {"step": 5, "prior_valid": 0.5}  # evaluate_run reports it as kept_best
+    assert load_run(folder).best == {
+        "step": 5,
+        "metric": "prior_distinct_valid",
+        "value": 0.5,
+    }  # evaluate_run reports it as kept_best
     # gram convert carries the best weights: the NumPyro run samples from them too
     from gram_ppl.inference import svi_numpyro
     from gram_ppl.inference.run import convert_run
