@@ -289,8 +289,10 @@ class TrainLoop:
             self.save(folder)
         if progress:  # one line that stays (the bar itself is redrawn at most once a second)
             ev = next((r["eval"] for r in reversed(self.history) if "eval" in r), {})
+            kept = self.best_info
             tqdm.write(f"fit: {self.step} batches, {self.elapsed:.0f} s; " + ", ".join(
-                f"{k} {v:.3f}" for k, v in ev.items()), file=sys.stderr)  # fmt: skip
+                f"{k} {v:.3f}" for k, v in ev.items()) + (f"; sampling weights: the evaluation at batch {kept['step']} "
+                f"({kept['metric']} {kept['value']:.3f}, fit.keep_best)" if kept else ""), file=sys.stderr)  # fmt: skip
 
     def budget_spent(self, steps, minutes, cpu_minutes) -> bool:
         """Whether any budget has run out (under torchrun: on any rank, so the ranks stop together)."""

@@ -64,7 +64,8 @@ def _fit_command(sub) -> None:
         type=positive_int,
         default=200,
         metavar="N",
-        help="held-out validity and bound every N batches (comparable across machines)",
+        help="held-out validity and bound every N batches (comparable across machines); fit.keep_best "
+        "samples from the best of these evaluations",
     )
     f.add_argument("--eval-minutes", type=finite_positive, help="every M minutes instead of every N batches")
     f.add_argument("--checkpoint-minutes", type=finite_positive, default=2.0)
