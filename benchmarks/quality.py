@@ -94,7 +94,7 @@ WIDTHS = (1, 2, 4, 8, 16, 20)
 
 
 def train(name: str, variant: str, seed: int, minutes, steps, out: Path, overrides, cpu_minutes=None,
-          eval_minutes: float = 5.0) -> Path:  # fmt: skip
+          eval_minutes: float | None = None) -> Path:  # fmt: skip
     """Train (or resume, or reuse) one run folder."""
     folder = out / f"{name}-{variant}-s{seed}"
     cfg = GramConfig(task=TASKS[name], net=NETS.get(name, NetConfig()), fit=FitConfig(variant=variant, seed=seed))
@@ -114,7 +114,7 @@ def train(name: str, variant: str, seed: int, minutes, steps, out: Path, overrid
         ):
             return folder  # finished: reused as it is (even if the model file was edited since)
     fit(cfg, folder, minutes=minutes, steps=steps, cpu_minutes=cpu_minutes, resume=resume, progress=False,
-        eval_every_s=60 * eval_minutes)  # fmt: skip
+        eval_every_s=60 * (eval_minutes or (1.0 if name in GENERATE else 5.0)))  # fmt: skip
     return folder
 
 
@@ -218,8 +218,8 @@ def main(argv=None) -> int:
     p.add_argument(
         "--eval-minutes",
         type=float,
-        default=5.0,
-        help="wall minutes between the training runs' held-out evaluations (fit.keep_best selects among them)",
+        help="wall minutes between the training runs' held-out evaluations (default 1 for generation, where "
+        "fit.keep_best samples from the best of them, else 5)",
     )
     p.add_argument("--gen", type=int, default=5000, help="samples for the generation tasks (gen4, gen6, gen9)")
     p.add_argument("--set", action="append", default=[], help="config override for every run, e.g. net.dim=128")

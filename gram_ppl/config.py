@@ -27,6 +27,7 @@ from gram_ppl.task_defaults import (  # noqa: E402  (re-exported: the names ever
     TASK_NAMES,
     TASK_REGISTRY,
     TASK_SIZES,
+    UNCHECKED,
 )
 
 
@@ -366,8 +367,10 @@ class FitConfig:
     # Sample from the weights of the evaluation with the most distinct valid prior boards (checkpoint
     # selection, kept in the checkpoint beside the latest weights, which training resumes from).
     # Unconditional generation only: there the score counts boards drawn from the blank input, which
-    # no held-out data enters; on inputs it would select on the test puzzles.
-    keep_best: bool = False
+    # no held-out data enters; on inputs it would select on the test puzzles, and without a checker
+    # (digits) every image counts as valid. None: on for Sudoku generation (`keeps_best`); configs
+    # written before the field existed read as false.
+    keep_best: bool | None = None
     halt_weight: float = 0.1  # ACT halt-head loss weight (its gradient never reaches the core)
     value_weight: float = 0.1  # LPRM value-head loss weight (likewise)
     threads: int = 1  # torch intra-op threads
@@ -463,10 +466,11 @@ class GramConfig:
             raise ConfigError("fit.reward_weight is implemented for the pyro backend only")
         if self.backend == "numpyro" and (self.net.noise_tokens or self.net.posterior_input == "pooled"):
             raise ConfigError("net.noise_tokens and posterior_input='pooled' are implemented for the pyro backend only")
-        if self.fit.keep_best and not self.task.generates:
+        if self.fit.keep_best and (not self.task.generates or self.task.name in UNCHECKED):
             raise ConfigError(
-                "fit.keep_best selects on the prior validity of the evaluation's inputs: for a task "
-                "with inputs those are the test puzzles (a leak); it is for unconditional generation"
+                "fit.keep_best selects on the distinct valid boards of the evaluation's prior draws: for a task "
+                "with inputs those are the test puzzles (a leak), and without a checker (digits) every image "
+                "counts as valid; it is for unconditional generation with a checker (Sudoku grids)"
             )
 
 
@@ -506,6 +510,7 @@ _BEFORE = {
         "prior_path_target": "y",
         "prior_path_anchor": False,
         "sample_depth": None,
+        "keep_best": False,
     },
     "NetConfig": {"relation_bias": False},
 }
@@ -526,6 +531,7 @@ __all__ = [
     "FitConfig",
     "with_priors",
     "augments",
+    "keeps_best",
     "config_differences",
     "describe_priors",
     "guide_family",
@@ -537,6 +543,7 @@ __all__ = [
     "TASK_NAMES",
     "TASK_REGISTRY",
     "TASK_SIZES",
+    "UNCHECKED",
     "SUDOKU_MODES",
     "DIGITS_MODES",
     "from_dict",
@@ -595,6 +602,14 @@ def sample_depth(cfg: GramConfig) -> int:
     if not (cfg.task.generates and rule.weight):
         return cfg.fit.n_sup
     return (4 if rule.anchor else 8) * cfg.fit.n_sup
+
+
+def keeps_best(cfg: GramConfig) -> bool:
+    """Whether the run samples from its best evaluation's weights: fit.keep_best, or where it is
+    None, exactly where it is allowed: unconditional generation with a checker (Sudoku grids)."""
+    if cfg.fit.keep_best is not None:
+        return cfg.fit.keep_best
+    return cfg.task.generates and cfg.task.name not in UNCHECKED
 
 
 def augments(cfg: GramConfig) -> bool:

@@ -9,7 +9,7 @@ import functools
 import warnings
 from pathlib import Path
 
-from gram_ppl.config import GramConfig
+from gram_ppl.config import GramConfig, keeps_best
 from gram_ppl.data import Dataset, build_dataset
 from gram_ppl.inference.backend import get_backend
 from gram_ppl.inference.runfolder import (
@@ -107,7 +107,7 @@ def load_run(folder: str | Path, mod=None, as_backend: str | None = None) -> Loa
     ckpt = read_checkpoint(Path(folder))
     if ckpt.backend != cfg.backend:
         raise RunError(f"{folder}: config.json says {cfg.backend}, the checkpoint is {ckpt.backend}")
-    best = ckpt.loop.get("best") if cfg.fit.keep_best and ckpt.best is not None else None
+    best = ckpt.loop.get("best") if keeps_best(cfg) and ckpt.best is not None else None
     with checkpoint_errors(folder):
         if best is not None:  # the best evaluation's weights (fit.keep_best)
             net = backend.net_from_weights(cfg, task_for(cfg.task), ckpt.best)

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from gram_ppl.config import GramConfig, augments, describe_priors, guide_family, prior_path, with_priors
+from gram_ppl.config import GramConfig, augments, describe_priors, guide_family, keeps_best, prior_path, with_priors
 from gram_ppl.data import Dataset, build_dataset
 from gram_ppl.inference import parallel
 from gram_ppl.inference.backend import NonFiniteLoss, get_backend
@@ -334,7 +334,7 @@ class TrainLoop:
         record["eval"] = report
         record["eval_puzzles"] = min(eval_puzzles, len(self.data.test.x))  # the trials behind each share
         self.history.append(record)
-        if self.cfg.fit.keep_best:
+        if keeps_best(self.cfg):
             self.keep_if_best(backend, report)
         if self.log is not None:
             self.log(f"step {self.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in report.items()))

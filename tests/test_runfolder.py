@@ -379,5 +379,20 @@ def test_keep_best_samples_from_the_best_evaluation_and_keeps_it_across_resume(t
 
 
 def test_keep_best_is_refused_where_the_evaluation_scores_held_out_inputs():
+    import dataclasses
+
+    from gram_ppl.config import TASK_NAMES, UNCHECKED, TaskConfig, gram_config_from_dict, keeps_best, to_dict
+    from gram_ppl.tasks import TASKS
+
     with pytest.raises(ConfigError, match="keep_best"):
         tiny_config(keep_best=True)  # N-Queens: the evaluation's inputs are the test puzzles
+    digits = dataclasses.replace(tiny_config(), task=TaskConfig(name="digits", size=8))
+    with pytest.raises(ConfigError, match="keep_best"):  # no checker: every image is "valid"
+        dataclasses.replace(digits, fit=dataclasses.replace(digits.fit, keep_best=True))
+    assert not keeps_best(digits) and not keeps_best(tiny_config()) and keeps_best(_sudoku_gen_config())
+    assert {n for n in TASK_NAMES if not TASKS[n].checker} == set(UNCHECKED)  # the list matches the tasks
+    old = to_dict(_sudoku_gen_config())
+    del old["fit"]["keep_best"]  # a run written before the field: it sampled from its latest weights
+    assert not keeps_best(gram_config_from_dict(old))
+    off = dataclasses.replace(_sudoku_gen_config().fit, keep_best=False)
+    assert not keeps_best(dataclasses.replace(_sudoku_gen_config(), fit=off))
