@@ -3,12 +3,15 @@ against the number of supervision steps used at sampling, from the training dept
 times it.
 
     .venv/bin/python benchmarks/depth_metric.py RUN [--multiples 1,2,4,8,16] [--samples 1000]
-        [--out curve.png] [--json out.json]
+        [--out curve.png] [--json out.json] [--latest]
 
 For a digits run: the judge's recognisable share and the Fréchet distance to held-out digits
 (gram_ppl.tasks.digits.image_metrics, with the training-digit and noise references); for a Sudoku
 generation run: the valid share and distinct valid grids (inference.evaluate.generation_report).
-`--samples` prior samples of the blank input at each depth (seed stream "generate").
+`--samples` prior samples of the blank input at each depth (seed stream "generate", the one
+`benchmarks/quality.py` and `gram generate` draw from). A run trained with fit.keep_best (the
+default for Sudoku generation) is sampled from its best evaluation's weights; `--latest` samples
+its latest weights instead (what keeping the best is worth).
 """
 
 from __future__ import annotations
@@ -25,8 +28,8 @@ from common import write_json  # noqa: E402
 from gram_ppl.inference.api import generate, generation_report, load_run  # noqa: E402
 
 
-def depth_rows(folder: str, multiples: list[int], samples: int) -> list[dict]:
-    run = load_run(folder)
+def depth_rows(folder: str, multiples: list[int], samples: int, latest: bool = False) -> list[dict]:
+    run = load_run(folder, latest=latest)
     base = run.config.fit.n_sup
     rows = []
     judge = None
@@ -50,9 +53,10 @@ def main(argv=None) -> int:
     p.add_argument("--samples", type=int, default=1000)
     p.add_argument("--out", help="a PNG of the curve")
     p.add_argument("--json")
+    p.add_argument("--latest", action="store_true", help="the latest weights, not the kept ones (fit.keep_best)")
     args = p.parse_args(argv)
     multiples = [int(v) for v in args.multiples.split(",")]
-    rows = depth_rows(args.run, multiples, args.samples)
+    rows = depth_rows(args.run, multiples, args.samples, args.latest)
     images = "frechet" in rows[0]
     keys = ("recognisable", "frechet") if images else ("valid", "distinct_valid")
     print(f"| depth | {keys[0]} | {keys[1]} |\n|---|---|---|")

@@ -94,9 +94,9 @@ def _warn_data_drift(folder, cfg: GramConfig, data: Dataset) -> None:
         )
 
 
-def load_run(folder: str | Path, mod=None, as_backend: str | None = None) -> LoadedRun:
+def load_run(folder: str | Path, mod=None, as_backend: str | None = None, latest: bool = False) -> LoadedRun:
     """Config, sampling network and model module of a finished or checkpointed run (under
-    fit.keep_best the weights of its best evaluation, once there was one): the
+    fit.keep_best the weights of its best evaluation, once there was one, unless `latest`): the
     networks and their weights only (no optimiser; the data set is not rebuilt: `LoadedRun.data`
     builds it on first use). With `as_backend` the weights are converted to that backend's
     networks in memory (the forward passes agree to float32 rounding, tests/test_flax_nets.py)."""
@@ -107,7 +107,7 @@ def load_run(folder: str | Path, mod=None, as_backend: str | None = None) -> Loa
     ckpt = read_checkpoint(Path(folder))
     if ckpt.backend != cfg.backend:
         raise RunError(f"{folder}: config.json says {cfg.backend}, the checkpoint is {ckpt.backend}")
-    best = ckpt.loop.get("best") if keeps_best(cfg) and ckpt.best is not None else None
+    best = ckpt.loop.get("best") if keeps_best(cfg) and ckpt.best is not None and not latest else None
     with checkpoint_errors(folder):
         if best is not None:  # the best evaluation's weights (fit.keep_best)
             net = backend.net_from_weights(cfg, task_for(cfg.task), ckpt.best)

@@ -209,6 +209,7 @@ def test_depth_metric_curve(tmp_path):
               "--out", str(tmp_path / "c.png"), "--json", str(tmp_path / "c.json"))  # fmt: skip
     rows = json.loads((tmp_path / "c.json").read_text())
     assert [r["depth"] for r in rows] == [2, 4] and "| depth | valid |" in out
+    run("depth_metric.py", str(tmp_path / "gen"), "--multiples", "1", "--samples", "10", "--latest")
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     digits = dataclasses.replace(tiny_config(), task=TaskConfig(name="digits", size=8))
     fit(digits, tmp_path / "dig", steps=1, progress=False, eval_puzzles=4)

@@ -367,6 +367,7 @@ def test_keep_best_samples_from_the_best_evaluation_and_keeps_it_across_resume(t
         "metric": "prior_distinct_valid",
         "value": 0.5,
     }  # evaluate_run reports it as kept_best
+    assert same(load_run(folder, latest=True).net, seen[5]) and load_run(folder, latest=True).best is None
     # gram convert carries the best weights: the NumPyro run samples from them too
     from gram_ppl.inference import svi_numpyro
     from gram_ppl.inference.run import convert_run
