@@ -335,17 +335,22 @@ class TrainLoop:
         record["eval_puzzles"] = min(eval_puzzles, len(self.data.test.x))  # the trials behind each share
         self.history.append(record)
         if keeps_best(self.cfg):
-            self.keep_if_best(backend, report)
+            self.keep_if_best(backend, report, record["eval_puzzles"])
         if self.log is not None:
             self.log(f"step {self.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in report.items()))
         return report
 
-    def keep_if_best(self, backend, report: dict) -> None:
+    def keep_if_best(self, backend, report: dict, draws: int) -> None:
         """fit.keep_best: copy the sampling weights when this evaluation scores at least the best so far
-        (ties: the later weights). The score is the distinct valid boards among the prior draws
-        (`prior_distinct_valid`: a prior collapsed onto one grid scores 1/draws, not 100%), or the
-        prior validity where that is not reported (a single evaluation input)."""
+        (ties: the later weights). The score is the distinct valid boards among the `draws` prior
+        draws (`prior_distinct_valid`: a prior collapsed onto one grid scores 1/draws, not 100%), or
+        the prior validity where that is not reported (a single evaluation input). Fewer than two
+        distinct valid boards is never kept (one grid says nothing about generating: a collapse onto
+        a copied training grid looks like that); until an evaluation qualifies, the latest weights
+        are sampled."""
         metric = "prior_distinct_valid" if "prior_distinct_valid" in report else "prior_valid"
+        if round(report[metric] * draws) < min(2, draws):
+            return
         if self.best_info is not None and report[metric] < self.best_info["value"]:
             return
         weights = backend.weights(self.trainer.sampling_net())  # views of the live parameters: copied

@@ -340,7 +340,7 @@ def test_keep_best_samples_from_the_best_evaluation_and_keeps_it_across_resume(t
     from gram_ppl.inference import run as run_module
     from gram_ppl.inference import svi_pyro
 
-    scores, seen = iter([0.1, 0.5, 0.2, 0.0, 0.5, 0.3, 0.9, 0.9]), []
+    scores, seen = iter([0.1, 0.5, 0.2, 0.0, 0.5, 0.3, 0.9, 0.9, 1 / 58, 0.0]), []  # 58 draws: the 4x4 test split
 
     def scripted(backend, trainer, task, test, puzzles, seed):  # the weights each evaluation saw, and a score
         seen.append({k: v.copy() for k, v in svi_pyro.weights(trainer.sampling_net()).items()})
@@ -377,6 +377,10 @@ def test_keep_best_samples_from_the_best_evaluation_and_keeps_it_across_resume(t
     # without keep_best the same run folder samples from the latest weights
     plain = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, keep_best=False))
     assert read_checkpoint(fit(plain, tmp_path / "plain", steps=2, eval_every=1, progress=False).folder).best is None
+    # one distinct valid board of 58 (a collapse onto one grid looks like that) is never kept: latest weights
+    one = fit(cfg, tmp_path / "one", steps=2, eval_every=1, progress=False)
+    assert read_checkpoint(one.folder).best is None and "best" not in read_checkpoint(one.folder).loop
+    assert load_run(one.folder).best is None
 
 
 def test_keep_best_is_refused_where_the_evaluation_scores_held_out_inputs():
