@@ -56,7 +56,7 @@ def as_run(run) -> LoadedRun:
     if isinstance(run, LoadedRun):
         return run
     if isinstance(run, FitResult):
-        return LoadedRun(run.config, run.net, run.trainer.mod)
+        return LoadedRun(run.config, run.net, run.trainer.mod, best=run.best)
     if isinstance(run, str | Path):
         return load_run(run)
     raise TypeError(f"expected a run folder, a LoadedRun or a FitResult, got {type(run).__name__}")

@@ -59,6 +59,7 @@ class FitResult(NamedTuple):
     history: list[dict]
     config: GramConfig
     folder: Path | None
+    best: dict | None = None  # fit.keep_best: {step, metric, value} of the evaluation whose weights `net` holds
 
 
 def fit(
@@ -164,7 +165,8 @@ def _fit(cfg, folder, mod, data, resume, force, budget: Budget, schedule: Schedu
     loop.run(writes, budget, schedule)
     if par.world > 1:
         backend.close_parallel(par)  # every rank finished: leave the group before the interpreter exits
-    return FitResult(loop.sampling_net(), trainer, loop.history, cfg, folder)
+    kept = loop.best_info if loop.best is not None else None
+    return FitResult(loop.sampling_net(), trainer, loop.history, cfg, folder, kept)
 
 
 def start_line(cfg: GramConfig, folder, resume: bool) -> str:

@@ -358,6 +358,7 @@ def test_keep_best_samples_from_the_best_evaluation_and_keeps_it_across_resume(t
     assert read_checkpoint(folder).loop["best"] == {"step": 2, "metric": "prior_distinct_valid", "value": 0.5}
     assert not same(result.trainer.sampling_net(), seen[1])  # trained on after the best evaluation
     assert same(result.net, seen[1]) and same(load_run(folder).net, seen[1])  # its weights are sampled from
+    assert result.best == read_checkpoint(folder).loop["best"]  # what gp.evaluate reports as kept_best
     # resumed: the tie 0.5 at batch 5 takes the later weights, 0.3 at batch 6 keeps them
     fit(cfg, folder, steps=6, eval_every=1, progress=False, resume=True)
     assert read_checkpoint(folder).loop["best"] == {"step": 5, "metric": "prior_distinct_valid", "value": 0.5}
