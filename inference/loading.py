@@ -55,7 +55,7 @@ class LoadedRun:
                  best: dict | None = None):  # fmt: skip
         self.config, self.net, self.mod, self._data = config, net, mod, data
         self.folder = folder  # the run folder it was loaded from (its data.json checks the data set built)
-        self.best = best  # fit.keep_best: {step, prior_valid} of the evaluation whose weights `net` holds
+        self.best = best  # fit.keep_best: {step, metric, value} of the evaluation whose weights `net` holds
 
     @functools.cached_property
     def task(self):

@@ -216,7 +216,7 @@ class TrainLoop:
         self.pending_run_files = None  # (cfg, mod, data or None): run files to write at the next save (forced resume)
         self.perm, self.cursor, self.step, self.elapsed, self.history = None, 0, 0, 0.0, []
         self.cpu = 0.0  # CPU seconds of this process spent in training (a load-independent budget)
-        self.best, self.best_info = None, None  # fit.keep_best: the best evaluation's weights, {step, prior_valid}
+        self.best, self.best_info = None, None  # fit.keep_best: the best evaluation's weights, {step, metric, value}
         if len(self.x) < cfg.fit.batch_size:
             raise RunError(f"batch_size {cfg.fit.batch_size} exceeds the {len(self.x)} training examples")
 
@@ -392,7 +392,7 @@ class TrainLoop:
             self.perm = ckpt.perm
             self.cursor, self.step, self.elapsed = loop["cursor"], loop["step"], loop["elapsed"]
             self.cpu = float(loop["cpu_seconds"])
-            if ckpt.best is not None:
+            if ckpt.best is not None and keeps_best(self.cfg):  # (a forced resume may have turned it off)
                 self.best, self.best_info = ckpt.best, dict(loop["best"])
         self.history = ckpt.history
 

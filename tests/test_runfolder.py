@@ -340,7 +340,7 @@ def test_keep_best_samples_from_the_best_evaluation_and_keeps_it_across_resume(t
     from gram_ppl.inference import run as run_module
     from gram_ppl.inference import svi_pyro
 
-    scores, seen = iter([0.1, 0.5, 0.2, 0.0, 0.5, 0.3, 0.9, 0.9, 1 / 58, 0.0]), []  # 58 draws: the 4x4 test split
+    scores, seen = iter([0.1, 0.5, 0.2, 0.0, 0.5, 0.3, 0.9, 0.9, 1 / 58, 0.0, 0.9]), []  # 58 draws: the 4x4 test split
 
     def scripted(backend, trainer, task, test, puzzles, seed):  # the weights each evaluation saw, and a score
         seen.append({k: v.copy() for k, v in svi_pyro.weights(trainer.sampling_net()).items()})
@@ -382,6 +382,9 @@ def test_keep_best_samples_from_the_best_evaluation_and_keeps_it_across_resume(t
     one = fit(cfg, tmp_path / "one", steps=2, eval_every=1, progress=False)
     assert read_checkpoint(one.folder).best is None and "best" not in read_checkpoint(one.folder).loop
     assert load_run(one.folder).best is None
+    # a forced resume that turns keep_best off samples (and returns) the latest weights
+    off = fit(plain, folder, steps=7, eval_every=1, progress=False, resume=True, force=True)
+    assert off.best is None and same(off.net, seen[-1]) and load_run(folder).best is None
 
 
 def test_keep_best_is_refused_where_the_evaluation_scores_held_out_inputs():
