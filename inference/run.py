@@ -165,8 +165,7 @@ def _fit(cfg, folder, mod, data, resume, force, budget: Budget, schedule: Schedu
     loop.run(writes, budget, schedule)
     if par.world > 1:
         backend.close_parallel(par)  # every rank finished: leave the group before the interpreter exits
-    kept = loop.best_info if loop.best is not None else None
-    return FitResult(loop.sampling_net(), trainer, loop.history, cfg, folder, kept)
+    return FitResult(loop.sampling_net(), trainer, loop.history, cfg, folder, loop.best_info)
 
 
 def start_line(cfg: GramConfig, folder, resume: bool) -> str:

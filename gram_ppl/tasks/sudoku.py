@@ -38,8 +38,8 @@ from gram_ppl.tasks.base import PuzzleError, Split, Task, expand_targets, hold_o
 PAD, BLANK = 0, 1
 BOXES = {4: (2, 2), 6: (2, 3), 9: (3, 3)}
 MODES = ("generate", "unique", "multi")
-GRID_COUNTS = {4: 288, 6: 28_200_960}  # complete grids of each size (9x9: GRID_COUNT_9, above int64)
-GRID_COUNT_9 = 6_670_903_752_021_072_936_960
+GRID_COUNTS = {4: 288, 6: 28_200_960, 9: 6_670_903_752_021_072_936_960}  # complete grids of each size
+STORABLE = int(np.iinfo(np.int64).max)  # a larger count is stored as -1 in Split.num_solutions
 
 
 class Sudoku(Task):
@@ -372,8 +372,10 @@ class Sudoku(Task):
 
     @property
     def log_count_unknown(self) -> float:
-        """ln of the 9x9 grid count, which num_solutions stores as -1 (Task.log_count_unknown)."""
-        return math.log(GRID_COUNT_9) if self.size == 9 else math.inf
+        """ln of the grid count where num_solutions stores it as -1, too large for int64 (9x9;
+        Task.log_count_unknown)."""
+        n = GRID_COUNTS[self.size]
+        return math.log(n) if n > STORABLE else math.inf
 
     def _generation_splits(self, n_train: int, n_test: int, rng: np.random.Generator) -> tuple[Split, Split]:
         s = self.size
@@ -386,7 +388,7 @@ class Sudoku(Task):
                 g = self.random_grid(rng)
                 seen.setdefault(g.tobytes(), g)
             grids = np.array(list(seen.values()))
-        total = GRID_COUNTS.get(s, -1)  # -1: the 9x9 count does not fit in int64 (log_count_unknown)
+        total = GRID_COUNTS[s] if GRID_COUNTS[s] <= STORABLE else -1  # -1: 9x9 (log_count_unknown)
         grids = (grids + 1).astype(np.uint8)
         test, train = grids[:n_test], grids[n_test : n_test + n_train]
         blank = np.full(s * s, BLANK, dtype=np.uint8)
