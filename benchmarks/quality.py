@@ -14,8 +14,9 @@ Tasks (paper Table 1 and §10, our data protocols in docs/data.md):
 - gen6, gen9 (not in the default list): unconditional 6×6 / 9×9 Sudoku from 10,000 random
   training grids (1,000 held out); validity, distinct valid boards, the share of valid samples
   that copy a training grid, held-out grids generated (inference.evaluate.generation_report);
-- sudoku6: 6×6 Sudoku completion with unique solutions; exact accuracy against depth (up to
-  twice the training depth) and against width (majority vote over N prior samples);
+- sudoku6: 6×6 Sudoku completion with unique solutions; exact accuracy of one prior sample at
+  the run's sample depth (config.sample_depth: 16·N_sup) and against depth (every step up to
+  it), and against width (majority vote over N prior samples at the sample depth);
 - nqueens10_rows, coloring10 (not in the default list: 30-minute runs each): 10-Queens in the
   row encoding (paper protocol, 7-9 queens removed) and 10-node colouring, as nqueens8/coloring8;
 - coloring8_rows, coloring10_rows (not in the default list): coloring8's / coloring10's graphs
@@ -50,7 +51,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_json  # noqa: E402
 
-from gram_ppl.config import FitConfig, GramConfig, NetConfig, TaskConfig  # noqa: E402
+from gram_ppl.config import FitConfig, GramConfig, NetConfig, TaskConfig, sample_depth  # noqa: E402
 from gram_ppl.inference.evaluate import generation_report  # noqa: E402
 from gram_ppl.inference.run import evaluate_run, fit, load_config, load_run  # noqa: E402
 from gram_ppl.inference.sampling import generate, rollout, select  # noqa: E402
@@ -139,19 +140,25 @@ def evaluate(name: str, folder: Path, samples: int, puzzles: int | None, gen: in
         kept = {"kept_best": run.best} if run.best is not None else {}  # fit.keep_best: the evaluation sampled
         return {**info, **report, "unique_share": report["distinct_valid"] / max(1, gen),
                 "held_out_seen": report["held_out_generated"], **kept}  # fmt: skip
-    # sudoku6: exact accuracy against depth and width (unique solutions: valid == exact)
+    # sudoku6: exact accuracy against depth and width (unique solutions: valid == exact), at the
+    # run's sample depth (config.sample_depth: 16·N_sup for these puzzles) and up to it
     task, test, cfg = run.data.task, run.data.test, run.config
-    x, y = test.x[:puzzles], test.y[:puzzles]
-    r = rollout(run.mod, run.net, cfg, x, samples, 2 * cfg.fit.n_sup, seed=seed_for(cfg, "evaluate"))
+    x, y, depth = test.x[:puzzles], test.y[:puzzles], sample_depth(cfg)
+    r = rollout(run.mod, run.net, cfg, x, samples, max(depth, 2 * cfg.fit.n_sup), seed=seed_for(cfg, "evaluate"))
     by_depth = [float((b == y[None]).all(-1).mean()) for b in r.per_step]
-    at_depth = r.per_step[cfg.fit.n_sup - 1]  # (N, B, L_y) at the training depth
     by_width = {}
     for n in WIDTHS:
         if n <= samples:
-            pick = select(task, at_depth[:n], np.zeros((n, len(x))), "vote")
+            pick = select(task, r.per_step[depth - 1][:n], np.zeros((n, len(x))), "vote")  # (B, L_y) voted
             by_width[n] = float((pick == y).all(-1).mean())
-    return {**info, "exact": by_depth[cfg.fit.n_sup - 1], "exact_by_depth": by_depth, "vote_by_width": by_width,
-            "puzzles": len(x)}  # fmt: skip
+    return {**info, "exact": by_depth[depth - 1], "sample_depth": depth, "train_depth": cfg.fit.n_sup,
+            "exact_train_depth": by_depth[cfg.fit.n_sup - 1],
+            "exact_by_depth": by_depth, "vote_by_width": by_width, "puzzles": len(x)}  # fmt: skip
+
+
+def _powers(n: int) -> list[int]:
+    """1, 2, 4, ... up to n, and n."""
+    return sorted({*(2**k for k in range(n.bit_length()) if 2**k <= n), n})
 
 
 def _ms(values, fmt: str) -> str:
@@ -192,12 +199,15 @@ def table(results: dict) -> str:
                    f"{_ms([100 * v for v in get('copies')], '{:.1f}')}% of valid, held-out seen "
                    f"{_ms(get('held_out_seen'), '{:.0f}')}/{runs[0]['held_out']} in {runs[0]['samples']} samples")  # fmt: skip
         else:
-            depth = " / ".join(f"{100 * statistics.fmean(v):.1f}" for v in zip(*get("exact_by_depth"), strict=True))
+            curve = [statistics.fmean(v) for v in zip(*get("exact_by_depth"), strict=True)]
+            shown = sorted({*range(1, 2 * runs[0]["train_depth"] + 1), *_powers(len(curve))})  # 1..2·N_sup, 16, 32, ...
+            depth = " / ".join(f"{d}: {100 * curve[d - 1]:.1f}" for d in shown)
             width = " / ".join(
                 f"{n}: {100 * statistics.fmean(r['vote_by_width'][n] for r in runs):.1f}"
                 for n in runs[0]["vote_by_width"]
             )
-            res = f"exact {_ms([100 * v for v in get('exact')], '{:.1f}')}%; by depth {depth}; vote by width {width}"
+            res = (f"exact {_ms([100 * v for v in get('exact')], '{:.1f}')}% at depth {runs[0]['sample_depth']}; "
+                   f"by depth {depth}; vote by width (at depth {runs[0]['sample_depth']}) {width}")  # fmt: skip
         rows.append(
             f"| {name} | {variant} | {len(runs)} | {_ms(get('minutes'), '{:.1f}')} | {_ms(get('cpu_minutes'), '{:.1f}')} | {_ms(get('batches'), '{:.0f}')} | {runs[0]['params']:,} | {res} | {PAPER.get(name, '-') if variant == 'gram' else ''} |"
         )

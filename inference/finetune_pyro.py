@@ -13,7 +13,7 @@ from pyro import poutine
 
 from gram_ppl import sites
 from gram_ppl.config import prior_path
-from gram_ppl.inference.objective import cached_solutions, candidate_onehot, prior_path_targets
+from gram_ppl.inference.objective import cached_solutions, candidate_onehot, prior_path_targets, repair_targets
 
 if TYPE_CHECKING:
     from gram_ppl.inference.svi_pyro import Trainer
@@ -107,10 +107,15 @@ class _PriorPath:
         training split's targets), picked without a gradient, then scored with one."""
         logits = site["fn"].base_dist.logits  # (K*P, L_y, V)
         logp = logits.log_softmax(-1)  # (K*P, L_y, V)
-        if self.onehot is None:
-            self.onehot = [b.to(logp.device) for b in self._onehot(logits.shape[-1])]  # blocks (M_i, L_y * V)
         best = self.anchor
+        if best is None and self.rule.target == "repair":  # each drawn board repaired, kept for the later steps
+            boards = repair_targets(self.trainer.task, self.x.cpu().numpy(), logp.detach().cpu().numpy())
+            self.targets = torch.as_tensor(boards, device=logp.device)  # (K*P, L_y)
+            self.anchor = torch.arange(self.K * self.P, device=logp.device).view(self.K, self.P)
+            return None
         if best is None:
+            if self.onehot is None:
+                self.onehot = [b.to(logp.device) for b in self._onehot(logits.shape[-1])]  # blocks (M_i, L_y * V)
             with torch.no_grad():
                 flat = logp.flatten(1)  # (K*P, L_y * V)
                 scores = torch.cat([flat @ b.T for b in self.onehot], -1).view(self.K, self.P, -1)  # (K, P, M)

@@ -140,7 +140,8 @@ def prior_path_targets(cfg, x: np.ndarray, y: np.ndarray, solutions=None, pool=N
     pair's own y; "batch": every target of the batch for the same input; "nearest":
     `solutions(x_row)` -> (m, L_y), the input's exact solutions; "train": every target of `pool`
     = (x, y) of the training split for the same input (generation: every training grid), and the
-    pair's own y (an augmented input may not be in the pool). The term takes the best candidate
+    pair's own y (an augmented input may not be in the pool); "repair": the pair's y, replaced at
+    the first step by each rollout's repaired board (`repair_targets`). The term takes the best candidate
     under each rollout (the nearest in log-likelihood; each backend picks it without a gradient
     through `candidate_onehot`, then scores it: the value and gradient of the max)."""
     x, y, target = np.asarray(x), np.asarray(y), prior_path(cfg).target
@@ -161,6 +162,17 @@ def prior_path_targets(cfg, x: np.ndarray, y: np.ndarray, solutions=None, pool=N
         same = (px[None] == x[:P, None]).all(-1) if (px != px[:1]).any() else np.ones((P, len(px)), bool)  # (P, N)
         return np.concatenate([y[:P], py]), np.concatenate([own, same], 1)  # (P + N, L_y), (P, P + N)
     return y[:P], own  # (P, L_y): the pair's y
+
+
+def repair_targets(task, x: np.ndarray, logp: np.ndarray) -> np.ndarray:
+    """The "repair" rule's targets (R, L_y) int64 for both backends: each rollout's board, drawn by
+    its first supervision step's log-probabilities logp (R, L_y, V), repaired into a valid one by
+    the task's solver for its input x (R, L_x) (Task.repair)."""
+    if task is None:
+        raise ValueError('fit.prior_path_target="repair" needs the task (its solver repairs the boards)')
+    return np.stack([task.repair(xi, lp) for xi, lp in zip(np.asarray(x), np.asarray(logp), strict=True)]).astype(
+        np.int64
+    )
 
 
 def candidate_onehot(targets: np.ndarray, vocab: int) -> np.ndarray:

@@ -78,7 +78,9 @@ def prior_path_term(params, key, mod, net, cfg: GramConfig, priors: PriorConfig,
     """−log (1/K) Σ_k max_m p(target_m | τ_k, x) of K prior rollouts of P inputs advanced over
     `steps` from `carry` (None: z_0), with truncated gradients, as svi_pyro's prior path; returns
     the term and the new (detached) carry: (h, l), and with an anchored target (config.prior_path)
-    the (K, P) candidates chosen at the first step (which is then not scored)."""
+    the (K, P) candidates chosen at the first step (which is then not scored); under the "repair"
+    target the first step also hands back its log-probabilities (K*P, L_y, V), whose boards the
+    host repairs (objective.repair_targets) into the later steps' targets."""
     f = functools.partial(net.apply, {"params": params})
     e_x = f(pp.x, method="embed")  # Embedded: e (K*P, L, D), relation ids
     anchored, first = prior_path(cfg).anchor, carry is None
@@ -96,6 +98,9 @@ def prior_path_term(params, key, mod, net, cfg: GramConfig, priors: PriorConfig,
     P = pp.mask.shape[0]
     logits = f(state[0], method="decode")  # (K*P, L_y, V)
     logp = jax.nn.log_softmax(logits, -1)  # (K*P, L_y, V)
+    if first and prior_path(cfg).target == "repair":  # the drawn boards go to the task's solver on the host
+        placeholder = jnp.zeros((logp.shape[0] // P, P), jnp.int32)  # (K, P): set by svi_numpyro's _repaired
+        return jnp.zeros(()), (*jax.lax.stop_gradient(state), placeholder, jax.lax.stop_gradient(logp))
     if anchored and not first:
         best = carry[2]  # (K, P): the candidates the first step chose
     else:  # the nearest candidate under each rollout, picked without a gradient

@@ -29,7 +29,13 @@ from numpyro import handlers
 
 from gram_ppl.config import GramConfig, PriorConfig, prior_path, sample_depth
 from gram_ppl.inference.backend import NonFiniteLoss, StepInfo
-from gram_ppl.inference.objective import cached_solutions, kl_ceiling, log_count_unknown, prior_path_targets
+from gram_ppl.inference.objective import (
+    cached_solutions,
+    kl_ceiling,
+    log_count_unknown,
+    prior_path_targets,
+    repair_targets,
+)
 from gram_ppl.inference.tempering import check_temperature, numpyro_temper
 from gram_ppl.networks import flax_nets
 
@@ -211,6 +217,8 @@ class Trainer:
                 raise NonFiniteLoss(f"loss is {float(loss)}; stopping before the update (last checkpoint kept)")
             self.params, self.opt_state, self.ema = params, opt_state, ema
             carry = (jax.lax.stop_gradient(terms.h), jax.lax.stop_gradient(terms.l))
+            if i == 0 and pp is not None and prior_path(self.cfg).target == "repair":
+                pp, pp_carry = repaired(self.task, pp, pp_carry)
             losses.append(float(loss))
             kls.extend(np.asarray(terms.kl).tolist())
             for k, v in terms.parts.items():  # summed over the segments, like the loss
@@ -227,6 +235,17 @@ class Trainer:
         targets, mask = prior_path_targets(self.cfg, xn, yn, solutions, self.target_pool)  # (M, L_y), (P, M)
         xs = np.tile(xn[: mask.shape[0]], (fit.prior_path_samples, 1))  # (K*P, L_x): k-major
         return PriorPath(jnp.asarray(xs, jnp.int32), jnp.asarray(targets, jnp.int32), jnp.asarray(mask))
+
+
+def repaired(task, pp: PriorPath, carry) -> tuple[PriorPath, tuple]:
+    """The "repair" target after the first supervision step: each rollout's drawn board (from the
+    first step's log-probabilities, carry[3]) repaired by the task's solver becomes that rollout's
+    target for the later steps (as svi_pyro's _PriorPath); returns the term's inputs and carry."""
+    boards = repair_targets(task, np.asarray(pp.x), np.asarray(carry[3]))  # (K*P, L_y)
+    K, P = carry[2].shape
+    best = jnp.arange(K * P, dtype=jnp.int32).reshape(K, P)  # rollout k of input p: its own board
+    pp = pp._replace(targets=jnp.asarray(boards, jnp.int32), mask=jnp.ones((P, K * P), bool))
+    return pp, (*carry[:2], best)
 
 
 class Bound(NamedTuple):

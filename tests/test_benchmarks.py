@@ -121,6 +121,25 @@ def test_quality_benchmark(tmp_path):
     assert "| arc1_10 | gram | 1 |" in one and "pass@2 0.0% of 1 test pairs" in one  # 4 rows: one pair's versions
 
 
+def test_quality_benchmark_scores_puzzles_at_the_sample_depth(tmp_path):
+    """sudoku6 (unique solutions): exact accuracy at the run's sample depth (16·N_sup), the curve
+    up to it, the vote taken there."""
+    small = ["task.num_train=24", "task.num_test=6", "fit.batch_size=8", "net.dim=16", "net.layers=1", "fit.n_sup=1"]
+    args = ["--tasks", "sudoku6", "--variants", "gram", "--seeds", "0", "--steps", "1", "--samples", "2"]
+    args += [a for kv in small for a in ("--set", kv)] + [
+        "--out",
+        str(tmp_path / "q"),
+        "--json",
+        str(tmp_path / "q.json"),
+    ]
+    out = run("quality.py", *args)
+    assert "| sudoku6 | gram | 1 |" in out and "% at depth 16; by depth 1: " in out and "16: " in out
+    (r,) = json.loads((tmp_path / "q.json").read_text())[0]["runs"]
+    assert r["sample_depth"] == 16 and r["train_depth"] == 1 and len(r["exact_by_depth"]) == 16
+    assert r["exact"] == r["exact_by_depth"][15] and r["exact_train_depth"] == r["exact_by_depth"][0]
+    assert set(r["vote_by_width"]) == {"1", "2"}
+
+
 def test_device_check_script_is_valid_bash():
     subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "device_check.sh")], check=True)
 

@@ -133,3 +133,19 @@ def test_the_task_lists_agree_with_the_one_registry():
     assert {task for task, _ in DEFAULT_COUNTS} <= {n.removesuffix("_rows") for n in TASK_NAMES}
     fit = next(a for a in build_parser()._subparsers._group_actions[0].choices["fit"]._actions if a.dest == "task")
     assert tuple(fit.choices) == TASK_NAMES
+
+
+def test_the_repair_target_needs_a_repairing_task_and_is_anchored():
+    """prior_path_target="repair": refused for a task without Task.repair and with the anchor
+    turned off; anchored wherever it is asked for, also for puzzles (whose default is unanchored)."""
+    from gram_ppl.config import FitConfig, GramConfig, prior_path
+
+    fit = FitConfig(prior_path_weight=1.0, prior_path_target="repair")
+    with pytest.raises(ConfigError, match="needs a task whose solver repairs a board \\(sudoku\\), not nqueens"):
+        GramConfig(task=TaskConfig(name="nqueens", size=6), fit=fit)
+    with pytest.raises(ConfigError, match="is anchored"):
+        GramConfig(task=TaskConfig(name="sudoku", size=4), fit=dataclasses.replace(fit, prior_path_anchor=False))
+    for mode in ("generate", "unique"):
+        rule = prior_path(GramConfig(task=TaskConfig(name="sudoku", size=4, mode=mode), fit=fit))
+        assert rule == (1.0, "repair", True)
+    assert not prior_path(GramConfig(task=TaskConfig(name="sudoku", size=4, mode="unique"))).anchor

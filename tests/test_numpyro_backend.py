@@ -30,11 +30,13 @@ CASES = [
 ]
 
 
-def pair(family="normal", scale_mode="network", variant="gram"):
+def pair(family="normal", scale_mode="network", variant="gram", task_cfg=None):
     """A torch net with random guidance heads, and the same weights as flax parameters."""
     cfg = tiny_config(variant=variant)
     cfg = dataclasses.replace(cfg, priors=dataclasses.replace(gram_pyro.PRIORS, family=family, scale_mode=scale_mode))
-    task = get_task("nqueens", 5)
+    if task_cfg is not None:
+        cfg = dataclasses.replace(cfg, task=task_cfg)
+    task = get_task(cfg.task.name, cfg.task.size)
     torch.manual_seed(0)
     tnet = build_net(cfg, task)
     with torch.no_grad():
@@ -295,6 +297,56 @@ def test_the_prior_path_term_agrees_between_backends(target, anchor):
         got.append(float(term))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
     assert all(np.isfinite(got)) and (got[0] == 0 if anchor else got[0] > 0) and got[1] > 0
+
+
+def test_the_repair_target_agrees_between_backends():
+    """The "repair" rule (generation of 4x4 grids, deterministic rollouts): both backends repair
+    the same drawn boards into the same valid targets at the first step (not scored) and give
+    the same term at the second."""
+    from gram_ppl.config import TaskConfig
+    from gram_ppl.inference.objective import prior_path_targets
+    from gram_ppl.inference.svi_numpyro import PriorPath, prior_path_term, repaired
+    from gram_ppl.inference.svi_pyro import Trainer, _PriorPath
+
+    cfg, task, tnet, fnet, params = pair("normal", "network", "mean_only", TaskConfig("sudoku", 4, mode="generate"))
+    fit = dataclasses.replace(cfg.fit, prior_path_weight=1.0, prior_path_samples=3, prior_path_puzzles=4,
+                              prior_path_target="repair")  # fmt: skip
+    cfg = dataclasses.replace(cfg, fit=fit)
+    data = build_dataset(dataclasses.replace(cfg.task, num_train=16, num_test=4))
+    x, y = data.train.x[:6].astype(np.int64), data.train.y[:6].astype(np.int64)
+    with torch.no_grad():
+        pp = _PriorPath(Trainer(gram_pyro, tnet, cfg, task), torch.as_tensor(x), torch.as_tensor(y))
+        expected = [pp.step(range(n, n + 1)).item() for n in range(2)]
+    boards = pp.targets.numpy()  # (K*P, L_y): the repaired boards
+    assert boards.shape == (12, task.y_len) and task.is_valid(np.tile(x[:4], (3, 1)), boards).all()
+    targets, mask = prior_path_targets(cfg, x, y)
+    inputs = PriorPath(jnp.asarray(np.tile(x[:4], (3, 1))), jnp.asarray(targets), jnp.asarray(mask))
+    term0, carry = prior_path_term(params, jax.random.key(0), gram_numpyro, fnet, cfg, cfg.priors, inputs, None,
+                                   range(1))  # fmt: skip
+    inputs, carry = repaired(task, inputs, carry)
+    np.testing.assert_array_equal(np.asarray(inputs.targets), boards)
+    term1, _ = prior_path_term(
+        params, jax.random.key(0), gram_numpyro, fnet, cfg, cfg.priors, inputs, carry, range(1, 2)
+    )
+    np.testing.assert_allclose([float(term0), float(term1)], expected, rtol=1e-5, atol=1e-4)
+    assert expected[0] == 0 and expected[1] > 0
+
+
+@pytest.mark.parametrize("backend", ["pyro", "numpyro"])
+def test_a_fit_with_the_repair_target(tmp_path, backend):
+    """Generation trained with the "repair" rule: finite, the term reported, in both backends."""
+    from gram_ppl.config import TaskConfig
+    from gram_ppl.inference.run import fit
+
+    cfg = tiny_config(prior_path_weight=1.0, prior_path_samples=2, prior_path_puzzles=4)
+    fit_cfg = dataclasses.replace(cfg.fit, prior_path_target="repair")
+    cfg = dataclasses.replace(
+        cfg, task=TaskConfig(name="sudoku", size=4, mode="generate"), fit=fit_cfg, backend=backend
+    )
+    result = fit(cfg, tmp_path / "run", steps=2, progress=False, eval_puzzles=4)
+    rows = [r for r in result.history if "loss" in r]
+    assert len(rows) == 2 and all(np.isfinite(r["loss"]) for r in rows)
+    assert all(r["terms"]["prior_path"] > 0 for r in rows)
 
 
 def test_a_numpyro_fit_with_the_prior_path_term(tmp_path):

@@ -648,7 +648,9 @@ def test_the_sample_depth_default():
     assert sample_depth(gen) == 16  # generation trains with the anchored prior path by default: 4·N_sup
     assert sample_depth(dataclasses.replace(gen, fit=FitConfig(prior_path_anchor=False))) == 32  # 8·N_sup
     assert sample_depth(dataclasses.replace(gen, fit=FitConfig(prior_path_weight=0.0))) == 4  # without it: N_sup
-    assert sample_depth(GramConfig(task=TaskConfig(name="sudoku", size=6))) == 4  # puzzles
+    assert sample_depth(GramConfig(task=TaskConfig(name="sudoku", size=6))) == 64  # unique puzzles: 16·N_sup
+    assert sample_depth(GramConfig(task=TaskConfig(name="sudoku", size=4, mode="multi"))) == 4  # several solutions
+    assert sample_depth(GramConfig(task=TaskConfig(name="nqueens", size=8))) == 4
     assert sample_depth(GramConfig(task=TaskConfig(name="digits", size=8))) == 4  # digits: the term is off
     assert sample_depth(dataclasses.replace(gen, fit=FitConfig(sample_depth=6))) == 6
     for bad in (0, 2.5, True):

@@ -248,3 +248,57 @@ def test_orbit_split_holds_out_every_symmetric_image(mode):
         assert 0.12 < len(ds.test) / (len(ds.test) + len(train)) < 0.35
         assert (ds.test.num_solutions == [len(task.solutions(x)) for x in ds.test.x]).all()
     assert leaks[None] == leaks["orbit"] == 0 and leaks["input"] > 10, leaks
+
+
+def _peaked(task, board, confidence):
+    """Log-probabilities (s*s, V) whose most likely digit of cell i is board[i] (tokens), with
+    margin confidence[i] over the other digits."""
+    logp = np.zeros((task.y_len, task.y_vocab))
+    logp[np.arange(task.y_len), board] = confidence
+    return logp
+
+
+@pytest.mark.parametrize("size", [4, 6, 9])
+def test_repair_leaves_a_valid_board_and_fixes_one_wrong_cell(size):
+    """Task.repair (the prior-path "repair" target): a drawn board that is valid comes back
+    unchanged; one wrong cell, the least confident, is put right and nothing else moves."""
+    t, rng = Sudoku(size), np.random.default_rng(size)
+    x = np.ones(t.x_len, np.int64)  # blank input: generation
+    grid = t.random_grid(rng) + 1  # (s*s,) tokens
+    conf = rng.uniform(1, 2, t.y_len)
+    np.testing.assert_array_equal(t.repair(x, _peaked(t, grid, conf)), grid)
+    drawn, i = grid.copy(), 5
+    drawn[i] = grid[(i + 1) % t.y_len] if grid[(i + 1) % t.y_len] != grid[i] else grid[(i + 2) % t.y_len]
+    assert t.conflicts(x, drawn) > 0
+    conf[i] = 0.5  # the wrong cell is the least sure
+    np.testing.assert_array_equal(t.repair(x, _peaked(t, drawn, conf)), grid)
+
+
+@pytest.mark.parametrize("size", [4, 6])
+def test_repair_keeps_the_givens_and_is_valid_from_any_scores(size, monkeypatch):
+    """From random scores, with or without givens, every repaired board is valid and keeps the
+    givens; some draws need the fallback that drops kept cells (a consistent set with no completion)."""
+    t, rng = Sudoku(size), np.random.default_rng(0)
+    empty = []
+    solve = t.solve
+
+    def counting(*a, **k):
+        out = solve(*a, **k)
+        empty.append(len(out[0]) == 0)
+        return out
+
+    monkeypatch.setattr(t, "solve", counting)
+    for k in range(40):
+        grid = t.random_grid(rng)  # digits
+        x = np.where(rng.random(t.x_len) < (0.3 if k % 2 else 0.0), grid + 1, 1)  # (s*s,) tokens, 1 blank
+        board = t.repair(x, rng.normal(size=(t.y_len, t.y_vocab)))
+        assert t.conflicts(x, board) == 0
+    assert any(empty)
+
+
+def test_repair_refuses_givens_without_a_solution():
+    t = Sudoku(4)
+    x = np.ones(16, np.int64)
+    x[[0, 1]] = 2  # digit 1 twice in the first row
+    with pytest.raises(PuzzleError, match="no solution"):
+        t.repair(x, np.zeros((16, t.y_vocab)))

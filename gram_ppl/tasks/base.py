@@ -209,6 +209,11 @@ class Task(abc.ABC):
         same rule); below num_relations(). Only called where input_dependent_relations is True."""
         raise NotImplementedError(f"{self.name} has no input-dependent relations")
 
+    def repair(self, x: np.ndarray, logp: np.ndarray) -> np.ndarray:
+        """A valid target (L_y,) tokens near the board a decoder draws from `logp` (L_y, V) for the
+        input x (L_x,): the prior-path "repair" target (config.REPAIRABLE lists the tasks with one)."""
+        raise NotImplementedError(f"{self.name} has no repair")
+
     # ---- data sets ----------------------------------------------------------------------
     @abc.abstractmethod
     def build_splits(self, cfg, rng: np.random.Generator) -> tuple[Split, Split]:

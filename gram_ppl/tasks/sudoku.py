@@ -125,13 +125,14 @@ class Sudoku(Task):
         limit: int | None = None,
         rng: np.random.Generator | None = None,
         exclude: tuple[int, int] | None = None,
+        prefer: np.ndarray | None = None,
     ) -> tuple[np.ndarray, int]:
         """Solutions (m, s*s) int64 digits up to `limit` and the search effort (branch points).
 
         With `rng` the branching order is random (used to draw random grids); without it the
-        order is fixed (fewest-candidates cell first, digits ascending), so a limit takes a
-        deterministic prefix. `exclude=(cell, digit)` forbids
-        one digit in one blank cell.
+        order is fixed (fewest-candidates cell first, digits ascending, or with `prefer` (s*s, s)
+        scores each cell's digits from the highest score down), so a limit takes a deterministic
+        prefix. `exclude=(cell, digit)` forbids one digit in one blank cell.
         """
         cand = self._initial_candidates(np.asarray(digits, dtype=np.int64))
         ok = cand is not None and self._propagate(cand)
@@ -140,7 +141,8 @@ class Sudoku(Task):
         if not ok:
             return np.zeros((0, self.size**2), dtype=np.int64), 0
         found: list[list[int]] = []
-        effort = self._search(cand, limit or float("inf"), found, rng)
+        order = None if prefer is None else np.argsort(-np.asarray(prefer), axis=1, kind="stable").tolist()
+        effort = self._search(cand, limit or float("inf"), found, rng, order)
         grids = np.array([[v.bit_length() for v in c] for c in found], dtype=np.int64)
         return grids.reshape(len(found), self.size**2), effort
 
@@ -163,8 +165,9 @@ class Sudoku(Task):
                 return False
         return all(self._hidden_single(cand, unit, 1 << d) for unit in self._units for d in range(self.size))
 
-    def _search(self, cand: list[int], limit, found: list, rng) -> int:
-        """Depth-first search; appends solved candidate lists to `found`; returns effort."""
+    def _search(self, cand: list[int], limit, found: list, rng, order=None) -> int:
+        """Depth-first search; appends solved candidate lists to `found`; returns effort. `order`:
+        per cell, its digits (0-based) in the order to try them (default ascending)."""
         best, fewest = -1, self.size + 1
         for i, v in enumerate(cand):
             k = v.bit_count()
@@ -175,14 +178,14 @@ class Sudoku(Task):
         if best < 0:
             found.append(cand)
             return 0
-        bits = [1 << d for d in range(self.size) if cand[best] >> d & 1]
+        bits = [1 << d for d in (range(self.size) if order is None else order[best]) if cand[best] >> d & 1]
         if rng is not None:
             bits = [bits[j] for j in rng.permutation(len(bits))]
         effort = 1
         for bit in bits:
             trial = cand.copy()
             if self._assign(trial, best, bit):
-                effort += self._search(trial, limit, found, rng)
+                effort += self._search(trial, limit, found, rng, order)
             if len(found) >= limit:
                 break
         return effort
@@ -216,6 +219,46 @@ class Sudoku(Task):
         if len(places) == 1 and cand[places[0]] != bit:
             return self._assign(cand, places[0], bit)
         return bool(places)
+
+    def repair(self, x: np.ndarray, logp: np.ndarray) -> np.ndarray:
+        """A valid board (s*s,) tokens near the one a decoder draws from `logp` (s*s, V)
+        log-probabilities for the input x (s*s,) tokens (the prior-path "repair" target): every
+        cell takes its most likely digit; cells in order of decreasing confidence are kept where
+        that digit repeats none of the givens and kept cells in a unit; the solver completes the
+        rest, trying each cell's digits from the most likely down. Where the kept cells admit no
+        completion, the least confident are dropped (a binary search on how many to keep: a
+        subset of completable cells is completable). PuzzleError if the givens have no solution."""
+        s = self.size
+        scores = np.asarray(logp, np.float64)[:, 2 : s + 2]  # (s*s, s): the digit tokens
+        given = np.asarray(x, np.int64)
+        given = np.where(given >= 2, given - 1, 0)  # (s*s,) digits, 0 blank
+        digit = scores.argmax(1) + 1  # (s*s,) the most likely digit of each cell
+        used = np.zeros(3 * s, np.int64)  # (3s,) bit masks of the digits each unit holds
+        for i in np.flatnonzero(given):
+            used[self._unit_of[i]] |= 1 << (given[i] - 1)
+        kept = []
+        for i in np.argsort(-scores.max(1), kind="stable"):  # most confident first
+            bit = 1 << (digit[i] - 1)
+            if given[i] == 0 and not (used[self._unit_of[i]] & bit).any():
+                kept.append(i)
+                used[self._unit_of[i]] |= bit
+
+        def complete(m):  # the solution keeping the m most confident kept cells, or None
+            board = given.copy()
+            board[kept[:m]] = digit[kept[:m]]
+            grids, _ = self.solve(board, limit=1, prefer=scores)
+            return grids[0] if len(grids) else None
+
+        best = complete(len(kept))
+        if best is None:
+            lo, best, hi = 0, complete(0), len(kept)  # complete(lo) succeeds, complete(hi) fails
+            if best is None:
+                raise PuzzleError("the givens admit no solution")
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                got = complete(mid)
+                lo, hi, best = (mid, hi, got) if got is not None else (lo, mid, best)
+        return best + 1
 
     # ---- generation --------------------------------------------------------------------
     def random_grid(self, rng: np.random.Generator) -> np.ndarray:
