@@ -2,14 +2,15 @@
 steps, up to --max-depth) and against width (a majority vote over N prior samples), side by side.
 
     .venv/bin/python benchmarks/width_depth.py RUN [RUN ...] [--samples 20] [--puzzles 100]
-        [--max-depth 8] [--vote-depth D] [--out curves.png] [--json out.json]
+        [--max-depth 8] [--vote-depth D] [--halt] [--out curves.png] [--json out.json]
 
 For each run folder: `--samples` prior trajectories of each of the first `--puzzles` held-out
 inputs, run to `--max-depth` steps (seed stream "evaluate", gram_ppl/seeds.py). Depth curve: the
 share of single samples that are valid after each step (on unique-solution puzzles, valid =
 exact). Width curve: the share of inputs whose voted board (the most frequent of the first N
 samples after `--vote-depth` steps, default the training depth) is valid, for N = 1, 2, 4, 8, 16,
-20. Prints a markdown table;
+20. `--halt`: also the valid share and mean steps of draws (same seed) stopped by the halt head
+(σ(q) > 0.5, at most --max-depth steps). Prints a markdown table;
 `--out` draws both curves (`make demo` shows them for its 4x4 Sudoku runs).
 """
 
@@ -31,7 +32,8 @@ from gram_ppl.seeds import seed_for  # noqa: E402
 WIDTHS = (1, 2, 4, 8, 16, 20)
 
 
-def curves(folder: str, samples: int, puzzles: int, max_depth: int, vote_depth: int | None = None) -> dict:
+def curves(folder: str, samples: int, puzzles: int, max_depth: int, vote_depth: int | None = None,
+           halt: bool = False) -> dict:  # fmt: skip
     run = load_run(folder)
     cfg, task, test = run.config, run.data.task, run.data.test
     vote_depth = cfg.fit.n_sup if vote_depth is None else vote_depth
@@ -46,7 +48,13 @@ def curves(folder: str, samples: int, puzzles: int, max_depth: int, vote_depth: 
         voted = select(task, at[:n], np.zeros((n, len(x))), "vote")  # (B, L_y)
         width[n] = float(task.is_valid(x, voted).mean())
     name = f"{Path(folder).name} ({cfg.fit.variant})"
+    halted = {}
+    if halt:  # draws of the same seed, each stopped at the first step whose halt head says σ(q) > 0.5
+        h = rollout(run.mod, run.net, cfg, x, samples, max_depth, halt=True, seed=seed_for(cfg, "evaluate"))
+        halted = {"halted": {"valid": float(task.is_valid(x[None], h.boards).mean()),
+                             "mean_steps": float(h.halt_step.mean())}}  # fmt: skip
     return {
+        **halted,
         "run": name,
         "train_depth": cfg.fit.n_sup,
         "vote_depth": vote_depth,
@@ -105,11 +113,16 @@ def main(argv=None) -> int:
     ap.add_argument("--puzzles", type=int, default=100)
     ap.add_argument("--max-depth", type=int, default=8)
     ap.add_argument("--vote-depth", type=int, help="steps before the vote (default: the training depth)")
+    ap.add_argument("--halt", action="store_true", help="also: valid share and mean steps with ACT halting")
     ap.add_argument("--out", help="a PNG of both curves")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
-    rows = [curves(r, args.samples, args.puzzles, args.max_depth, args.vote_depth) for r in args.runs]
+    rows = [curves(r, args.samples, args.puzzles, args.max_depth, args.vote_depth, args.halt) for r in args.runs]
     print(table(rows))
+    for r in (r for r in rows if "halted" in r):
+        h = r["halted"]
+        print(f"{r['run']}: with halting (at most {args.max_depth} steps) {h['valid']:.1%} valid, "
+              f"{h['mean_steps']:.1f} steps on average")  # fmt: skip
     if args.out:
         figure(rows, args.out)
         print(f"curves: {args.out}")

@@ -165,9 +165,11 @@ def test_width_depth_curves(tmp_path):
     assert all(0 <= v <= 1 for v in rows[0]["valid_by_depth"])
     assert rows[0]["vote_depth"] == 2  # the tiny run's training depth
     out = run("width_depth.py", str(tmp_path / "a"), "--samples", "1", "--puzzles", "3", "--max-depth", "3",
-              "--vote-depth", "3", "--json", str(tmp_path / "v.json"))  # fmt: skip
+              "--vote-depth", "3", "--halt", "--json", str(tmp_path / "v.json"))  # fmt: skip
     rows = json.loads((tmp_path / "v.json").read_text())
     assert "vote@1 (depth 3)" in out and rows[0]["vote_depth"] == 3
+    halted = rows[0]["halted"]  # --halt: the halt head stops each draw at one of the 3 steps
+    assert 1 <= halted["mean_steps"] <= 3 and 0 <= halted["valid"] <= 1 and "with halting (at most 3 steps)" in out
     assert rows[0]["vote_by_width"]["1"] == rows[0]["valid_by_depth"][2]  # one sample: its own validity at depth 3
     bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "width_depth.py"), str(tmp_path / "a"),
                           "--max-depth", "3", "--vote-depth", "4"], capture_output=True, text=True)  # fmt: skip
