@@ -21,6 +21,7 @@ from gram_ppl.task_defaults import (  # noqa: E402  (re-exported: the names ever
     DEFAULT_COUNTS,
     DIGITS_MODES,
     MIN_EFFORT,
+    REPAIR_BY_DEFAULT,
     REPAIRABLE,
     SPLIT_RULES,
     SUDOKU_MODES,
@@ -328,8 +329,9 @@ class FitConfig:
     # later steps are trained to reach it: a near valid board, not a far training grid.
     # prior_path_weight None: 1 for Sudoku generation trained by the surrogate objective with a
     # stochastic variant (measured on 4x4 grids: 88-97% valid against 35% without it after 15 CPU
-    # minutes, two seeds, docs/recipe.md), 0 (off) elsewhere; prior_path_target None: "train" for
-    # generation, "y" elsewhere (`prior_path(cfg)` resolves them).
+    # minutes, two seeds, docs/recipe.md), 0 (off) elsewhere; prior_path_target None: "repair" for
+    # generation of 6x6 and 9x9 Sudoku grids (REPAIR_BY_DEFAULT, since 2026-12-06), "train" for
+    # other generation, "y" elsewhere (`prior_path(cfg)` resolves them).
     prior_path_weight: float | None = None
     prior_path_samples: int = 4
     prior_path_puzzles: int = 16
@@ -589,8 +591,12 @@ class PriorPathRule(NamedTuple):
 def prior_path(cfg: GramConfig) -> PriorPathRule:
     """The prior-path term in force. fit.prior_path_weight, or where None: 1 for Sudoku
     generation trained by the surrogate objective with a stochastic variant, 0 elsewhere;
-    fit.prior_path_target, or where None: "train" for unconditional generation (blank inputs: each
-    prior rollout is scored against the nearest training grid) and "y" elsewhere;
+    fit.prior_path_target, or where None: for unconditional generation "repair" for the sizes of
+    REPAIR_BY_DEFAULT (6x6 and 9x9 Sudoku grids: each prior rollout is trained toward a valid grid
+    near what its first step drew; 6x6, two seeds: 43.8 / 48.8% valid at 15 CPU minutes against
+    51.0 / 23.6% for "train", latest weights 43.8 / 42.1% against 35.5 / 15.1%, 51.7 / 59.9% at
+    30; docs/recipe.md), else "train" (the nearest training grid: 4x4, where "repair" gave 98.3 /
+    86.7% against 97.3 / 98.4%), and "y" elsewhere;
     fit.prior_path_anchor, or where None: on for generation. Measured on 4x4 grids
     (docs/recipe.md): without the anchor a 600-batch run collapses onto a few grids (38% valid and
     30 grids at 4·N_sup) and a 15-CPU-minute run gives 99.7 / 99.8% valid at 8·N_sup (two seeds);
@@ -600,7 +606,8 @@ def prior_path(cfg: GramConfig) -> PriorPathRule:
     fit, generates = cfg.fit, cfg.task.generates
     on = cfg.task.name == "sudoku" and generates and fit.variant != "deterministic" and fit.objective == "surrogate"
     weight = fit.prior_path_weight if fit.prior_path_weight is not None else (1.0 if on else 0.0)
-    target = fit.prior_path_target or ("train" if generates else "y")
+    repairs = cfg.task.size in REPAIR_BY_DEFAULT.get(cfg.task.name, ())
+    target = fit.prior_path_target or (("repair" if repairs else "train") if generates else "y")
     anchor = fit.prior_path_anchor if fit.prior_path_anchor is not None else (generates or target == "repair")
     return PriorPathRule(float(weight), target, anchor)
 

