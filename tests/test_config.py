@@ -145,6 +145,12 @@ def test_the_repair_target_needs_a_repairing_task_and_is_anchored():
         GramConfig(task=TaskConfig(name="nqueens", size=6), fit=fit)
     with pytest.raises(ConfigError, match="is anchored"):
         GramConfig(task=TaskConfig(name="sudoku", size=4), fit=dataclasses.replace(fit, prior_path_anchor=False))
+    gen6 = TaskConfig(name="sudoku", size=6, mode="generate")  # "repair" by default there: also checked
+    with pytest.raises(ConfigError, match="name another target, e.g. fit.prior_path_target='train'"):
+        GramConfig(task=gen6, fit=FitConfig(prior_path_anchor=False))
+    assert not prior_path(
+        GramConfig(task=gen6, fit=FitConfig(prior_path_anchor=False, prior_path_target="train"))
+    ).anchor
     for mode in ("generate", "unique"):
         rule = prior_path(GramConfig(task=TaskConfig(name="sudoku", size=4, mode=mode), fit=fit))
         assert rule == (1.0, "repair", True)
