@@ -135,6 +135,19 @@ def test_the_task_lists_agree_with_the_one_registry():
     assert tuple(fit.choices) == TASK_NAMES
 
 
+def test_the_repair_tables_name_the_tasks_that_repair():
+    """REPAIRABLE lists exactly the tasks that override Task.repair, and REPAIR_BY_DEFAULT only
+    those, at sizes they accept (the two small tables are kept by hand: task_defaults cannot import
+    the task classes)."""
+    from gram_ppl.config import REPAIR_BY_DEFAULT, REPAIRABLE, TASK_SIZES
+    from gram_ppl.tasks import TASKS
+    from gram_ppl.tasks.base import Task
+
+    assert set(REPAIRABLE) == {name for name, cls in TASKS.items() if cls.repair is not Task.repair}
+    for name, sizes in REPAIR_BY_DEFAULT.items():
+        assert name in REPAIRABLE and set(sizes) <= set(TASK_SIZES[name]), (name, sizes)
+
+
 def test_the_repair_target_needs_a_repairing_task_and_is_anchored():
     """prior_path_target="repair": refused for a task without Task.repair and with the anchor
     turned off; anchored wherever it is asked for, also for puzzles (whose default is unanchored)."""

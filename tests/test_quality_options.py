@@ -644,14 +644,18 @@ def test_the_prior_path_rule_and_its_defaults():
 
 
 def test_the_sample_depth_default():
-    """config.sample_depth: N_sup; for generation trained with the prior path 4·N_sup with the
-    anchored target (the default), 8·N_sup without it; or the field."""
+    """config.sample_depth: N_sup; for generation trained with the prior path 16·N_sup with the
+    "repair" target, 4·N_sup with another anchored target, 8·N_sup without the anchor; or the field."""
     from gram_ppl.config import GramConfig, sample_depth
 
     gen = GramConfig(task=TaskConfig(name="sudoku", size=4))
     assert sample_depth(gen) == 16  # generation trains with the anchored prior path by default: 4·N_sup
     assert sample_depth(dataclasses.replace(gen, fit=FitConfig(prior_path_anchor=False))) == 32  # 8·N_sup
     assert sample_depth(dataclasses.replace(gen, fit=FitConfig(prior_path_weight=0.0))) == 4  # without it: N_sup
+    gen6 = GramConfig(task=TaskConfig(name="sudoku", size=6, mode="generate"))
+    assert sample_depth(gen6) == 64  # 6x6 grids train toward repaired boards by default: 16·N_sup
+    assert sample_depth(dataclasses.replace(gen, fit=FitConfig(prior_path_target="repair"))) == 64
+    assert sample_depth(dataclasses.replace(gen6, fit=FitConfig(prior_path_target="train"))) == 16
     assert sample_depth(GramConfig(task=TaskConfig(name="sudoku", size=6))) == 64  # unique puzzles: 16·N_sup
     assert sample_depth(GramConfig(task=TaskConfig(name="sudoku", size=4, mode="multi"))) == 4  # several solutions
     assert sample_depth(GramConfig(task=TaskConfig(name="nqueens", size=8))) == 4

@@ -109,8 +109,9 @@ def _sampling_commands(sub) -> None:
     g.add_argument("run", type=Path)
     g.add_argument("--num", type=positive_int, required=True)
     g.add_argument("--depth", type=positive_int, help="supervision steps (default: the run's sample depth: N_sup, "
-                   "4·N_sup for generation trained with the prior-path term, 16·N_sup for Sudoku puzzles with one "
-                   "solution, config.sample_depth)")  # fmt: skip
+                   "for generation trained with the prior-path term 16·N_sup with the 'repair' target (6x6, 9x9 "
+                   "grids) and 4·N_sup with another, 16·N_sup for Sudoku puzzles with one solution, "
+                   "config.sample_depth)")  # fmt: skip
     _temperature_arg(g)
     g.add_argument("--out", type=Path, required=True, help="output file ('-' for stdout)")
     g.set_defaults(func=cmd_generate)
