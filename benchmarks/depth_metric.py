@@ -3,7 +3,7 @@ against the number of supervision steps used at sampling, from the training dept
 times it.
 
     .venv/bin/python benchmarks/depth_metric.py RUN [--multiples 1,2,4,8,16] [--samples 1000]
-        [--out curve.png] [--json out.json] [--latest]
+        [--out curve.png] [--json out.json] [--latest] [--temperature τ]
 
 For a digits run: the judge's recognisable share and the Fréchet distance to held-out digits
 (gram_ppl.tasks.digits.image_metrics, with the training-digit and noise references); for a Sudoku
@@ -11,7 +11,8 @@ generation run: the valid share and distinct valid grids (inference.evaluate.gen
 `--samples` prior samples of the blank input at each depth (seed stream "generate", the one
 `benchmarks/quality.py` and `gram generate` draw from). A run trained with fit.keep_best (the
 default for Sudoku generation) is sampled from its best evaluation's weights; `--latest` samples
-its latest weights instead (what keeping the best is worth).
+its latest weights instead (what keeping the best is worth); `--temperature` scales the prior's σ
+at sampling (1: the model as trained).
 """
 
 from __future__ import annotations
@@ -25,16 +26,19 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_json  # noqa: E402
 
+from gram_ppl.cli.common import temperature as temperature_type  # noqa: E402
 from gram_ppl.inference.api import generate, generation_report, load_run  # noqa: E402
 
 
-def depth_rows(folder: str, multiples: list[int], samples: int, latest: bool = False) -> list[dict]:
+def depth_rows(
+    folder: str, multiples: list[int], samples: int, latest: bool = False, temperature: float = 1.0
+) -> list[dict]:
     run = load_run(folder, latest=latest)
     base = run.config.fit.n_sup
     rows = []
     judge = None
     for m in multiples:
-        g = generate(run, samples, depth=m * base)
+        g = generate(run, samples, depth=m * base, temperature=temperature)
         if run.task.checker:
             row = generation_report(g.boards, g.valid, run.data.train.y, run.data.test.y, g.conflicts)
         else:
@@ -42,7 +46,7 @@ def depth_rows(folder: str, multiples: list[int], samples: int, latest: bool = F
 
             judge = judge or judge_for(run.data.train.y)
             row = image_metrics(g.boards, run.data.train.y, judge)
-        rows.append({"depth": m * base, "multiple": m, **row})
+        rows.append({"depth": m * base, "multiple": m, "temperature": temperature, **row})
     return rows
 
 
@@ -54,9 +58,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="a PNG of the curve")
     p.add_argument("--json")
     p.add_argument("--latest", action="store_true", help="the latest weights, not the kept ones (fit.keep_best)")
+    p.add_argument("--temperature", type=temperature_type, default=1.0, help="scale the prior's σ (default 1)")
     args = p.parse_args(argv)
     multiples = [int(v) for v in args.multiples.split(",")]
-    rows = depth_rows(args.run, multiples, args.samples, args.latest)
+    rows = depth_rows(args.run, multiples, args.samples, args.latest, args.temperature)
     images = "frechet" in rows[0]
     keys = ("recognisable", "frechet") if images else ("valid", "distinct_valid")
     print(f"| depth | {keys[0]} | {keys[1]} |\n|---|---|---|")

@@ -231,6 +231,10 @@ def test_depth_metric_curve(tmp_path):
     rows = json.loads((tmp_path / "c.json").read_text())
     assert [r["depth"] for r in rows] == [2, 4] and "| depth | valid |" in out
     run("depth_metric.py", str(tmp_path / "gen"), "--multiples", "1", "--samples", "10", "--latest")
+    run("depth_metric.py", str(tmp_path / "gen"), "--multiples", "1", "--samples", "10", "--temperature", "0",
+        "--json", str(tmp_path / "t.json"))  # fmt: skip
+    cold = json.loads((tmp_path / "t.json").read_text())[0]
+    assert cold["temperature"] == 0 and cold["distinct_valid"] <= 1  # τ = 0: every sample the prior mean's board
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     digits = dataclasses.replace(tiny_config(), task=TaskConfig(name="digits", size=8))
     fit(digits, tmp_path / "dig", steps=1, progress=False, eval_puzzles=4)
