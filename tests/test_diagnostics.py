@@ -386,6 +386,29 @@ def test_fit_evaluates_every_n_batches(tmp_path):
         fit(tiny_config(), None, steps=1, progress=False, eval_every=0)
 
 
+def test_evaluations_by_time_take_at_most_a_tenth_of_the_run(monkeypatch):
+    """With eval_every_s, an evaluation that took d seconds waits 10·d for the next (a deep 9x9
+    generation evaluation would otherwise eat the budget); by batches, the schedule is kept."""
+    import time
+
+    from gram_ppl.inference.run import TrainLoop
+
+    evaluate = TrainLoop.evaluate
+
+    def slow(self, eval_puzzles):
+        time.sleep(0.1)  # an evaluation far dearer than a tiny batch
+        return evaluate(self, eval_puzzles)
+
+    monkeypatch.setattr(TrainLoop, "evaluate", slow)
+    start = time.monotonic()
+    result = fit(tiny_config(), None, steps=30, progress=False, eval_every=None, eval_every_s=1e-9, eval_puzzles=4)
+    evals = sum("eval" in r for r in result.history)
+    # the first batch's, then at least 10 x 0.1 s apart, and the one at the end: never one per batch
+    assert 2 <= evals <= 2 + (time.monotonic() - start) / 1.0 < 30, evals
+    by_batches = fit(tiny_config(), None, steps=6, progress=False, eval_every=1, eval_puzzles=4)
+    assert sum("eval" in r for r in by_batches.history) == 6
+
+
 def test_the_progress_bar_redraws_at_most_about_once_a_second_and_leaves_a_summary(capsys):
     import time
 
