@@ -229,7 +229,7 @@ def main(argv=None) -> int:
         "--eval-minutes",
         type=float,
         help="wall minutes between the training runs' held-out evaluations (default 1 for generation, where "
-        "fit.keep_best samples from the best of them, else 5)",
+        "fit.keep_best samples from the best of them, else 5; at most a tenth of the time either way)",
     )
     p.add_argument("--gen", type=int, default=5000, help="samples for the generation tasks (gen4, gen6, gen9)")
     p.add_argument("--set", action="append", default=[], help="config override for every run, e.g. net.dim=128")

@@ -67,7 +67,12 @@ def _fit_command(sub) -> None:
         help="held-out validity and bound every N batches (comparable across machines); fit.keep_best "
         "samples from the best of these evaluations",
     )
-    f.add_argument("--eval-minutes", type=finite_positive, help="every M minutes instead of every N batches")
+    f.add_argument(
+        "--eval-minutes",
+        type=finite_positive,
+        help="every M minutes instead of every N batches, "
+        "but at most a tenth of the time (an evaluation that took d seconds waits 10·d)",
+    )
     f.add_argument("--checkpoint-minutes", type=finite_positive, default=2.0)
     f.add_argument("--quiet", action="store_true", help="no progress bar")
     f.set_defaults(func=cmd_fit)
