@@ -601,7 +601,7 @@ def prior_path(cfg: GramConfig) -> PriorPathRule:
     REPAIR_BY_DEFAULT (6x6 and 9x9 Sudoku grids: each prior rollout is trained toward a valid grid
     near what its first step drew; 6x6, two seeds: 43.8 / 48.8% valid at 15 CPU minutes against
     51.0 / 23.6% for "train", latest weights 43.8 / 42.1% against 35.5 / 15.1%, 51.7 / 59.9% at
-    30; docs/recipe.md), else "train" (the nearest training grid: 4x4, where "repair" gave 98.3 /
+    30, 96.2 / 97.1% at 30 sampled at 16·N_sup (sample_depth); docs/recipe.md), else "train" (the nearest training grid: 4x4, where "repair" gave 98.3 /
     86.7% against 97.3 / 98.4%), and "y" elsewhere;
     fit.prior_path_anchor, or where None: on for generation. Measured on 4x4 grids
     (docs/recipe.md): without the anchor a 600-batch run collapses onto a few grids (38% valid and
