@@ -12,7 +12,7 @@ generation run: the valid share and distinct valid grids (inference.evaluate.gen
 `benchmarks/quality.py` and `gram generate` draw from). A run trained with fit.keep_best (the
 default for Sudoku generation) is sampled from its best evaluation's weights; `--latest` samples
 its latest weights instead (what keeping the best is worth); `--temperature` scales the prior's σ
-at sampling (1: the model as trained).
+at sampling (1: the model as trained; default the run's, config.sample_temperature).
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_json  # noqa: E402
 
 from gram_ppl.cli.common import temperature as temperature_type  # noqa: E402
+from gram_ppl.config import sample_temperature  # noqa: E402
 from gram_ppl.inference.api import generate, generation_report, load_run  # noqa: E402
 
 
 def depth_rows(
-    folder: str, multiples: list[int], samples: int, latest: bool = False, temperature: float = 1.0
+    folder: str, multiples: list[int], samples: int, latest: bool = False, temperature: float | None = None
 ) -> list[dict]:
     run = load_run(folder, latest=latest)
     base = run.config.fit.n_sup
@@ -46,7 +47,8 @@ def depth_rows(
 
             judge = judge or judge_for(run.data.train.y)
             row = image_metrics(g.boards, run.data.train.y, judge)
-        rows.append({"depth": m * base, "multiple": m, "temperature": temperature, **row})
+        tau = sample_temperature(run.config) if temperature is None else temperature
+        rows.append({"depth": m * base, "multiple": m, "temperature": tau, **row})
     return rows
 
 
@@ -58,7 +60,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="a PNG of the curve")
     p.add_argument("--json")
     p.add_argument("--latest", action="store_true", help="the latest weights, not the kept ones (fit.keep_best)")
-    p.add_argument("--temperature", type=temperature_type, default=1.0, help="scale the prior's σ (default 1)")
+    p.add_argument("--temperature", type=temperature_type, help="scale the prior's σ (default: the run's)")
     args = p.parse_args(argv)
     multiples = [int(v) for v in args.multiples.split(",")]
     rows = depth_rows(args.run, multiples, args.samples, args.latest, args.temperature)

@@ -51,7 +51,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_json  # noqa: E402
 
-from gram_ppl.config import FitConfig, GramConfig, NetConfig, TaskConfig, sample_depth  # noqa: E402
+from gram_ppl.config import FitConfig, GramConfig, NetConfig, TaskConfig, sample_depth, sample_temperature  # noqa: E402
 from gram_ppl.inference.evaluate import generation_report  # noqa: E402
 from gram_ppl.inference.run import evaluate_run, fit, load_config, load_run  # noqa: E402
 from gram_ppl.inference.sampling import generate, rollout, select  # noqa: E402
@@ -139,7 +139,8 @@ def evaluate(name: str, folder: Path, samples: int, puzzles: int | None, gen: in
         report = generation_report(g.boards, g.valid, run.data.train.y, run.data.test.y, g.conflicts)
         kept = {"kept_best": run.best} if run.best is not None else {}  # fit.keep_best: the evaluation sampled
         return {**info, **report, "unique_share": report["distinct_valid"] / max(1, gen),
-                "held_out_seen": report["held_out_generated"], **kept}  # fmt: skip
+                "held_out_seen": report["held_out_generated"], "sample_depth": sample_depth(run.config),
+                "temperature": sample_temperature(run.config), **kept}  # fmt: skip
     # sudoku6: exact accuracy against depth and width (unique solutions: valid == exact), at the
     # run's sample depth (config.sample_depth: 16·N_sup for these puzzles) and up to it
     task, test, cfg = run.data.task, run.data.test, run.config

@@ -30,6 +30,7 @@ from gram_ppl.task_defaults import (  # noqa: E402  (re-exported: the names ever
     TASK_NAMES,
     TASK_REGISTRY,
     TASK_SIZES,
+    UNANCHORED_BY_DEFAULT,
     UNCHECKED,
 )
 
@@ -288,9 +289,14 @@ class FitConfig:
     n_sup: int = 4  # supervision steps N_sup (paper: 16)
     # supervision steps a sample takes unless asked (--depth): None is N_sup, or for generation
     # trained with the prior-path term, whose later steps repair, 16·N_sup with the "repair" target
-    # and 4·N_sup with another (8·N_sup un-anchored), or 16·N_sup for Sudoku puzzles with one
+    # and 4·N_sup with another (8·N_sup un-anchored, the 4x4 default), or 16·N_sup for Sudoku puzzles with one
     # solution, whose later steps keep refining (config.sample_depth)
     sample_depth: int | None = None
+    # temperature τ of prior samples unless asked (--temperature; scales the prior's σ, training
+    # never uses it): None is 1, or 1.5 for generation trained with the un-anchored prior path,
+    # which sharpens the prior onto fewer grids (config.sample_temperature); fit.keep_best's
+    # evaluations sample at it too
+    sample_temperature: float | None = None
     beta: float = 1.0  # weight of the KL
     kl_balance: float = 0.8  # share of the KL gradient that moves the prior (0.5: plain KL)
     kl_reduction: str = "sum"  # sum the KL over positions and channels, or average it
@@ -403,6 +409,11 @@ class FitConfig:
             isinstance(self.sample_depth, bool) or not isinstance(self.sample_depth, int) or self.sample_depth < 1
         ):
             raise ConfigError(f"sample_depth must be an integer >= 1 or null, got {self.sample_depth!r}")
+        tau = self.sample_temperature
+        if tau is not None and (
+            isinstance(tau, bool) or not (isinstance(tau, int | float) and math.isfinite(tau) and tau >= 0)
+        ):
+            raise ConfigError(f"sample_temperature must be a finite number >= 0 or null, got {tau!r}")
         for name in ("K", "T", "n_sup", "batch_size", "threads"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
@@ -531,6 +542,7 @@ _BEFORE = {
         "prior_path_target": "y",
         "prior_path_anchor": False,
         "sample_depth": None,
+        "sample_temperature": 1.0,
         "keep_best": False,
     },
     "NetConfig": {"relation_bias": False},
@@ -553,6 +565,7 @@ __all__ = [
     "with_priors",
     "augments",
     "keeps_best",
+    "sample_temperature",
     "config_differences",
     "describe_priors",
     "guide_family",
@@ -603,18 +616,27 @@ def prior_path(cfg: GramConfig) -> PriorPathRule:
     51.0 / 23.6% for "train", latest weights 43.8 / 42.1% against 35.5 / 15.1%, 51.7 / 59.9% at
     30, 96.2 / 97.1% at 30 sampled at 16·N_sup (sample_depth); docs/recipe.md), else "train" (the nearest training grid: 4x4, where "repair" gave 98.3 /
     86.7% against 97.3 / 98.4%), and "y" elsewhere;
-    fit.prior_path_anchor, or where None: on for generation. Measured on 4x4 grids
+    fit.prior_path_anchor, or where None: on for generation, except for the sizes of
+    UNANCHORED_BY_DEFAULT (4x4 grids), and always with "repair". Measured on 4x4 grids
     (docs/recipe.md): without the anchor a 600-batch run collapses onto a few grids (38% valid and
-    30 grids at 4·N_sup) and a 15-CPU-minute run gives 99.7 / 99.8% valid at 8·N_sup (two seeds);
-    with it the 600-batch run gives 98.5% and 268 grids, the 15-minute runs 88 / 97% and 285 / 283
-    grids at 4·N_sup: the default trades the best long-run validity for one that does not collapse.
-    Without the term: 35%. Digits collapsed onto one image with the term, so they keep it off."""
+    30 grids at 4·N_sup, latest weights) and a 15-CPU-minute run gives 99.7 / 99.8% valid at
+    8·N_sup (two seeds); with it the 600-batch run gives 98.5% and 268 grids, the 15-minute runs 88
+    / 97% and 285 / 283 grids at 4·N_sup. Sampling the kept weights (fit.keep_best, which scores
+    distinct valid boards and so never keeps a collapsed prior) at τ = 1.5 (sample_temperature)
+    gives the un-anchored rule 100.0 / 99.8% valid and all 288 grids in 15 CPU minutes, two seeds:
+    the 4x4 default since 2026-12-06 (afternoon). Without the term: 35%. Digits collapsed onto one
+    image with the term, so they keep it off."""
     fit, generates = cfg.fit, cfg.task.generates
     on = cfg.task.name == "sudoku" and generates and fit.variant != "deterministic" and fit.objective == "surrogate"
     weight = fit.prior_path_weight if fit.prior_path_weight is not None else (1.0 if on else 0.0)
     repairs = cfg.task.size in REPAIR_BY_DEFAULT.get(cfg.task.name, ())
     target = fit.prior_path_target or (("repair" if repairs else "train") if generates else "y")
-    anchor = fit.prior_path_anchor if fit.prior_path_anchor is not None else (generates or target == "repair")
+    unanchored = generates and cfg.task.size in UNANCHORED_BY_DEFAULT.get(cfg.task.name, ())
+    anchor = (
+        fit.prior_path_anchor
+        if fit.prior_path_anchor is not None
+        else ((generates and not unanchored) or target == "repair")
+    )
     return PriorPathRule(float(weight), target, anchor)
 
 
@@ -627,8 +649,8 @@ def sample_depth(cfg: GramConfig) -> int:
     evaluations sample there too: 96.2 / 97.1%, every valid one distinct; on 4x4 grids the
     deep repair narrows the grids drawn, so 4x4 keeps the nearest training grid), 4·N_sup with another
     anchored target (the nearest training grid; 4x4 grids, 15 CPU minutes, two seeds: 88 / 97%
-    valid at 4·N_sup, 85 / 93% at 8·N_sup), 8·N_sup without the anchor (97 / 99% at 4·N_sup, 99.7 /
-    99.8% at 8·N_sup; docs/recipe.md), and for Sudoku puzzles with one solution,
+    valid at 4·N_sup, 85 / 93% at 8·N_sup), 8·N_sup without the anchor (the 4x4 default: 97 / 99%
+    at 4·N_sup, 99.7 / 99.8% at 8·N_sup; docs/recipe.md), and for Sudoku puzzles with one solution,
     where every further step refines the board: 16·N_sup (hard 9x9, 60 CPU minutes, one sample: 3.5%
     exact at N_sup, 21% at 2·N_sup, 54% at 16·N_sup, 59% at 32·N_sup; 6x6: 99.2 / 99.4% at N_sup,
     99.5 / 99.5% at every depth from 5 to 64, two seeds; docs/recipe.md)."""
@@ -643,6 +665,19 @@ def sample_depth(cfg: GramConfig) -> int:
     if rule.target == "repair":
         return 16 * cfg.fit.n_sup
     return (4 if rule.anchor else 8) * cfg.fit.n_sup
+
+
+def sample_temperature(cfg: GramConfig) -> float:
+    """The temperature τ of prior samples when none is asked for (inference/tempering.py: τ scales
+    the prior's σ): fit.sample_temperature, or where None 1.5 for generation trained with the
+    un-anchored prior path, whose prior concentrates on fewer grids than it draws validly (4x4
+    grids, 15 CPU minutes, two seeds, kept weights at 8·N_sup: 99.96 / 99.74% valid and 283 / 282
+    of the 288 grids at τ = 1, 99.94 / 99.76% and 287 / 285 at 1.25, 100.0 / 99.82% and all 288 at
+    1.5; docs/recipe.md), and 1 elsewhere (the model itself)."""
+    if cfg.fit.sample_temperature is not None:
+        return float(cfg.fit.sample_temperature)
+    rule = prior_path(cfg)
+    return 1.5 if cfg.task.generates and rule.weight and not rule.anchor else 1.0
 
 
 def keeps_best(cfg: GramConfig) -> bool:

@@ -63,11 +63,12 @@ def as_run(run) -> LoadedRun:
 
 
 def sample(
-    run, x, num_samples: int = 20, *, depth: int | None = None, halt: bool = False, temperature: float = 1.0,
+    run, x, num_samples: int = 20, *, depth: int | None = None, halt: bool = False, temperature: float | None = None,
     seed: int = 0,
 ) -> Samples:  # fmt: skip
     """N prior trajectories p_θ(τ | x) for each puzzle x (B, L_x) (or one puzzle (L_x,)):
-    decoded boards and their validity. `temperature` scales the prior's σ (0: the prior mean)."""
+    decoded boards and their validity. `temperature` scales the prior's σ (0: the prior mean; None:
+    the run's, config.sample_temperature)."""
     run = as_run(run)
     x = np.asarray(x)
     x = x[None] if x.ndim == 1 else x  # (B, L_x)
@@ -80,7 +81,7 @@ def sample(
 
 
 def evaluate(run, num_samples: int = 20, *, puzzles: int | None = None, depth: int | None = None,
-             temperature: float = 1.0) -> dict:  # fmt: skip
+             temperature: float | None = None) -> dict:  # fmt: skip
     """Prior samples of the run's held-out inputs scored against exact ground truth (the
     `gram evaluate` metrics: valid, any_valid, coverage, distinct_valid, by depth and by the
     inputs' numbers of solutions)."""
@@ -104,7 +105,7 @@ def _work(what: str, units: int):
 
 
 def compare(runs, num_samples: int = 20, *, puzzles: int | None = None, elpd: int = 0,
-            temperature: float = 1.0) -> str:  # fmt: skip
+            temperature: float | None = None) -> str:  # fmt: skip
     """Arms side by side on their held-out puzzles, as `gram compare` prints them: a markdown table
     of validity and coverage@N from prior samples and, with elpd=K, held-out log p(y | x)
     (importance-weighted over K prior trajectories per puzzle) ranked as az.compare ranks models.

@@ -18,7 +18,7 @@ A backend is a module (inference/svi_pyro.py, inference/svi_numpyro.py) that pro
 - `log_likelihood(mod, net, cfg, x, y, num_samples=8, depth=None, seed=0)`: (K, B) numpy
   log p(y | τ_k, x) of K prior trajectories per puzzle (inference/evaluate.py: iw_bound), after
   `depth` steps, by default the model's own N_sup (so held-out bounds compare across runs).
-- `sample(mod, net, cfg, x, y=None, num_samples=1, depth=None, seed=0, temperature=1.0)`:
+- `sample(mod, net, cfg, x, y=None, num_samples=1, depth=None, seed=0, temperature=None)`:
   decoded boards (num_samples, B, L_y) numpy, from the prior, or through the guide when y is given,
   after `depth` steps, by default the run's sample depth (config.sample_depth).
 

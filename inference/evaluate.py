@@ -6,7 +6,7 @@ from collections import Counter
 
 import numpy as np
 
-from gram_ppl.config import sample_depth
+from gram_ppl.config import sample_depth, sample_temperature
 from gram_ppl.seeds import part, seed_for
 from gram_ppl.tasks import Split, Task
 
@@ -234,12 +234,16 @@ def describe_generation(m: dict) -> str:
 
 
 def evaluate_run(
-    folder, num_samples: int = 20, depth: int | None = None, puzzles: int | None = None, temperature: float = 1.0
+    folder,
+    num_samples: int = 20,
+    depth: int | None = None,
+    puzzles: int | None = None,
+    temperature: float | None = None,
 ) -> dict:
     """Prior samples for the held-out puzzles of a run (a folder or a LoadedRun), scored against exact ground truth
     (inference.evaluate.sample_metrics), plus single-sample validity after each step and the
     metrics split by the inputs' numbers of solutions (1, 2-3, 4+). `temperature` scales the
-    prior's σ (inference/tempering.py). A task without a checker (digits) is scored by
+    prior's σ (inference/tempering.py; None: the run's, config.sample_temperature). A task without a checker (digits) is scored by
     gram_ppl.tasks.digits.image_metrics over all num_samples x puzzles images instead. For
     unconditional generation every held-out input is the same blank one, so `puzzles` left as
     None means one: num_samples boards, not num_samples for each of the held-out inputs."""
@@ -252,6 +256,7 @@ def evaluate_run(
     if puzzles is None and cfg.task.generates:  # blank inputs, all the same: num_samples boards
         puzzles = 1
     x, depth = test.x[:puzzles], depth or sample_depth(cfg)
+    temperature = sample_temperature(cfg) if temperature is None else temperature
     r = rollout(mod, net, cfg, x, num_samples, depth, temperature=temperature, seed=seed_for(cfg, "evaluate"))
     head = {"puzzles": len(x), "num_samples": num_samples, "depth": depth, "temperature": temperature}
     if run.best is not None:  # fit.keep_best: which evaluation's weights were sampled

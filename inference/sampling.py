@@ -23,13 +23,13 @@ class Rollout(NamedTuple):
 
 
 def rollout(
-    mod, net, cfg, x, num_samples: int, depth: int, halt: bool = False, temperature: float = 1.0, seed: int = 0
+    mod, net, cfg, x, num_samples: int, depth: int, halt: bool = False, temperature: float | None = None, seed: int = 0
 ) -> Rollout:
     """Run N trajectories from the prior for each puzzle x (B, L_x), one supervision step at a
     time, with the run's backend (cfg.backend), seeded with `seed`. With `halt`, a trajectory
     stops at the first step whose halt head says σ(q) > 0.5 (the paper's simplified rule);
     otherwise every trajectory runs `depth` steps. `temperature` scales the prior's σ
-    (inference/tempering.py)."""
+    (inference/tempering.py; None: the run's, config.sample_temperature)."""
     x = np.asarray(x)
     task = task_for(cfg.task)
     check_depth(depth)
@@ -102,7 +102,13 @@ def select(task: Task, boards: np.ndarray, value: np.ndarray, how: str) -> np.nd
 
 
 def sample_puzzles(
-    run, puzzles: list[np.ndarray], num_samples: int, depth: int | None, halt: bool, how: str, temperature: float = 1.0
+    run,
+    puzzles: list[np.ndarray],
+    num_samples: int,
+    depth: int | None,
+    halt: bool,
+    how: str,
+    temperature: float | None = None,
 ) -> list[dict]:
     """One JSON-ready record per puzzle (the `gram sample` format, docs/formats.md) for a loaded
     run (inference.run.load_run)."""
@@ -148,7 +154,7 @@ class Generated(NamedTuple):
         return len({b.tobytes() for b in self.boards[self.valid]})
 
 
-def generate(run, num: int, depth: int | None = None, temperature: float = 1.0) -> Generated:
+def generate(run, num: int, depth: int | None = None, temperature: float | None = None) -> Generated:
     """Unconditional samples from p_θ(x) (empty input): boards (num, L_y) and their validity."""
     task, cfg = run.task, run.config
     if cfg.task.mode == "conditional":  # x is a class label: the blank input was never trained on

@@ -27,7 +27,7 @@ import numpy as np
 import optax
 from numpyro import handlers
 
-from gram_ppl.config import GramConfig, PriorConfig, prior_path, sample_depth
+from gram_ppl.config import GramConfig, PriorConfig, prior_path, sample_depth, sample_temperature
 from gram_ppl.inference.backend import NonFiniteLoss, StepInfo
 from gram_ppl.inference.objective import (
     cached_solutions,
@@ -298,11 +298,13 @@ def _boards(params, key, xs, ys, *, mod, net, cfg, depth, temperature=1.0):
 
 
 def sample(
-    mod, bound: Bound, cfg: GramConfig, x, y=None, num_samples: int = 1, depth=None, seed: int = 0, temperature=1.0
+    mod, bound: Bound, cfg: GramConfig, x, y=None, num_samples: int = 1, depth=None, seed: int = 0, temperature=None
 ):
     """Decoded boards after `depth` supervision steps of N trajectories per puzzle x (B, L_x), from
     the prior, or through the guide when y (B, L_y) is given: (num_samples, B, L_y) numpy.
-    With x None the input is empty (unconditional samples, B = 1). `temperature` scales the prior's σ."""
+    With x None the input is empty (unconditional samples, B = 1). `temperature` scales the prior's σ
+    (None: the run's, config.sample_temperature)."""
+    temperature = sample_temperature(cfg) if temperature is None else temperature
     if x is None:
         x = np.ones((1, bound.x_len), np.int32)
     B = np.asarray(x).shape[0]
@@ -346,10 +348,14 @@ def _prior_step(params, key, xs, carry, *, mod, net, cfg, temperature=1.0):
     return (h, l), jnp.argmax(apply(h, method="decode"), -1), apply(h, method="halt"), apply(h, method="value")
 
 
-def prior_steps(mod, bound: Bound, cfg: GramConfig, x, num_samples: int, seed: int = 0, temperature: float = 1.0):
+def prior_steps(
+    mod, bound: Bound, cfg: GramConfig, x, num_samples: int, seed: int = 0, temperature: float | None = None
+):
     """Prior rollouts in JAX, one supervision step per iteration (one compiled step, reused at
     every depth: the step index does not enter prior rollouts): argmax boards, halt logits and
-    LPRM values of all N·B trajectories as numpy, for inference.sampling.rollout."""
+    LPRM values of all N·B trajectories as numpy, for inference.sampling.rollout; `temperature`
+    None is the run's (config.sample_temperature)."""
+    temperature = sample_temperature(cfg) if temperature is None else temperature
     xs = jnp.asarray(np.tile(np.asarray(x), (num_samples, 1)), jnp.int32)  # (N*B, L_x)
     carry = bound.net.apply({"params": bound.params}, xs.shape[0], method="initial_state")  # ((N*B, L, D),) * 2
     params, xs, h, l = _spread(bound.params, xs, *carry)  # trajectories split over the devices, if several

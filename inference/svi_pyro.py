@@ -35,7 +35,7 @@ import pyro
 import torch
 from pyro import poutine
 
-from gram_ppl.config import GramConfig, prior_path, sample_depth
+from gram_ppl.config import GramConfig, prior_path, sample_depth, sample_temperature
 from gram_ppl.inference.backend import NonFiniteLoss, StepInfo
 from gram_ppl.inference.finetune_pyro import _PriorPath, reward_loss
 from gram_ppl.inference.objective import candidate_onehot, kl_ceiling, log_count_unknown
@@ -217,13 +217,14 @@ class Trainer:
         return float(t.item())
 
 
-def sample(mod, net, cfg: GramConfig, x, y=None, num_samples: int = 1, depth=None, seed: int = 0, temperature=1.0):
+def sample(mod, net, cfg: GramConfig, x, y=None, num_samples: int = 1, depth=None, seed: int = 0, temperature=None):
     """Decoded boards argmax f_dec(h) after `depth` supervision steps (default N_sup) for
     `num_samples` trajectories per puzzle: from the prior p_θ(τ | x), or through the guide
     q_φ(τ | x, y) when y is given. x (B, L_x) -> (num_samples, B, L_y) numpy. With x None the
     input is empty (every token 1: blank cell, empty square, no edge): unconditional samples
     from p_θ(x), (num_samples, 1, L_y). Drawn under torch's RNG forked and seeded with `seed`
-    (the caller's stream is untouched). `temperature` scales the prior's σ (inference/tempering.py)."""
+    (the caller's stream is untouched). `temperature` scales the prior's σ (inference/tempering.py;
+    None: the run's, config.sample_temperature)."""
     depth = depth or sample_depth(cfg)
     device = net.z0.device
     x = torch.ones(1, net.x_len, dtype=torch.long, device=device) if x is None else _tensor(x, device)  # (B, L_x)
@@ -233,7 +234,7 @@ def sample(mod, net, cfg: GramConfig, x, y=None, num_samples: int = 1, depth=Non
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if y is None:
-            with pyro_temper(temperature):
+            with pyro_temper(sample_temperature(cfg) if temperature is None else temperature):
                 h, _ = mod.model(xs, None, net=net, **{**kw, "observe": "none"})  # no y is drawn
         else:
             ys, shared = _tensor(y, device).repeat(num_samples, 1), SharedCore(net)  # (N*B, L_y)
@@ -257,10 +258,12 @@ def log_likelihood(mod, net, cfg: GramConfig, x, y, num_samples: int = 8, depth=
     return log_p.view(num_samples, x.shape[0]).cpu().numpy()
 
 
-def prior_steps(mod, net, cfg: GramConfig, x, num_samples: int, seed: int = 0, temperature: float = 1.0):
+def prior_steps(mod, net, cfg: GramConfig, x, num_samples: int, seed: int = 0, temperature: float | None = None):
     """Prior rollouts of x (B, L_x), one supervision step per iteration: argmax boards, halt
     logits and LPRM values of all N·B trajectories (numpy), for as long as asked. The steps draw
-    from their own torch RNG stream, seeded with `seed` (the caller's is untouched)."""
+    from their own torch RNG stream, seeded with `seed` (the caller's is untouched); `temperature`
+    None is the run's (config.sample_temperature)."""
+    tau = sample_temperature(cfg) if temperature is None else temperature
     xs = _tensor(x, net.z0.device).repeat(num_samples, 1)  # (N*B, L_x)
     kw = dict(net=EmbedOnce(net, xs), cfg=cfg, priors=cfg.priors, truncate=False, observe="none")  # no y drawn
     with torch.random.fork_rng(devices=[]):
@@ -268,7 +271,7 @@ def prior_steps(mod, net, cfg: GramConfig, x, num_samples: int, seed: int = 0, t
         rng = torch.get_rng_state()
     carry, n = None, 0
     while True:
-        with torch.no_grad(), torch.random.fork_rng(devices=[]), pyro_temper(temperature):
+        with torch.no_grad(), torch.random.fork_rng(devices=[]), pyro_temper(tau):
             torch.set_rng_state(rng)
             carry = mod.model(xs, None, carry=carry, steps=range(n, n + 1), **kw)
             rng = torch.get_rng_state()

@@ -183,6 +183,14 @@ def test_temperature_zero_gives_identical_samples_and_one_is_the_model(backend):
     assert distinct(draw(0.02)) < distinct(draw(2.0))  # temperature sets the spread
     default = rollout(mod, net, cfg, x, 32, 2).per_step
     np.testing.assert_array_equal(warm, default)  # τ = 1 is the model itself
+    # fit.sample_temperature is what every sampler draws at when none is asked for: the rollouts
+    # and the one-shot sampler (which fit.keep_best's evaluations use)
+    hot = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, sample_temperature=2.0))
+    np.testing.assert_array_equal(rollout(mod, net, hot, x, 32, 2).per_step, draw(2.0))
+    one_shot = (svi_pyro if backend == "pyro" else svi_numpyro).sample
+    at_two = one_shot(mod, net, cfg, x, num_samples=8, temperature=2.0)
+    np.testing.assert_array_equal(one_shot(mod, net, hot, x, num_samples=8), at_two)
+    assert not np.array_equal(one_shot(mod, net, cfg, x, num_samples=8), at_two)
     a = (svi_pyro if backend == "pyro" else svi_numpyro).sample(mod, net, cfg, x, num_samples=8, temperature=0.0)
     assert (a == a[:1]).all()  # the same handler in the one-shot sampler
     with pytest.raises(ValueError, match="temperature"):
@@ -623,7 +631,8 @@ def test_the_prior_path_rule_and_its_defaults():
     from gram_ppl.config import GramConfig, from_dict, prior_path, to_dict
 
     gen = GramConfig(task=TaskConfig(name="sudoku", size=4))  # 4x4: generation by default
-    assert prior_path(gen) == (1.0, "train", True)
+    assert prior_path(gen) == (1.0, "train", False)  # un-anchored (UNANCHORED_BY_DEFAULT)
+    assert prior_path(dataclasses.replace(gen, fit=FitConfig(prior_path_target="repair"))).anchor  # always
     for size in (6, 9):
         big = GramConfig(task=TaskConfig(name="sudoku", size=size, mode="generate"))
         assert prior_path(big) == (1.0, "repair", True)
@@ -649,8 +658,8 @@ def test_the_sample_depth_default():
     from gram_ppl.config import GramConfig, sample_depth
 
     gen = GramConfig(task=TaskConfig(name="sudoku", size=4))
-    assert sample_depth(gen) == 16  # generation trains with the anchored prior path by default: 4·N_sup
-    assert sample_depth(dataclasses.replace(gen, fit=FitConfig(prior_path_anchor=False))) == 32  # 8·N_sup
+    assert sample_depth(gen) == 32  # 4x4 generation trains with the un-anchored prior path by default: 8·N_sup
+    assert sample_depth(dataclasses.replace(gen, fit=FitConfig(prior_path_anchor=True))) == 16  # anchored: 4·N_sup
     assert sample_depth(dataclasses.replace(gen, fit=FitConfig(prior_path_weight=0.0))) == 4  # without it: N_sup
     gen6 = GramConfig(task=TaskConfig(name="sudoku", size=6, mode="generate"))
     assert sample_depth(gen6) == 64  # 6x6 grids train toward repaired boards by default: 16·N_sup
@@ -664,6 +673,34 @@ def test_the_sample_depth_default():
     for bad in (0, 2.5, True):
         with pytest.raises(ConfigError, match="sample_depth"):
             FitConfig(sample_depth=bad)
+
+
+def test_the_sample_temperature_default():
+    """config.sample_temperature: 1.5 for generation trained with the un-anchored prior path (the
+    4x4 default), 1 elsewhere (anchored or repaired generation, puzzles, digits, no prior path);
+    the field wins; a bad one is refused; runs written before the field existed sample at 1."""
+    from gram_ppl.config import GramConfig, gram_config_from_dict, sample_temperature, to_dict
+
+    gen = GramConfig(task=TaskConfig(name="sudoku", size=4))
+    assert sample_temperature(gen) == 1.5
+    for fit in (
+        FitConfig(prior_path_anchor=True),
+        FitConfig(prior_path_weight=0.0),
+        FitConfig(variant="deterministic"),
+    ):
+        assert sample_temperature(dataclasses.replace(gen, fit=fit)) == 1.0
+    assert sample_temperature(GramConfig(task=TaskConfig(name="sudoku", size=6, mode="generate"))) == 1.0
+    assert sample_temperature(GramConfig(task=TaskConfig(name="sudoku", size=6))) == 1.0  # puzzles
+    assert sample_temperature(GramConfig(task=TaskConfig(name="digits", size=8))) == 1.0
+    assert sample_temperature(GramConfig(task=TaskConfig(name="nqueens", size=8))) == 1.0
+    assert sample_temperature(dataclasses.replace(gen, fit=FitConfig(sample_temperature=0))) == 0.0
+    assert sample_temperature(dataclasses.replace(gen, fit=FitConfig(sample_temperature=0.75))) == 0.75
+    for bad in (-0.5, float("nan"), float("inf"), True, "1"):
+        with pytest.raises(ConfigError, match="sample_temperature"):
+            FitConfig(sample_temperature=bad)
+    old = to_dict(gen)
+    del old["fit"]["sample_temperature"]  # a config.json from before the field
+    assert sample_temperature(gram_config_from_dict(old)) == 1.0
 
 
 def test_the_prior_path_can_leave_the_prior_noise_heads_alone():

@@ -20,6 +20,7 @@ from gram_ppl.config import (
     ConfigError,
     GramConfig,
     sample_depth,
+    sample_temperature,
     with_priors,
 )
 from gram_ppl.overrides import apply_overrides
@@ -28,8 +29,9 @@ from gram_ppl.tasks import task_for
 
 
 def _temperature_arg(p) -> None:
-    p.add_argument("--temperature", type=temperature_type, default=1.0,
-                   help="scale the prior's σ: < 1 precision, > 1 diversity, 0 the prior mean (default 1)")  # fmt: skip
+    p.add_argument("--temperature", type=temperature_type,
+                   help="scale the prior's σ: < 1 precision, > 1 diversity, 0 the prior mean (default: the "
+                        "run's, config.sample_temperature: 1, or 1.5 for 4x4 generation)")  # fmt: skip
 
 
 def add_commands(sub) -> None:
@@ -320,7 +322,8 @@ def cmd_generate(args) -> int:
     if run.config.task.generates:
         report = generation_report(g.boards, g.valid, run.data.train.y, run.data.test.y, g.conflicts)
         depth = args.depth or sample_depth(run.config)
-        print(f"depth {depth}: {describe_generation(report)}", file=sys.stderr)
+        tau = sample_temperature(run.config) if args.temperature is None else args.temperature
+        print(f"depth {depth}, temperature {tau:g}: {describe_generation(report)}", file=sys.stderr)
         return 0
     print(f"{args.num} samples: {g.share_valid:.1%} valid, {g.distinct_valid} distinct valid", file=sys.stderr)
     return 0
