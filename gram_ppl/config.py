@@ -507,10 +507,24 @@ class GramConfig:
 
 
 def gram_config_from_dict(data: dict) -> GramConfig:
-    """Rebuild a GramConfig from `to_dict` output (nested dicts); unknown keys are errors."""
+    """Rebuild a GramConfig from `to_dict` output (nested dicts); unknown keys are errors. A run
+    written before generation of the sizes of UNANCHORED_BY_DEFAULT (4x4 grids) defaulted to the
+    un-anchored prior path (its fit has no sample_temperature) keeps the anchor it trained with:
+    its prior_path_anchor null meant "on for generation" then."""
     parts = {"task": TaskConfig, "net": NetConfig, "fit": FitConfig, "priors": PriorConfig}
     kwargs = {k: (from_dict(parts[k], v) if k in parts and v is not None else v) for k, v in data.items()}
-    return from_dict(GramConfig, kwargs)
+    cfg = from_dict(GramConfig, kwargs)
+    fit = data.get("fit")
+    task = cfg.task
+    if (
+        isinstance(fit, dict)
+        and "sample_temperature" not in fit
+        and cfg.fit.prior_path_anchor is None
+        and task.generates
+        and task.size in UNANCHORED_BY_DEFAULT.get(task.name, ())
+    ):
+        cfg = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, prior_path_anchor=True))
+    return cfg
 
 
 def to_dict(cfg) -> dict:

@@ -679,7 +679,7 @@ def test_the_sample_temperature_default():
     """config.sample_temperature: 1.5 for generation trained with the un-anchored prior path (the
     4x4 default), 1 elsewhere (anchored or repaired generation, puzzles, digits, no prior path);
     the field wins; a bad one is refused; runs written before the field existed sample at 1."""
-    from gram_ppl.config import GramConfig, gram_config_from_dict, sample_temperature, to_dict
+    from gram_ppl.config import GramConfig, gram_config_from_dict, prior_path, sample_depth, sample_temperature, to_dict
 
     gen = GramConfig(task=TaskConfig(name="sudoku", size=4))
     assert sample_temperature(gen) == 1.5
@@ -701,6 +701,12 @@ def test_the_sample_temperature_default():
     old = to_dict(gen)
     del old["fit"]["sample_temperature"]  # a config.json from before the field
     assert sample_temperature(gram_config_from_dict(old)) == 1.0
+    # ...which trained 4x4 grids with the anchor (its null meant "on for generation" then): kept
+    assert prior_path(gram_config_from_dict(old)).anchor and sample_depth(gram_config_from_dict(old)) == 16
+    assert not prior_path(gram_config_from_dict(to_dict(gen))).anchor  # a run written today
+    puzzles = to_dict(GramConfig(task=TaskConfig(name="sudoku", size=4, mode="multi")))
+    del puzzles["fit"]["sample_temperature"]
+    assert gram_config_from_dict(puzzles).fit.prior_path_anchor is None  # nothing changed for it: left alone
 
 
 def test_the_prior_path_can_leave_the_prior_noise_heads_alone():
