@@ -467,7 +467,10 @@ def training_traces(history: list[dict]) -> PlotFigure:
         ax4.plot(step, [r["lr"] for r in rows], lw=1, color=PALETTE[2])
     ax4.set(xlabel="batch", ylabel="learning rate", title="learning rate")
     for key, label, color in (("prior_valid", "prior samples", PALETTE[0]), ("guide_valid", "guide samples", "0.6")):
-        pts = [(r["step"], r["eval"][key], r.get("eval_puzzles")) for r in evals if key in r["eval"]]
+        trials = ("prior_draws", "eval_puzzles") if key == "prior_valid" else ("eval_puzzles",)
+        pts = [
+            (r["step"], r["eval"][key], next((r[t] for t in trials if t in r), None)) for r in evals if key in r["eval"]
+        ]
         if pts:
             xs, ps, ns = (np.array(v, dtype=float) for v in zip(*[(a, b, c or np.nan) for a, b, c in pts], strict=True))
             ax5.plot(xs, ps, marker="o", ms=3, lw=1, color=color, label=label)

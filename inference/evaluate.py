@@ -61,21 +61,32 @@ def _tv_to_uniform(valid_keys: list[bytes], num_solutions: int) -> float | None:
     return 0.5 * (np.abs(counts - 1 / num_solutions).sum() + unseen / num_solutions)
 
 
+def prior_draws(test: Split, puzzles: int) -> int:
+    """How many prior draws an evaluation of `puzzles` held-out inputs makes: `puzzles` where every
+    input is the same (generation from the blank board: 4x4 grids hold out only 58, and a share of
+    58 draws says little about coverage), else one per input evaluated."""
+    x = test.x[:puzzles]
+    return puzzles if len(x) > 1 and (x == x[:1]).all() else len(x)
+
+
 def validity_report(task: Task, test: Split, puzzles: int, draw, guided: bool, log_lik=None) -> dict[str, float]:
     """Validity of one prior sample and (when `guided`) one guide sample for each of the first
     `puzzles` held out; `draw(x, y)` returns one board per puzzle (B, L_y) as numpy, from the
     prior when y is None and through the guide otherwise (each backend's trainer supplies it).
     With `log_lik(x, y)` ((K, B) log p(y | τ_k, x) of K prior trajectories), also the held-out
     importance-weighted bound `heldout_log_p` (`iw_bound`). Where every input is the same
-    (generation: the blank board) also `prior_distinct_valid`, the distinct valid boards among
-    the prior draws as a share of the draws: a prior collapsing onto a few boards shows there
+    (generation: the blank board) the prior draws `puzzles` boards from it, however few inputs
+    are held out (`prior_draws`), and the report has `prior_distinct_valid`, the distinct valid
+    boards among them as a share of the draws: a prior collapsing onto a few boards shows there
     while its validity looks fine."""
     x, y = test.x[:puzzles], test.y[:puzzles]
-    prior = draw(x, None)  # (B, L_y)
-    valid = task.is_valid(x, prior)  # (B,)
+    blank = len(x) > 1 and (x == x[:1]).all()
+    xp = np.repeat(x[:1], prior_draws(test, puzzles), 0) if blank else x  # (B', L_x)
+    prior = draw(xp, None)  # (B', L_y)
+    valid = task.is_valid(xp, prior)  # (B',)
     report = {"prior_valid": float(valid.mean())}
-    if len(x) > 1 and (x == x[:1]).all():
-        report["prior_distinct_valid"] = len({b.tobytes() for b in prior[valid]}) / len(x)
+    if blank:
+        report["prior_distinct_valid"] = len({b.tobytes() for b in prior[valid]}) / len(xp)
     if guided:
         report["guide_valid"] = float(task.is_valid(x, draw(x, y)).mean())
     if log_lik is not None:

@@ -25,7 +25,7 @@ from gram_ppl.config import GramConfig, augments, describe_priors, guide_family,
 from gram_ppl.data import Dataset, build_dataset
 from gram_ppl.inference import parallel
 from gram_ppl.inference.backend import NonFiniteLoss, get_backend
-from gram_ppl.inference.evaluate import evaluate_run, held_out_validity
+from gram_ppl.inference.evaluate import evaluate_run, held_out_validity, prior_draws
 from gram_ppl.inference.loading import LoadedRun, checkpoint_errors, convert_run, default_model, load_run
 from gram_ppl.inference.objective import guided_dims, kl_ceiling, kl_floor, log_count_unknown
 from gram_ppl.inference.resources import check_fit
@@ -337,9 +337,12 @@ class TrainLoop:
         record = {"step": self.step, "seconds": round(self.elapsed, 3), "cpu_seconds": round(self.cpu, 3)}
         record["eval"] = report
         record["eval_puzzles"] = min(eval_puzzles, len(self.data.test.x))  # the trials behind each share
+        draws = prior_draws(self.data.test, eval_puzzles)
+        if draws != record["eval_puzzles"]:  # generation: the prior shares count draws from the blank input
+            record["prior_draws"] = draws
         self.history.append(record)
         if keeps_best(self.cfg):
-            self.keep_if_best(backend, report, record["eval_puzzles"])
+            self.keep_if_best(backend, report, draws)
         if self.log is not None:
             self.log(f"step {self.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in report.items()))
         return report

@@ -60,7 +60,7 @@ def test_colourings_are_compared_up_to_colour_names():
 
 
 def test_the_logged_evaluation_counts_distinct_valid_boards_for_one_repeated_input():
-    from gram_ppl.inference.evaluate import validity_report
+    from gram_ppl.inference.evaluate import prior_draws, validity_report
     from gram_ppl.tasks import Split
 
     x = np.stack([EMPTY] * 4)  # one input, drawn for four times: generation's blank board
@@ -71,3 +71,14 @@ def test_the_logged_evaluation_counts_distinct_valid_boards_for_one_repeated_inp
     assert diverse["prior_distinct_valid"] == 0.5 and diverse["prior_valid"] == 1
     other = Split(x=np.stack([EMPTY, S1]), y=np.stack([S1, S1]), num_solutions=np.full(2, 2))  # two inputs
     assert "prior_distinct_valid" not in validity_report(TASK, other, 2, lambda x, y: np.stack([S1, S1]), False)
+    # the blank input is drawn as often as asked, however few inputs are held out; other inputs once each
+    asked = []
+
+    def record(x, y):
+        asked.append(len(x))
+        return np.stack([S1, S2, S1, S2, S1, S2][: len(x)])
+
+    more = validity_report(TASK, split, 6, record, guided=False)
+    assert asked == [6] and prior_draws(split, 6) == 6 and more["prior_distinct_valid"] == pytest.approx(2 / 6)
+    validity_report(TASK, other, 6, record, guided=False)
+    assert asked == [6, 2] and prior_draws(other, 6) == 2

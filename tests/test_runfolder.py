@@ -340,7 +340,7 @@ def test_keep_best_samples_from_the_best_evaluation_and_keeps_it_across_resume(t
     from gram_ppl.inference import run as run_module
     from gram_ppl.inference import svi_pyro
 
-    scores, seen = iter([0.1, 0.5, 0.2, 0.0, 0.5, 0.3, 0.9, 0.9, 1 / 58, 0.0, 0.9]), []  # 58 draws: the 4x4 test split
+    scores, seen = iter([0.1, 0.5, 0.2, 0.0, 0.5, 0.3, 0.9, 0.9, 1 / 128, 0.0, 0.9]), []  # of 128 blank draws
 
     def scripted(backend, trainer, task, test, puzzles, seed):  # the weights each evaluation saw, and a score
         seen.append({k: v.copy() for k, v in svi_pyro.weights(trainer.sampling_net()).items()})
@@ -356,6 +356,8 @@ def test_keep_best_samples_from_the_best_evaluation_and_keeps_it_across_resume(t
 
     result = fit(cfg, folder, steps=4, eval_every=1, progress=False)
     assert read_checkpoint(folder).loop["best"] == {"step": 2, "metric": "prior_distinct_valid", "value": 0.5}
+    evals = [r for r in json.loads((folder / "history.json").read_text()) if "eval" in r]
+    assert evals and all(r["eval_puzzles"] == 58 and r["prior_draws"] == 128 for r in evals)  # fit's eval_puzzles
     assert not same(result.trainer.sampling_net(), seen[1])  # trained on after the best evaluation
     assert same(result.net, seen[1]) and same(load_run(folder).net, seen[1])  # its weights are sampled from
     assert result.best == read_checkpoint(folder).loop["best"]  # what gp.evaluate reports as kept_best
@@ -378,7 +380,8 @@ def test_keep_best_samples_from_the_best_evaluation_and_keeps_it_across_resume(t
     # without keep_best the same run folder samples from the latest weights
     plain = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, keep_best=False))
     assert read_checkpoint(fit(plain, tmp_path / "plain", steps=2, eval_every=1, progress=False).folder).best is None
-    # one distinct valid board of 58 (a collapse onto one grid looks like that) is never kept: latest weights
+    # one distinct valid board of 128 draws (a collapse onto one grid looks like that; the 4x4 test split
+    # holds 58 grids, the blank input is drawn 128 times) is never kept: latest weights
     one = fit(cfg, tmp_path / "one", steps=2, eval_every=1, progress=False)
     assert read_checkpoint(one.folder).best is None and "best" not in read_checkpoint(one.folder).loop
     assert load_run(one.folder).best is None
