@@ -376,6 +376,13 @@ def test_training_traces_show_running_means_learning_rate_and_intervals():
         0.596, abs=0.01
     )  # Wilson, n=100
     assert plots.running_mean(np.array([1.0, 3.0, 5.0]), 2).tolist() == [1.0, 2.0, 4.0]
+    # generation: the prior's share counts its draws of the blank input, the guide's the held-out grids
+    history[-1] = {"step": 200, "eval": {"prior_valid": 0.5, "guide_valid": 0.5}, "eval_puzzles": 58,
+                   "prior_draws": 400}  # fmt: skip
+    prior_band, guide_band = (
+        c.get_paths()[0].vertices[:, 1] for c in plots.training_traces(history).axes[4].collections
+    )
+    assert np.ptp(prior_band) == pytest.approx(0.098, abs=0.005) and np.ptp(guide_band) > 0.2  # n = 400, n = 58
 
 
 def test_fit_evaluates_every_n_batches(tmp_path):
