@@ -636,10 +636,10 @@ def prior_path(cfg: GramConfig) -> PriorPathRule:
     30 grids at 4·N_sup, latest weights) and a 15-CPU-minute run gives 99.7 / 99.8% valid at
     8·N_sup (two seeds); with it the 600-batch run gives 98.5% and 268 grids, the 15-minute runs 88
     / 97% and 285 / 283 grids at 4·N_sup. Sampling the kept weights (fit.keep_best, which scores
-    distinct valid boards and so never keeps a collapsed prior) at τ = 1.5 (sample_temperature)
-    gives the un-anchored rule 100.0 / 99.8% valid and all 288 grids in 15 CPU minutes, two seeds:
-    the 4x4 default since 2026-12-06 (afternoon). Without the term: 35%. Digits collapsed onto one
-    image with the term, so they keep it off."""
+    distinct valid boards and so never keeps a collapsed prior) at τ = 1.5 (sample_temperature),
+    the 4x4 default since 2026-12-06 (afternoon): 96.4 / 99.98% valid, all 288 grids in both
+    seeds, in 15 CPU minutes (the anchored rule's kept weights: 97.3 / 98.4%, all 288). Without the
+    term: 35%. Digits collapsed onto one image with the term, so they keep it off."""
     fit, generates = cfg.fit, cfg.task.generates
     on = cfg.task.name == "sudoku" and generates and fit.variant != "deterministic" and fit.objective == "surrogate"
     weight = fit.prior_path_weight if fit.prior_path_weight is not None else (1.0 if on else 0.0)
@@ -685,9 +685,10 @@ def sample_temperature(cfg: GramConfig) -> float:
     """The temperature τ of prior samples when none is asked for (inference/tempering.py: τ scales
     the prior's σ): fit.sample_temperature, or where None 1.5 for generation trained with the
     un-anchored prior path, whose prior concentrates on fewer grids than it draws validly (4x4
-    grids, 15 CPU minutes, two seeds, kept weights at 8·N_sup: 99.96 / 99.74% valid and 283 / 282
-    of the 288 grids at τ = 1, 99.94 / 99.76% and 287 / 285 at 1.25, 100.0 / 99.82% and all 288 at
-    1.5; docs/recipe.md), and 1 elsewhere (the model itself)."""
+    grids, 15 CPU minutes, two seeds, weights kept by evaluations at τ = 1, sampled at 8·N_sup:
+    99.96 / 99.74% valid and 283 / 282 of the 288 grids at τ = 1, 99.94 / 99.76% and 287 / 285 at
+    1.25, 100.0 / 99.82% and all 288 at 1.5; kept by evaluations at τ = 1.5 too, the default:
+    96.4 / 99.98%, all 288; docs/recipe.md), and 1 elsewhere (the model itself)."""
     if cfg.fit.sample_temperature is not None:
         return float(cfg.fit.sample_temperature)
     rule = prior_path(cfg)
