@@ -30,7 +30,6 @@ from gram_ppl.task_defaults import (  # noqa: E402  (re-exported: the names ever
     TASK_NAMES,
     TASK_REGISTRY,
     TASK_SIZES,
-    UNANCHORED_BY_DEFAULT,
     UNCHECKED,
 )
 
@@ -289,7 +288,7 @@ class FitConfig:
     n_sup: int = 4  # supervision steps N_sup (paper: 16)
     # supervision steps a sample takes unless asked (--depth): None is N_sup, or for generation
     # trained with the prior-path term, whose later steps repair, 16·N_sup with the "repair" target
-    # and 4·N_sup with another (8·N_sup un-anchored, the 4x4 default), or 16·N_sup for Sudoku puzzles with one
+    # and 4·N_sup with another (8·N_sup un-anchored), or 16·N_sup for Sudoku puzzles with one
     # solution, whose later steps keep refining (config.sample_depth)
     sample_depth: int | None = None
     # temperature τ of prior samples unless asked (--temperature; scales the prior's σ, training
@@ -507,24 +506,10 @@ class GramConfig:
 
 
 def gram_config_from_dict(data: dict) -> GramConfig:
-    """Rebuild a GramConfig from `to_dict` output (nested dicts); unknown keys are errors. A run
-    written before generation of the sizes of UNANCHORED_BY_DEFAULT (4x4 grids) defaulted to the
-    un-anchored prior path (its fit has no sample_temperature) keeps the anchor it trained with:
-    its prior_path_anchor null meant "on for generation" then."""
+    """Rebuild a GramConfig from `to_dict` output (nested dicts); unknown keys are errors."""
     parts = {"task": TaskConfig, "net": NetConfig, "fit": FitConfig, "priors": PriorConfig}
     kwargs = {k: (from_dict(parts[k], v) if k in parts and v is not None else v) for k, v in data.items()}
-    cfg = from_dict(GramConfig, kwargs)
-    fit = data.get("fit")
-    task = cfg.task
-    if (
-        isinstance(fit, dict)
-        and "sample_temperature" not in fit
-        and cfg.fit.prior_path_anchor is None
-        and task.generates
-        and task.size in UNANCHORED_BY_DEFAULT.get(task.name, ())
-    ):
-        cfg = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, prior_path_anchor=True))
-    return cfg
+    return from_dict(GramConfig, kwargs)
 
 
 def to_dict(cfg) -> dict:
@@ -630,27 +615,22 @@ def prior_path(cfg: GramConfig) -> PriorPathRule:
     51.0 / 23.6% for "train", latest weights 43.8 / 42.1% against 35.5 / 15.1%, 51.7 / 59.9% at
     30, 96.2 / 97.1% at 30 sampled at 16·N_sup (sample_depth); docs/recipe.md), else "train" (the nearest training grid: 4x4, where "repair" gave 98.3 /
     86.7% against 97.3 / 98.4%), and "y" elsewhere;
-    fit.prior_path_anchor, or where None: on for generation, except for the sizes of
-    UNANCHORED_BY_DEFAULT (4x4 grids), and always with "repair". Measured on 4x4 grids
+    fit.prior_path_anchor, or where None: on for generation and with "repair". Measured on 4x4 grids
     (docs/recipe.md): without the anchor a 600-batch run collapses onto a few grids (38% valid and
     30 grids at 4·N_sup, latest weights) and a 15-CPU-minute run gives 99.7 / 99.8% valid at
     8·N_sup (two seeds); with it the 600-batch run gives 98.5% and 268 grids, the 15-minute runs 88
     / 97% and 285 / 283 grids at 4·N_sup. Sampling the kept weights (fit.keep_best, which scores
-    distinct valid boards and so never keeps a collapsed prior) at τ = 1.5 (sample_temperature),
-    the 4x4 default since 2026-12-06 (afternoon): 96.4 / 99.98% valid, all 288 grids in both
-    seeds, in 15 CPU minutes (the anchored rule's kept weights: 97.3 / 98.4%, all 288). Without the
-    term: 35%. Digits collapsed onto one image with the term, so they keep it off."""
+    distinct valid boards and so never keeps a collapsed prior) at τ = 1.5 (sample_temperature)
+    gives the un-anchored rule 96.4 / 99.98% valid, all 288 grids, in 15 CPU minutes (two seeds);
+    the anchored rule's kept weights, chosen by evaluations of 128 draws, 99.8 / 100.0% and all 288
+    (docs/recipe.md): the anchor stays the default. Without the term: 35%. Digits collapsed onto one
+    image with the term, so they keep it off."""
     fit, generates = cfg.fit, cfg.task.generates
     on = cfg.task.name == "sudoku" and generates and fit.variant != "deterministic" and fit.objective == "surrogate"
     weight = fit.prior_path_weight if fit.prior_path_weight is not None else (1.0 if on else 0.0)
     repairs = cfg.task.size in REPAIR_BY_DEFAULT.get(cfg.task.name, ())
     target = fit.prior_path_target or (("repair" if repairs else "train") if generates else "y")
-    unanchored = generates and cfg.task.size in UNANCHORED_BY_DEFAULT.get(cfg.task.name, ())
-    anchor = (
-        fit.prior_path_anchor
-        if fit.prior_path_anchor is not None
-        else ((generates and not unanchored) or target == "repair")
-    )
+    anchor = fit.prior_path_anchor if fit.prior_path_anchor is not None else (generates or target == "repair")
     return PriorPathRule(float(weight), target, anchor)
 
 
@@ -663,7 +643,7 @@ def sample_depth(cfg: GramConfig) -> int:
     evaluations sample there too: 96.2 / 97.1%, every valid one distinct; on 4x4 grids the
     deep repair narrows the grids drawn, so 4x4 keeps the nearest training grid), 4·N_sup with another
     anchored target (the nearest training grid; 4x4 grids, 15 CPU minutes, two seeds: 88 / 97%
-    valid at 4·N_sup, 85 / 93% at 8·N_sup), 8·N_sup without the anchor (the 4x4 default: 97 / 99%
+    valid at 4·N_sup, 85 / 93% at 8·N_sup), 8·N_sup without the anchor (97 / 99%
     at 4·N_sup, 99.7 / 99.8% at 8·N_sup; docs/recipe.md), and for Sudoku puzzles with one solution,
     where every further step refines the board: 16·N_sup (hard 9x9, 60 CPU minutes, one sample: 3.5%
     exact at N_sup, 21% at 2·N_sup, 54% at 16·N_sup, 59% at 32·N_sup; 6x6: 99.2 / 99.4% at N_sup,
@@ -687,8 +667,8 @@ def sample_temperature(cfg: GramConfig) -> float:
     un-anchored prior path, whose prior concentrates on fewer grids than it draws validly (4x4
     grids, 15 CPU minutes, two seeds, weights kept by evaluations at τ = 1, sampled at 8·N_sup:
     99.96 / 99.74% valid and 283 / 282 of the 288 grids at τ = 1, 99.94 / 99.76% and 287 / 285 at
-    1.25, 100.0 / 99.82% and all 288 at 1.5; kept by evaluations at τ = 1.5 too, the default:
-    96.4 / 99.98%, all 288; docs/recipe.md), and 1 elsewhere (the model itself)."""
+    1.25, 100.0 / 99.82% and all 288 at 1.5; kept by evaluations at τ = 1.5 too: 96.4 / 99.98%,
+    all 288; docs/recipe.md), and 1 elsewhere (the model itself)."""
     if cfg.fit.sample_temperature is not None:
         return float(cfg.fit.sample_temperature)
     rule = prior_path(cfg)

@@ -25,12 +25,6 @@ REPAIRABLE = ("sudoku",)  # tasks with Task.repair (a solver that turns a drawn 
 # where the training grids are a tiny share of all grids (6x6: 10,000 of 28,200,960), so the
 # nearest one is far from what the prior draws; 4x4 (230 of 288) keeps the nearest training grid
 REPAIR_BY_DEFAULT = {"sudoku": (6, 9)}
-# sizes whose generation trains the prior path without the first-step anchor by default, and so
-# samples at config.sample_temperature's τ = 1.5 (the un-anchored rule sharpens the prior onto
-# fewer grids; a hotter prior spreads it): 4x4 grids, 15 CPU minutes, keep_best's evaluations
-# at τ = 1.5 and 128 draws: 96.4 / 99.98% valid, all 288 grids in both seeds (with 58 draws:
-# 99.24 / 99.84%, 280 / 287 grids), against 97.3 / 98.4% and all 288 anchored (docs/recipe.md)
-UNANCHORED_BY_DEFAULT = {"sudoku": (4,)}
 # (task, mode): the default sample depth as a multiple of N_sup where every further step keeps
 # refining a board (config.sample_depth; measured on 6x6 and hard 9x9 Sudoku, docs/recipe.md)
 DEEP_SAMPLING = {("sudoku", "unique"): 16}

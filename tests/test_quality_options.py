@@ -631,8 +631,7 @@ def test_the_prior_path_rule_and_its_defaults():
     from gram_ppl.config import GramConfig, from_dict, prior_path, to_dict
 
     gen = GramConfig(task=TaskConfig(name="sudoku", size=4))  # 4x4: generation by default
-    assert prior_path(gen) == (1.0, "train", False)  # un-anchored (UNANCHORED_BY_DEFAULT)
-    assert prior_path(dataclasses.replace(gen, fit=FitConfig(prior_path_target="repair"))).anchor  # always
+    assert prior_path(gen) == (1.0, "train", True)
     for size in (6, 9):
         big = GramConfig(task=TaskConfig(name="sudoku", size=size, mode="generate"))
         assert prior_path(big) == (1.0, "repair", True)
@@ -658,8 +657,8 @@ def test_the_sample_depth_default():
     from gram_ppl.config import GramConfig, sample_depth
 
     gen = GramConfig(task=TaskConfig(name="sudoku", size=4))
-    assert sample_depth(gen) == 32  # 4x4 generation trains with the un-anchored prior path by default: 8·N_sup
-    assert sample_depth(dataclasses.replace(gen, fit=FitConfig(prior_path_anchor=True))) == 16  # anchored: 4·N_sup
+    assert sample_depth(gen) == 16  # generation trains with the anchored prior path by default: 4·N_sup
+    assert sample_depth(dataclasses.replace(gen, fit=FitConfig(prior_path_anchor=False))) == 32  # 8·N_sup
     assert sample_depth(dataclasses.replace(gen, fit=FitConfig(prior_path_weight=0.0))) == 4  # without it: N_sup
     gen6 = GramConfig(task=TaskConfig(name="sudoku", size=6, mode="generate"))
     assert sample_depth(gen6) == 64  # 6x6 grids train toward repaired boards by default: 16·N_sup
@@ -676,18 +675,15 @@ def test_the_sample_depth_default():
 
 
 def test_the_sample_temperature_default():
-    """config.sample_temperature: 1.5 for generation trained with the un-anchored prior path (the
-    4x4 default), 1 elsewhere (anchored or repaired generation, puzzles, digits, no prior path);
-    the field wins; a bad one is refused; runs written before the field existed sample at 1."""
-    from gram_ppl.config import GramConfig, gram_config_from_dict, prior_path, sample_depth, sample_temperature, to_dict
+    """config.sample_temperature: 1.5 for generation trained with the un-anchored prior path, 1
+    elsewhere (anchored or repaired generation, puzzles, digits, no prior path); the field wins; a
+    bad one is refused; runs written before the field existed sample at 1."""
+    from gram_ppl.config import GramConfig, gram_config_from_dict, sample_temperature, to_dict
 
     gen = GramConfig(task=TaskConfig(name="sudoku", size=4))
-    assert sample_temperature(gen) == 1.5
-    for fit in (
-        FitConfig(prior_path_anchor=True),
-        FitConfig(prior_path_weight=0.0),
-        FitConfig(variant="deterministic"),
-    ):
+    assert sample_temperature(gen) == 1.0  # anchored by default
+    assert sample_temperature(dataclasses.replace(gen, fit=FitConfig(prior_path_anchor=False))) == 1.5
+    for fit in (FitConfig(prior_path_weight=0.0, prior_path_anchor=False), FitConfig(variant="deterministic")):
         assert sample_temperature(dataclasses.replace(gen, fit=fit)) == 1.0
     assert sample_temperature(GramConfig(task=TaskConfig(name="sudoku", size=6, mode="generate"))) == 1.0
     assert sample_temperature(GramConfig(task=TaskConfig(name="sudoku", size=6))) == 1.0  # puzzles
@@ -698,15 +694,9 @@ def test_the_sample_temperature_default():
     for bad in (-0.5, float("nan"), float("inf"), True, "1"):
         with pytest.raises(ConfigError, match="sample_temperature"):
             FitConfig(sample_temperature=bad)
-    old = to_dict(gen)
+    old = to_dict(dataclasses.replace(gen, fit=FitConfig(prior_path_anchor=False)))
     del old["fit"]["sample_temperature"]  # a config.json from before the field
     assert sample_temperature(gram_config_from_dict(old)) == 1.0
-    # ...which trained 4x4 grids with the anchor (its null meant "on for generation" then): kept
-    assert prior_path(gram_config_from_dict(old)).anchor and sample_depth(gram_config_from_dict(old)) == 16
-    assert not prior_path(gram_config_from_dict(to_dict(gen))).anchor  # a run written today
-    puzzles = to_dict(GramConfig(task=TaskConfig(name="sudoku", size=4, mode="multi")))
-    del puzzles["fit"]["sample_temperature"]
-    assert gram_config_from_dict(puzzles).fit.prior_path_anchor is None  # nothing changed for it: left alone
 
 
 def test_the_prior_path_can_leave_the_prior_noise_heads_alone():

@@ -108,17 +108,17 @@ def test_generate_unconditional_boards(tmp_path, capsys):
     task = get_task("sudoku", 4)
     assert len(lines) == 7 and all(len(task.parse_solution(line)) == 16 for line in lines)
     err = capsys.readouterr().err
-    # 8·N_sup at τ = 1.5: 4x4 generation trains with the un-anchored prior path by default
-    assert "depth 16, temperature 1.5: 7 samples:" in err
+    # 4·N_sup at τ = 1: Sudoku generation trains with the anchored prior path by default
+    assert "depth 8, temperature 1: 7 samples:" in err
     assert "copy a training grid" in err and "held-out grids generated" in err
-    args = ["generate", str(tmp_path / "gen"), "--num", "3", "--depth", "5", "--temperature", "1", "--out", str(out)]
+    args = ["generate", str(tmp_path / "gen"), "--num", "3", "--depth", "5", "--temperature", "1.5", "--out", str(out)]
     assert main(args) == 0
-    assert "depth 5, temperature 1: 3 samples:" in capsys.readouterr().err
+    assert "depth 5, temperature 1.5: 3 samples:" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "gen"), "--num-samples", "3", "--puzzles", "2"]) == 0
     head = json.loads(capsys.readouterr().out)
     gen = head["generation"]
     assert gen["samples"] == 6 and 0 <= gen["valid"] <= 1 and gen["held_out"] == 58
-    assert head["temperature"] == 1.5 and head["depth"] == 16  # the run's, recorded
+    assert head["temperature"] == 1.0 and head["depth"] == 8  # the run's, recorded
     assert main(["evaluate", str(tmp_path / "gen"), "--num-samples", "5"]) == 0  # not 5 for each of 58 blank inputs
     out, err = capsys.readouterr()
     assert json.loads(out)["generation"]["samples"] == 5 and json.loads(out)["puzzles"] == 1

@@ -31,7 +31,7 @@ from gram_ppl.tasks import task_for
 def _temperature_arg(p) -> None:
     p.add_argument("--temperature", type=temperature_type,
                    help="scale the prior's σ: < 1 precision, > 1 diversity, 0 the prior mean (default: the "
-                        "run's, config.sample_temperature: 1, or 1.5 for 4x4 generation)")  # fmt: skip
+                        "run's, config.sample_temperature: 1, or 1.5 un-anchored generation)")  # fmt: skip
 
 
 def add_commands(sub) -> None:
