@@ -35,11 +35,11 @@ def depth_rows(
     folder: str, multiples: list[int], samples: int, latest: bool = False, temperature: float | None = None
 ) -> list[dict]:
     run = load_run(folder, latest=latest)
-    base = run.config.fit.n_sup
+    base, tau = run.config.fit.n_sup, sample_temperature(run.config, temperature)
     rows = []
     judge = None
     for m in multiples:
-        g = generate(run, samples, depth=m * base, temperature=temperature)
+        g = generate(run, samples, depth=m * base, temperature=tau)
         if run.task.checker:
             row = generation_report(g.boards, g.valid, run.data.train.y, run.data.test.y, g.conflicts)
         else:
@@ -47,7 +47,6 @@ def depth_rows(
 
             judge = judge or judge_for(run.data.train.y)
             row = image_metrics(g.boards, run.data.train.y, judge)
-        tau = sample_temperature(run.config) if temperature is None else temperature
         rows.append({"depth": m * base, "multiple": m, "temperature": tau, **row})
     return rows
 

@@ -661,14 +661,16 @@ def sample_depth(cfg: GramConfig) -> int:
     return (4 if rule.anchor else 8) * cfg.fit.n_sup
 
 
-def sample_temperature(cfg: GramConfig) -> float:
-    """The temperature τ of prior samples when none is asked for (inference/tempering.py: τ scales
-    the prior's σ): fit.sample_temperature, or where None 1.5 for generation trained with the
+def sample_temperature(cfg: GramConfig, asked: float | None = None) -> float:
+    """The temperature τ of prior samples: `asked` where given (a sampler's --temperature), else
+    the run's (inference/tempering.py: τ scales the prior's σ): fit.sample_temperature, or where None 1.5 for generation trained with the
     un-anchored prior path, whose prior concentrates on fewer grids than it draws validly (4x4
     grids, 15 CPU minutes, two seeds, weights kept by evaluations at τ = 1, sampled at 8·N_sup:
     99.96 / 99.74% valid and 283 / 282 of the 288 grids at τ = 1, 99.94 / 99.76% and 287 / 285 at
     1.25, 100.0 / 99.82% and all 288 at 1.5; kept by evaluations at τ = 1.5 too: 96.4 / 99.98%,
     all 288; docs/recipe.md), and 1 elsewhere (the model itself)."""
+    if asked is not None:
+        return asked
     if cfg.fit.sample_temperature is not None:
         return float(cfg.fit.sample_temperature)
     rule = prior_path(cfg)

@@ -61,12 +61,17 @@ def _tv_to_uniform(valid_keys: list[bytes], num_solutions: int) -> float | None:
     return 0.5 * (np.abs(counts - 1 / num_solutions).sum() + unseen / num_solutions)
 
 
+def _one_input(x: np.ndarray) -> bool:
+    """Whether the inputs x (B, L_x) are one input repeated (generation: the blank board)."""
+    return len(x) > 1 and bool((x == x[:1]).all())
+
+
 def prior_draws(test: Split, puzzles: int) -> int:
     """How many prior draws an evaluation of `puzzles` held-out inputs makes: `puzzles` where every
     input is the same (generation from the blank board: 4x4 grids hold out only 58, and a share of
     58 draws says little about coverage), else one per input evaluated."""
     x = test.x[:puzzles]
-    return puzzles if len(x) > 1 and (x == x[:1]).all() else len(x)
+    return puzzles if _one_input(x) else len(x)
 
 
 def validity_report(task: Task, test: Split, puzzles: int, draw, guided: bool, log_lik=None) -> dict[str, float]:
@@ -80,8 +85,8 @@ def validity_report(task: Task, test: Split, puzzles: int, draw, guided: bool, l
     boards among them as a share of the draws: a prior collapsing onto a few boards shows there
     while its validity looks fine."""
     x, y = test.x[:puzzles], test.y[:puzzles]
-    blank = len(x) > 1 and (x == x[:1]).all()
-    xp = np.repeat(x[:1], prior_draws(test, puzzles), 0) if blank else x  # (B', L_x)
+    blank = _one_input(x)
+    xp = np.repeat(x[:1], puzzles, 0) if blank else x  # (B', L_x): prior_draws(test, puzzles) rows
     prior = draw(xp, None)  # (B', L_y)
     valid = task.is_valid(xp, prior)  # (B',)
     report = {"prior_valid": float(valid.mean())}
@@ -267,7 +272,7 @@ def evaluate_run(
     if puzzles is None and cfg.task.generates:  # blank inputs, all the same: num_samples boards
         puzzles = 1
     x, depth = test.x[:puzzles], depth or sample_depth(cfg)
-    temperature = sample_temperature(cfg) if temperature is None else temperature
+    temperature = sample_temperature(cfg, temperature)
     r = rollout(mod, net, cfg, x, num_samples, depth, temperature=temperature, seed=seed_for(cfg, "evaluate"))
     head = {"puzzles": len(x), "num_samples": num_samples, "depth": depth, "temperature": temperature}
     if run.best is not None:  # fit.keep_best: which evaluation's weights were sampled

@@ -304,7 +304,7 @@ def sample(
     the prior, or through the guide when y (B, L_y) is given: (num_samples, B, L_y) numpy.
     With x None the input is empty (unconditional samples, B = 1). `temperature` scales the prior's σ
     (None: the run's, config.sample_temperature)."""
-    temperature = sample_temperature(cfg) if temperature is None else temperature
+    temperature = sample_temperature(cfg, temperature)
     if x is None:
         x = np.ones((1, bound.x_len), np.int32)
     B = np.asarray(x).shape[0]
@@ -355,7 +355,7 @@ def prior_steps(
     every depth: the step index does not enter prior rollouts): argmax boards, halt logits and
     LPRM values of all N·B trajectories as numpy, for inference.sampling.rollout; `temperature`
     None is the run's (config.sample_temperature)."""
-    temperature = sample_temperature(cfg) if temperature is None else temperature
+    temperature = sample_temperature(cfg, temperature)
     xs = jnp.asarray(np.tile(np.asarray(x), (num_samples, 1)), jnp.int32)  # (N*B, L_x)
     carry = bound.net.apply({"params": bound.params}, xs.shape[0], method="initial_state")  # ((N*B, L, D),) * 2
     params, xs, h, l = _spread(bound.params, xs, *carry)  # trajectories split over the devices, if several

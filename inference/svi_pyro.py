@@ -234,7 +234,7 @@ def sample(mod, net, cfg: GramConfig, x, y=None, num_samples: int = 1, depth=Non
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if y is None:
-            with pyro_temper(sample_temperature(cfg) if temperature is None else temperature):
+            with pyro_temper(sample_temperature(cfg, temperature)):
                 h, _ = mod.model(xs, None, net=net, **{**kw, "observe": "none"})  # no y is drawn
         else:
             ys, shared = _tensor(y, device).repeat(num_samples, 1), SharedCore(net)  # (N*B, L_y)
@@ -263,7 +263,7 @@ def prior_steps(mod, net, cfg: GramConfig, x, num_samples: int, seed: int = 0, t
     logits and LPRM values of all N·B trajectories (numpy), for as long as asked. The steps draw
     from their own torch RNG stream, seeded with `seed` (the caller's is untouched); `temperature`
     None is the run's (config.sample_temperature)."""
-    tau = sample_temperature(cfg) if temperature is None else temperature
+    tau = sample_temperature(cfg, temperature)
     xs = _tensor(x, net.z0.device).repeat(num_samples, 1)  # (N*B, L_x)
     kw = dict(net=EmbedOnce(net, xs), cfg=cfg, priors=cfg.priors, truncate=False, observe="none")  # no y drawn
     with torch.random.fork_rng(devices=[]):

@@ -691,6 +691,7 @@ def test_the_sample_temperature_default():
     assert sample_temperature(GramConfig(task=TaskConfig(name="nqueens", size=8))) == 1.0
     assert sample_temperature(dataclasses.replace(gen, fit=FitConfig(sample_temperature=0))) == 0.0
     assert sample_temperature(dataclasses.replace(gen, fit=FitConfig(sample_temperature=0.75))) == 0.75
+    assert sample_temperature(dataclasses.replace(gen, fit=FitConfig(sample_temperature=0.75)), 0.0) == 0.0  # asked
     for bad in (-0.5, float("nan"), float("inf"), True, "1"):
         with pytest.raises(ConfigError, match="sample_temperature"):
             FitConfig(sample_temperature=bad)

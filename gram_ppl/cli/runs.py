@@ -322,7 +322,7 @@ def cmd_generate(args) -> int:
     if run.config.task.generates:
         report = generation_report(g.boards, g.valid, run.data.train.y, run.data.test.y, g.conflicts)
         depth = args.depth or sample_depth(run.config)
-        tau = sample_temperature(run.config) if args.temperature is None else args.temperature
+        tau = sample_temperature(run.config, args.temperature)
         print(f"depth {depth}, temperature {tau:g}: {describe_generation(report)}", file=sys.stderr)
         return 0
     print(f"{args.num} samples: {g.share_valid:.1%} valid, {g.distinct_valid} distinct valid", file=sys.stderr)
