@@ -519,7 +519,8 @@ def to_dict(cfg) -> dict:
 
 def config_differences(a: GramConfig, b: GramConfig, ignore=("fit.seed", "fit.threads")) -> list[str]:
     """The dotted fields (`fit.beta`, `priors.family`) in which two configs differ, except the
-    `ignore`d ones (by default the training seed and the thread count: fits of the same model)."""
+    `ignore`d ones (by default the training seed and the thread count: fits of the same model).
+    Compared as runs store them (`resolved`): a field left to its default equals its value."""
 
     def flat(d, prefix=""):
         out = {}
@@ -527,7 +528,7 @@ def config_differences(a: GramConfig, b: GramConfig, ignore=("fit.seed", "fit.th
             out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
         return out
 
-    fa, fb = flat(to_dict(a)), flat(to_dict(b))
+    fa, fb = flat(to_dict(resolved(a))), flat(to_dict(resolved(b)))
     return sorted(k for k in fa.keys() | fb.keys() if k not in ignore and fa.get(k) != fb.get(k))
 
 
@@ -562,6 +563,9 @@ __all__ = [
     "ConfigError",
     "FitConfig",
     "with_priors",
+    "resolved",
+    "unresolved",
+    "RULE_FIELDS",
     "augments",
     "keeps_best",
     "sample_temperature",
@@ -689,6 +693,39 @@ def augments(cfg: GramConfig) -> bool:
     """Whether training batches are augmented by the task's symmetries: fit.augment, or where it
     is None, exactly when the test inputs are held out by orbit (TaskConfig.split)."""
     return cfg.task.resolved().split == "orbit" if cfg.fit.augment is None else cfg.fit.augment
+
+
+# The fit fields whose None means "the rule in force for this task" (the functions above).
+RULE_FIELDS = (
+    "prior_path_weight", "prior_path_target", "prior_path_anchor", "sample_depth", "sample_temperature", "keep_best",
+    "augment",
+)  # fmt: skip
+
+
+def resolved(cfg: GramConfig) -> GramConfig:
+    """`cfg` as a run stores it: the task's size and mode defaults filled in (TaskConfig.resolved)
+    and every fit rule left to None (RULE_FIELDS) written out as the value in force (prior_path,
+    sample_depth, sample_temperature, keeps_best, augments), so that config.json says how the run
+    was trained and is sampled, and a later change of a default leaves the run as it was."""
+    rule = prior_path(cfg)
+    fit = dataclasses.replace(
+        cfg.fit, prior_path_weight=rule.weight, prior_path_target=rule.target, prior_path_anchor=rule.anchor,
+        sample_depth=sample_depth(cfg), sample_temperature=sample_temperature(cfg), keep_best=keeps_best(cfg),
+        augment=augments(cfg),
+    )  # fmt: skip
+    return dataclasses.replace(cfg, task=cfg.task.resolved(), fit=fit)
+
+
+def unresolved(cfg: GramConfig) -> GramConfig:
+    """A stored (resolved) config with each fit rule that today's default gives anyway set back to
+    None, and those a default no longer gives kept: the base on which a resumed run's overrides
+    act, so that e.g. `--set fit.n_sup=8` moves the default sample depth with it, while a rule
+    the run was trained under stays. `resolved(unresolved(cfg)) == resolved(cfg)`."""
+    target, out = resolved(cfg), cfg
+    for name in RULE_FIELDS:  # the rules a later one derives from come first (prior path, then depth)
+        trial = dataclasses.replace(out, fit=dataclasses.replace(out.fit, **{name: None}))
+        out = trial if resolved(trial) == target else out
+    return out
 
 
 def with_priors(cfg: GramConfig, priors: PriorConfig) -> GramConfig:

@@ -21,7 +21,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-from gram_ppl.config import GramConfig, augments, describe_priors, guide_family, keeps_best, prior_path, with_priors
+from gram_ppl.config import (
+    GramConfig,
+    augments,
+    describe_priors,
+    guide_family,
+    keeps_best,
+    prior_path,
+    resolved,
+    with_priors,
+)
 from gram_ppl.data import Dataset, build_dataset
 from gram_ppl.inference import parallel
 from gram_ppl.inference.backend import NonFiniteLoss, get_backend
@@ -39,7 +48,6 @@ from gram_ppl.inference.runfolder import (
     load_config,
     nothing_to_lose,
     read_checkpoint,
-    resolve_task,
     write_checkpoint,
     write_data_record,
     write_run_files,
@@ -137,7 +145,7 @@ def _fit(cfg, folder, mod, data, resume, force, budget: Budget, schedule: Schedu
     if resume:  # the checkpoint is read once: its config is checked, then its state restored
         ckpt = read_checkpoint(folder)
         cfg = check_resume(folder, cfg, mod, force, ckpt.config)
-    cfg = resolve_task(with_priors(cfg, mod.PRIORS))  # stored resolved: later default changes leave it as it is
+    cfg = resolved(with_priors(cfg, mod.PRIORS))  # stored resolved: later default changes leave it as it is
     check_fit(cfg, task_for(cfg.task))  # before any memory is taken
     backend = get_backend(cfg.backend)
     backend.setup(cfg.fit.threads)

@@ -39,7 +39,17 @@ from typing import NamedTuple
 import numpy as np
 
 from gram_ppl import fileio
-from gram_ppl.config import ConfigError, GramConfig, config_differences, gram_config_from_dict, to_dict, with_priors
+from gram_ppl.config import (
+    RULE_FIELDS,
+    ConfigError,
+    GramConfig,
+    config_differences,
+    gram_config_from_dict,
+    resolved,
+    to_dict,
+    unresolved,
+    with_priors,
+)
 
 FORMAT = 3  # 1: checkpoint.pt + checkpoint.sha256 + history.json written one after another;
 # 2: one torch.save file for both backends; 3: one zip, each backend's own serialiser inside
@@ -187,19 +197,16 @@ def _shape(record) -> str:
     return f"{record.get('dtype')} {tuple(record.get('shape', ()))} sha256 {str(record.get('sha256'))[:12]}"
 
 
-def resolve_task(cfg: GramConfig) -> GramConfig:
-    """`cfg` with its task config resolved (every size and mode default filled in): how a run
-    stores it, so that a later change of the defaults leaves the run's data as it was."""
-    return dataclasses.replace(cfg, task=cfg.task.resolved())
-
-
-def _defaults_from(asked, stored):
-    """The task config `asked` for, its fields left to defaults (None) taken from the run's
-    `stored` one where that is the same task and size."""
-    if (asked.name, asked.size) != (stored.name, stored.size):
-        return asked
-    names = [f.name for f in dataclasses.fields(asked) if getattr(asked, f.name) is None]
-    return dataclasses.replace(asked, **{k: getattr(stored, k) for k in names})
+def _defaults_from(asked: GramConfig, stored: GramConfig) -> GramConfig:
+    """The config `asked` for, with what it leaves to defaults (None) taken from the run's
+    `stored` one: the task's fields where it is the same task and size, and the fit rules
+    (config.RULE_FIELDS) that the run was trained under and today's defaults no longer give."""
+    task, kept = asked.task, unresolved(stored)
+    if (task.name, task.size) == (stored.task.name, stored.task.size):
+        names = [f.name for f in dataclasses.fields(task) if getattr(task, f.name) is None]
+        task = dataclasses.replace(task, **{k: getattr(stored.task, k) for k in names})
+    rules = {k: getattr(kept.fit, k) for k in RULE_FIELDS if getattr(asked.fit, k) is None}
+    return dataclasses.replace(asked, task=task, fit=dataclasses.replace(asked.fit, **rules))
 
 
 def load_config(folder: str | Path) -> GramConfig:
@@ -229,13 +236,13 @@ def check_resume(
     if trained is not None:  # compared resolved: runs written before the task was stored resolved
         problems += [
             f"config.json {k}: {b!r}, but the checkpoint was trained with {a!r}"
-            for k, a, b in _diff(to_dict(resolve_task(trained)), to_dict(resolve_task(stored)))
+            for k, a, b in _diff(to_dict(resolved(trained)), to_dict(resolved(stored)))
         ]
     if cfg is not None:
         # what the request leaves to defaults is what the run has (a later release may default otherwise)
-        cfg = dataclasses.replace(cfg, task=_defaults_from(cfg.task, stored.task))
-        wanted = resolve_task(with_priors(cfg, stored.priors))
-        problems += [f"config {k}: {a!r} -> {b!r}" for k, a, b in _diff(to_dict(resolve_task(stored)), to_dict(wanted))]
+        cfg = _defaults_from(cfg, stored)
+        wanted = resolved(with_priors(cfg, stored.priors))
+        problems += [f"config {k}: {a!r} -> {b!r}" for k, a, b in _diff(to_dict(resolved(stored)), to_dict(wanted))]
     model_file = Path(folder) / "model.py"
     if not model_file.is_file() or not same_code(model_file.read_text(), inspect.getsource(mod)):
         problems.append(f"the model file {inspect.getsourcefile(mod)} differs from {model_file}")

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from gram_ppl.config import ConfigError, TaskConfig, from_dict, to_dict
+from gram_ppl.config import ConfigError, FitConfig, GramConfig, TaskConfig, from_dict, to_dict
 
 
 @pytest.mark.parametrize(
@@ -168,3 +168,27 @@ def test_the_repair_target_needs_a_repairing_task_and_is_anchored():
         rule = prior_path(GramConfig(task=TaskConfig(name="sudoku", size=4, mode=mode), fit=fit))
         assert rule == (1.0, "repair", True)
     assert not prior_path(GramConfig(task=TaskConfig(name="sudoku", size=4, mode="unique"))).anchor
+
+
+@pytest.mark.parametrize(
+    "task",
+    [TaskConfig(name="sudoku", size=4), TaskConfig(name="sudoku", size=6, mode="generate"), TaskConfig(name="sudoku", size=9),
+     TaskConfig(name="nqueens", size=8), TaskConfig(name="digits", size=8)],
+)  # fmt: skip
+@pytest.mark.parametrize("variant", ["gram", "deterministic"])
+def test_resolved_writes_out_the_rules_in_force_and_unresolved_takes_them_back(task, variant):
+    from gram_ppl import config
+
+    asked = GramConfig(task=task, fit=FitConfig(variant=variant))
+    stored = config.resolved(asked)
+    assert all(getattr(stored.fit, k) is not None for k in config.RULE_FIELDS)
+    rule = config.prior_path(asked)
+    assert (stored.fit.prior_path_weight, stored.fit.prior_path_target, stored.fit.prior_path_anchor) == tuple(rule)
+    assert config.sample_depth(stored) == config.sample_depth(asked)
+    assert (config.keeps_best(stored), config.augments(stored)) == (config.keeps_best(asked), config.augments(asked))
+    assert config.resolved(stored) == stored
+    assert config.unresolved(stored).fit == asked.fit  # today's defaults give every rule back
+    explicit = dataclasses.replace(
+        stored, fit=dataclasses.replace(stored.fit, sample_depth=stored.fit.sample_depth + 1)
+    )
+    assert config.unresolved(explicit).fit.sample_depth == stored.fit.sample_depth + 1  # not a default: kept

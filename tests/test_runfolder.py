@@ -304,6 +304,38 @@ def test_a_run_keeps_its_data_set_when_the_defaults_change(tmp_path, monkeypatch
     assert resumed.config.task.num_train == 230
 
 
+def test_a_run_keeps_its_fit_rules_when_the_defaults_change(tmp_path, monkeypatch):
+    """config.json writes out every rule left to its default (prior path, sample depth and
+    temperature, keep_best, augmentation): a later default neither changes how the run samples
+    nor refuses its resume; an override on resume moves the rules that derive from it."""
+    from gram_ppl import config
+    from gram_ppl.cli import build_parser
+    from gram_ppl.cli.runs import fit_config
+
+    run = tmp_path / "run"
+    asked = _sudoku_gen_config()
+    fit(asked, run, steps=1, **QUIET)
+    stored = json.loads((run / "config.json").read_text())["fit"]
+    rules = {k: stored[k] for k in config.RULE_FIELDS}
+    assert rules == {"prior_path_weight": 1.0, "prior_path_target": "train", "prior_path_anchor": True,
+                     "sample_depth": 4 * asked.fit.n_sup, "sample_temperature": 1.0, "keep_best": True,
+                     "augment": False}  # fmt: skip
+    from gram_ppl.models.priors import PRIORS
+
+    assert config.config_differences(config.with_priors(asked, PRIORS), load_config(run)) == []  # a default = its value
+    monkeypatch.setitem(config.REPAIR_BY_DEFAULT, "sudoku", (4, 6, 9))  # a later release's defaults
+    assert config.sample_depth(asked) == 16 * asked.fit.n_sup and config.prior_path(asked).target == "repair"
+    cfg = load_config(run)
+    assert (config.sample_depth(cfg), config.prior_path(cfg).target) == (4 * asked.fit.n_sup, "train")
+    resumed = fit(asked, run, steps=2, resume=True, **QUIET)  # not refused: the stored rules fill the Nones
+    assert resumed.config.fit.prior_path_target == "train"
+    args = build_parser().parse_args(["fit", "--out", str(run), "--resume", "--set", "fit.n_sup=3"])
+    moved = config.resolved(fit_config(args))  # sample_depth derives from n_sup; the target stays as trained
+    assert (moved.fit.sample_depth, moved.fit.prior_path_target) == (12, "train")
+    unchanged = config.resolved(fit_config(build_parser().parse_args(["fit", "--out", str(run), "--resume"])))
+    assert unchanged == cfg
+
+
 def test_a_changed_data_set_is_refused_on_resume_and_named_on_load(tmp_path):
     run = tmp_path / "run"
     fit(tiny_config(), run, steps=1, **QUIET)

@@ -181,9 +181,12 @@ def fit_config(args) -> GramConfig:
     if args.resume and args.preset is not None:
         raise ConfigError("--preset starts a new run; a resumed run keeps its own config")
     if args.resume:
+        from gram_ppl.config import unresolved
         from gram_ppl.inference.api import load_config
 
-        cfg = apply_overrides(load_config(args.out), sets, PRIORS)
+        # the stored rules that today's defaults give anyway go back to None, so an override moves
+        # what derives from it (e.g. the sample depth from fit.n_sup); the others stay as trained
+        cfg = apply_overrides(unresolved(load_config(args.out)), sets, PRIORS)
     elif args.preset is not None:
         cfg = apply_overrides(preset_config(args.preset), sets, PRIORS)
     elif args.task is None or args.size is None:
