@@ -22,6 +22,7 @@ from gram_ppl.task_defaults import (  # noqa: E402  (re-exported: the names ever
     DEFAULT_COUNTS,
     DIGITS_MODES,
     MIN_EFFORT,
+    RELATION_BIAS_BY_DEFAULT,
     REPAIR_BY_DEFAULT,
     REPAIRABLE,
     SPLIT_RULES,
@@ -566,6 +567,8 @@ __all__ = [
     "resolved",
     "unresolved",
     "RULE_FIELDS",
+    "relation_bias",
+    "rules_from",
     "augments",
     "keeps_best",
     "sample_temperature",
@@ -695,35 +698,56 @@ def augments(cfg: GramConfig) -> bool:
     return cfg.task.resolved().split == "orbit" if cfg.fit.augment is None else cfg.fit.augment
 
 
-# The fit fields whose None means "the rule in force for this task" (the functions above).
+# The fields whose None means "the rule for this task" (the functions above), as (part, field).
 RULE_FIELDS = (
-    "prior_path_weight", "prior_path_target", "prior_path_anchor", "sample_depth", "sample_temperature", "keep_best",
-    "augment",
+    ("fit", "prior_path_weight"), ("fit", "prior_path_target"), ("fit", "prior_path_anchor"), ("fit", "sample_depth"),
+    ("fit", "sample_temperature"), ("fit", "keep_best"), ("fit", "augment"), ("net", "relation_bias"),
 )  # fmt: skip
+
+
+def relation_bias(cfg: GramConfig) -> bool:
+    """Whether the run's config asks for the relation bias: net.relation_bias, or where it is None
+    the task's default (RELATION_BIAS_BY_DEFAULT; Task.relation_bias). The networks give it only to
+    attention (tasks.base.uses_relation_bias: the MLP mixer has no logits to bias)."""
+    return cfg.task.name in RELATION_BIAS_BY_DEFAULT if cfg.net.relation_bias is None else cfg.net.relation_bias
 
 
 def resolved(cfg: GramConfig) -> GramConfig:
     """`cfg` as a run stores it: the task's size and mode defaults filled in (TaskConfig.resolved)
-    and every fit rule left to None (RULE_FIELDS) written out as the value in force (prior_path,
-    sample_depth, sample_temperature, keeps_best, augments), so that config.json says how the run
-    was trained and is sampled, and a later change of a default leaves the run as it was."""
+    and every rule left to None (RULE_FIELDS) written out as the value in force (prior_path,
+    sample_depth, sample_temperature, keeps_best, augments, relation_bias), so that config.json
+    says how the run was built, trained and is sampled, and a later change of a default leaves the
+    run as it was."""
     rule = prior_path(cfg)
     fit = dataclasses.replace(
         cfg.fit, prior_path_weight=rule.weight, prior_path_target=rule.target, prior_path_anchor=rule.anchor,
         sample_depth=sample_depth(cfg), sample_temperature=sample_temperature(cfg), keep_best=keeps_best(cfg),
         augment=augments(cfg),
     )  # fmt: skip
-    return dataclasses.replace(cfg, task=cfg.task.resolved(), fit=fit)
+    net = dataclasses.replace(cfg.net, relation_bias=relation_bias(cfg))
+    return dataclasses.replace(cfg, task=cfg.task.resolved(), net=net, fit=fit)
+
+
+def _with(cfg: GramConfig, part: str, **fields) -> GramConfig:
+    return dataclasses.replace(cfg, **{part: dataclasses.replace(getattr(cfg, part), **fields)})
+
+
+def rules_from(asked: GramConfig, source: GramConfig) -> GramConfig:
+    """`asked` with each rule it leaves to None (RULE_FIELDS) taken from `source`."""
+    for part, name in RULE_FIELDS:
+        if getattr(getattr(asked, part), name) is None:
+            asked = _with(asked, part, **{name: getattr(getattr(source, part), name)})
+    return asked
 
 
 def unresolved(cfg: GramConfig) -> GramConfig:
-    """A stored (resolved) config with each fit rule that today's default gives anyway set back to
+    """A stored (resolved) config with each rule that today's default gives anyway set back to
     None, and those a default no longer gives kept: the base on which a resumed run's overrides
     act, so that e.g. `--set fit.n_sup=8` moves the default sample depth with it, while a rule
     the run was trained under stays. `resolved(unresolved(cfg)) == resolved(cfg)`."""
     target, out = resolved(cfg), cfg
-    for name in RULE_FIELDS:  # the rules a later one derives from come first (prior path, then depth)
-        trial = dataclasses.replace(out, fit=dataclasses.replace(out.fit, **{name: None}))
+    for part, name in RULE_FIELDS:  # the rules a later one derives from come first (prior path, then depth)
+        trial = _with(out, part, **{name: None})
         out = trial if resolved(trial) == target else out
     return out
 

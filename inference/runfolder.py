@@ -40,12 +40,12 @@ import numpy as np
 
 from gram_ppl import fileio
 from gram_ppl.config import (
-    RULE_FIELDS,
     ConfigError,
     GramConfig,
     config_differences,
     gram_config_from_dict,
     resolved,
+    rules_from,
     to_dict,
     unresolved,
     with_priors,
@@ -200,13 +200,13 @@ def _shape(record) -> str:
 def _defaults_from(asked: GramConfig, stored: GramConfig) -> GramConfig:
     """The config `asked` for, with what it leaves to defaults (None) taken from the run's
     `stored` one: the task's fields where it is the same task and size, and the fit rules
-    (config.RULE_FIELDS) that the run was trained under and today's defaults no longer give."""
+    and net (config.RULE_FIELDS) that the run was built and trained under and today's defaults no
+    longer give."""
     task, kept = asked.task, unresolved(stored)
     if (task.name, task.size) == (stored.task.name, stored.task.size):
         names = [f.name for f in dataclasses.fields(task) if getattr(task, f.name) is None]
         task = dataclasses.replace(task, **{k: getattr(stored.task, k) for k in names})
-    rules = {k: getattr(kept.fit, k) for k in RULE_FIELDS if getattr(asked.fit, k) is None}
-    return dataclasses.replace(asked, task=task, fit=dataclasses.replace(asked.fit, **rules))
+    return rules_from(dataclasses.replace(asked, task=task), kept)
 
 
 def load_config(folder: str | Path) -> GramConfig:

@@ -181,13 +181,14 @@ def test_resolved_writes_out_the_rules_in_force_and_unresolved_takes_them_back(t
 
     asked = GramConfig(task=task, fit=FitConfig(variant=variant))
     stored = config.resolved(asked)
-    assert all(getattr(stored.fit, k) is not None for k in config.RULE_FIELDS)
+    assert all(getattr(getattr(stored, part), k) is not None for part, k in config.RULE_FIELDS)
+    assert stored.net.relation_bias == (task.name == "sudoku")
     rule = config.prior_path(asked)
     assert (stored.fit.prior_path_weight, stored.fit.prior_path_target, stored.fit.prior_path_anchor) == tuple(rule)
     assert config.sample_depth(stored) == config.sample_depth(asked)
     assert (config.keeps_best(stored), config.augments(stored)) == (config.keeps_best(asked), config.augments(asked))
     assert config.resolved(stored) == stored
-    assert config.unresolved(stored).fit == asked.fit  # today's defaults give every rule back
+    assert config.unresolved(stored) == dataclasses.replace(asked, task=stored.task)  # defaults give every rule back
     explicit = dataclasses.replace(
         stored, fit=dataclasses.replace(stored.fit, sample_depth=stored.fit.sample_depth + 1)
     )

@@ -316,7 +316,8 @@ def test_a_run_keeps_its_fit_rules_when_the_defaults_change(tmp_path, monkeypatc
     asked = _sudoku_gen_config()
     fit(asked, run, steps=1, **QUIET)
     stored = json.loads((run / "config.json").read_text())["fit"]
-    rules = {k: stored[k] for k in config.RULE_FIELDS}
+    assert json.loads((run / "config.json").read_text())["net"]["relation_bias"] is True  # Sudoku's default
+    rules = {k: stored[k] for part, k in config.RULE_FIELDS if part == "fit"}
     assert rules == {"prior_path_weight": 1.0, "prior_path_target": "train", "prior_path_anchor": True,
                      "sample_depth": 4 * asked.fit.n_sup, "sample_temperature": 1.0, "keep_best": True,
                      "augment": False}  # fmt: skip

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gram_ppl.config import ConfigError
+from gram_ppl.config import RELATION_BIAS_BY_DEFAULT, ConfigError
 
 
 class PuzzleError(ValueError):
@@ -162,7 +162,12 @@ class Task(abc.ABC):
         r, c = np.divmod(np.arange(self.x_len), n)
         return [r, c, r - c + n - 1, r + c]
 
-    relation_bias: bool = False  # NetConfig.relation_bias=None takes this (on where it was measured to win)
+    @property
+    def relation_bias(self) -> bool:
+        """NetConfig.relation_bias=None takes this: on where it was measured to win (the table
+        RELATION_BIAS_BY_DEFAULT of gram_ppl/task_defaults.py, which config.json's resolution reads)."""
+        return self.name in RELATION_BIAS_BY_DEFAULT
+
     # ln of the number of solutions an input has where Split.num_solutions holds -1 because the
     # count, though known, does not fit in int64 (9x9 Sudoku grids); inf: not known (no KL ceiling)
     log_count_unknown: float = math.inf

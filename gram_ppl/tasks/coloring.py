@@ -231,8 +231,6 @@ class ColoringRows(Coloring):
     triangle to be checked)."""
 
     name = "coloring_rows"
-    # adjacency ids per input: colouring-10 81.8 / 81.1% valid against 48.5 / 66.3% (docs/recipe.md)
-    relation_bias = True
 
     def __init__(self, size: int):
         super().__init__(size)

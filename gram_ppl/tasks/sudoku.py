@@ -64,8 +64,6 @@ class Sudoku(Task):
         self._membership = np.eye(3 * s, dtype=np.int64)[self._unit_of].sum(1)  # (s*s, 3s)
         self._full = (1 << s) - 1
 
-    relation_bias = True  # measured to win on 6x6 and 9x9 (docs/recipe.md)
-
     def conflict_cells(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """A digit repeated in its row, column or box, a non-digit, or a changed given."""
         x, y, s = np.asarray(x), np.asarray(y), self.size
