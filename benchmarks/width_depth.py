@@ -9,7 +9,10 @@ inputs, run to `--max-depth` steps (seed stream "evaluate", gram_ppl/seeds.py). 
 share of single samples that are valid after each step (on unique-solution puzzles, valid =
 exact). Width curve: the share of inputs whose voted board (the most frequent of the first N
 samples after `--vote-depth` steps, default the training depth) is valid, for N = 1, 2, 4, 8, 16,
-20. `--halt`: also the valid share and mean steps of draws (same seed) stopped by the halt head
+20. Beside the vote, after `--max-depth` steps: the board the value head picks (LPRM: the highest
+v_ψ(h) of the first N samples, the paper's other selector) and, as an upper bound no selector
+without the answer reaches, the share of inputs with a valid board among the first N samples
+(any@N). `--halt`: also the valid share and mean steps of draws (same seed) stopped by the halt head
 (σ(q) > 0.5, at most --max-depth steps). Prints a markdown table;
 `--out` draws both curves (`make demo` shows them for its 4x4 Sudoku runs).
 """
@@ -43,10 +46,14 @@ def curves(folder: str, samples: int, puzzles: int, max_depth: int, vote_depth: 
     r = rollout(run.mod, run.net, cfg, x, samples, max_depth, seed=seed_for(cfg, "evaluate"))
     depth = [float(task.is_valid(x[None], b).mean()) for b in r.per_step]  # (S,) single-sample validity
     at = r.per_step[vote_depth - 1]  # (N, B, L_y) after vote_depth steps
-    width = {}
+    width, by_value, by_any = {}, {}, {}
+    end = r.per_step[-1]  # (N, B, L_y) after max_depth steps; r.value (N, B) is the value head there
+    ok = np.stack([task.is_valid(x, b) for b in end])  # (N, B) each sample's board valid
     for n in (w for w in WIDTHS if w <= samples):
         voted = select(task, at[:n], np.zeros((n, len(x))), "vote")  # (B, L_y)
         width[n] = float(task.is_valid(x, voted).mean())
+        by_value[n] = float(task.is_valid(x, select(task, end[:n], r.value[:n], "lprm")).mean())
+        by_any[n] = float(ok[:n].any(0).mean())
     name = f"{Path(folder).name} ({cfg.fit.variant})"
     halted = {}
     if halt:  # draws of the same seed, each stopped at the first step whose halt head says σ(q) > 0.5
@@ -61,6 +68,8 @@ def curves(folder: str, samples: int, puzzles: int, max_depth: int, vote_depth: 
         "puzzles": len(x),
         "valid_by_depth": depth,
         "vote_by_width": width,
+        "value_by_width": by_value,  # the value head's pick after max_depth steps
+        "any_by_width": by_any,  # an upper bound: some sample valid after max_depth steps
     }
 
 
@@ -74,6 +83,14 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         cells = [f"{v:.1%}" for v in r["valid_by_depth"]] + [f"{r['vote_by_width'][n]:.1%}" for n in widths]
         lines.append("| " + " | ".join([r["run"], *cells]) + " |")
+    lines += [
+        "",
+        f"| after {depth} steps | " + " | ".join(f"N = {n}" for n in widths) + " |",
+        "|---" * (len(widths) + 1) + "|",
+    ]
+    for r in rows:
+        for key, name in (("value_by_width", "value head's pick"), ("any_by_width", "any sample valid (bound)")):
+            lines.append(f"| {r['run']}: {name} | " + " | ".join(f"{r[key][n]:.1%}" for n in widths) + " |")
     return "\n".join(lines)
 
 

@@ -163,6 +163,10 @@ def test_width_depth_curves(tmp_path):
     assert "vote@4" in out and "depth 3" in out and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
     assert len(rows[0]["valid_by_depth"]) == 3 and set(rows[0]["vote_by_width"]) == {"1", "2", "4"}
     assert all(0 <= v <= 1 for v in rows[0]["valid_by_depth"])
+    bound, value = rows[0]["any_by_width"], rows[0]["value_by_width"]
+    assert (
+        all(value[n] <= bound[n] for n in bound) and bound["1"] <= bound["2"] <= bound["4"]
+    )  # no pick beats the bound
     assert rows[0]["vote_depth"] == 2  # the tiny run's training depth
     out = run("width_depth.py", str(tmp_path / "a"), "--samples", "1", "--puzzles", "3", "--max-depth", "3",
               "--vote-depth", "3", "--halt", "--json", str(tmp_path / "v.json"))  # fmt: skip
@@ -171,6 +175,8 @@ def test_width_depth_curves(tmp_path):
     halted = rows[0]["halted"]  # --halt: the halt head stops each draw at one of the 3 steps
     assert 1 <= halted["mean_steps"] <= 3 and 0 <= halted["valid"] <= 1 and "with halting (at most 3 steps)" in out
     assert rows[0]["vote_by_width"]["1"] == rows[0]["valid_by_depth"][2]  # one sample: its own validity at depth 3
+    one = rows[0]["valid_by_depth"][2]  # one sample after the 3 steps: vote, value pick and bound are its validity
+    assert rows[0]["value_by_width"]["1"] == rows[0]["any_by_width"]["1"] == one and "value head's pick" in out
     bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "width_depth.py"), str(tmp_path / "a"),
                           "--max-depth", "3", "--vote-depth", "4"], capture_output=True, text=True)  # fmt: skip
     assert bad.returncode != 0 and "--vote-depth must be between 1 and --max-depth (3)" in bad.stderr
