@@ -81,3 +81,21 @@ def one_core() -> None:
 
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)
+
+
+def width_curves(task, boards: np.ndarray, value: np.ndarray, correct, widths) -> dict:
+    """By width N (each of `widths` up to the samples drawn), for boards (N_max, B, L_y) of B inputs
+    and the value head's v_ψ(h) (N_max, B) at the same step: the share of inputs whose vote over
+    the first N samples is correct, whose value-head pick (LPRM) is, and that have a correct sample
+    among them at all (an upper bound no selector without the answer reaches). `correct(boards)`
+    maps (B, L_y) to a (B,) bool array."""
+    from gram_ppl.inference.sampling import select
+
+    ok = np.stack([correct(b) for b in boards])  # (N_max, B)
+    out = {"vote_by_width": {}, "value_by_width": {}, "any_by_width": {}}
+    for n in (w for w in widths if w <= len(boards)):
+        voted = select(task, boards[:n], np.zeros((n, boards.shape[1])), "vote")  # (B, L_y)
+        out["vote_by_width"][n] = float(correct(voted).mean())
+        out["value_by_width"][n] = float(correct(select(task, boards[:n], value[:n], "lprm")).mean())
+        out["any_by_width"][n] = float(ok[:n].any(0).mean())
+    return out

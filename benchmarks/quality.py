@@ -46,15 +46,13 @@ import statistics
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_json  # noqa: E402
+from common import width_curves, write_json  # noqa: E402
 
 from gram_ppl.config import FitConfig, GramConfig, NetConfig, TaskConfig, sample_depth, sample_temperature  # noqa: E402
 from gram_ppl.inference.evaluate import generation_report  # noqa: E402
 from gram_ppl.inference.run import evaluate_run, fit, load_config, load_run  # noqa: E402
-from gram_ppl.inference.sampling import generate, rollout, select  # noqa: E402
+from gram_ppl.inference.sampling import generate, rollout  # noqa: E402
 from gram_ppl.overrides import apply_overrides  # noqa: E402
 from gram_ppl.seeds import seed_for  # noqa: E402
 
@@ -147,14 +145,15 @@ def evaluate(name: str, folder: Path, samples: int, puzzles: int | None, gen: in
     x, y, depth = test.x[:puzzles], test.y[:puzzles], sample_depth(cfg)
     r = rollout(run.mod, run.net, cfg, x, samples, max(depth, 2 * cfg.fit.n_sup), seed=seed_for(cfg, "evaluate"))
     by_depth = [float((b == y[None]).all(-1).mean()) for b in r.per_step]
-    by_width = {}
-    for n in WIDTHS:
-        if n <= samples:
-            pick = select(task, r.per_step[depth - 1][:n], np.zeros((n, len(x))), "vote")  # (B, L_y) voted
-            by_width[n] = float((pick == y).all(-1).mean())
+    # the vote, the value head's pick and the any-correct bound by width, at the sample depth (the
+    # value head is read at the rollout's end: the sample depth unless 2·N_sup is deeper)
+    exact = lambda b: (b == y).all(-1)  # noqa: E731  (B, L_y) -> (B,)
+    width = width_curves(task, r.per_step[depth - 1], r.value, exact, WIDTHS)
+    if len(r.per_step) != depth:
+        del width["value_by_width"]
     return {**info, "exact": by_depth[depth - 1], "sample_depth": depth, "train_depth": cfg.fit.n_sup,
             "exact_train_depth": by_depth[cfg.fit.n_sup - 1],
-            "exact_by_depth": by_depth, "vote_by_width": by_width, "puzzles": len(x)}  # fmt: skip
+            "exact_by_depth": by_depth, **width, "puzzles": len(x)}  # fmt: skip
 
 
 def _powers(n: int) -> list[int]:
@@ -209,6 +208,11 @@ def table(results: dict) -> str:
             )
             res = (f"exact {_ms([100 * v for v in get('exact')], '{:.1f}')}% at depth {runs[0]['sample_depth']}; "
                    f"by depth {depth}; vote by width (at depth {runs[0]['sample_depth']}) {width}")  # fmt: skip
+            for key, what in (("value_by_width", "value head's pick"), ("any_by_width", "any sample exact (bound)")):
+                if key in runs[0]:
+                    res += f"; {what} " + " / ".join(
+                        f"{n}: {100 * statistics.fmean(r[key][n] for r in runs):.1f}" for n in runs[0][key]
+                    )
         rows.append(
             f"| {name} | {variant} | {len(runs)} | {_ms(get('minutes'), '{:.1f}')} | {_ms(get('cpu_minutes'), '{:.1f}')} | {_ms(get('batches'), '{:.0f}')} | {runs[0]['params']:,} | {res} | {PAPER.get(name, '-') if variant == 'gram' else ''} |"
         )

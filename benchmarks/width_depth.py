@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_json  # noqa: E402
+from common import width_curves, write_json  # noqa: E402
 
 from gram_ppl.inference.api import load_run  # noqa: E402
-from gram_ppl.inference.sampling import rollout, select  # noqa: E402
+from gram_ppl.inference.sampling import rollout  # noqa: E402
 from gram_ppl.seeds import seed_for  # noqa: E402
 
 WIDTHS = (1, 2, 4, 8, 16, 20)
@@ -46,14 +46,9 @@ def curves(folder: str, samples: int, puzzles: int, max_depth: int, vote_depth: 
     r = rollout(run.mod, run.net, cfg, x, samples, max_depth, seed=seed_for(cfg, "evaluate"))
     depth = [float(task.is_valid(x[None], b).mean()) for b in r.per_step]  # (S,) single-sample validity
     at = r.per_step[vote_depth - 1]  # (N, B, L_y) after vote_depth steps
-    width, by_value, by_any = {}, {}, {}
-    end = r.per_step[-1]  # (N, B, L_y) after max_depth steps; r.value (N, B) is the value head there
-    ok = np.stack([task.is_valid(x, b) for b in end])  # (N, B) each sample's board valid
-    for n in (w for w in WIDTHS if w <= samples):
-        voted = select(task, at[:n], np.zeros((n, len(x))), "vote")  # (B, L_y)
-        width[n] = float(task.is_valid(x, voted).mean())
-        by_value[n] = float(task.is_valid(x, select(task, end[:n], r.value[:n], "lprm")).mean())
-        by_any[n] = float(ok[:n].any(0).mean())
+    valid = lambda b: task.is_valid(x, b)  # noqa: E731  (B, L_y) -> (B,)
+    width = width_curves(task, at, r.value, valid, WIDTHS)["vote_by_width"]
+    end = width_curves(task, r.per_step[-1], r.value, valid, WIDTHS)  # r.value: the value head after max_depth
     name = f"{Path(folder).name} ({cfg.fit.variant})"
     halted = {}
     if halt:  # draws of the same seed, each stopped at the first step whose halt head says σ(q) > 0.5
@@ -68,8 +63,8 @@ def curves(folder: str, samples: int, puzzles: int, max_depth: int, vote_depth: 
         "puzzles": len(x),
         "valid_by_depth": depth,
         "vote_by_width": width,
-        "value_by_width": by_value,  # the value head's pick after max_depth steps
-        "any_by_width": by_any,  # an upper bound: some sample valid after max_depth steps
+        "value_by_width": end["value_by_width"],  # the value head's pick after max_depth steps
+        "any_by_width": end["any_by_width"],  # an upper bound: some sample valid after max_depth steps
     }
 
 

@@ -137,7 +137,10 @@ def test_quality_benchmark_scores_puzzles_at_the_sample_depth(tmp_path):
     (r,) = json.loads((tmp_path / "q.json").read_text())[0]["runs"]
     assert r["sample_depth"] == 16 and r["train_depth"] == 1 and len(r["exact_by_depth"]) == 16
     assert r["exact"] == r["exact_by_depth"][15] and r["exact_train_depth"] == r["exact_by_depth"][0]
-    assert set(r["vote_by_width"]) == {"1", "2"}
+    assert set(r["vote_by_width"]) == set(r["value_by_width"]) == set(r["any_by_width"]) == {"1", "2"}
+    assert r["vote_by_width"]["1"] == r["value_by_width"]["1"] == r["any_by_width"]["1"]  # the first sample's
+    assert max(r["vote_by_width"]["2"], r["value_by_width"]["2"]) <= r["any_by_width"]["2"]  # the bound bounds
+    assert "value head's pick 1: " in out and "any sample exact (bound) 1: " in out
 
 
 def test_device_check_script_is_valid_bash():
