@@ -41,7 +41,8 @@ def depth_rows(
     for m in multiples:
         g = generate(run, samples, depth=m * base, temperature=tau)
         if run.task.checker:
-            row = generation_report(g.boards, g.valid, run.data.train.y, run.data.test.y, g.conflicts)
+            row = generation_report(g.boards, g.valid, run.data.train.y, run.data.test.y, g.conflicts,
+                                    run.task.grid_count)  # fmt: skip
         else:
             from gram_ppl.tasks.digits import image_metrics, judge_for
 

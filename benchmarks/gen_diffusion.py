@@ -109,7 +109,7 @@ def main(argv=None) -> int:
     net.eval()
     boards = sample(net, args.samples, data.task.y_len, cfg.fit.n_sup, args.denoise_steps, args.seed + 1)
     bad = data.task.conflicts(np.full(data.task.x_len, BLANK, np.uint8), boards)  # (M,)
-    report = generation_report(boards, bad == 0, data.train.y, data.test.y, bad)
+    report = generation_report(boards, bad == 0, data.train.y, data.test.y, bad, data.task.grid_count)
     params = sum(p.numel() for p in net.parameters())
     row = {"model": "masked-diffusion", "size": args.size, "seed": args.seed, "batches": batches, "params": params,
            "cpu_seconds": round(seconds, 1), "train_loss": round(loss, 4), "denoise_steps": args.denoise_steps,

@@ -134,7 +134,9 @@ def evaluate(name: str, folder: Path, samples: int, puzzles: int | None, gen: in
         return {**info, **{k: m[k] for k in keys if k in m}}
     if name in GENERATE:
         g = generate(run, gen)
-        report = generation_report(g.boards, g.valid, run.data.train.y, run.data.test.y, g.conflicts)
+        report = generation_report(
+            g.boards, g.valid, run.data.train.y, run.data.test.y, g.conflicts, run.task.grid_count
+        )
         kept = {"kept_best": run.best} if run.best is not None else {}  # fit.keep_best: the evaluation sampled
         return {**info, **report, "unique_share": report["distinct_valid"] / max(1, gen),
                 "held_out_seen": report["held_out_generated"], "sample_depth": sample_depth(run.config),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import numpy as np
@@ -217,36 +218,55 @@ def comparison_table(rows: list[tuple[str, str, list[dict]]], num_samples: int) 
 
 
 def generation_report(
-    boards: np.ndarray, valid: np.ndarray, train_y: np.ndarray, test_y: np.ndarray, conflicts=None
+    boards: np.ndarray,
+    valid: np.ndarray,
+    train_y: np.ndarray,
+    test_y: np.ndarray,
+    conflicts=None,
+    grid_count: int | None = None,
 ) -> dict:
     """What unconditional samples (M, L_y) with their validity (M,) are worth as generated boards:
     the valid share, distinct valid boards and their share of the valid samples (1: no valid board
     drawn twice), the share of valid samples that copy a training grid, and how many of the
     held-out grids (never trained on) were generated; with `conflicts` (M,) (Task.conflicts of each
-    sample) also their mean, how far the samples are from valid where few or none are."""
+    sample) also their mean, how far the samples are from valid where few or none are. With
+    `grid_count` (Task.grid_count: all valid grids) also what a sampler uniform over every grid
+    would give with as many valid draws: the copies of a training grid it would make on average
+    (a model that never memorised still copies that often) and its expected distinct grids."""
     boards, valid = np.asarray(boards), np.asarray(valid, dtype=bool)
     keys = [b.astype(np.uint8).tobytes() for b in boards[valid]]
     train = {y.astype(np.uint8).tobytes() for y in np.asarray(train_y)}
     test = {y.astype(np.uint8).tobytes() for y in np.asarray(test_y)}
     distinct = set(keys)
+    uniform = {}
+    if grid_count:  # k uniform draws from G grids: k·T/G copies of the T training grids, G·(1 − (1 − 1/G)^k) distinct
+        k, g = len(keys), float(grid_count)
+        uniform = {"grids": int(grid_count), "copies_uniform": k * len(train) / g,
+                   "distinct_uniform": -g * math.expm1(k * math.log1p(-1 / g)) if g > 1 else float(k > 0)}  # fmt: skip
     return {
         "samples": int(len(boards)),
         "valid": float(valid.mean()),
         "distinct_valid": len(distinct),
         "distinct_share": len(distinct) / max(len(keys), 1),
         "copies": float(np.mean([k in train for k in keys])) if keys else 0.0,
+        "copy_count": sum(k in train for k in keys),
         "held_out_generated": len(distinct & test),
         "held_out": len(test),
         **({"conflicts_mean": float(np.mean(conflicts))} if conflicts is not None else {}),
+        **uniform,
     }
 
 
 def describe_generation(m: dict) -> str:
     """One line of generation_report for a person."""
     conflicts = f", {m['conflicts_mean']:.1f} conflicts per sample" if "conflicts_mean" in m else ""
-    return (f"{m['samples']} samples: {m['valid']:.1%} valid{conflicts}, {m['distinct_valid']} distinct valid "
+    line = (f"{m['samples']} samples: {m['valid']:.1%} valid{conflicts}, {m['distinct_valid']} distinct valid "
             f"({m['distinct_share']:.1%} of the valid samples distinct), {m['copies']:.1%} of the valid samples copy "
             f"a training grid, {m['held_out_generated']} of the {m['held_out']} held-out grids generated")  # fmt: skip
+    if "grids" in m:
+        line += (f"; a sampler uniform over all {m['grids']:,} grids would draw {m['distinct_uniform']:,.1f} distinct "
+                 f"and copy a training grid {m['copies_uniform']:.2f} times on average (here {m['copy_count']})")  # fmt: skip
+    return line
 
 
 def evaluate_run(
@@ -295,5 +315,5 @@ def evaluate_run(
     if cfg.task.generates:  # blank inputs: the samples as generated boards, against the grid sets
         flat = r.boards.reshape(-1, r.boards.shape[-1])  # (M, L_y)
         bad = task.conflicts(x[:1], flat)  # (M,): every input is the same blank board
-        out["generation"] = generation_report(flat, bad == 0, data.train.y, test.y, bad)
+        out["generation"] = generation_report(flat, bad == 0, data.train.y, test.y, bad, task.grid_count)
     return out

@@ -140,6 +140,31 @@ def test_generation_report_counts_distinct_copies_and_held_out_grids():
     boards = np.stack([a, a, b, c])
     r = generation_report(boards, np.array([True, True, True, False]), train_y=np.stack([a]), test_y=np.stack([b, c]))
     assert r == {"samples": 4, "valid": 0.75, "distinct_valid": 2, "distinct_share": 2 / 3, "copies": 2 / 3,
-                 "held_out_generated": 1, "held_out": 2}  # fmt: skip
+                 "copy_count": 2, "held_out_generated": 1, "held_out": 2}  # fmt: skip
     r = generation_report(boards, np.ones(4, bool), np.stack([a]), np.stack([b]), conflicts=np.array([0, 0, 1, 3]))
     assert r["conflicts_mean"] == 1.0 and "1.0 conflicts per sample" in describe_generation(r)
+    assert "uniform" not in describe_generation(r)  # no grid count: no reference
+
+
+def test_generation_report_states_what_a_uniform_sampler_would_give():
+    """With the number of all grids: the copies of a training grid and the distinct grids that
+    k uniform draws give on average (k·T/G and G·(1 − (1 − 1/G)^k)), checked by simulation."""
+    from gram_ppl.inference.evaluate import describe_generation, generation_report
+    from gram_ppl.tasks import get_task
+
+    assert get_task("sudoku", 6).grid_count == 28_200_960 and get_task("nqueens", 8).grid_count is None
+    grids = np.arange(10)[:, None] * np.ones((1, 3), np.int64)  # 10 "grids", 2 of them trained on
+    rng = np.random.default_rng(0)
+    draws = grids[rng.integers(0, 10, size=(2000, 12))]  # 2000 runs of 12 uniform draws
+    copies = [(d[:, 0] < 2).sum() for d in draws]
+    distinct = [len(set(d[:, 0].tolist())) for d in draws]
+    r = generation_report(draws[0], np.ones(12, bool), grids[:2], grids[2:4], grid_count=10)
+    assert r["copies_uniform"] == pytest.approx(12 * 2 / 10) == pytest.approx(np.mean(copies), abs=0.1)
+    assert r["distinct_uniform"] == pytest.approx(10 * (1 - 0.9**12)) == pytest.approx(np.mean(distinct), abs=0.1)
+    assert r["copy_count"] == copies[0] and r["grids"] == 10
+    line = describe_generation(generation_report(draws[0], np.ones(12, bool), grids[:2], grids[2:4], grid_count=10))
+    assert f"uniform over all 10 grids would draw {10 * (1 - 0.9**12):,.1f} distinct" in line
+    assert f"copy a training grid 2.40 times on average (here {copies[0]})" in line
+    six = generation_report(np.zeros((1942, 36), np.int64), np.ones(1942, bool), np.ones((10_000, 36)), np.ones((1, 36)),
+                            grid_count=28_200_960)  # fmt: skip
+    assert six["copies_uniform"] == pytest.approx(1942 * 1 / 28_200_960)  # one distinct training grid here

@@ -323,7 +323,9 @@ def cmd_generate(args) -> int:
         print(f"{args.num} samples: {describe(judge_run_samples(run.data, g.boards))}", file=sys.stderr)
         return 0
     if run.config.task.generates:
-        report = generation_report(g.boards, g.valid, run.data.train.y, run.data.test.y, g.conflicts)
+        report = generation_report(
+            g.boards, g.valid, run.data.train.y, run.data.test.y, g.conflicts, run.task.grid_count
+        )
         depth = args.depth or sample_depth(run.config)
         tau = sample_temperature(run.config, args.temperature)
         print(f"depth {depth}, temperature {tau:g}: {describe_generation(report)}", file=sys.stderr)

@@ -171,6 +171,9 @@ class Task(abc.ABC):
     # ln of the number of solutions an input has where Split.num_solutions holds -1 because the
     # count, though known, does not fit in int64 (9x9 Sudoku grids); inf: not known (no KL ceiling)
     log_count_unknown: float = math.inf
+    # the number of valid objects unconditional generation draws from, where it is known (Sudoku:
+    # every complete grid): the reference a uniform sampler gives for copies and distinct draws
+    grid_count: int | None = None
 
     # ---- drawing (gram_ppl/plots.py asks these; no task name is tested there) ----------------
     drawing: str = "grid"  # how a board is drawn: grid (a character per cell) | queens | graph | canvas

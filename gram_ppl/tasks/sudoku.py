@@ -412,6 +412,11 @@ class Sudoku(Task):
         return (puzzle, n) if 2 <= n <= cfg.max_solutions else None
 
     @property
+    def grid_count(self) -> int:
+        """Every complete grid of this size (Task.grid_count)."""
+        return GRID_COUNTS[self.size]
+
+    @property
     def log_count_unknown(self) -> float:
         """ln of the grid count where num_solutions stores it as -1, too large for int64 (9x9;
         Task.log_count_unknown)."""
