@@ -255,7 +255,9 @@ def main(argv=None) -> int:
             for seed in (int(s) for s in args.seeds.split(",")):
                 folder = train(name, variant, seed, minutes, args.steps, args.out, args.set, args.cpu_minutes,
                                args.eval_minutes)  # fmt: skip
-                runs.append(evaluate(name, folder, args.samples, args.puzzles, args.gen))
+                runs.append(
+                    {"seed": seed, "run": str(folder), **evaluate(name, folder, args.samples, args.puzzles, args.gen)}
+                )
                 print(f"{folder}: {json.dumps(runs[-1])}", file=sys.stderr)
             results[(name, variant)] = runs
     print(table(results))

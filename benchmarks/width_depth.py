@@ -14,12 +14,15 @@ v_ψ(h) of the first N samples, the paper's other selector) and, as an upper bou
 without the answer reaches, the share of inputs with a valid board among the first N samples
 (any@N). `--halt`: also the valid share and mean steps of draws (same seed) stopped by the halt head
 (σ(q) > 0.5, at most --max-depth steps). Prints a markdown table;
-`--out` draws both curves (`make demo` shows them for its 4x4 Sudoku runs).
+`--out` draws both curves (`make demo` shows them for its 4x4 Sudoku runs). `--from-quality
+FILE ...` adds the runs of `benchmarks/quality.py --json` files (Sudoku puzzles) without sampling
+them again: one sample's exact share by depth and the vote by width at the sample depth.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -85,8 +88,27 @@ def table(rows: list[dict]) -> str:
     ]
     for r in rows:
         for key, name in (("value_by_width", "value head's pick"), ("any_by_width", "any sample valid (bound)")):
-            lines.append(f"| {r['run']}: {name} | " + " | ".join(f"{r[key][n]:.1%}" for n in widths) + " |")
+            if key in r:  # --from-quality: runs scored before quality.py recorded them have none
+                cells = [f"{r[key][n]:.1%}" if n in r[key] else "-" for n in widths]
+                lines.append(f"| {r['run']}: {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def from_quality(path: str) -> list[dict]:
+    """The rows of a `benchmarks/quality.py --json` file's Sudoku-puzzle runs (one sample's exact
+    share by depth, the vote by width at the sample depth), to draw without sampling again."""
+    rows = []
+    for entry in json.loads(Path(path).read_text()):
+        for i, r in enumerate(x for x in entry["runs"] if "exact_by_depth" in x):
+            name = Path(r["run"]).name if "run" in r else f"{entry['task']}-{entry['variant']} #{i} ({Path(path).name})"
+            ints = {k: {int(n): v for n, v in r[k].items()} for k in ("vote_by_width", "value_by_width", "any_by_width")
+                    if k in r}  # fmt: skip
+            rows.append({"run": f"{name} ({entry['variant']})", "train_depth": r["train_depth"],
+                         "vote_depth": r["sample_depth"], "puzzles": r["puzzles"],
+                         "valid_by_depth": r["exact_by_depth"], **ints})  # fmt: skip
+    if not rows:
+        raise SystemExit(f"{path}: no Sudoku-puzzle runs (records with exact_by_depth)")
+    return rows
 
 
 def figure(rows: list[dict], out: str) -> None:
@@ -120,7 +142,9 @@ def figure(rows: list[dict], out: str) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+")
+    ap.add_argument("runs", nargs="*")
+    ap.add_argument("--from-quality", nargs="+", default=[], metavar="JSON",
+                    help="also draw the runs of benchmarks/quality.py --json files (no sampling)")  # fmt: skip
     ap.add_argument("--samples", type=int, default=20)
     ap.add_argument("--puzzles", type=int, default=100)
     ap.add_argument("--max-depth", type=int, default=8)
@@ -129,7 +153,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="a PNG of both curves")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
+    if not args.runs and not args.from_quality:
+        ap.error("give run folders, --from-quality files, or both")
     rows = [curves(r, args.samples, args.puzzles, args.max_depth, args.vote_depth, args.halt) for r in args.runs]
+    rows += [row for path in args.from_quality for row in from_quality(path)]
     print(table(rows))
     for r in (r for r in rows if "halted" in r):
         h = r["halted"]

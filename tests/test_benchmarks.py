@@ -141,6 +141,13 @@ def test_quality_benchmark_scores_puzzles_at_the_sample_depth(tmp_path):
     assert r["vote_by_width"]["1"] == r["value_by_width"]["1"] == r["any_by_width"]["1"]  # the first sample's
     assert max(r["vote_by_width"]["2"], r["value_by_width"]["2"]) <= r["any_by_width"]["2"]  # the bound bounds
     assert "value head's pick 1: " in out and "any sample exact (bound) 1: " in out
+    assert r["seed"] == 0 and r["run"].endswith("sudoku6-gram-s0")
+    drawn = run("width_depth.py", "--from-quality", str(tmp_path / "q.json"), "--out", str(tmp_path / "c.png"),
+                "--json", str(tmp_path / "c.json"))  # fmt: skip
+    (row,) = json.loads((tmp_path / "c.json").read_text())  # drawn from the records, nothing sampled again
+    assert row["valid_by_depth"] == r["exact_by_depth"] and row["vote_by_width"] == r["vote_by_width"]
+    assert row["run"] == "sudoku6-gram-s0 (gram)" and "| sudoku6-gram-s0 (gram) |" in drawn
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_device_check_script_is_valid_bash():
@@ -183,6 +190,8 @@ def test_width_depth_curves(tmp_path):
     bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "width_depth.py"), str(tmp_path / "a"),
                           "--max-depth", "3", "--vote-depth", "4"], capture_output=True, text=True)  # fmt: skip
     assert bad.returncode != 0 and "--vote-depth must be between 1 and --max-depth (3)" in bad.stderr
+    none = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "width_depth.py")], capture_output=True, text=True)
+    assert none.returncode == 2 and "give run folders, --from-quality files, or both" in none.stderr
 
 
 def test_digits_vae_baseline(tmp_path):
