@@ -81,14 +81,13 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         cells = [f"{v:.1%}" for v in r["valid_by_depth"]] + [f"{r['vote_by_width'][n]:.1%}" for n in widths]
         lines.append("| " + " | ".join([r["run"], *cells]) + " |")
-    lines += [
-        "",
-        f"| after {depth} steps | " + " | ".join(f"N = {n}" for n in widths) + " |",
-        "|---" * (len(widths) + 1) + "|",
-    ]
-    for r in rows:
+    selectors = [r for r in rows if "any_by_width" in r]
+    if selectors:
+        head = f"| after {depth} steps | " + " | ".join(f"N = {n}" for n in widths) + " |"
+        lines += ["", head, "|---" * (len(widths) + 1) + "|"]
+    for r in selectors:  # --from-quality: runs scored before quality.py recorded them have none
         for key, name in (("value_by_width", "value head's pick"), ("any_by_width", "any sample valid (bound)")):
-            if key in r:  # --from-quality: runs scored before quality.py recorded them have none
+            if key in r:
                 cells = [f"{r[key][n]:.1%}" if n in r[key] else "-" for n in widths]
                 lines.append(f"| {r['run']}: {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -100,10 +99,10 @@ def from_quality(path: str) -> list[dict]:
     rows = []
     for entry in json.loads(Path(path).read_text()):
         for i, r in enumerate(x for x in entry["runs"] if "exact_by_depth" in x):
-            name = Path(r["run"]).name if "run" in r else f"{entry['task']}-{entry['variant']} #{i} ({Path(path).name})"
+            label = f"seed {r['seed']}" if "seed" in r else f"{Path(path).name}{f' #{i}' if i else ''}"
             ints = {k: {int(n): v for n, v in r[k].items()} for k in ("vote_by_width", "value_by_width", "any_by_width")
                     if k in r}  # fmt: skip
-            rows.append({"run": f"{name} ({entry['variant']})", "train_depth": r["train_depth"],
+            rows.append({"run": f"{entry['task']} {entry['variant']}, {label}", "train_depth": r["train_depth"],
                          "vote_depth": r["sample_depth"], "puzzles": r["puzzles"],
                          "valid_by_depth": r["exact_by_depth"], **ints})  # fmt: skip
     if not rows:
