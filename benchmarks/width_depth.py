@@ -50,8 +50,8 @@ def curves(folder: str, samples: int, puzzles: int, max_depth: int, vote_depth: 
     depth = [float(task.is_valid(x[None], b).mean()) for b in r.per_step]  # (S,) single-sample validity
     at = r.per_step[vote_depth - 1]  # (N, B, L_y) after vote_depth steps
     valid = lambda b: task.is_valid(x, b)  # noqa: E731  (B, L_y) -> (B,)
-    width = width_curves(task, at, r.value, valid, WIDTHS)["vote_by_width"]
     end = width_curves(task, r.per_step[-1], r.value, valid, WIDTHS)  # r.value: the value head after max_depth
+    width = (end if vote_depth == max_depth else width_curves(task, at, r.value, valid, WIDTHS))["vote_by_width"]
     name = f"{Path(folder).name} ({cfg.fit.variant})"
     halted = {}
     if halt:  # draws of the same seed, each stopped at the first step whose halt head says σ(q) > 0.5
