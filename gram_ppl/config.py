@@ -234,7 +234,8 @@ class NetConfig:
     # Relation bias: every attention layer adds a learned scalar per head to the attention logit of
     # each pair of positions, one per relation id of the pair (Task.relations: which constraints
     # link two positions; zero-initialised). None: the task's default (Task.relation_bias: on for
-    # Sudoku and colouring's vertex tokens, where it was measured to win; docs/recipe.md).
+    # Sudoku and colouring's vertex tokens, where it was measured to win; docs/recipe.md) with
+    # attention; off with the MLP mixer, which has no logits to bias (true with it is an error).
     relation_bias: bool | None = None
 
     def __post_init__(self):
@@ -242,6 +243,11 @@ class NetConfig:
         if self.relation_bias is not None and not isinstance(self.relation_bias, bool):
             raise ConfigError(f"relation_bias must be true, false or null, got {self.relation_bias!r}")
         _choice("mixer", self.mixer, MIXERS)
+        if self.relation_bias and self.mixer != "attention":
+            raise ConfigError(
+                f"relation_bias=true needs mixer='attention': the {self.mixer} mixer has no attention logits "
+                "to bias; set net.relation_bias=false, or leave it null (the task's default, off for this mixer)"
+            )
         _choice("positions", self.positions, POSITIONS)
         _choice("posterior_input", self.posterior_input, POSTERIOR_INPUTS)
         if self.layers < 1:
@@ -707,9 +713,11 @@ RULE_FIELDS = (
 
 def relation_bias(cfg: GramConfig) -> bool:
     """Whether the run's config asks for the relation bias: net.relation_bias, or where it is None
-    the task's default (RELATION_BIAS_BY_DEFAULT; Task.relation_bias). The networks give it only to
-    attention (tasks.base.uses_relation_bias: the MLP mixer has no logits to bias)."""
-    return cfg.task.name in RELATION_BIAS_BY_DEFAULT if cfg.net.relation_bias is None else cfg.net.relation_bias
+    the task's default (RELATION_BIAS_BY_DEFAULT; Task.relation_bias) where the mixer is attention:
+    the MLP mixer has no logits to bias (NetConfig refuses true with it; tasks.base.uses_relation_bias)."""
+    if cfg.net.relation_bias is not None:
+        return cfg.net.relation_bias
+    return cfg.task.name in RELATION_BIAS_BY_DEFAULT and cfg.net.mixer == "attention"
 
 
 def resolved(cfg: GramConfig) -> GramConfig:

@@ -9,6 +9,7 @@ import pytest
 import torch
 from tiny import tiny_config
 
+from gram_ppl import config
 from gram_ppl.config import ConfigError, FitConfig, GramConfig, NetConfig, TaskConfig, augments, from_dict, to_dict
 from gram_ppl.models.gram_pyro import PRIORS
 from gram_ppl.networks.torch_nets import build_net
@@ -90,13 +91,23 @@ def test_the_relation_bias_learns():
     assert grad[[0, 1, 2, 4, 5, 6, 7]].abs().sum(1).min() > 1e-4 and not grad[3].any()
 
 
+def test_the_mlp_mixer_refuses_the_bias_and_states_it_off():
+    with pytest.raises(ConfigError, match="mixer='attention'"):  # asked for, it would be silently ignored
+        NetConfig(relation_bias=True, mixer="mlp")
+    cfg = GramConfig(task=TaskConfig(name="sudoku", size=9), net=NetConfig(mixer="mlp"))
+    assert config.relation_bias(cfg) is False  # the task's default is on, but not for this mixer
+    assert config.resolved(cfg).net.relation_bias is False  # config.json says what the network does
+    attention = dataclasses.replace(cfg, net=NetConfig())
+    assert config.resolved(attention).net.relation_bias is True
+
+
 def test_config_defaults_and_old_runs():
     assert uses_relation_bias(NetConfig(), get_task("sudoku", 9))  # None: the task's default
     assert not uses_relation_bias(NetConfig(), get_task("nqueens", 8))
     assert uses_relation_bias(NetConfig(), get_task("coloring_rows", 10))  # vertex tokens: adjacency per input
     assert not uses_relation_bias(NetConfig(relation_bias=False), get_task("coloring_rows", 10))
     assert uses_relation_bias(NetConfig(relation_bias=True), get_task("nqueens", 8))
-    assert not uses_relation_bias(NetConfig(relation_bias=True, mixer="mlp"), get_task("sudoku", 4))  # no logits
+    assert not uses_relation_bias(NetConfig(mixer="mlp"), get_task("sudoku", 4))  # no logits to bias
     with pytest.raises(ConfigError, match="relation_bias"):
         NetConfig(relation_bias="yes")
     old = to_dict(NetConfig())
