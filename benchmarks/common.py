@@ -83,19 +83,29 @@ def one_core() -> None:
     torch.set_flush_denormal(True)
 
 
-def width_curves(task, boards: np.ndarray, value: np.ndarray, correct, widths) -> dict:
+def width_curves(task, boards: np.ndarray, value: np.ndarray, correct, widths, x: np.ndarray | None = None) -> dict:
     """By width N (each of `widths` up to the samples drawn), for boards (N_max, B, L_y) of B inputs
     and the value head's v_ψ(h) (N_max, B) at the same step: the share of inputs whose vote over
     the first N samples is correct, whose value-head pick (LPRM) is, and that have a correct sample
-    among them at all (an upper bound no selector without the answer reaches). `correct(boards)`
-    maps (B, L_y) to a (B,) bool array."""
+    among them at all (any@N: the bound of every selector). With the inputs x (B, L_x) of a task
+    with a checker, also the checker's pick (the vote among the samples the checker accepts, which
+    needs no answer; it reaches any@N where each input has one solution). `correct(boards)` maps
+    (B, L_y) to a (B,) bool array."""
     from gram_ppl.inference.sampling import select
 
     ok = np.stack([correct(b) for b in boards])  # (N_max, B)
-    out = {"vote_by_width": {}, "value_by_width": {}, "any_by_width": {}}
+    checked = x is not None and task.checker
+    out = {
+        "vote_by_width": {},
+        "value_by_width": {},
+        "any_by_width": {},
+        **({"checker_by_width": {}} if checked else {}),
+    }
     for n in (w for w in widths if w <= len(boards)):
         voted = select(task, boards[:n], np.zeros((n, boards.shape[1])), "vote")  # (B, L_y)
         out["vote_by_width"][n] = float(correct(voted).mean())
         out["value_by_width"][n] = float(correct(select(task, boards[:n], value[:n], "lprm")).mean())
         out["any_by_width"][n] = float(ok[:n].any(0).mean())
+        if checked:
+            out["checker_by_width"][n] = float(correct(select(task, boards[:n], value[:n], "checker", x)).mean())
     return out

@@ -150,7 +150,7 @@ def evaluate(name: str, folder: Path, samples: int, puzzles: int | None, gen: in
     # the vote, the value head's pick and the any-correct bound by width, at the sample depth (the
     # value head is read at the rollout's end: the sample depth unless 2·N_sup is deeper)
     exact = lambda b: (b == y).all(-1)  # noqa: E731  (B, L_y) -> (B,)
-    width = width_curves(task, r.per_step[depth - 1], r.value, exact, WIDTHS)
+    width = width_curves(task, r.per_step[depth - 1], r.value, exact, WIDTHS, x)
     if len(r.per_step) != depth:
         del width["value_by_width"]
     return {**info, "exact": by_depth[depth - 1], "sample_depth": depth, "train_depth": cfg.fit.n_sup,
@@ -210,7 +210,8 @@ def table(results: dict) -> str:
             )
             res = (f"exact {_ms([100 * v for v in get('exact')], '{:.1f}')}% at depth {runs[0]['sample_depth']}; "
                    f"by depth {depth}; vote by width (at depth {runs[0]['sample_depth']}) {width}")  # fmt: skip
-            for key, what in (("value_by_width", "value head's pick"), ("any_by_width", "any sample exact (bound)")):
+            for key, what in (("value_by_width", "value head's pick"), ("checker_by_width", "the checker's pick"),
+                              ("any_by_width", "any sample exact (bound)")):  # fmt: skip
                 if key in runs[0]:
                     res += f"; {what} " + " / ".join(
                         f"{n}: {100 * statistics.fmean(r[key][n] for r in runs):.1f}" for n in runs[0][key]

@@ -10,9 +10,10 @@ share of single samples that are valid after each step (on unique-solution puzzl
 exact). Width curve: the share of inputs whose voted board (the most frequent of the first N
 samples after `--vote-depth` steps, default the training depth) is valid, for N = 1, 2, 4, 8, 16,
 20. Beside the vote, after `--max-depth` steps: the board the value head picks (LPRM: the highest
-v_ψ(h) of the first N samples, the paper's other selector) and, as an upper bound no selector
-without the answer reaches, the share of inputs with a valid board among the first N samples
-(any@N). `--halt`: also the valid share and mean steps of draws (same seed) stopped by the halt head
+v_ψ(h) of the first N samples, the paper's other selector), the checker's pick (the vote among
+the first N samples the task's checker accepts: it needs no answer) and, as the bound of every
+selector, the share of inputs with a valid board among the first N samples (any@N; the checker's
+pick reaches it, since any valid board it picks is valid). `--halt`: also the valid share and mean steps of draws (same seed) stopped by the halt head
 (σ(q) > 0.5, at most --max-depth steps). Prints a markdown table;
 `--out` draws both curves (`make demo` shows them for its 4x4 Sudoku runs). `--from-quality
 FILE ...` adds the runs of `benchmarks/quality.py --json` files (Sudoku puzzles) without sampling
@@ -36,6 +37,9 @@ from gram_ppl.inference.sampling import rollout  # noqa: E402
 from gram_ppl.seeds import seed_for  # noqa: E402
 
 WIDTHS = (1, 2, 4, 8, 16, 20)
+# the selectors scored beside the vote, by width, as the table names them
+SELECTORS = {"value_by_width": "value head's pick", "checker_by_width": "the checker's pick",
+             "any_by_width": "any sample valid (bound)"}  # fmt: skip
 
 
 def curves(folder: str, samples: int, puzzles: int, max_depth: int, vote_depth: int | None = None,
@@ -50,7 +54,7 @@ def curves(folder: str, samples: int, puzzles: int, max_depth: int, vote_depth: 
     depth = [float(task.is_valid(x[None], b).mean()) for b in r.per_step]  # (S,) single-sample validity
     at = r.per_step[vote_depth - 1]  # (N, B, L_y) after vote_depth steps
     valid = lambda b: task.is_valid(x, b)  # noqa: E731  (B, L_y) -> (B,)
-    end = width_curves(task, r.per_step[-1], r.value, valid, WIDTHS)  # r.value: the value head after max_depth
+    end = width_curves(task, r.per_step[-1], r.value, valid, WIDTHS, x)  # r.value: the value head after max_depth
     width = (end if vote_depth == max_depth else width_curves(task, at, r.value, valid, WIDTHS))["vote_by_width"]
     name = f"{Path(folder).name} ({cfg.fit.variant})"
     halted = {}
@@ -66,8 +70,9 @@ def curves(folder: str, samples: int, puzzles: int, max_depth: int, vote_depth: 
         "puzzles": len(x),
         "valid_by_depth": depth,
         "vote_by_width": width,
-        "value_by_width": end["value_by_width"],  # the value head's pick after max_depth steps
-        "any_by_width": end["any_by_width"],  # an upper bound: some sample valid after max_depth steps
+        # after max_depth steps: the value head's pick, the vote among the valid samples (the checker's
+        # pick, where the task has a checker) and the bound (some sample valid)
+        **{k: end[k] for k in SELECTORS if k in end},
     }
 
 
@@ -86,7 +91,7 @@ def table(rows: list[dict]) -> str:
         head = f"| after {depth} steps | " + " | ".join(f"N = {n}" for n in widths) + " |"
         lines += ["", head, "|---" * (len(widths) + 1) + "|"]
     for r in selectors:  # --from-quality: runs scored before quality.py recorded them have none
-        for key, name in (("value_by_width", "value head's pick"), ("any_by_width", "any sample valid (bound)")):
+        for key, name in SELECTORS.items():
             if key in r:
                 cells = [f"{r[key][n]:.1%}" if n in r[key] else "-" for n in widths]
                 lines.append(f"| {r['run']}: {name} | " + " | ".join(cells) + " |")
@@ -100,8 +105,7 @@ def from_quality(path: str) -> list[dict]:
     for entry in json.loads(Path(path).read_text()):
         for i, r in enumerate(x for x in entry["runs"] if "exact_by_depth" in x):
             label = f"seed {r['seed']}" if "seed" in r else f"{Path(path).name}{f' #{i}' if i else ''}"
-            ints = {k: {int(n): v for n, v in r[k].items()} for k in ("vote_by_width", "value_by_width", "any_by_width")
-                    if k in r}  # fmt: skip
+            ints = {k: {int(n): v for n, v in r[k].items()} for k in ("vote_by_width", *SELECTORS) if k in r}
             rows.append({"run": f"{entry['task']} {entry['variant']}, {label}", "train_depth": r["train_depth"],
                          "vote_depth": r["sample_depth"], "puzzles": r["puzzles"],
                          "valid_by_depth": r["exact_by_depth"], **ints})  # fmt: skip

@@ -84,20 +84,36 @@ def _rollout(mod, net, cfg, x, num_samples, depth, halt, temperature, seed) -> R
     return Rollout(boards.reshape(*shape, -1), steps.reshape(shape), value.reshape(shape), np.stack(per_step))
 
 
-def select(task: Task, boards: np.ndarray, value: np.ndarray, how: str) -> np.ndarray | None:
+def select(
+    task: Task, boards: np.ndarray, value: np.ndarray, how: str, x: np.ndarray | None = None
+) -> np.ndarray | None:
     """Pick one board per puzzle from (N, B, L_y): "vote" the most frequent (colourings compared
-    up to colour names; ties go to the earliest sample), "lprm" the highest value, "none" None."""
+    up to colour names; ties go to the earliest sample), "lprm" the highest value, "checker" the
+    vote among the boards the task's checker accepts for their input x (B, L_x), the plain vote
+    where it accepts none (checking needs no answer: for a puzzle with one solution a valid board
+    is the answer, so this pick is exact wherever some sample is), "none" None."""
     if how == "none":
         return None
     if how == "lprm":
         return boards[np.argmax(value, axis=0), np.arange(boards.shape[1])]
-    if how != "vote":
-        raise ValueError(f"selection must be none, vote or lprm, got {how!r}")
+    if how not in ("vote", "checker"):
+        raise ValueError(f"selection must be none, vote, lprm or checker, got {how!r}")
+    if how == "checker":
+        if not task.checker:
+            raise ValueError(f"{task.name} has no checker: select by vote or lprm")
+        if x is None or len(x) != boards.shape[1]:
+            raise ValueError(
+                f"the checker's pick needs the {boards.shape[1]} inputs x, got {None if x is None else len(x)}"
+            )
+        valid = task.is_valid(np.asarray(x)[None], boards)  # (N, B)
     picks = []
     for b in range(boards.shape[1]):
-        keys = [task.canonical(s).tobytes() for s in boards[:, b]]
+        pool = boards[:, b]  # (N, L_y)
+        if how == "checker" and valid[:, b].any():
+            pool = pool[valid[:, b]]  # the valid boards, in sample order
+        keys = [task.canonical(s).tobytes() for s in pool]
         top = Counter(keys).most_common(1)[0][0]
-        picks.append(boards[keys.index(top), b])
+        picks.append(pool[keys.index(top)])
     return np.stack(picks)
 
 
@@ -119,7 +135,7 @@ def sample_puzzles(
     r = rollout(
         run.mod, run.net, cfg, x, num_samples, depth or sample_depth(cfg), halt, temperature, seed_for(cfg, "sample")
     )
-    chosen = select(task, r.boards, r.value, how)
+    chosen = select(task, r.boards, r.value, how, x)
     valid = task.is_valid(x[None], r.boards)  # (N, B)
     return [
         {

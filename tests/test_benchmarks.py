@@ -137,10 +137,12 @@ def test_quality_benchmark_scores_puzzles_at_the_sample_depth(tmp_path):
     (r,) = json.loads((tmp_path / "q.json").read_text())[0]["runs"]
     assert r["sample_depth"] == 16 and r["train_depth"] == 1 and len(r["exact_by_depth"]) == 16
     assert r["exact"] == r["exact_by_depth"][15] and r["exact_train_depth"] == r["exact_by_depth"][0]
-    assert set(r["vote_by_width"]) == set(r["value_by_width"]) == set(r["any_by_width"]) == {"1", "2"}
-    assert r["vote_by_width"]["1"] == r["value_by_width"]["1"] == r["any_by_width"]["1"]  # the first sample's
+    widths = ("vote_by_width", "value_by_width", "checker_by_width", "any_by_width")
+    assert all(set(r[k]) == {"1", "2"} for k in widths)
+    assert len({r[k]["1"] for k in widths}) == 1  # one sample: every selector picks it
     assert max(r["vote_by_width"]["2"], r["value_by_width"]["2"]) <= r["any_by_width"]["2"]  # the bound bounds
-    assert "value head's pick 1: " in out and "any sample exact (bound) 1: " in out
+    assert r["checker_by_width"]["2"] == r["any_by_width"]["2"]  # one solution: a valid board is exact
+    assert "value head's pick 1: " in out and "the checker's pick 1: " in out and "any sample exact (bound) 1: " in out
     assert r["seed"] == 0 and r["run"].endswith("sudoku6-gram-s0")
     drawn = run("width_depth.py", "--from-quality", str(tmp_path / "q.json"), "--out", str(tmp_path / "c.png"),
                 "--json", str(tmp_path / "c.json"))  # fmt: skip

@@ -56,6 +56,11 @@ def test_sample_writes_json_lines_whose_flags_agree_with_the_checker(runs, tmp_p
         ys = np.stack([task.parse_solution(s) for s in row["samples"]])
         assert task.is_valid(x, ys).tolist() == row["valid"]
         assert row["selected"] in row["samples"] and len(row["lprm"]) == 6 and set(row["halt_step"]) == {2}
+    picked = tmp_path / "checked.jsonl"
+    argv = ["sample", str(runs / "gram"), "--puzzles", str(tmp_path / "p.txt"), "--num-samples", "6"]
+    assert main([*argv, "--select", "checker", "--out", str(picked)]) == 0
+    for row in map(json.loads, picked.read_text().splitlines()):  # a valid sample wherever there is one
+        assert row["valid"][row["samples"].index(row["selected"])] == any(row["valid"])
 
 
 def test_deterministic_samples_are_identical(runs, tmp_path):
@@ -97,6 +102,27 @@ def test_vote_and_lprm_selection():
     assert select(task, boards, value, "vote")[0].tolist() == [3, 4, 5]
     assert select(task, boards, value, "lprm")[0].tolist() == [3, 3, 4]
     assert select(task, boards, value, "none") is None
+
+
+def test_the_checkers_pick_prefers_valid_boards_and_needs_no_answer():
+    task = get_task("sudoku", 4)
+    grid = np.array([1, 2, 3, 4, 3, 4, 1, 2, 2, 1, 4, 3, 4, 3, 2, 1]) + 1  # tokens: digit d is d + 1
+    x = grid.copy()
+    x[[0, 5, 10, 15]] = 1  # four blanks; one solution
+    wrong = grid.copy()
+    wrong[[0, 5]] = wrong[[5, 0]]  # the blanks swapped: breaks rows and columns
+    boards = np.stack([wrong, wrong, grid, wrong])[:, None]  # (N=4, B=1, 16): the vote is wrong
+    value = np.zeros((4, 1))
+    assert (select(task, boards, value, "vote")[0] == wrong).all()
+    assert (select(task, boards, value, "checker", x[None])[0] == grid).all()  # the one valid board
+    other = grid.copy()
+    other[[10, 15]] = other[[15, 10]]  # another board that breaks the rules
+    none_valid = np.stack([wrong, other, wrong])[:, None]  # (3, 1, 16)
+    assert (select(task, none_valid, value[:3], "checker", x[None])[0] == wrong).all()  # falls back to the vote
+    with pytest.raises(ValueError, match="needs the 1 inputs"):
+        select(task, boards, value, "checker")
+    with pytest.raises(ValueError, match="no checker"):
+        select(get_task("digits", 8), np.zeros((2, 1, 64), np.int64), np.zeros((2, 1)), "checker", np.zeros((1, 64)))
 
 
 def test_generate_unconditional_boards(tmp_path, capsys):

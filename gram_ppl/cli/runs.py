@@ -106,7 +106,11 @@ def _sampling_commands(sub) -> None:
         "--depth", type=positive_int, help="supervision steps (default: the run's sample depth, config.sample_depth)"
     )
     sp.add_argument("--halt", action="store_true", help="stop each trajectory when its halt head says so")
-    sp.add_argument("--select", choices=("none", "vote", "lprm"), default="vote")
+    sp.add_argument(
+        "--select", choices=("none", "vote", "lprm", "checker"), default="vote",
+        help="how 'selected' is picked: the most frequent sample (vote), the value head's highest (lprm), or "
+             "the vote among the samples the task's checker accepts (checker; needs no answer)",
+    )  # fmt: skip
     _temperature_arg(sp)
     sp.add_argument("--skip-invalid", action="store_true", help="sample the valid lines, report the rest")
     sp.add_argument("--out", type=Path, required=True, help="JSON lines output ('-' for stdout)")
