@@ -2,7 +2,7 @@
 steps, up to --max-depth) and against width (a majority vote over N prior samples), side by side.
 
     .venv/bin/python benchmarks/width_depth.py RUN [RUN ...] [--samples 20] [--puzzles 100]
-        [--max-depth 8] [--vote-depth D] [--halt] [--out curves.png] [--json out.json]
+        [--max-depth 8] [--vote-depth D] [--halt] [--temperature τ] [--out curves.png] [--json out.json]
 
 For each run folder: `--samples` prior trajectories of each of the first `--puzzles` held-out
 inputs, run to `--max-depth` steps (seed stream "evaluate", gram_ppl/seeds.py). Depth curve: the
@@ -14,7 +14,8 @@ v_ψ(h) of the first N samples, the paper's other selector), the checker's pick 
 the first N samples the task's checker accepts: it needs no answer) and, as the bound of every
 selector, the share of inputs with a valid board among the first N samples (any@N; the checker's
 pick reaches it, since any valid board it picks is valid). `--halt`: also the valid share and mean steps of draws (same seed) stopped by the halt head
-(σ(q) > 0.5, at most --max-depth steps). Prints a markdown table;
+(σ(q) > 0.5, at most --max-depth steps). `--temperature τ` samples every run at τ (the prior's σ
+scaled; default each run's own, config.sample_temperature). Prints a markdown table;
 `--out` draws both curves (`make demo` shows them for its 4x4 Sudoku runs). `--from-quality
 FILE ...` adds the runs of `benchmarks/quality.py --json` files (Sudoku puzzles) without sampling
 them again: one sample's exact share by depth and the vote by width at the sample depth.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -32,6 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import width_curves, write_json  # noqa: E402
 
+from gram_ppl.config import sample_temperature  # noqa: E402
 from gram_ppl.inference.api import load_run  # noqa: E402
 from gram_ppl.inference.sampling import rollout  # noqa: E402
 from gram_ppl.seeds import seed_for  # noqa: E402
@@ -43,28 +46,32 @@ SELECTORS = {"value_by_width": "value head's pick", "checker_by_width": "the che
 
 
 def curves(folder: str, samples: int, puzzles: int, max_depth: int, vote_depth: int | None = None,
-           halt: bool = False) -> dict:  # fmt: skip
+           halt: bool = False, temperature: float | None = None) -> dict:  # fmt: skip
     run = load_run(folder)
     cfg, task, test = run.config, run.data.task, run.data.test
+    tau = sample_temperature(cfg, temperature)  # the run's own unless asked
     vote_depth = cfg.fit.n_sup if vote_depth is None else vote_depth
     if not 1 <= vote_depth <= max_depth:
         raise SystemExit(f"--vote-depth must be between 1 and --max-depth ({max_depth}), got {vote_depth}")
     x = test.x[:puzzles]
-    r = rollout(run.mod, run.net, cfg, x, samples, max_depth, seed=seed_for(cfg, "evaluate"))
+    r = rollout(run.mod, run.net, cfg, x, samples, max_depth, temperature=tau, seed=seed_for(cfg, "evaluate"))
     depth = [float(task.is_valid(x[None], b).mean()) for b in r.per_step]  # (S,) single-sample validity
     at = r.per_step[vote_depth - 1]  # (N, B, L_y) after vote_depth steps
     valid = lambda b: task.is_valid(x, b)  # noqa: E731  (B, L_y) -> (B,)
     end = width_curves(task, r.per_step[-1], r.value, valid, WIDTHS, x)  # r.value: the value head after max_depth
     width = (end if vote_depth == max_depth else width_curves(task, at, r.value, valid, WIDTHS))["vote_by_width"]
-    name = f"{Path(folder).name} ({cfg.fit.variant})"
+    name = f"{Path(folder).name} ({cfg.fit.variant}{'' if temperature is None else f', τ = {tau:g}'})"
     halted = {}
     if halt:  # draws of the same seed, each stopped at the first step whose halt head says σ(q) > 0.5
-        h = rollout(run.mod, run.net, cfg, x, samples, max_depth, halt=True, seed=seed_for(cfg, "evaluate"))
+        h = rollout(
+            run.mod, run.net, cfg, x, samples, max_depth, halt=True, temperature=tau, seed=seed_for(cfg, "evaluate")
+        )
         halted = {"halted": {"valid": float(task.is_valid(x[None], h.boards).mean()),
                              "mean_steps": float(h.halt_step.mean())}}  # fmt: skip
     return {
         **halted,
         "run": name,
+        "temperature": tau,
         "train_depth": cfg.fit.n_sup,
         "vote_depth": vote_depth,
         "puzzles": len(x),
@@ -153,12 +160,16 @@ def main(argv=None) -> int:
     ap.add_argument("--max-depth", type=int, default=8)
     ap.add_argument("--vote-depth", type=int, help="steps before the vote (default: the training depth)")
     ap.add_argument("--halt", action="store_true", help="also: valid share and mean steps with ACT halting")
+    ap.add_argument("--temperature", type=float, help="τ scaling the prior's σ (default: each run's own)")
     ap.add_argument("--out", help="a PNG of both curves")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     if not args.runs and not args.from_quality:
         ap.error("give run folders, --from-quality files, or both")
-    rows = [curves(r, args.samples, args.puzzles, args.max_depth, args.vote_depth, args.halt) for r in args.runs]
+    if args.temperature is not None and not (math.isfinite(args.temperature) and args.temperature >= 0):
+        ap.error(f"--temperature must be a finite number >= 0, got {args.temperature}")
+    rows = [curves(r, args.samples, args.puzzles, args.max_depth, args.vote_depth, args.halt, args.temperature)
+            for r in args.runs]  # fmt: skip
     rows += [row for path in args.from_quality for row in from_quality(path)]
     print(table(rows))
     for r in (r for r in rows if "halted" in r):

@@ -180,6 +180,13 @@ def test_width_depth_curves(tmp_path):
         all(value[n] <= bound[n] for n in bound) and bound["1"] <= bound["2"] <= bound["4"]
     )  # no pick beats the bound
     assert rows[0]["vote_depth"] == 2  # the tiny run's training depth
+    checker = rows[0]["checker_by_width"]  # multi-solution inputs, scored by validity: the checker reaches the bound
+    assert checker == bound and rows[0]["temperature"] == 1.0 and "the checker's pick" in out
+    out = run("width_depth.py", str(tmp_path / "a"), "--samples", "4", "--puzzles", "3", "--max-depth", "3",
+              "--temperature", "0", "--json", str(tmp_path / "t.json"))  # fmt: skip
+    (cold,) = json.loads((tmp_path / "t.json").read_text())
+    assert cold["temperature"] == 0 and "τ = 0" in cold["run"]  # τ = 0: the prior mean, every sample the same
+    assert len(set(cold["any_by_width"].values())) == 1 and len(set(cold["vote_by_width"].values())) == 1
     out = run("width_depth.py", str(tmp_path / "a"), "--samples", "1", "--puzzles", "3", "--max-depth", "3",
               "--vote-depth", "3", "--halt", "--json", str(tmp_path / "v.json"))  # fmt: skip
     rows = json.loads((tmp_path / "v.json").read_text())
@@ -194,6 +201,9 @@ def test_width_depth_curves(tmp_path):
     assert bad.returncode != 0 and "--vote-depth must be between 1 and --max-depth (3)" in bad.stderr
     none = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "width_depth.py")], capture_output=True, text=True)
     assert none.returncode == 2 and "give run folders, --from-quality files, or both" in none.stderr
+    hot = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "width_depth.py"), str(tmp_path / "a"),
+                          "--temperature", "-1"], capture_output=True, text=True)  # fmt: skip
+    assert hot.returncode == 2 and "--temperature must be a finite number >= 0" in hot.stderr
 
 
 def test_digits_vae_baseline(tmp_path):
