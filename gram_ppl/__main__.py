@@ -1,8 +1,6 @@
 """`python -m gram_ppl` runs the `gram` command line."""
 
-import sys
-
-from gram_ppl.cli import main
+from gram_ppl.cli import exit_process, main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -205,3 +205,16 @@ def test_jax_data_parallel_over_two_host_devices_matches_one_device():
         a, b = np.asarray(one[key]), np.asarray(two[key])
         assert a.shape == b.shape and (a == b).mean() > 0.99, key  # argmax boards: equal up to float ties
     np.testing.assert_allclose(two["log_lik"], one["log_lik"], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(("world", "finalised"), [("2", False), ("1", True), (None, True)])
+def test_a_worker_exits_without_interpreter_finalisation(world, finalised):
+    # a torchrun worker of a multi-process run leaves with os._exit after flushing (gloo's threads
+    # can abort a rank during finalisation); one process exits normally, atexit handlers and all
+    code = ("import atexit, sys; from gram_ppl.cli import exit_process; "
+            "atexit.register(lambda: print('finalised', file=sys.stderr)); "
+            "print('written', end=''); print('to stderr', end='', file=sys.stderr); exit_process(3)")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "WORLD_SIZE"} | ({"WORLD_SIZE": world} if world else {})
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3 and r.stdout == "written"  # the code and the buffered output survive
+    assert r.stderr.startswith("to stderr") and ("finalised" in r.stderr) == finalised

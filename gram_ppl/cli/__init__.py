@@ -18,7 +18,10 @@ live in gram_ppl/cli/puzzles.py and gram_ppl/cli/runs.py, above the library they
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+from typing import NoReturn
 
 from gram_ppl.cli import puzzles, runs
 from gram_ppl.cli.common import write_lines
@@ -26,7 +29,7 @@ from gram_ppl.config import ConfigError
 from gram_ppl.data import DatasetError
 from gram_ppl.tasks import PuzzleError
 
-__all__ = ["build_parser", "main", "write_lines"]
+__all__ = ["build_parser", "exit_process", "main", "write_lines"]
 
 USER_ERRORS = (ConfigError, DatasetError, PuzzleError, OSError, ValueError)
 
@@ -44,6 +47,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:  # Ctrl-C; fit saves a checkpoint first and says so
         print(f"gram: {e}" if str(e) else "gram: interrupted", file=sys.stderr)
         return 130
+
+
+def exit_process(code: int, environ=os.environ) -> NoReturn:
+    """End the process with `code` once main() has returned (`python -m gram_ppl`, and so every
+    torchrun worker). A worker of a multi-process run (WORLD_SIZE > 1) flushes its output and
+    leaves with os._exit, skipping interpreter finalisation: there gloo's C++ threads can abort a
+    rank with SIGABRT ("terminate called without an active exception") even after the rank left
+    the process group (inference.parallel_pyro.close_parallel), and torchrun then fails, with exit
+    130, a run that finished and saved (seen in a clean-clone CI run on a loaded machine,
+    2026-12-06: tests/test_parallel.py). Every file a command writes is closed before main()
+    returns. A single process exits normally."""
+    if int(environ.get("WORLD_SIZE", "1")) > 1:
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # closed (a broken pipe): nothing left to write
+                pass
+        os._exit(code)
+    sys.exit(code)
 
 
 def build_parser() -> argparse.ArgumentParser:
