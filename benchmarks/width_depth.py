@@ -112,6 +112,7 @@ def from_quality(path: str) -> list[dict]:
     for entry in json.loads(Path(path).read_text()):
         for i, r in enumerate(x for x in entry["runs"] if "exact_by_depth" in x):
             label = f"seed {r['seed']}" if "seed" in r else f"{Path(path).name}{f' #{i}' if i else ''}"
+            label += f" ({Path(r['run']).parent.name})" if "run" in r else ""  # the --out folder: variants apart
             ints = {k: {int(n): v for n, v in r[k].items()} for k in ("vote_by_width", *SELECTORS) if k in r}
             rows.append({"run": f"{entry['task']} {entry['variant']}, {label}", "train_depth": r["train_depth"],
                          "vote_depth": r["sample_depth"], "puzzles": r["puzzles"],

@@ -148,7 +148,7 @@ def test_quality_benchmark_scores_puzzles_at_the_sample_depth(tmp_path):
                 "--json", str(tmp_path / "c.json"))  # fmt: skip
     (row,) = json.loads((tmp_path / "c.json").read_text())  # drawn from the records, nothing sampled again
     assert row["valid_by_depth"] == r["exact_by_depth"] and row["vote_by_width"] == r["vote_by_width"]
-    assert row["run"] == "sudoku6 gram, seed 0" and "| sudoku6 gram, seed 0 |" in drawn
+    assert row["run"] == "sudoku6 gram, seed 0 (q)" and "| sudoku6 gram, seed 0 (q) |" in drawn  # q: the --out folder
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 
 
