@@ -13,8 +13,9 @@ samples after `--vote-depth` steps, default the training depth) is valid, for N 
 v_ψ(h) of the first N samples, the paper's other selector), the checker's pick (the vote among
 the first N samples the task's checker accepts: it needs no answer) and, as the bound of every
 selector, the share of inputs with a valid board among the first N samples (any@N; the checker's
-pick reaches it, since any valid board it picks is valid). `--halt`: also the valid share and mean steps of draws (same seed) stopped by the halt head
-(σ(q) > 0.5, at most --max-depth steps). `--temperature τ` samples every run at τ (the prior's σ
+pick reaches it: wherever some sample is valid it picks a valid one). `--halt`: also the valid
+share and mean steps of draws (same seed) stopped by the halt head (σ(q) > 0.5, at most
+--max-depth steps). `--temperature τ` samples every run at τ (the prior's σ
 scaled; default each run's own, config.sample_temperature). Prints a markdown table;
 `--out` draws both curves (`make demo` shows them for its 4x4 Sudoku runs). `--from-quality
 FILE ...` adds the runs of `benchmarks/quality.py --json` files (Sudoku puzzles) without sampling
