@@ -95,6 +95,7 @@ def width_curves(task, boards: np.ndarray, value: np.ndarray, correct, widths, x
 
     ok = np.stack([correct(b) for b in boards])  # (N_max, B)
     checked = x is not None and task.checker
+    valid = task.is_valid(np.asarray(x)[None], boards) if checked else None  # (N_max, B), checked once
     out = {
         "vote_by_width": {},
         "value_by_width": {},
@@ -107,5 +108,5 @@ def width_curves(task, boards: np.ndarray, value: np.ndarray, correct, widths, x
         out["value_by_width"][n] = float(correct(select(task, boards[:n], value[:n], "lprm")).mean())
         out["any_by_width"][n] = float(ok[:n].any(0).mean())
         if checked:
-            out["checker_by_width"][n] = float(correct(select(task, boards[:n], value[:n], "checker", x)).mean())
+            out["checker_by_width"][n] = float(correct(select(task, boards[:n], value[:n], "checker", valid[:n])).mean())
     return out

@@ -85,13 +85,14 @@ def _rollout(mod, net, cfg, x, num_samples, depth, halt, temperature, seed) -> R
 
 
 def select(
-    task: Task, boards: np.ndarray, value: np.ndarray, how: str, x: np.ndarray | None = None
+    task: Task, boards: np.ndarray, value: np.ndarray, how: str, valid: np.ndarray | None = None
 ) -> np.ndarray | None:
     """Pick one board per puzzle from (N, B, L_y): "vote" the most frequent (colourings compared
     up to colour names; ties go to the earliest sample), "lprm" the highest value, "checker" the
-    vote among the boards the task's checker accepts for their input x (B, L_x), the plain vote
-    where it accepts none (checking needs no answer: for a puzzle with one solution a valid board
-    is the answer, so this pick is exact wherever some sample is), "none" None."""
+    vote among the boards the task's checker accepts, `valid` (N, B) = task.is_valid(x[None],
+    boards) (the caller checks once and may slice it by width), the plain vote where it accepts
+    none (checking needs no answer: for a puzzle with one solution a valid board is the answer, so
+    this pick is exact wherever some sample is), "none" None."""
     if how == "none":
         return None
     if how == "lprm":
@@ -101,11 +102,12 @@ def select(
     if how == "checker":
         if not task.checker:
             raise ValueError(f"{task.name} has no checker: select by vote or lprm")
-        if x is None or len(x) != boards.shape[1]:
+        if valid is None or np.shape(valid) != boards.shape[:2]:
             raise ValueError(
-                f"the checker's pick needs the {boards.shape[1]} inputs x, got {None if x is None else len(x)}"
+                f"the checker's pick needs the validity of the {boards.shape[:2]} samples "
+                f"(task.is_valid(x[None], boards)), got {None if valid is None else np.shape(valid)}"
             )
-        valid = task.is_valid(np.asarray(x)[None], boards)  # (N, B)
+        valid = np.asarray(valid, bool)  # (N, B)
     picks = []
     for b in range(boards.shape[1]):
         pool = boards[:, b]  # (N, L_y)
@@ -135,8 +137,8 @@ def sample_puzzles(
     r = rollout(
         run.mod, run.net, cfg, x, num_samples, depth or sample_depth(cfg), halt, temperature, seed_for(cfg, "sample")
     )
-    chosen = select(task, r.boards, r.value, how, x)
     valid = task.is_valid(x[None], r.boards)  # (N, B)
+    chosen = select(task, r.boards, r.value, how, valid if task.checker else None)
     return [
         {
             "puzzle": task.format_puzzle(x[b]),

@@ -114,15 +114,20 @@ def test_the_checkers_pick_prefers_valid_boards_and_needs_no_answer():
     boards = np.stack([wrong, wrong, grid, wrong])[:, None]  # (N=4, B=1, 16): the vote is wrong
     value = np.zeros((4, 1))
     assert (select(task, boards, value, "vote")[0] == wrong).all()
-    assert (select(task, boards, value, "checker", x[None])[0] == grid).all()  # the one valid board
+    valid = task.is_valid(x[None, None], boards)  # (N, B): checked once by the caller
+    assert valid[:, 0].tolist() == [False, False, True, False]
+    assert (select(task, boards, value, "checker", valid)[0] == grid).all()  # the one valid board
     other = grid.copy()
     other[[10, 15]] = other[[15, 10]]  # another board that breaks the rules
     none_valid = np.stack([wrong, other, wrong])[:, None]  # (3, 1, 16)
-    assert (select(task, none_valid, value[:3], "checker", x[None])[0] == wrong).all()  # falls back to the vote
-    with pytest.raises(ValueError, match="needs the 1 inputs"):
+    none_ok = task.is_valid(x[None, None], none_valid)  # (3, 1), all False
+    assert (select(task, none_valid, value[:3], "checker", none_ok)[0] == wrong).all()  # falls back to the vote
+    with pytest.raises(ValueError, match="needs the validity"):
         select(task, boards, value, "checker")
+    with pytest.raises(ValueError, match="needs the validity"):
+        select(task, boards, value, "checker", valid[:2])  # a mask for fewer samples than the boards
     with pytest.raises(ValueError, match="no checker"):
-        select(get_task("digits", 8), np.zeros((2, 1, 64), np.int64), np.zeros((2, 1)), "checker", np.zeros((1, 64)))
+        select(get_task("digits", 8), np.zeros((2, 1, 64), np.int64), np.zeros((2, 1)), "checker", np.ones((2, 1)))
 
 
 def test_generate_unconditional_boards(tmp_path, capsys):
