@@ -108,5 +108,7 @@ def width_curves(task, boards: np.ndarray, value: np.ndarray, correct, widths, x
         out["value_by_width"][n] = float(correct(select(task, boards[:n], value[:n], "lprm")).mean())
         out["any_by_width"][n] = float(ok[:n].any(0).mean())
         if checked:
-            out["checker_by_width"][n] = float(correct(select(task, boards[:n], value[:n], "checker", valid[:n])).mean())
+            out["checker_by_width"][n] = float(
+                correct(select(task, boards[:n], value[:n], "checker", valid[:n])).mean()
+            )
     return out
