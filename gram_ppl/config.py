@@ -31,6 +31,7 @@ from gram_ppl.task_defaults import (  # noqa: E402  (re-exported: the names ever
     TASK_REGISTRY,
     TASK_SIZES,
     UNCHECKED,
+    mixer_in_force,
     relation_bias_in_force,
 )
 
@@ -219,7 +220,10 @@ class NetConfig:
     heads: int = 4  # attention heads (mixer="attention")
     layers: int = 2  # blocks in each of f_L and f_H
     expansion: float = 2.0  # SwiGLU hidden width = expansion * dim
-    mixer: str = "attention"  # token mixing: attention | mlp (TRM's Sudoku choice)
+    # token mixing: attention | mlp (TRM's and the paper's Sudoku choice). None: the task's default
+    # (task_defaults.mixer_in_force: mlp for hard 9x9 Sudoku puzzles, where it was measured to win,
+    # docs/recipe.md; attention elsewhere, and wherever relation_bias=true asks for attention logits)
+    mixer: str | None = None
     positions: str = "2d"  # learned positions: 1d (index) | 2d (row, column, diagonals; grids only)
     prefix_tokens: int = 0  # zero "puzzle embedding" tokens prepended (paper: 16)
     share_core: bool = False  # f_L and f_H share weights (TRM) or not (HRM; paper's parameter count)
@@ -242,8 +246,9 @@ class NetConfig:
         _check_types(self)
         if self.relation_bias is not None and not isinstance(self.relation_bias, bool):
             raise ConfigError(f"relation_bias must be true, false or null, got {self.relation_bias!r}")
-        _choice("mixer", self.mixer, MIXERS)
-        if self.relation_bias and self.mixer != "attention":
+        if self.mixer is not None:
+            _choice("mixer", self.mixer, MIXERS)
+        if self.relation_bias and self.mixer not in ("attention", None):
             raise ConfigError(
                 f"relation_bias=true needs mixer='attention': the {self.mixer} mixer has no attention logits "
                 "to bias; set net.relation_bias=false, or leave it null (the task's default, off for this mixer)"
@@ -574,6 +579,8 @@ __all__ = [
     "unresolved",
     "RULE_FIELDS",
     "relation_bias",
+    "mixer",
+    "net_in_force",
     "rules_from",
     "augments",
     "keeps_best",
@@ -707,20 +714,33 @@ def augments(cfg: GramConfig) -> bool:
 # The fields whose None means "the rule for this task" (the functions above), as (part, field).
 RULE_FIELDS = (
     ("fit", "prior_path_weight"), ("fit", "prior_path_target"), ("fit", "prior_path_anchor"), ("fit", "sample_depth"),
-    ("fit", "sample_temperature"), ("fit", "keep_best"), ("fit", "augment"), ("net", "relation_bias"),
+    ("fit", "sample_temperature"), ("fit", "keep_best"), ("fit", "augment"), ("net", "mixer"), ("net", "relation_bias"),
 )  # fmt: skip
+
+
+def mixer(cfg: GramConfig) -> str:
+    """The run's token mixer (task_defaults.mixer_in_force: net.mixer, or where it is None the
+    task's default for its resolved mode and size, attention wherever the relation bias is asked for)."""
+    task = cfg.task.resolved()
+    return mixer_in_force(task.name, task.mode, task.size, cfg.net.mixer, cfg.net.relation_bias)
 
 
 def relation_bias(cfg: GramConfig) -> bool:
     """Whether the run's core gets the relation bias (task_defaults.relation_bias_in_force: the
     config's field, or where it is None the task's default, and only with attention)."""
-    return relation_bias_in_force(cfg.task.name, cfg.net.relation_bias, cfg.net.mixer)
+    return relation_bias_in_force(cfg.task.name, cfg.net.relation_bias, mixer(cfg))
+
+
+def net_in_force(cfg: GramConfig) -> NetConfig:
+    """cfg.net with its rules written out (the mixer and the relation bias): what both backends'
+    build_net build and config.json records."""
+    return dataclasses.replace(cfg.net, mixer=mixer(cfg), relation_bias=relation_bias(cfg))
 
 
 def resolved(cfg: GramConfig) -> GramConfig:
     """`cfg` as a run stores it: the task's size and mode defaults filled in (TaskConfig.resolved)
     and every rule left to None (RULE_FIELDS) written out as the value in force (prior_path,
-    sample_depth, sample_temperature, keeps_best, augments, relation_bias), so that config.json
+    sample_depth, sample_temperature, keeps_best, augments, mixer, relation_bias), so that config.json
     says how the run was built, trained and is sampled, and a later change of a default leaves the
     run as it was."""
     rule = prior_path(cfg)
@@ -729,8 +749,7 @@ def resolved(cfg: GramConfig) -> GramConfig:
         sample_depth=sample_depth(cfg), sample_temperature=sample_temperature(cfg), keep_best=keeps_best(cfg),
         augment=augments(cfg),
     )  # fmt: skip
-    net = dataclasses.replace(cfg.net, relation_bias=relation_bias(cfg))
-    return dataclasses.replace(cfg, task=cfg.task.resolved(), net=net, fit=fit)
+    return dataclasses.replace(cfg, task=cfg.task.resolved(), net=net_in_force(cfg), fit=fit)
 
 
 def _with(cfg: GramConfig, part: str, **fields) -> GramConfig:

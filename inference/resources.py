@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from gram_ppl.config import prior_path
+from gram_ppl.config import net_in_force, prior_path
 from gram_ppl.inference.runfolder import RunError
 
 SHARE = 0.8  # refuse above this share of the physical memory
@@ -21,7 +21,7 @@ def machine_bytes() -> int:
 
 def _per_row_activation(cfg, task) -> float:
     """Floats one row (puzzle) keeps per block application: the mixer and SwiGLU intermediates."""
-    net = cfg.net
+    net = net_in_force(cfg)  # the mixer the task's rule gives
     L = task.seq_len + net.prefix_tokens
     hidden = net.expansion * net.dim
     mixer = net.heads * L if net.mixer == "attention" else 3 * L

@@ -12,6 +12,7 @@ from tiny import tiny_config
 from gram_ppl import config
 from gram_ppl.config import ConfigError, FitConfig, GramConfig, NetConfig, TaskConfig, augments, from_dict, to_dict
 from gram_ppl.models.gram_pyro import PRIORS
+from gram_ppl.networks import torch_nets
 from gram_ppl.networks.torch_nets import build_net
 from gram_ppl.tasks import TASKS, get_task
 from gram_ppl.tasks.base import relation_ids, uses_relation_bias
@@ -94,19 +95,43 @@ def test_the_relation_bias_learns():
 def test_the_mlp_mixer_refuses_the_bias_and_states_it_off():
     with pytest.raises(ConfigError, match="mixer='attention'"):  # asked for, it would be silently ignored
         NetConfig(relation_bias=True, mixer="mlp")
-    cfg = GramConfig(task=TaskConfig(name="sudoku", size=9), net=NetConfig(mixer="mlp"))
+    cfg = GramConfig(task=TaskConfig(name="sudoku", size=6), net=NetConfig(mixer="mlp"))
     assert config.relation_bias(cfg) is False  # the task's default is on, but not for this mixer
     assert config.resolved(cfg).net.relation_bias is False  # config.json says what the network does
     attention = dataclasses.replace(cfg, net=NetConfig())
     assert config.resolved(attention).net.relation_bias is True
 
 
+def test_hard_9x9_puzzles_default_to_the_mlp_mixer_and_asking_for_the_bias_gives_attention():
+    hard = TaskConfig(name="sudoku", size=9)  # unique solutions: the mode 9x9 resolves to
+    stored = config.resolved(GramConfig(task=hard)).net
+    assert (stored.mixer, stored.relation_bias) == ("mlp", False)  # measured to win (docs/recipe.md)
+    for other in (TaskConfig(name="sudoku", size=9, mode="generate"), TaskConfig(name="sudoku", size=6)):
+        assert config.resolved(GramConfig(task=other)).net.mixer == "attention"  # not measured there
+    biased = config.resolved(GramConfig(task=hard, net=NetConfig(relation_bias=True))).net
+    assert (biased.mixer, biased.relation_bias) == ("attention", True)  # the bias asks for attention logits
+    plain = config.resolved(GramConfig(task=hard, net=NetConfig(mixer="attention"))).net
+    assert (plain.mixer, plain.relation_bias) == ("attention", True)  # the run of the default before
+    assert (
+        config.resolved(GramConfig(task=TaskConfig(name="nqueens", size=8), net=NetConfig(mixer="mlp"))).net.mixer
+        == "mlp"
+    )
+
+
+def test_a_block_refuses_a_mixer_left_to_the_task():
+    with pytest.raises(ValueError, match="build_net"):
+        torch_nets.Block(NetConfig(), length=4)
+    with pytest.raises(ValueError, match="net_in_force"):
+        uses_relation_bias(NetConfig(), get_task("sudoku", 6))
+
+
 def test_config_defaults_and_old_runs():
-    assert uses_relation_bias(NetConfig(), get_task("sudoku", 9))  # None: the task's default
-    assert not uses_relation_bias(NetConfig(), get_task("nqueens", 8))
-    assert uses_relation_bias(NetConfig(), get_task("coloring_rows", 10))  # vertex tokens: adjacency per input
-    assert not uses_relation_bias(NetConfig(relation_bias=False), get_task("coloring_rows", 10))
-    assert uses_relation_bias(NetConfig(relation_bias=True), get_task("nqueens", 8))
+    attention = NetConfig(mixer="attention")
+    assert uses_relation_bias(attention, get_task("sudoku", 9))  # None: the task's default
+    assert not uses_relation_bias(attention, get_task("nqueens", 8))
+    assert uses_relation_bias(attention, get_task("coloring_rows", 10))  # vertex tokens: adjacency per input
+    assert not uses_relation_bias(NetConfig(mixer="attention", relation_bias=False), get_task("coloring_rows", 10))
+    assert uses_relation_bias(NetConfig(mixer="attention", relation_bias=True), get_task("nqueens", 8))
     assert not uses_relation_bias(NetConfig(mixer="mlp"), get_task("sudoku", 4))  # no logits to bias
     with pytest.raises(ConfigError, match="relation_bias"):
         NetConfig(relation_bias="yes")
@@ -173,4 +198,4 @@ def test_what_config_json_records_is_what_the_network_builds(name):
         built = (
             getattr(build_net(dataclasses.replace(cfg, priors=PRIORS), task).f_L.blocks[0].mix, "rel", None) is not None
         )  # what the network has
-        assert recorded == uses_relation_bias(net, task) == built, (name, net)
+        assert recorded == uses_relation_bias(config.net_in_force(cfg), task) == built, (name, net)

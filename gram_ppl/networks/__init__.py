@@ -13,3 +13,11 @@ class Embedded(NamedTuple):
 
     e: Any
     rel: Any = None
+
+
+def check_mixer(net) -> None:
+    """Raise if NetConfig `net` leaves its mixer to the task's rule (None): a block must be built
+    from the net in force (gram_ppl.config.net_in_force, which both backends' build_net apply), or
+    it would silently get a mixer the config did not say."""
+    if net.mixer is None:
+        raise ValueError("net.mixer is None (the task's default): build the networks with build_net(cfg, task)")

@@ -11,6 +11,7 @@ a constant, like the torch buffer.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -19,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gram_ppl.config import GramConfig, NetConfig, PriorConfig
-from gram_ppl.networks import Embedded
+from gram_ppl.config import GramConfig, NetConfig, PriorConfig, net_in_force
+from gram_ppl.networks import Embedded, check_mixer
 from gram_ppl.tasks.base import relation_count, relation_ids, uses_relation_bias
 
 EPS = float(np.finfo(np.float32).eps)  # torch.nn.functional.rms_norm's default eps in float32
@@ -96,6 +97,7 @@ class Block(nn.Module):
 
     def setup(self):
         c = self.cfg
+        check_mixer(c)
         if c.mixer == "attention":
             self.mix = Attention(c.dim, c.heads, self.relations, self.num_ids)
         else:
@@ -253,6 +255,7 @@ def build_net(cfg: GramConfig, task) -> GramNet:
     """The networks a GramConfig describes for `task`: architecture from cfg.net, densities'
     settings from cfg.priors, K and the noise-only ablation from cfg.fit (z_0 is a parameter,
     drawn by `init_params`)."""
+    cfg = dataclasses.replace(cfg, net=net_in_force(cfg))  # the mixer and the relation bias the task's rules give
     feats = task.position_features() if cfg.net.positions == "2d" else [np.arange(task.seq_len)]
     positions = tuple(tuple(int(v) for v in f) for f in feats)
     zero_mean = cfg.fit.variant == "noise_only"

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gram_ppl.config import GramConfig, NetConfig, PriorConfig
-from gram_ppl.networks import Embedded
+from gram_ppl.config import GramConfig, NetConfig, PriorConfig, net_in_force
+from gram_ppl.networks import Embedded, check_mixer
 from gram_ppl.tasks.base import relation_count, relation_ids, uses_relation_bias
 
 
@@ -76,6 +76,7 @@ class Block(nn.Module):
 
     def __init__(self, cfg: NetConfig, length: int, relations: np.ndarray | None = None, num_ids: int = 0):
         super().__init__()
+        check_mixer(cfg)
         self.attention = cfg.mixer == "attention"
         if self.attention:
             self.mix = Attention(cfg.dim, cfg.heads, relations, num_ids)
@@ -252,4 +253,5 @@ def build_net(cfg: GramConfig, task) -> GramNet:
     """The networks a GramConfig describes for `task`: architecture from cfg.net, densities'
     settings from cfg.priors, K, the noise-only ablation and z_0's seed from cfg.fit."""
     zero_mean = cfg.fit.variant == "noise_only"
-    return GramNet(cfg.net, cfg.priors, task, K=cfg.fit.K, zero_mean=zero_mean, seed=cfg.fit.seed)
+    net = net_in_force(cfg)  # the mixer and the relation bias the task's rules give
+    return GramNet(net, cfg.priors, task, K=cfg.fit.K, zero_mean=zero_mean, seed=cfg.fit.seed)
