@@ -102,7 +102,7 @@ def test_the_mlp_mixer_refuses_the_bias_and_states_it_off():
     assert config.resolved(attention).net.relation_bias is True
 
 
-def test_hard_9x9_puzzles_default_to_the_mlp_mixer_and_asking_for_the_bias_gives_attention():
+def test_hard_9x9_puzzles_and_8_queens_cells_default_to_the_mlp_mixer_and_the_bias_asks_for_attention():
     hard = TaskConfig(name="sudoku", size=9)  # unique solutions: the mode 9x9 resolves to
     stored = config.resolved(GramConfig(task=hard)).net
     assert (stored.mixer, stored.relation_bias) == ("mlp", False)  # measured to win (docs/recipe.md)
@@ -112,10 +112,11 @@ def test_hard_9x9_puzzles_default_to_the_mlp_mixer_and_asking_for_the_bias_gives
     assert (biased.mixer, biased.relation_bias) == ("attention", True)  # the bias asks for attention logits
     plain = config.resolved(GramConfig(task=hard, net=NetConfig(mixer="attention"))).net
     assert (plain.mixer, plain.relation_bias) == ("attention", True)  # the run of the default before
-    assert (
-        config.resolved(GramConfig(task=TaskConfig(name="nqueens", size=8), net=NetConfig(mixer="mlp"))).net.mixer
-        == "mlp"
-    )
+    cells = [config.resolved(GramConfig(task=TaskConfig(name="nqueens", size=n))).net.mixer for n in (8, 10)]
+    assert cells == ["mlp", "attention"]  # measured on 8-Queens only
+    rows = TaskConfig(name="nqueens_rows", size=8)
+    assert config.resolved(GramConfig(task=rows, net=NetConfig(mixer="mlp"))).net.mixer == "mlp"
+    assert config.resolved(GramConfig(task=rows)).net.mixer == "attention"
 
 
 def test_a_block_refuses_a_mixer_left_to_the_task():
