@@ -183,7 +183,8 @@ def test_resolved_writes_out_the_rules_in_force_and_unresolved_takes_them_back(t
     stored = config.resolved(asked)
     assert all(getattr(getattr(stored, part), k) is not None for part, k in config.RULE_FIELDS)
     hard9 = (task.name, task.size, task.resolved().mode) == ("sudoku", 9, "unique")  # the MLP mixer's defaults
-    assert stored.net.mixer == ("mlp" if hard9 or (task.name, task.size) == ("nqueens", 8) else "attention")
+    mlp = hard9 or (task.name, task.size) in (("nqueens", 8), ("digits", 8))
+    assert stored.net.mixer == ("mlp" if mlp else "attention")
     assert stored.net.relation_bias == (task.name == "sudoku" and not hard9)
     rule = config.prior_path(asked)
     assert (stored.fit.prior_path_weight, stored.fit.prior_path_target, stored.fit.prior_path_anchor) == tuple(rule)
