@@ -20,4 +20,7 @@ def check_mixer(net) -> None:
     from the net in force (gram_ppl.config.net_in_force, which both backends' build_net apply), or
     it would silently get a mixer the config did not say."""
     if net.mixer is None:
-        raise ValueError("net.mixer is None (the task's default): build the networks with build_net(cfg, task)")
+        raise ValueError(
+            "net.mixer is None (the task's default): resolve it with gram_ppl.config.net_in_force "
+            "(build_net(cfg, task) of either backend does)"
+        )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gram_ppl.config import ConfigError
+from gram_ppl.networks import check_mixer
 from gram_ppl.task_defaults import relation_bias_in_force
 
 
@@ -300,6 +301,5 @@ def relation_count(task: Task, prefix_tokens: int) -> int:
 def uses_relation_bias(net, task: Task) -> bool:
     """Whether NetConfig `net`, with its mixer in force (config.net_in_force), gives `task` the
     relation bias (task_defaults.relation_bias_in_force, the rule config.json's resolution follows)."""
-    if net.mixer is None:
-        raise ValueError("net.mixer is None (the task's default): resolve it first (gram_ppl.config.net_in_force)")
+    check_mixer(net)
     return relation_bias_in_force(task.name, net.relation_bias, net.mixer)
