@@ -27,6 +27,7 @@ SCRIPTS = {
     "digits_vae.py",
     "gen_diffusion.py",
     "depth_metric.py",
+    "prior_hole.py",
 }
 
 
@@ -271,3 +272,41 @@ def test_depth_metric_curve(tmp_path):
     out = run("depth_metric.py", str(tmp_path / "dig"), "--multiples", "1,2", "--samples", "20",
               "--out", str(tmp_path / "d.png"))  # fmt: skip
     assert "| depth | recognisable | frechet |" in out and (tmp_path / "d.png").is_file()
+
+
+def test_prior_hole_rows(tmp_path):
+    import dataclasses
+
+    from gram_ppl.config import TaskConfig
+    from gram_ppl.inference.run import fit
+
+    for name, size in (("digits", 8), ("sudoku", 4)):
+        cfg = dataclasses.replace(tiny_config(T=1), task=TaskConfig(name=name, size=size))
+        fit(cfg, tmp_path / name, steps=1, progress=False, eval_puzzles=4)
+        out = run(
+            "prior_hole.py",
+            str(tmp_path / name),
+            "--ranks",
+            "4",
+            "--samples",
+            "12",
+            "--json",
+            str(tmp_path / f"{name}.json"),
+        )
+        rows = json.loads((tmp_path / f"{name}.json").read_text())
+        assert [r["first_step"] for r in rows["rows"]] == ["prior", "rank 4", "aggregate"]
+        spectrum = rows["spectrum"]
+        assert spectrum == sorted(spectrum, reverse=True) and min(spectrum) >= 0
+        assert rows["shift_total"] >= sum(spectrum) - 1e-3 and rows["targets"] == len(fit_targets(tmp_path / name))
+        assert ("| first step | recognisable |" if name == "digits" else "| first step | valid |") in out
+    two = dataclasses.replace(tiny_config(), task=TaskConfig(name="digits", size=8))  # T = 2: guided twice in step 1
+    fit(two, tmp_path / "t2", steps=1, progress=False, eval_puzzles=4)
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "prior_hole.py"), str(tmp_path / "t2")],
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode != 0 and "first transition only" in r.stderr
+
+
+def fit_targets(folder):
+    from gram_ppl.inference.api import load_run
+
+    return load_run(folder).data.train.y

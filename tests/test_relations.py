@@ -120,7 +120,10 @@ def test_hard_9x9_puzzles_and_8_queens_cells_default_to_the_mlp_mixer_and_the_bi
 
 
 def test_a_block_refuses_a_mixer_left_to_the_task():
-    for build in (lambda: torch_nets.Block(NetConfig(), length=4), lambda: uses_relation_bias(NetConfig(), get_task("sudoku", 6))):
+    for build in (
+        lambda: torch_nets.Block(NetConfig(), length=4),
+        lambda: uses_relation_bias(NetConfig(), get_task("sudoku", 6)),
+    ):
         with pytest.raises(ValueError, match=r"net_in_force \(build_net\(cfg, task\)"):
             build()
 

@@ -1,0 +1,158 @@
+"""The prior hole of a generation run: how far the first step's prior p_θ(ε_1 | u_1) is from
+the guide's aggregate posterior over the training targets, and what samples would be worth if
+the first step drew from that aggregate instead. A diagnostic of the trained weights, not a
+sampler of the model: only its "prior" rows are prior samples.
+
+    .venv/bin/python benchmarks/prior_hole.py RUN [--ranks 0,8,32] [--samples 1000] [--seed 0]
+        [--json out.json]
+
+For an empty input u_1 is the same for every sample, so the first step's prior is one diagonal
+Gaussian N(μ, σ²) over the (L, D) noise. The guide's means μ_q(u_1, y_i) over the training
+targets y_i, whitened by the prior ((μ_q − μ) / σ), show where the posterior puts its
+information: their variance along the top principal directions ("spectrum") is what the prior
+misses there (the aggregate's variance along a direction is about that plus 1 where σ_q ≈ σ).
+Then `--samples` boards are drawn with the first transition's noise taken from
+
+- rank 0: N(μ, σ²), the prior itself (the "prior" row);
+- rank r > 0: the prior plus the top r directions of the whitened shifts, N(μ + σ·m, σ²(I + V_r Λ_r V_rᵀ)):
+  a Gaussian fitted to the aggregate posterior after training (ex-post, as in two-stage VAEs);
+- "aggregate": q_φ(ε_1 | u_1, y_i) of a random training target y_i (its reconstructions: the
+  ceiling of what the transitions and decoder can do; copies of training targets count here),
+
+every later step from the prior, at τ = 1 and the run's sample depth (config.sample_depth). Each
+row is scored as `benchmarks/depth_metric.py` scores it (digits: recognisable share and Fréchet
+distance; grids: valid share and distinct valid). Needs a Pyro run whose guide acts only in the
+first transition (fit.T = 1, fit.guide_steps = 1: the defaults); a NumPyro run can be converted
+(`gram convert`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_json  # noqa: E402
+
+from gram_ppl.config import sample_depth  # noqa: E402
+from gram_ppl.inference.api import generation_report, load_run  # noqa: E402
+
+
+def first_step(run, y):
+    """Prior (μ, σ) (L, D) of the first transition from the empty input and the guide's (μ_q, σ_q)
+    (B, L, D) for the targets y (B, L_y)."""
+    import torch
+
+    net = run.net
+    x = torch.ones(len(y), net.x_len, dtype=torch.long)  # (B, L_x): the empty input
+    with torch.no_grad():
+        h, l = net.initial_state(len(y))  # (B, L, D) each
+        u, _ = net.transition(h, l, net.embed(x))  # (B, L, D)
+        mu, sigma = net.prior(u)  # (B, L, D) each, equal over B
+        mu_q, sigma_q = net.posterior(u, torch.as_tensor(np.asarray(y, np.int64)))  # (B, L, D) each
+    return mu[0].double(), sigma[0].double(), mu_q.double(), sigma_q.double()
+
+
+def boards_from(run, eps):
+    """Argmax boards (M, L_y) of prior rollouts from the empty input whose first transition's noise
+    is `eps` (M, L, D), at the run's sample depth."""
+    import torch
+    from pyro import poutine
+
+    net, cfg = run.net, run.config
+    x = torch.ones(len(eps), net.x_len, dtype=torch.long)  # (M, L_x)
+    model = poutine.condition(run.mod.model, data={"eps_0_0": eps.float()})
+    with torch.no_grad():
+        h, _ = model(x, None, net=net, cfg=cfg, priors=cfg.priors, steps=range(sample_depth(cfg)),
+                     truncate=False, observe="none")  # fmt: skip
+        return net.decode(h).argmax(-1).numpy()  # (M, L_y)
+
+
+def hole_rows(folder: str, ranks: list[int], samples: int, seed: int = 0) -> dict:
+    import torch
+
+    run = load_run(folder)
+    cfg, task = run.config, run.task
+    if cfg.backend != "pyro":
+        raise SystemExit(
+            f"{folder} is a {cfg.backend} run: convert it first (gram convert {folder} OUT --backend pyro)"
+        )
+    if not cfg.task.generates or cfg.fit.variant != "gram":
+        raise SystemExit(f"{folder}: a GRAM generation run is needed (empty input, stochastic steps)")
+    if cfg.fit.T != 1 or cfg.fit.guide_steps != 1:
+        raise SystemExit(f"{folder}: the guide must act in the first transition only (fit.T = 1, fit.guide_steps = 1)")
+    train_y = np.asarray(run.data.train.y)
+    mu, sigma, mu_q, sigma_q = first_step(run, train_y)
+    shape, n = mu.shape, len(train_y)
+    w = (mu_q - mu).reshape(n, -1) / sigma.reshape(-1)  # (n, L*D) whitened shifts
+    m = w.mean(0)  # (L*D,)
+    _, s, vt = torch.linalg.svd(w - m, full_matrices=False)
+    lam = s**2 / n  # variance of the shifts along each principal direction
+    if max(ranks) > len(lam):
+        raise SystemExit(f"--ranks: at most {len(lam)} directions here")
+    gen = torch.Generator().manual_seed(seed)
+    judge, rows = None, []
+
+    def score(label, eps):
+        nonlocal judge
+        boards = boards_from(run, eps)
+        if task.checker:
+            blank = np.ones(task.x_len, dtype=np.uint8)
+            conflicts = task.conflicts(blank, boards)
+            row = generation_report(boards, conflicts == 0, train_y, run.data.test.y, conflicts, task.grid_count)
+        else:
+            from gram_ppl.tasks.digits import image_metrics, judge_for
+
+            judge = judge or judge_for(train_y)
+            row = image_metrics(boards, train_y, judge)
+        rows.append({"first_step": label, **row})
+
+    for r in ranks:
+        xi = torch.randn(samples, m.numel(), generator=gen, dtype=torch.float64)  # (M, L*D)
+        if r:
+            z = torch.randn(samples, r, generator=gen, dtype=torch.float64)  # (M, r)
+            xi = xi + m + (z * lam[:r].sqrt()) @ vt[:r]
+        score("prior" if r == 0 else f"rank {r}", mu + sigma * xi.reshape(samples, *shape))
+    i = torch.randint(n, (samples,), generator=gen)
+    score("aggregate", mu_q[i] + sigma_q[i] * torch.randn(samples, *shape, generator=gen, dtype=torch.float64))
+    spread = float(((sigma_q / sigma) ** 2).mean())  # E[σ_q² / σ²] over targets and dimensions
+    return {"run": folder, "spectrum": [round(float(v), 3) for v in lam[:20]], "shift_total": float(lam.sum()),
+            "posterior_var_ratio": spread, "targets": n, "rows": rows}  # fmt: skip
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("run")
+    p.add_argument("--ranks", default="0,8,32", help="directions of the fitted Gaussian; 0: the prior itself")
+    p.add_argument("--samples", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json")
+    args = p.parse_args(argv)
+    ranks = sorted({int(r) for r in args.ranks.split(",")} | {0})
+    if min(ranks) < 0 or args.samples < 1:
+        p.error("--ranks must be >= 0 and --samples >= 1")
+    from gram_ppl.inference.backend import get_backend
+
+    get_backend("pyro").setup(1)  # one thread, denormals flushed
+    out = hole_rows(args.run, ranks, args.samples, args.seed)
+    print(f"whitened posterior shifts over {out['targets']} training targets: variance along the top directions "
+          f"{out['spectrum'][:8]} (sum over all {out['shift_total']:.1f}); E[σ_q²/σ²] = {out['posterior_var_ratio']:.3f}")  # fmt: skip
+    keys = [k for k in ("recognisable", "frechet", "class_entropy", "valid", "distinct_valid", "copies", "distinct")
+            if k in out["rows"][0]]  # fmt: skip
+    print("| first step | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys))
+    for r in out["rows"]:
+        print(
+            f"| {r['first_step']} | "
+            + " | ".join(f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k]) for k in keys)
+            + " |"
+        )
+    if args.json:
+        write_json(args.json, out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
