@@ -53,6 +53,7 @@ from gram_ppl.config import FitConfig, GramConfig, NetConfig, TaskConfig, sample
 from gram_ppl.inference.evaluate import generation_report  # noqa: E402
 from gram_ppl.inference.run import evaluate_run, fit, load_config, load_run  # noqa: E402
 from gram_ppl.inference.sampling import generate, rollout  # noqa: E402
+from gram_ppl.models.priors import PRIORS  # noqa: E402
 from gram_ppl.overrides import apply_overrides  # noqa: E402
 from gram_ppl.seeds import seed_for  # noqa: E402
 
@@ -97,7 +98,7 @@ def train(name: str, variant: str, seed: int, minutes, steps, out: Path, overrid
     """Train (or resume, or reuse) one run folder."""
     folder = out / f"{name}-{variant}-s{seed}"
     cfg = GramConfig(task=TASKS[name], net=NETS.get(name, NetConfig()), fit=FitConfig(variant=variant, seed=seed))
-    cfg = apply_overrides(cfg, overrides)
+    cfg = apply_overrides(cfg, overrides, PRIORS)  # priors.* edits the model file's PRIORS block, as gram fit does
     resume = (folder / "checkpoint.pt").is_file()
     if resume:
         if load_config(folder).fit.variant != variant:

@@ -199,10 +199,15 @@ class PriorConfig:
     max_scale: float = 1.0  # upper bound on σ
     df: float = 4.0  # studentt degrees of freedom
     init_scale: float = 1.0  # z_0 = (h_0, l_0) ~ N(0, init_scale² I), drawn once and saved
+    # low-rank factors of each transition's noise covariance: ε_t ~ N(μ, diag σ² + W Wᵀ) over the
+    # flattened L·D state, W = W_θ(u_t) (L·D, rank); 0: diagonal (paper). Normal family only.
+    rank: int = 0
 
     def __post_init__(self):
         _check_types(self)
         _choice("family", self.family, NOISE_FAMILIES)
+        if self.rank < 0 or (self.rank and self.family != "normal"):
+            raise ConfigError(f"rank must be >= 0, and > 0 only with family='normal'; got {self.rank}, {self.family!r}")
         _choice("scale_mode", self.scale_mode, SCALE_MODES)
         if not 0 < self.min_scale <= self.scale <= self.max_scale:
             raise ConfigError(
@@ -607,9 +612,10 @@ __all__ = [
 
 
 def describe_priors(p: PriorConfig) -> str:
-    """A PRIORS block in words: family (with df), σ's form and range, z_0."""
+    """A PRIORS block in words: family (with df), σ's form and range, low-rank directions, z_0."""
     df = f", df {p.df}" if p.family == "studentt" else ""
-    return (f"{p.family}{df}, σ {p.scale_mode} (scale {p.scale}, in [{p.min_scale}, {p.max_scale}]), "
+    rank = f", + W Wᵀ of rank {p.rank}" if p.rank else ""
+    return (f"{p.family}{df}, σ {p.scale_mode} (scale {p.scale}, in [{p.min_scale}, {p.max_scale}]){rank}, "
             f"z_0 ~ N(0, {p.init_scale}²)")  # fmt: skip
 
 

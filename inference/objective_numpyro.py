@@ -17,6 +17,7 @@ from numpyro.distributions.kl import kl_divergence
 
 from gram_ppl.config import GramConfig, PriorConfig, prior_path
 from gram_ppl.inference.objective import Recording
+from gram_ppl.models.lowrank_numpyro import LowRankNoise, kl_to_lowrank
 
 
 class Terms(NamedTuple):
@@ -160,6 +161,8 @@ def balanced_kl(q, p, value, alpha: float):
 
         def kl(a, b):
             return 0.5 * ((_base(a).v - _base(b).v) ** 2).sum((-2, -1))
+    elif isinstance(p, LowRankNoise) and isinstance(_base(q), LowRankNoise | dist.Normal):
+        kl = kl_to_lowrank  # closed form (models/lowrank_numpyro.py)
     elif type(_base(q)) is type(_base(p)) is dist.Normal:
         kl = kl_divergence
     elif isinstance(_base(q), dist.Normal) and isinstance(_base(p), dist.Laplace):
@@ -207,6 +210,8 @@ def _detached(d):
         return dist.Delta(jax.lax.stop_gradient(d.v))
     if isinstance(d, dist.StudentT):
         return dist.StudentT(d.df, jax.lax.stop_gradient(d.loc), jax.lax.stop_gradient(d.scale))
+    if isinstance(d, LowRankNoise):
+        return LowRankNoise(*(jax.lax.stop_gradient(v) for v in (d.loc, d.scale, d.factor)))
     return type(d)(jax.lax.stop_gradient(d.loc), jax.lax.stop_gradient(d.scale))
 
 

@@ -15,6 +15,7 @@ from pyro.poutine.util import site_is_subsample
 from gram_ppl import sites
 from gram_ppl.config import GramConfig, PriorConfig
 from gram_ppl.inference.objective import Recording
+from gram_ppl.models.lowrank_pyro import LowRankNoise  # noqa: F401  (registers its closed-form KL with torch)
 
 
 class LossTerms(NamedTuple):

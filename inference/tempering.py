@@ -1,6 +1,6 @@
 """Sampling temperature τ for prior rollouts, as an effect handler over the model's noise sites.
 
-τ scales the prior's σ of every transition noise site (tagged as noise: gram_ppl/sites.py) at sampling time only: τ < 1 trades
+τ scales the prior's σ (and a low-rank prior's directions W) of every transition noise site (tagged as noise: gram_ppl/sites.py) at sampling time only: τ < 1 trades
 diversity for precision, τ > 1 the reverse, τ = 1 is the model itself, and τ = 0 takes the prior
 mean μ_θ(u_t) (a Delta, so every trajectory of a puzzle is the same). The model file is untouched:
 the handler rewrites the site's distribution before it is sampled, in Pyro (`pyro_temper`) and in
@@ -30,6 +30,12 @@ def _tempered(fn, tau: float, dists):
     base, ndims = (fn.base_dist, fn.reinterpreted_batch_ndims) if isinstance(fn, dists.Independent) else (fn, 0)
     if isinstance(base, dists.Delta):  # mean_only: ε is already the location
         return fn
+    if hasattr(base, "factor"):  # the low-rank prior (priors.rank): its directions W scale with σ
+        return (
+            dists.Delta(base.loc, event_dim=2)
+            if tau == 0
+            else type(base)(base.loc, tau * base.scale, tau * base.factor)
+        )
     if tau == 0:
         new = dists.Delta(base.loc)
     elif isinstance(base, dists.StudentT):

@@ -33,17 +33,21 @@ from numpyro.contrib.module import flax_module
 
 from gram_ppl import sites
 from gram_ppl.config import PriorConfig, guide_family
+from gram_ppl.models.lowrank_numpyro import LowRankNoise
 
 # ---- PRIORS: the block in models/priors.py (both backends read it; edit it there) ----------
 from gram_ppl.models.priors import PRIORS  # noqa: E402
 
 
-def noise_dist(priors: PriorConfig, loc, scale, variant: str = "gram", family: str | None = None):
+def noise_dist(priors: PriorConfig, loc, scale, factor=None, *, variant: str = "gram", family: str | None = None):
     """The density of one transition's noise over the (L, D) state of each puzzle, in `family`
-    (default the prior's, priors.family; studentt with priors.df)."""
+    (default the prior's, priors.family; studentt with priors.df); with a `factor` W (the prior's
+    low-rank directions, priors.rank) N(loc, diag scale² + W Wᵀ) over the flattened L·D entries."""
     family = family or priors.family
     if variant == "mean_only":
         return dist.Delta(loc).to_event(2)
+    if factor is not None:
+        return LowRankNoise(loc, scale, factor)
     if family == "studentt":
         return dist.StudentT(priors.df, loc, scale).to_event(2)
     return {"normal": dist.Normal, "laplace": dist.Laplace}[family](loc, scale).to_event(2)
@@ -73,7 +77,7 @@ def model_step(f, e_x, y, state, n, *, cfg, priors, steps, truncate, observe):
             if variant == "deterministic":
                 h = u
             else:
-                prior = noise_dist(priors, *_cut(f(u, method="prior"), cut), variant)
+                prior = noise_dist(priors, *_cut(f(u, method="prior"), cut), variant=variant)
                 eps = numpyro.sample(f"eps_{t}", prior, infer=sites.noise(None, t))  # the step axis: the scan's
                 h = u + eps  # (B, L, D)
         if observe != "none":
@@ -107,15 +111,17 @@ def guide_step(f, e_x, y, state, n, *, cfg, priors, steps, truncate, observe):
             on = _guided(cfg.fit, steps, n, t)
             prior = _cut(f(u, method="prior"), cut)
             if on is False:
-                q = noise_dist(priors, *prior, variant)
+                q = noise_dist(priors, *prior, variant=variant)
             else:
                 post = _cut(f(u, y, method="posterior"), cut)
                 family = guide_family(cfg.fit, priors)  # q_φ in the prior's family unless fit.guide_family says
                 if on is not True:  # a traced step index: mix parameters per step
                     if family != priors.family and variant != "mean_only":
                         raise ValueError("one scan across guide_steps needs the guide in the prior's family")
+                    if len(prior) == 3:  # the low-rank prior's W: none where the guide acts
+                        post = (*post, jnp.zeros_like(prior[2]))
                     post = tuple(jnp.where(on, q, p) for q, p in zip(post, prior, strict=True))
-                q = noise_dist(priors, *post, variant, family)
+                q = noise_dist(priors, *post, variant=variant, family=family)
             eps = numpyro.sample(f"eps_{t}", q, infer=sites.noise(None, t))
             h = u + eps  # (B, L, D)
     return (h, l), None

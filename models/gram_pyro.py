@@ -49,6 +49,12 @@ Where this departs from the paper or decides what it leaves open (gram-paper-not
 - A low-dimensional global channel (`NetConfig.noise_tokens = P`, `posterior_input="pooled"`):
   the noise falls on P prefix (register) tokens only and q_φ reads all of y through one
   projection, so what the guide can say about y is P·D numbers, not one per cell.
+- The prior may couple all positions and channels through r directions (`PriorConfig.rank`,
+  normal family, off by default): ε_t ~ N(μ_θ, diag σ_θ² + W_θ W_θᵀ), i.e. ε = μ + W z + σ ξ with
+  one z ~ N(0, I_r) per transition. For generation from an empty input the first step's prior
+  is one fixed density, and the guide's information sits along a few correlated directions that
+  a diagonal σ cannot widen (benchmarks/prior_hole.py, docs/recipe.md). The KL is in closed form
+  (models/lowrank_pyro.py).
 - σ: a sigmoid on log σ between min_scale and max_scale, starting at `scale` (zero-initialised
   heads); the KL is summed over positions and channels by default (`FitConfig.kl_reduction`).
 - The guide is in the prior's family (studentt with the prior's df), so changing the prior adds
@@ -72,17 +78,21 @@ import torch
 
 from gram_ppl import sites
 from gram_ppl.config import PriorConfig, guide_family
+from gram_ppl.models.lowrank_pyro import LowRankNoise
 
 # ---- PRIORS: the block in models/priors.py (both backends read it; edit it there) ----------
 from gram_ppl.models.priors import PRIORS  # noqa: E402
 
 
-def noise_dist(priors: PriorConfig, loc, scale, variant: str = "gram", family: str | None = None):
+def noise_dist(priors: PriorConfig, loc, scale, factor=None, *, variant: str = "gram", family: str | None = None):
     """The density of one transition's noise over the (L, D) state of each puzzle, in `family`
-    (default the prior's, priors.family; studentt with priors.df)."""
+    (default the prior's, priors.family; studentt with priors.df); with a `factor` W (the prior's
+    low-rank directions, priors.rank) N(loc, diag scale² + W Wᵀ) over the flattened L·D entries."""
     family = family or priors.family
     if variant == "mean_only":
         return dist.Delta(loc).to_event(2)
+    if factor is not None:
+        return LowRankNoise(loc, scale, factor)
     if family == "studentt":
         return dist.StudentT(torch.as_tensor(priors.df, dtype=loc.dtype), loc, scale).to_event(2)
     return {"normal": dist.Normal, "laplace": dist.Laplace}[family](loc, scale).to_event(2)
@@ -105,7 +115,7 @@ def model(x, y=None, *, net, cfg, priors=PRIORS, carry=None, steps=None, truncat
                     if variant == "deterministic":
                         h = u
                     else:
-                        prior = noise_dist(priors, *net.prior(u), variant)
+                        prior = noise_dist(priors, *net.prior(u), variant=variant)
                         eps = pyro.sample(f"eps_{n}_{t}", prior, infer=sites.noise(n, t))
                         h = net.add_noise(u, eps)  # (B, L, D): u + ε
             if observe == "every" or (observe == "last" and n == steps[-1]):
@@ -128,9 +138,11 @@ def guide(x, y, *, net, cfg, priors=PRIORS, carry=None, steps=None, truncate=Tru
                 with torch.set_grad_enabled(torch.is_grad_enabled() and not (truncate and t < T - 1)):
                     u, l = net.transition(h, l, e_x)  # (B, L, D) each
                     if _guided(cfg.fit, n, t):  # q_φ in the prior's family unless fit.guide_family says
-                        q = noise_dist(priors, *net.posterior(u, y), variant, guide_family(cfg.fit, priors))
+                        q = noise_dist(
+                            priors, *net.posterior(u, y), variant=variant, family=guide_family(cfg.fit, priors)
+                        )
                     else:
-                        q = noise_dist(priors, *net.prior(u), variant)
+                        q = noise_dist(priors, *net.prior(u), variant=variant)
                     eps = pyro.sample(f"eps_{n}_{t}", q, infer=sites.noise(n, t))
                     h = net.add_noise(u, eps)  # (B, L, D): u + ε
 

@@ -10,6 +10,10 @@ forced, like an edit of the model file.
 The whole prior over a trajectory, with these fields:
     z_0 = (h_0, l_0) ~ Normal(0, init_scale² I)        drawn once per model (seed fit.seed), then fixed
     ε_t | u_t ~ family(μ_θ(u_t), σ_θ(u_t))             per token and channel (df for studentt)
+    with rank r > 0 (normal only): ε_t | u_t ~ N(μ_θ(u_t), diag σ_θ(u_t)² + W_θ(u_t) W_θ(u_t)ᵀ)
+             over the flattened L·D entries, W_θ(u) (L·D, r) a linear map of u per position
+             (small random start): ε = μ + W z + σ ξ with z ~ N(0, I_r) shared by all positions,
+             so a few correlated directions may be wider than σ (models/lowrank_pyro.py)
     μ_θ(u) = W_μ · SwiGLU(u)                           starts at 0 (zero-initialised output layer)
     σ_θ(u) = exp(log min_scale + (log max_scale − log min_scale) · sigmoid(r_θ(u) + b)),
              b chosen so that σ starts at `scale`      scale_mode "network" (r_θ a SwiGLU head),
@@ -29,4 +33,5 @@ PRIORS = PriorConfig(
     max_scale=1.0,  # σ never goes above this
     df=4.0,  # degrees of freedom of the studentt family
     init_scale=1.0,  # z_0 = (h_0, l_0) ~ N(0, init_scale² I), drawn once per model
+    rank=0,  # low-rank covariance directions of ε_t over all positions and channels (normal only); 0: diagonal
 )

@@ -126,6 +126,7 @@ def test_quality_benchmark_scores_puzzles_at_the_sample_depth(tmp_path):
     """sudoku6 (unique solutions): exact accuracy at the run's sample depth (16·N_sup), the curve
     up to it, the vote taken there."""
     small = ["task.num_train=24", "task.num_test=6", "fit.batch_size=8", "net.dim=16", "net.layers=1", "fit.n_sup=1"]
+    small += ["priors.rank=2"]  # priors.* reach the PRIORS block, as with gram fit
     args = ["--tasks", "sudoku6", "--variants", "gram", "--seeds", "0", "--steps", "1", "--samples", "2"]
     args += [a for kv in small for a in ("--set", kv)] + [
         "--out",
@@ -137,6 +138,7 @@ def test_quality_benchmark_scores_puzzles_at_the_sample_depth(tmp_path):
     assert "| sudoku6 | gram | 1 |" in out and "% at depth 16; by depth 1: " in out and "16: " in out
     (r,) = json.loads((tmp_path / "q.json").read_text())[0]["runs"]
     assert r["sample_depth"] == 16 and r["train_depth"] == 1 and len(r["exact_by_depth"]) == 16
+    assert json.loads((tmp_path / "q" / "sudoku6-gram-s0" / "config.json").read_text())["priors"]["rank"] == 2
     assert r["exact"] == r["exact_by_depth"][15] and r["exact_train_depth"] == r["exact_by_depth"][0]
     widths = ("vote_by_width", "value_by_width", "checker_by_width", "any_by_width")
     assert all(set(r[k]) == {"1", "2"} for k in widths)

@@ -18,6 +18,7 @@ VARIANTS = [
     {},
     {"net": {"share_core": True}},
     {"net": {"mixer": "mlp"}},
+    {"priors": {"rank": 3}},
     {"net": {"posterior_input": "add", "posterior_bottleneck": 2, "prefix_tokens": 2}},
     {"net": {"positions": "1d"}, "priors": {"scale_mode": "learned"}},
     {"priors": {"scale_mode": "fixed"}, "fit": {"variant": "noise_only"}},
@@ -93,7 +94,9 @@ def test_forward_pass_agrees_within_float32_rounding(change):
     expected[0] = e.e
     got = [fe.e, fu, fl1, *apply(fnet.prior, fu), *apply(fnet.posterior, fu, jnp.asarray(y)), apply(fnet.decode, fu)]
     got += [apply(fnet.halt, fu), apply(fnet.value, fu)]
-    for name, a, b in zip(["e_x", "u", "l", "prior loc", "prior scale", "post loc", "post scale", "logits", "halt", "value"], expected, got, strict=True):  # fmt: skip
+    prior = ["prior loc", "prior scale"] + (["prior factor"] if cfg.priors.rank else [])
+    names = ["e_x", "u", "l", *prior, "post loc", "post scale", "logits", "halt", "value"]
+    for name, a, b in zip(names, expected, got, strict=True):
         np.testing.assert_allclose(np.asarray(b), a.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
 
 

@@ -20,20 +20,26 @@ from gram_ppl.networks import convert, flax_nets
 from gram_ppl.networks.torch_nets import build_net
 from gram_ppl.tasks import get_task
 
-CASES = [
-    ("normal", "network", "gram"),
-    ("studentt", "network", "gram"),
-    ("laplace", "learned", "gram"),
-    ("normal", "fixed", "noise_only"),
-    ("normal", "network", "mean_only"),
-    ("normal", "network", "deterministic"),
+CASES = [  # family, σ, variant, rank of the prior's covariance (PriorConfig.rank)
+    ("normal", "network", "gram", 0),
+    ("studentt", "network", "gram", 0),
+    ("laplace", "learned", "gram", 0),
+    ("normal", "fixed", "noise_only", 0),
+    ("normal", "network", "mean_only", 0),
+    ("normal", "network", "deterministic", 0),
+    ("normal", "network", "gram", 2),
 ]
 
 
-def pair(family="normal", scale_mode="network", variant="gram", task_cfg=None):
+def case_id(case):
+    return "-".join(map(str, case[:3])) + (f"-rank{case[3]}" if case[3] else "")
+
+
+def pair(family="normal", scale_mode="network", variant="gram", rank=0, task_cfg=None):
     """A torch net with random guidance heads, and the same weights as flax parameters."""
     cfg = tiny_config(variant=variant)
-    cfg = dataclasses.replace(cfg, priors=dataclasses.replace(gram_pyro.PRIORS, family=family, scale_mode=scale_mode))
+    priors = dataclasses.replace(gram_pyro.PRIORS, family=family, scale_mode=scale_mode, rank=rank)
+    cfg = dataclasses.replace(cfg, priors=priors)
     if task_cfg is not None:
         cfg = dataclasses.replace(cfg, task=task_cfg)
     task = get_task(cfg.task.name, cfg.task.size)
@@ -64,7 +70,7 @@ def test_both_backends_read_the_one_priors_block():
     assert gram_numpyro.PRIORS is gram_pyro.PRIORS is priors.PRIORS
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(c))
+@pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_log_density_of_a_fixed_trajectory_agrees(case):
     cfg, task, tnet, fnet, params = pair(*case)
     rng = np.random.default_rng(0)
@@ -222,7 +228,7 @@ def leaves(tree, prefix=()):
         yield from (leaves(v, (*prefix, k)) if hasattr(v, "items") else [((*prefix, k), v)])
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(c))
+@pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_the_training_loss_agrees_for_the_same_guide_noise(case):
     """trajectory_loss of both backends on one supervision step (the surrogate) and on the whole
     trajectory (the ELBO), with the guide's noise fixed to the same values."""
@@ -308,7 +314,9 @@ def test_the_repair_target_agrees_between_backends():
     from gram_ppl.inference.svi_numpyro import PriorPath, prior_path_term, repaired
     from gram_ppl.inference.svi_pyro import Trainer, _PriorPath
 
-    cfg, task, tnet, fnet, params = pair("normal", "network", "mean_only", TaskConfig("sudoku", 4, mode="generate"))
+    cfg, task, tnet, fnet, params = pair(
+        "normal", "network", "mean_only", task_cfg=TaskConfig("sudoku", 4, mode="generate")
+    )
     fit = dataclasses.replace(cfg.fit, prior_path_weight=1.0, prior_path_samples=3, prior_path_puzzles=4,
                               prior_path_target="repair")  # fmt: skip
     cfg = dataclasses.replace(cfg, fit=fit)

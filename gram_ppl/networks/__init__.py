@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+# The low-rank prior's W_θ (PriorConfig.rank) starts small but not at 0, where its gradient
+# vanishes: entries of about FACTOR_INIT for a unit-scale input, in both backends.
+FACTOR_INIT = 0.02
+
 
 class Embedded(NamedTuple):
     """What `embed(x)` hands the transitions in both backends: the input's embedding `e`

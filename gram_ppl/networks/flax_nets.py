@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gram_ppl.config import GramConfig, NetConfig, PriorConfig, net_in_force
-from gram_ppl.networks import Embedded, check_mixer
+from gram_ppl.networks import FACTOR_INIT, Embedded, check_mixer
 from gram_ppl.tasks.base import relation_count, relation_ids, uses_relation_bias
 
 EPS = float(np.finfo(np.float32).eps)  # torch.nn.functional.rms_norm's default eps in float32
@@ -128,6 +128,11 @@ class Reasoner(nn.Module):
         return x
 
 
+def _factor_init(key, shape, dtype=jnp.float32):
+    """W_θ's kernel (D, D·r) as torch_nets.Guidance starts it: N(0, (FACTOR_INIT / √D)²)."""
+    return FACTOR_INIT / math.sqrt(shape[0]) * jax.random.normal(key, shape, dtype)
+
+
 class Guidance(nn.Module):
     """Location and scale of a transition-noise density (see torch_nets.Guidance)."""
 
@@ -136,11 +141,14 @@ class Guidance(nn.Module):
     priors: PriorConfig
     scale_mode: str
     zero_mean: bool
+    rank: int = 0  # W_θ(u): covariance directions of the prior (PriorConfig.rank)
 
     def setup(self):
         self.net = SwiGLU(self.hidden, 2 * self.dim)
         if self.scale_mode == "learned":
             self.raw_scale = self.param("raw_scale", nn.initializers.zeros, ())
+        if self.rank:
+            self.factor = nn.Dense(self.dim * self.rank, use_bias=False, kernel_init=_factor_init)
 
     def __call__(self, inp):
         p = self.priors
@@ -151,10 +159,14 @@ class Guidance(nn.Module):
         if self.zero_mean:
             loc = jnp.zeros_like(loc)
         if self.scale_mode == "fixed":
-            return loc, jnp.full_like(loc, p.scale)
-        if self.scale_mode == "learned":
-            raw = jnp.broadcast_to(self.raw_scale, loc.shape)
-        return loc, jnp.exp(log_lo + (log_hi - log_lo) * jax.nn.sigmoid(raw + bias0))
+            scale = jnp.full_like(loc, p.scale)
+        else:
+            if self.scale_mode == "learned":
+                raw = jnp.broadcast_to(self.raw_scale, loc.shape)
+            scale = jnp.exp(log_lo + (log_hi - log_lo) * jax.nn.sigmoid(raw + bias0))
+        if not self.rank:
+            return loc, scale
+        return loc, scale, self.factor(inp).reshape(loc.shape + (self.rank,))  # + W (B, L, D, r)
 
 
 class GramNet(nn.Module):
@@ -185,7 +197,7 @@ class GramNet(nn.Module):
         self.f_L = Reasoner(net, length, self.relations, self.num_relations)
         self.f_H = self.f_L if net.share_core else Reasoner(net, length, self.relations, self.num_relations)
         hidden = net.guidance_hidden or D
-        self.prior_head = Guidance(D, hidden, self.priors, self.priors.scale_mode, self.zero_mean)
+        self.prior_head = Guidance(D, hidden, self.priors, self.priors.scale_mode, self.zero_mean, self.priors.rank)
         self.tok_y = nn.Embed(self.y_vocab, net.posterior_bottleneck or D)
         self.y_proj = nn.Dense(D, use_bias=False)
         self.posterior_head = Guidance(D, hidden, self.priors, "network", self.zero_mean)

@@ -1,0 +1,90 @@
+"""The low-rank noise density of the Pyro model (PriorConfig.rank > 0) and its KL in closed form.
+
+ε ~ N(μ, diag σ² + W Wᵀ) over an (L, D) event whose covariance couples all L·D entries: W
+(L, D, r) holds r directions shared by every position and channel, so a few correlated
+directions (which digit, which grid) can be wider than the per-entry σ. Equivalently
+ε = μ + W z + σ ⊙ ξ with z ~ N(0, I_r), ξ ~ N(0, I). The NumPyro twin is gram_ppl.models.lowrank_numpyro.
+"""
+
+from __future__ import annotations
+
+import torch
+from pyro.distributions import TorchDistribution, constraints
+from torch.distributions import Independent, Normal, register_kl
+
+
+class LowRankNoise(TorchDistribution):
+    """N(loc, diag(scale²) + factor factorᵀ) over the (L, D) event; loc, scale (..., L, D), factor
+    (..., L, D, r)."""
+
+    arg_constraints = {
+        "loc": constraints.independent(constraints.real, 2),
+        "scale": constraints.independent(constraints.positive, 2),
+        "factor": constraints.independent(constraints.real, 3),
+    }
+    support = constraints.independent(constraints.real, 2)
+    has_rsample = True
+
+    def __init__(self, loc, scale, factor, validate_args=None):
+        self.loc, self.scale, self.factor = loc, scale, factor
+        self._flat = torch.distributions.LowRankMultivariateNormal(
+            loc.flatten(-2), factor.flatten(-3, -2), scale.flatten(-2) ** 2, validate_args=False
+        )  # over the L·D entries
+        super().__init__(loc.shape[:-2], loc.shape[-2:], validate_args=False)
+
+    def expand(self, batch_shape, _instance=None):
+        shape = torch.Size(batch_shape)
+        return LowRankNoise(self.loc.expand(shape + self.event_shape), self.scale.expand(shape + self.event_shape),
+                            self.factor.expand(shape + self.factor.shape[-3:]))  # fmt: skip
+
+    def rsample(self, sample_shape=()):
+        return self._flat.rsample(torch.Size(sample_shape)).unflatten(-1, self.event_shape)  # (..., L, D)
+
+    def log_prob(self, value):
+        return self._flat.log_prob(value.flatten(-2))  # (...,)
+
+    @property
+    def mean(self):
+        return self.loc
+
+
+def kl_lowrank(q_loc, q_scale, q_factor, p_loc, p_scale, p_factor):
+    """KL(N(m_q, diag s_q² + W_q W_qᵀ) ‖ N(m_p, diag s_p² + W_p W_pᵀ)) over the flattened last two
+    dims, by Woodbury and the determinant lemma (only r × r matrices are factorised); q_factor may
+    be None (a diagonal q). Shapes: loc, scale (..., L, D), factor (..., L, D, r). Returns (...,)."""
+    mq, dq, mp, dp = q_loc.flatten(-2), q_scale.flatten(-2) ** 2, p_loc.flatten(-2), p_scale.flatten(-2) ** 2
+    w = p_factor.flatten(-3, -2)  # (..., n, r)
+    wd = w / dp[..., None]  # D_p⁻¹ W_p
+    eye = torch.eye(w.shape[-1], dtype=w.dtype, device=w.device)
+    chol = torch.linalg.cholesky(eye + w.transpose(-1, -2) @ wd)  # C_p = I + W_pᵀ D_p⁻¹ W_p (..., r, r)
+    delta = mq - mp  # (..., n)
+    b = torch.linalg.solve_triangular(chol, (wd.transpose(-1, -2) @ delta[..., None]), upper=False)  # (..., r, 1)
+    quad = (delta**2 / dp).sum(-1) - b.square().sum((-2, -1))  # δᵀ Σ_p⁻¹ δ
+    m = wd.transpose(-1, -2) @ (wd * dq[..., None])  # W_pᵀ D_p⁻¹ D_q D_p⁻¹ W_p (..., r, r)
+    trace = (dq / dp).sum(-1) - _trace_solve(chol, m)  # tr(Σ_p⁻¹ D_q)
+    logdet_q = torch.log(dq).sum(-1)
+    if q_factor is not None:
+        v = q_factor.flatten(-3, -2)  # (..., n, r_q)
+        g = wd.transpose(-1, -2) @ v  # (..., r, r_q)
+        trace = trace + (v**2 / dp[..., None]).sum((-2, -1)) - _trace_solve(chol, g @ g.transpose(-1, -2))
+        eye_q = torch.eye(v.shape[-1], dtype=v.dtype, device=v.device)
+        logdet_q = logdet_q + torch.logdet(eye_q + v.transpose(-1, -2) @ (v / dq[..., None]))
+    logdet_p = torch.log(dp).sum(-1) + 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+    return 0.5 * (trace + quad - mq.shape[-1] + logdet_p - logdet_q)
+
+
+def _trace_solve(chol, m):
+    """tr(C⁻¹ M) for C = chol cholᵀ."""
+    return torch.diagonal(torch.cholesky_solve(m, chol), dim1=-2, dim2=-1).sum(-1)
+
+
+@register_kl(LowRankNoise, LowRankNoise)
+def _kl_lowrank_lowrank(q, p):
+    return kl_lowrank(q.loc, q.scale, q.factor, p.loc, p.scale, p.factor)
+
+
+@register_kl(Independent, LowRankNoise)
+def _kl_diagonal_lowrank(q, p):
+    if not (isinstance(q.base_dist, Normal) and q.reinterpreted_batch_ndims == 2):
+        raise NotImplementedError  # the caller falls back to a Monte Carlo estimate
+    return kl_lowrank(q.base_dist.loc, q.base_dist.scale, None, p.loc, p.scale, p.factor)
