@@ -27,9 +27,6 @@ class LowRankNoise(TorchDistribution):
 
     def __init__(self, loc, scale, factor, validate_args=None):
         self.loc, self.scale, self.factor = loc, scale, factor
-        self._flat = torch.distributions.LowRankMultivariateNormal(
-            loc.flatten(-2), factor.flatten(-3, -2), scale.flatten(-2) ** 2, validate_args=False
-        )  # over the L·D entries
         super().__init__(loc.shape[:-2], loc.shape[-2:], validate_args=False)
 
     def expand(self, batch_shape, _instance=None):
@@ -38,10 +35,16 @@ class LowRankNoise(TorchDistribution):
                             self.factor.expand(shape + self.factor.shape[-3:]))  # fmt: skip
 
     def rsample(self, sample_shape=()):
-        return self._flat.rsample(torch.Size(sample_shape)).unflatten(-1, self.event_shape)  # (..., L, D)
+        shape = torch.Size(sample_shape) + self.batch_shape
+        z = torch.randn(shape + self.factor.shape[-1:], dtype=self.loc.dtype, device=self.loc.device)  # (..., r)
+        xi = torch.randn(shape + self.event_shape, dtype=self.loc.dtype, device=self.loc.device)  # (..., L, D)
+        return self.loc + self.scale * xi + torch.einsum("...ldr,...r->...ld", self.factor, z)
 
     def log_prob(self, value):
-        return self._flat.log_prob(value.flatten(-2))  # (...,)
+        flat = torch.distributions.LowRankMultivariateNormal(
+            self.loc.flatten(-2), self.factor.flatten(-3, -2), self.scale.flatten(-2) ** 2, validate_args=False
+        )  # over the L·D entries (Woodbury inside)
+        return flat.log_prob(value.flatten(-2))  # (...,)
 
     @property
     def mean(self):
@@ -80,6 +83,8 @@ def _trace_solve(chol, m):
 
 @register_kl(LowRankNoise, LowRankNoise)
 def _kl_lowrank_lowrank(q, p):
+    if all(torch.equal(a, b) for a, b in ((q.loc, p.loc), (q.scale, p.scale), (q.factor, p.factor))):
+        return q.loc.new_zeros(q.batch_shape)  # the prior against itself (a step the guide leaves): 0, gradient 0
     return kl_lowrank(q.loc, q.scale, q.factor, p.loc, p.scale, p.factor)
 
 

@@ -97,7 +97,7 @@ def test_forward_pass_agrees_within_float32_rounding(change):
     prior = ["prior loc", "prior scale"] + (["prior factor"] if cfg.priors.rank else [])
     names = ["e_x", "u", "l", *prior, "post loc", "post scale", "logits", "halt", "value"]
     for name, a, b in zip(names, expected, got, strict=True):
-        np.testing.assert_allclose(np.asarray(b), a.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(np.asarray(b), a.detach().numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
 
 
 @pytest.mark.parametrize("share_core", [False, True])

@@ -99,7 +99,7 @@ def test_rank_zero_adds_no_parameters_and_rank_learns_from_the_start(tmp_path):
 
     train = build_dataset(ranked.task).train  # one batch of real digits
     trainer.train_batch(train.x[:8], train.y[:8], train.num_solutions[:8])
-    grad = trainer.net.prior_head.factor.weight.grad
+    grad = trainer.net.prior_factor.grad
     assert grad is not None and grad.abs().sum() > 0  # W starts off the saddle at 0
     fit(ranked, tmp_path / "run", steps=2, progress=False, eval_puzzles=4)
     from gram_ppl.inference.api import generate, load_run

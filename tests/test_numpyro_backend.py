@@ -97,7 +97,7 @@ def test_log_density_of_a_fixed_trajectory_agrees(case):
     # NumPyro stacks each scanned site over the steps: eps_{n}_{t} is eps_{t}[n], y_{n} is y[n]
     for name in expected:
         site = tr.nodes[name]
-        lp_t = site["fn"].log_prob(site["value"]).numpy()  # (B,)
+        lp_t = site["fn"].log_prob(site["value"]).detach().numpy()  # (B,)
         parts = name.split("_")
         nsite = ntr[f"eps_{parts[2]}"] if name.startswith("eps") else ntr["y"]
         n = int(parts[1])

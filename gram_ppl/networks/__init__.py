@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-# The low-rank prior's W_θ (PriorConfig.rank) starts small but not at 0, where its gradient
-# vanishes: entries of about FACTOR_INIT for a unit-scale input, in both backends.
+# The low-rank prior's directions W (PriorConfig.rank) start small but not at 0, where their
+# gradient vanishes: entries drawn from N(0, FACTOR_INIT²), in both backends.
 FACTOR_INIT = 0.02
 
 

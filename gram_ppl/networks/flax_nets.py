@@ -128,11 +128,6 @@ class Reasoner(nn.Module):
         return x
 
 
-def _factor_init(key, shape, dtype=jnp.float32):
-    """W_θ's kernel (D, D·r) as torch_nets.Guidance starts it: N(0, (FACTOR_INIT / √D)²)."""
-    return FACTOR_INIT / math.sqrt(shape[0]) * jax.random.normal(key, shape, dtype)
-
-
 class Guidance(nn.Module):
     """Location and scale of a transition-noise density (see torch_nets.Guidance)."""
 
@@ -141,14 +136,11 @@ class Guidance(nn.Module):
     priors: PriorConfig
     scale_mode: str
     zero_mean: bool
-    rank: int = 0  # W_θ(u): covariance directions of the prior (PriorConfig.rank)
 
     def setup(self):
         self.net = SwiGLU(self.hidden, 2 * self.dim)
         if self.scale_mode == "learned":
             self.raw_scale = self.param("raw_scale", nn.initializers.zeros, ())
-        if self.rank:
-            self.factor = nn.Dense(self.dim * self.rank, use_bias=False, kernel_init=_factor_init)
 
     def __call__(self, inp):
         p = self.priors
@@ -159,14 +151,10 @@ class Guidance(nn.Module):
         if self.zero_mean:
             loc = jnp.zeros_like(loc)
         if self.scale_mode == "fixed":
-            scale = jnp.full_like(loc, p.scale)
-        else:
-            if self.scale_mode == "learned":
-                raw = jnp.broadcast_to(self.raw_scale, loc.shape)
-            scale = jnp.exp(log_lo + (log_hi - log_lo) * jax.nn.sigmoid(raw + bias0))
-        if not self.rank:
-            return loc, scale
-        return loc, scale, self.factor(inp).reshape(loc.shape + (self.rank,))  # + W (B, L, D, r)
+            return loc, jnp.full_like(loc, p.scale)
+        if self.scale_mode == "learned":
+            raw = jnp.broadcast_to(self.raw_scale, loc.shape)
+        return loc, jnp.exp(log_lo + (log_hi - log_lo) * jax.nn.sigmoid(raw + bias0))
 
 
 class GramNet(nn.Module):
@@ -197,7 +185,10 @@ class GramNet(nn.Module):
         self.f_L = Reasoner(net, length, self.relations, self.num_relations)
         self.f_H = self.f_L if net.share_core else Reasoner(net, length, self.relations, self.num_relations)
         hidden = net.guidance_hidden or D
-        self.prior_head = Guidance(D, hidden, self.priors, self.priors.scale_mode, self.zero_mean, self.priors.rank)
+        self.prior_head = Guidance(D, hidden, self.priors, self.priors.scale_mode, self.zero_mean)
+        if self.priors.rank:  # W of the low-rank prior (torch_nets.GramNet.prior_factor)
+            shape = (net.noise_tokens or length, D, self.priors.rank)
+            self.prior_factor = self.param("prior_factor", lambda key: FACTOR_INIT * jax.random.normal(key, shape))
         self.tok_y = nn.Embed(self.y_vocab, net.posterior_bottleneck or D)
         self.y_proj = nn.Dense(D, use_bias=False)
         self.posterior_head = Guidance(D, hidden, self.priors, "network", self.zero_mean)
@@ -245,7 +236,10 @@ class GramNet(nn.Module):
         return self.f_H(h, l, e_x.rel), l  # u_t, l_t
 
     def prior(self, u):
-        return self.prior_head(u)
+        loc, scale = self.prior_head(u)  # (B, L, D) each
+        if not self.priors.rank:
+            return loc, scale
+        return loc, scale, jnp.broadcast_to(self.prior_factor, (loc.shape[0], *self.prior_factor.shape))
 
     def posterior(self, u, y):
         e_y = self.y_proj(self.tok_y(y))  # (B, L_y, D)

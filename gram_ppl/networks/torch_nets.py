@@ -114,10 +114,9 @@ class Guidance(nn.Module):
     `scale`; with zero_mean the location is 0 (the noise-only ablation).
     """
 
-    def __init__(self, d_in: int, dim: int, hidden: int, priors: PriorConfig, scale_mode: str, zero_mean: bool,
-                 rank: int = 0):  # fmt: skip
+    def __init__(self, d_in: int, dim: int, hidden: int, priors: PriorConfig, scale_mode: str, zero_mean: bool):
         super().__init__()
-        self.scale_mode, self.zero_mean, self.rank = scale_mode, zero_mean, rank
+        self.scale_mode, self.zero_mean = scale_mode, zero_mean
         self.log_lo, self.log_hi = math.log(priors.min_scale), math.log(priors.max_scale)
         frac = (math.log(priors.scale) - self.log_lo) / max(self.log_hi - self.log_lo, 1e-12)
         self.bias0 = math.log(max(frac, 1e-6) / max(1 - frac, 1e-6))  # sigmoid(bias0) = frac
@@ -125,23 +124,17 @@ class Guidance(nn.Module):
         nn.init.zeros_(self.net.w_out.weight)
         self.raw_scale = nn.Parameter(torch.zeros(())) if scale_mode == "learned" else None
         self.register_buffer("fixed_scale", torch.tensor(priors.scale), persistent=False)
-        if rank:  # W_θ(u): r covariance directions over all positions and channels (PriorConfig.rank)
-            self.factor = nn.Linear(d_in, dim * rank, bias=False)
-            nn.init.normal_(self.factor.weight, std=FACTOR_INIT / math.sqrt(d_in))  # small, not 0 (a saddle)
 
-    def forward(self, inp: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, inp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         loc, raw = self.net(inp).chunk(2, dim=-1)  # (B, L, D) each
         if self.zero_mean:
             loc = torch.zeros_like(loc)
         if self.scale_mode == "fixed":
-            scale = self.fixed_scale.expand_as(loc)
-        else:
-            if self.scale_mode == "learned":
-                raw = self.raw_scale.expand_as(loc)
-            scale = (self.log_lo + (self.log_hi - self.log_lo) * torch.sigmoid(raw + self.bias0)).exp()  # (B, L, D)
-        if not self.rank:
-            return loc, scale
-        return loc, scale, self.factor(inp).unflatten(-1, (loc.shape[-1], self.rank))  # + W (B, L, D, r)
+            return loc, self.fixed_scale.expand_as(loc)
+        if self.scale_mode == "learned":
+            raw = self.raw_scale.expand_as(loc)
+        log_scale = self.log_lo + (self.log_hi - self.log_lo) * torch.sigmoid(raw + self.bias0)  # (B, L, D)
+        return loc, log_scale.exp()
 
 
 class GramNet(nn.Module):
@@ -151,8 +144,8 @@ class GramNet(nn.Module):
       (an Embedded, with the relation ids (B, L, L) of a task whose relations depend on x)
       (zero; the first holds the puzzle embedding of x[:, 0] when the task has identifiers: ARC)
     - transition(h, l, e_x): K updates l <- f_L(l, h + e_x), then u = f_H(h, l)       (B, L, D) x 2
-    - prior(u): loc and scale (and with PriorConfig.rank the factor W (B, L_ε, D, r)) of
-      p_θ(ε_t | u_t) on the noised positions L_ε (all L, or the
+    - prior(u): loc and scale (and with PriorConfig.rank the learned directions W (B, L_ε, D, r))
+      of p_θ(ε_t | u_t) on the noised positions L_ε (all L, or the
       first NetConfig.noise_tokens register tokens)                                   (B, L_ε, D) x 2
     - posterior(u, y): loc and scale of q_φ(ε_t | u_t, y)                              (B, L_ε, D) x 2
     - add_noise(u, ε): h = u + ε on the noised positions                               (B, L, D)
@@ -184,7 +177,11 @@ class GramNet(nn.Module):
         self.f_L = Reasoner(net, length, rel, num_ids)
         self.f_H = self.f_L if net.share_core else Reasoner(net, length, rel, num_ids)
         hidden = net.guidance_hidden or D
-        self.prior_head = Guidance(D, D, hidden, priors, priors.scale_mode, zero_mean, priors.rank)
+        self.prior_head = Guidance(D, D, hidden, priors, priors.scale_mode, zero_mean)
+        noised = net.noise_tokens or length  # L_ε
+        # W of the low-rank prior (PriorConfig.rank): r learned directions over the noised positions
+        # and channels, shared by every input (μ and σ depend on u_t); small at the start, not 0 (a saddle)
+        self.prior_factor = nn.Parameter(FACTOR_INIT * torch.randn(noised, D, priors.rank)) if priors.rank else None
         y_width = net.posterior_bottleneck or D
         self.tok_y = nn.Embedding(task.y_vocab, y_width)
         self.pooled, self.noise_tokens = net.posterior_input == "pooled", net.noise_tokens
@@ -235,7 +232,10 @@ class GramNet(nn.Module):
         return torch.cat([u[:, : self.noise_tokens] + eps, u[:, self.noise_tokens :]], dim=1)  # (B, L, D)
 
     def prior(self, u: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.prior_head(self.noised(u))  # loc, scale: (B, L_ε, D) each; + factor (B, L_ε, D, r) with rank
+        loc, scale = self.prior_head(self.noised(u))  # (B, L_ε, D) each
+        if self.prior_factor is None:
+            return loc, scale
+        return loc, scale, self.prior_factor.expand(loc.shape[0], *self.prior_factor.shape)  # + W (B, L_ε, D, r)
 
     def posterior(self, u: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         u = self.noised(u)  # (B, L_ε, D)
