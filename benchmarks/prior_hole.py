@@ -6,15 +6,16 @@ sampler of the model: only its "prior" rows are prior samples.
     .venv/bin/python benchmarks/prior_hole.py RUN [--ranks 0,8,32] [--samples 1000] [--seed 0]
         [--json out.json]
 
-For an empty input u_1 is the same for every sample, so the first step's prior is one diagonal
-Gaussian N(μ, σ²) over the (L, D) noise. The guide's means μ_q(u_1, y_i) over the training
-targets y_i, whitened by the prior ((μ_q − μ) / σ), show where the posterior puts its
-information: their variance along the top principal directions ("spectrum") is what the prior
-misses there (the aggregate's variance along a direction is about that plus 1 where σ_q ≈ σ).
+For an empty input u_1 is the same for every sample, so the first step's prior is one Gaussian
+over the (L, D) noise: N(μ, σ²) by default, N(μ, diag σ² + W Wᵀ) with priors.rank. The guide's
+means μ_q(u_1, y_i) over the training targets y_i, whitened by the prior (Σ^-½ (μ_q − μ)), show
+where the posterior puts its information: their variance along the top principal directions
+("spectrum") is what the prior misses there (the aggregate's variance along a direction is about
+that plus 1 where σ_q ≈ σ).
 Then `--samples` boards are drawn with the first transition's noise taken from
 
-- rank 0: N(μ, σ²), the prior itself (the "prior" row);
-- rank r > 0: the prior plus the top r directions of the whitened shifts, N(μ + σ·m, σ²(I + V_r Λ_r V_rᵀ)):
+- rank 0: the prior itself (the "prior" row);
+- rank r > 0: the prior plus the top r directions of the whitened shifts, N(μ + Σ^½ m, Σ^½ (I + V_r Λ_r V_rᵀ) Σ^½ᵀ):
   a Gaussian fitted to the aggregate posterior after training (ex-post, as in two-stage VAEs);
 - "aggregate": q_φ(ε_1 | u_1, y_i) of a random training target y_i (its reconstructions: the
   ceiling of what the transitions and decoder can do; copies of training targets count here),
@@ -42,8 +43,9 @@ from gram_ppl.inference.api import generation_report, load_run  # noqa: E402
 
 
 def first_step(run, y):
-    """Prior (μ, σ) (L, D) of the first transition from the empty input and the guide's (μ_q, σ_q)
-    (B, L, D) for the targets y (B, L_y)."""
+    """The first transition's prior from the empty input: μ (L, D), a root of its covariance (σ
+    (L·D,) or a Cholesky factor (L·D, L·D) with priors.rank) and each entry's variance (L·D,);
+    and the guide's (μ_q, σ_q) (B, L, D) for the targets y (B, L_y)."""
     import torch
 
     net = run.net
@@ -51,9 +53,29 @@ def first_step(run, y):
     with torch.no_grad():
         h, l = net.initial_state(len(y))  # (B, L, D) each
         u, _ = net.transition(h, l, net.embed(x))  # (B, L, D)
-        mu, sigma = net.prior(u)  # (B, L, D) each, equal over B
+        mu, sigma, *factor = net.prior(u)  # (B, L, D) each, equal over B; + W (B, L, D, r) with priors.rank
         mu_q, sigma_q = net.posterior(u, torch.as_tensor(np.asarray(y, np.int64)))  # (B, L, D) each
-    return mu[0].double(), sigma[0].double(), mu_q.double(), sigma_q.double()
+    root = sigma[0].double().reshape(-1)  # Σ^½ of a diagonal prior: σ (L·D,)
+    var = root**2  # the prior's variance of each entry (L·D,)
+    if factor:  # a low-rank prior: the Cholesky factor of diag σ² + W Wᵀ (L·D, L·D)
+        w = factor[0][0].double().reshape(root.numel(), -1)  # (L·D, r)
+        var = var + (w**2).sum(-1)
+        root = torch.linalg.cholesky(torch.diag(root**2) + w @ w.T)
+    return mu[0].double(), root, var, mu_q.double(), sigma_q.double()
+
+
+def whiten(root, v):
+    """Σ^-½ v for rows v (M, L·D): the prior's own coordinates (N(0, I) under the prior)."""
+    import torch
+
+    if root.dim() == 1:
+        return v / root
+    return torch.linalg.solve_triangular(root, v.T, upper=False).T
+
+
+def colour(root, v):
+    """Σ^½ v for rows v (M, L·D): back to the noise's coordinates."""
+    return v * root if root.dim() == 1 else v @ root.T
 
 
 def boards_from(run, eps):
@@ -85,9 +107,9 @@ def hole_rows(folder: str, ranks: list[int], samples: int, seed: int = 0) -> dic
     if cfg.fit.T != 1 or cfg.fit.guide_steps != 1:
         raise SystemExit(f"{folder}: the guide must act in the first transition only (fit.T = 1, fit.guide_steps = 1)")
     train_y = np.asarray(run.data.train.y)
-    mu, sigma, mu_q, sigma_q = first_step(run, train_y)
+    mu, root, var, mu_q, sigma_q = first_step(run, train_y)
     shape, n = mu.shape, len(train_y)
-    w = (mu_q - mu).reshape(n, -1) / sigma.reshape(-1)  # (n, L*D) whitened shifts
+    w = whiten(root, (mu_q - mu).reshape(n, -1))  # (n, L*D) whitened shifts
     m = w.mean(0)  # (L*D,)
     _, s, vt = torch.linalg.svd(w - m, full_matrices=False)
     lam = s**2 / n  # variance of the shifts along each principal direction
@@ -115,10 +137,10 @@ def hole_rows(folder: str, ranks: list[int], samples: int, seed: int = 0) -> dic
         if r:
             z = torch.randn(samples, r, generator=gen, dtype=torch.float64)  # (M, r)
             xi = xi + m + (z * lam[:r].sqrt()) @ vt[:r]
-        score("prior" if r == 0 else f"rank {r}", mu + sigma * xi.reshape(samples, *shape))
+        score("prior" if r == 0 else f"rank {r}", mu + colour(root, xi).reshape(samples, *shape))
     i = torch.randint(n, (samples,), generator=gen)
     score("aggregate", mu_q[i] + sigma_q[i] * torch.randn(samples, *shape, generator=gen, dtype=torch.float64))
-    spread = float(((sigma_q / sigma) ** 2).mean())  # E[σ_q² / σ²] over targets and dimensions
+    spread = float((sigma_q.reshape(n, -1) ** 2 / var).mean())  # E[σ_q² / Σ_ii] over targets and entries
     return {"run": folder, "spectrum": [round(float(v), 3) for v in lam[:20]], "shift_total": float(lam.sum()),
             "posterior_var_ratio": spread, "targets": n, "rows": rows}  # fmt: skip
 
