@@ -38,44 +38,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_json  # noqa: E402
 
-from gram_ppl.config import sample_depth  # noqa: E402
+from gram_ppl.config import ConfigError, sample_depth  # noqa: E402
 from gram_ppl.inference.api import generation_report, load_run  # noqa: E402
-
-
-def first_step(run, y):
-    """The first transition's prior from the empty input: μ (L, D), a root of its covariance (σ
-    (L·D,) or a Cholesky factor (L·D, L·D) with priors.rank) and each entry's variance (L·D,);
-    and the guide's (μ_q, σ_q) (B, L, D) for the targets y (B, L_y)."""
-    import torch
-
-    net = run.net
-    x = torch.ones(len(y), net.x_len, dtype=torch.long)  # (B, L_x): the empty input
-    with torch.no_grad():
-        h, l = net.initial_state(len(y))  # (B, L, D) each
-        u, _ = net.transition(h, l, net.embed(x))  # (B, L, D)
-        mu, sigma, *factor = net.prior(u)  # (B, L, D) each, equal over B; + W (B, L, D, r) with priors.rank
-        mu_q, sigma_q = net.posterior(u, torch.as_tensor(np.asarray(y, np.int64)))  # (B, L, D) each
-    root = sigma[0].double().reshape(-1)  # Σ^½ of a diagonal prior: σ (L·D,)
-    var = root**2  # the prior's variance of each entry (L·D,)
-    if factor:  # a low-rank prior: the Cholesky factor of diag σ² + W Wᵀ (L·D, L·D)
-        w = factor[0][0].double().reshape(root.numel(), -1)  # (L·D, r)
-        var = var + (w**2).sum(-1)
-        root = torch.linalg.cholesky(torch.diag(root**2) + w @ w.T)
-    return mu[0].double(), root, var, mu_q.double(), sigma_q.double()
-
-
-def whiten(root, v):
-    """Σ^-½ v for rows v (M, L·D): the prior's own coordinates (N(0, I) under the prior)."""
-    import torch
-
-    if root.dim() == 1:
-        return v / root
-    return torch.linalg.solve_triangular(root, v.T, upper=False).T
-
-
-def colour(root, v):
-    """Σ^½ v for rows v (M, L·D): back to the noise's coordinates."""
-    return v * root if root.dim() == 1 else v @ root.T
+from gram_ppl.inference.prior_fit_pyro import check_generation_run, colour, shifts  # noqa: E402
 
 
 def boards_from(run, eps):
@@ -97,22 +62,15 @@ def hole_rows(folder: str, ranks: list[int], samples: int, seed: int = 0) -> dic
     import torch
 
     run = load_run(folder)
-    cfg, task = run.config, run.task
-    if cfg.backend != "pyro":
-        raise SystemExit(
-            f"{folder} is a {cfg.backend} run: convert it first (gram convert {folder} OUT --backend pyro)"
-        )
-    if not cfg.task.generates or cfg.fit.variant != "gram":
-        raise SystemExit(f"{folder}: a GRAM generation run is needed (empty input, stochastic steps)")
-    if cfg.fit.T != 1 or cfg.fit.guide_steps != 1:
-        raise SystemExit(f"{folder}: the guide must act in the first transition only (fit.T = 1, fit.guide_steps = 1)")
+    task = run.task
+    try:
+        check_generation_run(run)
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
     train_y = np.asarray(run.data.train.y)
-    mu, root, var, mu_q, sigma_q = first_step(run, train_y)
+    sh = shifts(run, train_y)
+    mu, root, var, mu_q, sigma_q, m, vt, lam = sh.mu, sh.root, sh.var, sh.mu_q, sh.sigma_q, sh.m, sh.vt, sh.lam
     shape, n = mu.shape, len(train_y)
-    w = whiten(root, (mu_q - mu).reshape(n, -1))  # (n, L*D) whitened shifts
-    m = w.mean(0)  # (L*D,)
-    _, s, vt = torch.linalg.svd(w - m, full_matrices=False)
-    lam = s**2 / n  # variance of the shifts along each principal direction
     if max(ranks) > len(lam):
         raise SystemExit(f"--ranks: at most {len(lam)} directions here")
     gen = torch.Generator().manual_seed(seed)

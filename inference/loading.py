@@ -142,12 +142,27 @@ def convert_run(folder: str | Path, out: str | Path, backend: str, force: bool =
     source.setup(cfg.fit.threads)
     with checkpoint_errors(folder):
         weights = source.weights(source.sampling_net(cfg, task, ckpt.trainer))
-    new = dataclasses.replace(cfg, backend=backend)
+    return _write_run(folder, out, dataclasses.replace(cfg, backend=backend), weights, ckpt, force)
+
+
+def convert_weights_run(folder: str | Path, out: str | Path, cfg, weights: dict, force: bool = False) -> Path:
+    """A new run folder holding `folder`'s run under config `cfg` (same backend, same data) with the
+    sampling weights `weights` (numpy, named as torch names them) and a fresh optimiser; a kept
+    best evaluation (fit.keep_best) is dropped: `weights` are what the new run samples from."""
+    ckpt = read_checkpoint(Path(folder))
+    loop = {k: v for k, v in ckpt.loop.items() if k != "best"}
+    return _write_run(folder, out, cfg, weights, ckpt._replace(best=None, loop=loop), force)
+
+
+def _write_run(folder, out, new, weights: dict, ckpt, force: bool) -> Path:
+    """Write run folder `out`: config `new`, its model file, `folder`'s data fingerprint and history,
+    and a checkpoint whose trainer holds `weights` with a fresh optimiser."""
+    task = task_for(new.task)
     mod = default_model(new)
     out = Path(out)
     if not is_empty(out) and not force:  # before any work, and before the folder is touched
         raise RunError(f"{out} exists and is not empty (--force to overwrite)")
-    target = get_backend(backend)
+    target = get_backend(new.backend)
     target.setup(new.fit.threads)
     trainer = target.make_trainer(mod, new, task)
     with checkpoint_errors(folder):  # weights that do not fit: refused before anything is written
@@ -158,5 +173,5 @@ def convert_run(folder: str | Path, out: str | Path, backend: str, force: bool =
         create_run(out, new, mod, force)
         if (Path(folder) / DATA_FILE).is_file():  # the same data set: its fingerprint moves over
             atomic_write(out / DATA_FILE, (Path(folder) / DATA_FILE).read_bytes())
-        write_checkpoint(out, ckpt._replace(backend=backend, trainer=state, config=new))
+        write_checkpoint(out, ckpt._replace(backend=new.backend, trainer=state, config=new))
     return out

@@ -77,7 +77,8 @@ def model_step(f, e_x, y, state, n, *, cfg, priors, steps, truncate, observe):
             if variant == "deterministic":
                 h = u
             else:
-                prior = noise_dist(priors, *_cut(f(u, method="prior"), cut), variant=variant)
+                prior = _where_guided(_cut(f(u, method="prior"), cut), _guided(cfg.fit, steps, n, t))
+                prior = noise_dist(priors, *prior, variant=variant)
                 eps = numpyro.sample(f"eps_{t}", prior, infer=sites.noise(None, t))  # the step axis: the scan's
                 h = u + eps  # (B, L, D)
         if observe != "none":
@@ -109,7 +110,7 @@ def guide_step(f, e_x, y, state, n, *, cfg, priors, steps, truncate, observe):
             cut = truncate and t < cfg.fit.T - 1
             u, l = _cut(f(h, l, e_x, method="transition"), cut)  # (B, L, D) each
             on = _guided(cfg.fit, steps, n, t)
-            prior = _cut(f(u, method="prior"), cut)
+            prior = _where_guided(_cut(f(u, method="prior"), cut), on)  # the model's prior
             if on is False:
                 q = noise_dist(priors, *prior, variant=variant)
             else:
@@ -118,7 +119,7 @@ def guide_step(f, e_x, y, state, n, *, cfg, priors, steps, truncate, observe):
                 if on is not True:  # a traced step index: mix parameters per step
                     if family != priors.family and variant != "mean_only":
                         raise ValueError("one scan across guide_steps needs the guide in the prior's family")
-                    if len(prior) == 3:  # the low-rank prior's W: none where the guide acts
+                    if len(prior) == 3:  # a low-rank prior: the guide's q carries no W
                         post = (*post, jnp.zeros_like(prior[2]))
                     post = tuple(jnp.where(on, q, p) for q, p in zip(post, prior, strict=True))
                 q = noise_dist(priors, *post, variant=variant, family=family)
@@ -142,6 +143,16 @@ def _guided(fit, steps, n, t):
     if steps[0] >= fit.guide_steps:
         return False
     return n < fit.guide_steps
+
+
+def _where_guided(prior, on):
+    """The prior's (loc, scale[, W]) with a low-rank prior's W (priors.rank) only where the guide
+    acts (`on`: True, False or a traced boolean of the step; elsewhere W = 0, the diagonal prior)."""
+    if len(prior) < 3 or on is True:
+        return prior
+    if on is False:
+        return prior[:2]
+    return (*prior[:2], jnp.where(on, prior[2], 0.0))
 
 
 def _cut(values, cut):

@@ -49,9 +49,10 @@ Where this departs from the paper or decides what it leaves open (gram-paper-not
 - A low-dimensional global channel (`NetConfig.noise_tokens = P`, `posterior_input="pooled"`):
   the noise falls on P prefix (register) tokens only and q_φ reads all of y through one
   projection, so what the guide can say about y is P·D numbers, not one per cell.
-- The prior may couple all positions and channels through r directions (`PriorConfig.rank`,
-  normal family, off by default): ε_t ~ N(μ_θ, diag σ_θ² + W_θ W_θᵀ), i.e. ε = μ + W z + σ ξ with
-  one z ~ N(0, I_r) per transition. For generation from an empty input the first step's prior
+- The prior may couple all positions and channels through r learned directions W
+  (`PriorConfig.rank`, normal family, off by default): ε_t ~ N(μ_θ, diag σ_θ² + W Wᵀ), i.e.
+  ε = μ + W z + σ ξ with one z ~ N(0, I_r) per transition, in the transitions where the guide
+  acts (the prior's other transitions stay diagonal). For generation from an empty input the first step's prior
   is one fixed density, and the guide's information sits along a few correlated directions that
   a diagonal σ cannot widen (benchmarks/prior_hole.py, docs/recipe.md). The KL is in closed form
   (models/lowrank_pyro.py).
@@ -115,7 +116,8 @@ def model(x, y=None, *, net, cfg, priors=PRIORS, carry=None, steps=None, truncat
                     if variant == "deterministic":
                         h = u
                     else:
-                        prior = noise_dist(priors, *net.prior(u), variant=variant)
+                        # W of a low-rank prior (priors.rank) only where the guide acts, whose aggregate it matches
+                        prior = noise_dist(priors, *net.prior(u)[: 3 if _guided(cfg.fit, n, t) else 2], variant=variant)
                         eps = pyro.sample(f"eps_{n}_{t}", prior, infer=sites.noise(n, t))
                         h = net.add_noise(u, eps)  # (B, L, D): u + ε
             if observe == "every" or (observe == "last" and n == steps[-1]):
@@ -142,7 +144,7 @@ def guide(x, y, *, net, cfg, priors=PRIORS, carry=None, steps=None, truncate=Tru
                             priors, *net.posterior(u, y), variant=variant, family=guide_family(cfg.fit, priors)
                         )
                     else:
-                        q = noise_dist(priors, *net.prior(u), variant=variant)
+                        q = noise_dist(priors, *net.prior(u)[:2], variant=variant)  # the model's prior there
                     eps = pyro.sample(f"eps_{n}_{t}", q, infer=sites.noise(n, t))
                     h = net.add_noise(u, eps)  # (B, L, D): u + ε
 
