@@ -30,6 +30,7 @@ _LAZY = {
     "compare": "gram_ppl.inference.api",
     "to_inference_data": "gram_ppl.inference.api",
     "diagnose": "gram_ppl.inference.diagnose",
+    "refit_prior": "gram_ppl.inference.api",
     "explain_loo": "gram_ppl.diagnostics",
 }
 

@@ -33,7 +33,14 @@ __all__ = ["Samples", "as_run", "compare", "evaluate", "fit", "load_run", "sampl
            # what the command line uses besides (gram_ppl/cli imports the library through this module only)
            "NonFiniteLoss", "check_fits", "check_report_folder", "convert_run", "describe_generation", "diagnose",
            "evaluate_run", "from_env", "generate", "generation_report", "load_config", "model_file_note",
-           "sample_puzzles"]  # fmt: skip
+           "refit_prior", "sample_puzzles"]  # fmt: skip
+
+
+def refit_prior(*args, **kwargs):
+    """inference/prior_fit_pyro.py's `refit_prior` (imported on first use: it needs torch)."""
+    from gram_ppl.inference.prior_fit_pyro import refit_prior as impl
+
+    return impl(*args, **kwargs)
 
 
 def diagnose(*args, **kwargs):

@@ -271,3 +271,28 @@ def test_blank_grids_for_a_completion_run_warn_and_data_info_prints_the_mode(tmp
     assert main(["data", "build", "--task", "sudoku", "--size", "4", "--mode", "multi", "--num-train", "4",
                  "--num-test", "2", "--out", str(tmp_path / "d")]) == 0  # fmt: skip
     assert "mode multi" in capsys.readouterr().out
+
+
+def test_refit_prior_gives_a_run_whose_prior_has_the_guides_directions(tmp_path, capsys):
+    run, out = tmp_path / "dig", tmp_path / "dig-r2"
+    base = ["--task", "digits", "--size", "8", "--steps", "2", "--set", "net.dim=16", "--set", "net.layers=1"]
+    assert main(["fit", *base, "--set", "fit.batch_size=8", "--quiet", "--out", str(run)]) == 0
+    assert main(["refit-prior", str(run), "--rank", "2", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["priors"]["rank"] == 2 and json.loads((run / "config.json").read_text())["priors"]["rank"] == 0
+    from gram_ppl.inference.api import load_run
+    from gram_ppl.inference.prior_fit_pyro import shifts
+
+    old, new = load_run(run), load_run(out)
+    sh = shifts(old, old.data.train.y)
+    w = new.net.prior_factor.detach().double().reshape(-1, 2)  # (L·D, 2): σ ⊙ V_2 Λ_2^½
+    expected = sh.root[:, None] * sh.vt[:2].T * sh.lam[:2].sqrt()
+    assert float((w - expected).abs().max()) < 1e-4 * float(expected.abs().max())
+    for name, value in old.net.state_dict().items():  # every other weight moves over unchanged
+        assert (new.net.state_dict()[name] == value).all(), name
+    assert main(["generate", str(out), "--num", "4", "--out", str(tmp_path / "g.txt")]) == 0
+    capsys.readouterr()
+    assert main(["refit-prior", str(out), "--rank", "2", "--out", str(tmp_path / "again")]) == 2
+    assert "already has a low-rank prior" in capsys.readouterr().err
+    assert main(["refit-prior", str(run), "--rank", "2", "--out", str(out)]) == 2  # not over a run
+    assert "not empty" in capsys.readouterr().err

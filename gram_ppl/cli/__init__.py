@@ -9,6 +9,7 @@ Commands (`gram COMMAND --help` for each):
 - `gram sample`, `gram generate`: prior samples for your puzzles, unconditional samples from p(x)
 - `gram diagnose`: the ArviZ export, PSIS k̂, plots and summary.md of a run
 - `gram convert`: a run moved to the other backend
+- `gram refit-prior`: a generation run with its first step's prior refitted to the guide (priors.rank)
 
 Errors in the user's input or configuration print `gram: error: ...` to stderr and exit with
 status 2, never a traceback; Ctrl-C exits with 130 (fit saves a checkpoint first). The commands

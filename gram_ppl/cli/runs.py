@@ -1,4 +1,4 @@
-"""`gram fit|evaluate|sample|generate|compare|diagnose|convert`: the commands over run folders
+"""`gram fit|evaluate|sample|generate|compare|diagnose|convert|refit-prior`: the commands over run folders
 (gram_ppl.inference, imported inside each command so `gram data ...` never loads torch or JAX)."""
 
 from __future__ import annotations
@@ -171,6 +171,13 @@ def _report_commands(sub) -> None:
     cv.add_argument("--out", type=Path, required=True, help="the new run folder")
     cv.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
     cv.set_defaults(func=cmd_convert)
+
+    rp = sub.add_parser("refit-prior", help="a generation run whose first-step prior gets the guide's top directions")
+    rp.add_argument("run", type=Path, help="a Pyro generation run with a diagonal prior (priors.rank = 0)")
+    rp.add_argument("--rank", type=int, required=True, help="directions W of the low-rank prior (priors.rank)")
+    rp.add_argument("--out", type=Path, required=True, help="the new run folder")
+    rp.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
+    rp.set_defaults(func=cmd_refit_prior)
 
 
 def fit_config(args) -> GramConfig:
@@ -387,4 +394,12 @@ def cmd_convert(args) -> int:
 
     out = convert_run(args.run, args.out, args.to, force=args.force)
     print(f"{out}: {args.to} run converted from {args.run}", file=sys.stderr)
+    return 0
+
+
+def cmd_refit_prior(args) -> int:
+    from gram_ppl.inference.api import refit_prior
+
+    out = refit_prior(args.run, args.out, args.rank, force=args.force)
+    print(f"{out}: {args.run} with W of rank {args.rank} fitted to the guide's aggregate posterior", file=sys.stderr)
     return 0
