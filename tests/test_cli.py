@@ -29,6 +29,7 @@ TESTED = {
     "generate",
     "diagnose",  # tests/test_diagnostics.py
     "convert",  # tests/test_numpyro_backend.py
+    "refit-prior",  # test_refit_prior_gives_a_run_whose_prior_has_the_guides_directions
 }
 
 
