@@ -40,7 +40,7 @@ from common import write_json  # noqa: E402
 
 from gram_ppl.config import ConfigError, sample_depth  # noqa: E402
 from gram_ppl.inference.api import generation_report, load_run  # noqa: E402
-from gram_ppl.inference.prior_fit_pyro import check_generation_run, colour, shifts  # noqa: E402
+from gram_ppl.inference.prior_fit_pyro import colour, shifts  # noqa: E402
 
 
 def boards_from(run, eps):
@@ -63,12 +63,11 @@ def hole_rows(folder: str, ranks: list[int], samples: int, seed: int = 0) -> dic
 
     run = load_run(folder)
     task = run.task
+    train_y = np.asarray(run.data.train.y)
     try:
-        check_generation_run(run)
+        sh = shifts(run, train_y)  # refuses a run the first-step analysis does not fit
     except ConfigError as e:
         raise SystemExit(str(e)) from None
-    train_y = np.asarray(run.data.train.y)
-    sh = shifts(run, train_y)
     mu, root, var, mu_q, sigma_q, m, vt, lam = sh.mu, sh.root, sh.var, sh.mu_q, sh.sigma_q, sh.m, sh.vt, sh.lam
     shape, n = mu.shape, len(train_y)
     if max(ranks) > len(lam):

@@ -199,8 +199,9 @@ class PriorConfig:
     max_scale: float = 1.0  # upper bound on σ
     df: float = 4.0  # studentt degrees of freedom
     init_scale: float = 1.0  # z_0 = (h_0, l_0) ~ N(0, init_scale² I), drawn once and saved
-    # low-rank factors of each transition's noise covariance: ε_t ~ N(μ, diag σ² + W Wᵀ) over the
-    # flattened L·D state, W = W_θ(u_t) (L·D, rank); 0: diagonal (paper). Normal family only.
+    # low-rank directions of the noise covariance where the guide acts: ε_t ~ N(μ, diag σ² + W Wᵀ)
+    # over the flattened L·D state, W (L·D, rank) learned, shared by every input; 0: diagonal
+    # (paper). Normal family only.
     rank: int = 0
 
     def __post_init__(self):

@@ -25,15 +25,14 @@ from gram_ppl.config import ConfigError
 class Shifts(NamedTuple):
     """The first transition from the empty input: the prior's μ (L, D), a root of its covariance
     (σ (L·D,), or a Cholesky factor (L·D, L·D) with priors.rank), each entry's variance (L·D,);
-    the guide's μ_q, σ_q (N, L, D) for N training targets; their whitened shifts Σ^-½ (μ_q − μ)
-    (N, L·D) with mean m (L·D,), principal directions vt (k, L·D) and variances lam (k,)."""
+    the guide's μ_q, σ_q (N, L, D) for N training targets; the mean m (L·D,) of their whitened
+    shifts Σ^-½ (μ_q − μ), and the shifts' principal directions vt (k, L·D) and variances lam (k,)."""
 
     mu: torch.Tensor
     root: torch.Tensor
     var: torch.Tensor
     mu_q: torch.Tensor
     sigma_q: torch.Tensor
-    white: torch.Tensor
     m: torch.Tensor
     vt: torch.Tensor
     lam: torch.Tensor
@@ -74,7 +73,7 @@ def shifts(run, targets) -> Shifts:
     white = whiten(root, (mu_q - mu).reshape(n, -1))  # (N, L·D)
     m = white.mean(0)
     _, s, vt = torch.linalg.svd(white - m, full_matrices=False)
-    return Shifts(mu, root, var, mu_q, sigma_q.double(), white, m, vt, s**2 / n)
+    return Shifts(mu, root, var, mu_q, sigma_q.double(), m, vt, s**2 / n)
 
 
 def whiten(root, v):
@@ -93,6 +92,7 @@ def refit_prior(folder: str | Path, out: str | Path, rank: int, force: bool = Fa
     √variance and by σ. Every other weight, the history and the data set move over; the
     optimiser starts fresh (training can go on with --resume). Its samples are prior samples of
     that model."""
+    from gram_ppl.inference import svi_pyro
     from gram_ppl.inference.loading import convert_weights_run, load_run
 
     run = load_run(folder)
@@ -104,12 +104,7 @@ def refit_prior(folder: str | Path, out: str | Path, rank: int, force: bool = Fa
     if rank > len(sh.lam):
         raise ConfigError(f"rank: at most {len(sh.lam)} directions here (one per training target)")
     w = sh.root[:, None] * (sh.vt[:rank].T * sh.lam[:rank].sqrt())  # (L·D, r): σ ⊙ V_r Λ_r^½
-    weights = {k: v for k, v in run_weights(run).items()}
+    weights = svi_pyro.weights(run.net)  # the sampling weights, named as torch names them
     weights["prior_factor"] = w.reshape(*sh.mu.shape, rank).float().numpy()  # (L, D, r)
     priors = dataclasses.replace(run.config.priors, rank=rank)
     return convert_weights_run(folder, out, dataclasses.replace(run.config, priors=priors), weights, force)
-
-
-def run_weights(run) -> dict[str, np.ndarray]:
-    """The sampling weights of a loaded Pyro run, named as torch names them."""
-    return {k: v.detach().cpu().numpy() for k, v in run.net.state_dict().items()}

@@ -10,10 +10,12 @@ forced, like an edit of the model file.
 The whole prior over a trajectory, with these fields:
     z_0 = (h_0, l_0) ~ Normal(0, init_scale² I)        drawn once per model (seed fit.seed), then fixed
     ε_t | u_t ~ family(μ_θ(u_t), σ_θ(u_t))             per token and channel (df for studentt)
-    with rank r > 0 (normal only): ε_t | u_t ~ N(μ_θ(u_t), diag σ_θ(u_t)² + W_θ(u_t) W_θ(u_t)ᵀ)
-             over the flattened L·D entries, W_θ(u) (L·D, r) a linear map of u per position
-             (small random start): ε = μ + W z + σ ξ with z ~ N(0, I_r) shared by all positions,
-             so a few correlated directions may be wider than σ (models/lowrank_pyro.py)
+    with rank r > 0 (normal only), in the transitions where the guide acts:
+             ε_t | u_t ~ N(μ_θ(u_t), diag σ_θ(u_t)² + W Wᵀ) over the flattened L·D entries,
+             W (L·D, r) learned and shared by every input (small random start):
+             ε = μ + W z + σ ξ with z ~ N(0, I_r) shared by all positions, so a few correlated
+             directions may be wider than σ (models/lowrank_pyro.py); `gram refit-prior` fits W
+             to the guide after training
     μ_θ(u) = W_μ · SwiGLU(u)                           starts at 0 (zero-initialised output layer)
     σ_θ(u) = exp(log min_scale + (log max_scale − log min_scale) · sigmoid(r_θ(u) + b)),
              b chosen so that σ starts at `scale`      scale_mode "network" (r_θ a SwiGLU head),
