@@ -128,3 +128,28 @@ def test_fresh_flax_parameters_have_the_torch_structure_and_zero_guidance(bias):
 def test_conversion_refuses_a_foreign_state():
     with pytest.raises(ValueError, match="z0"):
         convert.torch_to_flax({"decoder.weight": np.zeros((3, 4))}, share_core=False)
+
+
+@pytest.mark.parametrize("change", [{"task": ("sudoku", 4)}, {"net": {"mixer": "mlp"}}], ids=["attention", "mlp"])
+def test_bfloat16_core_agrees_across_backends_and_differs_from_float32(change):
+    """NetConfig.precision="bfloat16": both backends compute the core's products in bfloat16 (their
+    transitions agree within bfloat16 rounding, not float32's) and return float32 states."""
+    cfg, task = configured(change)
+    low = dataclasses.replace(cfg, net=dataclasses.replace(cfg.net, precision="bfloat16"))
+    x = np.random.default_rng(0).integers(1, task.x_vocab, (3, task.x_len))
+    states = {}
+    for name, c in (("float32", cfg), ("bfloat16", low)):
+        tnet = torch_net(c, task)
+        params = convert.torch_to_flax({k: v.numpy() for k, v in tnet.state_dict().items()}, c.net.share_core)
+        fnet = flax_nets.build_net(c, task)
+        with torch.no_grad():
+            u, _ = tnet.transition(*tnet.initial_state(3), tnet.embed(torch.as_tensor(x)))  # (B, L, D)
+        fe = fnet.apply({"params": params}, jnp.asarray(x), method=fnet.embed)
+        fh, fl = fnet.apply({"params": params}, 3, method=fnet.initial_state)
+        fu, _ = fnet.apply({"params": params}, fh, fl, fe, method=fnet.transition)  # (B, L, D)
+        assert u.dtype == torch.float32 and fu.dtype == jnp.float32
+        states[name] = (u.numpy(), np.asarray(fu))
+    (t32, f32), (t16, f16) = states["float32"], states["bfloat16"]
+    np.testing.assert_allclose(f16, t16, atol=0.05)  # bfloat16 keeps 8 bits of mantissa
+    assert np.abs(f16 - t16).mean() < 0.005
+    assert np.abs(t16 - t32).max() > 1e-3 and np.abs(f16 - f32).max() > 1e-3  # the setting is not ignored

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -36,10 +37,11 @@ class SwiGLU(nn.Module):
 
     hidden: int
     d_out: int
+    dtype: Any = None  # the products' dtype (NetConfig.precision); None: the input's
 
     def setup(self):
-        self.w_in = nn.Dense(2 * self.hidden, use_bias=False)
-        self.w_out = nn.Dense(self.d_out, use_bias=False)
+        self.w_in = nn.Dense(2 * self.hidden, use_bias=False, dtype=self.dtype)
+        self.w_out = nn.Dense(self.d_out, use_bias=False, dtype=self.dtype)
 
     def __call__(self, x):
         a, gate = jnp.split(self.w_in(x), 2, axis=-1)  # (..., hidden) each
@@ -55,10 +57,11 @@ class Attention(nn.Module):
     heads: int
     relations: tuple | None = None
     num_ids: int = 0
+    dtype: Any = None
 
     def setup(self):
-        self.qkv = nn.Dense(3 * self.dim, use_bias=False)
-        self.out = nn.Dense(self.dim, use_bias=False)
+        self.qkv = nn.Dense(3 * self.dim, use_bias=False, dtype=self.dtype)
+        self.out = nn.Dense(self.dim, use_bias=False, dtype=self.dtype)
         if self.relations is not None:
             self.rel = self.param("rel", nn.initializers.zeros, (self.num_ids, self.heads))  # (R, H)
 
@@ -79,9 +82,10 @@ class TokenMLP(nn.Module):
 
     length: int
     expansion: float
+    dtype: Any = None
 
     def setup(self):
-        self.mlp = SwiGLU(max(1, int(self.expansion * self.length)), self.length)
+        self.mlp = SwiGLU(max(1, int(self.expansion * self.length)), self.length, self.dtype)
 
     def __call__(self, x):
         return self.mlp(x.swapaxes(1, 2)).swapaxes(1, 2)  # (B, L, D)
@@ -98,11 +102,12 @@ class Block(nn.Module):
     def setup(self):
         c = self.cfg
         check_mixer(c)
+        dtype = jnp.bfloat16 if c.precision == "bfloat16" else None  # products only: the residual stays float32
         if c.mixer == "attention":
-            self.mix = Attention(c.dim, c.heads, self.relations, self.num_ids)
+            self.mix = Attention(c.dim, c.heads, self.relations, self.num_ids, dtype)
         else:
-            self.mix = TokenMLP(self.length, c.expansion)
-        self.mlp = SwiGLU(int(c.expansion * c.dim), c.dim)
+            self.mix = TokenMLP(self.length, c.expansion, dtype)
+        self.mlp = SwiGLU(int(c.expansion * c.dim), c.dim, dtype)
 
     def __call__(self, x, rel=None):
         mixed = self.mix(x, rel) if self.cfg.mixer == "attention" else self.mix(x)  # (B, L, D)

@@ -158,6 +158,7 @@ class GramNet(nn.Module):
         D = net.dim
         task.check_net(net)
         self.K, self.prefix, self.x_len, self.y_len = K, net.prefix_tokens, task.x_len, task.y_len
+        self.bfloat16 = net.precision == "bfloat16"  # the core's matrix products under autocast
         self.id_tokens = task.id_tokens  # 1: x[:, 0] is a puzzle identifier (ARC)
         self.pad_x = task.seq_len - (task.x_len - task.id_tokens)  # output slots appended to the input (colouring)
         length = net.prefix_tokens + task.seq_len
@@ -219,9 +220,12 @@ class GramNet(nn.Module):
         return Embedded(e, rel)
 
     def transition(self, h: torch.Tensor, l: torch.Tensor, e_x: Embedded) -> tuple[torch.Tensor, torch.Tensor]:
-        for _ in range(self.K):
-            l = self.f_L(l, h + e_x.e, e_x.rel)  # (B, L, D)
-        return self.f_H(h, l, e_x.rel), l  # u_t, l_t: (B, L, D) each
+        # NetConfig.precision: products in bfloat16; the residual stream and norms stay float32
+        with torch.autocast(h.device.type, dtype=torch.bfloat16, enabled=self.bfloat16):
+            for _ in range(self.K):
+                l = self.f_L(l, h + e_x.e, e_x.rel)  # (B, L, D)
+            u = self.f_H(h, l, e_x.rel)  # (B, L, D)
+        return u.float(), l.float()  # u_t, l_t: (B, L, D) each, float32
 
     def noised(self, u: torch.Tensor) -> torch.Tensor:
         return u[:, : self.noise_tokens] if self.noise_tokens else u  # (B, L_ε, D): the positions that get noise
