@@ -8,7 +8,8 @@
    a fresh subprocess). Target: within 10%.
 3. Throughput: puzzles per second and achieved GFLOP/s (counted with torch's FlopCounterMode)
    against the machine's measured float32 matmul peak at the same thread count. Target >= 40%.
-   With --compile also with f_L / f_H torch.compiled (`fit.compile`), and the compile time.
+   With --compile also with f_L / f_H torch.compiled (`fit.compile`), and the compile time; with
+   --bfloat16 also with the core's products in bfloat16 (`net.precision`; FLOPs counted as float32's).
 """
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ from gram_ppl.networks.torch_nets import build_net
 MIXER = {"mixer": "attention"}  # set by --mixer
 
 
-def make(dim: int, n_sup: int = 4, batch: int = 64, size: int = 8, compile: bool = False):
+def make(dim: int, n_sup: int = 4, batch: int = 64, size: int = 8, compile: bool = False, precision="float32"):
     cfg = GramConfig(
         task=TaskConfig(name="nqueens", size=size),
-        net=NetConfig(dim=dim, heads=4, mixer=MIXER["mixer"]),
+        net=NetConfig(dim=dim, heads=4, mixer=MIXER["mixer"], precision=precision),
         fit=FitConfig(n_sup=n_sup, T=1, K=2, batch_size=batch),
         priors=gram_pyro.PRIORS,
     )
@@ -122,9 +123,10 @@ def matmul_peak(threads: int) -> float:
     return 2 * 1024**3 / min(times) / 1e9
 
 
-def throughput(dim: int, batch: int, repeats: int, peak: float, compile: bool = False) -> dict:
-    """FLOPs counted on the eager step (FlopCounterMode sees aten ops, not compiled kernels); with
-    `compile`, the step is then timed with f_L / f_H torch.compiled, after its compilation."""
+def throughput(dim: int, batch: int, repeats: int, peak: float, compile: bool = False, precision="float32") -> dict:
+    """FLOPs counted on the eager float32 step (FlopCounterMode sees aten ops, not compiled
+    kernels); with `compile`, the step is then timed with f_L / f_H torch.compiled, after its
+    compilation; with precision="bfloat16", with the core's products in bfloat16."""
     from torch.utils.flop_counter import FlopCounterMode
 
     _, trainer, x, y, n = make(dim, batch=batch)
@@ -133,13 +135,16 @@ def throughput(dim: int, batch: int, repeats: int, peak: float, compile: bool = 
         pyro_step(trainer, x, y, n)
     flops = counter.get_total_flops()
     compile_s = None
+    if precision != "float32":
+        _, trainer, x, y, n = make(dim, batch=batch, precision=precision)
     if compile:
-        _, trainer, x, y, n = make(dim, batch=batch, compile=True)
+        _, trainer, x, y, n = make(dim, batch=batch, compile=True, precision=precision)
         t0 = time.perf_counter()
         pyro_step(trainer, x, y, n)
         compile_s = time.perf_counter() - t0
     t = median_seconds(lambda: pyro_step(trainer, x, y, n), repeats)
-    return {"dim": dim, "batch": batch, "compiled": compile, "compile_s": compile_s, "step_ms": 1e3 * t,
+    return {"dim": dim, "batch": batch, "compiled": compile, "precision": precision, "compile_s": compile_s,
+            "step_ms": 1e3 * t,
             "puzzles_per_s": batch / t, "gflops": flops / t / 1e9, "peak_gflops": peak,
             "share_of_peak": flops / t / 1e9 / peak}  # fmt: skip
 
@@ -181,6 +186,7 @@ def main(argv=None) -> int:
     p.add_argument("--mixer", choices=("attention", "mlp"), default="attention")
     p.add_argument("--skip", default="", help="comma-separated parts to skip: overhead,memory,throughput")
     p.add_argument("--compile", action="store_true", help="throughput also with f_L / f_H torch.compiled")
+    p.add_argument("--bfloat16", action="store_true", help="throughput also with net.precision=bfloat16")
     p.add_argument("--batches", default="64,256", help="throughput batch sizes")
     p.add_argument("--child-rss", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -204,14 +210,16 @@ def main(argv=None) -> int:
         print(f"\npeak RSS: N_sup=4 {m4['peak_rss_mb']:.0f} MB, N_sup=32 {m32['peak_rss_mb']:.0f} MB "
               f"({100 * (m32['peak_rss_mb'] / m4['peak_rss_mb'] - 1):+.1f}%, target within 10%)\n")  # fmt: skip
     if "throughput" not in skip:
-        modes = (False, True) if args.compile else (False,)
+        modes = [(c, pr) for pr in ("float32", "bfloat16")[: 1 + args.bfloat16] for c in (False, True)[: 1 + args.compile]]
         batches = [int(b) for b in args.batches.split(",")]
-        rows["throughput"] = [throughput(d, b, args.repeats, peak, c) for d in dims for b in batches for c in modes]
+        rows["throughput"] = [throughput(d, b, args.repeats, peak, c, pr)
+                              for d in dims for b in batches for c, pr in modes]  # fmt: skip
         print("| D | batch | core | step | puzzles/s | GFLOP/s | share of matmul peak (target >= 40%) | compile |")
         print("|---|---|---|---|---|---|---|---|")
         for r in rows["throughput"]:
             comp = f"{r['compile_s']:.0f} s" if r["compiled"] else "–"
-            print(f"| {r['dim']} | {r['batch']} | {'compiled' if r['compiled'] else 'eager'} | {r['step_ms']:.1f} ms | "
+            core = f"{'compiled' if r['compiled'] else 'eager'}, {r['precision']}"
+            print(f"| {r['dim']} | {r['batch']} | {core} | {r['step_ms']:.1f} ms | "
                   f"{r['puzzles_per_s']:.0f} | {r['gflops']:.1f} | {100 * r['share_of_peak']:.0f}% | {comp} |")  # fmt: skip
     write_json(args.json, rows)
     return 0

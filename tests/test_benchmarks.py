@@ -49,9 +49,11 @@ def test_tasks_benchmark(tmp_path):
 
 @pytest.mark.slow
 def test_training_benchmark(tmp_path):
-    out = run("training.py", "--dims", "16", "--repeats", "2", "--json", str(tmp_path / "t.json"))
+    out = run("training.py", "--dims", "16", "--repeats", "2", "--batches", "8", "--bfloat16", "--json",
+              str(tmp_path / "t.json"))  # fmt: skip
     rows = json.loads((tmp_path / "t.json").read_text())
     assert "median ratio" in out and rows["overhead"][0]["median_ratio"] > 0 and len(rows["memory"]) == 2
+    assert [r["precision"] for r in rows["throughput"]] == ["float32", "bfloat16"] and "eager, bfloat16" in out
 
 
 def test_sampling_benchmark():
