@@ -250,8 +250,10 @@ class NetConfig:
     relation_bias: bool | None = None
     # Arithmetic of the recursive core's matrix products (f_L, f_H): float32 | bfloat16, mixed
     # precision (torch autocast, flax Dense dtype): weights, the residual stream, the norms, the
-    # noise densities, the decoder and the heads stay float32. bfloat16 trains 1.6x more batches
-    # per CPU second on a CPU with avx512_bf16 (docs/benchmarks.md); a run samples as it trained.
+    # noise densities, the decoder and the heads stay float32; a run samples as it trained.
+    # Speed depends on the hardware: torch on a CPU with avx512_bf16 trains 1.6x more batches per
+    # CPU second (docs/benchmarks.md); XLA on a CPU computes bfloat16 products 1.2x slower than
+    # float32 (measured), so the NumPyro path gains only on accelerators with bfloat16 units.
     precision: str = "float32"
 
     def __post_init__(self):
