@@ -210,7 +210,9 @@ def main(argv=None) -> int:
         print(f"\npeak RSS: N_sup=4 {m4['peak_rss_mb']:.0f} MB, N_sup=32 {m32['peak_rss_mb']:.0f} MB "
               f"({100 * (m32['peak_rss_mb'] / m4['peak_rss_mb'] - 1):+.1f}%, target within 10%)\n")  # fmt: skip
     if "throughput" not in skip:
-        modes = [(c, pr) for pr in ("float32", "bfloat16")[: 1 + args.bfloat16] for c in (False, True)[: 1 + args.compile]]
+        modes = [
+            (c, pr) for pr in ("float32", "bfloat16")[: 1 + args.bfloat16] for c in (False, True)[: 1 + args.compile]
+        ]
         batches = [int(b) for b in args.batches.split(",")]
         rows["throughput"] = [throughput(d, b, args.repeats, peak, c, pr)
                               for d in dims for b in batches for c, pr in modes]  # fmt: skip
