@@ -582,18 +582,18 @@ def test_bfloat16_core_trains_close_to_float32(backend):
     from gram_ppl.inference.backend import get_backend
     from gram_ppl.models import gram_numpyro
 
-    mod = gram_pyro if backend == "pyro" else gram_numpyro
+    mod, impl = gram_pyro if backend == "pyro" else gram_numpyro, get_backend(backend)
     cfg = dataclasses.replace(tiny_config(T=1, n_sup=1), priors=gram_pyro.PRIORS, backend=backend)
     data, x, y, n = _batch(cfg)
     losses = []
     for precision in ("float32", "bfloat16"):
         c = dataclasses.replace(cfg, net=dataclasses.replace(cfg.net, precision=precision))
         torch.manual_seed(5)
-        trainer = get_backend(backend).make_trainer(mod, c, data.task)
-        before = {k: np.array(v) for k, v in get_backend(backend).weights(trainer.sampling_net()).items()}
+        trainer = impl.make_trainer(mod, c, data.task)
+        before = {k: np.array(v) for k, v in impl.weights(trainer.sampling_net()).items()}
         torch.manual_seed(6)
         losses.append(trainer.train_batch(x.numpy(), y.numpy(), n).loss)
-        after = get_backend(backend).weights(trainer.sampling_net())
+        after = impl.weights(trainer.sampling_net())
         core = [k for k in before if k.startswith(("f_L.", "f_H."))]
         assert core and all(not np.array_equal(before[k], np.asarray(after[k])) for k in core)
     assert np.isfinite(losses).all()
