@@ -37,8 +37,8 @@ Where this departs from the paper or decides what it leaves open (gram-paper-not
   the guide writes the answer cell by cell into the noise and prior samples are far less valid
   than guide samples; with the guide in every step (the paper's reading) y leaks the same way.
 - The core mixes tokens by attention or, as TRM and the paper do for Sudoku, by an MLP across
-  positions (`NetConfig.mixer`; by default the MLP for hard 9x9 Sudoku, 8-Queens cells and digit
-  generation, where it won, attention elsewhere: `task_defaults.mixer_in_force`).
+  positions (`NetConfig.mixer`; by default the MLP for hard 9x9 Sudoku, 8-Queens cells, 10-Queens
+  rows and digit generation, where it won, attention elsewhere: `task_defaults.mixer_in_force`).
 - The core's attention may carry a relation bias (`NetConfig.relation_bias`; by default on for
   Sudoku and colouring's vertex tokens, `task_defaults.relation_bias_in_force`): a learned scalar per head for each
   relation between two positions (same row / column / box..., `Task.relations`), added to the

@@ -12,7 +12,7 @@ import torch
 from tiny import tiny_config
 
 from gram_ppl import build_dataset
-from gram_ppl.config import ConfigError, FitConfig, TaskConfig
+from gram_ppl.config import ConfigError, FitConfig, NetConfig, TaskConfig
 from gram_ppl.inference.objective import kl_ceiling
 from gram_ppl.models import gram_pyro
 from gram_ppl.networks.torch_nets import build_net
@@ -679,7 +679,8 @@ def test_the_prior_path_rule_and_its_defaults():
 
 def test_the_sample_depth_default():
     """config.sample_depth: N_sup; for generation trained with the prior path 16·N_sup with the
-    "repair" target, 4·N_sup with another anchored target, 8·N_sup without the anchor; or the field."""
+    "repair" target, 4·N_sup with another anchored target, 8·N_sup without the anchor; 16·N_sup for
+    Sudoku puzzles with one solution (either mixer) and N-Queens rows with the MLP mixer; or the field."""
     from gram_ppl.config import GramConfig, sample_depth
 
     gen = GramConfig(task=TaskConfig(name="sudoku", size=4))
@@ -693,6 +694,11 @@ def test_the_sample_depth_default():
     assert sample_depth(GramConfig(task=TaskConfig(name="sudoku", size=6))) == 64  # unique puzzles: 16·N_sup
     assert sample_depth(GramConfig(task=TaskConfig(name="sudoku", size=4, mode="multi"))) == 4  # several solutions
     assert sample_depth(GramConfig(task=TaskConfig(name="nqueens", size=8))) == 4
+    rows10 = GramConfig(task=TaskConfig(name="nqueens_rows", size=10))  # the MLP mixer by default: 16·N_sup
+    assert sample_depth(rows10) == 64
+    assert sample_depth(dataclasses.replace(rows10, net=NetConfig(mixer="attention"))) == 4  # attention's rows: N_sup
+    assert sample_depth(GramConfig(task=TaskConfig(name="nqueens_rows", size=8))) == 4  # attention by default
+    assert sample_depth(GramConfig(task=TaskConfig(name="sudoku", size=9), net=NetConfig(mixer="attention"))) == 64
     assert sample_depth(GramConfig(task=TaskConfig(name="digits", size=8))) == 4  # digits: the term is off
     assert sample_depth(dataclasses.replace(gen, fit=FitConfig(sample_depth=6))) == 6
     for bad in (0, 2.5, True):

@@ -121,7 +121,8 @@ def _sampling_commands(sub) -> None:
     g.add_argument("--num", type=positive_int, required=True)
     g.add_argument("--depth", type=positive_int, help="supervision steps (default: the run's sample depth: N_sup, "
                    "for generation trained with the prior-path term 16·N_sup with the 'repair' target (6x6, 9x9 "
-                   "grids) and 4·N_sup with another, 16·N_sup for Sudoku puzzles with one solution, "
+                   "grids) and 4·N_sup with another, 16·N_sup for Sudoku puzzles with one solution and N-Queens rows with the "
+                   "MLP mixer, "
                    "config.sample_depth)")  # fmt: skip
     _temperature_arg(g)
     g.add_argument("--out", type=Path, required=True, help="output file ('-' for stdout)")
