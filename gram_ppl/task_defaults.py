@@ -30,8 +30,8 @@ REPAIR_BY_DEFAULT = {"sudoku": (6, 9)}
 # (docs/recipe.md): Sudoku puzzles with one solution (6x6; hard 9x9 with attention and with the MLP
 # mixer), and 10-Queens rows with the MLP mixer (30 CPU minutes, two seeds: one prior sample 47.3 /
 # 40.8% valid at N_sup, 87.3 / 87.4% at 16·N_sup, coverage@20 71.1 / 69.1% -> 67.4 / 72.3%); with
-# attention deeper sampling loses there (seed 1: 51.3% valid at N_sup, 45.1% and coverage 73.7 ->
-# 38.7% at 16·N_sup), so only the MLP mixer's rows sample deep
+# attention deeper sampling loses there (seed 1: 51.3% valid at N_sup, 57.9% at 2·N_sup, 45.1% and
+# coverage 73.7 -> 38.7% at 16·N_sup), so only the MLP mixer's rows sample deep
 DEEP_SAMPLING = {("sudoku", "unique", None): 16, ("nqueens_rows", None, "mlp"): 16}
 # tasks whose core gets the relation bias unless NetConfig.relation_bias says otherwise (relation_bias_in_force below,
 # config.relation_bias), where it was measured to win (docs/recipe.md): Sudoku (6x6 unique, 15 CPU
@@ -52,8 +52,13 @@ RELATION_BIAS_BY_DEFAULT = ("sudoku", "coloring_rows")
 # minutes side by side, two seeds: recognisable 77.6 / 73.9% against 55.3 / 54.6%, Fréchet 4.61 / 3.78
 # against 7.71 / 7.08; and 10-Queens rows, 30 CPU minutes, two seeds, sampled at 16·N_sup (DEEP_SAMPLING,
 # where the MLP mixer's rows keep refining and attention's do not): 87.3 / 87.4% valid, coverage@20
-# 67.4 / 72.3%, against attention's 41.0 / 51.3% at N_sup (seed 1 at 16·N_sup: 45.1%)
-MLP_MIXER_BY_DEFAULT = (("sudoku", "unique", 9), ("nqueens", None, 8), ("digits", "generate", 8), ("nqueens_rows", None, 10))
+# 67.4 / 72.3%, against attention's 41.0 / 51.3% at N_sup (seed 1 at its best depth, 2·N_sup: 57.9%)
+MLP_MIXER_BY_DEFAULT = (
+    ("sudoku", "unique", 9),
+    ("nqueens", None, 8),
+    ("digits", "generate", 8),
+    ("nqueens_rows", None, 10),
+)
 
 
 def mixer_in_force(task_name: str, mode: str | None, size: int, mixer: str | None, relation_bias: bool | None) -> str:
