@@ -680,7 +680,8 @@ def test_the_prior_path_rule_and_its_defaults():
 def test_the_sample_depth_default():
     """config.sample_depth: N_sup; for generation trained with the prior path 16·N_sup with the
     "repair" target, 4·N_sup with another anchored target, 8·N_sup without the anchor; 16·N_sup for
-    Sudoku puzzles with one solution (either mixer) and N-Queens rows with the MLP mixer; or the field."""
+    Sudoku puzzles with one solution (either mixer) and N-Queens rows with the MLP mixer, 2·N_sup for
+    N-Queens cells with it; or the field."""
     from gram_ppl.config import GramConfig, sample_depth
 
     gen = GramConfig(task=TaskConfig(name="sudoku", size=4))
@@ -693,7 +694,8 @@ def test_the_sample_depth_default():
     assert sample_depth(dataclasses.replace(gen6, fit=FitConfig(prior_path_target="train"))) == 16
     assert sample_depth(GramConfig(task=TaskConfig(name="sudoku", size=6))) == 64  # unique puzzles: 16·N_sup
     assert sample_depth(GramConfig(task=TaskConfig(name="sudoku", size=4, mode="multi"))) == 4  # several solutions
-    assert sample_depth(GramConfig(task=TaskConfig(name="nqueens", size=8))) == 4
+    assert sample_depth(GramConfig(task=TaskConfig(name="nqueens", size=8))) == 8  # cells, MLP mixer: 2·N_sup
+    assert sample_depth(GramConfig(task=TaskConfig(name="nqueens", size=10))) == 4  # cells, attention: N_sup
     rows10 = GramConfig(task=TaskConfig(name="nqueens_rows", size=10))  # the MLP mixer by default: 16·N_sup
     assert sample_depth(rows10) == 64
     assert sample_depth(dataclasses.replace(rows10, net=NetConfig(mixer="attention"))) == 4  # attention's rows: N_sup

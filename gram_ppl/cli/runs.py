@@ -122,7 +122,7 @@ def _sampling_commands(sub) -> None:
     g.add_argument("--depth", type=positive_int, help="supervision steps (default: the run's sample depth: N_sup, "
                    "for generation trained with the prior-path term 16·N_sup with the 'repair' target (6x6, 9x9 "
                    "grids) and 4·N_sup with another, 16·N_sup for Sudoku puzzles with one solution and N-Queens rows with the "
-                   "MLP mixer, "
+                   "MLP mixer, 2·N_sup for N-Queens cells with it, "
                    "config.sample_depth)")  # fmt: skip
     _temperature_arg(g)
     g.add_argument("--out", type=Path, required=True, help="output file ('-' for stdout)")
