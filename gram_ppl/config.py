@@ -684,12 +684,9 @@ def sample_depth(cfg: GramConfig) -> int:
     at 4·N_sup, 99.7 / 99.8% at 8·N_sup; docs/recipe.md), and for Sudoku puzzles with one solution,
     where every further step refines the board: 16·N_sup (hard 9x9, 60 CPU minutes, one sample: 3.5%
     exact at N_sup, 21% at 2·N_sup, 54% at 16·N_sup, 59% at 32·N_sup; 6x6: 99.2 / 99.4% at N_sup,
-    99.5 / 99.5% at every depth from 5 to 64, two seeds; docs/recipe.md), and for N-Queens rows with
-    the MLP mixer: 16·N_sup (10-Queens, 30 CPU minutes, two seeds: 47.3 / 40.8% valid at N_sup, 87.3 /
-    87.4% at 16·N_sup, coverage@20 67.4 / 72.3%; attention's rows do not keep refining: 51.3% at N_sup,
-    57.9% at 2·N_sup, 45.1% at 16·N_sup), and 2·N_sup for N-Queens cells with the MLP mixer (8-Queens,
-    two seeds: 95.1 / 95.4% valid at N_sup, 97.3 / 97.2% at 2·N_sup, coverage@20 99.1 / 98.5%; fewer
-    at 16·N_sup; task_defaults.deep_sampling)."""
+    99.5 / 99.5% at every depth from 5 to 64, two seeds; docs/recipe.md), 16·N_sup for N-Queens rows
+    with the MLP mixer and 2·N_sup for N-Queens cells with it (task_defaults.deep_sampling: the
+    measurements are beside DEEP_SAMPLING)."""
     if cfg.fit.sample_depth is not None:
         return cfg.fit.sample_depth
     deep = deep_sampling(cfg.task.name, cfg.task.resolved().mode, mixer(cfg))

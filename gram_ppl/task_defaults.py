@@ -33,7 +33,7 @@ REPAIR_BY_DEFAULT = {"sudoku": (6, 9)}
 # attention deeper sampling loses there (seed 1: 51.3% valid at N_sup, 57.9% at 2·N_sup, 45.1% and
 # coverage 73.7 -> 38.7% at 16·N_sup), so only the MLP mixer's rows sample deep; 8-Queens cells with the
 # MLP mixer gain up to 2·N_sup and lose after (two seeds, 772 inputs: 95.1 / 95.4% valid at N_sup,
-# 97.3 / 97.2% at 2·N_sup with coverage@20 99.1 / 98.5%; seed 0 at 16·N_sup: 90.9%, 26x the conflicts)
+# 97.3 / 97.2% at 2·N_sup with coverage@20 99.1 / 98.5%; seed 0 at 16·N_sup: 90.9% on 200 inputs)
 DEEP_SAMPLING = {("sudoku", "unique", None): 16, ("nqueens_rows", None, "mlp"): 16, ("nqueens", None, "mlp"): 2}
 # tasks whose core gets the relation bias unless NetConfig.relation_bias says otherwise (relation_bias_in_force below,
 # config.relation_bias), where it was measured to win (docs/recipe.md): Sudoku (6x6 unique, 15 CPU
