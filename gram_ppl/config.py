@@ -228,7 +228,7 @@ class NetConfig:
     layers: int = 2  # blocks in each of f_L and f_H
     expansion: float = 2.0  # SwiGLU hidden width = expansion * dim
     # token mixing: attention | mlp (TRM's and the paper's Sudoku choice). None: the task's default
-    # (task_defaults.mixer_in_force: mlp for hard 9x9 Sudoku, 8-Queens cells, 10-Queens rows and digits, where it won,
+    # (task_defaults.mixer_in_force: mlp for hard 9x9 Sudoku, 8-Queens cells, 8- and 10-Queens rows and digits, where it won,
     # docs/recipe.md; attention elsewhere, and wherever relation_bias=true asks for attention logits)
     mixer: str | None = None
     positions: str = "2d"  # learned positions: 1d (index) | 2d (row, column, diagonals; grids only)

@@ -102,7 +102,7 @@ def test_the_mlp_mixer_refuses_the_bias_and_states_it_off():
     assert config.resolved(attention).net.relation_bias is True
 
 
-def test_hard_9x9_puzzles_8_queens_cells_and_10_queens_rows_default_to_the_mlp_mixer_and_the_bias_asks_for_attention():
+def test_hard_9x9_puzzles_8_queens_cells_and_8_and_10_queens_rows_default_to_the_mlp_mixer_and_the_bias_asks_for_attention():
     hard = TaskConfig(name="sudoku", size=9)  # unique solutions: the mode 9x9 resolves to
     stored = config.resolved(GramConfig(task=hard)).net
     assert (stored.mixer, stored.relation_bias) == ("mlp", False)  # measured to win (docs/recipe.md)
@@ -115,8 +115,10 @@ def test_hard_9x9_puzzles_8_queens_cells_and_10_queens_rows_default_to_the_mlp_m
     cells = [config.resolved(GramConfig(task=TaskConfig(name="nqueens", size=n))).net.mixer for n in (8, 10)]
     assert cells == ["mlp", "attention"]  # measured on 8-Queens only
     rows = TaskConfig(name="nqueens_rows", size=8)
-    assert config.resolved(GramConfig(task=rows, net=NetConfig(mixer="mlp"))).net.mixer == "mlp"
-    assert config.resolved(GramConfig(task=rows)).net.mixer == "attention"  # 8-Queens rows: not measured
+    assert config.resolved(GramConfig(task=rows, net=NetConfig(mixer="attention"))).net.mixer == "attention"
+    rows8 = config.resolved(GramConfig(task=rows))
+    assert (rows8.net.mixer, rows8.fit.sample_depth) == ("mlp", 64)  # 8-Queens rows: the MLP, sampled deep
+    assert config.resolved(GramConfig(task=TaskConfig(name="nqueens_rows", size=6))).net.mixer == "attention"
     rows10 = config.resolved(GramConfig(task=TaskConfig(name="nqueens_rows", size=10)))
     assert (rows10.net.mixer, rows10.fit.sample_depth) == ("mlp", 64)  # 10-Queens rows: the MLP, sampled deep
 
