@@ -699,7 +699,8 @@ def test_the_sample_depth_default():
     rows10 = GramConfig(task=TaskConfig(name="nqueens_rows", size=10))  # the MLP mixer by default: 16·N_sup
     assert sample_depth(rows10) == 64
     assert sample_depth(dataclasses.replace(rows10, net=NetConfig(mixer="attention"))) == 4  # attention's rows: N_sup
-    assert sample_depth(GramConfig(task=TaskConfig(name="nqueens_rows", size=8))) == 4  # attention by default
+    assert sample_depth(GramConfig(task=TaskConfig(name="nqueens_rows", size=8))) == 64  # the MLP too, since 2026-12-07
+    assert sample_depth(GramConfig(task=TaskConfig(name="nqueens_rows", size=6))) == 4  # attention by default
     assert sample_depth(GramConfig(task=TaskConfig(name="sudoku", size=9), net=NetConfig(mixer="attention"))) == 64
     assert sample_depth(GramConfig(task=TaskConfig(name="digits", size=8))) == 4  # digits: the term is off
     assert sample_depth(dataclasses.replace(gen, fit=FitConfig(sample_depth=6))) == 6
