@@ -12,7 +12,8 @@ generation run: the valid share and distinct valid grids (inference.evaluate.gen
 `benchmarks/quality.py` and `gram generate` draw from). A run trained with fit.keep_best (the
 default for Sudoku generation) is sampled from its best evaluation's weights; `--latest` samples
 its latest weights instead (what keeping the best is worth); `--temperature` scales the prior's σ
-at sampling (1: the model as trained; default the run's, config.sample_temperature).
+at sampling (1: the model as trained; START:END a schedule over each depth's steps; default the
+run's, config.temperature_schedule).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_json  # noqa: E402
 
 from gram_ppl.cli.common import temperature as temperature_type  # noqa: E402
-from gram_ppl.config import sample_temperature  # noqa: E402
+from gram_ppl.config import temperature_schedule  # noqa: E402
 from gram_ppl.inference.api import generate, generation_report, load_run  # noqa: E402
 
 
@@ -35,11 +36,12 @@ def depth_rows(
     folder: str, multiples: list[int], samples: int, latest: bool = False, temperature: float | None = None
 ) -> list[dict]:
     run = load_run(folder, latest=latest)
-    base, tau = run.config.fit.n_sup, sample_temperature(run.config, temperature)
+    base, taus = run.config.fit.n_sup, temperature_schedule(run.config, 2, temperature)  # its ends
+    tau = {"temperature": taus[0], **({"temperature_end": taus[1]} if taus[1] != taus[0] else {})}
     rows = []
     judge = None
     for m in multiples:
-        g = generate(run, samples, depth=m * base, temperature=tau)
+        g = generate(run, samples, depth=m * base, temperature=temperature)
         if run.task.checker:
             row = generation_report(g.boards, g.valid, run.data.train.y, run.data.test.y, g.conflicts,
                                     run.task.grid_count)  # fmt: skip
@@ -48,7 +50,7 @@ def depth_rows(
 
             judge = judge or judge_for(run.data.train.y)
             row = image_metrics(g.boards, run.data.train.y, judge)
-        rows.append({"depth": m * base, "multiple": m, "temperature": tau, **row})
+        rows.append({"depth": m * base, "multiple": m, **tau, **row})
     return rows
 
 

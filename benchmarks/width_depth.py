@@ -16,7 +16,9 @@ selector, the share of inputs with a valid board among the first N samples (any@
 pick reaches it: wherever some sample is valid it picks a valid one). `--halt`: also the valid
 share and mean steps of draws (same seed) stopped by the halt head (σ(q) > 0.5, at most
 --max-depth steps). `--temperature τ` samples every run at τ (the prior's σ
-scaled; default each run's own, config.sample_temperature). Prints a markdown table;
+scaled), `--temperature START:END` with τ moving linearly over the --max-depth steps (so the
+depth curve's step n is step n of that schedule); default each run's own
+(config.temperature_schedule). Prints a markdown table;
 `--out` draws both curves (`make demo` shows them for its 4x4 Sudoku runs). `--from-quality
 FILE ...` adds the runs of `benchmarks/quality.py --json` files (Sudoku puzzles) without sampling
 them again: one sample's exact share by depth and the vote by width at the sample depth.
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -35,7 +36,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import width_curves, write_json  # noqa: E402
 
-from gram_ppl.config import sample_temperature  # noqa: E402
+from gram_ppl.cli.common import temperature as temperature_type  # noqa: E402
+from gram_ppl.config import describe_temperature, temperature_schedule  # noqa: E402
 from gram_ppl.inference.api import load_run  # noqa: E402
 from gram_ppl.inference.sampling import rollout  # noqa: E402
 from gram_ppl.seeds import seed_for  # noqa: E402
@@ -50,7 +52,8 @@ def curves(folder: str, samples: int, puzzles: int, max_depth: int, vote_depth: 
            halt: bool = False, temperature: float | None = None) -> dict:  # fmt: skip
     run = load_run(folder)
     cfg, task, test = run.config, run.data.task, run.data.test
-    tau = sample_temperature(cfg, temperature)  # the run's own unless asked
+    taus = temperature_schedule(cfg, max_depth, temperature)  # the run's own unless asked
+    tau = (taus[0], taus[-1])  # a constant τ, or the schedule's ends over max_depth steps
     vote_depth = cfg.fit.n_sup if vote_depth is None else vote_depth
     if not 1 <= vote_depth <= max_depth:
         raise SystemExit(f"--vote-depth must be between 1 and --max-depth ({max_depth}), got {vote_depth}")
@@ -61,7 +64,7 @@ def curves(folder: str, samples: int, puzzles: int, max_depth: int, vote_depth: 
     valid = lambda b: task.is_valid(x, b)  # noqa: E731  (B, L_y) -> (B,)
     end = width_curves(task, r.per_step[-1], r.value, valid, WIDTHS, x)  # r.value: the value head after max_depth
     width = (end if vote_depth == max_depth else width_curves(task, at, r.value, valid, WIDTHS))["vote_by_width"]
-    name = f"{Path(folder).name} ({cfg.fit.variant}{'' if temperature is None else f', τ = {tau:g}'})"
+    name = f"{Path(folder).name} ({cfg.fit.variant}{'' if temperature is None else f', τ = {describe_temperature(cfg, tau)}'})"
     halted = {}
     if halt:  # draws of the same seed, each stopped at the first step whose halt head says σ(q) > 0.5
         h = rollout(
@@ -72,7 +75,8 @@ def curves(folder: str, samples: int, puzzles: int, max_depth: int, vote_depth: 
     return {
         **halted,
         "run": name,
-        "temperature": tau,
+        "temperature": taus[0],
+        **({"temperature_end": taus[-1]} if taus[-1] != taus[0] else {}),
         "train_depth": cfg.fit.n_sup,
         "vote_depth": vote_depth,
         "puzzles": len(x),
@@ -162,14 +166,16 @@ def main(argv=None) -> int:
     ap.add_argument("--max-depth", type=int, default=8)
     ap.add_argument("--vote-depth", type=int, help="steps before the vote (default: the training depth)")
     ap.add_argument("--halt", action="store_true", help="also: valid share and mean steps with ACT halting")
-    ap.add_argument("--temperature", type=float, help="τ scaling the prior's σ (default: each run's own)")
+    ap.add_argument(
+        "--temperature",
+        type=temperature_type,
+        help="τ scaling the prior's σ, or START:END over the steps (default: each run's own)",
+    )
     ap.add_argument("--out", help="a PNG of both curves")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     if not args.runs and not args.from_quality:
         ap.error("give run folders, --from-quality files, or both")
-    if args.temperature is not None and not (math.isfinite(args.temperature) and args.temperature >= 0):
-        ap.error(f"--temperature must be a finite number >= 0, got {args.temperature}")
     rows = [curves(r, args.samples, args.puzzles, args.max_depth, args.vote_depth, args.halt, args.temperature)
             for r in args.runs]  # fmt: skip
     rows += [row for path in args.from_quality for row in from_quality(path)]

@@ -324,6 +324,10 @@ class FitConfig:
     # which sharpens the prior onto fewer grids (config.sample_temperature); fit.keep_best's
     # evaluations sample at it too
     sample_temperature: float | None = None
+    # τ at a sample's last supervision step: None keeps τ constant; a number makes τ move linearly
+    # from the start (sample_temperature) at the first step to it at the last, e.g. 3 -> 0: the
+    # early steps explore, the late ones settle (config.temperature_schedule; --temperature START:END)
+    sample_temperature_end: float | None = None
     beta: float = 1.0  # weight of the KL
     kl_balance: float = 0.8  # share of the KL gradient that moves the prior (0.5: plain KL)
     kl_reduction: str = "sum"  # sum the KL over positions and channels, or average it
@@ -436,11 +440,12 @@ class FitConfig:
             isinstance(self.sample_depth, bool) or not isinstance(self.sample_depth, int) or self.sample_depth < 1
         ):
             raise ConfigError(f"sample_depth must be an integer >= 1 or null, got {self.sample_depth!r}")
-        tau = self.sample_temperature
-        if tau is not None and (
-            isinstance(tau, bool) or not (isinstance(tau, int | float) and math.isfinite(tau) and tau >= 0)
-        ):
-            raise ConfigError(f"sample_temperature must be a finite number >= 0 or null, got {tau!r}")
+        for name in ("sample_temperature", "sample_temperature_end"):
+            tau = getattr(self, name)
+            if tau is not None and (
+                isinstance(tau, bool) or not (isinstance(tau, int | float) and math.isfinite(tau) and tau >= 0)
+            ):
+                raise ConfigError(f"{name} must be a finite number >= 0 or null, got {tau!r}")
         for name in ("K", "T", "n_sup", "batch_size", "threads"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
@@ -601,6 +606,8 @@ __all__ = [
     "augments",
     "keeps_best",
     "sample_temperature",
+    "temperature_schedule",
+    "describe_temperature",
     "config_differences",
     "describe_priors",
     "guide_family",
@@ -714,6 +721,31 @@ def sample_temperature(cfg: GramConfig, asked: float | None = None) -> float:
         return float(cfg.fit.sample_temperature)
     rule = prior_path(cfg)
     return 1.5 if cfg.task.generates and rule.weight and not rule.anchor else 1.0
+
+
+def temperature_schedule(cfg: GramConfig, depth: int, asked=None) -> tuple[float, ...]:
+    """The τ of each of a sample's `depth` supervision steps. `asked` (a sampler's --temperature)
+    is None (the run's: sample_temperature at the first step, moving linearly to
+    fit.sample_temperature_end at the last where that is set, else constant), a number (that τ at
+    every step) or a pair (start, end): τ_n = start + (end - start)·n/(depth - 1), n = 0..depth-1.
+    Every τ is checked where it is applied (inference/tempering.py)."""
+    if asked is None:
+        start, end = sample_temperature(cfg), cfg.fit.sample_temperature_end
+    elif isinstance(asked, tuple | list):
+        if len(asked) != 2:
+            raise ValueError(f"a temperature schedule is a pair (start, end), got {asked!r}")
+        start, end = asked
+    else:
+        start, end = asked, None
+    if end is None or depth == 1:
+        return (start,) * depth
+    return tuple(start + (end - start) * n / (depth - 1) for n in range(depth))
+
+
+def describe_temperature(cfg: GramConfig, asked=None) -> str:
+    """τ as a sampler states it: "1", or "3 -> 0" for a schedule (temperature_schedule)."""
+    taus = temperature_schedule(cfg, 2, asked)
+    return f"{float(taus[0]):g}" if taus[0] == taus[-1] else f"{float(taus[0]):g} -> {float(taus[-1]):g}"
 
 
 def keeps_best(cfg: GramConfig) -> bool:

@@ -14,7 +14,8 @@ A backend is a module (inference/svi_pyro.py, inference/svi_numpyro.py) that pro
   (gram_ppl/networks/convert.py), the common currency of `gram convert`.
 - `prior_steps(mod, net, cfg, x, num_samples, seed, temperature)`: prior rollouts of x (B, L_x)
   numpy, one supervision step per iteration, yielding numpy (boards (N·B, L_y), halt logits
-  (N·B,), LPRM values (N·B,)).
+  (N·B,), LPRM values (N·B,)); `temperature` one τ or a sequence of per-step τ
+  (inference/tempering.py: per_step_temperatures).
 - `log_likelihood(mod, net, cfg, x, y, num_samples=8, depth=None, seed=0)`: (K, B) numpy
   log p(y | τ_k, x) of K prior trajectories per puzzle (inference/evaluate.py: iw_bound), after
   `depth` steps, by default the model's own N_sup (so held-out bounds compare across runs).

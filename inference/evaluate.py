@@ -7,7 +7,7 @@ from collections import Counter
 
 import numpy as np
 
-from gram_ppl.config import sample_depth, sample_temperature
+from gram_ppl.config import sample_depth, temperature_schedule
 from gram_ppl.seeds import part, seed_for
 from gram_ppl.tasks import Split, Task
 
@@ -279,7 +279,7 @@ def evaluate_run(
     """Prior samples for the held-out puzzles of a run (a folder or a LoadedRun), scored against exact ground truth
     (inference.evaluate.sample_metrics), plus single-sample validity after each step and the
     metrics split by the inputs' numbers of solutions (1, 2-3, 4+). `temperature` scales the
-    prior's σ (inference/tempering.py; None: the run's, config.sample_temperature). A task without a checker (digits) is scored by
+    prior's σ (one τ, a pair (start, end) or None: the run's, config.temperature_schedule). A task without a checker (digits) is scored by
     gram_ppl.tasks.digits.image_metrics over all num_samples x puzzles images instead. For
     unconditional generation every held-out input is the same blank one, so `puzzles` left as
     None means one: num_samples boards, not num_samples for each of the held-out inputs."""
@@ -292,9 +292,11 @@ def evaluate_run(
     if puzzles is None and cfg.task.generates:  # blank inputs, all the same: num_samples boards
         puzzles = 1
     x, depth = test.x[:puzzles], depth or sample_depth(cfg)
-    temperature = sample_temperature(cfg, temperature)
-    r = rollout(mod, net, cfg, x, num_samples, depth, temperature=temperature, seed=seed_for(cfg, "evaluate"))
-    head = {"puzzles": len(x), "num_samples": num_samples, "depth": depth, "temperature": temperature}
+    taus = temperature_schedule(cfg, depth, temperature)
+    r = rollout(mod, net, cfg, x, num_samples, depth, temperature=(taus[0], taus[-1]), seed=seed_for(cfg, "evaluate"))
+    head = {"puzzles": len(x), "num_samples": num_samples, "depth": depth, "temperature": taus[0]}
+    if taus[-1] != taus[0]:  # a schedule: τ moved linearly to this at the last step
+        head["temperature_end"] = taus[-1]
     if run.best is not None:  # fit.keep_best: which evaluation's weights were sampled
         head["kept_best"] = run.best
     if not task.checker:  # images (digits): a classifier on held-out real digits judges the samples

@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from gram_ppl.config import ConfigError, sample_depth
+from gram_ppl.config import ConfigError, sample_depth, temperature_schedule
 from gram_ppl.inference.backend import get_backend
 from gram_ppl.inference.resources import check_depth, check_memory, sample_bytes, sample_chunks
 from gram_ppl.seeds import seed_for
@@ -29,10 +29,12 @@ def rollout(
     time, with the run's backend (cfg.backend), seeded with `seed`. With `halt`, a trajectory
     stops at the first step whose halt head says σ(q) > 0.5 (the paper's simplified rule);
     otherwise every trajectory runs `depth` steps. `temperature` scales the prior's σ
-    (inference/tempering.py; None: the run's, config.sample_temperature)."""
+    (inference/tempering.py): one τ, a pair (start, end) moving linearly over the `depth` steps,
+    or None, the run's (config.temperature_schedule)."""
     x = np.asarray(x)
     task = task_for(cfg.task)
     check_depth(depth)
+    temperature = temperature_schedule(cfg, depth, temperature)  # τ of each step
     chunks = chunk_seeds(cfg, task, num_samples, x.shape[0], seed)
     rows = num_samples * x.shape[0]
     # one chunk's sampling pass, and the answer kept whole: every trajectory's board after each step and at its end (int64)

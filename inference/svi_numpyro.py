@@ -19,6 +19,7 @@ compiles once per (number of rows, depth).
 from __future__ import annotations
 
 import functools
+import itertools
 from typing import NamedTuple
 
 import jax
@@ -27,7 +28,7 @@ import numpy as np
 import optax
 from numpyro import handlers
 
-from gram_ppl.config import GramConfig, PriorConfig, prior_path, sample_depth, sample_temperature
+from gram_ppl.config import GramConfig, PriorConfig, prior_path, sample_depth, temperature_schedule
 from gram_ppl.inference.backend import NonFiniteLoss, StepInfo
 from gram_ppl.inference.objective import (
     cached_solutions,
@@ -36,7 +37,7 @@ from gram_ppl.inference.objective import (
     prior_path_targets,
     repair_targets,
 )
-from gram_ppl.inference.tempering import check_temperature, numpyro_temper
+from gram_ppl.inference.tempering import check_temperature, numpyro_temper, per_step_temperatures
 from gram_ppl.networks import flax_nets
 
 PARAMS = "gram$params"
@@ -303,17 +304,22 @@ def sample(
     """Decoded boards after `depth` supervision steps of N trajectories per puzzle x (B, L_x), from
     the prior, or through the guide when y (B, L_y) is given: (num_samples, B, L_y) numpy.
     With x None the input is empty (unconditional samples, B = 1). `temperature` scales the prior's σ
-    (None: the run's, config.sample_temperature)."""
-    temperature = sample_temperature(cfg, temperature)
+    (None: the run's, config.temperature_schedule: a schedule draws step by step, as prior_steps)."""
+    depth = depth or sample_depth(cfg)
     if x is None:
         x = np.ones((1, bound.x_len), np.int32)
     B = np.asarray(x).shape[0]
+    taus = temperature_schedule(cfg, depth, temperature)
+    if y is None and len(set(taus)) > 1:
+        steps = prior_steps(mod, bound, cfg, x, num_samples, seed, taus)
+        return next(itertools.islice(steps, depth - 1, None))[0].reshape(num_samples, B, -1)
+    temperature = taus[0]
     xs = jnp.asarray(np.tile(np.asarray(x), (num_samples, 1)), jnp.int32)  # (N*B, L_x)
     ys = None if y is None else jnp.asarray(np.tile(np.asarray(y), (num_samples, 1)), jnp.int32)  # (N*B, L_y)
     params, xs, ys = _spread(bound.params, xs, ys)
     boards = _boards(
         params, jax.random.key(seed), xs, ys, mod=mod, net=bound.net, cfg=cfg,
-        depth=depth or sample_depth(cfg), temperature=check_temperature(temperature),
+        depth=depth, temperature=check_temperature(temperature),
     )  # fmt: skip
     return np.asarray(boards).reshape(num_samples, B, -1)
 
@@ -338,11 +344,13 @@ def log_likelihood(mod, bound: Bound, cfg: GramConfig, x, y, num_samples: int = 
 
 
 @functools.partial(jax.jit, static_argnames=("mod", "net", "cfg", "temperature"))
-def _prior_step(params, key, xs, carry, *, mod, net, cfg, temperature=1.0):
+def _prior_step(params, key, xs, carry, tau=None, *, mod, net, cfg, temperature=1.0):
     """One supervision step of prior rollouts from `carry`: the new carry, argmax boards, halt
-    logits and LPRM values."""
+    logits and LPRM values. τ is `temperature` (static: one compilation per value) or, where
+    given, `tau` (a traced scalar: one compilation for every step of a schedule)."""
     kw = dict(net=net, cfg=cfg, priors=cfg.priors, carry=carry, steps=range(1), truncate=False, observe="none")
-    model = handlers.seed(numpyro_temper(handlers.substitute(mod.model, data={PARAMS: params}), tau=temperature), key)
+    tau = temperature if tau is None else tau
+    model = handlers.seed(numpyro_temper(handlers.substitute(mod.model, data={PARAMS: params}), tau=tau), key)
     h, l = model(xs, None, **kw)
     apply = functools.partial(net.apply, {"params": params})
     return (h, l), jnp.argmax(apply(h, method="decode"), -1), apply(h, method="halt"), apply(h, method="value")
@@ -353,18 +361,23 @@ def prior_steps(
 ):
     """Prior rollouts in JAX, one supervision step per iteration (one compiled step, reused at
     every depth: the step index does not enter prior rollouts): argmax boards, halt logits and
-    LPRM values of all N·B trajectories as numpy, for inference.sampling.rollout; `temperature`
-    None is the run's (config.sample_temperature)."""
-    temperature = sample_temperature(cfg, temperature)
+    LPRM values of all N·B trajectories as numpy, for inference.sampling.rollout. `temperature`:
+    one τ, or a sequence of per-step τ (config.temperature_schedule; its last repeats); None is
+    the run's constant τ (a run with fit.sample_temperature_end needs the depth: use rollout)."""
+    taus = per_step_temperatures(cfg, temperature)
     xs = jnp.asarray(np.tile(np.asarray(x), (num_samples, 1)), jnp.int32)  # (N*B, L_x)
     carry = bound.net.apply({"params": bound.params}, xs.shape[0], method="initial_state")  # ((N*B, L, D),) * 2
     params, xs, h, l = _spread(bound.params, xs, *carry)  # trajectories split over the devices, if several
-    carry, key, temperature = (h, l), jax.random.key(seed), check_temperature(temperature)
+    carry, key, n = (h, l), jax.random.key(seed), 0
+    kw = dict(mod=mod, net=bound.net, cfg=cfg)
     while True:
         key, sub = jax.random.split(key)
-        carry, board, halt, value = _prior_step(
-            params, sub, xs, carry, mod=mod, net=bound.net, cfg=cfg, temperature=temperature
-        )
+        if len(set(taus)) == 1:  # one τ: static, as it always was
+            carry, board, halt, value = _prior_step(params, sub, xs, carry, **kw, temperature=taus[0])
+        else:  # a schedule: τ traced, one compilation for every step
+            tau = jnp.float32(taus[min(n, len(taus) - 1)])
+            carry, board, halt, value = _prior_step(params, sub, xs, carry, tau, **kw)
+        n += 1
         yield np.asarray(board), np.asarray(halt), np.asarray(value)
 
 

@@ -29,13 +29,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import itertools
 
 import numpy as np
 import pyro
 import torch
 from pyro import poutine
 
-from gram_ppl.config import GramConfig, prior_path, sample_depth, sample_temperature
+from gram_ppl.config import GramConfig, prior_path, sample_depth, temperature_schedule
 from gram_ppl.inference.backend import NonFiniteLoss, StepInfo
 from gram_ppl.inference.finetune_pyro import _PriorPath, reward_loss
 from gram_ppl.inference.objective import candidate_onehot, kl_ceiling, log_count_unknown
@@ -56,7 +57,7 @@ from gram_ppl.inference.parallel_pyro import (
     device,
     init_parallel,
 )
-from gram_ppl.inference.tempering import pyro_temper
+from gram_ppl.inference.tempering import per_step_temperatures, pyro_temper
 from gram_ppl.networks.torch_nets import build_net
 
 __all__ = ["EmbedOnce", "LossTerms", "SharedCore", "Trainer", "balanced_kl", "close_parallel", "device", "head_losses",
@@ -224,17 +225,21 @@ def sample(mod, net, cfg: GramConfig, x, y=None, num_samples: int = 1, depth=Non
     input is empty (every token 1: blank cell, empty square, no edge): unconditional samples
     from p_θ(x), (num_samples, 1, L_y). Drawn under torch's RNG forked and seeded with `seed`
     (the caller's stream is untouched). `temperature` scales the prior's σ (inference/tempering.py;
-    None: the run's, config.sample_temperature)."""
+    None: the run's, config.temperature_schedule: a schedule draws step by step, as prior_steps)."""
     depth = depth or sample_depth(cfg)
     device = net.z0.device
     x = torch.ones(1, net.x_len, dtype=torch.long, device=device) if x is None else _tensor(x, device)  # (B, L_x)
     B = x.shape[0]
+    taus = temperature_schedule(cfg, depth, temperature)
+    if y is None and len(set(taus)) > 1:
+        steps = prior_steps(mod, net, cfg, x.cpu().numpy(), num_samples, seed, taus)
+        return next(itertools.islice(steps, depth - 1, None))[0].reshape(num_samples, B, -1)
     xs = x.repeat(num_samples, 1)  # (N*B, L_x): the N trajectories of a puzzle run as one batch
     kw = dict(cfg=cfg, priors=cfg.priors, steps=range(depth), truncate=False, observe="last")
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if y is None:
-            with pyro_temper(sample_temperature(cfg, temperature)):
+            with pyro_temper(taus[0]):
                 h, _ = mod.model(xs, None, net=net, **{**kw, "observe": "none"})  # no y is drawn
         else:
             ys, shared = _tensor(y, device).repeat(num_samples, 1), SharedCore(net)  # (N*B, L_y)
@@ -261,9 +266,10 @@ def log_likelihood(mod, net, cfg: GramConfig, x, y, num_samples: int = 8, depth=
 def prior_steps(mod, net, cfg: GramConfig, x, num_samples: int, seed: int = 0, temperature: float | None = None):
     """Prior rollouts of x (B, L_x), one supervision step per iteration: argmax boards, halt
     logits and LPRM values of all N·B trajectories (numpy), for as long as asked. The steps draw
-    from their own torch RNG stream, seeded with `seed` (the caller's is untouched); `temperature`
-    None is the run's (config.sample_temperature)."""
-    tau = sample_temperature(cfg, temperature)
+    from their own torch RNG stream, seeded with `seed` (the caller's is untouched). `temperature`:
+    one τ, or a sequence of per-step τ (config.temperature_schedule; its last repeats); None is
+    the run's constant τ (a run with fit.sample_temperature_end needs the depth: use rollout)."""
+    taus = per_step_temperatures(cfg, temperature)
     xs = _tensor(x, net.z0.device).repeat(num_samples, 1)  # (N*B, L_x)
     kw = dict(net=EmbedOnce(net, xs), cfg=cfg, priors=cfg.priors, truncate=False, observe="none")  # no y drawn
     with torch.random.fork_rng(devices=[]):
@@ -271,7 +277,7 @@ def prior_steps(mod, net, cfg: GramConfig, x, num_samples: int, seed: int = 0, t
         rng = torch.get_rng_state()
     carry, n = None, 0
     while True:
-        with torch.no_grad(), torch.random.fork_rng(devices=[]), pyro_temper(tau):
+        with torch.no_grad(), torch.random.fork_rng(devices=[]), pyro_temper(taus[min(n, len(taus) - 1)]):
             torch.set_rng_state(rng)
             carry = mod.model(xs, None, carry=carry, steps=range(n, n + 1), **kw)
             rng = torch.get_rng_state()

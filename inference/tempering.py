@@ -25,6 +25,24 @@ def check_temperature(tau: float) -> float:
     return tau
 
 
+def per_step_temperatures(cfg, temperature) -> tuple[float, ...]:
+    """The τ of each step a backend's prior_steps applies, checked: `temperature` one τ or a
+    sequence of per-step τ (config.temperature_schedule, for a rollout's depth; past its end the
+    last repeats); None the run's constant τ, an error for a run with a schedule
+    (fit.sample_temperature_end), which needs the rollout's depth."""
+    from gram_ppl.config import sample_temperature
+
+    if temperature is None:
+        if cfg.fit.sample_temperature_end is not None:
+            raise ValueError("the run samples with a temperature schedule (fit.sample_temperature_end): "
+                             "pass config.temperature_schedule(cfg, depth) for the rollout's depth")  # fmt: skip
+        temperature = sample_temperature(cfg)
+    taus = tuple(temperature) if isinstance(temperature, tuple | list) else (temperature,)
+    if not taus:
+        raise ValueError("a per-step temperature sequence needs at least one τ")
+    return tuple(check_temperature(t) for t in taus)
+
+
 def _tempered(fn, tau: float, dists):
     """`fn` (a `.to_event(2)` noise density) with its scale multiplied by τ (τ = 0: its location)."""
     base, ndims = (fn.base_dist, fn.reinterpreted_batch_ndims) if isinstance(fn, dists.Independent) else (fn, 0)
@@ -63,18 +81,28 @@ def pyro_temper(tau: float):
 def numpyro_temper(fn=None, tau: float = 1.0):
     """A NumPyro handler: `numpyro_temper(model, tau=0.5)(...)`. A `substitute_fn`, because NumPyro
     carries substitutions into `scan` bodies (where the noise sites live) and draws them there with
-    the site's own key; the site's density is left as it is."""
+    the site's own key; the site's density is left as it is. `tau` may be a traced JAX scalar (a
+    per-step schedule under one compiled step): the draw is then moved toward the site's location,
+    loc + τ·(ε - loc), the same law as scaling σ for these location-scale families (τ = 0: loc)."""
     import numpyro.distributions as dist
     from numpyro import handlers
 
-    tau = check_temperature(tau)
+    traced = not isinstance(tau, int | float)
+    tau = tau if traced else check_temperature(tau)
 
     def draw(site):
-        if tau == 1 or not sites.is_noise(site) or site.get("is_observed"):
+        if (not traced and tau == 1) or not sites.is_noise(site) or site.get("is_observed"):
             return None
         key = site["kwargs"].get("rng_key")
         if key is None:
             raise RuntimeError(f"numpyro_temper needs a seeded model (site {site['name']} has no key)")
-        return _tempered(site["fn"], tau, dist).sample(key, site["kwargs"].get("sample_shape", ()))
+        shape = site["kwargs"].get("sample_shape", ())
+        if not traced:
+            return _tempered(site["fn"], tau, dist).sample(key, shape)
+        fn = site["fn"]
+        base = fn.base_dist if isinstance(fn, dist.Independent) else fn
+        if isinstance(base, dist.Delta):  # mean_only: ε is already the location
+            return None
+        return base.loc + tau * (fn.sample(key, shape) - base.loc)
 
     return handlers.substitute(fn, substitute_fn=draw)

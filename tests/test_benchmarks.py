@@ -192,6 +192,10 @@ def test_width_depth_curves(tmp_path):
     (cold,) = json.loads((tmp_path / "t.json").read_text())
     assert cold["temperature"] == 0 and "τ = 0" in cold["run"]  # τ = 0: the prior mean, every sample the same
     assert len(set(cold["any_by_width"].values())) == 1 and len(set(cold["vote_by_width"].values())) == 1
+    out = run("width_depth.py", str(tmp_path / "a"), "--samples", "4", "--puzzles", "3", "--max-depth", "3",
+              "--temperature", "2:0", "--json", str(tmp_path / "s.json"))  # fmt: skip
+    (cooling,) = json.loads((tmp_path / "s.json").read_text())  # a schedule over the 3 steps: its ends reported
+    assert (cooling["temperature"], cooling["temperature_end"]) == (2.0, 0.0) and "τ = 2 -> 0" in cooling["run"]
     out = run("width_depth.py", str(tmp_path / "a"), "--samples", "1", "--puzzles", "3", "--max-depth", "3",
               "--vote-depth", "3", "--halt", "--json", str(tmp_path / "v.json"))  # fmt: skip
     rows = json.loads((tmp_path / "v.json").read_text())
@@ -208,7 +212,7 @@ def test_width_depth_curves(tmp_path):
     assert none.returncode == 2 and "give run folders, --from-quality files, or both" in none.stderr
     hot = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "width_depth.py"), str(tmp_path / "a"),
                           "--temperature", "-1"], capture_output=True, text=True)  # fmt: skip
-    assert hot.returncode == 2 and "--temperature must be a finite number >= 0" in hot.stderr
+    assert hot.returncode == 2 and "argument --temperature: expected a finite number >= 0" in hot.stderr
 
 
 def test_digits_vae_baseline(tmp_path):

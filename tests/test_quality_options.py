@@ -197,6 +197,71 @@ def test_temperature_zero_gives_identical_samples_and_one_is_the_model(backend):
         draw(-1.0)
 
 
+@pytest.mark.parametrize("backend", ["pyro", "numpyro"])
+def test_a_temperature_schedule_sets_each_steps_tau(backend):
+    """τ moving linearly from START at the first step to END at the last (a pair, or
+    fit.sample_temperature_end): each step draws at its own τ, in order; the run's schedule is
+    what every sampler uses when none is asked for, the one-shot sampler included."""
+    from gram_ppl.inference import svi_numpyro, svi_pyro
+    from gram_ppl.inference.sampling import rollout
+    from gram_ppl.models import gram_numpyro
+    from gram_ppl.networks import flax_nets
+
+    cfg = dataclasses.replace(tiny_config(), priors=dataclasses.replace(gram_pyro.PRIORS, scale=0.9, max_scale=1.0))
+    cfg = dataclasses.replace(cfg, backend=backend)
+    data = build_dataset(cfg.task)
+    x = data.test.x[:3]
+    if backend == "pyro":
+        torch.manual_seed(0)
+        net, mod = build_net(cfg, data.task), gram_pyro
+    else:
+        fnet = flax_nets.build_net(cfg, data.task)
+        net, mod = svi_numpyro.Bound(fnet, flax_nets.init_params(fnet, 0)), gram_numpyro
+
+    def one_board(per_step):  # (S,) whether each step's boards are the same for every trajectory
+        return (per_step == per_step[:, :1]).all(axis=(1, 2, 3))
+
+    warming = rollout(mod, net, cfg, x, 32, 3, temperature=(0.0, 2.0)).per_step  # τ 0, 1, 2
+    assert one_board(warming).tolist() == [True, False, False]  # step 1 at the prior mean, then spread
+    assert not one_board(rollout(mod, net, cfg, x, 32, 3, temperature=(2.0, 0.0)).per_step)[0]
+    flat = rollout(mod, net, cfg, x, 32, 3, temperature=(1.0, 1.0)).per_step
+    np.testing.assert_array_equal(flat, rollout(mod, net, cfg, x, 32, 3).per_step)  # a flat pair: the model
+    run = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, sample_temperature=0.0, sample_temperature_end=2.0))
+    np.testing.assert_array_equal(rollout(mod, net, run, x, 32, 3).per_step, warming)  # the run's schedule
+    one_shot = (svi_pyro if backend == "pyro" else svi_numpyro).sample(mod, net, run, x, num_samples=8, depth=3)
+    np.testing.assert_array_equal(one_shot, rollout(mod, net, run, x, 8, 3).boards)
+    backend_steps = (svi_pyro if backend == "pyro" else svi_numpyro).prior_steps
+    with pytest.raises(ValueError, match="schedule"):  # the run's schedule needs a depth: not silently flat
+        next(backend_steps(mod, net, run, x, 2))
+    with pytest.raises(ValueError, match="temperature"):
+        rollout(mod, net, cfg, x, 2, 3, temperature=(1.0, -1.0))
+    with pytest.raises(ValueError, match="pair"):
+        rollout(mod, net, cfg, x, 2, 3, temperature=(1.0, 0.5, 0.0))
+
+
+def test_temperature_schedule_values_and_the_config_field():
+    from gram_ppl.config import GramConfig, describe_temperature, gram_config_from_dict, temperature_schedule, to_dict
+
+    cfg = GramConfig(task=TaskConfig(name="nqueens", size=8))
+    assert temperature_schedule(cfg, 3) == (1.0, 1.0, 1.0)
+    assert temperature_schedule(cfg, 5, (3.0, 1.0)) == (3.0, 2.5, 2.0, 1.5, 1.0)
+    assert temperature_schedule(cfg, 1, (3.0, 1.0)) == (3.0,)  # one step: the start
+    assert temperature_schedule(cfg, 2, 0.5) == (0.5, 0.5)  # one τ asked: constant, whatever the run's
+    run = dataclasses.replace(cfg, fit=FitConfig(sample_temperature=3.0, sample_temperature_end=0.0))
+    assert temperature_schedule(run, 4) == (3.0, 2.0, 1.0, 0.0)
+    assert temperature_schedule(run, 2, 0.5) == (0.5, 0.5)
+    cooling = dataclasses.replace(cfg, fit=FitConfig(sample_temperature_end=0.0))  # from the run's τ, 1
+    assert temperature_schedule(cooling, 3) == (1.0, 0.5, 0.0)
+    assert describe_temperature(run) == "3 -> 0" and describe_temperature(cfg) == "1"
+    for bad in (-0.5, float("nan"), True, "0"):
+        with pytest.raises(ConfigError, match="sample_temperature_end"):
+            FitConfig(sample_temperature_end=bad)
+    old = to_dict(run)
+    assert gram_config_from_dict(old).fit.sample_temperature_end == 0.0  # config.json keeps it
+    del old["fit"]["sample_temperature_end"]  # a config.json from before the field: constant τ
+    assert gram_config_from_dict(old).fit.sample_temperature_end is None
+
+
 def _gram(*args):
     return subprocess.run([sys.executable, "-m", "gram_ppl", *args], capture_output=True, text=True)
 
@@ -232,6 +297,13 @@ def test_cli_temperature_and_evaluate_out(tmp_path):
     assert set(m["by_num_solutions"]) <= {"1", "2-3", "4+"}
     r = _gram("evaluate", str(run), "--temperature", "-0.5")
     assert r.returncode == 2 and "finite number >= 0" in r.stderr
+    r = _gram("evaluate", str(run), "--num-samples", "4", "--depth", "3", "--temperature", "2:0", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    m = json.loads(out.read_text())
+    assert (m["temperature"], m["temperature_end"]) == (2.0, 0.0)  # the schedule's ends are reported
+    for bad in ("2:x", "2:-1", ":1"):
+        r = _gram("evaluate", str(run), "--temperature", bad)
+        assert r.returncode == 2 and "START:END" in r.stderr
 
 
 def test_set_priors_applies_on_top_of_the_priors_block(tmp_path):

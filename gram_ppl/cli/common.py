@@ -47,7 +47,19 @@ def finite(strict: bool):
     return parse
 
 
-finite_positive, temperature = finite(strict=True), finite(strict=False)
+finite_positive, finite_nonnegative = finite(strict=True), finite(strict=False)
+
+
+def temperature(text: str):
+    """An argparse type: τ (a finite number >= 0), or START:END, a schedule moving linearly from
+    START at a sample's first supervision step to END at its last (config.temperature_schedule)."""
+    start, sep, end = text.partition(":")
+    if not sep:
+        return finite_nonnegative(text)
+    try:
+        return finite_nonnegative(start), finite_nonnegative(end)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected τ or START:END, finite numbers >= 0, got {text!r}") from None
 
 
 def solvable_puzzles(task, source: str, skip_invalid: bool, limit: int | None, verb: str, solve: bool = True) -> list:

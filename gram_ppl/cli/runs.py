@@ -19,8 +19,8 @@ from gram_ppl.config import (
     VARIANTS,
     ConfigError,
     GramConfig,
+    describe_temperature,
     sample_depth,
-    sample_temperature,
     with_priors,
 )
 from gram_ppl.overrides import apply_overrides
@@ -30,8 +30,9 @@ from gram_ppl.tasks import task_for
 
 def _temperature_arg(p) -> None:
     p.add_argument("--temperature", type=temperature_type,
-                   help="scale the prior's σ: < 1 precision, > 1 diversity, 0 the prior mean (default: the "
-                        "run's, config.sample_temperature: 1, or 1.5 un-anchored generation)")  # fmt: skip
+                   help="scale the prior's σ: < 1 precision, > 1 diversity, 0 the prior mean; START:END moves "
+                        "linearly from START at the first supervision step to END at the last (default: the run's, "
+                        "fit.sample_temperature[_end]: 1, or 1.5 un-anchored generation)")  # fmt: skip
 
 
 def add_commands(sub) -> None:
@@ -339,8 +340,8 @@ def cmd_generate(args) -> int:
             g.boards, g.valid, run.data.train.y, run.data.test.y, g.conflicts, run.task.grid_count
         )
         depth = args.depth or sample_depth(run.config)
-        tau = sample_temperature(run.config, args.temperature)
-        print(f"depth {depth}, temperature {tau:g}: {describe_generation(report)}", file=sys.stderr)
+        tau = describe_temperature(run.config, args.temperature)
+        print(f"depth {depth}, temperature {tau}: {describe_generation(report)}", file=sys.stderr)
         return 0
     print(f"{args.num} samples: {g.share_valid:.1%} valid, {g.distinct_valid} distinct valid", file=sys.stderr)
     return 0
