@@ -70,12 +70,12 @@ def as_run(run) -> LoadedRun:
 
 
 def sample(
-    run, x, num_samples: int = 20, *, depth: int | None = None, halt: bool = False, temperature: float | None = None,
+    run, x, num_samples: int = 20, *, depth: int | None = None, halt: bool = False, temperature: float | tuple[float, float] | None = None,
     seed: int = 0,
 ) -> Samples:  # fmt: skip
     """N prior trajectories p_θ(τ | x) for each puzzle x (B, L_x) (or one puzzle (L_x,)):
-    decoded boards and their validity. `temperature` scales the prior's σ (0: the prior mean; None:
-    the run's, config.sample_temperature)."""
+    decoded boards and their validity. `temperature` scales the prior's σ (0: the prior mean; a
+    pair (start, end): τ moving linearly over the steps; None: the run's, config.temperature_schedule)."""
     run = as_run(run)
     x = np.asarray(x)
     x = x[None] if x.ndim == 1 else x  # (B, L_x)
@@ -88,7 +88,7 @@ def sample(
 
 
 def evaluate(run, num_samples: int = 20, *, puzzles: int | None = None, depth: int | None = None,
-             temperature: float | None = None) -> dict:  # fmt: skip
+             temperature: float | tuple[float, float] | None = None) -> dict:  # fmt: skip
     """Prior samples of the run's held-out inputs scored against exact ground truth (the
     `gram evaluate` metrics: valid, any_valid, coverage, distinct_valid, by depth and by the
     inputs' numbers of solutions)."""
@@ -112,7 +112,7 @@ def _work(what: str, units: int):
 
 
 def compare(runs, num_samples: int = 20, *, puzzles: int | None = None, elpd: int = 0,
-            temperature: float | None = None) -> str:  # fmt: skip
+            temperature: float | tuple[float, float] | None = None) -> str:  # fmt: skip
     """Arms side by side on their held-out puzzles, as `gram compare` prints them: a markdown table
     of validity and coverage@N from prior samples and, with elpd=K, held-out log p(y | x)
     (importance-weighted over K prior trajectories per puzzle) ranked as az.compare ranks models.

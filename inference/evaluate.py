@@ -274,7 +274,7 @@ def evaluate_run(
     num_samples: int = 20,
     depth: int | None = None,
     puzzles: int | None = None,
-    temperature: float | None = None,
+    temperature: float | tuple[float, float] | None = None,
 ) -> dict:
     """Prior samples for the held-out puzzles of a run (a folder or a LoadedRun), scored against exact ground truth
     (inference.evaluate.sample_metrics), plus single-sample validity after each step and the

@@ -23,7 +23,15 @@ class Rollout(NamedTuple):
 
 
 def rollout(
-    mod, net, cfg, x, num_samples: int, depth: int, halt: bool = False, temperature: float | None = None, seed: int = 0
+    mod,
+    net,
+    cfg,
+    x,
+    num_samples: int,
+    depth: int,
+    halt: bool = False,
+    temperature: float | tuple[float, float] | None = None,
+    seed: int = 0,
 ) -> Rollout:
     """Run N trajectories from the prior for each puzzle x (B, L_x), one supervision step at a
     time, with the run's backend (cfg.backend), seeded with `seed`. With `halt`, a trajectory
@@ -128,7 +136,7 @@ def sample_puzzles(
     depth: int | None,
     halt: bool,
     how: str,
-    temperature: float | None = None,
+    temperature: float | tuple[float, float] | None = None,
 ) -> list[dict]:
     """One JSON-ready record per puzzle (the `gram sample` format, docs/formats.md) for a loaded
     run (inference.run.load_run)."""
@@ -174,7 +182,9 @@ class Generated(NamedTuple):
         return len({b.tobytes() for b in self.boards[self.valid]})
 
 
-def generate(run, num: int, depth: int | None = None, temperature: float | None = None) -> Generated:
+def generate(
+    run, num: int, depth: int | None = None, temperature: float | tuple[float, float] | None = None
+) -> Generated:
     """Unconditional samples from p_θ(x) (empty input): boards (num, L_y) and their validity."""
     task, cfg = run.task, run.config
     if cfg.task.mode == "conditional":  # x is a class label: the blank input was never trained on
