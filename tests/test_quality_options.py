@@ -151,10 +151,10 @@ def test_kl_ceiling_in_numpyro_adds_the_same_term():
         np.testing.assert_allclose(float(b.loss - a.loss), expected, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("backend", ["pyro", "numpyro"])
-def test_temperature_zero_gives_identical_samples_and_one_is_the_model(backend):
-    from gram_ppl.inference import svi_numpyro, svi_pyro
-    from gram_ppl.inference.sampling import rollout
+def _untrained(backend):
+    """A tiny config whose untrained prior is wide (σ 0.9), 3 held-out puzzles, and the backend's
+    untrained networks and model module."""
+    from gram_ppl.inference import svi_numpyro
     from gram_ppl.models import gram_numpyro
     from gram_ppl.networks import flax_nets
 
@@ -168,6 +168,15 @@ def test_temperature_zero_gives_identical_samples_and_one_is_the_model(backend):
     else:
         fnet = flax_nets.build_net(cfg, data.task)
         net, mod = svi_numpyro.Bound(fnet, flax_nets.init_params(fnet, 0)), gram_numpyro
+    return cfg, x, net, mod
+
+
+@pytest.mark.parametrize("backend", ["pyro", "numpyro"])
+def test_temperature_zero_gives_identical_samples_and_one_is_the_model(backend):
+    from gram_ppl.inference import svi_numpyro, svi_pyro
+    from gram_ppl.inference.sampling import rollout
+
+    cfg, x, net, mod = _untrained(backend)
 
     def draw(tau, seed=0):
         return rollout(mod, net, cfg, x, 32, 2, temperature=tau, seed=seed).per_step  # (S, N, B, L_y)
@@ -204,19 +213,8 @@ def test_a_temperature_schedule_sets_each_steps_tau(backend):
     what every sampler uses when none is asked for, the one-shot sampler included."""
     from gram_ppl.inference import svi_numpyro, svi_pyro
     from gram_ppl.inference.sampling import rollout
-    from gram_ppl.models import gram_numpyro
-    from gram_ppl.networks import flax_nets
 
-    cfg = dataclasses.replace(tiny_config(), priors=dataclasses.replace(gram_pyro.PRIORS, scale=0.9, max_scale=1.0))
-    cfg = dataclasses.replace(cfg, backend=backend)
-    data = build_dataset(cfg.task)
-    x = data.test.x[:3]
-    if backend == "pyro":
-        torch.manual_seed(0)
-        net, mod = build_net(cfg, data.task), gram_pyro
-    else:
-        fnet = flax_nets.build_net(cfg, data.task)
-        net, mod = svi_numpyro.Bound(fnet, flax_nets.init_params(fnet, 0)), gram_numpyro
+    cfg, x, net, mod = _untrained(backend)
 
     def one_board(per_step):  # (S,) whether each step's boards are the same for every trajectory
         return (per_step == per_step[:, :1]).all(axis=(1, 2, 3))
