@@ -30,6 +30,7 @@ from gram_ppl.task_defaults import (  # noqa: E402  (re-exported: the names ever
     TASK_REGISTRY,
     TASK_SIZES,
     UNCHECKED,
+    cooling,
     deep_sampling,
     mixer_in_force,
     relation_bias_in_force,
@@ -324,9 +325,11 @@ class FitConfig:
     # which sharpens the prior onto fewer grids (config.sample_temperature); fit.keep_best's
     # evaluations sample at it too
     sample_temperature: float | None = None
-    # τ at a sample's last supervision step: None keeps τ constant; a number makes τ move linearly
-    # from the start (sample_temperature) at the first step to it at the last, e.g. 3 -> 0: the
-    # early steps explore, the late ones settle (config.temperature_schedule; --temperature START:END)
+    # τ at a sample's last supervision step: a number makes τ move linearly from the start
+    # (sample_temperature) at the first step to it at the last, e.g. 3 -> 0: the early steps
+    # explore, the late ones settle (config.temperature_schedule; --temperature START:END); None is
+    # the start (one τ), or where sample_temperature is None too the task's schedule: 3 -> 0 for
+    # hard 9x9 Sudoku with the MLP mixer (config.sample_temperature_end, task_defaults.COOLING)
     sample_temperature_end: float | None = None
     beta: float = 1.0  # weight of the KL
     kl_balance: float = 0.8  # share of the KL gradient that moves the prior (0.5: plain KL)
@@ -606,6 +609,7 @@ __all__ = [
     "augments",
     "keeps_best",
     "sample_temperature",
+    "sample_temperature_end",
     "temperature_schedule",
     "describe_temperature",
     "config_differences",
@@ -714,13 +718,33 @@ def sample_temperature(cfg: GramConfig, asked: float | None = None) -> float:
     grids, 15 CPU minutes, two seeds, weights kept by evaluations at τ = 1, sampled at 8·N_sup:
     99.96 / 99.74% valid and 283 / 282 of the 288 grids at τ = 1, 99.94 / 99.76% and 287 / 285 at
     1.25, 100.0 / 99.82% and all 288 at 1.5; kept by evaluations at τ = 1.5 too: 96.4 / 99.98%,
-    all 288; docs/recipe.md), and 1 elsewhere (the model itself)."""
+    all 288; docs/recipe.md), the start of the task's schedule where it has one (task_defaults.COOLING:
+    3 for hard 9x9 Sudoku with the MLP mixer, cooling to 0, sample_temperature_end), and 1 elsewhere
+    (the model itself)."""
     if asked is not None:
         return asked
     if cfg.fit.sample_temperature is not None:
         return float(cfg.fit.sample_temperature)
+    schedule = _cooling(cfg)
+    if schedule:
+        return schedule[0]
     rule = prior_path(cfg)
     return 1.5 if cfg.task.generates and rule.weight and not rule.anchor else 1.0
+
+
+def _cooling(cfg: GramConfig) -> tuple[float, float] | None:
+    task = cfg.task.resolved()
+    return cooling(task.name, task.mode, task.size, mixer(cfg))
+
+
+def sample_temperature_end(cfg: GramConfig) -> float:
+    """τ at a sample's last supervision step: fit.sample_temperature_end, or where None the task's
+    schedule (task_defaults.COOLING: hard 9x9 Sudoku with the MLP mixer cools from 3 to 0) when
+    fit.sample_temperature is left to its rule too, else the start (sample_temperature): one τ."""
+    if cfg.fit.sample_temperature_end is not None:
+        return float(cfg.fit.sample_temperature_end)
+    schedule = _cooling(cfg) if cfg.fit.sample_temperature is None else None
+    return schedule[1] if schedule else sample_temperature(cfg)
 
 
 def temperature_schedule(cfg: GramConfig, depth: int, asked=None) -> tuple[float, ...]:
@@ -730,14 +754,14 @@ def temperature_schedule(cfg: GramConfig, depth: int, asked=None) -> tuple[float
     every step) or a pair (start, end): τ_n = start + (end - start)·n/(depth - 1), n = 0..depth-1.
     Every τ is checked where it is applied (inference/tempering.py)."""
     if asked is None:
-        start, end = sample_temperature(cfg), cfg.fit.sample_temperature_end
+        start, end = sample_temperature(cfg), sample_temperature_end(cfg)
     elif isinstance(asked, tuple | list):
         if len(asked) != 2:
             raise ValueError(f"a temperature schedule is a pair (start, end), got {asked!r}")
         start, end = asked
     else:
         start, end = asked, None
-    if end is None or depth == 1:
+    if end is None or end == start or depth == 1:
         return (start,) * depth
     return tuple(start + (end - start) * n / (depth - 1) for n in range(depth))
 
@@ -765,7 +789,8 @@ def augments(cfg: GramConfig) -> bool:
 # The fields whose None means "the rule for this task" (the functions above), as (part, field).
 RULE_FIELDS = (
     ("fit", "prior_path_weight"), ("fit", "prior_path_target"), ("fit", "prior_path_anchor"), ("fit", "sample_depth"),
-    ("fit", "sample_temperature"), ("fit", "keep_best"), ("fit", "augment"), ("net", "mixer"), ("net", "relation_bias"),
+    ("fit", "sample_temperature"), ("fit", "sample_temperature_end"), ("fit", "keep_best"), ("fit", "augment"),
+    ("net", "mixer"), ("net", "relation_bias"),
 )  # fmt: skip
 
 
@@ -797,7 +822,8 @@ def resolved(cfg: GramConfig) -> GramConfig:
     rule = prior_path(cfg)
     fit = dataclasses.replace(
         cfg.fit, prior_path_weight=rule.weight, prior_path_target=rule.target, prior_path_anchor=rule.anchor,
-        sample_depth=sample_depth(cfg), sample_temperature=sample_temperature(cfg), keep_best=keeps_best(cfg),
+        sample_depth=sample_depth(cfg), sample_temperature=sample_temperature(cfg),
+        sample_temperature_end=sample_temperature_end(cfg), keep_best=keeps_best(cfg),
         augment=augments(cfg),
     )  # fmt: skip
     return dataclasses.replace(cfg, task=cfg.task.resolved(), net=net_in_force(cfg), fit=fit)

@@ -85,6 +85,20 @@ def deep_sampling(task_name: str, mode: str | None, mixer: str) -> int | None:
     return DEEP_SAMPLING.get((task_name, mode, mixer), DEEP_SAMPLING.get((task_name, mode, None)))
 
 
+# (task, mode, size, mixer): the default temperature schedule (start, end) of prior samples, τ moving
+# linearly from start at a sample's first supervision step to end at its last (config.temperature_schedule:
+# hot early steps explore, cold late ones settle), where measured to widen the vote (docs/recipe.md): hard
+# 9x9 Sudoku with the MLP mixer sampled at 16·N_sup, 60 CPU minutes, 100 held-out puzzles x 20 prior
+# samples: MEASUREMENT
+COOLING = {("sudoku", "unique", 9, "mlp"): (3.0, 0.0)}
+
+
+def cooling(task_name: str, mode: str | None, size: int, mixer: str) -> tuple[float, float] | None:
+    """The default (start, end) temperature schedule of a task's prior samples (COOLING), or None
+    where τ is one number for every step."""
+    return COOLING.get((task_name, mode, size, mixer))
+
+
 def relation_bias_in_force(task_name: str, relation_bias: bool | None, mixer: str) -> bool:
     """The one rule for whether a core gets the relation bias: NetConfig.relation_bias, or where it
     is None the task's default (RELATION_BIAS_BY_DEFAULT); only attention has logits to bias, so the

@@ -29,11 +29,11 @@ def per_step_temperatures(cfg, temperature) -> tuple[float, ...]:
     """The τ of each step a backend's prior_steps applies, checked: `temperature` one τ or a
     sequence of per-step τ (config.temperature_schedule, for a rollout's depth; past its end the
     last repeats); None the run's constant τ, an error for a run with a schedule
-    (fit.sample_temperature_end), which needs the rollout's depth."""
-    from gram_ppl.config import sample_temperature
+    (config.sample_temperature_end other than its start), which needs the rollout's depth."""
+    from gram_ppl.config import sample_temperature, sample_temperature_end
 
     if temperature is None:
-        if cfg.fit.sample_temperature_end is not None:
+        if sample_temperature_end(cfg) != sample_temperature(cfg):
             raise ValueError("the run samples with a temperature schedule (fit.sample_temperature_end): "
                              "pass config.temperature_schedule(cfg, depth) for the rollout's depth")  # fmt: skip
         temperature = sample_temperature(cfg)

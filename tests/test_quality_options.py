@@ -856,3 +856,34 @@ def test_the_prior_path_can_leave_the_prior_noise_heads_alone():
         assert (prior > 0) is grad
     with pytest.raises(ConfigError, match="prior_path_noise_grad"):
         FitConfig(prior_path_noise_grad="no")
+
+
+def test_hard_9x9_with_the_mlp_mixer_cools_by_default():
+    """task_defaults.COOLING: hard 9x9 Sudoku with the MLP mixer samples with τ falling from 3 to
+    0 over its steps unless either temperature field is set; other tasks and attention keep one
+    τ; config.json pins the schedule (resolved) and a resume's base gives it back (unresolved)."""
+    from gram_ppl.config import (
+        GramConfig,
+        resolved,
+        sample_temperature,
+        sample_temperature_end,
+        temperature_schedule,
+        unresolved,
+    )
+
+    hard = GramConfig(task=TaskConfig(name="sudoku", size=9))
+    assert (sample_temperature(hard), sample_temperature_end(hard)) == (3.0, 0.0)
+    assert temperature_schedule(hard, 4) == (3.0, 2.0, 1.0, 0.0)
+    assert temperature_schedule(hard, 4, 1.0) == (1.0,) * 4  # one τ asked: constant
+    for fit, expected in ((FitConfig(sample_temperature=1.0), (1.0, 1.0)),  # a start set: one τ
+                          (FitConfig(sample_temperature_end=1.0), (3.0, 1.0)),  # an end set: from the rule's start
+                          (FitConfig(sample_temperature=2.0, sample_temperature_end=0.5), (2.0, 0.5))):  # fmt: skip
+        assert temperature_schedule(dataclasses.replace(hard, fit=fit), 2) == expected
+    attention = dataclasses.replace(hard, net=NetConfig(mixer="attention"))
+    for cfg in (attention, GramConfig(task=TaskConfig(name="sudoku", size=6)), GramConfig()):
+        assert len(set(temperature_schedule(cfg, 8))) == 1, cfg.task
+    stored = resolved(hard)
+    assert (stored.fit.sample_temperature, stored.fit.sample_temperature_end) == (3.0, 0.0)
+    assert resolved(attention).fit.sample_temperature_end == resolved(attention).fit.sample_temperature == 1.0
+    assert resolved(unresolved(stored)) == stored
+    assert unresolved(stored).fit.sample_temperature_end is None  # today's default gives it: back to the rule

@@ -319,7 +319,7 @@ def test_a_run_keeps_its_fit_rules_when_the_defaults_change(tmp_path, monkeypatc
     assert json.loads((run / "config.json").read_text())["net"]["relation_bias"] is True  # Sudoku's default
     rules = {k: stored[k] for part, k in config.RULE_FIELDS if part == "fit"}
     assert rules == {"prior_path_weight": 1.0, "prior_path_target": "train", "prior_path_anchor": True,
-                     "sample_depth": 4 * asked.fit.n_sup, "sample_temperature": 1.0, "keep_best": True,
+                     "sample_depth": 4 * asked.fit.n_sup, "sample_temperature": 1.0, "sample_temperature_end": 1.0, "keep_best": True,
                      "augment": False}  # fmt: skip
     from gram_ppl.models.priors import PRIORS
 
