@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_json  # noqa: E402
 
 from gram_ppl.cli.common import temperature as temperature_type  # noqa: E402
-from gram_ppl.config import temperature_schedule  # noqa: E402
+from gram_ppl.config import temperature_record  # noqa: E402
 from gram_ppl.inference.api import generate, generation_report, load_run  # noqa: E402
 
 
@@ -36,8 +36,7 @@ def depth_rows(
     folder: str, multiples: list[int], samples: int, latest: bool = False, temperature: float | None = None
 ) -> list[dict]:
     run = load_run(folder, latest=latest)
-    base, taus = run.config.fit.n_sup, temperature_schedule(run.config, 2, temperature)  # its ends
-    tau = {"temperature": taus[0], **({"temperature_end": taus[1]} if taus[1] != taus[0] else {})}
+    base, tau = run.config.fit.n_sup, temperature_record(run.config, temperature)
     rows = []
     judge = None
     for m in multiples:

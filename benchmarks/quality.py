@@ -49,7 +49,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import width_curves, write_json  # noqa: E402
 
-from gram_ppl.config import FitConfig, GramConfig, NetConfig, TaskConfig, sample_depth, sample_temperature  # noqa: E402
+from gram_ppl.config import FitConfig, GramConfig, NetConfig, TaskConfig, sample_depth, temperature_record  # noqa: E402
 from gram_ppl.inference.evaluate import generation_report  # noqa: E402
 from gram_ppl.inference.run import evaluate_run, fit, load_config, load_run  # noqa: E402
 from gram_ppl.inference.sampling import generate, rollout  # noqa: E402
@@ -141,8 +141,7 @@ def evaluate(name: str, folder: Path, samples: int, puzzles: int | None, gen: in
         kept = {"kept_best": run.best} if run.best is not None else {}  # fit.keep_best: the evaluation sampled
         return {**info, **report, "unique_share": report["distinct_valid"] / max(1, gen),
                 "held_out_seen": report["held_out_generated"], "sample_depth": sample_depth(run.config),
-                "temperature": sample_temperature(run.config), **kept,
-                **({"temperature_end": end} if (end := run.config.fit.sample_temperature_end) is not None else {})}  # fmt: skip
+                **temperature_record(run.config), **kept}  # fmt: skip
     # sudoku6: exact accuracy against depth and width (unique solutions: valid == exact), at the
     # run's sample depth (config.sample_depth: 16·N_sup for these puzzles) and up to it
     task, test, cfg = run.data.task, run.data.test, run.config

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import width_curves, write_json  # noqa: E402
 
 from gram_ppl.cli.common import temperature as temperature_type  # noqa: E402
-from gram_ppl.config import describe_temperature, temperature_schedule  # noqa: E402
+from gram_ppl.config import describe_temperature, temperature_record  # noqa: E402
 from gram_ppl.inference.api import load_run  # noqa: E402
 from gram_ppl.inference.sampling import rollout  # noqa: E402
 from gram_ppl.seeds import seed_for  # noqa: E402
@@ -52,31 +52,27 @@ def curves(folder: str, samples: int, puzzles: int, max_depth: int, vote_depth: 
            halt: bool = False, temperature: float | None = None) -> dict:  # fmt: skip
     run = load_run(folder)
     cfg, task, test = run.config, run.data.task, run.data.test
-    taus = temperature_schedule(cfg, max_depth, temperature)  # the run's own unless asked
-    tau = (taus[0], taus[-1])  # a constant τ, or the schedule's ends over max_depth steps
     vote_depth = cfg.fit.n_sup if vote_depth is None else vote_depth
     if not 1 <= vote_depth <= max_depth:
         raise SystemExit(f"--vote-depth must be between 1 and --max-depth ({max_depth}), got {vote_depth}")
     x = test.x[:puzzles]
-    r = rollout(run.mod, run.net, cfg, x, samples, max_depth, temperature=tau, seed=seed_for(cfg, "evaluate"))
+    draw = dict(temperature=temperature, seed=seed_for(cfg, "evaluate"))  # the run's τ unless asked
+    r = rollout(run.mod, run.net, cfg, x, samples, max_depth, **draw)
     depth = [float(task.is_valid(x[None], b).mean()) for b in r.per_step]  # (S,) single-sample validity
     at = r.per_step[vote_depth - 1]  # (N, B, L_y) after vote_depth steps
     valid = lambda b: task.is_valid(x, b)  # noqa: E731  (B, L_y) -> (B,)
     end = width_curves(task, r.per_step[-1], r.value, valid, WIDTHS, x)  # r.value: the value head after max_depth
     width = (end if vote_depth == max_depth else width_curves(task, at, r.value, valid, WIDTHS))["vote_by_width"]
-    name = f"{Path(folder).name} ({cfg.fit.variant}{'' if temperature is None else f', τ = {describe_temperature(cfg, tau)}'})"
+    name = f"{Path(folder).name} ({cfg.fit.variant}{'' if temperature is None else f', τ = {describe_temperature(cfg, temperature)}'})"
     halted = {}
     if halt:  # draws of the same seed, each stopped at the first step whose halt head says σ(q) > 0.5
-        h = rollout(
-            run.mod, run.net, cfg, x, samples, max_depth, halt=True, temperature=tau, seed=seed_for(cfg, "evaluate")
-        )
+        h = rollout(run.mod, run.net, cfg, x, samples, max_depth, halt=True, **draw)
         halted = {"halted": {"valid": float(task.is_valid(x[None], h.boards).mean()),
                              "mean_steps": float(h.halt_step.mean())}}  # fmt: skip
     return {
         **halted,
         "run": name,
-        "temperature": taus[0],
-        **({"temperature_end": taus[-1]} if taus[-1] != taus[0] else {}),
+        **temperature_record(cfg, temperature),
         "train_depth": cfg.fit.n_sup,
         "vote_depth": vote_depth,
         "puzzles": len(x),

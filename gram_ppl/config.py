@@ -612,6 +612,7 @@ __all__ = [
     "sample_temperature_end",
     "temperature_schedule",
     "describe_temperature",
+    "temperature_record",
     "config_differences",
     "describe_priors",
     "guide_family",
@@ -766,10 +767,17 @@ def temperature_schedule(cfg: GramConfig, depth: int, asked=None) -> tuple[float
     return tuple(start + (end - start) * n / (depth - 1) for n in range(depth))
 
 
+def temperature_record(cfg: GramConfig, asked=None) -> dict:
+    """τ as a sampler's JSON records it: {"temperature": start}, plus "temperature_end" for a
+    schedule (temperature_schedule's ends)."""
+    start, end = temperature_schedule(cfg, 2, asked)
+    return {"temperature": start} if end == start else {"temperature": start, "temperature_end": end}
+
+
 def describe_temperature(cfg: GramConfig, asked=None) -> str:
-    """τ as a sampler states it: "1", or "3 -> 0" for a schedule (temperature_schedule)."""
-    taus = temperature_schedule(cfg, 2, asked)
-    return f"{float(taus[0]):g}" if taus[0] == taus[-1] else f"{float(taus[0]):g} -> {float(taus[-1]):g}"
+    """τ as a sampler states it: "1", or "3 -> 0" for a schedule (temperature_record)."""
+    ends = [f"{float(t):g}" for t in temperature_record(cfg, asked).values()]
+    return " -> ".join(ends)
 
 
 def keeps_best(cfg: GramConfig) -> bool:

@@ -7,7 +7,7 @@ from collections import Counter
 
 import numpy as np
 
-from gram_ppl.config import sample_depth, temperature_schedule
+from gram_ppl.config import sample_depth, temperature_record
 from gram_ppl.seeds import part, seed_for
 from gram_ppl.tasks import Split, Task
 
@@ -292,11 +292,8 @@ def evaluate_run(
     if puzzles is None and cfg.task.generates:  # blank inputs, all the same: num_samples boards
         puzzles = 1
     x, depth = test.x[:puzzles], depth or sample_depth(cfg)
-    taus = temperature_schedule(cfg, depth, temperature)
-    r = rollout(mod, net, cfg, x, num_samples, depth, temperature=(taus[0], taus[-1]), seed=seed_for(cfg, "evaluate"))
-    head = {"puzzles": len(x), "num_samples": num_samples, "depth": depth, "temperature": taus[0]}
-    if taus[-1] != taus[0]:  # a schedule: τ moved linearly to this at the last step
-        head["temperature_end"] = taus[-1]
+    r = rollout(mod, net, cfg, x, num_samples, depth, temperature=temperature, seed=seed_for(cfg, "evaluate"))
+    head = {"puzzles": len(x), "num_samples": num_samples, "depth": depth, **temperature_record(cfg, temperature)}
     if run.best is not None:  # fit.keep_best: which evaluation's weights were sampled
         head["kept_best"] = run.best
     if not task.checker:  # images (digits): a classifier on held-out real digits judges the samples

@@ -43,9 +43,14 @@ def per_step_temperatures(cfg, temperature) -> tuple[float, ...]:
     return tuple(check_temperature(t) for t in taus)
 
 
+def _base(fn, dists):
+    """The density under a `.to_event` wrapper and the event dims it adds (0: none)."""
+    return (fn.base_dist, fn.reinterpreted_batch_ndims) if isinstance(fn, dists.Independent) else (fn, 0)
+
+
 def _tempered(fn, tau: float, dists):
     """`fn` (a `.to_event(2)` noise density) with its scale multiplied by τ (τ = 0: its location)."""
-    base, ndims = (fn.base_dist, fn.reinterpreted_batch_ndims) if isinstance(fn, dists.Independent) else (fn, 0)
+    base, ndims = _base(fn, dists)
     if isinstance(base, dists.Delta):  # mean_only: ε is already the location
         return fn
     if hasattr(base, "factor"):  # the low-rank prior (priors.rank): its directions W scale with σ
@@ -99,10 +104,9 @@ def numpyro_temper(fn=None, tau: float = 1.0):
         shape = site["kwargs"].get("sample_shape", ())
         if not traced:
             return _tempered(site["fn"], tau, dist).sample(key, shape)
-        fn = site["fn"]
-        base = fn.base_dist if isinstance(fn, dist.Independent) else fn
+        base, _ = _base(site["fn"], dist)
         if isinstance(base, dist.Delta):  # mean_only: ε is already the location
             return None
-        return base.loc + tau * (fn.sample(key, shape) - base.loc)
+        return base.loc + tau * (site["fn"].sample(key, shape) - base.loc)
 
     return handlers.substitute(fn, substitute_fn=draw)
