@@ -149,12 +149,14 @@ def sample_puzzles(
     )
     valid = task.is_valid(x[None], r.boards)  # (N, B)
     chosen = select(task, r.boards, r.value, how, valid if task.checker else None)
+    picked_valid = task.is_valid(x, chosen) if chosen is not None and task.checker else None  # (B,) or None
     return [
         {
             "puzzle": task.format_puzzle(x[b]),
             "samples": [task.format_solution(s) for s in r.boards[:, b]],
             "valid": valid[:, b].tolist(),
             "selected": None if chosen is None else task.format_solution(chosen[b]),
+            "selected_valid": None if picked_valid is None else bool(picked_valid[b]),
             "halt_step": r.halt_step[:, b].tolist(),
             "lprm": [round(float(v), 6) for v in r.value[:, b]],
         }

@@ -20,6 +20,7 @@ TESTED = {
     "data build",
     "data info",
     "data export",
+    "data overlap",
     "solve",
     "verify",
     "fit",
@@ -66,6 +67,42 @@ def test_data_build_info_and_export(nqueens8, capsys):
     assert main(["data", "export", str(nqueens8), "--limit", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and all(len(line) == 64 and set(line) <= {".", "Q"} for line in lines)
+
+
+def test_data_overlap_finds_inputs_and_their_images(nqueens8, tmp_path, capsys):
+    from gram_ppl.data import fingerprint, load_dataset
+
+    ds_dir = tmp_path / "s4"
+    assert main(["data", "build", "--task", "sudoku", "--size", "4", "--mode", "unique", "--split", "orbit",
+                 "--out", str(ds_dir)]) == 0  # fmt: skip
+    capsys.readouterr()
+    main(["data", "export", str(ds_dir), "--split", "train", "--limit", "3"])
+    train = capsys.readouterr().out.splitlines()
+    main(["data", "export", str(ds_dir), "--limit", "2"])
+    test = capsys.readouterr().out.splitlines()
+    image = train[0].translate(str.maketrans("12", "21"))  # digits 1 and 2 renamed: the same orbit
+    assert image not in train
+    (tmp_path / "p.txt").write_text("\n".join([*train, image, *test]) + "\n")
+    assert main(["data", "overlap", str(ds_dir), "--puzzles", str(tmp_path / "p.txt")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith(": 6 puzzles")  # under the orbit split no test input is an image of a training one
+    assert "3 identical, 4 share an orbit key with one" in lines[1] and lines[1].startswith("  train (")
+    assert "2 identical, 2 share an orbit key with one" in lines[2] and lines[2].startswith("  test (")
+    run = tmp_path / "run"  # a run folder: its data set rebuilt from the fingerprint it keeps
+    run.mkdir()
+    (run / "data.json").write_text(json.dumps(fingerprint(load_dataset(ds_dir))))
+    assert main(["data", "overlap", str(run), "--puzzles", str(tmp_path / "p.txt")]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == lines[1:]
+    record = json.loads((run / "data.json").read_text())
+    record["arrays"]["train/x"]["sha256"] = "0" * 64  # not the data set the run trained on: refused
+    (run / "data.json").write_text(json.dumps(record))
+    assert main(["data", "overlap", str(run), "--puzzles", str(tmp_path / "p.txt")]) == 2
+    assert "is not the one the run trained on" in capsys.readouterr().err
+    main(["data", "export", str(nqueens8), "--limit", "2"])  # a task without orbit keys: inputs only
+    (tmp_path / "q.txt").write_text(capsys.readouterr().out)
+    assert main(["data", "overlap", str(nqueens8), "--puzzles", str(tmp_path / "q.txt")]) == 0
+    out = capsys.readouterr().out
+    assert "0 identical; nqueens has no orbit key" in out and "2 identical; nqueens has no orbit key" in out
 
 
 def test_data_build_refuses_a_non_empty_folder_and_bad_config(nqueens8, capsys):

@@ -51,16 +51,38 @@ def test_sample_writes_json_lines_whose_flags_agree_with_the_checker(runs, tmp_p
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 4
     for row in rows:
-        assert set(row) == {"puzzle", "samples", "valid", "selected", "halt_step", "lprm"}
+        assert set(row) == {"puzzle", "samples", "valid", "selected", "selected_valid", "halt_step", "lprm"}
         x = task.parse_puzzle(row["puzzle"])
         ys = np.stack([task.parse_solution(s) for s in row["samples"]])
         assert task.is_valid(x, ys).tolist() == row["valid"]
+        assert row["selected_valid"] == row["valid"][row["samples"].index(row["selected"])]
         assert row["selected"] in row["samples"] and len(row["lprm"]) == 6 and set(row["halt_step"]) == {2}
     picked = tmp_path / "checked.jsonl"
     argv = ["sample", str(runs / "gram"), "--puzzles", str(tmp_path / "p.txt"), "--num-samples", "6"]
     assert main([*argv, "--select", "checker", "--out", str(picked)]) == 0
     for row in map(json.loads, picked.read_text().splitlines()):  # a valid sample wherever there is one
-        assert row["valid"][row["samples"].index(row["selected"])] == any(row["valid"])
+        assert row["valid"][row["samples"].index(row["selected"])] == row["selected_valid"] == any(row["valid"])
+    summary = capsys.readouterr().err.strip().splitlines()[-1]  # the checker's pick reaches the bound
+    some = sum(any(r["valid"]) for r in map(json.loads, picked.read_text().splitlines())) / 4
+    assert summary.endswith(f"the checker pick valid on {some:.1%} of puzzles, some sample on {some:.1%}")
+    assert main([*argv, "--select", "none", "--out", str(picked)]) == 0
+    assert {json.loads(line)["selected_valid"] for line in picked.read_text().splitlines()} == {None}
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith("% valid")  # no pick, no pick's share
+
+
+def test_the_sample_summary_counts_puzzles_whose_pick_is_valid():
+    from gram_ppl.cli.runs import describe_samples
+
+    rows = [{"valid": [True, False], "selected_valid": True}, {"valid": [False, True], "selected_valid": False},
+            {"valid": [False, False], "selected_valid": False}, {"valid": [True, True], "selected_valid": True}]  # fmt: skip
+    line = describe_samples(rows, 2, "vote")
+    assert (
+        line == "4 puzzles, 2 samples each: 50.0% valid; the vote pick valid on 50.0% of puzzles, some sample on 75.0%"
+    )
+    assert describe_samples([{**r, "selected_valid": None} for r in rows], 2, "none").endswith(
+        "2 samples each: 50.0% valid"
+    )
+    assert describe_samples([], 2, "vote") == "0 puzzles, 2 samples each: nan% valid"
 
 
 def test_deterministic_samples_are_identical(runs, tmp_path):

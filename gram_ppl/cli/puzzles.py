@@ -1,15 +1,18 @@
-"""`gram data build|info|export`, `gram solve`, `gram verify`: puzzle data and exact solvers
+"""`gram data build|info|export|overlap`, `gram solve`, `gram verify`: puzzle data and exact solvers
 (the library floor only: no model, no inference)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from gram_ppl.cli.common import int_tuple, positive_int, solvable_puzzles, task_args
-from gram_ppl.config import DIGITS_MODES, SPLIT_RULES, SUDOKU_MODES, TaskConfig
-from gram_ppl.data import build_dataset, load_dataset, save_dataset
+from gram_ppl.config import DIGITS_MODES, SPLIT_RULES, SUDOKU_MODES, TaskConfig, from_dict
+from gram_ppl.data import build_dataset, fingerprint, load_dataset, save_dataset
 from gram_ppl.puzzle_io import read_puzzles
 from gram_ppl.tasks import PuzzleError, get_task
 
@@ -56,6 +59,11 @@ def _data_commands(sub) -> None:
     e.add_argument("--limit", type=positive_int, help="at most this many puzzles")
     e.add_argument("--targets", action="store_true", help="print the stored targets instead")
     e.set_defaults(func=cmd_data_export)
+
+    o = data.add_parser("overlap", help="which outside puzzles are (images of) a data set's or run's inputs")
+    o.add_argument("source", type=Path, help="a data set folder (gram data build) or a run folder")
+    o.add_argument("--puzzles", required=True, help="a file with one puzzle per line, or - for stdin")
+    o.set_defaults(func=cmd_data_overlap)
 
 
 def _solver_commands(sub) -> None:
@@ -111,6 +119,38 @@ def cmd_data_export(args) -> int:
     fmt = task.format_solution if args.targets else task.format_puzzle
     for row in rows[: args.limit]:
         print(fmt(row))
+    return 0
+
+
+def cmd_data_overlap(args) -> int:
+    """How many puzzles of a file are inputs of a data set's train and test splits, and how many
+    are images of one under the task's symmetries (Task.input_orbit_keys: the orbit split's key),
+    so that a score on outside puzzles can say it tests unseen orbits. A run folder's data set is
+    rebuilt from its data.json (the fingerprint a run keeps), and refused if it is not the one the
+    run trained on."""
+    record = args.source / "data.json"
+    if record.is_file():  # a run folder
+        kept = json.loads(record.read_text())
+        ds = build_dataset(from_dict(TaskConfig, kept["config"]))
+        if fingerprint(ds) != kept:
+            raise PuzzleError(f"{args.source}: the data set built now is not the one the run trained on ({record})")
+    else:
+        ds = load_dataset(args.source)
+    task = ds.task
+    x = [x for x, _ in solvable_puzzles(task, args.puzzles, False, 1, "checked", False)]
+    keys = task.input_orbit_keys(np.stack(x)) if x else []
+    print(f"{'<stdin>' if args.puzzles == '-' else args.puzzles}: {len(x)} puzzles")
+    for name in ("train", "test"):
+        split = getattr(ds, name)
+        inputs = {row.tobytes() for row in split.x}
+        same = sum(row.tobytes() in inputs for row in x)
+        line = f"  {name} ({len(split)} inputs): {same} identical"
+        if keys is None:
+            line += f"; {ds.config.name} has no orbit key, so images are not checked"
+        else:
+            orbits = set(task.input_orbit_keys(split.x)) if len(split) else set()
+            line += f", {sum(k in orbits for k in keys)} share an orbit key with one"
+        print(line)
     return 0
 
 

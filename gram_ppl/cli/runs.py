@@ -316,10 +316,22 @@ def cmd_sample(args) -> int:
     with _status(f"sample: {len(puzzles)} puzzles x {args.num_samples} prior samples"):
         rows = sample_puzzles(run, puzzles, args.num_samples, args.depth, args.halt, args.select, args.temperature)
     write_lines(args.out, [json.dumps(row) for row in rows])
+    print(describe_samples(rows, args.num_samples, args.select), file=sys.stderr)
+    return 0
+
+
+def describe_samples(rows: list[dict], num_samples: int, select: str) -> str:
+    """`gram sample`'s summary of its records: the valid share of all samples and, where a pick was
+    made and the task has a checker, the share of puzzles whose pick is valid and the share where
+    some sample is (the bound of any pick; on puzzles with one solution, valid is exact)."""
     flags = [v for row in rows for v in row["valid"]]
     share = sum(flags) / len(flags) if flags else float("nan")
-    print(f"{len(rows)} puzzles, {args.num_samples} samples each: {share:.1%} valid", file=sys.stderr)
-    return 0
+    line = f"{len(rows)} puzzles, {num_samples} samples each: {share:.1%} valid"
+    picks = [row["selected_valid"] for row in rows if row["selected_valid"] is not None]
+    if rows and len(picks) == len(rows):
+        some = sum(any(row["valid"]) for row in rows) / len(rows)
+        line += f"; the {select} pick valid on {sum(picks) / len(rows):.1%} of puzzles, some sample on {some:.1%}"
+    return line
 
 
 def cmd_generate(args) -> int:

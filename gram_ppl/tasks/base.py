@@ -120,6 +120,12 @@ class Task(abc.ABC):
         override it with their symmetry group (used to augment training batches)."""
         return lambda x, y: (x, y)
 
+    def input_orbit_keys(self, x: np.ndarray) -> list[bytes] | None:
+        """One key per input of x (N, x_len) tokens, equal for inputs that are images of each other
+        under the task's symmetries (what the orbit split holds out whole: `gram data overlap`
+        checks outside puzzles with it), or None for a task without one."""
+        return None
+
     def canonical(self, y: np.ndarray) -> np.ndarray:
         """The representative of y's class of equivalent solutions (y itself, but colourings
         that differ only by colour names share one), as uint8 tokens whatever the input's integer

@@ -97,6 +97,9 @@ class Coloring(Task):
         names: dict[int, int] = {}
         return np.array([COLOR0 + names.setdefault(int(c), len(names)) for c in np.asarray(y)], dtype=np.uint8)
 
+    def input_orbit_keys(self, x: np.ndarray) -> list[bytes]:
+        return self.orbit_keys(x)  # graphs up to vertex relabelling, whatever the encoding
+
     def orbit_keys(self, x: np.ndarray, max_orders: int = 40320) -> list[bytes]:
         """One key per graph (N, E), equal for graphs that are relabellings of each other. Colour
         refinement (1-WL) orders the vertices canonically up to ties; the key is the least
@@ -214,7 +217,7 @@ class Coloring(Task):
         sols = [rgs[rng.permutation(np.flatnonzero(row))] for row in proper]  # random order per graph
         is_test = np.arange(len(x)) >= n_train
         if cfg.split == "orbit":  # whole isomorphism classes held out: about n_test graphs
-            is_test = hold_out_orbits(self.orbit_keys(x), n_test, rng)
+            is_test = hold_out_orbits(self.input_orbit_keys(x), n_test, rng)
         tr, te = np.flatnonzero(~is_test), np.flatnonzero(is_test)
         train = expand_targets(x[tr], [sols[i] for i in tr], counts[tr], cfg, rng)
         test = Split(x[te], np.array([sols[i][0] for i in te]).reshape(-1, self.size), counts[te])

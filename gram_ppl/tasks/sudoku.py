@@ -321,6 +321,9 @@ class Sudoku(Task):
             keys.append(least.astype(np.uint8).tobytes())
         return keys
 
+    def input_orbit_keys(self, x: np.ndarray) -> list[bytes]:
+        return self.orbit_keys(np.asarray(x, dtype=np.int64) - 1)  # tokens -> digits, blank 0
+
     def _invariant(self, board: np.ndarray) -> bytes:
         s, (br, bc) = self.size, self.box
         grid = board.reshape(s, s) > 0
@@ -387,7 +390,7 @@ class Sudoku(Task):
         num = np.array(counts, dtype=np.int64)
         is_test = np.arange(len(x)) >= n_train
         if cfg.split == "orbit":  # whole orbits held out: about n_test inputs, the rest train
-            is_test = hold_out_orbits(self.orbit_keys(x.astype(np.int64) - 1), n_test, rng)
+            is_test = hold_out_orbits(self.input_orbit_keys(x), n_test, rng)
         test = Split(x[is_test], y[is_test], num[is_test])
         train = ~is_test
         if cfg.mode == "unique":
