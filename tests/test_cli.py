@@ -98,6 +98,12 @@ def test_data_overlap_finds_inputs_and_their_images(nqueens8, tmp_path, capsys):
     (run / "data.json").write_text(json.dumps(record))
     assert main(["data", "overlap", str(run), "--puzzles", str(tmp_path / "p.txt")]) == 2
     assert "is not the one the run trained on" in capsys.readouterr().err
+    (run / "data.json").rename(run / "config.json")  # a run folder from before data.json: refused, with the way out
+    assert main(["data", "overlap", str(run), "--puzzles", str(tmp_path / "p.txt")]) == 2
+    assert "build it with gram data build and give that folder" in capsys.readouterr().err
+    (tmp_path / "bad.txt").write_text("12\n")  # a line that is no 4x4 puzzle: reported, nothing checked
+    assert main(["data", "overlap", str(ds_dir), "--puzzles", str(tmp_path / "bad.txt")]) == 2
+    assert "bad.txt:1: expected 16 characters" in capsys.readouterr().err
     main(["data", "export", str(nqueens8), "--limit", "2"])  # a task without orbit keys: inputs only
     (tmp_path / "q.txt").write_text(capsys.readouterr().out)
     assert main(["data", "overlap", str(nqueens8), "--puzzles", str(tmp_path / "q.txt")]) == 0

@@ -134,17 +134,20 @@ def cmd_data_overlap(args) -> int:
         ds = build_dataset(from_dict(TaskConfig, kept["config"]))
         if fingerprint(ds) != kept:
             raise PuzzleError(f"{args.source}: the data set built now is not the one the run trained on ({record})")
+    elif (args.source / "config.json").is_file():
+        raise PuzzleError(f"{args.source}: a run from before data.json does not say which data set it trained on; "
+                          "build it with gram data build and give that folder")  # fmt: skip
     else:
         ds = load_dataset(args.source)
     task = ds.task
-    x = [x for x, _ in solvable_puzzles(task, args.puzzles, False, 1, "checked", False)]
-    keys = task.input_orbit_keys(np.stack(x)) if x else []
-    print(f"{'<stdin>' if args.puzzles == '-' else args.puzzles}: {len(x)} puzzles")
+    puzzles = [x for x, _ in solvable_puzzles(task, args.puzzles, False, 1, "checked", False)]
+    keys = task.input_orbit_keys(np.stack(puzzles))
+    print(f"{'<stdin>' if args.puzzles == '-' else args.puzzles}: {len(puzzles)} puzzles")
     for name in ("train", "test"):
         split = getattr(ds, name)
         inputs = {row.tobytes() for row in split.x}
-        same = sum(row.tobytes() in inputs for row in x)
-        line = f"  {name} ({len(split)} inputs): {same} identical"
+        same = sum(x.tobytes() in inputs for x in puzzles)
+        line = f"  {name} ({len(split)} items): {same} identical"
         if keys is None:
             line += f"; {ds.config.name} has no orbit key, so images are not checked"
         else:
