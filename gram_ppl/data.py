@@ -55,6 +55,33 @@ def fingerprint(ds: Dataset) -> dict:
     return {"config": to_dict(ds.config), "arrays": arrays}
 
 
+def read_fingerprint(path: str | Path) -> dict:
+    """A fingerprint kept in a file (a run folder's data.json), refused with the file's name when
+    it cannot be read or holds no array records."""
+    try:
+        record = json.loads(Path(path).read_text())
+        record["arrays"]
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise DatasetError(f"{path}: cannot be read ({e})") from None
+    return record
+
+
+def fingerprint_changes(recorded: dict, ds: Dataset) -> list[str]:
+    """How `ds` differs from a recorded fingerprint: the arrays whose bytes changed, each with
+    its dtype, shape and sha256 then and now. Empty when they agree."""
+    recorded, now = recorded["arrays"], fingerprint(ds)["arrays"]
+    return [
+        f"{k}: {_shape(recorded.get(k))} -> {_shape(now.get(k))}" for k in sorted(set(recorded) | set(now))
+        if recorded.get(k) != now.get(k)
+    ]  # fmt: skip
+
+
+def _shape(record) -> str:
+    if not isinstance(record, dict):
+        return "absent"
+    return f"{record.get('dtype')} {tuple(record.get('shape', ()))} sha256 {str(record.get('sha256'))[:12]}"
+
+
 def build_dataset(cfg: TaskConfig) -> Dataset:
     """Generate the train and test splits for `cfg`; deterministic in cfg.seed."""
     cfg = cfg.resolved()

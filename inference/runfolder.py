@@ -175,26 +175,16 @@ def data_changes(folder: str | Path, data) -> list[str]:
     """How `data`, built now from the run's config, differs from the data set the run was
     trained on (data.json): the arrays whose bytes changed. Empty when they agree or when the
     run predates data.json."""
-    from gram_ppl.data import fingerprint
+    from gram_ppl.data import DatasetError, fingerprint_changes, read_fingerprint
 
     path = Path(folder) / DATA_FILE
     if not path.is_file():
         return []
     try:
-        recorded = json.loads(path.read_text())["arrays"]
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
-        raise RunError(f"{path}: cannot be read ({e})") from None
-    now = fingerprint(data)["arrays"]
-    return [
-        f"{k}: {_shape(recorded.get(k))} -> {_shape(now.get(k))}" for k in sorted(set(recorded) | set(now))
-        if recorded.get(k) != now.get(k)
-    ]  # fmt: skip
-
-
-def _shape(record) -> str:
-    if not isinstance(record, dict):
-        return "absent"
-    return f"{record.get('dtype')} {tuple(record.get('shape', ()))} sha256 {str(record.get('sha256'))[:12]}"
+        recorded = read_fingerprint(path)
+    except DatasetError as e:
+        raise RunError(str(e)) from None
+    return fingerprint_changes(recorded, data)
 
 
 def _defaults_from(asked: GramConfig, stored: GramConfig) -> GramConfig:

@@ -97,7 +97,11 @@ def test_data_overlap_finds_inputs_and_their_images(nqueens8, tmp_path, capsys):
     record["arrays"]["train/x"]["sha256"] = "0" * 64  # not the data set the run trained on: refused
     (run / "data.json").write_text(json.dumps(record))
     assert main(["data", "overlap", str(run), "--puzzles", str(tmp_path / "p.txt")]) == 2
-    assert "is not the one the run trained on" in capsys.readouterr().err
+    err = capsys.readouterr().err  # which arrays differ, as `gram evaluate` warns of them
+    assert "is not the one the run trained on" in err and "train/x: " in err
+    (run / "data.json").write_text("{")  # an unreadable data.json: named, not a traceback
+    assert main(["data", "overlap", str(run), "--puzzles", str(tmp_path / "p.txt")]) == 2
+    assert "data.json: cannot be read" in capsys.readouterr().err
     (run / "data.json").rename(run / "config.json")  # a run folder from before data.json: refused, with the way out
     assert main(["data", "overlap", str(run), "--puzzles", str(tmp_path / "p.txt")]) == 2
     assert "build it with gram data build and give that folder" in capsys.readouterr().err

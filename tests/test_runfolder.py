@@ -350,6 +350,9 @@ def test_a_changed_data_set_is_refused_on_resume_and_named_on_load(tmp_path):
     fit(tiny_config(), run, steps=2, resume=True, force=True, **QUIET)  # forced: the new data is recorded
     assert json.loads((run / "data.json").read_text())["arrays"]["train/x"]["sha256"] != "0" * 64
     assert len(load_run(run).data.train)  # and agrees again: no warning
+    (run / "data.json").write_text('{"config": {}}')  # no array records: the file is named, as a run error
+    with pytest.raises(RunError, match=r"data\.json: cannot be read \('arrays'\)"):
+        fit(tiny_config(), run, steps=3, resume=True, **QUIET)
 
 
 def test_a_run_from_before_data_json_warns_that_its_sizes_are_todays(tmp_path):

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import numpy as np
 
 from gram_ppl.cli.common import int_tuple, positive_int, solvable_puzzles, task_args
 from gram_ppl.config import DIGITS_MODES, SPLIT_RULES, SUDOKU_MODES, TaskConfig, from_dict
-from gram_ppl.data import build_dataset, fingerprint, load_dataset, save_dataset
+from gram_ppl.data import DatasetError, build_dataset, fingerprint_changes, load_dataset, read_fingerprint, save_dataset
 from gram_ppl.puzzle_io import read_puzzles
 from gram_ppl.tasks import PuzzleError, get_task
 
@@ -130,10 +129,14 @@ def cmd_data_overlap(args) -> int:
     run trained on."""
     record = args.source / "data.json"
     if record.is_file():  # a run folder
-        kept = json.loads(record.read_text())
+        kept = read_fingerprint(record)
+        if not isinstance(kept.get("config"), dict):
+            raise DatasetError(f"{record}: cannot be read (no task config)")
         ds = build_dataset(from_dict(TaskConfig, kept["config"]))
-        if fingerprint(ds) != kept:
-            raise PuzzleError(f"{args.source}: the data set built now is not the one the run trained on ({record})")
+        changed = fingerprint_changes(kept, ds)
+        if changed:
+            raise DatasetError(f"{args.source}: the data set built now is not the one the run trained on ({record}): "
+                               + "; ".join(changed[:4]))  # fmt: skip
     elif (args.source / "config.json").is_file():
         raise PuzzleError(f"{args.source}: a run from before data.json does not say which data set it trained on; "
                           "build it with gram data build and give that folder")  # fmt: skip
