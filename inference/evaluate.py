@@ -275,6 +275,7 @@ def evaluate_run(
     depth: int | None = None,
     puzzles: int | None = None,
     temperature: float | tuple[float, float] | None = None,
+    first: int = 0,
 ) -> dict:
     """Prior samples for the held-out puzzles of a run (a folder or a LoadedRun), scored against exact ground truth
     (inference.evaluate.sample_metrics), plus single-sample validity after each step and the
@@ -282,37 +283,47 @@ def evaluate_run(
     prior's σ (one τ, a pair (start, end) or None: the run's, config.temperature_schedule). A task without a checker (digits) is scored by
     gram_ppl.tasks.digits.image_metrics over all num_samples x puzzles images instead. For
     unconditional generation every held-out input is the same blank one, so `puzzles` left as
-    None means one: num_samples boards, not num_samples for each of the held-out inputs."""
+    None means one: num_samples boards, not num_samples for each of the held-out inputs. `first`
+    skips that many held-out puzzles, so that settings (τ, depth) can be chosen on a slice that
+    the reported score (puzzles from 0) never sees."""
     from gram_ppl.inference.loading import LoadedRun, load_run
     from gram_ppl.inference.sampling import rollout
 
     run = folder if isinstance(folder, LoadedRun) else load_run(folder)
     cfg, net, data, mod = run
-    test, task = data.test, data.task
+    task = data.task
+    if first < 0 or first >= len(data.test.x):
+        raise ValueError(
+            f"first={first}: the run has {len(data.test.x)} held-out puzzles (0 to {len(data.test.x) - 1})"
+        )
     if puzzles is None and cfg.task.generates:  # blank inputs, all the same: num_samples boards
         puzzles = 1
-    x, depth = test.x[:puzzles], depth or sample_depth(cfg)
+    stop = None if puzzles is None else first + puzzles
+    test = Split(data.test.x[first:stop], data.test.y[first:stop], data.test.num_solutions[first:stop])
+    x, depth = test.x, depth or sample_depth(cfg)
     r = rollout(mod, net, cfg, x, num_samples, depth, temperature=temperature, seed=seed_for(cfg, "evaluate"))
     head = {"puzzles": len(x), "num_samples": num_samples, "depth": depth, **temperature_record(cfg, temperature)}
+    if first:
+        head["first"] = first
     if run.best is not None:  # fit.keep_best: which evaluation's weights were sampled
         head["kept_best"] = run.best
     if not task.checker:  # images (digits): a classifier on held-out real digits judges the samples
         from gram_ppl.tasks.digits import judge_run_samples
 
         return {**head, **judge_run_samples(data, r.boards, task.sample_labels(x, r.boards.shape[:2]))}
-    n_sol = test.num_solutions[:puzzles]
-    metrics = sample_metrics(task, x, test.y[:puzzles], r.boards, n_sol)
+    n_sol = test.num_solutions
+    metrics = sample_metrics(task, x, test.y, r.boards, n_sol)
     by_depth = [round(float(task.is_valid(x[None], b).mean()), 6) for b in r.per_step]
     by_count = {}
     for name, lo, hi in (("1", 1, 1), ("2-3", 2, 3), ("4+", 4, None)):
         sel = (n_sol >= lo) & ((n_sol <= hi) if hi is not None else True)
         if sel.any() and len(np.unique(n_sol)) > 1:
-            m = sample_metrics(task, x[sel], test.y[:puzzles][sel], r.boards[:, sel], n_sol[sel])
+            m = sample_metrics(task, x[sel], test.y[sel], r.boards[:, sel], n_sol[sel])
             by_count[name] = {"puzzles": int(sel.sum()), "valid": m["valid"], "coverage": m["coverage"]}
     votes = task.vote_report(x, r.boards, r.value)  # ARC: pass@2 over each test pair's augmented versions
     out = {**head, **metrics, **votes, "valid_by_depth": by_depth, "by_num_solutions": by_count}
     if cfg.task.generates:  # blank inputs: the samples as generated boards, against the grid sets
         flat = r.boards.reshape(-1, r.boards.shape[-1])  # (M, L_y)
         bad = task.conflicts(x[:1], flat)  # (M,): every input is the same blank board
-        out["generation"] = generation_report(flat, bad == 0, data.train.y, test.y, bad, task.grid_count)
+        out["generation"] = generation_report(flat, bad == 0, data.train.y, data.test.y, bad, task.grid_count)
     return out

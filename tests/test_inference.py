@@ -163,6 +163,25 @@ def test_evaluate_run_scores_prior_samples(tmp_path):
     assert len(m["coverage_curve"]) == 4 and len(m["valid_by_depth"]) == 3 and m["valid_by_depth"][-1] == m["valid"]
 
 
+def test_evaluate_run_first_scores_a_later_slice(tmp_path, monkeypatch):
+    from gram_ppl.inference import sampling
+
+    fit(tiny_config(), tmp_path / "run", steps=2, **QUIET)
+    run = load_run(tmp_path / "run")
+    seen, real = [], sampling.rollout
+    monkeypatch.setattr(
+        sampling, "rollout", lambda mod, net, cfg, x, *a, **k: seen.append(x) or real(mod, net, cfg, x, *a, **k)
+    )
+    m = evaluate_run(run, num_samples=2, puzzles=3, depth=2, first=2)
+    assert m["first"] == 2 and m["puzzles"] == 3
+    np.testing.assert_array_equal(seen[-1], run.data.test.x[2:5])
+    n = len(run.data.test.x)
+    assert evaluate_run(run, num_samples=2, puzzles=5, depth=2, first=n - 1)["puzzles"] == 1  # what is left
+    assert "first" not in evaluate_run(run, num_samples=2, puzzles=1, depth=2)
+    with pytest.raises(ValueError, match=f"first={n}: the run has {n} held-out puzzles"):
+        evaluate_run(run, num_samples=2, puzzles=1, first=n)
+
+
 def test_cli_fit_evaluate_and_errors(tmp_path):
     base = [sys.executable, "-m", "gram_ppl"]
     run = tmp_path / "run"
@@ -175,6 +194,14 @@ def test_cli_fit_evaluate_and_errors(tmp_path):
         base + ["evaluate", str(run), "--num-samples", "2", "--puzzles", "3"], capture_output=True, text=True
     )
     assert r.returncode == 0 and json.loads(r.stdout)["puzzles"] == 3
+    r = subprocess.run(
+        base + ["evaluate", str(run), "--num-samples", "2", "--puzzles", "2", "--first", "1"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0 and json.loads(r.stdout)["first"] == 1, r.stderr
+    r = subprocess.run(base + ["evaluate", str(run), "--first", "-1"], capture_output=True, text=True)
+    assert r.returncode == 2 and "expected an integer >= 0, got '-1'" in r.stderr
     r = subprocess.run(base + ["fit", *args, "--force", "--set", "fit.variant=bayes"], capture_output=True, text=True)
     assert (
         r.returncode == 2 and "variant must be one of ['gram', 'deterministic', 'noise_only', 'mean_only']" in r.stderr

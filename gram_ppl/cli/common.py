@@ -32,6 +32,12 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+def non_negative_int(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return int(text)
+
+
 def finite(strict: bool):
     """An argparse type: a finite number > 0 (`strict`) or >= 0."""
 

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from gram_ppl.cli.common import finite_positive, positive_int, solvable_puzzles, write_lines
+from gram_ppl.cli.common import finite_positive, non_negative_int, positive_int, solvable_puzzles, write_lines
 from gram_ppl.cli.common import temperature as temperature_type
 from gram_ppl.config import (
     BACKENDS,
@@ -94,6 +94,10 @@ def _sampling_commands(sub) -> None:
     ev.add_argument(
         "--puzzles", type=positive_int,
         help="at most this many held-out puzzles (default: all; for generation one, the blank input)",
+    )  # fmt: skip
+    ev.add_argument(
+        "--first", type=non_negative_int, default=0,
+        help="skip this many held-out puzzles first (default 0): choose τ or depth on --first N, report from 0",
     )  # fmt: skip
     _temperature_arg(ev)
     ev.add_argument("--out", type=Path, help="also write the metrics to this JSON file")
@@ -289,13 +293,11 @@ def cmd_evaluate(args) -> int:
     from gram_ppl.inference.api import evaluate_run
 
     _warn_model_file(args.run)
-    what = f"{args.puzzles or 'all'} held-out puzzles x {args.num_samples} prior samples"
+    what = f"{args.puzzles or 'all'} held-out puzzles{f' from #{args.first}' if args.first else ''} x {args.num_samples} prior samples"
     if args.puzzles is None and _generates(args.run):
         what = f"{args.num_samples} boards generated from the blank input"
     with _status(f"evaluate: {what}"):
-        metrics = evaluate_run(
-            args.run, num_samples=args.num_samples, depth=args.depth, puzzles=args.puzzles, temperature=args.temperature
-        )
+        metrics = evaluate_run(args.run, args.num_samples, args.depth, args.puzzles, args.temperature, first=args.first)
     print(json.dumps(metrics, indent=1))
     if args.out is not None:
         write_lines(args.out, [json.dumps(metrics, indent=1)])
