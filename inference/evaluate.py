@@ -298,8 +298,7 @@ def evaluate_run(
         )
     if puzzles is None and cfg.task.generates:  # blank inputs, all the same: num_samples boards
         puzzles = 1
-    stop = None if puzzles is None else first + puzzles
-    test = Split(data.test.x[first:stop], data.test.y[first:stop], data.test.num_solutions[first:stop])
+    test = data.test.rows(slice(first, None if puzzles is None else first + puzzles))
     x, depth = test.x, depth or sample_depth(cfg)
     r = rollout(mod, net, cfg, x, num_samples, depth, temperature=temperature, seed=seed_for(cfg, "evaluate"))
     head = {"puzzles": len(x), "num_samples": num_samples, "depth": depth, **temperature_record(cfg, temperature)}

@@ -41,6 +41,10 @@ class Split:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
+    def rows(self, index) -> Split:
+        """The inputs `index` picks (a slice, indices or a mask), with their targets and counts."""
+        return Split(self.x[index], self.y[index], self.num_solutions[index])
+
     def arrays(self) -> dict[str, np.ndarray]:
         return {"x": self.x, "y": self.y, "num_solutions": self.num_solutions}
 
