@@ -299,13 +299,18 @@ def test_prior_hole_rows(tmp_path):
             str(tmp_path / name),
             "--ranks",
             "4",
+            "--mixtures",
+            "3,1",
+            "--mixture-rank",
+            "3",
             "--samples",
             "12",
             "--json",
             str(tmp_path / f"{name}.json"),
         )
         rows = json.loads((tmp_path / f"{name}.json").read_text())
-        assert [r["first_step"] for r in rows["rows"]] == ["prior", "rank 4", "aggregate"]
+        labels = ["prior", "rank 4", "mixture 1 (rank 3)", "mixture 3 (rank 3)", "aggregate"]
+        assert [r["first_step"] for r in rows["rows"]] == labels
         spectrum = rows["spectrum"]
         assert spectrum == sorted(spectrum, reverse=True) and min(spectrum) >= 0
         assert rows["shift_total"] >= sum(spectrum) - 1e-3 and rows["targets"] == len(fit_targets(tmp_path / name))
@@ -315,6 +320,32 @@ def test_prior_hole_rows(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "prior_hole.py"), str(tmp_path / "t2")],
                        capture_output=True, text=True)  # fmt: skip
     assert r.returncode != 0 and "first transition only" in r.stderr
+
+
+def test_prior_hole_mixture_draws(tmp_path):
+    """One component is the rank row's Gaussian (the shifts' coordinates have covariance diag λ);
+    more components follow clusters one Gaussian smears."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from prior_hole import mixture_coords
+
+    from gram_ppl.inference.prior_fit_pyro import Shifts
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[-6.0, 0.0], [6.0, 0.0]])  # two clusters along the first direction
+    white = centres[rng.integers(2, size=400)] + rng.normal(size=(400, 2))  # (N, 2) whitened shifts
+    m = white.mean(0)
+    _, s, vt = np.linalg.svd(white - m, full_matrices=False)
+    t = torch.from_numpy
+    sh = Shifts(torch.zeros(1, 2, dtype=torch.float64), torch.ones(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64),
+                t(white).reshape(400, 1, 2), torch.ones(400, 1, 2, dtype=torch.float64), t(m), t(vt), t(s**2 / 400))  # fmt: skip
+    one = mixture_coords(sh, 1, 2, 20000, seed=0)  # (M, 2)
+    np.testing.assert_allclose(np.cov(one.T, bias=True), np.diag(s**2 / 400), atol=0.6)
+    two = mixture_coords(sh, 2, 2, 20000, seed=0)
+    assert one.shape == two.shape == (20000, 2)
+    near_two, near_one = ((np.abs(np.abs(d[:, 0]) - 6) < 2).mean() for d in (two, one))  # drawn near a cluster
+    assert near_two > 0.9 and near_one < 0.6  # one Gaussian fills the gap between the clusters
 
 
 def fit_targets(folder):
