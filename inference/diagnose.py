@@ -175,8 +175,8 @@ def _puzzles(run, x, solutions, num_puzzles):
     (the first one the reference y), or the first `num_puzzles` held-out puzzles."""
     task = run.data.task
     if x is None:
-        test = run.data.test
-        x, y, counts = test.x[:num_puzzles], test.y[:num_puzzles], test.num_solutions[:num_puzzles]
+        test = run.data.test.rows(slice(num_puzzles))
+        x, y, counts = test.x, test.y, test.num_solutions
     else:
         if solutions is None or len(solutions) != len(x):
             raise ValueError("give the exact solutions of every puzzle")
