@@ -3,8 +3,8 @@ the guide's aggregate posterior over the training targets, and what samples woul
 the first step drew from that aggregate instead. A diagnostic of the trained weights, not a
 sampler of the model: only its "prior" rows are prior samples.
 
-    .venv/bin/python benchmarks/prior_hole.py RUN [--ranks 0,8,32] [--mixtures 10,100 [--mixture-rank 32]]
-        [--samples 1000] [--seed 0] [--json out.json]
+    .venv/bin/python benchmarks/prior_hole.py RUN [--ranks 0,8,32] [--mixtures 10,100 [--mixture-rank 32]
+        [--mixture-covariance full|tied]] [--samples 1000] [--seed 0] [--json out.json]
 
 For an empty input u_1 is the same for every sample, so the first step's prior is one Gaussian
 over the (L, D) noise: N(μ, σ²) by default, N(μ, diag σ² + W Wᵀ) with priors.rank. The guide's
@@ -18,9 +18,10 @@ Then `--samples` boards are drawn with the first transition's noise taken from
 - rank r > 0: the prior plus the top r directions of the whitened shifts, N(μ + Σ^½ m, Σ^½ (I + V_r Λ_r V_rᵀ) Σ^½ᵀ):
   a Gaussian fitted to the aggregate posterior after training (ex-post, as in two-stage VAEs);
 - "mixture K": the same with the shifts' coordinates along the top `--mixture-rank` directions
-  drawn from a K-component Gaussian mixture (full covariances, scikit-learn's EM) fitted to them
-  instead of one Gaussian: whether a prior that is a mixture would close the hole that one
-  Gaussian leaves (K = 1 is the rank row again, up to EM);
+  drawn from a K-component Gaussian mixture (full covariances, or one covariance all components
+  share with `--mixture-covariance tied`; scikit-learn's EM) fitted to them instead of one
+  Gaussian: whether a prior that is a mixture would close the hole that one Gaussian leaves
+  (K = 1 is the rank row again, up to EM);
 - "aggregate": q_φ(ε_1 | u_1, y_i) of a random training target y_i (its reconstructions: the
   ceiling of what the transitions and decoder can do; copies of training targets count here),
 
@@ -62,21 +63,27 @@ def boards_from(run, eps):
         return net.decode(h).argmax(-1).numpy()  # (M, L_y)
 
 
-def mixture_coords(sh, k: int, rank: int, samples: int, seed: int):
-    """`samples` draws (M, rank) from a k-component Gaussian mixture fitted to the whitened shifts'
-    coordinates along their top `rank` principal directions."""
+def mixture_coords(sh, k: int, rank: int, samples: int, seed: int, covariance: str = "full"):
+    """`samples` draws (M, rank) from a k-component Gaussian mixture ("full" or "tied" covariances)
+    fitted to the whitened shifts' coordinates along their top `rank` principal directions."""
     from sklearn.mixture import GaussianMixture
 
     n = len(sh.mu_q)
     white = whiten(sh.root, (sh.mu_q - sh.mu).reshape(n, -1))  # (N, L·D)
     coords = ((white - sh.m) @ sh.vt[:rank].T).numpy()  # (N, rank)
-    gmm = GaussianMixture(k, covariance_type="full", random_state=seed).fit(coords)
+    gmm = GaussianMixture(k, covariance_type=covariance, random_state=seed).fit(coords)
     draws, _ = gmm.sample(samples)  # (M, rank), grouped by component
     return draws[np.random.default_rng(seed).permutation(samples)]
 
 
 def hole_rows(
-    folder: str, ranks: list[int], samples: int, seed: int = 0, mixtures: list[int] = (), mixture_rank: int = 32
+    folder: str,
+    ranks: list[int],
+    samples: int,
+    seed: int = 0,
+    mixtures: list[int] = (),
+    mixture_rank: int = 32,
+    covariance: str = "full",
 ) -> dict:
     import torch
 
@@ -117,9 +124,12 @@ def hole_rows(
             xi = xi + m + (z * lam[:r].sqrt()) @ vt[:r]
         score("prior" if r == 0 else f"rank {r}", mu + colour(root, xi).reshape(samples, *shape))
     for k in mixtures:
-        c = torch.from_numpy(mixture_coords(sh, k, mixture_rank, samples, seed))  # (M, rank)
+        c = torch.from_numpy(mixture_coords(sh, k, mixture_rank, samples, seed, covariance))  # (M, rank)
         xi = torch.randn(samples, m.numel(), generator=gen, dtype=torch.float64) + m + c @ vt[:mixture_rank]
-        score(f"mixture {k} (rank {mixture_rank})", mu + colour(root, xi).reshape(samples, *shape))
+        score(
+            f"mixture {k} (rank {mixture_rank}{', tied' if covariance == 'tied' else ''})",
+            mu + colour(root, xi).reshape(samples, *shape),
+        )
     i = torch.randint(n, (samples,), generator=gen)
     score("aggregate", mu_q[i] + sigma_q[i] * torch.randn(samples, *shape, generator=gen, dtype=torch.float64))
     spread = float((sigma_q.reshape(n, -1) ** 2 / var).mean())  # E[σ_q² / Σ_ii] over targets and entries
@@ -133,6 +143,7 @@ def main(argv=None) -> int:
     p.add_argument("--ranks", default="0,8,32", help="directions of the fitted Gaussian; 0: the prior itself")
     p.add_argument("--mixtures", default="", help="components of fitted Gaussian mixtures, e.g. 10,100")
     p.add_argument("--mixture-rank", type=int, default=32, help="directions the mixtures are fitted in")
+    p.add_argument("--mixture-covariance", choices=("full", "tied"), default="full")
     p.add_argument("--samples", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json")
@@ -144,7 +155,7 @@ def main(argv=None) -> int:
     from gram_ppl.inference.backend import get_backend
 
     get_backend("pyro").setup(1)  # one thread, denormals flushed
-    out = hole_rows(args.run, ranks, args.samples, args.seed, mixtures, args.mixture_rank)
+    out = hole_rows(args.run, ranks, args.samples, args.seed, mixtures, args.mixture_rank, args.mixture_covariance)
     print(f"whitened posterior shifts over {out['targets']} training targets: variance along the top directions "
           f"{out['spectrum'][:8]} (sum over all {out['shift_total']:.1f}); E[σ_q²/σ²] = {out['posterior_var_ratio']:.3f}")  # fmt: skip
     keys = [k for k in ("recognisable", "frechet", "class_entropy", "valid", "distinct_valid", "copies", "distinct")

@@ -342,10 +342,12 @@ def test_prior_hole_mixture_draws(tmp_path):
                 t(white).reshape(400, 1, 2), torch.ones(400, 1, 2, dtype=torch.float64), t(m), t(vt), t(s**2 / 400))  # fmt: skip
     one = mixture_coords(sh, 1, 2, 20000, seed=0)  # (M, 2)
     np.testing.assert_allclose(np.cov(one.T, bias=True), np.diag(s**2 / 400), atol=0.6)
-    two = mixture_coords(sh, 2, 2, 20000, seed=0)
-    assert one.shape == two.shape == (20000, 2)
-    near_two, near_one = ((np.abs(np.abs(d[:, 0]) - 6) < 2).mean() for d in (two, one))  # drawn near a cluster
-    assert near_two > 0.9 and near_one < 0.6  # one Gaussian fills the gap between the clusters
+    two, tied = (mixture_coords(sh, 2, 2, 20000, seed=0, covariance=c) for c in ("full", "tied"))
+    assert one.shape == two.shape == tied.shape == (20000, 2)
+    near_two, near_tied, near_one = ((np.abs(np.abs(d[:, 0]) - 6) < 2).mean() for d in (two, tied, one))
+    assert (
+        near_two > 0.9 and near_tied > 0.9 and near_one < 0.6
+    )  # drawn near a cluster  # one Gaussian fills the gap between the clusters
 
 
 def fit_targets(folder):
