@@ -21,7 +21,10 @@ Then `--samples` boards are drawn with the first transition's noise taken from
   drawn from a K-component Gaussian mixture (full covariances, or one covariance all components
   share with `--mixture-covariance tied`; scikit-learn's EM) fitted to them instead of one
   Gaussian: whether a prior that is a mixture would close the hole that one Gaussian leaves
-  (K = 1 is the rank row again, up to EM);
+  (K = 1 is the rank row again, up to EM). Each mixture row also gives `heldout_loglik`, the mean
+  log-density of the held-out targets' guide means under the mixture with every component
+  widened by the draw's unit noise: a way to choose K and the rank that does not read the
+  reported metric;
 - "aggregate": q_φ(ε_1 | u_1, y_i) of a random training target y_i (its reconstructions: the
   ceiling of what the transitions and decoder can do; copies of training targets count here),
 
@@ -63,17 +66,39 @@ def boards_from(run, eps):
         return net.decode(h).argmax(-1).numpy()  # (M, L_y)
 
 
-def mixture_coords(sh, k: int, rank: int, samples: int, seed: int, covariance: str = "full"):
-    """`samples` draws (M, rank) from a k-component Gaussian mixture ("full" or "tied" covariances)
-    fitted to the whitened shifts' coordinates along their top `rank` principal directions."""
+def shift_coords(sh, mu_q, rank: int):
+    """The whitened shifts of guide means `mu_q` (N, L, D) along the training shifts' top `rank`
+    principal directions (N, rank), centred on their mean."""
+    white = whiten(sh.root, (mu_q - sh.mu).reshape(len(mu_q), -1))  # (N, L·D)
+    return ((white - sh.m) @ sh.vt[:rank].T).numpy()
+
+
+def fit_mixture(sh, k: int, rank: int, seed: int, covariance: str = "full"):
+    """A k-component Gaussian mixture ("full" or "tied" covariances, scikit-learn's EM) fitted to
+    the training shifts' coordinates (shift_coords)."""
     from sklearn.mixture import GaussianMixture
 
-    n = len(sh.mu_q)
-    white = whiten(sh.root, (sh.mu_q - sh.mu).reshape(n, -1))  # (N, L·D)
-    coords = ((white - sh.m) @ sh.vt[:rank].T).numpy()  # (N, rank)
-    gmm = GaussianMixture(k, covariance_type=covariance, random_state=seed).fit(coords)
+    return GaussianMixture(k, covariance_type=covariance, random_state=seed).fit(shift_coords(sh, sh.mu_q, rank))
+
+
+def mixture_draws(gmm, samples: int, seed: int) -> np.ndarray:
+    """`samples` draws (M, rank) from a fitted mixture, in random component order."""
     draws, _ = gmm.sample(samples)  # (M, rank), grouped by component
     return draws[np.random.default_rng(seed).permutation(samples)]
+
+
+def widened_loglik(gmm, coords) -> float:
+    """Mean log-density of `coords` (N, rank) under the mixture with every component widened by
+    the identity: the whitened first-step noise a draw adds to its coordinates (ξ ~ N(0, I)), so
+    this scores held-out guide means the way the sampler would reach them, where the plain
+    mixture's density rewards components collapsed onto single training points."""
+    from scipy.special import logsumexp
+    from scipy.stats import multivariate_normal
+
+    k, r = gmm.means_.shape
+    cov = gmm.covariances_ if gmm.covariance_type == "full" else np.broadcast_to(gmm.covariances_, (k, r, r))
+    logs = [multivariate_normal(gmm.means_[j], cov[j] + np.eye(r)).logpdf(coords) for j in range(k)]  # k × (N,)
+    return float(logsumexp(np.stack(logs, -1).reshape(len(coords), k) + np.log(gmm.weights_), -1).mean())
 
 
 def hole_rows(
@@ -123,13 +148,17 @@ def hole_rows(
             z = torch.randn(samples, r, generator=gen, dtype=torch.float64)  # (M, r)
             xi = xi + m + (z * lam[:r].sqrt()) @ vt[:r]
         score("prior" if r == 0 else f"rank {r}", mu + colour(root, xi).reshape(samples, *shape))
+    if mixtures:  # the held-out targets' guide means, to score each mixture by its widened likelihood
+        held = shift_coords(sh, shifts(run, np.asarray(run.data.test.y)).mu_q, mixture_rank)  # (N_test, rank)
     for k in mixtures:
-        c = torch.from_numpy(mixture_coords(sh, k, mixture_rank, samples, seed, covariance))  # (M, rank)
+        gmm = fit_mixture(sh, k, mixture_rank, seed, covariance)
+        c = torch.from_numpy(mixture_draws(gmm, samples, seed))  # (M, rank)
         xi = torch.randn(samples, m.numel(), generator=gen, dtype=torch.float64) + m + c @ vt[:mixture_rank]
         score(
             f"mixture {k} (rank {mixture_rank}{', tied' if covariance == 'tied' else ''})",
             mu + colour(root, xi).reshape(samples, *shape),
         )
+        rows[-1]["heldout_loglik"] = widened_loglik(gmm, held)
     i = torch.randint(n, (samples,), generator=gen)
     score("aggregate", mu_q[i] + sigma_q[i] * torch.randn(samples, *shape, generator=gen, dtype=torch.float64))
     spread = float((sigma_q.reshape(n, -1) ** 2 / var).mean())  # E[σ_q² / Σ_ii] over targets and entries
@@ -160,6 +189,9 @@ def main(argv=None) -> int:
           f"{out['spectrum'][:8]} (sum over all {out['shift_total']:.1f}); E[σ_q²/σ²] = {out['posterior_var_ratio']:.3f}")  # fmt: skip
     keys = [k for k in ("recognisable", "frechet", "class_entropy", "valid", "distinct_valid", "copies", "distinct")
             if k in out["rows"][0]]  # fmt: skip
+    for r in out["rows"]:
+        if "heldout_loglik" in r:
+            print(f"{r['first_step']}: held-out guide means, widened log-likelihood {r['heldout_loglik']:.2f}")
     print("| first step | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys))
     for r in out["rows"]:
         print(

@@ -311,6 +311,7 @@ def test_prior_hole_rows(tmp_path):
         rows = json.loads((tmp_path / f"{name}.json").read_text())
         labels = ["prior", "rank 4", "mixture 1 (rank 3)", "mixture 3 (rank 3)", "aggregate"]
         assert [r["first_step"] for r in rows["rows"]] == labels
+        assert all(np.isfinite(r["heldout_loglik"]) for r in rows["rows"] if r["first_step"].startswith("mixture"))
         spectrum = rows["spectrum"]
         assert spectrum == sorted(spectrum, reverse=True) and min(spectrum) >= 0
         assert rows["shift_total"] >= sum(spectrum) - 1e-3 and rows["targets"] == len(fit_targets(tmp_path / name))
@@ -328,7 +329,7 @@ def test_prior_hole_mixture_draws(tmp_path):
     import torch
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from prior_hole import mixture_coords
+    from prior_hole import fit_mixture, mixture_draws, widened_loglik
 
     from gram_ppl.inference.prior_fit_pyro import Shifts
 
@@ -340,14 +341,22 @@ def test_prior_hole_mixture_draws(tmp_path):
     t = torch.from_numpy
     sh = Shifts(torch.zeros(1, 2, dtype=torch.float64), torch.ones(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64),
                 t(white).reshape(400, 1, 2), torch.ones(400, 1, 2, dtype=torch.float64), t(m), t(vt), t(s**2 / 400))  # fmt: skip
-    one = mixture_coords(sh, 1, 2, 20000, seed=0)  # (M, 2)
+    fits = {c: fit_mixture(sh, 2, 2, seed=0, covariance=c) for c in ("full", "tied")}
+    fits["one"] = fit_mixture(sh, 1, 2, seed=0)
+    one, two, tied = (mixture_draws(fits[c], 20000, seed=0) for c in ("one", "full", "tied"))  # (M, 2) each
     np.testing.assert_allclose(np.cov(one.T, bias=True), np.diag(s**2 / 400), atol=0.6)
-    two, tied = (mixture_coords(sh, 2, 2, 20000, seed=0, covariance=c) for c in ("full", "tied"))
     assert one.shape == two.shape == tied.shape == (20000, 2)
     near_two, near_tied, near_one = ((np.abs(np.abs(d[:, 0]) - 6) < 2).mean() for d in (two, tied, one))
-    assert (
-        near_two > 0.9 and near_tied > 0.9 and near_one < 0.6
-    )  # drawn near a cluster  # one Gaussian fills the gap between the clusters
+    assert near_two > 0.9 and near_tied > 0.9  # drawn near a cluster
+    assert near_one < 0.6  # one Gaussian fills the gap between the clusters
+    held = (centres[rng.integers(2, size=400)] + rng.normal(size=(400, 2)) - m) @ vt.T  # new points, same law
+    scores = {c: widened_loglik(g, held) for c, g in fits.items()}
+    assert scores["full"] > scores["one"] and scores["tied"] > scores["one"]  # two clusters beat one Gaussian
+    from scipy.stats import multivariate_normal
+
+    g = fits["one"]
+    want = multivariate_normal(g.means_[0], g.covariances_[0] + np.eye(2)).logpdf(held).mean()
+    assert scores["one"] == pytest.approx(want)  # one component: a Gaussian widened by I
 
 
 def fit_targets(folder):
