@@ -48,7 +48,7 @@ from common import write_json  # noqa: E402
 
 from gram_ppl.config import ConfigError, sample_depth  # noqa: E402
 from gram_ppl.inference.api import generation_report, load_run  # noqa: E402
-from gram_ppl.inference.prior_fit_pyro import colour, shifts, whiten  # noqa: E402
+from gram_ppl.inference.prior_fit_pyro import colour, first_step, shifts, whiten  # noqa: E402
 
 
 def boards_from(run, eps):
@@ -73,12 +73,12 @@ def shift_coords(sh, mu_q, rank: int):
     return ((white - sh.m) @ sh.vt[:rank].T).numpy()
 
 
-def fit_mixture(sh, k: int, rank: int, seed: int, covariance: str = "full"):
+def fit_mixture(coords, k: int, seed: int, covariance: str = "full"):
     """A k-component Gaussian mixture ("full" or "tied" covariances, scikit-learn's EM) fitted to
-    the training shifts' coordinates (shift_coords)."""
+    the training shifts' coordinates `coords` (N, rank) (shift_coords)."""
     from sklearn.mixture import GaussianMixture
 
-    return GaussianMixture(k, covariance_type=covariance, random_state=seed).fit(shift_coords(sh, sh.mu_q, rank))
+    return GaussianMixture(k, covariance_type=covariance, random_state=seed).fit(coords)
 
 
 def mixture_draws(gmm, samples: int, seed: int) -> np.ndarray:
@@ -149,9 +149,11 @@ def hole_rows(
             xi = xi + m + (z * lam[:r].sqrt()) @ vt[:r]
         score("prior" if r == 0 else f"rank {r}", mu + colour(root, xi).reshape(samples, *shape))
     if mixtures:  # the held-out targets' guide means, to score each mixture by its widened likelihood
-        held = shift_coords(sh, shifts(run, np.asarray(run.data.test.y)).mu_q, mixture_rank)  # (N_test, rank)
+        coords = shift_coords(sh, mu_q, mixture_rank)  # (N, rank)
+        _, (test_mu_q, _) = first_step(run, np.asarray(run.data.test.y))
+        held = shift_coords(sh, test_mu_q.double(), mixture_rank)  # (N_test, rank)
     for k in mixtures:
-        gmm = fit_mixture(sh, k, mixture_rank, seed, covariance)
+        gmm = fit_mixture(coords, k, seed, covariance)
         c = torch.from_numpy(mixture_draws(gmm, samples, seed))  # (M, rank)
         xi = torch.randn(samples, m.numel(), generator=gen, dtype=torch.float64) + m + c @ vt[:mixture_rank]
         score(

@@ -53,16 +53,22 @@ def check_generation_run(run) -> None:
         raise ConfigError(f"{where}: the guide must act in the first transition only (fit.T = 1, fit.guide_steps = 1)")
 
 
-def shifts(run, targets) -> Shifts:
-    """The first step's prior and the guide's whitened shifts for `targets` (N, L_y)."""
+def first_step(run, targets) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, torch.Tensor]]:
+    """The first transition from the empty input for `targets` (N, L_y): the prior's (μ, σ[, W])
+    and the guide's (μ_q, σ_q), (N, L, D) each (W (N, L, D, r) with priors.rank)."""
     check_generation_run(run)
     net = run.net
     x = torch.ones(len(targets), net.x_len, dtype=torch.long)  # (N, L_x): the empty input
     with torch.no_grad():
         h, l = net.initial_state(len(targets))  # (N, L, D) each
         u, _ = net.transition(h, l, net.embed(x))  # (N, L, D)
-        mu, sigma, *factor = net.prior(u)  # (N, L, D) each, equal over N; + W (N, L, D, r) with priors.rank
-        mu_q, sigma_q = net.posterior(u, torch.as_tensor(np.asarray(targets, np.int64)))  # (N, L, D) each
+        prior = net.prior(u)  # μ, σ equal over N
+        return prior, net.posterior(u, torch.as_tensor(np.asarray(targets, np.int64)))
+
+
+def shifts(run, targets) -> Shifts:
+    """The first step's prior and the guide's whitened shifts for `targets` (N, L_y)."""
+    (mu, sigma, *factor), (mu_q, sigma_q) = first_step(run, targets)
     root = sigma[0].double().reshape(-1)  # (L·D,)
     var = root**2
     if factor:

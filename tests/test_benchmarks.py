@@ -323,13 +323,14 @@ def test_prior_hole_rows(tmp_path):
     assert r.returncode != 0 and "first transition only" in r.stderr
 
 
-def test_prior_hole_mixture_draws(tmp_path):
+def test_prior_hole_mixture_draws():
     """One component is the rank row's Gaussian (the shifts' coordinates have covariance diag λ);
     more components follow clusters one Gaussian smears."""
     import torch
+    from scipy.stats import multivariate_normal
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from prior_hole import fit_mixture, mixture_draws, widened_loglik
+    from prior_hole import fit_mixture, mixture_draws, shift_coords, widened_loglik
 
     from gram_ppl.inference.prior_fit_pyro import Shifts
 
@@ -341,8 +342,9 @@ def test_prior_hole_mixture_draws(tmp_path):
     t = torch.from_numpy
     sh = Shifts(torch.zeros(1, 2, dtype=torch.float64), torch.ones(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64),
                 t(white).reshape(400, 1, 2), torch.ones(400, 1, 2, dtype=torch.float64), t(m), t(vt), t(s**2 / 400))  # fmt: skip
-    fits = {c: fit_mixture(sh, 2, 2, seed=0, covariance=c) for c in ("full", "tied")}
-    fits["one"] = fit_mixture(sh, 1, 2, seed=0)
+    coords = shift_coords(sh, sh.mu_q, 2)  # (N, 2)
+    fits = {c: fit_mixture(coords, 2, seed=0, covariance=c) for c in ("full", "tied")}
+    fits["one"] = fit_mixture(coords, 1, seed=0)
     one, two, tied = (mixture_draws(fits[c], 20000, seed=0) for c in ("one", "full", "tied"))  # (M, 2) each
     np.testing.assert_allclose(np.cov(one.T, bias=True), np.diag(s**2 / 400), atol=0.6)
     assert one.shape == two.shape == tied.shape == (20000, 2)
@@ -352,8 +354,6 @@ def test_prior_hole_mixture_draws(tmp_path):
     held = (centres[rng.integers(2, size=400)] + rng.normal(size=(400, 2)) - m) @ vt.T  # new points, same law
     scores = {c: widened_loglik(g, held) for c, g in fits.items()}
     assert scores["full"] > scores["one"] and scores["tied"] > scores["one"]  # two clusters beat one Gaussian
-    from scipy.stats import multivariate_normal
-
     g = fits["one"]
     want = multivariate_normal(g.means_[0], g.covariances_[0] + np.eye(2)).logpdf(held).mean()
     assert scores["one"] == pytest.approx(want)  # one component: a Gaussian widened by I
