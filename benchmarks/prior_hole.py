@@ -48,7 +48,7 @@ from common import write_json  # noqa: E402
 
 from gram_ppl.config import ConfigError, sample_depth  # noqa: E402
 from gram_ppl.inference.api import generation_report, load_run  # noqa: E402
-from gram_ppl.inference.prior_fit_pyro import colour, first_step, shifts, whiten  # noqa: E402
+from gram_ppl.inference.prior_fit_pyro import colour, first_step, fit_mixture, shift_coords, shifts  # noqa: E402
 
 
 def boards_from(run, eps):
@@ -64,21 +64,6 @@ def boards_from(run, eps):
         h, _ = model(x, None, net=net, cfg=cfg, priors=cfg.priors, steps=range(sample_depth(cfg)),
                      truncate=False, observe="none")  # fmt: skip
         return net.decode(h).argmax(-1).numpy()  # (M, L_y)
-
-
-def shift_coords(sh, mu_q, rank: int):
-    """The whitened shifts of guide means `mu_q` (N, L, D) along the training shifts' top `rank`
-    principal directions (N, rank), centred on their mean."""
-    white = whiten(sh.root, (mu_q - sh.mu).reshape(len(mu_q), -1))  # (N, L·D)
-    return ((white - sh.m) @ sh.vt[:rank].T).numpy()
-
-
-def fit_mixture(coords, k: int, seed: int, covariance: str = "full"):
-    """A k-component Gaussian mixture ("full" or "tied" covariances, scikit-learn's EM) fitted to
-    the training shifts' coordinates `coords` (N, rank) (shift_coords)."""
-    from sklearn.mixture import GaussianMixture
-
-    return GaussianMixture(k, covariance_type=covariance, random_state=seed).fit(coords)
 
 
 def mixture_draws(gmm, samples: int, seed: int) -> np.ndarray:

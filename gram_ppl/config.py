@@ -205,12 +205,20 @@ class PriorConfig:
     # over the flattened L·D state, W (L·D, rank) learned, shared by every input; 0: diagonal
     # (paper). Normal family only.
     rank: int = 0
+    # K > 1: where the guide acts, a mixture of K such Gaussians, Σ_k π_k N(μ + o_k, diag σ² + W_k W_kᵀ),
+    # with offsets o_k (L·D), directions W_k (L·D, rank) and weights π = softmax(logits) learned and
+    # shared by every input (models/lowrank_pyro.MixtureNoise); needs rank >= 1; 1: one Gaussian
+    components: int = 1
 
     def __post_init__(self):
         _check_types(self)
         _choice("family", self.family, NOISE_FAMILIES)
         if self.rank < 0 or (self.rank and self.family != "normal"):
             raise ConfigError(f"rank must be >= 0, and > 0 only with family='normal'; got {self.rank}, {self.family!r}")
+        if self.components < 1 or (self.components > 1 and not self.rank):
+            raise ConfigError(
+                f"components must be >= 1, and > 1 only with rank >= 1; got {self.components}, {self.rank}"
+            )
         _choice("scale_mode", self.scale_mode, SCALE_MODES)
         if not 0 < self.min_scale <= self.scale <= self.max_scale:
             raise ConfigError(
@@ -638,6 +646,8 @@ def describe_priors(p: PriorConfig) -> str:
     """A PRIORS block in words: family (with df), σ's form and range, low-rank directions, z_0."""
     df = f", df {p.df}" if p.family == "studentt" else ""
     rank = f", + W Wᵀ of rank {p.rank}" if p.rank else ""
+    if p.components > 1:
+        rank = f", a mixture of {p.components} (μ + o_k, diag σ² + W_k W_kᵀ of rank {p.rank})"
     return (f"{p.family}{df}, σ {p.scale_mode} (scale {p.scale}, in [{p.min_scale}, {p.max_scale}]){rank}, "
             f"z_0 ~ N(0, {p.init_scale}²)")  # fmt: skip
 

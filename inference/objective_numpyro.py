@@ -17,7 +17,7 @@ from numpyro.distributions.kl import kl_divergence
 
 from gram_ppl.config import GramConfig, PriorConfig, prior_path
 from gram_ppl.inference.objective import Recording
-from gram_ppl.models.lowrank_numpyro import LowRankNoise, kl_to_lowrank
+from gram_ppl.models.lowrank_numpyro import LowRankNoise, MixtureNoise, kl_to_lowrank
 
 
 class Terms(NamedTuple):
@@ -210,8 +210,8 @@ def _detached(d):
         return dist.Delta(jax.lax.stop_gradient(d.v))
     if isinstance(d, dist.StudentT):
         return dist.StudentT(d.df, jax.lax.stop_gradient(d.loc), jax.lax.stop_gradient(d.scale))
-    if isinstance(d, LowRankNoise):
-        return LowRankNoise(*(jax.lax.stop_gradient(v) for v in (d.loc, d.scale, d.factor)))
+    if isinstance(d, LowRankNoise | MixtureNoise):
+        return type(d)(*(jax.lax.stop_gradient(getattr(d, k)) for k in d.pytree_data_fields))
     return type(d)(jax.lax.stop_gradient(d.loc), jax.lax.stop_gradient(d.scale))
 
 

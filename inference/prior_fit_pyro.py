@@ -7,7 +7,9 @@ guide's means over the training targets show where the posterior puts its inform
 (`shifts`); the prior that maximises the ELBO for the trained guide and transitions, among
 Gaussians with this σ and r extra directions, is the probabilistic PCA of those shifts
 (`refit_prior`: W = σ ⊙ V_r Λ_r^½, the top r directions and their variances), a variational EM
-step on W after training. benchmarks/prior_hole.py measures both (docs/recipe.md).
+step on W after training; or, with priors.components = K, a K-component Gaussian mixture fitted
+to the shifts' coordinates along those directions (EM), which follows an aggregate of many
+clusters (one per training digit) where one Gaussian smears them. benchmarks/prior_hole.py measures both (docs/recipe.md).
 """
 
 from __future__ import annotations
@@ -92,25 +94,57 @@ def colour(root, v):
     return v * root if root.dim() == 1 else v @ root.T
 
 
-def refit_prior(folder: str | Path, out: str | Path, rank: int, force: bool = False) -> Path:
+def shift_coords(sh: Shifts, mu_q, rank: int) -> np.ndarray:
+    """The whitened shifts of guide means `mu_q` (N, L, D) along the training shifts' top `rank`
+    principal directions (N, rank), centred on their mean."""
+    white = whiten(sh.root, (mu_q - sh.mu).reshape(len(mu_q), -1))  # (N, L·D)
+    return ((white - sh.m) @ sh.vt[:rank].T).numpy()
+
+
+def fit_mixture(coords, k: int, seed: int, covariance: str = "full"):
+    """A k-component Gaussian mixture ("full" or "tied" covariances, scikit-learn's EM) fitted to
+    the training shifts' coordinates `coords` (N, rank) (shift_coords)."""
+    from sklearn.mixture import GaussianMixture
+
+    return GaussianMixture(k, covariance_type=covariance, random_state=seed).fit(coords)
+
+
+def refit_prior(
+    folder: str | Path, out: str | Path, rank: int, force: bool = False, components: int = 1, seed: int = 0
+) -> Path:
     """A new run folder holding `folder`'s run (rank 0) with priors.rank = `rank` and W set to the
     top `rank` directions of the guide's whitened shifts over the training targets, scaled by
-    √variance and by σ. Every other weight, the history and the data set move over; the
-    optimiser starts fresh (training can go on with --resume). Its samples are prior samples of
-    that model."""
+    √variance and by σ. With `components` = K > 1 (priors.components) the shifts' coordinates
+    along those directions get a K-component Gaussian mixture instead (EM, full covariances,
+    `seed`), and component k becomes N(μ + o_k, diag σ² + W_k W_kᵀ) with o_k = σ ⊙ (m + V_r c_k),
+    W_k = σ ⊙ V_r chol(C_k) (c_k, C_k its mean and covariance, m the shifts' mean), π_k its weight.
+    Every other weight, the history and the data set move over; the optimiser starts fresh
+    (training can go on with --resume). Its samples are prior samples of that model."""
     from gram_ppl.inference import svi_pyro
     from gram_ppl.inference.loading import convert_weights_run, load_run
 
     run = load_run(folder)
     if run.config.priors.rank:
         raise ConfigError(f"{folder} already has a low-rank prior (priors.rank = {run.config.priors.rank})")
-    if rank < 1:
-        raise ConfigError(f"rank must be >= 1, got {rank}")
+    if rank < 1 or components < 1:
+        raise ConfigError(f"rank and components must be >= 1, got {rank}, {components}")
     sh = shifts(run, np.asarray(run.data.train.y))
-    if rank > len(sh.lam):
-        raise ConfigError(f"rank: at most {len(sh.lam)} directions here (one per training target)")
-    w = sh.root[:, None] * (sh.vt[:rank].T * sh.lam[:rank].sqrt())  # (L·D, r): σ ⊙ V_r Λ_r^½
+    if rank > len(sh.lam) or components > len(sh.lam):
+        raise ConfigError(f"rank, components: at most {len(sh.lam)} here (one per training target)")
     weights = svi_pyro.weights(run.net)  # the sampling weights, named as torch names them
-    weights["prior_factor"] = w.reshape(*sh.mu.shape, rank).float().numpy()  # (L, D, r)
-    priors = dataclasses.replace(run.config.priors, rank=rank)
+    v = sh.vt[:rank].T  # (L·D, r): V_r
+    if components == 1:
+        w = sh.root[:, None] * (v * sh.lam[:rank].sqrt())  # (L·D, r): σ ⊙ V_r Λ_r^½
+        weights["prior_factor"] = w.reshape(*sh.mu.shape, rank).float().numpy()  # (L, D, r)
+    else:
+        gmm = fit_mixture(shift_coords(sh, sh.mu_q, rank), components, seed)
+        means, covs = (
+            torch.as_tensor(a, dtype=torch.float64) for a in (gmm.means_, gmm.covariances_)
+        )  # (K, r), (K, r, r)
+        offset = sh.root * (sh.m + means @ v.T)  # (K, L·D): σ ⊙ (m + V_r c_k)
+        w = sh.root[:, None] * (v @ torch.linalg.cholesky(covs))  # (K, L·D, r): σ ⊙ V_r chol(C_k)
+        weights["prior_factor"] = w.reshape(components, *sh.mu.shape, rank).float().numpy()  # (K, L, D, r)
+        weights["prior_offset"] = offset.reshape(components, *sh.mu.shape).float().numpy()  # (K, L, D)
+        weights["prior_logit"] = np.log(gmm.weights_).astype(np.float32)  # (K,)
+    priors = dataclasses.replace(run.config.priors, rank=rank, components=components)
     return convert_weights_run(folder, out, dataclasses.replace(run.config, priors=priors), weights, force)

@@ -33,21 +33,24 @@ from numpyro.contrib.module import flax_module
 
 from gram_ppl import sites
 from gram_ppl.config import PriorConfig, guide_family
-from gram_ppl.models.lowrank_numpyro import LowRankNoise
+from gram_ppl.models.lowrank_numpyro import LowRankNoise, MixtureNoise
 
 # ---- PRIORS: the block in models/priors.py (both backends read it; edit it there) ----------
 from gram_ppl.models.priors import PRIORS  # noqa: E402
 
 
-def noise_dist(priors: PriorConfig, loc, scale, factor=None, *, variant: str = "gram", family: str | None = None):
+def noise_dist(priors: PriorConfig, loc, scale, *mixture, variant: str = "gram", family: str | None = None):
     """The density of one transition's noise over the (L, D) state of each puzzle, in `family`
-    (default the prior's, priors.family; studentt with priors.df); with a `factor` W (the prior's
-    low-rank directions, priors.rank) N(loc, diag scale² + W Wᵀ) over the flattened L·D entries."""
+    (default the prior's, priors.family; studentt with priors.df); with a factor W (the prior's
+    low-rank directions, priors.rank) N(loc, diag scale² + W Wᵀ) over the flattened L·D entries;
+    with W_k, offsets o_k and logits (priors.components) Σ_k π_k N(loc + o_k, diag scale² + W_k W_kᵀ)."""
     family = family or priors.family
     if variant == "mean_only":
         return dist.Delta(loc).to_event(2)
-    if factor is not None:
-        return LowRankNoise(loc, scale, factor)
+    if len(mixture) == 3:
+        return MixtureNoise(loc, scale, *mixture)
+    if mixture:
+        return LowRankNoise(loc, scale, *mixture)
     if family == "studentt":
         return dist.StudentT(priors.df, loc, scale).to_event(2)
     return {"normal": dist.Normal, "laplace": dist.Laplace}[family](loc, scale).to_event(2)
@@ -119,8 +122,8 @@ def guide_step(f, e_x, y, state, n, *, cfg, priors, steps, truncate, observe):
                 if on is not True:  # a traced step index: mix parameters per step
                     if family != priors.family and variant != "mean_only":
                         raise ValueError("one scan across guide_steps needs the guide in the prior's family")
-                    if len(prior) == 3:  # a low-rank prior: the guide's q carries no W
-                        post = (*post, jnp.zeros_like(prior[2]))
+                    if len(prior) > 2:  # a low-rank prior or a mixture: the guide's q has W = 0 (and o_k = 0)
+                        post = (*post, *(jnp.zeros_like(a) for a in prior[2:4]), *prior[4:])
                     post = tuple(jnp.where(on, q, p) for q, p in zip(post, prior, strict=True))
                 q = noise_dist(priors, *post, variant=variant, family=family)
             eps = numpyro.sample(f"eps_{t}", q, infer=sites.noise(None, t))
@@ -146,13 +149,14 @@ def _guided(fit, steps, n, t):
 
 
 def _where_guided(prior, on):
-    """The prior's (loc, scale[, W]) with a low-rank prior's W (priors.rank) only where the guide
-    acts (`on`: True, False or a traced boolean of the step; elsewhere W = 0, the diagonal prior)."""
+    """The prior's (loc, scale[, W[, o_k, logits]]) with a low-rank prior's W (priors.rank) or a
+    mixture's W_k and o_k (priors.components) only where the guide acts (`on`: True, False or a
+    traced boolean of the step; elsewhere W = 0 and o_k = 0: the diagonal prior)."""
     if len(prior) < 3 or on is True:
         return prior
     if on is False:
         return prior[:2]
-    return (*prior[:2], jnp.where(on, prior[2], 0.0))
+    return (*prior[:2], *(jnp.where(on, a, 0.0) for a in prior[2:4]), *prior[4:])
 
 
 def _cut(values, cut):

@@ -79,21 +79,24 @@ import torch
 
 from gram_ppl import sites
 from gram_ppl.config import PriorConfig, guide_family
-from gram_ppl.models.lowrank_pyro import LowRankNoise
+from gram_ppl.models.lowrank_pyro import LowRankNoise, MixtureNoise
 
 # ---- PRIORS: the block in models/priors.py (both backends read it; edit it there) ----------
 from gram_ppl.models.priors import PRIORS  # noqa: E402
 
 
-def noise_dist(priors: PriorConfig, loc, scale, factor=None, *, variant: str = "gram", family: str | None = None):
+def noise_dist(priors: PriorConfig, loc, scale, *mixture, variant: str = "gram", family: str | None = None):
     """The density of one transition's noise over the (L, D) state of each puzzle, in `family`
-    (default the prior's, priors.family; studentt with priors.df); with a `factor` W (the prior's
-    low-rank directions, priors.rank) N(loc, diag scale² + W Wᵀ) over the flattened L·D entries."""
+    (default the prior's, priors.family; studentt with priors.df); with a factor W (the prior's
+    low-rank directions, priors.rank) N(loc, diag scale² + W Wᵀ) over the flattened L·D entries;
+    with W_k, offsets o_k and logits (priors.components) Σ_k π_k N(loc + o_k, diag scale² + W_k W_kᵀ)."""
     family = family or priors.family
     if variant == "mean_only":
         return dist.Delta(loc).to_event(2)
-    if factor is not None:
-        return LowRankNoise(loc, scale, factor)
+    if len(mixture) == 3:
+        return MixtureNoise(loc, scale, *mixture)
+    if mixture:
+        return LowRankNoise(loc, scale, *mixture)
     if family == "studentt":
         return dist.StudentT(torch.as_tensor(priors.df, dtype=loc.dtype), loc, scale).to_event(2)
     return {"normal": dist.Normal, "laplace": dist.Laplace}[family](loc, scale).to_event(2)
@@ -116,8 +119,10 @@ def model(x, y=None, *, net, cfg, priors=PRIORS, carry=None, steps=None, truncat
                     if variant == "deterministic":
                         h = u
                     else:
-                        # W of a low-rank prior (priors.rank) only where the guide acts, whose aggregate it matches
-                        prior = noise_dist(priors, *net.prior(u)[: 3 if _guided(cfg.fit, n, t) else 2], variant=variant)
+                        # W (priors.rank) or a mixture (priors.components) only where the guide acts, whose aggregate it matches
+                        prior = noise_dist(
+                            priors, *net.prior(u)[: None if _guided(cfg.fit, n, t) else 2], variant=variant
+                        )
                         eps = pyro.sample(f"eps_{n}_{t}", prior, infer=sites.noise(n, t))
                         h = net.add_noise(u, eps)  # (B, L, D): u + ε
             if observe == "every" or (observe == "last" and n == steps[-1]):

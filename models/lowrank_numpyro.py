@@ -1,6 +1,7 @@
 """The low-rank noise density of the NumPyro model (PriorConfig.rank > 0) and its KL in closed
 form: the twin of gram_ppl.models.lowrank_pyro (no torch here). ε ~ N(μ, diag σ² + W Wᵀ) over an (L, D)
-event, the covariance over the flattened L·D entries; ε = μ + W z + σ ⊙ ξ, z ~ N(0, I_r)."""
+event, the covariance over the flattened L·D entries; ε = μ + W z + σ ⊙ ξ, z ~ N(0, I_r). With
+PriorConfig.components = K > 1 a mixture of K of them (MixtureNoise; no closed-form KL)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,54 @@ class LowRankNoise(dist.Distribution):
     @property
     def mean(self):
         return self.loc
+
+
+class MixtureNoise(dist.Distribution):
+    """Σ_k π_k N(loc + offset_k, diag(scale²) + factor_k factor_kᵀ) over the (L, D) event, π =
+    softmax(logit); loc, scale (..., L, D), factor (..., K, L, D, r), offset (..., K, L, D), logit
+    (..., K) (lowrank_pyro.MixtureNoise; a draw gathers the W_k of its own component)."""
+
+    arg_constraints = {
+        "loc": constraints.independent(constraints.real, 2),
+        "scale": constraints.independent(constraints.positive, 2),
+        "factor": constraints.independent(constraints.real, 4),
+        "offset": constraints.independent(constraints.real, 3),
+        "logit": constraints.independent(constraints.real, 1),
+    }
+    support = constraints.independent(constraints.real, 2)
+    pytree_data_fields = ("loc", "scale", "factor", "offset", "logit")
+
+    def __init__(self, loc, scale, factor, offset, logit, *, validate_args=None):
+        self.loc, self.scale, self.factor, self.offset, self.logit = loc, scale, factor, offset, logit
+        super().__init__(jnp.shape(loc)[:-2], jnp.shape(loc)[-2:], validate_args=validate_args)
+
+    def sample(self, key, sample_shape=()):
+        k_k, k_z, k_xi = jax.random.split(key, 3)
+        shape = tuple(sample_shape) + self.batch_shape
+        k = jax.random.categorical(k_k, self.logit, shape=shape)  # (...,)
+        pick = jax.nn.one_hot(k, self.logit.shape[-1])  # (..., K)
+        z = jax.random.normal(k_z, shape + self.factor.shape[-1:])  # (..., r)
+        xi = jax.random.normal(k_xi, shape + self.event_shape)  # (..., L, D)
+        offset = jnp.einsum("...k,...kld->...ld", pick, self.offset)  # (..., L, D): o_k
+        w = jnp.broadcast_to(self.factor, shape + self.factor.shape[-4:])  # (..., K, L, D, r)
+        w = jnp.take_along_axis(w, k[..., None, None, None, None], axis=-4)[..., 0, :, :, :]  # (..., L, D, r): W_k
+        spread = jnp.einsum("...ldr,...r->...ld", w, z)  # (..., L, D): W_k z
+        return jax.lax.stop_gradient(self.loc + offset + self.scale * xi + spread)
+
+    def log_prob(self, value):
+        flat = lambda a: a.reshape(a.shape[:-2] + (-1,))  # noqa: E731  (..., L, D) -> (..., L·D)
+        w = self.factor
+        comps = dist.LowRankMultivariateNormal(
+            flat(self.loc[..., None, :, :] + self.offset),  # (..., K, L·D)
+            w.reshape(w.shape[:-3] + (-1, w.shape[-1])),  # (..., K, L·D, r)
+            flat(self.scale**2)[..., None, :],  # (..., 1, L·D)
+        )
+        per = comps.log_prob(flat(value)[..., None, :])  # (..., K)
+        return jax.scipy.special.logsumexp(per + jax.nn.log_softmax(self.logit, -1), -1)
+
+    @property
+    def mean(self):
+        return self.loc + jnp.einsum("...k,...kld->...ld", jax.nn.softmax(self.logit, -1), self.offset)
 
 
 def kl_lowrank(q_loc, q_scale, q_factor, p_loc, p_scale, p_factor):

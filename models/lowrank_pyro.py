@@ -3,7 +3,10 @@
 ε ~ N(μ, diag σ² + W Wᵀ) over an (L, D) event whose covariance couples all L·D entries: W
 (L, D, r) holds r directions shared by every position and channel, so a few correlated
 directions (which digit, which grid) can be wider than the per-entry σ. Equivalently
-ε = μ + W z + σ ⊙ ξ with z ~ N(0, I_r), ξ ~ N(0, I). The NumPyro twin is gram_ppl.models.lowrank_numpyro.
+ε = μ + W z + σ ⊙ ξ with z ~ N(0, I_r), ξ ~ N(0, I). With PriorConfig.components = K > 1 a
+mixture of K of them, Σ_k π_k N(μ + o_k, diag σ² + W_k W_kᵀ) (MixtureNoise: its KL has no closed
+form, so the objectives take their one-sample Monte Carlo estimate). The NumPyro twin is
+gram_ppl.models.lowrank_numpyro.
 """
 
 from __future__ import annotations
@@ -49,6 +52,60 @@ class LowRankNoise(TorchDistribution):
     @property
     def mean(self):
         return self.loc
+
+
+class MixtureNoise(TorchDistribution):
+    """Σ_k π_k N(loc + offset_k, diag(scale²) + factor_k factor_kᵀ) over the (L, D) event, π =
+    softmax(logit); loc, scale (..., L, D), factor (..., K, L, D, r), offset (..., K, L, D), logit
+    (..., K). A draw picks its component k ~ π (not reparameterisable: the model only scores it)
+    and gathers the W_k of its own component, never the K directions of every draw."""
+
+    arg_constraints = {
+        "loc": constraints.independent(constraints.real, 2),
+        "scale": constraints.independent(constraints.positive, 2),
+        "factor": constraints.independent(constraints.real, 4),
+        "offset": constraints.independent(constraints.real, 3),
+        "logit": constraints.independent(constraints.real, 1),
+    }
+    support = constraints.independent(constraints.real, 2)
+
+    def __init__(self, loc, scale, factor, offset, logit, validate_args=None):
+        self.loc, self.scale, self.factor, self.offset, self.logit = loc, scale, factor, offset, logit
+        super().__init__(loc.shape[:-2], loc.shape[-2:], validate_args=False)
+
+    def expand(self, batch_shape, _instance=None):
+        shape = torch.Size(batch_shape)
+        tail = lambda a, n: a.expand(shape + a.shape[-n:])  # noqa: E731
+        return MixtureNoise(tail(self.loc, 2), tail(self.scale, 2), tail(self.factor, 4), tail(self.offset, 3),
+                            tail(self.logit, 1))  # fmt: skip
+
+    def sample(self, sample_shape=()):
+        shape = torch.Size(sample_shape) + self.batch_shape
+        with torch.no_grad():
+            k = torch.distributions.Categorical(logits=self.logit).sample(sample_shape)  # (...,)
+            z = torch.randn(shape + self.factor.shape[-1:], dtype=self.loc.dtype, device=self.loc.device)  # (..., r)
+            xi = torch.randn(shape + self.event_shape, dtype=self.loc.dtype, device=self.loc.device)  # (..., L, D)
+            factor = self.factor.expand(shape + self.factor.shape[-4:])  # (..., K, L, D, r): a view
+            offset = self.offset.expand(shape + self.offset.shape[-3:])  # (..., K, L, D)
+            shift = torch.zeros_like(xi)  # (..., L, D): o_k + W_k z, one component at a time
+            for j in k.unique().tolist():  # never materialises the K directions of every draw
+                at = (k == j).nonzero(as_tuple=True)
+                shift[at] = offset[(*at, j)] + torch.einsum("mldr,mr->mld", factor[(*at, j)], z[at])
+            return self.loc + self.scale * xi + shift
+
+    def log_prob(self, value):
+        flat = torch.distributions.LowRankMultivariateNormal(
+            (self.loc[..., None, :, :] + self.offset).flatten(-2),  # (..., K, L·D)
+            self.factor.flatten(-3, -2),  # (..., K, L·D, r)
+            (self.scale.flatten(-2) ** 2)[..., None, :],  # (..., 1, L·D)
+            validate_args=False,
+        )
+        per = flat.log_prob(value.flatten(-2)[..., None, :])  # (..., K)
+        return torch.logsumexp(per + torch.log_softmax(self.logit, -1), -1)  # (...,)
+
+    @property
+    def mean(self):
+        return self.loc + torch.einsum("...k,...kld->...ld", torch.softmax(self.logit, -1), self.offset)
 
 
 def kl_lowrank(q_loc, q_scale, q_factor, p_loc, p_scale, p_factor):

@@ -19,6 +19,7 @@ VARIANTS = [
     {"net": {"share_core": True}},
     {"net": {"mixer": "mlp"}},
     {"priors": {"rank": 3}},
+    {"priors": {"rank": 2, "components": 3}},  # a mixture prior's W_k, offsets and logits
     {"net": {"posterior_input": "add", "posterior_bottleneck": 2, "prefix_tokens": 2}},
     {"net": {"positions": "1d"}, "priors": {"scale_mode": "learned"}},
     {"priors": {"scale_mode": "fixed"}, "fit": {"variant": "noise_only"}},
@@ -95,6 +96,7 @@ def test_forward_pass_agrees_within_float32_rounding(change):
     got = [fe.e, fu, fl1, *apply(fnet.prior, fu), *apply(fnet.posterior, fu, jnp.asarray(y)), apply(fnet.decode, fu)]
     got += [apply(fnet.halt, fu), apply(fnet.value, fu)]
     prior = ["prior loc", "prior scale"] + (["prior factor"] if cfg.priors.rank else [])
+    prior += ["prior offset", "prior logit"] if cfg.priors.components > 1 else []
     names = ["e_x", "u", "l", *prior, "post loc", "post scale", "logits", "halt", "value"]
     for name, a, b in zip(names, expected, got, strict=True):
         np.testing.assert_allclose(np.asarray(b), a.detach().numpy(), rtol=1e-5, atol=1e-5, err_msg=name)

@@ -20,7 +20,7 @@ from gram_ppl.networks import convert, flax_nets
 from gram_ppl.networks.torch_nets import build_net
 from gram_ppl.tasks import get_task
 
-CASES = [  # family, σ, variant, rank of the prior's covariance (PriorConfig.rank)
+CASES = [  # family, σ, variant, rank of the prior's covariance (PriorConfig.rank)[, mixture components]
     ("normal", "network", "gram", 0),
     ("studentt", "network", "gram", 0),
     ("laplace", "learned", "gram", 0),
@@ -28,17 +28,21 @@ CASES = [  # family, σ, variant, rank of the prior's covariance (PriorConfig.ra
     ("normal", "network", "mean_only", 0),
     ("normal", "network", "deterministic", 0),
     ("normal", "network", "gram", 2),
+    ("normal", "network", "gram", 2, 3),
 ]
 
 
 def case_id(case):
-    return "-".join(map(str, case[:3])) + (f"-rank{case[3]}" if case[3] else "")
+    mixture = f"-mix{case[4]}" if len(case) > 4 else ""
+    return "-".join(map(str, case[:3])) + (f"-rank{case[3]}" if case[3] else "") + mixture
 
 
-def pair(family="normal", scale_mode="network", variant="gram", rank=0, task_cfg=None):
+def pair(family="normal", scale_mode="network", variant="gram", rank=0, components=1, task_cfg=None):
     """A torch net with random guidance heads, and the same weights as flax parameters."""
     cfg = tiny_config(variant=variant)
-    priors = dataclasses.replace(gram_pyro.PRIORS, family=family, scale_mode=scale_mode, rank=rank)
+    priors = dataclasses.replace(
+        gram_pyro.PRIORS, family=family, scale_mode=scale_mode, rank=rank, components=components
+    )
     cfg = dataclasses.replace(cfg, priors=priors)
     if task_cfg is not None:
         cfg = dataclasses.replace(cfg, task=task_cfg)

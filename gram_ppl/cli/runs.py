@@ -181,6 +181,9 @@ def _report_commands(sub) -> None:
     rp = sub.add_parser("refit-prior", help="a generation run whose first-step prior gets the guide's top directions")
     rp.add_argument("run", type=Path, help="a Pyro generation run with a diagonal prior (priors.rank = 0)")
     rp.add_argument("--rank", type=int, required=True, help="directions W of the low-rank prior (priors.rank)")
+    rp.add_argument("--components", type=int, default=1,
+                    help="K > 1: a mixture of K such Gaussians fitted by EM (priors.components)")  # fmt: skip
+    rp.add_argument("--seed", type=int, default=0, help="the mixture's EM start")
     rp.add_argument("--out", type=Path, required=True, help="the new run folder")
     rp.add_argument("--force", action="store_true", help="overwrite a non-empty --out")
     rp.set_defaults(func=cmd_refit_prior)
@@ -416,6 +419,9 @@ def cmd_convert(args) -> int:
 def cmd_refit_prior(args) -> int:
     from gram_ppl.inference.api import refit_prior
 
-    out = refit_prior(args.run, args.out, args.rank, force=args.force)
-    print(f"{out}: {args.run} with W of rank {args.rank} fitted to the guide's aggregate posterior", file=sys.stderr)
+    out = refit_prior(args.run, args.out, args.rank, force=args.force, components=args.components, seed=args.seed)
+    what = f"a mixture of {args.components} with W_k" if args.components > 1 else "W"
+    print(
+        f"{out}: {args.run} with {what} of rank {args.rank} fitted to the guide's aggregate posterior", file=sys.stderr
+    )
     return 0

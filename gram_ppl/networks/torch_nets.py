@@ -144,7 +144,8 @@ class GramNet(nn.Module):
       (an Embedded, with the relation ids (B, L, L) of a task whose relations depend on x)
       (zero; the first holds the puzzle embedding of x[:, 0] when the task has identifiers: ARC)
     - transition(h, l, e_x): K updates l <- f_L(l, h + e_x), then u = f_H(h, l)       (B, L, D) x 2
-    - prior(u): loc and scale (and with PriorConfig.rank the learned directions W (B, L_ε, D, r))
+    - prior(u): loc and scale (and with PriorConfig.rank the learned directions W (B, L_ε, D, r);
+      with PriorConfig.components = K > 1 W_k (B, K, L_ε, D, r), offsets o_k (B, K, L_ε, D), logits (B, K))
       of p_θ(ε_t | u_t) on the noised positions L_ε (all L, or the
       first NetConfig.noise_tokens register tokens)                                   (B, L_ε, D) x 2
     - posterior(u, y): loc and scale of q_φ(ε_t | u_t, y)                              (B, L_ε, D) x 2
@@ -182,7 +183,13 @@ class GramNet(nn.Module):
         noised = net.noise_tokens or length  # L_ε
         # W of the low-rank prior (PriorConfig.rank): r learned directions over the noised positions
         # and channels, shared by every input (μ and σ depend on u_t); small at the start, not 0 (a saddle)
-        self.prior_factor = nn.Parameter(FACTOR_INIT * torch.randn(noised, D, priors.rank)) if priors.rank else None
+        K = (priors.components,) if priors.components > 1 else ()
+        self.prior_factor = nn.Parameter(FACTOR_INIT * torch.randn(*K, noised, D, priors.rank)) if priors.rank else None
+        if (
+            K
+        ):  # a mixture of K (PriorConfig.components): offsets o_k (small, not 0: the components must differ) and logits
+            self.prior_offset = nn.Parameter(FACTOR_INIT * torch.randn(*K, noised, D))  # (K, L_ε, D)
+            self.prior_logit = nn.Parameter(torch.zeros(*K))  # (K,): π = softmax, uniform at the start
         y_width = net.posterior_bottleneck or D
         self.tok_y = nn.Embedding(task.y_vocab, y_width)
         self.pooled, self.noise_tokens = net.posterior_input == "pooled", net.noise_tokens
@@ -239,7 +246,16 @@ class GramNet(nn.Module):
         loc, scale = self.prior_head(self.noised(u))  # (B, L_ε, D) each
         if self.prior_factor is None:
             return loc, scale
-        return loc, scale, self.prior_factor.expand(loc.shape[0], *self.prior_factor.shape)  # + W (B, L_ε, D, r)
+        batch = lambda p: p.expand(loc.shape[0], *p.shape)  # noqa: E731  shared by every input (a view)
+        if self.prior_factor.dim() == 3:
+            return loc, scale, batch(self.prior_factor)  # + W (B, L_ε, D, r)
+        return (
+            loc,
+            scale,
+            batch(self.prior_factor),
+            batch(self.prior_offset),
+            batch(self.prior_logit),
+        )  # + W_k, o_k, logits
 
     def posterior(self, u: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         u = self.noised(u)  # (B, L_ε, D)
