@@ -55,7 +55,10 @@ Where this departs from the paper or decides what it leaves open (gram-paper-not
   acts (the prior's other transitions stay diagonal). For generation from an empty input the first step's prior
   is one fixed density, and the guide's information sits along a few correlated directions that
   a diagonal σ cannot widen (benchmarks/prior_hole.py, docs/recipe.md). The KL is in closed form
-  (models/lowrank_pyro.py).
+  (models/lowrank_pyro.py). With `PriorConfig.components = K` that prior is a mixture of K such
+  Gaussians, Σ_k π_k N(μ_θ + o_k, diag σ_θ² + W_k W_kᵀ): after training the guide's aggregate
+  posterior for digits is one cluster per training digit, which one Gaussian smears; its KL has no
+  closed form and takes the objective's one-sample Monte Carlo estimate.
 - σ: a sigmoid on log σ between min_scale and max_scale, starting at `scale` (zero-initialised
   heads); the KL is summed over positions and channels by default (`FitConfig.kl_reduction`).
 - The guide is in the prior's family (studentt with the prior's df), so changing the prior adds

@@ -82,14 +82,12 @@ class MixtureNoise(dist.Distribution):
         return jax.lax.stop_gradient(self.loc + offset + self.scale * xi + spread)
 
     def log_prob(self, value):
-        flat = lambda a: a.reshape(a.shape[:-2] + (-1,))  # noqa: E731  (..., L, D) -> (..., L·D)
-        w = self.factor
-        comps = dist.LowRankMultivariateNormal(
-            flat(self.loc[..., None, :, :] + self.offset),  # (..., K, L·D)
-            w.reshape(w.shape[:-3] + (-1, w.shape[-1])),  # (..., K, L·D, r)
-            flat(self.scale**2)[..., None, :],  # (..., 1, L·D)
-        )
-        per = comps.log_prob(flat(value)[..., None, :])  # (..., K)
+        def one(part):  # component k's log-density (...,): memory holds one component's Woodbury terms
+            offset, factor = part
+            return LowRankNoise(self.loc + offset, self.scale, factor).log_prob(value)
+
+        parts = (jnp.moveaxis(self.offset, -3, 0), jnp.moveaxis(self.factor, -4, 0))  # K first
+        per = jnp.moveaxis(jax.lax.map(one, parts), 0, -1)  # (..., K)
         return jax.scipy.special.logsumexp(per + jax.nn.log_softmax(self.logit, -1), -1)
 
     @property

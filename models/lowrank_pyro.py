@@ -94,13 +94,9 @@ class MixtureNoise(TorchDistribution):
             return self.loc + self.scale * xi + shift
 
     def log_prob(self, value):
-        flat = torch.distributions.LowRankMultivariateNormal(
-            (self.loc[..., None, :, :] + self.offset).flatten(-2),  # (..., K, L·D)
-            self.factor.flatten(-3, -2),  # (..., K, L·D, r)
-            (self.scale.flatten(-2) ** 2)[..., None, :],  # (..., 1, L·D)
-            validate_args=False,
-        )
-        per = flat.log_prob(value.flatten(-2)[..., None, :])  # (..., K)
+        per = torch.stack(  # (..., K): one component at a time, so memory holds one component's Woodbury terms
+            [LowRankNoise(self.loc + self.offset[..., k, :, :], self.scale, self.factor[..., k, :, :, :]).log_prob(value)
+             for k in range(self.logit.shape[-1])], -1)  # fmt: skip
         return torch.logsumexp(per + torch.log_softmax(self.logit, -1), -1)  # (...,)
 
     @property

@@ -16,6 +16,11 @@ The whole prior over a trajectory, with these fields:
              ε = μ + W z + σ ξ with z ~ N(0, I_r) shared by all positions, so a few correlated
              directions may be wider than σ (models/lowrank_pyro.py); `gram refit-prior` fits W
              to the guide after training
+    with components K > 1 (and rank r), there a mixture of K such Gaussians:
+             ε_t | u_t ~ Σ_k π_k N(μ_θ(u_t) + o_k, diag σ_θ(u_t)² + W_k W_kᵀ),
+             offsets o_k (L·D), directions W_k (L·D, r), π = softmax(logits), all shared by every
+             input (models/lowrank_pyro.MixtureNoise; its KL by one Monte Carlo sample);
+             `gram refit-prior --rank r --components K` fits them to the guide after training (EM)
     μ_θ(u) = W_μ · SwiGLU(u)                           starts at 0 (zero-initialised output layer)
     σ_θ(u) = exp(log min_scale + (log max_scale − log min_scale) · sigmoid(r_θ(u) + b)),
              b chosen so that σ starts at `scale`      scale_mode "network" (r_θ a SwiGLU head),
@@ -36,4 +41,5 @@ PRIORS = PriorConfig(
     df=4.0,  # degrees of freedom of the studentt family
     init_scale=1.0,  # z_0 = (h_0, l_0) ~ N(0, init_scale² I), drawn once per model
     rank=0,  # low-rank covariance directions of ε_t over all positions and channels (normal only); 0: diagonal
+    components=1,  # K > 1: a mixture of K such low-rank Gaussians (needs rank >= 1); 1: one Gaussian
 )

@@ -6,7 +6,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -344,3 +346,22 @@ def test_refit_prior_gives_a_run_whose_prior_has_the_guides_directions(tmp_path,
     assert "already has a low-rank prior" in capsys.readouterr().err
     assert main(["refit-prior", str(run), "--rank", "2", "--out", str(out)]) == 2  # not over a run
     assert "not empty" in capsys.readouterr().err
+    mix = tmp_path / "dig-r2k3"
+    assert main(["refit-prior", str(run), "--rank", "2", "--components", "3", "--out", str(mix)]) == 0
+    assert json.loads((mix / "config.json").read_text())["priors"]["components"] == 3
+    from gram_ppl.inference.prior_fit_pyro import fit_mixture, shift_coords
+
+    gmm = fit_mixture(shift_coords(sh, sh.mu_q, 2), 3, seed=0)  # the same EM, fitted again here
+    net = load_run(mix).net
+    offset = net.prior_offset.detach().double().reshape(3, -1)  # (K, L·D): σ ⊙ (m + V_2 c_k)
+    expected = sh.root * (sh.m + torch.as_tensor(gmm.means_) @ sh.vt[:2])
+    assert float((offset - expected).abs().max()) < 1e-4 * float(expected.abs().max())
+    w = net.prior_factor.detach().double().reshape(3, -1, 2)  # (K, L·D, 2): W_k W_kᵀ = σ V C_k Vᵀ σ
+    cov = torch.as_tensor(gmm.covariances_)  # (K, 2, 2)
+    expected = sh.root[:, None] * (sh.vt[:2].T @ cov @ sh.vt[:2]) * sh.root  # (K, L·D, L·D)
+    assert float((w @ w.transpose(-1, -2) - expected).abs().max()) < 1e-4 * float(expected.abs().max())
+    np.testing.assert_allclose(torch.softmax(net.prior_logit.detach(), 0).numpy(), gmm.weights_, rtol=1e-5)
+    assert main(["generate", str(mix), "--num", "4", "--out", str(tmp_path / "gm.txt")]) == 0
+    capsys.readouterr()
+    assert main(["refit-prior", str(run), "--rank", "2", "--components", "0", "--out", str(tmp_path / "k0")]) == 2
+    assert "components must be >= 1" in capsys.readouterr().err
