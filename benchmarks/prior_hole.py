@@ -110,7 +110,8 @@ def hole_rows(
         raise SystemExit(f"--ranks, --mixture-rank: at most {len(lam)} directions here")
     if mixtures and max(mixtures) > n:
         raise SystemExit(f"--mixtures: at most {n} components here (one per training target)")
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # the first step's draws
+    torch.manual_seed(seed)  # the later steps' prior draws (torch's global generator): a rerun is exact
     judge, rows = None, []
 
     def score(label, eps):

@@ -316,6 +316,9 @@ def test_prior_hole_rows(tmp_path):
         assert spectrum == sorted(spectrum, reverse=True) and min(spectrum) >= 0
         assert rows["shift_total"] >= sum(spectrum) - 1e-3 and rows["targets"] == len(fit_targets(tmp_path / name))
         assert ("| first step | recognisable |" if name.startswith("digits") else "| first step | valid |") in out
+    run("prior_hole.py", str(tmp_path / name), "--ranks", "4", "--mixtures", "3,1", "--mixture-rank", "3",
+        "--samples", "12", "--json", str(tmp_path / "again.json"))  # fmt: skip
+    assert json.loads((tmp_path / "again.json").read_text())["rows"] == rows["rows"]  # seeded: a rerun is exact
     two = dataclasses.replace(tiny_config(), task=TaskConfig(name="digits", size=8))  # T = 2: guided twice in step 1
     fit(two, tmp_path / "t2", steps=1, progress=False, eval_puzzles=4)
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "prior_hole.py"), str(tmp_path / "t2")],
