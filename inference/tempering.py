@@ -55,7 +55,7 @@ def _tempered(fn, tau: float, dists):
     if isinstance(base, dists.Delta):  # mean_only: ε is already the location
         return fn
     if hasattr(base, "offset"):  # a mixture (priors.components): σ and W_k scale, the offsets o_k stay
-        return type(base)(base.loc, tau * base.scale, tau * base.factor, base.offset, base.logit, validate_args=False)
+        return type(base)(base.loc, base.scale, base.factor, base.offset, base.logit, tau * base.spread)
     if hasattr(base, "factor"):  # the low-rank prior (priors.rank): its directions W scale with σ
         return (
             dists.Delta(base.loc, event_dim=2)

@@ -52,7 +52,8 @@ class LowRankNoise(dist.Distribution):
 class MixtureNoise(dist.Distribution):
     """Σ_k π_k N(loc + offset_k, diag(scale²) + factor_k factor_kᵀ) over the (L, D) event, π =
     softmax(logit); loc, scale (..., L, D), factor (..., K, L, D, r), offset (..., K, L, D), logit
-    (..., K) (lowrank_pyro.MixtureNoise; a draw gathers the W_k of its own component)."""
+    (..., K); `spread` τ scales each component's σ and W_k (lowrank_pyro.MixtureNoise; a draw
+    gathers the W_k of its own component)."""
 
     arg_constraints = {
         "loc": constraints.independent(constraints.real, 2),
@@ -63,9 +64,11 @@ class MixtureNoise(dist.Distribution):
     }
     support = constraints.independent(constraints.real, 2)
     pytree_data_fields = ("loc", "scale", "factor", "offset", "logit")
+    pytree_aux_fields = ("spread",)
 
-    def __init__(self, loc, scale, factor, offset, logit, *, validate_args=None):
+    def __init__(self, loc, scale, factor, offset, logit, spread=1.0, *, validate_args=None):
         self.loc, self.scale, self.factor, self.offset, self.logit = loc, scale, factor, offset, logit
+        self.spread = spread
         super().__init__(jnp.shape(loc)[:-2], jnp.shape(loc)[-2:], validate_args=validate_args)
 
     def sample(self, key, sample_shape=()):
@@ -79,12 +82,12 @@ class MixtureNoise(dist.Distribution):
         w = jnp.broadcast_to(self.factor, shape + self.factor.shape[-4:])  # (..., K, L, D, r)
         w = jnp.take_along_axis(w, k[..., None, None, None, None], axis=-4)[..., 0, :, :, :]  # (..., L, D, r): W_k
         spread = jnp.einsum("...ldr,...r->...ld", w, z)  # (..., L, D): W_k z
-        return jax.lax.stop_gradient(self.loc + offset + self.scale * xi + spread)
+        return jax.lax.stop_gradient(self.loc + offset + self.spread * (self.scale * xi + spread))
 
     def log_prob(self, value):
         def one(part):  # component k's log-density (...,): memory holds one component's Woodbury terms
             offset, factor = part
-            return LowRankNoise(self.loc + offset, self.scale, factor).log_prob(value)
+            return LowRankNoise(self.loc + offset, self.spread * self.scale, self.spread * factor).log_prob(value)
 
         parts = (jnp.moveaxis(self.offset, -3, 0), jnp.moveaxis(self.factor, -4, 0))  # K first
         per = jnp.moveaxis(jax.lax.map(one, parts), 0, -1)  # (..., K)

@@ -57,8 +57,9 @@ class LowRankNoise(TorchDistribution):
 class MixtureNoise(TorchDistribution):
     """Σ_k π_k N(loc + offset_k, diag(scale²) + factor_k factor_kᵀ) over the (L, D) event, π =
     softmax(logit); loc, scale (..., L, D), factor (..., K, L, D, r), offset (..., K, L, D), logit
-    (..., K). A draw picks its component k ~ π (not reparameterisable: the model only scores it)
-    and gathers the W_k of its own component, never the K directions of every draw."""
+    (..., K); `spread` τ (sampling temperature, inference/tempering.py) scales each component's
+    σ and W_k, not its offset. A draw picks its component k ~ π (not reparameterisable: the model
+    only scores it) and gathers the W_k of its own component, never the K directions of every draw."""
 
     arg_constraints = {
         "loc": constraints.independent(constraints.real, 2),
@@ -69,15 +70,16 @@ class MixtureNoise(TorchDistribution):
     }
     support = constraints.independent(constraints.real, 2)
 
-    def __init__(self, loc, scale, factor, offset, logit, validate_args=None):
+    def __init__(self, loc, scale, factor, offset, logit, spread=1.0, validate_args=None):
         self.loc, self.scale, self.factor, self.offset, self.logit = loc, scale, factor, offset, logit
+        self.spread = spread  # a float: the shared parameters stay views, never copied per draw
         super().__init__(loc.shape[:-2], loc.shape[-2:], validate_args=False)
 
     def expand(self, batch_shape, _instance=None):
         shape = torch.Size(batch_shape)
         tail = lambda a, n: a.expand(shape + a.shape[-n:])  # noqa: E731
         return MixtureNoise(tail(self.loc, 2), tail(self.scale, 2), tail(self.factor, 4), tail(self.offset, 3),
-                            tail(self.logit, 1))  # fmt: skip
+                            tail(self.logit, 1), self.spread)  # fmt: skip
 
     def sample(self, sample_shape=()):
         shape = torch.Size(sample_shape) + self.batch_shape
@@ -87,15 +89,16 @@ class MixtureNoise(TorchDistribution):
             xi = torch.randn(shape + self.event_shape, dtype=self.loc.dtype, device=self.loc.device)  # (..., L, D)
             factor = self.factor.expand(shape + self.factor.shape[-4:])  # (..., K, L, D, r): a view
             offset = self.offset.expand(shape + self.offset.shape[-3:])  # (..., K, L, D)
-            shift = torch.zeros_like(xi)  # (..., L, D): o_k + W_k z, one component at a time
+            shift = torch.zeros_like(xi)  # (..., L, D): o_k + τ W_k z, one component at a time
             for j in k.unique().tolist():  # never materialises the K directions of every draw
                 at = (k == j).nonzero(as_tuple=True)
-                shift[at] = offset[(*at, j)] + torch.einsum("mldr,mr->mld", factor[(*at, j)], z[at])
-            return self.loc + self.scale * xi + shift
+                shift[at] = offset[(*at, j)] + self.spread * torch.einsum("mldr,mr->mld", factor[(*at, j)], z[at])
+            return self.loc + self.spread * self.scale * xi + shift
 
     def log_prob(self, value):
         per = torch.stack(  # (..., K): one component at a time, so memory holds one component's Woodbury terms
-            [LowRankNoise(self.loc + self.offset[..., k, :, :], self.scale, self.factor[..., k, :, :, :]).log_prob(value)
+            [LowRankNoise(self.loc + self.offset[..., k, :, :], self.spread * self.scale,
+                          self.spread * self.factor[..., k, :, :, :]).log_prob(value)
              for k in range(self.logit.shape[-1])], -1)  # fmt: skip
         return torch.logsumexp(per + torch.log_softmax(self.logit, -1), -1)  # (...,)
 

@@ -133,8 +133,14 @@ def test_mixture_temperature_scales_each_component_not_the_offsets():
 
     p = MixtureNoise(*map(torch.as_tensor, mixture_params(8)))
     half = _tempered(p, 0.5, dist)
-    assert torch.equal(half.factor, 0.5 * p.factor) and torch.equal(half.scale, 0.5 * p.scale)
-    assert torch.equal(half.offset, p.offset) and torch.equal(half.logit, p.logit)
+    assert half.spread == 0.5 and all(getattr(half, k) is getattr(p, k) for k in p.arg_constraints)  # views kept
+    value = torch.as_tensor(np.random.default_rng(9).normal(size=(B, L, D)).astype(np.float32))
+    narrow = MixtureNoise(p.loc, 0.5 * p.scale, 0.5 * p.factor, p.offset, p.logit)  # σ and W_k halved, o_k kept
+    torch.testing.assert_close(half.log_prob(value), narrow.log_prob(value))
+    jax_half = JaxMixture(*(jnp.asarray(getattr(p, k).numpy()) for k in p.arg_constraints), 0.5)
+    np.testing.assert_allclose(
+        np.asarray(jax_half.log_prob(jnp.asarray(value.numpy()))), narrow.log_prob(value).numpy(), rtol=1e-5
+    )
     cold = _tempered(p, 0.0, dist).sample((50,))  # (50, B, L, D): every draw a component's centre μ + o_k
     centres = p.loc[:, None] + p.offset  # (B, K, L, D)
     gap = (cold[:, :, None] - centres[None]).abs().flatten(-2).max(-1).values.min(-1).values  # (50, B)
