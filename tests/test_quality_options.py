@@ -312,7 +312,7 @@ def test_set_priors_applies_on_top_of_the_priors_block(tmp_path):
     block = PriorConfig(family="studentt", scale=0.3)
     cfg = apply_overrides(GramConfig(), ["priors.family=laplace"], block)
     assert cfg.priors == PriorConfig(family="laplace", scale=0.3)  # not PriorConfig()'s scale 0.1
-    with pytest.raises(ConfigError, match="has no field 'familly'; known: df, family"):
+    with pytest.raises(ConfigError, match="has no field 'familly'; known: components, df, family"):
         apply_overrides(GramConfig(), ["priors.familly=laplace"], block)
     run = tmp_path / "run"
     r = _gram("fit", "--task", "nqueens", "--size", "5", "--steps", "1", "--quiet", "--out", str(run),
