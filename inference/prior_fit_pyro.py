@@ -9,7 +9,8 @@ Gaussians with this σ and r extra directions, is the probabilistic PCA of those
 (`refit_prior`: W = σ ⊙ V_r Λ_r^½, the top r directions and their variances), a variational EM
 step on W after training; or, with priors.components = K, a K-component Gaussian mixture fitted
 to the shifts' coordinates along those directions (EM), which follows an aggregate of many
-clusters (one per training digit) where one Gaussian smears them. benchmarks/prior_hole.py measures both (docs/recipe.md).
+clusters (one per training digit) where one Gaussian smears them. benchmarks/prior_hole.py
+measures both (docs/recipe.md).
 """
 
 from __future__ import annotations
@@ -138,11 +139,10 @@ def refit_prior(
         weights["prior_factor"] = w.reshape(*sh.mu.shape, rank).float().numpy()  # (L, D, r)
     else:
         gmm = fit_mixture(shift_coords(sh, sh.mu_q, rank), components, seed)
-        means, covs = (
-            torch.as_tensor(a, dtype=torch.float64) for a in (gmm.means_, gmm.covariances_)
-        )  # (K, r), (K, r, r)
+        means = torch.as_tensor(gmm.means_)  # (K, r), float64
+        chol = torch.linalg.cholesky(torch.as_tensor(gmm.covariances_))  # (K, r, r)
         offset = sh.root * (sh.m + means @ v.T)  # (K, L·D): σ ⊙ (m + V_r c_k)
-        w = sh.root[:, None] * (v @ torch.linalg.cholesky(covs))  # (K, L·D, r): σ ⊙ V_r chol(C_k)
+        w = sh.root[:, None] * (v @ chol)  # (K, L·D, r): σ ⊙ V_r chol(C_k)
         weights["prior_factor"] = w.reshape(components, *sh.mu.shape, rank).float().numpy()  # (K, L, D, r)
         weights["prior_offset"] = offset.reshape(components, *sh.mu.shape).float().numpy()  # (K, L, D)
         weights["prior_logit"] = np.log(gmm.weights_).astype(np.float32)  # (K,)

@@ -3,8 +3,8 @@
 τ scales the prior's σ (and a low-rank prior's directions W) of every transition noise site (tagged as noise: gram_ppl/sites.py) at sampling time only: τ < 1 trades
 diversity for precision, τ > 1 the reverse, τ = 1 is the model itself, and τ = 0 takes the prior
 mean μ_θ(u_t) (a Delta, so every trajectory of a puzzle is the same; under a mixture prior,
-priors.components, τ scales each component's spread and τ = 0 draws a component's centre μ + o_k). The model file is untouched:
-the handler rewrites the site's distribution before it is sampled, in Pyro (`pyro_temper`) and in
+priors.components, τ scales each component's spread and τ = 0 draws a component's centre
+μ + o_k). The model file is untouched: the handler rewrites the site's distribution before it is sampled, in Pyro (`pyro_temper`) and in
 NumPyro (`numpyro_temper`, which reaches inside `scan`). Training never uses it.
 """
 

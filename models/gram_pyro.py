@@ -88,18 +88,19 @@ from gram_ppl.models.lowrank_pyro import LowRankNoise, MixtureNoise
 from gram_ppl.models.priors import PRIORS  # noqa: E402
 
 
-def noise_dist(priors: PriorConfig, loc, scale, *mixture, variant: str = "gram", family: str | None = None):
+def noise_dist(priors: PriorConfig, loc, scale, *shared, variant: str = "gram", family: str | None = None):
     """The density of one transition's noise over the (L, D) state of each puzzle, in `family`
-    (default the prior's, priors.family; studentt with priors.df); with a factor W (the prior's
-    low-rank directions, priors.rank) N(loc, diag scale² + W Wᵀ) over the flattened L·D entries;
-    with W_k, offsets o_k and logits (priors.components) Σ_k π_k N(loc + o_k, diag scale² + W_k W_kᵀ)."""
+    (default the prior's, priors.family; studentt with priors.df). With `shared`, the prior's
+    parameters shared by every input (GramNet.prior): a factor W (its low-rank directions,
+    priors.rank) gives N(loc, diag scale² + W Wᵀ) over the flattened L·D entries; W_k, offsets o_k
+    and logits (priors.components) give Σ_k π_k N(loc + o_k, diag scale² + W_k W_kᵀ)."""
     family = family or priors.family
     if variant == "mean_only":
         return dist.Delta(loc).to_event(2)
-    if len(mixture) == 3:
-        return MixtureNoise(loc, scale, *mixture)
-    if mixture:
-        return LowRankNoise(loc, scale, *mixture)
+    if len(shared) == 3:
+        return MixtureNoise(loc, scale, *shared)
+    if shared:
+        return LowRankNoise(loc, scale, *shared)
     if family == "studentt":
         return dist.StudentT(torch.as_tensor(priors.df, dtype=loc.dtype), loc, scale).to_event(2)
     return {"normal": dist.Normal, "laplace": dist.Laplace}[family](loc, scale).to_event(2)

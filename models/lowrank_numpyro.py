@@ -75,14 +75,16 @@ class MixtureNoise(dist.Distribution):
         k_k, k_z, k_xi = jax.random.split(key, 3)
         shape = tuple(sample_shape) + self.batch_shape
         k = jax.random.categorical(k_k, self.logit, shape=shape)  # (...,)
-        pick = jax.nn.one_hot(k, self.logit.shape[-1])  # (..., K)
         z = jax.random.normal(k_z, shape + self.factor.shape[-1:])  # (..., r)
         xi = jax.random.normal(k_xi, shape + self.event_shape)  # (..., L, D)
-        offset = jnp.einsum("...k,...kld->...ld", pick, self.offset)  # (..., L, D): o_k
-        w = jnp.broadcast_to(self.factor, shape + self.factor.shape[-4:])  # (..., K, L, D, r)
-        w = jnp.take_along_axis(w, k[..., None, None, None, None], axis=-4)[..., 0, :, :, :]  # (..., L, D, r): W_k
-        spread = jnp.einsum("...ldr,...r->...ld", w, z)  # (..., L, D): W_k z
-        return jax.lax.stop_gradient(self.loc + offset + self.spread * (self.scale * xi + spread))
+
+        def own(a, event):  # component k's slice of a (..., K, *event): a gather, never all K per draw
+            axis = -event - 1
+            a = jnp.broadcast_to(a, shape + a.shape[axis:])
+            return jnp.take_along_axis(a, k.reshape(shape + (1,) * (event + 1)), axis=axis).squeeze(axis)
+
+        spread = jnp.einsum("...ldr,...r->...ld", own(self.factor, 3), z)  # (..., L, D): W_k z
+        return jax.lax.stop_gradient(self.loc + own(self.offset, 2) + self.spread * (self.scale * xi + spread))
 
     def log_prob(self, value):
         def one(part):  # component k's log-density (...,): memory holds one component's Woodbury terms

@@ -191,15 +191,13 @@ class GramNet(nn.Module):
         self.f_H = self.f_L if net.share_core else Reasoner(net, length, self.relations, self.num_relations)
         hidden = net.guidance_hidden or D
         self.prior_head = Guidance(D, hidden, self.priors, self.priors.scale_mode, self.zero_mean)
-        if self.priors.rank:  # W of the low-rank prior (torch_nets.GramNet.prior_factor), W_k of a mixture
-            K = (self.priors.components,) if self.priors.components > 1 else ()
-            shape = (*K, net.noise_tokens or length, D, self.priors.rank)
-            self.prior_factor = self.param("prior_factor", lambda key: FACTOR_INIT * jax.random.normal(key, shape))
-            if K:  # the mixture's offsets and logits (torch_nets.GramNet.prior_offset, prior_logit)
-                self.prior_offset = self.param(
-                    "prior_offset", lambda key: FACTOR_INIT * jax.random.normal(key, shape[:-1])
-                )
-                self.prior_logit = self.param("prior_logit", nn.initializers.zeros, K)
+        K = (self.priors.components,) if self.priors.components > 1 else ()
+        shape = (*K, net.noise_tokens or length, D, self.priors.rank)  # W of the low-rank prior, W_k of a mixture
+        normal = lambda shape: lambda key: FACTOR_INIT * jax.random.normal(key, shape)  # noqa: E731
+        self.prior_factor = self.param("prior_factor", normal(shape)) if self.priors.rank else None
+        # the mixture's offsets and logits (torch_nets.GramNet.prior_offset, prior_logit)
+        self.prior_offset = self.param("prior_offset", normal(shape[:-1])) if K else None
+        self.prior_logit = self.param("prior_logit", nn.initializers.zeros, K) if K else None
         self.tok_y = nn.Embed(self.y_vocab, net.posterior_bottleneck or D)
         self.y_proj = nn.Dense(D, use_bias=False)
         self.posterior_head = Guidance(D, hidden, self.priors, "network", self.zero_mean)
@@ -248,18 +246,9 @@ class GramNet(nn.Module):
 
     def prior(self, u):
         loc, scale = self.prior_head(u)  # (B, L, D) each
-        if not self.priors.rank:
-            return loc, scale
-        batch = lambda p: jnp.broadcast_to(p, (loc.shape[0], *p.shape))  # noqa: E731  shared by every input
-        if self.priors.components == 1:
-            return loc, scale, batch(self.prior_factor)  # + W (B, L, D, r)
-        return (
-            loc,
-            scale,
-            batch(self.prior_factor),
-            batch(self.prior_offset),
-            batch(self.prior_logit),
-        )  # + W_k, o_k, logits
+        # shared by every input: W (priors.rank), or W_k, o_k and logits (priors.components)
+        shared = [p for p in (self.prior_factor, self.prior_offset, self.prior_logit) if p is not None]
+        return loc, scale, *(jnp.broadcast_to(p, (loc.shape[0], *p.shape)) for p in shared)  # + each (B, ...)
 
     def posterior(self, u, y):
         e_y = self.y_proj(self.tok_y(y))  # (B, L_y, D)

@@ -185,11 +185,10 @@ class GramNet(nn.Module):
         # and channels, shared by every input (μ and σ depend on u_t); small at the start, not 0 (a saddle)
         K = (priors.components,) if priors.components > 1 else ()
         self.prior_factor = nn.Parameter(FACTOR_INIT * torch.randn(*K, noised, D, priors.rank)) if priors.rank else None
-        if (
-            K
-        ):  # a mixture of K (PriorConfig.components): offsets o_k (small, not 0: the components must differ) and logits
-            self.prior_offset = nn.Parameter(FACTOR_INIT * torch.randn(*K, noised, D))  # (K, L_ε, D)
-            self.prior_logit = nn.Parameter(torch.zeros(*K))  # (K,): π = softmax, uniform at the start
+        # a mixture of K such Gaussians (PriorConfig.components): offsets o_k (small, not 0: the
+        # components must differ) and logits (π = softmax, uniform at the start)
+        self.prior_offset = nn.Parameter(FACTOR_INIT * torch.randn(*K, noised, D)) if K else None  # (K, L_ε, D)
+        self.prior_logit = nn.Parameter(torch.zeros(*K)) if K else None  # (K,)
         y_width = net.posterior_bottleneck or D
         self.tok_y = nn.Embedding(task.y_vocab, y_width)
         self.pooled, self.noise_tokens = net.posterior_input == "pooled", net.noise_tokens
@@ -244,18 +243,9 @@ class GramNet(nn.Module):
 
     def prior(self, u: torch.Tensor) -> tuple[torch.Tensor, ...]:
         loc, scale = self.prior_head(self.noised(u))  # (B, L_ε, D) each
-        if self.prior_factor is None:
-            return loc, scale
-        batch = lambda p: p.expand(loc.shape[0], *p.shape)  # noqa: E731  shared by every input (a view)
-        if self.prior_factor.dim() == 3:
-            return loc, scale, batch(self.prior_factor)  # + W (B, L_ε, D, r)
-        return (
-            loc,
-            scale,
-            batch(self.prior_factor),
-            batch(self.prior_offset),
-            batch(self.prior_logit),
-        )  # + W_k, o_k, logits
+        # shared by every input: W (priors.rank), or W_k, o_k and logits (priors.components)
+        shared = [p for p in (self.prior_factor, self.prior_offset, self.prior_logit) if p is not None]
+        return loc, scale, *(p.expand(loc.shape[0], *p.shape) for p in shared)  # + each (B, ...), a view
 
     def posterior(self, u: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         u = self.noised(u)  # (B, L_ε, D)
